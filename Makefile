@@ -1,0 +1,35 @@
+# perpbft build entry points. `make test` works on a fresh machine: it creates the virtual
+# environment, installs the package with its test extra, then lints, type-checks and tests.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: test test-fast lint typecheck pytest localnet clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+pytest: $(STAMP)
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+# Everything but the slow end-to-end tests, for quick local iterations.
+test-fast: lint typecheck
+	$(VENV)/bin/pytest -m 'not slow' $(PYTEST_ARGS)
+
+localnet: $(STAMP)
+	$(VENV)/bin/perpbft localnet up
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info
