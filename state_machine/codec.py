@@ -79,14 +79,13 @@ def decode_raw(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Any:
             raw=False,
             strict_map_key=True,
             use_list=True,
-            max_buffer_size=max(limit, 1),
             max_str_len=limit,
             max_bin_len=limit,
             max_array_len=limit,
             max_map_len=0,
             max_ext_len=0,
         )
-    except Exception as exc:  # msgpack raises many types (ExtraData, ValueError, ...)
+    except (ValueError, msgpack.UnpackException) as exc:  # ExtraData, StackError, OutOfData...
         raise DecodeError(f"malformed msgpack: {type(exc).__name__}: {exc}") from None
 
 
