@@ -59,7 +59,21 @@ def mutations() -> st.SearchStrategy[Any]:
     )
 
 
-SWAPS: list[Any] = [None, True, False, -1, -(2**63), 2**64 - 1, 1.5, "x", b"", b"\x00" * 33, [], [1], {"a": 1}]
+SWAPS: list[Any] = [
+    None,
+    True,
+    False,
+    -1,
+    -(2**63),
+    2**64 - 1,
+    1.5,
+    "x",
+    b"",
+    b"\x00" * 33,
+    [],
+    [1],
+    {"a": 1},
+]
 
 
 def mutate(encoded: bytes, mutation: tuple[Any, ...]) -> bytes:
@@ -67,7 +81,7 @@ def mutate(encoded: bytes, mutation: tuple[Any, ...]) -> bytes:
     if kind == "truncate":
         return encoded[: mutation[1] % max(len(encoded), 1)]
     if kind == "extend":
-        return encoded + mutation[1]
+        return encoded + bytes(mutation[1])
     if kind == "flip":
         i = mutation[1] % len(encoded)
         return encoded[:i] + bytes([encoded[i] ^ mutation[2]]) + encoded[i + 1 :]
@@ -107,8 +121,12 @@ def test_random_bytes_only_raise_decode_error(cls: type[codec.Wire], blob: bytes
 @settings(max_examples=200)
 @given(
     obj=st.recursive(
-        st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.binary(max_size=40)
-        | st.text(max_size=10) | st.floats(allow_nan=False),
+        st.none()
+        | st.booleans()
+        | st.integers(-(2**63), 2**64 - 1)
+        | st.binary(max_size=40)
+        | st.text(max_size=10)
+        | st.floats(allow_nan=False),
         lambda children: st.lists(children, max_size=11),
         max_leaves=40,
     )

@@ -1,0 +1,76 @@
+"""The nonce rule of DESIGN section 3."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from state_machine.nonces import (
+    KEPT_NONCES,
+    WINDOW_FUTURE_MS,
+    WINDOW_PAST_MS,
+    NonceCheck,
+    NonceTracker,
+)
+
+NOW = 1_800_000_000_000
+A = b"\x01" * 32
+B = b"\x02" * 32
+
+
+def test_fresh_nonce_accepted_then_duplicate_rejected() -> None:
+    t = NonceTracker()
+    assert t.accept(A, NOW, NOW) is NonceCheck.OK
+    assert t.accept(A, NOW, NOW) is NonceCheck.USED
+    assert t.accept(B, NOW, NOW) is NonceCheck.OK  # per signer
+
+
+def test_out_of_order_nonces_accepted_while_window_not_full() -> None:
+    t = NonceTracker()
+    assert t.accept(A, NOW + 5, NOW) is NonceCheck.OK
+    assert t.accept(A, NOW + 1, NOW) is NonceCheck.OK
+    assert t.accept(A, NOW + 3, NOW) is NonceCheck.OK
+
+
+def test_time_window_bounds_are_exclusive() -> None:
+    t = NonceTracker()
+    assert t.check(A, NOW - WINDOW_PAST_MS, NOW) is NonceCheck.OUT_OF_WINDOW
+    assert t.check(A, NOW - WINDOW_PAST_MS + 1, NOW) is NonceCheck.OK
+    assert t.check(A, NOW + WINDOW_FUTURE_MS, NOW) is NonceCheck.OUT_OF_WINDOW
+    assert t.check(A, NOW + WINDOW_FUTURE_MS - 1, NOW) is NonceCheck.OK
+    assert t.check(A, 0, NOW) is NonceCheck.OUT_OF_WINDOW
+
+
+def test_full_window_rejects_nonces_below_smallest_kept() -> None:
+    t = NonceTracker()
+    for i in range(KEPT_NONCES):
+        assert t.accept(A, NOW + 10 * i, NOW) is NonceCheck.OK
+    assert len(t.kept(A)) == KEPT_NONCES
+    assert t.accept(A, NOW - 1, NOW) is NonceCheck.TOO_LOW
+    assert t.accept(A, NOW + 5, NOW) is NonceCheck.OK  # above the smallest, unused
+    assert NOW not in t.kept(A)  # the smallest was evicted
+    assert t.accept(A, NOW, NOW) is NonceCheck.TOO_LOW  # evicted nonce cannot come back
+    assert len(t.kept(A)) == KEPT_NONCES
+
+
+def test_restore_keeps_highest() -> None:
+    t = NonceTracker()
+    t.restore(A, list(range(NOW, NOW + 200)))
+    assert t.kept(A) == tuple(range(NOW + 72, NOW + 200))
+    assert t.accept(A, NOW + 199, NOW) is NonceCheck.USED
+
+
+@settings(max_examples=150)
+@given(
+    nonces=st.lists(st.integers(NOW - 300, NOW + 300), max_size=400),
+    times=st.lists(st.integers(-5, 5), min_size=1, max_size=5),
+)
+def test_accepted_nonce_is_never_accepted_twice(nonces: list[int], times: list[int]) -> None:
+    t = NonceTracker()
+    accepted: set[int] = set()
+    for i, n in enumerate(nonces):
+        if t.accept(A, n, NOW + times[i % len(times)]) is NonceCheck.OK:
+            assert n not in accepted
+            accepted.add(n)
+        assert len(t.kept(A)) <= KEPT_NONCES
+        assert list(t.kept(A)) == sorted(t.kept(A))
