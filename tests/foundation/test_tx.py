@@ -6,10 +6,10 @@ import dataclasses
 
 from state_machine.crypto import Keypair, verify
 from state_machine.tx import (
-    Action,
     KIND_LIMIT,
     TIF_GTC,
     TX_DOMAIN_TAG,
+    Action,
     CancelOrder,
     PlaceOrder,
     Transaction,
