@@ -263,6 +263,11 @@ class Transaction(Wire):
         """SHA-256 of the signed bytes: independent of the (malleable) signature."""
         return sha256(self.signing_bytes())
 
+    @staticmethod
+    def tx_id_from(signing_bytes: bytes) -> bytes:
+        """The tx id when the signing bytes are already at hand."""
+        return sha256(signing_bytes)
+
     def signature_valid(self) -> bool:
         return verify(self.signer, self.signing_bytes(), self.signature)
 
