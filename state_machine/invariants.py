@@ -1,0 +1,44 @@
+"""Invariant checks and integer rounding shared by the exchange modules.
+
+Users' mistakes are result codes; a failed :func:`check` is *our* bug (a broken invariant), so
+it raises :class:`InvariantError`, which the node treats as fatal for the block. ``assert`` is
+not used for these because ``python -O`` strips it.
+
+Rounding is always explicit and always in the exchange's favour: what a user owes is rounded up
+(:func:`div_ceil`), what a user receives is rounded down (:func:`div_floor`). Both are exact for
+negative numerators too (Python's ``//`` floors).
+"""
+
+from __future__ import annotations
+
+PPM = 1_000_000
+
+
+class InvariantError(RuntimeError):
+    """An internal invariant of the state machine does not hold (never a user error)."""
+
+
+def check(cond: bool, msg: str) -> None:
+    """Raise InvariantError(msg) unless ``cond``; survives ``python -O``."""
+    if not cond:
+        raise InvariantError(msg)
+
+
+def div_floor(num: int, den: int) -> int:
+    """Floor of num / den for den > 0."""
+    return num // den
+
+
+def div_ceil(num: int, den: int) -> int:
+    """Ceiling of num / den for den > 0."""
+    return -((-num) // den)
+
+
+def mul_ppm_ceil(amount: int, ppm: int) -> int:
+    """amount * ppm / 1e6 rounded up (a charge)."""
+    return -((-amount * ppm) // PPM)
+
+
+def mul_ppm_floor(amount: int, ppm: int) -> int:
+    """amount * ppm / 1e6 rounded down (a payout)."""
+    return (amount * ppm) // PPM
