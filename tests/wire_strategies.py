@@ -23,8 +23,18 @@ OVERRIDES: dict[tuple[str, str], st.SearchStrategy[Any]] = {
 
 
 def int_strategy(spec: codec.Int) -> st.SearchStrategy[int]:
-    edges = st.sampled_from(sorted({spec.lo, spec.hi, max(spec.lo, 0), min(spec.hi, 127),
-                                    min(spec.hi, 128), min(spec.hi, 2**32)}))
+    edges = st.sampled_from(
+        sorted(
+            {
+                spec.lo,
+                spec.hi,
+                max(spec.lo, 0),
+                min(spec.hi, 127),
+                min(spec.hi, 128),
+                min(spec.hi, 2**32),
+            }
+        )
+    )
     return st.one_of(edges, st.integers(spec.lo, spec.hi))
 
 
@@ -62,9 +72,7 @@ def spec_strategy(spec: codec.Spec, owner: str, field: str) -> st.SearchStrategy
 
 
 def strategy_for(cls: type[codec.Wire]) -> st.SearchStrategy[Any]:
-    fields = {
-        name: spec_strategy(spec, cls.__name__, name) for name, spec in cls.WIRE
-    }
+    fields = {name: spec_strategy(spec, cls.__name__, name) for name, spec in cls.WIRE}
     return st.deferred(lambda: st.builds(cls, **fields))
 
 
