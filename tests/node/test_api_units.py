@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 from fractions import Fraction
+from typing import Any
 
 import pytest
 
