@@ -26,7 +26,7 @@ def test_concurrent_processes_never_collide(tmp_path: Path) -> None:
         subprocess.Popen([sys.executable, "-c", code, str(key)], stdout=subprocess.PIPE, text=True)
         for _ in range(4)
     ]
-    nonces = []
+    nonces: list[int] = []
     for p in procs:
         out, _ = p.communicate(timeout=60)
         nonces.extend(int(x) for x in out.split())
