@@ -1,0 +1,439 @@
+"""The exchange's in-memory state and its canonical key/value entries.
+
+Every persistent piece of state is a small slotted object with ``state_key()`` (bytes) and
+``state_obj()`` (the plain msgpack object of its value, or None when the key should not exist).
+Mutating code marks an object dirty with :meth:`ExchangeState.touch`; at the end of a block only
+the dirty objects are serialised into the block's write set, so the cost of ``writes`` is
+proportional to what the block touched, never to the size of the state.
+
+Key layout (big-endian fixed-width ids, so keys sort by type, then owner, then id):
+
+=====  ==================================  ============================================
+prefix key                                  value (msgpack array)
+=====  ==================================  ============================================
+0x00   ``00``                               meta: [genesis_hash, height, timestamp_ms,
+                                            next_seq, next_withdrawal_id]
+0x01   account(32) asset_id(4)              balance: [available_atoms, held_atoms]
+0x02   account(32) market_id(4)             position: [size_lots, entry_value, realized_pnl_atoms,
+                                            leverage, isolated, isolated_margin_atoms,
+                                            funding_index]
+0x03   market_id(4) order_id(8)             open order (see ``Order.state_obj``)
+0x04   market_id(4)                         market state (see ``MarketState.state_obj``)
+0x05   market_id(4) validator(32)           oracle submission: [price_ticks, timestamp_ms]
+0x06   signer(32)                           the signer's kept nonces (ascending)
+0x07   asset_id(4)                          fee pool: [amount_atoms]
+0x08   asset_id(4)                          insurance fund: [amount_atoms]
+0x09   asset_id(4)                          asset totals: [withdrawn_atoms]
+0x0a   withdrawal_id(8)                     withdrawal: [account, asset_id, amount_atoms,
+                                            destination, height]
+=====  ==================================  ============================================
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from state_machine.book import Book, Order
+from state_machine.codec import encode
+from state_machine.crypto import sha256
+from state_machine.genesis import Genesis, Market
+from state_machine.invariants import check
+from state_machine.nonces import NonceTracker
+
+P_META = 0x00
+P_BALANCE = 0x01
+P_POSITION = 0x02
+P_ORDER = 0x03
+P_MARKET = 0x04
+P_ORACLE = 0x05
+P_NONCES = 0x06
+P_FEES = 0x07
+P_INSURANCE = 0x08
+P_ASSET = 0x09
+P_WITHDRAWAL = 0x0A
+
+META_KEY = b"\x00\x00"
+
+
+def _u32(x: int) -> bytes:
+    return x.to_bytes(4, "big")
+
+
+class Balance:
+    __slots__ = ("asset_id", "available_atoms", "dirty", "held_atoms", "owner")
+
+    def __init__(self, owner: bytes, asset_id: int, available_atoms: int = 0) -> None:
+        self.owner = owner
+        self.asset_id = asset_id
+        self.available_atoms = available_atoms
+        self.held_atoms = 0
+        self.dirty = False
+
+    def state_key(self) -> bytes:
+        return b"\x01" + self.owner + _u32(self.asset_id)
+
+    def state_obj(self) -> list[Any] | None:
+        if self.available_atoms == 0 and self.held_atoms == 0:
+            return None
+        return [self.available_atoms, self.held_atoms]
+
+
+class Position:
+    """An account's record in one perp market: position, leverage, margin mode.
+
+    ``entry_value`` is the signed cost basis in tick-lots (sum of price_ticks * lots, positive
+    for a long): exact, so unrealised PnL is ``(price * size - entry_value) * tick_lot_atoms``.
+    ``buy_lots``/``sell_lots`` are the open non-reduce-only order sizes (derived from the orders,
+    not stored) used by the initial-margin rule.
+    """
+
+    __slots__ = (
+        "buy_lots",
+        "dirty",
+        "entry_value",
+        "funding_index",
+        "isolated",
+        "isolated_margin_atoms",
+        "leverage",
+        "market",
+        "owner",
+        "realized_pnl_atoms",
+        "sell_lots",
+        "size_lots",
+    )
+
+    def __init__(self, owner: bytes, market: Market, leverage: int) -> None:
+        self.owner = owner
+        self.market = market
+        self.size_lots = 0
+        self.entry_value = 0
+        self.realized_pnl_atoms = 0
+        self.leverage = leverage
+        self.isolated = False
+        self.isolated_margin_atoms = 0
+        self.funding_index = 0
+        self.buy_lots = 0
+        self.sell_lots = 0
+        self.dirty = False
+
+    def state_key(self) -> bytes:
+        return b"\x02" + self.owner + _u32(self.market.market_id)
+
+    def state_obj(self) -> list[Any] | None:
+        if (
+            self.size_lots == 0
+            and self.entry_value == 0
+            and self.realized_pnl_atoms == 0
+            and self.leverage == default_leverage(self.market)
+            and not self.isolated
+            and self.isolated_margin_atoms == 0
+        ):
+            return None
+        return [
+            self.size_lots,
+            self.entry_value,
+            self.realized_pnl_atoms,
+            self.leverage,
+            self.isolated,
+            self.isolated_margin_atoms,
+            self.funding_index,
+        ]
+
+
+def default_leverage(market: Market) -> int:
+    """Leverage of an account that never set one: 10x, or the market's maximum if lower."""
+    return min(10, market.max_leverage)
+
+
+class Account:
+    """Not itself a state entry: its balances and positions are."""
+
+    __slots__ = ("balances", "client_ids", "orders", "positions", "pubkey")
+
+    def __init__(self, pubkey: bytes) -> None:
+        self.pubkey = pubkey
+        self.balances: dict[int, Balance] = {}
+        self.positions: dict[int, Position] = {}
+        self.orders: dict[int, Order] = {}  # order_id -> open order, in placement order
+        self.client_ids: dict[int, Order] = {}  # client_id -> open order
+
+
+class MarketState:
+    __slots__ = (
+        "dirty",
+        "last_trade_price_ticks",
+        "last_trade_time_ms",
+        "mark_price_ticks",
+        "market",
+        "open_interest_lots",
+        "oracle_price_ticks",
+        "oracle_time_ms",
+        "volume_lots",
+    )
+
+    def __init__(self, market: Market) -> None:
+        self.market = market
+        self.oracle_price_ticks = market.initial_price_ticks
+        self.oracle_time_ms = 0
+        # Price used for margin; equals the oracle until the risk engine computes a mark.
+        self.mark_price_ticks = market.initial_price_ticks
+        self.last_trade_price_ticks = 0
+        self.last_trade_time_ms = 0
+        self.open_interest_lots = 0
+        self.volume_lots = 0
+        self.dirty = False
+
+    def state_key(self) -> bytes:
+        return b"\x04" + _u32(self.market.market_id)
+
+    def state_obj(self) -> list[Any] | None:
+        return [
+            self.oracle_price_ticks,
+            self.oracle_time_ms,
+            self.mark_price_ticks,
+            self.last_trade_price_ticks,
+            self.last_trade_time_ms,
+            self.open_interest_lots,
+            self.volume_lots,
+        ]
+
+    def reference_price(self) -> int:
+        """The price orders are banded around: the oracle, else the last trade, else 0."""
+        return self.oracle_price_ticks or self.last_trade_price_ticks
+
+
+class OracleSubmission:
+    __slots__ = ("dirty", "market_id", "price_ticks", "timestamp_ms", "validator")
+
+    def __init__(self, market_id: int, validator: bytes, price_ticks: int, ts: int) -> None:
+        self.market_id = market_id
+        self.validator = validator
+        self.price_ticks = price_ticks
+        self.timestamp_ms = ts
+        self.dirty = False
+
+    def state_key(self) -> bytes:
+        return b"\x05" + _u32(self.market_id) + self.validator
+
+    def state_obj(self) -> list[Any] | None:
+        return [self.price_ticks, self.timestamp_ms]
+
+
+class Pool:
+    """A single amount under a key: fee pool, insurance fund or withdrawn total of an asset."""
+
+    __slots__ = ("amount_atoms", "asset_id", "dirty", "prefix")
+
+    def __init__(self, prefix: int, asset_id: int, amount_atoms: int = 0) -> None:
+        self.prefix = prefix
+        self.asset_id = asset_id
+        self.amount_atoms = amount_atoms
+        self.dirty = False
+
+    def state_key(self) -> bytes:
+        return bytes((self.prefix,)) + _u32(self.asset_id)
+
+    def state_obj(self) -> list[Any] | None:
+        return None if self.amount_atoms == 0 else [self.amount_atoms]
+
+
+class Withdrawal:
+    __slots__ = (
+        "account",
+        "amount_atoms",
+        "asset_id",
+        "destination",
+        "dirty",
+        "height",
+        "withdrawal_id",
+    )
+
+    def __init__(
+        self, wid: int, account: bytes, asset_id: int, amount: int, dest: bytes, height: int
+    ) -> None:
+        self.withdrawal_id = wid
+        self.account = account
+        self.asset_id = asset_id
+        self.amount_atoms = amount
+        self.destination = dest
+        self.height = height
+        self.dirty = False
+
+    def state_key(self) -> bytes:
+        return b"\x0a" + self.withdrawal_id.to_bytes(8, "big")
+
+    def state_obj(self) -> list[Any] | None:
+        return [self.account, self.asset_id, self.amount_atoms, self.destination, self.height]
+
+
+class NonceEntry:
+    """Adapter giving one signer's kept nonces a state key (the tracker owns the list)."""
+
+    __slots__ = ("dirty", "signer", "tracker")
+
+    def __init__(self, tracker: NonceTracker, signer: bytes) -> None:
+        self.tracker = tracker
+        self.signer = signer
+        self.dirty = False
+
+    def state_key(self) -> bytes:
+        return b"\x06" + self.signer
+
+    def state_obj(self) -> list[Any] | None:
+        kept = self.tracker.kept(self.signer)
+        return list(kept) if kept else None
+
+
+class ExchangeCore:
+    """State containers shared by the exchange functions (see exchange.ExchangeState)."""
+
+    __slots__ = (
+        "accounts",
+        "asset_totals",
+        "books",
+        "dirty",
+        "events",
+        "fee_pools",
+        "genesis",
+        "genesis_hash",
+        "height",
+        "insurance",
+        "markets",
+        "mstates",
+        "next_seq",
+        "next_withdrawal_id",
+        "nonce_entries",
+        "nonces",
+        "oracle_subs",
+        "orders",
+        "timestamp_ms",
+        "validator_power",
+        "withdrawals",
+    )
+
+    def __init__(self, genesis: Genesis) -> None:
+        self.genesis = genesis
+        self.genesis_hash = genesis.hash()
+        self.height = 0
+        self.timestamp_ms = genesis.genesis_time_ms
+        self.next_seq = 1
+        self.next_withdrawal_id = 1
+        self.markets: dict[int, Market] = {m.market_id: m for m in genesis.markets}
+        self.mstates: dict[int, MarketState] = {
+            m.market_id: MarketState(m) for m in genesis.markets
+        }
+        self.books: dict[int, Book] = {m.market_id: Book(m.market_id) for m in genesis.markets}
+        self.accounts: dict[bytes, Account] = {}
+        self.orders: dict[int, Order] = {}
+        self.fee_pools: dict[int, Pool] = {
+            a.asset_id: Pool(P_FEES, a.asset_id) for a in genesis.assets
+        }
+        self.insurance = Pool(P_INSURANCE, 0, genesis.parameters.insurance_fund_atoms)
+        self.asset_totals: dict[int, Pool] = {
+            a.asset_id: Pool(P_ASSET, a.asset_id) for a in genesis.assets
+        }
+        self.validator_power: dict[bytes, int] = {v.pubkey: v.power for v in genesis.validators}
+        # market_id -> validator -> submission (validators in genesis order)
+        self.oracle_subs: dict[int, dict[bytes, OracleSubmission]] = {
+            m.market_id: {} for m in genesis.markets
+        }
+        self.withdrawals: dict[int, Withdrawal] = {}
+        self.nonces = NonceTracker()
+        self.nonce_entries: dict[bytes, NonceEntry] = {}
+        self.dirty: list[Any] = []
+        self.events: list[tuple[Any, ...]] = []
+
+    # ---- dirty tracking ---------------------------------------------------------------------
+    def touch(self, obj: Any) -> None:
+        if not obj.dirty:
+            obj.dirty = True
+            self.dirty.append(obj)
+
+    def account(self, pubkey: bytes) -> Account:
+        acct = self.accounts.get(pubkey)
+        if acct is None:
+            acct = Account(pubkey)
+            self.accounts[pubkey] = acct
+        return acct
+
+    def balance(self, acct: Account, asset_id: int) -> Balance:
+        bal = acct.balances.get(asset_id)
+        if bal is None:
+            bal = Balance(acct.pubkey, asset_id)
+            acct.balances[asset_id] = bal
+        return bal
+
+    def position(self, acct: Account, market: Market) -> Position:
+        pos = acct.positions.get(market.market_id)
+        if pos is None:
+            pos = Position(acct.pubkey, market, default_leverage(market))
+            acct.positions[market.market_id] = pos
+        return pos
+
+    def nonce_entry(self, signer: bytes) -> NonceEntry:
+        e = self.nonce_entries.get(signer)
+        if e is None:
+            e = NonceEntry(self.nonces, signer)
+            self.nonce_entries[signer] = e
+        return e
+
+    def meta_obj(self) -> list[Any]:
+        return [
+            self.genesis_hash,
+            self.height,
+            self.timestamp_ms,
+            self.next_seq,
+            self.next_withdrawal_id,
+        ]
+
+    def take_writes(self) -> list[tuple[bytes, bytes | None]]:
+        """Serialise the dirty objects (and meta) into a sorted write set; clear dirty marks."""
+        out: dict[bytes, bytes | None] = {META_KEY: encode(self.meta_obj())}
+        for obj in self.dirty:
+            obj.dirty = False
+            value = obj.state_obj()
+            key = obj.state_key()
+            if isinstance(obj, Order):
+                # An order placed and gone within the block never existed in storage.
+                if value is None and not obj.stored:
+                    continue
+                obj.stored = value is not None
+            out[key] = None if value is None else encode(value)
+        self.dirty = []
+        return sorted(out.items())
+
+    # ---- full state -----------------------------------------------------------------------
+    def all_objects(self) -> list[Any]:
+        objs: list[Any] = []
+        for acct in self.accounts.values():
+            objs.extend(acct.balances.values())
+            objs.extend(acct.positions.values())
+        objs.extend(self.orders.values())
+        objs.extend(self.mstates.values())
+        for subs in self.oracle_subs.values():
+            objs.extend(subs.values())
+        objs.extend(self.nonce_entries.values())
+        objs.extend(self.fee_pools.values())
+        objs.append(self.insurance)
+        objs.extend(self.asset_totals.values())
+        objs.extend(self.withdrawals.values())
+        return objs
+
+    def entries(self) -> list[tuple[bytes, bytes]]:
+        """Every state key with its canonical value, sorted by key."""
+        out = [(META_KEY, encode(self.meta_obj()))]
+        for obj in self.all_objects():
+            value = obj.state_obj()
+            if value is not None:
+                out.append((obj.state_key(), encode(value)))
+        out.sort()
+        keys = [k for k, _ in out]
+        check(len(set(keys)) == len(keys), "duplicate state key")
+        return out
+
+    def digest(self) -> bytes:
+        """SHA-256 over the sorted entries, each length-prefixed (u32 key len, u32 value len)."""
+        parts = []
+        for k, v in self.entries():
+            parts.append(len(k).to_bytes(4, "big") + k + len(v).to_bytes(4, "big") + v)
+        return sha256(b"".join(parts))
