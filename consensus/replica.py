@@ -1,0 +1,880 @@
+"""The HotStuff replica: events in, actions out.
+
+Theory of operation
+-------------------
+One replica is one validator's view of basic three-phase HotStuff (Yin et al., PODC 2019) with
+rotating leaders and one block per view. It is a pure state machine (h11/etcd-raft style): the
+driver calls :meth:`Replica.handle` with an event and carries out the returned actions in order.
+The replica never reads a clock, draws randomness, touches the disk or the network.
+
+A view ``v`` led by ``leader(v)`` (round robin) runs:
+
+1. NEW-VIEW: every replica entering ``v`` sends its highest prepare QC to the leader.
+2. PREPARE: with NEW-VIEWs from more than 2/3 of the power, the leader takes the highest prepare
+   QC among them (``high``). If ``high``'s block is committed, it proposes a *new* block on its
+   committed tip, with a payload from the driver (``RequestPayload``), paced to one block per
+   block interval. If ``high``'s block was prepared but not committed, it re-proposes that
+   block unchanged. Replicas vote if the block is valid and ``safe_node`` holds.
+3. PRE-COMMIT: the leader's prepare QC; replicas store it as their highest prepare QC and vote.
+4. COMMIT: the leader's pre-commit QC; replicas lock on it and vote.
+5. DECIDE: the leader's commit QC; replicas commit the block, emit ``Execute`` and move to
+   ``v + 1``.
+
+Why re-propose instead of always extending ``high``'s block: a header carries the state root
+after its parent, and only committed blocks are executed. So every block is proposed on a
+committed, executed parent, and the tree of uncommitted blocks is one level deep: all candidate
+blocks sit at ``committed_height + 1``. The HotStuff safety argument only needs "the proposed
+block extends the justify QC's block", which a re-proposal does trivially (see ``safety.py``).
+
+Invariants (checked with :func:`consensus.check.check`, which survives ``python -O``):
+
+* committed heights are contiguous, each committed block's parent is the previous committed
+  block, and no two commit QCs this replica accepts certify different blocks at one height;
+* ``BlockExecuted`` arrives in height order for committed blocks only, and the root it reports
+  equals the state root the next committed header carries (else our execution diverged);
+* every vote, proposal and new-view leaves after the :class:`PersistSafety` that records it.
+
+Views advance on a DECIDE, on a valid QC from a later view (we were behind), on a proposal
+justified by a QC from our view or later, on a view timeout, and when validators with more than
+1/3 of the power have sent NEW-VIEWs for a later view (see ``pacemaker.synchronised_view``).
+A replica that sees a height it lacks asks the sender for committed blocks with their commit QCs
+(``SyncRequest``) and commits them after checking each QC.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+from consensus.check import check
+from consensus.config import ConsensusConfig
+from consensus.events import (
+    Action,
+    BlockExecuted,
+    Broadcast,
+    ClockTick,
+    Committed,
+    Event,
+    Execute,
+    MessageReceived,
+    PayloadAvailable,
+    PersistSafety,
+    ReportEvidence,
+    RequestPayload,
+    Send,
+    SetTimer,
+    TimerFired,
+    TimerKind,
+)
+from consensus.pacemaker import (
+    next_block_timestamp_ms,
+    proposal_ready_at_ms,
+    synchronised_view,
+    timestamp_acceptable,
+    view_timeout_ms,
+)
+from consensus.quorum import VoteCollector, qc_valid, vote_signature_valid
+from consensus.safety import (
+    block_extends,
+    not_voted_yet,
+    proposal_well_formed,
+    safe_node,
+    updated_high_qc,
+    updated_lock,
+)
+from consensus.types import (
+    COMMIT,
+    PRECOMMIT,
+    PREPARE,
+    Block,
+    BlockHeader,
+    Commit,
+    CommittedBlock,
+    Decide,
+    Message,
+    NewView,
+    PreCommit,
+    Proposal,
+    ProposalEquivocation,
+    QuorumCert,
+    SafetyData,
+    SyncRequest,
+    SyncResponse,
+    Vote,
+    VoteEquivocation,
+    genesis_block,
+    genesis_qc,
+    payload_root,
+)
+from consensus.validators import ValidatorSet
+from consensus.verify import (
+    newview_signature_valid,
+    proposal_signature_valid,
+    sign_newview,
+    sign_proposal,
+    sign_vote,
+)
+from state_machine.crypto import Keypair
+
+CheckPayload = Callable[[Block], bool]
+
+# How many views back we remember signed votes and proposals to detect equivocation.
+EVIDENCE_WINDOW_VIEWS = 8
+MAX_PENDING_BLOCKS = 64
+MAX_BUFFERED_PER_VIEW = 64
+MAX_QC_CACHE = 4_096
+
+_VALID, _INVALID, _NEED_SYNC, _WAIT_EXECUTION = range(4)
+_NEXT_MESSAGE: dict[int, type[PreCommit | Commit | Decide]] = {
+    PREPARE: PreCommit,
+    PRECOMMIT: Commit,
+    COMMIT: Decide,
+}
+
+
+class Replica:
+    """One validator's HotStuff state machine.
+
+    Driver contract:
+
+    * Build with ``Replica(config, key, validators, check_payload)`` for a new chain or
+      :meth:`restore` after a restart, then carry out :meth:`start`'s actions.
+    * Feed :class:`ClockTick` with the local time (ms) whenever it moved, at least before each
+      other event. Carry out the actions of each ``handle`` call in order: a
+      :class:`PersistSafety` must be durable before any later action of the list is carried out.
+    * ``RequestPayload`` -> later ``PayloadAvailable`` with transactions from the mempool.
+    * ``Execute`` -> execute the block, store block + commit QC + state in one write, then feed
+      ``BlockExecuted(height, hash, state_root)``. Until then the replica cannot propose or vote
+      on the next height (its header must carry that root).
+    * ``Send``/``Broadcast`` -> deliver as ``MessageReceived`` at the peers (the replica handles
+      its own copies of broadcasts and messages to itself internally).
+    * ``SetTimer`` -> ``TimerFired`` after the delay.
+    """
+
+    def __init__(
+        self,
+        config: ConsensusConfig,
+        key: Keypair,
+        validators: ValidatorSet,
+        check_payload: CheckPayload | None = None,
+    ) -> None:
+        if key.public_key not in validators:
+            raise ValueError("the replica's key is not in the validator set")
+        self.config = config
+        self.key = key
+        self.me = key.public_key
+        self.validators = validators
+        self.check_payload = check_payload
+        genesis = genesis_block(config.genesis_time_ms)
+        self.genesis_hash = genesis.block_hash()
+        gqc = genesis_qc(self.genesis_hash)
+        self.safety = SafetyData(config.chain_id, 0, 0, 0, 0, 0, gqc, gqc)
+        self.committed_height = 0
+        self.executed_height = 0
+        self._committed: dict[int, CommittedBlock] = {0: CommittedBlock(genesis, gqc)}
+        self._hashes: dict[int, bytes] = {0: self.genesis_hash}
+        self._roots: dict[int, bytes] = {0: config.genesis_state_root}
+        self._now_ms = 0
+        self._timeouts_since_commit = 0
+        self._pending: dict[bytes, Block] = {}
+        self._valid_blocks: set[bytes] = set()
+        self._newviews: dict[int, dict[bytes, NewView]] = {}
+        self._sender_views: dict[bytes, int] = {}
+        self._collectors: dict[tuple[int, int, bytes], VoteCollector] = {}
+        self._formed: set[tuple[int, int]] = set()
+        self._seen_votes: dict[tuple[bytes, int, int], Vote] = {}
+        self._seen_proposals: dict[tuple[int, bytes], tuple[bytes, bytes]] = {}
+        self._reported: set[tuple[int, bytes, int, int]] = set()
+        self._future: dict[int, list[tuple[bytes, Message]]] = {}
+        self._waiting: list[tuple[bytes, Proposal]] = []
+        self._payload_requested: tuple[int, int] | None = None
+        self._payload: tuple[bytes, ...] | None = None
+        self._propose_timer_view = 0
+        self._qc_cache: dict[QuorumCert, bool] = {}
+        self._sync_requested: tuple[int, int] | None = None
+        self._sync_target = 0
+        self._out: list[Action] = []
+        self._inbox: list[tuple[bytes, Message, bool]] = []
+
+    # ---- construction after a crash ---------------------------------------------------------
+
+    @classmethod
+    def restore(
+        cls,
+        config: ConsensusConfig,
+        key: Keypair,
+        validators: ValidatorSet,
+        check_payload: CheckPayload | None,
+        safety: SafetyData,
+        committed: Sequence[CommittedBlock],
+        tip_state_root: bytes,
+    ) -> Replica:
+        """A replica after a restart: ``safety`` as last persisted, ``committed`` the most recent
+        committed blocks in height order (the last one is the tip; empty for genesis) and
+        ``tip_state_root`` the stored state root after the tip.
+
+        The restored replica keeps every promise in ``safety`` (no second vote in a view and
+        phase it voted in, the lock, no second proposal), so it cannot equivocate.
+        """
+        replica = cls(config, key, validators, check_payload)
+        if safety.chain_id != config.chain_id:
+            raise ValueError("safety data belongs to another chain")
+        replica.safety = safety
+        previous: CommittedBlock | None = None
+        for entry in committed:
+            height = entry.block.height
+            if height == 0:
+                continue
+            block_hash = entry.block.block_hash()
+            check(entry.commit_qc.block_hash == block_hash, "stored commit QC does not match")
+            if previous is not None:
+                check(
+                    height == previous.block.height + 1
+                    and entry.block.header.parent_hash == previous.block.block_hash(),
+                    "stored committed blocks are not a chain",
+                )
+            replica._committed[height] = entry
+            replica._hashes[height] = block_hash
+            previous = entry
+        if previous is not None:
+            tip = previous.block.height
+            replica.committed_height = tip
+            replica.executed_height = tip
+            replica._roots = {tip: tip_state_root}
+        else:
+            check(tip_state_root == config.genesis_state_root, "tip root of an empty chain")
+        replica._prune_committed()
+        return replica
+
+    @property
+    def view(self) -> int:
+        return self.safety.view
+
+    def committed_block(self, height: int) -> CommittedBlock | None:
+        return self._committed.get(height)
+
+    # ---- the event loop entry points --------------------------------------------------------
+
+    def start(self, now_ms: int) -> list[Action]:
+        """First actions after construction or restore: enter (or re-enter) a view."""
+        self._out = []
+        self._now_ms = now_ms
+        if self.view == 0:
+            self._enter_view(1, newview="leader")
+        else:
+            self._persist(self.safety)
+            self._out.append(SetTimer(TimerKind.VIEW, self.view, self._view_timeout()))
+            self._send_newview(self.view, broadcast=False)
+        self._drain()
+        return self._take()
+
+    def handle(self, event: Event) -> list[Action]:
+        """Process one event; return the actions to carry out, in order."""
+        self._out = []
+        if isinstance(event, MessageReceived):
+            self._on_message(event.sender, event.message, local=False)
+        elif isinstance(event, ClockTick):
+            self._now_ms = event.now_ms
+            self._try_propose()
+        elif isinstance(event, TimerFired):
+            self._on_timer(event)
+        elif isinstance(event, PayloadAvailable):
+            self._on_payload(event)
+        elif isinstance(event, BlockExecuted):
+            self._on_executed(event)
+        else:
+            raise TypeError(f"unknown event {type(event).__name__}")
+        self._drain()
+        return self._take()
+
+    def _take(self) -> list[Action]:
+        out, self._out = self._out, []
+        return out
+
+    def _drain(self) -> None:
+        while self._inbox:
+            sender, message, local = self._inbox.pop(0)
+            self._on_message(sender, message, local)
+
+    # ---- overridable rules (tests disable one to prove the simulator notices) ---------------
+
+    def _safe_node(self, extends_locked_block: bool, justify_view: int, locked_view: int) -> bool:
+        return safe_node(extends_locked_block, justify_view, locked_view)
+
+    def _may_vote(self, last_voted_view: int, view: int) -> bool:
+        return not_voted_yet(last_voted_view, view)
+
+    # ---- small helpers ----------------------------------------------------------------------
+
+    def _persist(self, safety: SafetyData) -> None:
+        self.safety = safety
+        self._out.append(PersistSafety(safety))
+
+    def _update_safety(self, **changes: object) -> None:
+        new = dataclasses.replace(self.safety, **changes)  # type: ignore[arg-type]
+        if new != self.safety:
+            self._persist(new)
+
+    def _send(self, to: bytes, message: Message) -> None:
+        if to == self.me:
+            self._inbox.append((self.me, message, True))
+        else:
+            self._out.append(Send(to, message))
+
+    def _broadcast(self, message: Message) -> None:
+        self._out.append(Broadcast(message))
+        self._inbox.append((self.me, message, True))
+
+    def _view_timeout(self) -> int:
+        cfg = self.config
+        return view_timeout_ms(
+            cfg.view_timeout_base_ms, cfg.view_timeout_cap_ms, self._timeouts_since_commit
+        )
+
+    def _committed_hash_at(self, height: int) -> bytes | None:
+        return self._hashes.get(height)
+
+    def _tip(self) -> Block:
+        return self._committed[self.committed_height].block
+
+    def _qc_ok(self, qc: QuorumCert) -> bool:
+        cached = self._qc_cache.get(qc)
+        if cached is None:
+            cached = qc_valid(qc, self.config.chain_id, self.validators, self.genesis_hash)
+            if len(self._qc_cache) >= MAX_QC_CACHE:
+                self._qc_cache.clear()
+            self._qc_cache[qc] = cached
+        return cached
+
+    def _remember_block(self, block: Block, block_hash: bytes) -> None:
+        height = block.height
+        if height <= self.committed_height or height > self.committed_height + 2:
+            return
+        if block_hash not in self._pending:
+            if len(self._pending) >= MAX_PENDING_BLOCKS:
+                self._pending.pop(next(iter(self._pending)))
+            self._pending[block_hash] = block
+
+    # ---- views ------------------------------------------------------------------------------
+
+    def _enter_view(self, view: int, *, newview: str) -> None:
+        """Move to ``view``. ``newview``: "leader" (send NEW-VIEW to its leader), "broadcast"
+        (to everyone: after a timeout, so lagging replicas can synchronise) or "none"."""
+        check(view > self.view, f"views only move forward ({self.view} -> {view})")
+        self._update_safety(view=view)
+        self._out.append(SetTimer(TimerKind.VIEW, view, self._view_timeout()))
+        self._payload_requested = None
+        self._payload = None
+        self._waiting = []
+        self._prune_views(view)
+        if newview != "none":
+            self._send_newview(view, broadcast=newview == "broadcast")
+        for sender, message in self._future.pop(view, []):
+            self._inbox.append((sender, message, False))
+        self._try_propose()
+
+    def _send_newview(self, view: int, *, broadcast: bool) -> None:
+        high = self.safety.prepare_qc
+        high_block = (
+            self._pending.get(high.block_hash) if high.height > self.committed_height else None
+        )
+        signature = sign_newview(self.key, self.config.chain_id, view, high)
+        message = NewView(view, high, high_block, self.me, signature)
+        if broadcast:
+            self._broadcast(message)
+        else:
+            self._send(self.validators.leader(view), message)
+
+    def _prune_views(self, view: int) -> None:
+        for v in [v for v in self._newviews if v < view]:
+            del self._newviews[v]
+        for v in [v for v in self._future if v < view]:
+            del self._future[v]
+        for ck in [ck for ck in self._collectors if ck[0] < view]:
+            del self._collectors[ck]
+        self._formed = {f for f in self._formed if f[0] >= view}
+        oldest = view - EVIDENCE_WINDOW_VIEWS
+        for sk in [sk for sk in self._seen_votes if sk[1] < oldest]:
+            del self._seen_votes[sk]
+        for pk in [pk for pk in self._seen_proposals if pk[0] < oldest]:
+            del self._seen_proposals[pk]
+        self._reported = {r for r in self._reported if r[0] >= oldest}
+
+    def _on_timer(self, event: TimerFired) -> None:
+        if event.view != self.view:
+            return  # a timer of a view we already left
+        if event.kind == TimerKind.VIEW:
+            self._timeouts_since_commit += 1
+            self._enter_view(self.view + 1, newview="broadcast")
+        elif event.kind == TimerKind.PROPOSE:
+            self._try_propose()
+
+    def _catch_up_view(self, qc_view: int) -> None:
+        """A valid QC of a later view shows a quorum got there: join that view."""
+        if qc_view > self.view:
+            self._enter_view(qc_view, newview="none")
+
+    def _buffer(self, view: int, sender: bytes, message: Message) -> None:
+        if view > self.view + self.config.max_future_views:
+            return
+        queue = self._future.setdefault(view, [])
+        if len(queue) < MAX_BUFFERED_PER_VIEW:
+            queue.append((sender, message))
+
+    # ---- messages ---------------------------------------------------------------------------
+
+    def _on_message(self, sender: bytes, message: Message, local: bool) -> None:
+        if isinstance(message, Proposal):
+            self._on_proposal(sender, message, local)
+        elif isinstance(message, Vote):
+            self._on_vote(message, local)
+        elif isinstance(message, PreCommit):
+            self._on_precommit(message.qc)
+        elif isinstance(message, Commit):
+            self._on_commit(message.qc)
+        elif isinstance(message, Decide):
+            self._on_decide(sender, message.qc)
+        elif isinstance(message, NewView):
+            self._on_newview(sender, message, local)
+        elif isinstance(message, SyncRequest):
+            self._on_sync_request(sender, message)
+        elif isinstance(message, SyncResponse):
+            self._on_sync_response(sender, message)
+
+    # PREPARE ---------------------------------------------------------------------------------
+
+    def _on_proposal(self, sender: bytes, p: Proposal, local: bool) -> None:
+        if p.view == 0 or p.proposer not in self.validators:
+            return
+        if self.validators.leader(p.view) != p.proposer:
+            return
+        block_hash = p.block.block_hash()
+        if not local and not proposal_signature_valid(self.config.chain_id, p, block_hash):
+            return
+        if self._equivocating_proposal(p, block_hash):
+            return
+        if p.view < self.view:
+            return
+        if not proposal_well_formed(block_hash, p.block.header.view, p.view, p.justify):
+            return
+        if p.justify.phase != PREPARE or not self._qc_ok(p.justify):
+            return
+        if not p.block.payload_matches_header():
+            return
+        if p.view > self.view:
+            if p.justify.view >= self.view:
+                self._enter_view(p.view, newview="none")
+            else:
+                self._buffer(p.view, sender, p)
+                return
+        self._consider_proposal(sender, p, block_hash)
+
+    def _equivocating_proposal(self, p: Proposal, block_hash: bytes) -> bool:
+        key = (p.view, p.proposer)
+        seen = self._seen_proposals.get(key)
+        if seen is None:
+            if p.view + EVIDENCE_WINDOW_VIEWS >= self.view:
+                self._seen_proposals[key] = (block_hash, p.signature)
+            return False
+        if seen[0] == block_hash:
+            return False
+        report = (p.view, p.proposer, 0, 0)
+        if report not in self._reported:
+            self._reported.add(report)
+            evidence = ProposalEquivocation(
+                p.proposer, p.view, seen[0], seen[1], block_hash, p.signature
+            )
+            self._out.append(ReportEvidence(evidence))
+        return True
+
+    def _consider_proposal(self, sender: bytes, p: Proposal, block_hash: bytes) -> None:
+        if not self._may_vote(self.safety.voted_prepare_view, p.view):
+            return
+        block = p.block
+        status = self._block_status(block, block_hash)
+        if status in (_NEED_SYNC, _WAIT_EXECUTION):
+            if all(w[1] is not p for w in self._waiting):
+                self._waiting.append((sender, p))
+            if status == _NEED_SYNC:
+                self._request_sync(sender, block.height - 1)
+            return
+        if status == _INVALID:
+            return
+        fresh = block_hash != p.justify.block_hash
+        if fresh and (
+            block.header.proposer != p.proposer
+            or not block_extends(
+                block_hash,
+                block.height,
+                p.justify.block_hash,
+                p.justify.height,
+                self._committed_hash_at,
+            )
+        ):
+            return
+        self._remember_block(block, block_hash)
+        lock = self.safety.locked_qc
+        extends_lock = block_extends(
+            block_hash, block.height, lock.block_hash, lock.height, self._committed_hash_at
+        )
+        if not self._safe_node(extends_lock, p.justify.view, lock.view):
+            return
+        self._update_safety(voted_prepare_view=p.view)
+        self._vote(PREPARE, p.view, block.height, block_hash)
+
+    def _block_status(self, block: Block, block_hash: bytes) -> int:
+        """Is ``block`` a valid next block on our committed chain (or an already committed one)?
+
+        Rules: parent is our committed tip and height is its height + 1; the header's state
+        root is our executed root after the parent; timestamp strictly after the parent's and
+        at most the allowed drift ahead of our clock; proposer is a validator; payload within
+        the size limits and accepted by the application's ``check_payload``.
+        """
+        height = block.height
+        if height == 0:
+            return _INVALID
+        if height <= self.committed_height:
+            return _VALID if self._committed_hash_at(height) == block_hash else _INVALID
+        if height > self.committed_height + 1:
+            return _NEED_SYNC
+        if block_hash in self._valid_blocks:
+            return _VALID
+        header = block.header
+        tip = self._tip()
+        if header.parent_hash != self._hashes[self.committed_height]:
+            return _INVALID
+        root = self._roots.get(height - 1)
+        if root is None:
+            return _WAIT_EXECUTION
+        cfg = self.config
+        if (
+            header.state_root != root
+            or header.proposer not in self.validators
+            or not timestamp_acceptable(
+                header.timestamp_ms, tip.header.timestamp_ms, self._now_ms, cfg.max_clock_drift_ms
+            )
+            or len(block.payload) > cfg.max_block_txs
+            or block.payload_bytes() > cfg.max_block_bytes
+        ):
+            return _INVALID
+        if self.check_payload is not None and not self.check_payload(block):
+            return _INVALID
+        self._valid_blocks.add(block_hash)
+        return _VALID
+
+    def _vote(self, phase: int, view: int, height: int, block_hash: bytes) -> None:
+        """Sign and send a vote. The caller has already persisted the promise not to vote again
+        in this view and phase (the PersistSafety action precedes this Send)."""
+        check(self.safety.voted_view(phase) >= view, "vote before its safety data is persisted")
+        vote = sign_vote(self.key, self.config.chain_id, phase, view, height, block_hash)
+        self._send(self.validators.leader(view), vote)
+
+    def _retry_waiting(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for sender, p in waiting:
+            if p.view == self.view:
+                self._consider_proposal(sender, p, p.block.block_hash())
+
+    # Votes and QC formation (leader) ---------------------------------------------------------
+
+    def _on_vote(self, vote: Vote, local: bool) -> None:
+        if vote.voter not in self.validators or vote.view == 0:
+            return
+        if not local and not vote_signature_valid(self.config.chain_id, vote):
+            return
+        key = (vote.voter, vote.view, vote.phase)
+        seen = self._seen_votes.get(key)
+        if seen is None:
+            if vote.view + EVIDENCE_WINDOW_VIEWS >= self.view:
+                self._seen_votes[key] = vote
+        elif seen.block_hash != vote.block_hash:
+            report = (vote.view, vote.voter, vote.phase, 1)
+            if report not in self._reported:
+                self._reported.add(report)
+                self._out.append(ReportEvidence(VoteEquivocation(seen, vote)))
+            return
+        if vote.view != self.view or self.validators.leader(vote.view) != self.me:
+            return
+        if (vote.view, vote.phase) in self._formed:
+            return
+        ck = (vote.view, vote.phase, vote.block_hash)
+        collector = self._collectors.get(ck)
+        if collector is None:
+            collector = VoteCollector(
+                self.validators, vote.phase, vote.view, vote.height, vote.block_hash
+            )
+            self._collectors[ck] = collector
+        if vote.height != collector.height:
+            return
+        qc = collector.add(vote)
+        if qc is not None:
+            self._formed.add((vote.view, vote.phase))
+            self._qc_cache[qc] = True
+            self._broadcast(_NEXT_MESSAGE[vote.phase](qc))
+
+    # PRE-COMMIT, COMMIT, DECIDE --------------------------------------------------------------
+
+    def _on_precommit(self, qc: QuorumCert) -> None:
+        if qc.phase != PREPARE or qc.view == 0 or not self._qc_ok(qc):
+            return
+        self._catch_up_view(qc.view)
+        if qc.view != self.view or not self._may_vote(self.safety.voted_precommit_view, qc.view):
+            return
+        self._update_safety(
+            voted_precommit_view=qc.view, prepare_qc=updated_high_qc(self.safety.prepare_qc, qc)
+        )
+        self._vote(PRECOMMIT, qc.view, qc.height, qc.block_hash)
+
+    def _on_commit(self, qc: QuorumCert) -> None:
+        if qc.phase != PRECOMMIT or qc.view == 0 or not self._qc_ok(qc):
+            return
+        self._catch_up_view(qc.view)
+        if qc.view != self.view or not self._may_vote(self.safety.voted_commit_view, qc.view):
+            return
+        self._update_safety(
+            voted_commit_view=qc.view, locked_qc=self._new_lock(self.safety.locked_qc, qc)
+        )
+        self._vote(COMMIT, qc.view, qc.height, qc.block_hash)
+
+    def _new_lock(self, locked_qc: QuorumCert, precommit_qc: QuorumCert) -> QuorumCert:
+        return updated_lock(locked_qc, precommit_qc)
+
+    def _on_decide(self, sender: bytes, qc: QuorumCert) -> None:
+        if qc.phase != COMMIT or qc.view == 0 or not self._qc_ok(qc):
+            return
+        self._accept_commit_qc(sender, qc)
+        if qc.view >= self.view:
+            self._enter_view(qc.view + 1, newview="leader")
+
+    def _accept_commit_qc(self, sender: bytes, qc: QuorumCert) -> None:
+        height = qc.height
+        self._sync_target = max(self._sync_target, height)
+        if height <= self.committed_height:
+            known = self._committed_hash_at(height)
+            check(
+                known is None or known == qc.block_hash,
+                f"two commit QCs for different blocks at height {height}",
+            )
+            return
+        block = self._pending.get(qc.block_hash)
+        if (
+            block is not None
+            and height == self.committed_height + 1
+            and block.header.parent_hash == self._hashes[self.committed_height]
+        ):
+            self._commit_block(block, qc, qc.block_hash)
+        else:
+            self._request_sync(sender, height)
+
+    def _commit_block(self, block: Block, qc: QuorumCert, block_hash: bytes) -> None:
+        height = block.height
+        check(height == self.committed_height + 1, "commits are contiguous")
+        check(block.header.parent_hash == self._hashes[height - 1], "commit extends the tip")
+        check(qc.block_hash == block_hash and qc.height == height, "commit QC matches block")
+        self._committed[height] = CommittedBlock(block, qc)
+        self._hashes[height] = block_hash
+        self.committed_height = height
+        self._pending = {k: b for k, b in self._pending.items() if b.height > height}
+        self._valid_blocks.clear()
+        self._timeouts_since_commit = 0
+        self._out.append(Execute(block, qc))
+        self._out.append(Committed(height, block_hash, qc.view, block.header.timestamp_ms))
+        self._prune_committed()
+
+    def _prune_committed(self) -> None:
+        oldest = self.committed_height - self.config.retain_blocks
+        if oldest > 0 and oldest in self._committed:
+            for h in [h for h in self._committed if 0 < h <= oldest]:
+                del self._committed[h]
+                self._hashes.pop(h, None)
+        for h in [h for h in self._roots if h < self.executed_height - self.config.retain_blocks]:
+            del self._roots[h]
+
+    def _on_executed(self, event: BlockExecuted) -> None:
+        height = event.height
+        check(
+            height == self.executed_height + 1 and height <= self.committed_height,
+            f"BlockExecuted({height}) out of order (executed {self.executed_height}, "
+            f"committed {self.committed_height})",
+        )
+        check(self._hashes.get(height) == event.block_hash, "executed block is not committed")
+        self._roots[height] = event.state_root
+        self.executed_height = height
+        child = self._committed.get(height + 1)
+        check(
+            child is None or child.block.header.state_root == event.state_root,
+            f"state divergence: our root after block {height} differs from the certified one",
+        )
+        self._prune_committed()
+        self._retry_waiting()
+        self._try_propose()
+
+    # NEW-VIEW and the leader's proposal ------------------------------------------------------
+
+    def _on_newview(self, sender: bytes, nv: NewView, local: bool) -> None:
+        if nv.sender not in self.validators or nv.view == 0:
+            return
+        if not local and not newview_signature_valid(self.config.chain_id, nv):
+            return
+        high = nv.high_qc
+        if high.phase != PREPARE or not self._qc_ok(high):
+            return
+        if nv.high_block is not None:
+            block_hash = nv.high_block.block_hash()
+            if block_hash != high.block_hash or not nv.high_block.payload_matches_header():
+                return
+            self._remember_block(nv.high_block, block_hash)
+        if nv.view > self._sender_views.get(nv.sender, 0):
+            self._sender_views[nv.sender] = nv.view
+        if self.view <= nv.view <= self.view + self.config.max_future_views:
+            by_sender = self._newviews.setdefault(nv.view, {})
+            current = by_sender.get(nv.sender)
+            if current is None or high.view > current.high_qc.view:
+                by_sender[nv.sender] = nv
+        target = synchronised_view(self._sender_views, self.validators, self.view)
+        if target is not None:
+            self._enter_view(target, newview="broadcast")
+        else:
+            self._try_propose()
+
+    def _try_propose(self) -> None:
+        view = self.view
+        if (
+            view == 0
+            or self.validators.leader(view) != self.me
+            or self.safety.proposed_view >= view
+        ):
+            return
+        newviews = self._newviews.get(view)
+        if not newviews or not self.validators.is_quorum(self.validators.power_of_set(newviews)):
+            return
+        high = self.safety.prepare_qc
+        high_from = self.me
+        for sender in sorted(newviews, key=self.validators.index_of):
+            qc = newviews[sender].high_qc
+            if (qc.view, qc.block_hash) > (high.view, high.block_hash):
+                high, high_from = qc, sender
+        tip_hash = self._hashes[self.committed_height]
+        if high.height <= self.committed_height:
+            if self._committed_hash_at(high.height) != high.block_hash:
+                return  # conflicts with our committed chain: impossible with <= 1/3 faulty
+            block = self._new_block(view)
+            if block is None:
+                return
+        elif high.height == self.committed_height + 1:
+            pending = self._pending.get(high.block_hash)
+            if pending is None or pending.header.parent_hash != tip_hash:
+                self._request_sync(high_from, high.height - 1)
+                return
+            block = pending  # re-propose the prepared but uncommitted block
+        else:
+            self._request_sync(high_from, high.height - 1)
+            return
+        block_hash = block.block_hash()
+        self._update_safety(proposed_view=view)
+        signature = sign_proposal(self.key, self.config.chain_id, view, block_hash)
+        self._broadcast(Proposal(view, block, high, self.me, signature))
+
+    def _new_block(self, view: int) -> Block | None:
+        """A new block on the executed tip, once the block interval passed and the payload came."""
+        if self.executed_height < self.committed_height:
+            return None  # the header needs the state root after the tip
+        cfg = self.config
+        tip = self._tip()
+        height = self.committed_height + 1
+        ready_at = proposal_ready_at_ms(tip.header.timestamp_ms, cfg.block_interval_ms)
+        if self._now_ms < ready_at:
+            if self._propose_timer_view != view:
+                self._propose_timer_view = view
+                self._out.append(SetTimer(TimerKind.PROPOSE, view, ready_at - self._now_ms))
+            return None
+        if self._payload_requested != (view, height):
+            self._payload_requested = (view, height)
+            self._payload = None
+            self._out.append(RequestPayload(view, height, cfg.max_block_txs, cfg.max_block_bytes))
+            return None
+        if self._payload is None:
+            return None
+        payload = self._payload
+        header = BlockHeader(
+            height=height,
+            view=view,
+            parent_hash=self._hashes[self.committed_height],
+            timestamp_ms=next_block_timestamp_ms(self._now_ms, tip.header.timestamp_ms),
+            proposer=self.me,
+            payload_root=payload_root(payload),
+            state_root=self._roots[self.committed_height],
+        )
+        return Block(header, payload)
+
+    def _on_payload(self, event: PayloadAvailable) -> None:
+        if self._payload_requested != (event.view, event.height) or event.view != self.view:
+            return
+        payload: list[bytes] = []
+        size = 0
+        for tx in event.payload[: self.config.max_block_txs]:
+            if size + len(tx) > self.config.max_block_bytes:
+                break
+            payload.append(tx)
+            size += len(tx)
+        self._payload = tuple(payload)
+        self._try_propose()
+
+    # Catch-up --------------------------------------------------------------------------------
+
+    def _request_sync(self, peer: bytes, height: int) -> None:
+        """Ask ``peer`` for committed blocks after our tip, up to ``height`` at least."""
+        self._sync_target = max(self._sync_target, height)
+        if peer == self.me or self._sync_target <= self.committed_height:
+            return
+        start = self.committed_height + 1
+        if self._sync_requested == (start, self.view):
+            return  # one request per view and starting height; lost ones are retried later
+        self._sync_requested = (start, self.view)
+        self._send(peer, SyncRequest(start, self.config.sync_batch_blocks))
+
+    def _on_sync_request(self, sender: bytes, request: SyncRequest) -> None:
+        if sender == self.me:
+            return
+        entries: list[CommittedBlock] = []
+        size = 0
+        count = min(request.max_blocks, self.config.sync_batch_blocks)
+        for height in range(max(request.from_height, 1), self.committed_height + 1):
+            entry = self._committed.get(height)
+            if entry is None or len(entries) >= count:
+                break
+            size += entry.block.payload_bytes()
+            if entries and size > self.config.sync_response_max_bytes:
+                break
+            entries.append(entry)
+        if entries:
+            self._send(sender, SyncResponse(tuple(entries)))
+
+    def _on_sync_response(self, sender: bytes, response: SyncResponse) -> None:
+        last_view = -1
+        for entry in response.blocks:
+            block, qc = entry.block, entry.commit_qc
+            height = block.height
+            if height <= self.committed_height:
+                continue
+            block_hash = block.block_hash()
+            if (
+                height != self.committed_height + 1
+                or qc.phase != COMMIT
+                or qc.block_hash != block_hash
+                or qc.height != height
+                or block.header.parent_hash != self._hashes[self.committed_height]
+                or not block.payload_matches_header()
+                or not self._qc_ok(qc)
+            ):
+                break
+            self._commit_block(block, qc, block_hash)
+            last_view = qc.view
+        if last_view < 0:
+            return
+        if self._sync_target > self.committed_height:
+            self._request_sync(sender, self._sync_target)
+        if last_view >= self.view:
+            self._enter_view(last_view + 1, newview="leader")
+        self._retry_waiting()
+        self._try_propose()
