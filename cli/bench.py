@@ -16,6 +16,7 @@ from cli.errors import EXIT_OK
 # bench name -> module implementing add_arguments(parser) and run(args) -> dict
 BENCHMARKS = {
     "verify": "cli.bench_verify",
+    "matching": "cli.bench_matching",
 }
 
 

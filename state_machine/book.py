@@ -237,10 +237,15 @@ class BookSide:
 
 
 class Book:
-    __slots__ = ("asks", "bids", "market_id")
+    """Both sides of one market's book, plus references the hot path needs in one lookup."""
 
-    def __init__(self, market_id: int) -> None:
-        self.market_id = market_id
+    __slots__ = ("asks", "bids", "market", "market_id", "mstate", "perp")
+
+    def __init__(self, market: Any, mstate: Any) -> None:
+        self.market = market  # genesis Market
+        self.mstate = mstate  # state.MarketState
+        self.market_id: int = market.market_id
+        self.perp: bool = market.is_perp
         self.bids = BookSide(True)
         self.asks = BookSide(False)
 

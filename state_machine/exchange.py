@@ -513,10 +513,11 @@ def _reject(
 
 def process_place_order(st: ExchangeCore, acct: Account, a: PlaceOrder) -> ActionResult:
     mid = a.market_id
-    market = st.markets.get(mid)
+    book = st.books.get(mid)
     cid = a.client_id
-    if market is None:
+    if book is None:
         return _reject(st, acct, mid, cid, UNKNOWN_MARKET, f"no market {mid}")
+    market = book.market
     kind = a.kind
     if kind in TRIGGER_KINDS:
         return _reject(st, acct, mid, cid, UNSUPPORTED_ORDER_KIND, "trigger orders unsupported")
@@ -525,7 +526,7 @@ def process_place_order(st: ExchangeCore, acct: Account, a: PlaceOrder) -> Actio
         return _reject(
             st, acct, mid, cid, LOT_SIZE, f"size must be 1..{market.max_order_lots} lots"
         )
-    ms = st.mstates[mid]
+    ms = book.mstate
     ref = ms.oracle_price_ticks or ms.last_trade_price_ticks
     is_buy = a.is_buy
     tif = a.tif
@@ -564,11 +565,9 @@ def process_place_order(st: ExchangeCore, acct: Account, a: PlaceOrder) -> Actio
         notional_price = price
     if cid and cid in acct.client_ids:
         return _reject(st, acct, mid, cid, DUPLICATE_CLIENT_ID, f"client id {cid} is open")
-    if tif in (TIF_GTC, TIF_ALO) and len(acct.orders) >= (
-        st.genesis.parameters.max_open_orders_per_account
-    ):
+    if tif in (TIF_GTC, TIF_ALO) and len(acct.orders) >= st.max_open_orders:
         return _reject(st, acct, mid, cid, TOO_MANY_ORDERS, "open order limit reached")
-    perp = market.kind == MARKET_PERP
+    perp = book.perp
     reduce_only = a.reduce_only
     if perp:
         pos = acct.positions.get(mid)
@@ -594,7 +593,6 @@ def process_place_order(st: ExchangeCore, acct: Account, a: PlaceOrder) -> Actio
         return _reject(
             st, acct, mid, cid, MIN_NOTIONAL, f"notional below {market.min_notional_atoms} atoms"
         )
-    book = st.books[mid]
     opp = book.asks if is_buy else book.bids
     if tif == TIF_ALO:
         best = opp.best_price()
@@ -751,7 +749,7 @@ def rest_order(st: ExchangeCore, market: Market, order: Order) -> None:
     acct.orders[oid] = order
     if order.client_id:
         acct.client_ids[order.client_id] = order
-    if market.kind == MARKET_PERP and not order.reduce_only:
+    if book.perp and not order.reduce_only:
         pos = acct.positions.get(order.market_id)
         if pos is None:
             pos = st.position(acct, market)
@@ -785,13 +783,14 @@ def _release_hold(st: ExchangeCore, market: Market, order: Order) -> None:
         st.touch(bal)
 
 
-def cancel_resting(st: ExchangeCore, market: Market, order: Order, reason: str) -> None:
+def cancel_resting(st: ExchangeCore, order: Order, reason: str) -> None:
     """Remove a resting order from the book and indexes, releasing what it reserved."""
     book = st.books[order.market_id]
     (book.bids if order.is_buy else book.asks).remove(order)
     _unindex(st, order)
-    _release_hold(st, market, order)
-    if market.kind == MARKET_PERP and not order.reduce_only:
+    if order.hold_atoms:
+        _release_hold(st, book.market, order)
+    if book.perp and not order.reduce_only:
         pos = order.account.positions[order.market_id]
         if order.is_buy:
             pos.buy_lots -= order.size_lots
@@ -846,7 +845,7 @@ def match_order(st: ExchangeCore, market: Market, opp: BookSide, taker: Order) -
             if maker.account is tacct:
                 if stp == STP_CANCEL_TAKER:
                     return filled, R_SELF_TRADE
-                cancel_resting(st, market, maker, R_SELF_TRADE)
+                cancel_resting(st, maker, R_SELF_TRADE)
                 if stp == STP_CANCEL_BOTH:
                     return filled, R_SELF_TRADE
                 check(stp == STP_CANCEL_RESTING, "unknown stp mode")
@@ -862,7 +861,7 @@ def match_order(st: ExchangeCore, market: Market, opp: BookSide, taker: Order) -
                 if maker.reduce_only:
                     cap = _ro_capacity(maker)
                     if cap == 0:
-                        cancel_resting(st, market, maker, R_REDUCE_ONLY)
+                        cancel_resting(st, maker, R_REDUCE_ONLY)
                         if level.live_count == 0:
                             break
                         dq = level.orders
@@ -1162,7 +1161,7 @@ def process_cancel_order(st: ExchangeCore, acct: Account, a: CancelOrder) -> Act
     order = acct.orders.get(a.order_id)
     if order is None or order.market_id != a.market_id:
         return ActionResult(UNKNOWN_ORDER, f"no open order {a.order_id} in market {a.market_id}")
-    cancel_resting(st, st.markets[order.market_id], order, R_USER)
+    cancel_resting(st, order, R_USER)
     return ActionResult(OK, ST_CANCELLED, order.order_id, order.filled_lots, ST_CANCELLED)
 
 
@@ -1172,7 +1171,7 @@ def process_cancel_by_client_id(
     order = acct.client_ids.get(a.client_id) if a.client_id else None
     if order is None or order.market_id != a.market_id:
         return ActionResult(UNKNOWN_ORDER, f"no open order with client id {a.client_id}")
-    cancel_resting(st, st.markets[order.market_id], order, R_USER)
+    cancel_resting(st, order, R_USER)
     return ActionResult(OK, ST_CANCELLED, order.order_id, order.filled_lots, ST_CANCELLED)
 
 
@@ -1182,7 +1181,7 @@ def process_cancel_all(st: ExchangeCore, acct: Account, a: CancelAll) -> ActionR
         return ActionResult(UNKNOWN_MARKET, f"no market {mid}")
     victims = [o for o in acct.orders.values() if mid is None or o.market_id == mid]
     for o in victims:
-        cancel_resting(st, st.markets[o.market_id], o, R_USER)
+        cancel_resting(st, o, R_USER)
     return ActionResult(OK, ST_CANCELLED, count=len(victims))
 
 
@@ -1280,11 +1279,27 @@ def process_amend_order(st: ExchangeCore, acct: Account, a: AmendOrder) -> Actio
             pos.sell_lots -= old
     seq = st.next_seq
     st.next_seq = seq + 1
-    order.seq = seq
-    order.price_ticks = price
-    order.orig_lots += size - old
-    order.size_lots = size
-    order.timestamp_ms = st.timestamp_ms
+    # A fresh object: the old one may still sit dead in its level's deque (lazy removal) and
+    # must never come back to life there.
+    prev = order
+    order = Order(
+        oid,
+        seq,
+        prev.market_id,
+        acct,
+        is_buy,
+        price,
+        size,
+        prev.client_id,
+        prev.tif,
+        prev.reduce_only,
+        prev.stp,
+        st.timestamp_ms,
+        prev.kind,
+    )
+    order.orig_lots = prev.orig_lots + size - old
+    order.filled_lots = prev.filled_lots
+    order.stored = prev.stored
     if not perp:
         bal = acct.balances[market.quote_asset_id if is_buy else market.base_asset_id]
         need = price * size * tla if is_buy else size * market.lot_base_atoms

@@ -33,6 +33,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgpack
+
 from state_machine.book import Book, Order
 from state_machine.codec import encode
 from state_machine.crypto import sha256
@@ -299,6 +301,7 @@ class ExchangeCore:
         "height",
         "insurance",
         "markets",
+        "max_open_orders",
         "mstates",
         "next_seq",
         "next_withdrawal_id",
@@ -322,7 +325,10 @@ class ExchangeCore:
         self.mstates: dict[int, MarketState] = {
             m.market_id: MarketState(m) for m in genesis.markets
         }
-        self.books: dict[int, Book] = {m.market_id: Book(m.market_id) for m in genesis.markets}
+        self.books: dict[int, Book] = {
+            m.market_id: Book(m, self.mstates[m.market_id]) for m in genesis.markets
+        }
+        self.max_open_orders = genesis.parameters.max_open_orders_per_account
         self.accounts: dict[bytes, Account] = {}
         self.orders: dict[int, Order] = {}
         self.fee_pools: dict[int, Pool] = {
@@ -389,6 +395,9 @@ class ExchangeCore:
     def take_writes(self) -> list[tuple[bytes, bytes | None]]:
         """Serialise the dirty objects (and meta) into a sorted write set; clear dirty marks."""
         out: dict[bytes, bytes | None] = {META_KEY: encode(self.meta_obj())}
+        # One packer per call: msgpack.packb builds a Packer per value, which costs more than
+        # the packing itself. Same canonical bytes as codec.encode.
+        pack = msgpack.Packer(use_bin_type=True).pack
         for obj in self.dirty:
             obj.dirty = False
             value = obj.state_obj()
@@ -398,7 +407,7 @@ class ExchangeCore:
                 if value is None and not obj.stored:
                     continue
                 obj.stored = value is not None
-            out[key] = None if value is None else encode(value)
+            out[key] = None if value is None else pack(value)
         self.dirty = []
         return sorted(out.items())
 
