@@ -430,6 +430,7 @@ class PeerManager:
             ssl_stream = await self._handshake(stream, server_side=True, deadline_s=deadline_s)
         finally:
             self._handshakes_pending -= 1
+            self._notify()
         if ssl_stream is None:
             return
         peer_id = peer_public_key(ssl_stream)
@@ -496,16 +497,20 @@ class PeerManager:
     ) -> trio.SSLStream[trio.SocketStream] | None:
         context = self._tls.server if server_side else self._tls.client
         ssl_stream = trio.SSLStream(stream, context, server_side=server_side)
+        failed = False
         with trio.move_on_at(deadline_s) as timer:
             try:
                 await ssl_stream.do_handshake()
                 return ssl_stream
             except NETWORK_ERRORS:
-                self._counters.handshake_failures += 1
-        if timer.cancelled_caught:
+                failed = True
+        # Closed before counting, so a counter never runs ahead of the state it describes.
+        await trio.aclose_forcefully(ssl_stream)
+        if failed:
+            self._counters.handshake_failures += 1
+        elif timer.cancelled_caught:
             self._counters.handshake_timeouts += 1
         self._notify()
-        await trio.aclose_forcefully(ssl_stream)
         return None
 
     def _admit(self, peer_id: bytes | None, *, expected: bytes | None) -> bool:
