@@ -17,6 +17,7 @@ from cli.errors import EXIT_USAGE, CliError
 
 # Command groups, in help order. Each module has register(subparsers).
 COMMAND_MODULES = (
+    "cli.node_cmd",
     "cli.keys_cmd",
     "cli.bench",
 )
