@@ -155,7 +155,7 @@ CROWDED = TreeShape(min_depth=2, bucket_cap=DEFAULT_SHAPE.bucket_cap)
 
 def ground_keys(slot: int, count: int) -> list[bytes]:
     """Keys whose hash falls in one slot (what an attacker grinding keys would make)."""
-    out = []
+    out: list[bytes] = []
     i = 0
     while len(out) < count:
         key = b"grind" + i.to_bytes(4, "big")

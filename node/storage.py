@@ -1,0 +1,740 @@
+"""Durable chain storage in LMDB: state, Merkle nodes, blocks, QCs, results, safety data.
+
+Theory of operation
+-------------------
+One LMDB environment (``DATA_DIR/chain.lmdb/``) holds everything the node must not lose. LMDB
+is a copy-on-write B+tree with a single writer: a write transaction either commits whole (both
+meta pages flipped after an fsync of the new pages) or leaves no trace, so **one committed block
+is one write transaction** (:meth:`Store.commit_block`): block bytes, commit QC, the block's
+state write set, the Merkle node updates it causes, transaction results, events and the new
+metadata (height, block hash, state root). A crash at any instant leaves the last whole block or
+nothing of it; there is no recovery log to replay because there is never a half-written block.
+
+Sub-databases (``max_dbs`` = 16):
+
+``meta``      one :class:`StoreMeta` record: format, chain id, genesis hash, height, block hash,
+              state root, lowest stored block height (``base_height``).
+``state``     state key -> value: the exchange's canonical entries, exactly what the root covers.
+``nodes``     Merkle node id -> node value (``state_machine.merkle_state``), so a reader can
+              build a proof at the latest height with a few reads, without the working copy.
+``blocks``    height (u64 big-endian) -> block bytes;   ``block_hashes``: hash -> height.
+``qcs``       height -> commit QC bytes;                ``events``: height -> events bytes.
+``heights``   height -> :class:`HeightIndex` (block hash, tx ids in block order) for tx proofs
+              and pruning.
+``results``   tx id -> (height, index, result bytes).
+``safety``    the consensus safety record, written by its own small synchronous transaction.
+
+Blocks, QCs, events, results and safety data are opaque bytes here (consensus and the exchange
+define them). Each is stored *sealed* with an 8-byte SHA-256 prefix, so a garbled value is a
+clear :class:`StoreCorruptError` on read instead of bytes handed on silently.
+
+Threads. A py-lmdb write transaction must begin, write and commit on one thread; every method
+that writes does all three inside the call, so the node runs each in one
+``trio.to_thread.run_sync``. Read methods open their own short read transactions.
+
+Recovery (:meth:`Store.open`). LMDB trusts its pages: a damaged page can make it abort or fault
+inside C code, where Python cannot catch anything. So before this process maps the file:
+
+1. a preflight reads LMDB's two meta pages and refuses a file shorter than the last page they
+   name (a truncated file would otherwise be a SIGBUS on first touch);
+2. a child process walks every record of every sub-database; if LMDB reports an error or the
+   child dies of a signal, the file is damaged and we say so instead of dying ourselves;
+3. every state entry is read, the Merkle tree rebuilt from them and its root compared with the
+   stored root; the stored nodes must equal the rebuilt ones, and the last block and QC must
+   unseal.
+
+Any failure is a :class:`StoreCorruptError` that names what is wrong: the node refuses to start
+rather than run on state it cannot trust.
+
+Pruning (:meth:`Store.prune_blocks`) deletes blocks, QCs, events, indexes and results below a
+height; it never touches ``state``, ``nodes`` or ``meta``, which is all a proof at the latest
+height needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import struct
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import lmdb
+
+from state_machine.codec import U32, U64, Bytes, DecodeError, ListOf, Wire, wire
+from state_machine.merkle_state import (
+    HASH_BYTES,
+    MerkleState,
+    MissingNodeError,
+    NodeUpdate,
+    StateProof,
+    prove_from_nodes,
+)
+from state_machine.tx import CHAIN_ID
+from state_machine.txroot import TxInclusionProof, inclusion_proof
+
+FORMAT_VERSION = 1
+STORE_DIRNAME = "chain.lmdb"
+DEFAULT_MAP_SIZE_BYTES = 64 * 1024**3  # address space only; the file grows as data does
+MAX_DBS = 16
+MAX_BLOCK_HASH_BYTES = 64
+MAX_TXS_PER_BLOCK = 1 << 16
+MAX_OPAQUE_BYTES = 64 * 1024 * 1024  # one block, QC, events or result value
+PRUNE_HEIGHTS_PER_CALL_MAX = 1000  # bounds one pruning transaction
+SEAL_BYTES = 8
+
+_DB_NAMES = (
+    "meta",
+    "state",
+    "nodes",
+    "blocks",
+    "block_hashes",
+    "qcs",
+    "events",
+    "heights",
+    "results",
+    "safety",
+)
+_W = TypeVar("_W", bound=Wire)
+_META_KEY = b"meta"
+_SAFETY_KEY = b"safety"
+_LMDB_META_MAGIC = 0xBEEFC0DE
+
+
+class StoreError(Exception):
+    """A storage operation cannot be done (wrong use, missing store, full map...)."""
+
+
+class StoreCorruptError(StoreError):
+    """The data on disk is damaged or inconsistent; the node must not start on it."""
+
+
+def check(cond: bool, msg: str) -> None:
+    """Our own invariant (a bug if it fails); survives ``python -O``."""
+    if not cond:
+        raise StoreError(f"internal invariant failed: {msg}")
+
+
+@wire
+class StoreMeta(Wire):
+    """The store's metadata record; rewritten by every commit."""
+
+    WIRE = (
+        ("format_version", U32),
+        ("chain_id", CHAIN_ID),
+        ("genesis_hash", Bytes(exact=HASH_BYTES)),
+        ("height", U64),
+        ("block_hash", Bytes(max_len=MAX_BLOCK_HASH_BYTES)),
+        ("state_root", Bytes(exact=HASH_BYTES)),
+        ("base_height", U64),
+    )
+    format_version: int
+    chain_id: str
+    genesis_hash: bytes
+    height: int
+    block_hash: bytes
+    state_root: bytes
+    base_height: int  # lowest height whose block is stored (height + 1 when none is)
+
+
+@wire
+class HeightIndex(Wire):
+    """Per-height index: the block's hash and its transaction ids in block order."""
+
+    MAX_BYTES: ClassVar[int] = 8 * 1024 * 1024
+    WIRE = (
+        ("block_hash", Bytes(max_len=MAX_BLOCK_HASH_BYTES)),
+        ("tx_ids", ListOf(Bytes(exact=HASH_BYTES), MAX_TXS_PER_BLOCK)),
+    )
+    block_hash: bytes
+    tx_ids: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TxRecord:
+    height: int
+    index: int
+    result: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ProofAt:
+    """A state proof with the height and root it is against, read in one transaction."""
+
+    height: int
+    state_root: bytes
+    key: bytes
+    value: bytes | None
+    proof: StateProof
+
+
+def store_path(data_dir: Path) -> Path:
+    return Path(data_dir) / STORE_DIRNAME
+
+
+def height_key(height: int) -> bytes:
+    return height.to_bytes(8, "big")
+
+
+def seal(payload: bytes) -> bytes:
+    return hashlib.sha256(payload).digest()[:SEAL_BYTES] + payload
+
+
+def unseal(value: bytes, what: str) -> bytes:
+    payload = value[SEAL_BYTES:]
+    if (
+        len(value) < SEAL_BYTES
+        or hashlib.sha256(payload).digest()[:SEAL_BYTES] != value[:SEAL_BYTES]
+    ):
+        raise StoreCorruptError(f"{what} failed its checksum: the data file is damaged")
+    return payload
+
+
+# --------------------------------------------------------------------------------------------
+# Preflight: refuse files LMDB would crash on.
+# --------------------------------------------------------------------------------------------
+
+_PAGE_HEADER_BYTES = 16
+_META_FORMAT = "<IIQQ48s48sQQ"  # magic, version, address, mapsize, 2 x MDB_db, last_pg, txnid
+
+
+def preflight_data_file(path: Path) -> None:
+    """Check LMDB's meta pages and the file length before mapping the file.
+
+    LMDB keeps two meta pages (0 and 1) and uses the one with the higher transaction id. A
+    file shorter than that meta's last page would make the first read of a missing page a
+    SIGBUS, which no Python code can report; so we read the (64-bit, LMDB 0.9) meta layout
+    ourselves and give a clear error instead.
+    """
+    data_file = path / "data.mdb"
+    try:
+        size = data_file.stat().st_size
+        with data_file.open("rb") as f:
+            head = f.read(2 * 65536)
+    except OSError as exc:
+        raise StoreCorruptError(f"cannot read {data_file}: {exc}") from None
+    metas = []
+    page_size = _page_size_from_meta0(head)
+    if page_size is None:
+        raise StoreCorruptError(f"{data_file} is not an LMDB file (bad meta page 0)")
+    for page in (0, 1):
+        meta = _parse_meta(head, page * page_size)
+        if meta is not None:
+            metas.append(meta)
+    if not metas:
+        raise StoreCorruptError(f"{data_file}: no valid LMDB meta page")
+    last_page, _txnid = max(metas, key=lambda m: m[1])
+    needed = (last_page + 1) * page_size
+    if size < needed:
+        raise StoreCorruptError(
+            f"{data_file} is truncated: {size} bytes, its last committed page needs {needed}"
+        )
+
+
+def _parse_meta(head: bytes, offset: int) -> tuple[int, int] | None:
+    start = offset + _PAGE_HEADER_BYTES
+    if len(head) < start + struct.calcsize(_META_FORMAT):
+        return None
+    magic, version, _addr, _mapsize, _free, _main, last_pg, txnid = struct.unpack_from(
+        _META_FORMAT, head, start
+    )
+    if magic != _LMDB_META_MAGIC or version != 1:
+        return None
+    return last_pg, txnid
+
+
+def _page_size_from_meta0(head: bytes) -> int | None:
+    """LMDB stores the page size in the free-list DB record's pad field of meta page 0."""
+    start = _PAGE_HEADER_BYTES
+    if len(head) < start + struct.calcsize(_META_FORMAT):
+        return None
+    magic = struct.unpack_from("<I", head, start)[0]
+    if magic != _LMDB_META_MAGIC:
+        return None
+    page_size: int = struct.unpack_from("<I", head, start + 24)[0]
+    if page_size < 512 or page_size > 65536 or page_size & (page_size - 1):
+        return None
+    return page_size
+
+
+# The walk imports nothing but lmdb, so it starts fast; it touches every key and value.
+_WALK_SCRIPT = f"""
+import sys, lmdb
+env = lmdb.open(sys.argv[1], readonly=True, max_dbs={MAX_DBS}, subdir=True, lock=False)
+with env.begin() as txn:
+    names = [bytes(k) for k, _ in txn.cursor()]
+    for name in names:
+        db = env.open_db(name, txn=txn, create=False)
+        for k, v in txn.cursor(db=db):
+            len(k) + len(v)
+print("ok")
+"""
+WALK_TIMEOUT_S = 600
+
+
+def walk_pages_in_child(path: Path) -> None:
+    """Read every record of the store in a child process; damage there is an error here."""
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", _WALK_SCRIPT, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=WALK_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise StoreCorruptError(f"{path}: reading the store took over {WALK_TIMEOUT_S} s") from None
+    if proc.returncode == 0 and proc.stdout.strip() == "ok":
+        return
+    lines = (proc.stderr or proc.stdout).strip().splitlines()
+    detail = lines[-1] if lines else "no output"
+    if proc.returncode < 0:
+        detail = f"LMDB crashed with signal {-proc.returncode} ({detail})"
+    raise StoreCorruptError(f"{path} is damaged: {detail}")
+
+
+# --------------------------------------------------------------------------------------------
+# The store.
+# --------------------------------------------------------------------------------------------
+
+
+class Store:
+    """The node's LMDB store; see the module docstring. Not safe for concurrent writers."""
+
+    def __init__(self, env: Any, dbs: dict[str, Any], meta: StoreMeta, tree: MerkleState) -> None:
+        self._env = env
+        self._dbs = dbs
+        self._meta = meta
+        self._tree = tree
+        self._broken: str | None = None
+
+    # -- opening -----------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        data_dir: Path,
+        chain_id: str,
+        genesis_hash: bytes,
+        genesis_entries: Sequence[tuple[bytes, bytes]] = (),
+        *,
+        map_size_bytes: int = DEFAULT_MAP_SIZE_BYTES,
+    ) -> Store:
+        """Create a new store holding the genesis state at height 0."""
+        tree = MerkleState.from_entries(genesis_entries)
+        meta = StoreMeta(FORMAT_VERSION, chain_id, genesis_hash, 0, b"", tree.root(), 1)
+        return cls.create_from(data_dir, meta, tree, genesis_entries, (), map_size_bytes)
+
+    @classmethod
+    def create_from(
+        cls,
+        data_dir: Path,
+        meta: StoreMeta,
+        tree: MerkleState,
+        entries: Sequence[tuple[bytes, bytes]],
+        extra: Sequence[tuple[str, bytes, bytes]] = (),
+        map_size_bytes: int = DEFAULT_MAP_SIZE_BYTES,
+    ) -> Store:
+        """Write a whole initial store (genesis or an imported snapshot) in one transaction."""
+        check(meta.state_root == tree.root(), "initial meta root differs from the tree")
+        path = store_path(data_dir)
+        if (path / "data.mdb").exists():
+            raise StoreError(f"a store already exists at {path}")
+        path.mkdir(parents=True, exist_ok=True)
+        env, dbs = _open_env(path, map_size_bytes)
+        try:
+            with env.begin(write=True) as txn:
+                state_db = dbs["state"]
+                for key, value in entries:
+                    txn.put(key, value, db=state_db)
+                nodes_db = dbs["nodes"]
+                for nid, node in tree.nodes():
+                    txn.put(nid, node, db=nodes_db)
+                for db_name, key, value in extra:
+                    txn.put(key, value, db=dbs[db_name])
+                txn.put(_META_KEY, meta.to_wire(), db=dbs["meta"])
+        except lmdb.Error as exc:
+            env.close()
+            raise StoreError(f"cannot write new store at {path}: {exc}") from None
+        return cls(env, dbs, meta, tree)
+
+    @classmethod
+    def open(
+        cls,
+        data_dir: Path,
+        *,
+        map_size_bytes: int = DEFAULT_MAP_SIZE_BYTES,
+        walk_pages: bool = True,
+    ) -> Store:
+        """Open an existing store and verify it (see "Recovery" in the module docstring)."""
+        path = store_path(data_dir)
+        if not (path / "data.mdb").exists():
+            raise StoreError(f"no store at {path} (initialise the node or import a snapshot)")
+        preflight_data_file(path)
+        if walk_pages:
+            walk_pages_in_child(path)
+        try:
+            env, dbs = _open_env(path, map_size_bytes, create=False)
+        except lmdb.Error as exc:
+            raise StoreCorruptError(f"cannot open {path}: {exc}") from None
+        try:
+            meta, tree = _recover(env, dbs)
+        except lmdb.Error as exc:
+            env.close()
+            raise StoreCorruptError(f"{path}: LMDB reports {type(exc).__name__}: {exc}") from None
+        except StoreError:
+            env.close()
+            raise
+        return cls(env, dbs, meta, tree)
+
+    def close(self) -> None:
+        self._env.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- metadata ----------------------------------------------------------------------------
+
+    @property
+    def meta(self) -> StoreMeta:
+        return self._meta
+
+    @property
+    def height(self) -> int:
+        return self._meta.height
+
+    @property
+    def state_root(self) -> bytes:
+        return self._meta.state_root
+
+    @property
+    def tree(self) -> MerkleState:
+        """The in-memory working copy of the state tree (for the node's own proofs)."""
+        return self._tree
+
+    # -- the block commit ----------------------------------------------------------------------
+
+    def commit_block(
+        self,
+        *,
+        height: int,
+        block_hash: bytes,
+        block: bytes,
+        qc: bytes,
+        writes: Sequence[tuple[bytes, bytes | None]],
+        tx_results: Sequence[tuple[bytes, bytes]] = (),
+        events: bytes = b"",
+    ) -> bytes:
+        """Persist one executed block in ONE write transaction; return the new state root.
+
+        ``writes`` is the block's state write set ``(key, value or None = delete)``;
+        ``tx_results`` is ``(tx id, result bytes)`` in block order.
+        """
+        if self._broken is not None:
+            raise StoreError(f"store unusable after a failed commit ({self._broken}); reopen it")
+        self._check_commit_args(height, block_hash, block, qc, tx_results, events)
+        node_updates = self._tree.apply(writes)
+        meta = dataclasses.replace(
+            self._meta, height=height, block_hash=block_hash, state_root=self._tree.root()
+        )
+        try:
+            with self._env.begin(write=True) as txn:
+                self._put_block(txn, meta, block, qc, tx_results, events)
+                self._put_state(txn, writes, node_updates)
+                txn.put(_META_KEY, meta.to_wire(), db=self._dbs["meta"])
+        except lmdb.Error as exc:
+            # The working tree already holds this block; it no longer matches the disk.
+            self._broken = f"{type(exc).__name__}: {exc}"
+            raise StoreError(f"commit of block {height} failed: {self._broken}") from None
+        self._meta = meta
+        return meta.state_root
+
+    def _check_commit_args(
+        self,
+        height: int,
+        block_hash: bytes,
+        block: bytes,
+        qc: bytes,
+        tx_results: Sequence[tuple[bytes, bytes]],
+        events: bytes,
+    ) -> None:
+        if height != self._meta.height + 1:
+            raise StoreError(f"block {height} does not follow committed height {self.height}")
+        if not 0 < len(block_hash) <= MAX_BLOCK_HASH_BYTES:
+            raise StoreError(f"block hash of {len(block_hash)} bytes")
+        if len(tx_results) > MAX_TXS_PER_BLOCK:
+            raise StoreError(f"{len(tx_results)} results exceed {MAX_TXS_PER_BLOCK} per block")
+        for name, blob in (("block", block), ("qc", qc), ("events", events)):
+            if len(blob) > MAX_OPAQUE_BYTES:
+                raise StoreError(f"{name} of {len(blob)} bytes exceeds {MAX_OPAQUE_BYTES}")
+        with self._env.begin() as txn:
+            if txn.get(block_hash, db=self._dbs["block_hashes"]) is not None:
+                raise StoreError(f"block hash {block_hash.hex()} is already stored")
+
+    def _put_block(
+        self,
+        txn: Any,
+        meta: StoreMeta,
+        block: bytes,
+        qc: bytes,
+        tx_results: Sequence[tuple[bytes, bytes]],
+        events: bytes,
+    ) -> None:
+        hk = height_key(meta.height)
+        dbs = self._dbs
+        txn.put(hk, seal(block), db=dbs["blocks"])
+        txn.put(meta.block_hash, hk, db=dbs["block_hashes"])
+        txn.put(hk, seal(qc), db=dbs["qcs"])
+        txn.put(hk, seal(events), db=dbs["events"])
+        tx_ids = tuple(tx_id for tx_id, _ in tx_results)
+        txn.put(hk, seal(HeightIndex(meta.block_hash, tx_ids).to_wire()), db=dbs["heights"])
+        results_db = dbs["results"]
+        for index, (tx_id, result) in enumerate(tx_results):
+            record = hk + index.to_bytes(4, "big") + result
+            txn.put(tx_id, seal(record), db=results_db)
+
+    def _put_state(
+        self,
+        txn: Any,
+        writes: Sequence[tuple[bytes, bytes | None]],
+        node_updates: Sequence[NodeUpdate],
+    ) -> None:
+        state_db = self._dbs["state"]
+        for key, value in writes:
+            if value is None:
+                txn.delete(key, db=state_db)
+            else:
+                txn.put(key, value, db=state_db)
+        nodes_db = self._dbs["nodes"]
+        for nid, node in node_updates:
+            if node is None:
+                txn.delete(nid, db=nodes_db)
+            else:
+                txn.put(nid, node, db=nodes_db)
+
+    # -- consensus safety data -------------------------------------------------------------------
+
+    def write_safety_data(self, data: bytes) -> None:
+        """Durably store the consensus safety record (fsync'd before this returns)."""
+        if len(data) > MAX_OPAQUE_BYTES:
+            raise StoreError(f"safety data of {len(data)} bytes exceeds {MAX_OPAQUE_BYTES}")
+        with self._env.begin(write=True) as txn:
+            txn.put(_SAFETY_KEY, seal(data), db=self._dbs["safety"])
+
+    def read_safety_data(self) -> bytes | None:
+        with self._env.begin() as txn:
+            value = txn.get(_SAFETY_KEY, db=self._dbs["safety"])
+        return None if value is None else unseal(bytes(value), "safety data")
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def get_state(self, key: bytes) -> bytes | None:
+        with self._env.begin() as txn:
+            value = txn.get(key, db=self._dbs["state"])
+        return None if value is None else bytes(value)
+
+    def read_entries(self) -> list[tuple[bytes, bytes]]:
+        """All state entries, sorted by key (what the exchange state is rebuilt from)."""
+        with self._env.begin() as txn:
+            return _read_entries(txn, self._dbs)
+
+    def iter_entries(self, txn: Any) -> Iterator[tuple[bytes, bytes]]:
+        """Entries inside a caller's read transaction (used by snapshot export)."""
+        for key, value in txn.cursor(db=self._dbs["state"]):
+            yield bytes(key), bytes(value)
+
+    def count_entries(self, txn: Any) -> int:
+        """Number of state entries, inside a caller's read transaction."""
+        entries: int = txn.stat(self._dbs["state"])["entries"]
+        return entries
+
+    def read_txn(self) -> Any:
+        """A read transaction (context manager) for several consistent reads."""
+        return self._env.begin()
+
+    def read_meta(self, txn: Any) -> StoreMeta:
+        return _read_meta(txn, self._dbs)
+
+    def get_block(self, height: int) -> bytes | None:
+        return self._get_sealed("blocks", height_key(height), f"block {height}")
+
+    def get_qc(self, height: int) -> bytes | None:
+        return self._get_sealed("qcs", height_key(height), f"QC {height}")
+
+    def get_events(self, height: int) -> bytes | None:
+        return self._get_sealed("events", height_key(height), f"events {height}")
+
+    def get_height_of_block(self, block_hash: bytes) -> int | None:
+        with self._env.begin() as txn:
+            value = txn.get(block_hash, db=self._dbs["block_hashes"])
+        return None if value is None else int.from_bytes(value, "big")
+
+    def get_height_index(self, height: int) -> HeightIndex | None:
+        raw = self._get_sealed("heights", height_key(height), f"height index {height}")
+        return None if raw is None else _decode(HeightIndex, raw, f"height index {height}")
+
+    def get_tx_result(self, tx_id: bytes) -> TxRecord | None:
+        raw = self._get_sealed("results", tx_id, f"result of {tx_id.hex()}")
+        if raw is None:
+            return None
+        if len(raw) < 12:
+            raise StoreCorruptError(f"result of {tx_id.hex()} is too short")
+        return TxRecord(int.from_bytes(raw[:8], "big"), int.from_bytes(raw[8:12], "big"), raw[12:])
+
+    def tx_inclusion(self, tx_id: bytes) -> tuple[int, TxInclusionProof] | None:
+        """(height, proof against that block's tx root) for a stored transaction."""
+        record = self.get_tx_result(tx_id)
+        if record is None:
+            return None
+        index = self.get_height_index(record.height)
+        if index is None or record.index >= len(index.tx_ids):
+            return None
+        check(index.tx_ids[record.index] == tx_id, "result index points at another tx")
+        return record.height, inclusion_proof(index.tx_ids, record.index)
+
+    def prove(self, key: bytes) -> ProofAt:
+        """Proof for ``key`` at the latest committed height, built from stored nodes."""
+        with self._env.begin() as txn:
+            meta = _read_meta(txn, self._dbs)
+            raw = txn.get(key, db=self._dbs["state"])
+            value = None if raw is None else bytes(raw)
+            nodes_db = self._dbs["nodes"]
+
+            def get_node(nid: bytes) -> bytes | None:
+                node = txn.get(nid, db=nodes_db)
+                return None if node is None else bytes(node)
+
+            try:
+                proof = prove_from_nodes(get_node, key, meta.state_root)
+            except MissingNodeError as exc:
+                raise StoreCorruptError(f"merkle nodes: {exc}") from None
+        return ProofAt(meta.height, meta.state_root, key, value, proof)
+
+    def _get_sealed(self, db_name: str, key: bytes, what: str) -> bytes | None:
+        with self._env.begin() as txn:
+            value = txn.get(key, db=self._dbs[db_name])
+        return None if value is None else unseal(bytes(value), what)
+
+    # -- pruning ---------------------------------------------------------------------------------
+
+    def prune_blocks(self, keep_last: int, max_heights: int = PRUNE_HEIGHTS_PER_CALL_MAX) -> int:
+        """Delete stored blocks below the last ``keep_last``; return how many heights went.
+
+        At most ``max_heights`` per call, so one call is one bounded write transaction; call
+        again to continue. State, Merkle nodes and metadata are never touched.
+        """
+        if keep_last < 1:
+            raise StoreError("keep_last must be at least 1 (the latest block stays)")
+        if self._broken is not None:
+            raise StoreError(f"store unusable after a failed commit ({self._broken}); reopen it")
+        first = self._meta.base_height
+        stop = min(self._meta.height - keep_last + 1, first + max(1, max_heights))
+        if stop <= first:
+            return 0
+        meta = dataclasses.replace(self._meta, base_height=stop)
+        with self._env.begin(write=True) as txn:
+            for height in range(first, stop):
+                self._delete_height(txn, height)
+            txn.put(_META_KEY, meta.to_wire(), db=self._dbs["meta"])
+        self._meta = meta
+        return stop - first
+
+    def _delete_height(self, txn: Any, height: int) -> None:
+        hk = height_key(height)
+        dbs = self._dbs
+        raw_index = txn.get(hk, db=dbs["heights"])
+        if raw_index is not None:
+            index = _decode(HeightIndex, unseal(bytes(raw_index), "height index"), "height index")
+            txn.delete(index.block_hash, db=dbs["block_hashes"])
+            for tx_id in index.tx_ids:
+                record = txn.get(tx_id, db=dbs["results"])
+                # A later block may hold the same id again; only delete this height's record.
+                if record is not None and bytes(record)[SEAL_BYTES : SEAL_BYTES + 8] == hk:
+                    txn.delete(tx_id, db=dbs["results"])
+        for name in ("blocks", "qcs", "events", "heights"):
+            txn.delete(hk, db=dbs[name])
+
+
+def _open_env(path: Path, map_size_bytes: int, create: bool = True) -> tuple[Any, dict[str, Any]]:
+    env = lmdb.open(
+        str(path),
+        map_size=map_size_bytes,
+        max_dbs=MAX_DBS,
+        subdir=True,
+        create=create,
+        sync=True,  # a committed block survives power loss, not only a process crash
+        metasync=True,
+        readahead=False,  # random reads over a state larger than RAM: readahead only evicts
+        lock=True,
+    )
+    try:
+        with env.begin(write=True) as txn:
+            dbs = {name: env.open_db(name.encode(), txn=txn, create=True) for name in _DB_NAMES}
+    except lmdb.Error:
+        env.close()
+        raise
+    return env, dbs
+
+
+def _read_meta(txn: Any, dbs: dict[str, Any]) -> StoreMeta:
+    raw = txn.get(_META_KEY, db=dbs["meta"])
+    if raw is None:
+        raise StoreCorruptError("store has no metadata record")
+    meta = _decode(StoreMeta, bytes(raw), "metadata record")
+    if meta.format_version != FORMAT_VERSION:
+        raise StoreError(f"store format {meta.format_version}, this build reads {FORMAT_VERSION}")
+    return meta
+
+
+def _read_entries(txn: Any, dbs: dict[str, Any]) -> list[tuple[bytes, bytes]]:
+    return [(bytes(k), bytes(v)) for k, v in txn.cursor(db=dbs["state"])]
+
+
+def _decode(cls: type[_W], raw: bytes, what: str) -> _W:
+    try:
+        return cls.from_wire(raw)
+    except DecodeError as exc:
+        raise StoreCorruptError(f"{what} does not decode: {exc.reason}") from None
+
+
+def _recover(env: Any, dbs: dict[str, Any]) -> tuple[StoreMeta, MerkleState]:
+    """Read and cross-check everything a restart depends on; see the module docstring."""
+    with env.begin() as txn:
+        meta = _read_meta(txn, dbs)
+        entries = _read_entries(txn, dbs)
+        tree = MerkleState.from_entries(entries)
+        del entries
+        if tree.root() != meta.state_root:
+            raise StoreCorruptError(
+                f"state root mismatch at height {meta.height}: stored {meta.state_root.hex()}, "
+                f"recomputed from {len(tree)} entries {tree.root().hex()}"
+            )
+        stored_nodes = {bytes(k): bytes(v) for k, v in txn.cursor(db=dbs["nodes"])}
+        if stored_nodes != dict(tree.nodes()):
+            raise StoreCorruptError("merkle node database differs from the state entries")
+        del stored_nodes
+        if meta.height >= meta.base_height:
+            hk = height_key(meta.height)
+            for name in ("blocks", "qcs", "heights"):
+                value = txn.get(hk, db=dbs[name])
+                if value is None:
+                    raise StoreCorruptError(f"{name} record of height {meta.height} is missing")
+                unseal(bytes(value), f"{name} record of height {meta.height}")
+    return meta, tree
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
