@@ -60,7 +60,7 @@ def test_random_blocks_keep_every_invariant(seed: int) -> None:
             audit(clone)
             # The original and the rebuilt state must behave identically from here on.
             probe = RandomFlow(seed + 1000)
-            for k in range(1, 4):
+            for _ in range(3):
                 t = probe.block(st)
                 ctx = BlockContext(st.height + 1, st.timestamp_ms + 500, b"")
                 r0 = apply_block(st, ctx, t)
