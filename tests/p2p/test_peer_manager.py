@@ -7,14 +7,23 @@ Every test bounds itself with ``trio.fail_after``; waits are on the manager's ow
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 import random
+import ssl
+import tempfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import pytest
 import trio
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from cryptography.x509.oid import NameOID
 
 from p2p import (
+    ALPN_PROTOCOL,
     FrameTooLarge,
     InboundFrame,
     PeerAddress,
@@ -405,3 +414,71 @@ async def test_running_twice_is_a_bug_reported_through_the_nursery() -> None:
             async with trio.open_nursery() as nursery:
                 await nursery.start(m.run)
                 await nursery.start(m.run)
+
+
+def _self_signed_context(seed: bytes) -> ssl.SSLContext:
+    """A client presenting a genuinely self-signed certificate for an allowed key."""
+    key = Ed25519PrivateKey.from_private_bytes(seed)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "self")])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC))
+        .not_valid_after(datetime.datetime(2100, 1, 1, tzinfo=datetime.UTC))
+        .sign(key, None)
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols([ALPN_PROTOCOL])
+    with tempfile.TemporaryDirectory() as directory:
+        cert_file, key_file = Path(directory) / "c.pem", Path(directory) / "k.pem"
+        cert_file.write_bytes(certificate.public_bytes(Encoding.PEM))
+        key_file.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+        context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+def _client_contexts(allowed_seed: bytes) -> dict[str, ssl.SSLContext]:
+    no_certificate = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    no_certificate.check_hostname = False
+    no_certificate.verify_mode = ssl.CERT_NONE
+    tls12 = make_tls_contexts(allowed_seed).client
+    tls12.minimum_version = ssl.TLSVersion.TLSv1_2
+    tls12.maximum_version = ssl.TLSVersion.TLSv1_2
+    return {
+        "no client certificate": no_certificate,
+        "TLS 1.2 only": tls12,
+        "self-signed, not chained to the anchor": _self_signed_context(allowed_seed),
+    }
+
+
+def failures_at_least(count: int) -> Callable[[PeerManagerStatistics], bool]:
+    return lambda stats: stats.handshake_failures >= count
+
+
+async def test_tls_without_a_valid_client_certificate_or_below_1_3_is_refused() -> None:
+    a, b = make_nodes(2)
+    with trio.fail_after(TEST_TIMEOUT_S):
+        async with trio.open_nursery() as nursery:
+            m = manager(a, [a, b])
+            port = await nursery.start(m.run)
+            contexts = _client_contexts(b.seed)
+            for count, (label, context) in enumerate(contexts.items(), start=1):
+                tcp = await trio.open_tcp_stream("127.0.0.1", port)
+                stream = trio.SSLStream(tcp, context)
+                try:
+                    await stream.do_handshake()
+                    await stream.send_all(b"\x00\x00\x00\x02hi")
+                    await read_until_closed(stream)
+                except trio.BrokenResourceError:
+                    pass  # refused during the handshake
+                await trio.aclose_forcefully(stream)
+                stats = await m.wait_statistics(failures_at_least(count))
+                assert stats.connected_peers == 0, label
+                assert stats.peers[b.key].connects == 0, label
+            assert len(m.inbound) == 0
+            nursery.cancel_scope.cancel()
