@@ -9,14 +9,18 @@ Pure functions of times and views the replica passes in (the core never reads a 
 * View timeouts: ``base * 2**k`` for the k-th consecutive timeout since the last commit, capped;
   a commit resets k to 0. Doubling makes honest replicas' views overlap long enough to finish a
   view after a period of asynchrony; the cap bounds the wait after a long outage.
-* View synchronisation: a replica that sees NEW-VIEW messages for higher views from validators
-  holding more than 1/3 of the power (so at least one honest) jumps to the highest view such a
-  set has reached, instead of waiting out its own (possibly long) timeouts.
+* View synchronisation (as in DiemBFT's round synchroniser, with NEW-VIEW as the timeout
+  message): a replica whose view timer fires broadcasts NEW-VIEW for the next view but does not
+  move on alone; it enters view ``w`` once validators with more than 2/3 of the power have sent
+  NEW-VIEW for ``w`` or later (a timeout certificate, :func:`quorum_view`). When more than 1/3 of
+  the power (so at least one honest validator) has given up on views below ``w``
+  (:func:`joined_view`), it gives up too and sends its own NEW-VIEW for ``w``. Nobody runs ahead
+  on its own, so honest replicas' views cannot drift apart by more than one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from consensus.validators import ValidatorSet
 
@@ -46,22 +50,27 @@ def timestamp_acceptable(
     return parent_timestamp_ms < timestamp_ms <= now_ms + max_drift_ms
 
 
-def synchronised_view(
-    sender_views: Mapping[bytes, int], validators: ValidatorSet, current_view: int
+def _highest_view_with(
+    sender_views: Mapping[bytes, int], validators: ValidatorSet, enough: Callable[[int], bool]
 ) -> int | None:
-    """The highest view ``w > current_view`` that validators with more than 1/3 of the power
-    have all entered (by their NEW-VIEW messages), or None."""
-    ahead = sorted(
-        (
-            (view, validators.index_of(key))
-            for key, view in sender_views.items()
-            if view > current_view and key in validators
-        ),
-        reverse=True,
+    ranked = sorted(
+        (view, validators.index_of(key)) for key, view in sender_views.items() if key in validators
     )
     power = 0
-    for view, index in ahead:
+    for view, index in reversed(ranked):
         power += validators.powers[index]
-        if validators.exceeds_one_third(power):
+        if enough(power):
             return view
     return None
+
+
+def quorum_view(sender_views: Mapping[bytes, int], validators: ValidatorSet) -> int | None:
+    """The highest view ``w`` such that validators holding more than 2/3 of the power have each
+    sent a NEW-VIEW for ``w`` or later (their latest NEW-VIEW view per sender), or None."""
+    return _highest_view_with(sender_views, validators, validators.is_quorum)
+
+
+def joined_view(sender_views: Mapping[bytes, int], validators: ValidatorSet) -> int | None:
+    """The highest view ``w`` such that validators holding more than 1/3 of the power have each
+    sent a NEW-VIEW for ``w`` or later, or None."""
+    return _highest_view_with(sender_views, validators, validators.exceeds_one_third)

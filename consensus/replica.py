@@ -35,8 +35,10 @@ Invariants (checked with :func:`consensus.check.check`, which survives ``python 
 * every vote, proposal and new-view leaves after the :class:`PersistSafety` that records it.
 
 Views advance on a DECIDE, on a valid QC from a later view (we were behind), on a proposal
-justified by a QC from our view or later, on a view timeout, and when validators with more than
-1/3 of the power have sent NEW-VIEWs for a later view (see ``pacemaker.synchronised_view``).
+justified by a QC from our view or later, and on a timeout certificate: NEW-VIEWs for the view
+(or later) from more than 2/3 of the power. A replica whose view timer fires stops voting in its
+view and broadcasts NEW-VIEW for the next one, but waits for the certificate before it moves;
+it joins a timeout as soon as more than 1/3 of the power has (see ``pacemaker.py``).
 A replica that sees a height it lacks asks the sender for committed blocks with their commit QCs
 (``SyncRequest``) and commits them after checking each QC.
 """
@@ -67,9 +69,10 @@ from consensus.events import (
     TimerKind,
 )
 from consensus.pacemaker import (
+    joined_view,
     next_block_timestamp_ms,
     proposal_ready_at_ms,
-    synchronised_view,
+    quorum_view,
     timestamp_acceptable,
     view_timeout_ms,
 )
@@ -178,8 +181,8 @@ class Replica:
         self._timeouts_since_commit = 0
         self._pending: dict[bytes, Block] = {}
         self._valid_blocks: set[bytes] = set()
-        self._newviews: dict[int, dict[bytes, NewView]] = {}
-        self._sender_views: dict[bytes, int] = {}
+        self._latest_newview: dict[bytes, NewView] = {}
+        self._announced_view = 0  # highest view we broadcast a NEW-VIEW for
         self._collectors: dict[tuple[int, int, bytes], VoteCollector] = {}
         self._formed: set[tuple[int, int]] = set()
         self._seen_votes: dict[tuple[bytes, int, int], Vote] = {}
@@ -367,7 +370,7 @@ class Replica:
         self._payload = None
         self._waiting = []
         self._prune_views(view)
-        if newview != "none":
+        if newview != "none" and self._announced_view < view:
             self._send_newview(view, broadcast=newview == "broadcast")
         for sender, message in self._future.pop(view, []):
             self._inbox.append((sender, message, False))
@@ -380,14 +383,14 @@ class Replica:
         )
         signature = sign_newview(self.key, self.config.chain_id, view, high)
         message = NewView(view, high, high_block, self.me, signature)
+        self._record_newview(message)
         if broadcast:
-            self._broadcast(message)
-        else:
-            self._send(self.validators.leader(view), message)
+            self._announced_view = max(self._announced_view, view)
+            self._out.append(Broadcast(message))
+        elif self.validators.leader(view) != self.me:
+            self._out.append(Send(self.validators.leader(view), message))
 
     def _prune_views(self, view: int) -> None:
-        for v in [v for v in self._newviews if v < view]:
-            del self._newviews[v]
         for v in [v for v in self._future if v < view]:
             del self._future[v]
         for ck in [ck for ck in self._collectors if ck[0] < view]:
@@ -405,9 +408,42 @@ class Replica:
             return  # a timer of a view we already left
         if event.kind == TimerKind.VIEW:
             self._timeouts_since_commit += 1
-            self._enter_view(self.view + 1, newview="broadcast")
+            self._out.append(SetTimer(TimerKind.VIEW, self.view, self._view_timeout()))
+            self._leave_view(self.view)
         elif event.kind == TimerKind.PROPOSE:
             self._try_propose()
+
+    def _leave_view(self, view: int) -> None:
+        """Give up on every view up to ``view``: never vote in them any more (persisted), and
+        broadcast NEW-VIEW for ``view + 1`` (again, if the timer fires while we wait)."""
+        s = self.safety
+        self._update_safety(
+            voted_prepare_view=max(s.voted_prepare_view, view),
+            voted_precommit_view=max(s.voted_precommit_view, view),
+            voted_commit_view=max(s.voted_commit_view, view),
+        )
+        self._send_newview(view + 1, broadcast=True)
+        self._synchronise()
+
+    def _synchronise(self) -> None:
+        """Apply the timeout-certificate and join rules to the latest NEW-VIEW per validator."""
+        views = {sender: nv.view for sender, nv in self._latest_newview.items()}
+        join = joined_view(views, self.validators)
+        if join is not None and join > max(self._announced_view, self.view):
+            self._leave_view(join - 1)
+            return
+        enter = quorum_view(views, self.validators)
+        if enter is not None and enter > self.view:
+            self._enter_view(enter, newview="broadcast")
+
+    def _record_newview(self, nv: NewView) -> None:
+        current = self._latest_newview.get(nv.sender)
+        if (
+            current is None
+            or nv.view > current.view
+            or (nv.view == current.view and nv.high_qc.view > current.high_qc.view)
+        ):
+            self._latest_newview[nv.sender] = nv
 
     def _catch_up_view(self, qc_view: int) -> None:
         """A valid QC of a later view shows a quorum got there: join that view."""
@@ -724,18 +760,9 @@ class Replica:
             if block_hash != high.block_hash or not nv.high_block.payload_matches_header():
                 return
             self._remember_block(nv.high_block, block_hash)
-        if nv.view > self._sender_views.get(nv.sender, 0):
-            self._sender_views[nv.sender] = nv.view
-        if self.view <= nv.view <= self.view + self.config.max_future_views:
-            by_sender = self._newviews.setdefault(nv.view, {})
-            current = by_sender.get(nv.sender)
-            if current is None or high.view > current.high_qc.view:
-                by_sender[nv.sender] = nv
-        target = synchronised_view(self._sender_views, self.validators, self.view)
-        if target is not None:
-            self._enter_view(target, newview="broadcast")
-        else:
-            self._try_propose()
+        self._record_newview(nv)
+        self._synchronise()
+        self._try_propose()
 
     def _try_propose(self) -> None:
         view = self.view
@@ -745,15 +772,10 @@ class Replica:
             or self.safety.proposed_view >= view
         ):
             return
-        newviews = self._newviews.get(view)
-        if not newviews or not self.validators.is_quorum(self.validators.power_of_set(newviews)):
+        senders = [k for k, nv in self._latest_newview.items() if nv.view >= view]
+        if not self.validators.is_quorum(self.validators.power_of_set(senders)):
             return
-        high = self.safety.prepare_qc
-        high_from = self.me
-        for sender in sorted(newviews, key=self.validators.index_of):
-            qc = newviews[sender].high_qc
-            if (qc.view, qc.block_hash) > (high.view, high.block_hash):
-                high, high_from = qc, sender
+        high, high_from = self._choose_high_qc(senders)
         tip_hash = self._hashes[self.committed_height]
         if high.height <= self.committed_height:
             if self._committed_hash_at(high.height) != high.block_hash:
@@ -774,6 +796,16 @@ class Replica:
         self._update_safety(proposed_view=view)
         signature = sign_proposal(self.key, self.config.chain_id, view, block_hash)
         self._broadcast(Proposal(view, block, high, self.me, signature))
+
+    def _choose_high_qc(self, senders: list[bytes]) -> tuple[QuorumCert, bytes]:
+        """The highest prepare QC among ours and the NEW-VIEWs of ``senders``, and who sent it."""
+        high = self.safety.prepare_qc
+        high_from = self.me
+        for sender in sorted(senders, key=self.validators.index_of):
+            qc = self._latest_newview[sender].high_qc
+            if (qc.view, qc.block_hash) > (high.view, high.block_hash):
+                high, high_from = qc, sender
+        return high, high_from
 
     def _new_block(self, view: int) -> Block | None:
         """A new block on the executed tip, once the block interval passed and the payload came."""

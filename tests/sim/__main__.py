@@ -1,0 +1,143 @@
+"""Replay or sweep simulator runs.
+
+    python -m tests.sim --scenario twins --seed 17 --trace     # replay one run, print its trace
+    python -m tests.sim --seeds 0..10000                        # every scenario, 10,000 seeds each
+    python -m tests.sim --scenario crash --seeds 0..500 --jobs 2
+
+Exit status 1 if any run failed; each failure prints its seed and the replay command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+from tests.sim.cluster import Simulation, SimulationFailure
+from tests.sim.scenarios import SCENARIOS, make_scenario
+
+
+def parse_range(text: str) -> range:
+    if ".." in text:
+        a, b = text.split("..", 1)
+        return range(int(a), int(b))
+    return range(int(text), int(text) + 1)
+
+
+def run_one(name: str, seed: int) -> dict[str, Any]:
+    t0 = time.process_time()
+    sim = Simulation(make_scenario(name, seed), seed)
+    try:
+        sim.run()
+    except SimulationFailure as exc:
+        return {
+            "scenario": name,
+            "seed": seed,
+            "ok": False,
+            "error": str(exc).splitlines()[0],
+            "cpu_s": time.process_time() - t0,
+        }
+    return {
+        "scenario": name,
+        "seed": seed,
+        "ok": True,
+        "events": sim.events_handled,
+        "height": max(n.committed_height for n in sim.nodes if n.honest),
+        "resume_ms": sim.resume_ms or 0.0,
+        "cpu_s": time.process_time() - t0,
+    }
+
+
+def _run_chunk(args: tuple[str, list[int]]) -> list[dict[str, Any]]:
+    name, seeds = args
+    return [run_one(name, s) for s in seeds]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.sim",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        choices=sorted(SCENARIOS),
+        help="scenario name (repeatable; default: all)",
+    )
+    parser.add_argument("--seed", type=int, help="replay this one seed")
+    parser.add_argument("--seeds", default="0..10", help="seed range A..B (B excluded)")
+    parser.add_argument("--trace", action="store_true", help="print the full event trace")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes for --seeds")
+    args = parser.parse_args(argv)
+    names = args.scenario or list(SCENARIOS)
+
+    if args.seed is not None:
+        status = 0
+        for name in names:
+            sim = Simulation(make_scenario(name, args.seed), args.seed)
+            try:
+                sim.run()
+            except SimulationFailure as exc:
+                print(str(exc) if args.trace else sim.report(str(exc).splitlines()[0], last=200))
+                status = 1
+                continue
+            if args.trace:
+                print("\n".join(sim.format_trace()))
+            heights = {n.node_id: n.committed_height for n in sim.nodes}
+            print(
+                f"ok scenario={name} seed={args.seed} events={sim.events_handled} "
+                f"heights={heights} resume_ms={sim.resume_ms:.0f}"
+            )
+        return status
+
+    seeds = list(parse_range(args.seeds))
+    chunks = [(name, seeds[i : i + 50]) for name in names for i in range(0, len(seeds), 50)]
+    t0 = time.monotonic()
+    results: list[dict[str, Any]] = []
+    if args.jobs > 1:
+        with ProcessPoolExecutor(args.jobs) as pool:
+            for chunk in pool.map(_run_chunk, chunks):
+                results.extend(chunk)
+                _progress(results, len(seeds) * len(names), t0)
+    else:
+        for chunk_args in chunks:
+            results.extend(_run_chunk(chunk_args))
+            _progress(results, len(seeds) * len(names), t0)
+    wall = time.monotonic() - t0
+    failures = [r for r in results if not r["ok"]]
+    for name in names:
+        rs = [r for r in results if r["scenario"] == name and r["ok"]]
+        if rs:
+            resume = [r["resume_ms"] for r in rs]
+            print(
+                f"{name:<11} runs={len([r for r in results if r['scenario'] == name]):>6} "
+                f"failed={len([r for r in results if r['scenario'] == name and not r['ok']])} "
+                f"events={sum(r['events'] for r in rs)} "
+                f"resume_ms mean={sum(resume) / len(resume):.0f} max={max(resume):.0f} "
+                f"cpu_s={sum(r['cpu_s'] for r in rs):.1f}"
+            )
+    for r in failures:
+        print(
+            f"FAILED scenario={r['scenario']} seed={r['seed']}: {r['error']}\n"
+            f"  replay: python -m tests.sim --scenario {r['scenario']} --seed {r['seed']} --trace"
+        )
+    print(f"{len(results)} runs, {len(failures)} failed, {wall:.1f} s wall")
+    return 1 if failures else 0
+
+
+def _progress(results: list[dict[str, Any]], total: int, t0: float) -> None:
+    print(
+        f"\r{len(results)}/{total} runs, {time.monotonic() - t0:.0f} s",
+        end="",
+        file=sys.stderr,
+        flush=True,
+    )
+    if len(results) == total:
+        print(file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,583 @@
+"""A seeded discrete-event simulation of a cluster of consensus replicas.
+
+Plain heap of timed events and one ``random.Random(seed)``: the same scenario and seed replay
+exactly, event for event (not trio, whose scheduler is randomised on purpose). Every message is
+encoded to bytes at the sender and strictly decoded at each receiver, as on the real network.
+
+The simulated driver follows the replica's contract: PersistSafety is written at once, before
+the next action of the list; Execute runs the block on the node's application after a short
+delay and stores block, QC and state together, then feeds BlockExecuted. A crash loses
+everything else: the replica object, queued executions, timers and messages in flight.
+
+Checkers run as the simulation goes: no two honest nodes commit different blocks at a height,
+every honest node computes the same state root at each height, the core's own invariant checks
+never fire on an honest node, evidence never names an honest validator; and, after the last
+fault healed, every honest node commits new blocks within ``liveness_window_ms``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import random
+from collections.abc import Callable
+from typing import Any
+
+from consensus import (
+    Block,
+    BlockExecuted,
+    Broadcast,
+    ClockTick,
+    Committed,
+    CommittedBlock,
+    ConsensusConfig,
+    ConsensusInvariantError,
+    Execute,
+    MessageReceived,
+    PayloadAvailable,
+    PersistSafety,
+    Proposal,
+    QuorumCert,
+    Replica,
+    ReportEvidence,
+    RequestPayload,
+    SafetyData,
+    Send,
+    SetTimer,
+    TimerFired,
+    TimerKind,
+    ValidatorSet,
+    decode_message,
+    encode_message,
+)
+from consensus.types import ProposalEquivocation, VoteEquivocation, payload_root
+from consensus.verify import sign_proposal
+from state_machine.crypto import Keypair
+from tests.sim.app import GENESIS_ROOT, KVApp, check_payload
+
+CHAIN_ID = "perpbft-sim"
+GENESIS_TIME_MS = 1_700_000_000_000
+
+
+class SimulationFailure(AssertionError):
+    """A checker failed. ``str()`` holds the seed, the scenario, the reason and the trace."""
+
+
+@dataclasses.dataclass
+class Partition:
+    """Between ``start_ms`` and ``end_ms`` only nodes in the same group can talk."""
+
+    start_ms: float
+    end_ms: float
+    groups: list[frozenset[int]]
+
+    def separates(self, a: int, b: int, now: float) -> bool:
+        if not self.start_ms <= now < self.end_ms:
+            return False
+        return not any(a in g and b in g for g in self.groups)
+
+
+@dataclasses.dataclass
+class Scenario:
+    """Everything that defines one run besides the seed."""
+
+    name: str
+    validators: int = 4
+    # Node ids 0..validators-1 hold validator keys; twins[i] = j adds node i with j's key.
+    twins: dict[int, int] = dataclasses.field(default_factory=dict)
+    byzantine: frozenset[int] = frozenset()  # validator indices not held to the checkers
+    delay_ms: tuple[float, float] = (1.0, 10.0)
+    drop: float = 0.0
+    duplicate: float = 0.0
+    partitions: list[Partition] = dataclasses.field(default_factory=list)
+    crashes: list[tuple[int, float, float]] = dataclasses.field(default_factory=list)
+    skew_ms: dict[int, int] = dataclasses.field(default_factory=dict)
+    silent: dict[int, tuple[float, float]] = dataclasses.field(default_factory=dict)
+    equivocators: frozenset[int] = frozenset()  # nodes that split their proposals
+    # Nodes running a different replica class (Byzantine behaviour); others use replica_cls.
+    node_classes: dict[int, type[Replica]] = dataclasses.field(default_factory=dict)
+    fault_end_ms: float = 10_000.0
+    liveness_window_ms: float = 60_000.0
+    min_new_blocks: int = 2
+    exec_delay_ms: tuple[float, float] = (0.1, 2.0)
+    block_interval_ms: int = 500
+    view_timeout_base_ms: int = 1_500
+    view_timeout_cap_ms: int = 12_000
+    max_clock_drift_ms: int = 1_000
+    replica_cls: type[Replica] = Replica
+    app_factory: Callable[[], Any] | None = None
+    genesis_root: bytes = GENESIS_ROOT
+    payload_factory: Callable[[random.Random, int], tuple[bytes, ...]] | None = None
+    check_payload: Callable[[Block], bool] | None = check_payload
+    check_liveness: bool = True
+
+
+def validator_key(i: int) -> Keypair:
+    return Keypair(sha256_seed(i))
+
+
+def sha256_seed(i: int) -> bytes:
+    from state_machine.crypto import sha256
+
+    return sha256(b"perpbft-sim-validator-%d" % i)
+
+
+@dataclasses.dataclass
+class SimNode:
+    node_id: int
+    key: Keypair
+    validator_index: int
+    honest: bool
+    skew_ms: int
+    replica: Replica | None = None
+    up: bool = True
+    epoch: int = 0
+    last_tick: int = -1
+    safety: SafetyData | None = None
+    chain: list[CommittedBlock] = dataclasses.field(default_factory=list)
+    app: Any = None
+    exec_queue: list[tuple[Block, QuorumCert]] = dataclasses.field(default_factory=list)
+    executing: bool = False
+    committed_height: int = 0
+    prepare_qcs: dict[bytes, QuorumCert] = dataclasses.field(default_factory=dict)
+
+
+# Event kinds in the heap.
+DELIVER, TIMER, PAYLOAD, EXECUTED, CRASH, RESTART = range(6)
+KIND_NAMES = ["deliver", "timer", "payload", "executed", "crash", "restart"]
+
+
+class Simulation:
+    def __init__(self, scenario: Scenario, seed: int) -> None:
+        self.scenario = scenario
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.now = 0.0
+        self._seq = 0
+        self._heap: list[tuple[float, int, int, int, int, Any]] = []
+        self.trace: list[tuple[float, int, str, Any, list[Any]]] = []
+        self.events_handled = 0
+        self.commits: dict[int, tuple[bytes, int]] = {}  # height -> (hash, node)
+        self.roots: dict[int, tuple[bytes, int]] = {}  # height -> (root, node)
+        self.commit_latencies_ms: list[float] = []
+        self.evidence: list[Any] = []
+        self.resume_ms: float | None = None
+        keys = [validator_key(i) for i in range(scenario.validators)]
+        self.validators = ValidatorSet([(k.public_key, 1) for k in keys])
+        self.config = ConsensusConfig(
+            chain_id=CHAIN_ID,
+            genesis_time_ms=GENESIS_TIME_MS,
+            genesis_state_root=scenario.genesis_root,
+            block_interval_ms=scenario.block_interval_ms,
+            view_timeout_base_ms=scenario.view_timeout_base_ms,
+            view_timeout_cap_ms=scenario.view_timeout_cap_ms,
+            max_clock_drift_ms=scenario.max_clock_drift_ms,
+        )
+        self.nodes: list[SimNode] = []
+        for i in range(scenario.validators + len(scenario.twins)):
+            vi = scenario.twins.get(i, i)
+            honest = vi not in scenario.byzantine
+            self.nodes.append(SimNode(i, keys[vi], vi, honest, scenario.skew_ms.get(i, 0)))
+        self.by_key: dict[bytes, list[SimNode]] = {}
+        for node in self.nodes:
+            self.by_key.setdefault(node.key.public_key, []).append(node)
+        for node_id, at, back in scenario.crashes:
+            self._push(at, CRASH, node_id, 0, None)
+            self._push(back, RESTART, node_id, 0, None)
+
+    # ---- plumbing ---------------------------------------------------------------------------
+
+    def _push(self, at: float, kind: int, node_id: int, epoch: int, payload: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (at, self._seq, kind, node_id, epoch, payload))
+
+    def local_ms(self, node: SimNode) -> int:
+        return GENESIS_TIME_MS + int(self.now) + node.skew_ms
+
+    def fail(self, reason: str) -> None:
+        raise SimulationFailure(self.report(reason))
+
+    def report(self, reason: str, last: int | None = None) -> str:
+        lines = self.format_trace()
+        if last is not None and len(lines) > last:
+            lines = [f"... {len(lines) - last} earlier events ...", *lines[-last:]]
+        head = (
+            f"simulation failed: {reason}\n"
+            f"seed={self.seed} scenario={self.scenario.name}\n"
+            f"replay: python -m tests.sim --scenario {self.scenario.name} --seed {self.seed} "
+            "--trace"
+        )
+        return head + "\n" + "\n".join(lines)
+
+    def format_trace(self) -> list[str]:
+        return [
+            f"{t:11.3f} n{node:<2} {what:<8} {describe(obj)} -> "
+            + ", ".join(describe(a) for a in actions)
+            for t, node, what, obj, actions in self.trace
+        ]
+
+    # ---- running ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.app = self._new_app()
+            node.replica = self._replica_cls(node)(
+                self.config, node.key, self.validators, self.scenario.check_payload
+            )
+            node.last_tick = self.local_ms(node)
+            self._apply(node, "start", None, node.replica.start(node.last_tick))
+
+    def _replica_cls(self, node: SimNode) -> type[Replica]:
+        return self.scenario.node_classes.get(node.node_id, self.scenario.replica_cls)
+
+    def _new_app(self) -> Any:
+        factory = self.scenario.app_factory
+        return factory() if factory is not None else KVApp()
+
+    def run(self) -> Simulation:
+        """Run the scenario; raise SimulationFailure on any checker failure."""
+        self.start()
+        sc = self.scenario
+        self.run_until(sc.fault_end_ms)
+        healed_at = max(
+            [sc.fault_end_ms]
+            + [p.end_ms for p in sc.partitions]
+            + [back for _, _, back in sc.crashes]
+            + [end for _, end in sc.silent.values()]
+        )
+        self.run_until(healed_at)
+        if not sc.check_liveness:
+            return self
+        honest = [n for n in self.nodes if n.honest]
+        target = max(n.committed_height for n in honest) + sc.min_new_blocks
+        deadline = healed_at + sc.liveness_window_ms
+        while not all(n.committed_height >= target for n in honest):
+            if not self._heap or self._heap[0][0] > deadline:
+                lagging = {
+                    n.node_id: n.committed_height for n in honest if n.committed_height < target
+                }
+                self.fail(
+                    f"liveness: {sc.liveness_window_ms:.0f} ms after the faults healed "
+                    f"(t={healed_at:.0f}) honest nodes {lagging} have not reached height {target}"
+                )
+            self.step()
+        self.resume_ms = self.now - healed_at
+        return self
+
+    def run_until(self, until: float) -> None:
+        while self._heap and self._heap[0][0] <= until:
+            self.step()
+        self.now = max(self.now, until)
+
+    def step(self) -> None:
+        at, _, kind, node_id, epoch, payload = heapq.heappop(self._heap)
+        self.now = at
+        node = self.nodes[node_id]
+        if kind == CRASH:
+            self._crash(node)
+            return
+        if kind == RESTART:
+            self._restart(node)
+            return
+        if not node.up or epoch != node.epoch or node.replica is None:
+            return
+        if kind == EXECUTED:
+            self._finish_execution(node)
+            return
+        if kind == DELIVER:
+            sender_key, data = payload
+            message = decode_message(data)
+            event: Any = MessageReceived(sender_key, message)
+        elif kind == TIMER:
+            event = TimerFired(payload[0], payload[1])
+        else:
+            event = PayloadAvailable(payload[0], payload[1], payload[2])
+        self._handle(node, KIND_NAMES[kind], event)
+
+    def _handle(self, node: SimNode, what: str, event: Any) -> None:
+        replica = node.replica
+        assert replica is not None
+        local = self.local_ms(node)
+        if local != node.last_tick:
+            node.last_tick = local
+            self._guarded(node, "tick", ClockTick(local), replica.handle)
+        self._guarded(node, what, event, replica.handle)
+
+    def _guarded(
+        self, node: SimNode, what: str, event: Any, fn: Callable[[Any], list[Any]]
+    ) -> None:
+        self.events_handled += 1
+        try:
+            actions = fn(event)
+        except ConsensusInvariantError as exc:
+            self.trace.append((self.now, node.node_id, what, event, []))
+            if node.honest:
+                self.fail(f"invariant check failed on honest node n{node.node_id}: {exc}")
+            node.up = False  # a Byzantine node that broke itself just stops
+            return
+        self._apply(node, what, event, actions)
+
+    # ---- carrying out actions ---------------------------------------------------------------
+
+    def _apply(self, node: SimNode, what: str, event: Any, actions: list[Any]) -> None:
+        self.trace.append((self.now, node.node_id, what, event, actions))
+        sc = self.scenario
+        for action in actions:
+            if isinstance(action, PersistSafety):
+                node.safety = action.safety
+            elif isinstance(action, Send):
+                self._send(node, [action.to], action.message)
+            elif isinstance(action, Broadcast):
+                message = action.message
+                if self._silenced(node, message):
+                    continue
+                if isinstance(message, Proposal) and node.node_id in sc.equivocators:
+                    self._byzantine_proposal(node, message)
+                    continue
+                others = [k for k in self.by_key if k != node.key.public_key]
+                self._send(node, others, message)
+            elif isinstance(action, SetTimer):
+                self._push(
+                    self.now + action.delay_ms,
+                    TIMER,
+                    node.node_id,
+                    node.epoch,
+                    (action.kind, action.view),
+                )
+            elif isinstance(action, RequestPayload):
+                payload = self._make_payload(action.height)
+                self._push(
+                    self.now + 0.05,
+                    PAYLOAD,
+                    node.node_id,
+                    node.epoch,
+                    (action.view, action.height, payload),
+                )
+            elif isinstance(action, Execute):
+                node.exec_queue.append((action.block, action.commit_qc))
+                if not node.executing:
+                    self._schedule_execution(node)
+            elif isinstance(action, Committed):
+                self._on_committed(node, action)
+            elif isinstance(action, ReportEvidence):
+                self._on_evidence(node, action.evidence)
+
+    def _silenced(self, node: SimNode, message: Any) -> bool:
+        window = self.scenario.silent.get(node.node_id)
+        return (
+            window is not None
+            and isinstance(message, Proposal)
+            and window[0] <= self.now < window[1]
+        )
+
+    def _send(self, node: SimNode, keys: list[bytes], message: Any) -> None:
+        sc = self.scenario
+        data = encode_message(message)
+        lo, hi = sc.delay_ms
+        faulty = self.now < sc.fault_end_ms  # loss and duplication stop when the faults heal
+        for key in keys:
+            for target in self.by_key.get(key, []):
+                if target is node:
+                    continue
+                if any(p.separates(node.node_id, target.node_id, self.now) for p in sc.partitions):
+                    continue
+                if faulty and sc.drop and self.rng.random() < sc.drop:
+                    continue
+                payload = (node.key.public_key, data)
+                self._push(
+                    self.now + self.rng.uniform(lo, hi),
+                    DELIVER,
+                    target.node_id,
+                    target.epoch,
+                    payload,
+                )
+                if faulty and sc.duplicate and self.rng.random() < sc.duplicate:
+                    self._push(
+                        self.now + self.rng.uniform(lo, 3 * hi),
+                        DELIVER,
+                        target.node_id,
+                        target.epoch,
+                        payload,
+                    )
+
+    def _make_payload(self, height: int) -> tuple[bytes, ...]:
+        factory = self.scenario.payload_factory
+        if factory is not None:
+            return factory(self.rng, height)
+        count = self.rng.randrange(0, 4)
+        return tuple(
+            b"k%d=%d" % (self.rng.randrange(16), self.rng.randrange(1_000_000))
+            for _ in range(count)
+        )
+
+    # ---- execution and storage ----------------------------------------------------------------
+
+    def _schedule_execution(self, node: SimNode) -> None:
+        node.executing = True
+        lo, hi = self.scenario.exec_delay_ms
+        self._push(self.now + self.rng.uniform(lo, hi), EXECUTED, node.node_id, node.epoch, None)
+
+    def _finish_execution(self, node: SimNode) -> None:
+        block, qc = node.exec_queue.pop(0)
+        root = node.app.apply(block)
+        # One atomic write: block, commit QC and the state after it.
+        node.chain.append(CommittedBlock(block, qc))
+        height = block.height
+        if node.honest:
+            seen = self.roots.get(height)
+            if seen is None:
+                self.roots[height] = (root, node.node_id)
+            elif seen[0] != root:
+                self.fail(
+                    f"state roots differ at height {height}: n{seen[1]} {seen[0].hex()[:16]} "
+                    f"vs n{node.node_id} {root.hex()[:16]}"
+                )
+        node.executing = False
+        self._handle(node, "executed", BlockExecuted(height, block.block_hash(), root))
+        if node.up and node.exec_queue and not node.executing:
+            self._schedule_execution(node)
+
+    def _on_committed(self, node: SimNode, action: Committed) -> None:
+        node.committed_height = max(node.committed_height, action.height)
+        if not node.honest:
+            return
+        seen = self.commits.get(action.height)
+        if seen is None:
+            self.commits[action.height] = (action.block_hash, node.node_id)
+        elif seen[0] != action.block_hash:
+            self.fail(
+                f"safety: height {action.height} committed as {seen[0].hex()[:16]} by "
+                f"n{seen[1]} and as {action.block_hash.hex()[:16]} by n{node.node_id}"
+            )
+        latency = self.local_ms(node) - action.timestamp_ms
+        self.commit_latencies_ms.append(float(latency))
+
+    def _on_evidence(self, node: SimNode, evidence: Any) -> None:
+        self.evidence.append(evidence)
+        if isinstance(evidence, VoteEquivocation):
+            culprit = evidence.vote_a.voter
+        else:
+            assert isinstance(evidence, ProposalEquivocation)
+            culprit = evidence.proposer
+        index = self.validators.index_of(culprit)
+        if index not in self.scenario.byzantine:
+            self.fail(f"n{node.node_id} reported evidence against honest validator {index}")
+
+    # ---- crash and restart -------------------------------------------------------------------
+
+    def _crash(self, node: SimNode) -> None:
+        self.trace.append((self.now, node.node_id, "crash", None, []))
+        node.up = False
+        node.epoch += 1
+        node.replica = None
+        node.exec_queue.clear()
+        node.executing = False
+
+    def _restart(self, node: SimNode) -> None:
+        if node.up:
+            return
+        node.up = True
+        node.epoch += 1
+        tip_root = self.config.genesis_state_root if not node.chain else node.app.root
+        if node.safety is None:
+            node.replica = self._replica_cls(node)(
+                self.config, node.key, self.validators, self.scenario.check_payload
+            )
+        else:
+            node.replica = self._replica_cls(node).restore(
+                self.config,
+                node.key,
+                self.validators,
+                self.scenario.check_payload,
+                node.safety,
+                node.chain[-64:],
+                tip_root,
+            )
+        node.committed_height = node.replica.committed_height
+        node.last_tick = self.local_ms(node)
+        self.trace.append((self.now, node.node_id, "restart", None, []))
+        self._apply(node, "start", None, node.replica.start(node.last_tick))
+
+    # ---- Byzantine proposers -------------------------------------------------------------------
+
+    def _byzantine_proposal(self, node: SimNode, proposal: Proposal) -> None:
+        """Send one proposal to half of the other validators and a conflicting block of the same
+        view (another payload) to the other half."""
+        replica = node.replica
+        assert replica is not None
+        others = [k for k in self.by_key if k != node.key.public_key]
+        self.rng.shuffle(others)
+        half = len(others) // 2
+        block = proposal.block
+        if block.block_hash() == proposal.justify.block_hash:
+            self._send(node, others, proposal)  # a re-proposal: nothing to vary
+            return
+        payload = (*block.payload, b"evil=%d" % proposal.view)
+        header = dataclasses.replace(block.header, payload_root=payload_root(payload))
+        variant = Block(header, payload)
+        signature = sign_proposal(node.key, CHAIN_ID, proposal.view, variant.block_hash())
+        alternative = Proposal(
+            proposal.view, variant, proposal.justify, node.key.public_key, signature
+        )
+        self._send(node, others[:half], proposal)
+        self._send(node, others[half:], alternative)
+
+
+def describe(obj: Any) -> str:
+    """One short line for an event, message or action in the trace."""
+    if obj is None:
+        return "-"
+    name = type(obj).__name__
+    if isinstance(obj, MessageReceived):
+        return f"recv[{obj.sender.hex()[:6]}] {describe(obj.message)}"
+    if isinstance(obj, Send):
+        return f"send[{obj.to.hex()[:6]}] {describe(obj.message)}"
+    if isinstance(obj, Broadcast):
+        return f"bcast {describe(obj.message)}"
+    if isinstance(obj, Proposal):
+        b = obj.block.header
+        return (
+            f"Proposal(v={obj.view} h={b.height} {obj.block.block_hash().hex()[:8]} "
+            f"justify=v{obj.justify.view})"
+        )
+    if isinstance(obj, QuorumCert):
+        return f"QC(p{obj.phase} v={obj.view} h={obj.height} {obj.block_hash.hex()[:8]})"
+    if hasattr(obj, "qc") and isinstance(obj.qc, QuorumCert):
+        return f"{name}({describe(obj.qc)})"
+    if name == "Vote":
+        return (
+            f"Vote(p{obj.phase} v={obj.view} h={obj.height} {obj.block_hash.hex()[:8]} "
+            f"by {obj.voter.hex()[:6]})"
+        )
+    if name == "NewView":
+        return f"NewView(v={obj.view} high={describe(obj.high_qc)} from {obj.sender.hex()[:6]})"
+    if isinstance(obj, PersistSafety):
+        s = obj.safety
+        return (
+            f"persist(v={s.view} voted={s.voted_prepare_view}/{s.voted_precommit_view}/"
+            f"{s.voted_commit_view} lock=v{s.locked_qc.view})"
+        )
+    if isinstance(obj, Execute):
+        return f"execute(h={obj.block.height})"
+    if isinstance(obj, Committed):
+        return f"committed(h={obj.height} {obj.block_hash.hex()[:8]} v={obj.view})"
+    if isinstance(obj, SetTimer):
+        return f"timer({TimerKind(obj.kind).name} v={obj.view} +{obj.delay_ms})"
+    if isinstance(obj, TimerFired):
+        return f"fired({TimerKind(obj.kind).name} v={obj.view})"
+    if isinstance(obj, BlockExecuted):
+        return f"executed(h={obj.height} root={obj.state_root.hex()[:8]})"
+    if isinstance(obj, PayloadAvailable):
+        return f"payload(v={obj.view} h={obj.height} txs={len(obj.payload)})"
+    if isinstance(obj, RequestPayload):
+        return f"request_payload(v={obj.view} h={obj.height})"
+    if isinstance(obj, ClockTick):
+        return f"tick({obj.now_ms - GENESIS_TIME_MS})"
+    if isinstance(obj, ReportEvidence):
+        return f"EVIDENCE({type(obj.evidence).__name__})"
+    if name == "SyncRequest":
+        return f"SyncRequest(from={obj.from_height} n={obj.max_blocks})"
+    if name == "SyncResponse":
+        heights = [e.block.height for e in obj.blocks]
+        return f"SyncResponse(h={heights[0]}..{heights[-1]})" if heights else "SyncResponse()"
+    return name

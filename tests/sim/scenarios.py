@@ -1,0 +1,207 @@
+"""Scenario generators: one fault kind per name, drawn from a seed.
+
+``make_scenario(name, seed)`` is deterministic: the scenario's own random choices come from a
+``random.Random`` seeded with the name and the seed (string seeds hash with SHA-512, not with
+Python's salted ``hash``), and the run itself uses ``random.Random(seed)``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from tests.sim.byzantine import StaleLeader
+from tests.sim.cluster import Partition, Scenario
+
+FAULT_END_MS = 8_000.0
+
+
+def _random_groups(rng: random.Random, nodes: list[int]) -> list[frozenset[int]]:
+    shuffled = nodes[:]
+    rng.shuffle(shuffled)
+    cuts = sorted(rng.sample(range(1, len(nodes)), rng.randint(1, min(2, len(nodes) - 1))))
+    groups, start = [], 0
+    for cut in [*cuts, len(nodes)]:
+        groups.append(frozenset(shuffled[start:cut]))
+        start = cut
+    return groups
+
+
+def _partitions(rng: random.Random, nodes: list[int], count: int, end: float) -> list[Partition]:
+    out = []
+    for _ in range(count):
+        start = rng.uniform(0, end - 500)
+        stop = min(end, start + rng.uniform(300, 4_000))
+        out.append(Partition(start, stop, _random_groups(rng, nodes)))
+    return out
+
+
+def _validators(rng: random.Random) -> int:
+    return rng.choice((4, 4, 7))
+
+
+def clean(rng: random.Random) -> Scenario:
+    return Scenario("clean", validators=_validators(rng), delay_ms=(0.5, rng.uniform(1, 30)))
+
+
+def lossy(rng: random.Random) -> Scenario:
+    return Scenario(
+        "lossy",
+        validators=_validators(rng),
+        delay_ms=(0.5, rng.uniform(5, 200)),
+        drop=rng.uniform(0.02, 0.25),
+        duplicate=rng.uniform(0.0, 0.2),
+    )
+
+
+def partition(rng: random.Random) -> Scenario:
+    n = _validators(rng)
+    return Scenario(
+        "partition",
+        validators=n,
+        delay_ms=(0.5, rng.uniform(2, 50)),
+        drop=rng.uniform(0.0, 0.05),
+        partitions=_partitions(rng, list(range(n)), rng.randint(1, 4), FAULT_END_MS),
+    )
+
+
+def crash(rng: random.Random) -> Scenario:
+    n = _validators(rng)
+    crashes = []
+    for _ in range(rng.randint(1, 4)):
+        at = rng.uniform(0, FAULT_END_MS - 1_000)
+        crashes.append((rng.randrange(n), at, at + rng.uniform(50, 5_000)))
+    # One crash window per node at a time: drop overlapping windows of the same node.
+    crashes.sort(key=lambda c: c[1])
+    kept: list[tuple[int, float, float]] = []
+    for c in crashes:
+        if all(k[0] != c[0] or k[2] < c[1] for k in kept):
+            kept.append(c)
+    return Scenario(
+        "crash",
+        validators=n,
+        delay_ms=(0.5, rng.uniform(2, 40)),
+        drop=rng.uniform(0.0, 0.05),
+        crashes=kept,
+    )
+
+
+def skew(rng: random.Random) -> Scenario:
+    n = _validators(rng)
+    drift = 1_000
+    return Scenario(
+        "skew",
+        validators=n,
+        delay_ms=(0.5, rng.uniform(2, 40)),
+        skew_ms={i: rng.randint(-drift // 3, drift // 3) for i in range(n)},
+        max_clock_drift_ms=drift,
+    )
+
+
+def silent(rng: random.Random) -> Scenario:
+    n = _validators(rng)
+    who = rng.randrange(n)
+    end = FAULT_END_MS if rng.random() < 0.5 else 10**9
+    return Scenario(
+        "silent",
+        validators=n,
+        delay_ms=(0.5, rng.uniform(2, 40)),
+        silent={who: (0.0, min(end, FAULT_END_MS))},
+        byzantine=frozenset(),
+    )
+
+
+def twins(rng: random.Random) -> Scenario:
+    """Validator 0 runs twice with the same key (node n); partitions shuffle who hears whom."""
+    n = _validators(rng)
+    nodes = list(range(n + 1))
+    partitions: list[Partition] = []
+    t = 0.0
+    while t < FAULT_END_MS:
+        length = rng.uniform(200, 2_000)
+        partitions.append(Partition(t, min(FAULT_END_MS, t + length), _random_groups(rng, nodes)))
+        t += length
+    return Scenario(
+        "twins",
+        validators=n,
+        twins={n: 0},
+        byzantine=frozenset({0}),
+        delay_ms=(0.5, rng.uniform(2, 30)),
+        drop=rng.uniform(0.0, 0.1),
+        partitions=partitions,
+    )
+
+
+def equivocate(rng: random.Random) -> Scenario:
+    """Validator 0 sends different proposals to different peers whenever it leads."""
+    n = _validators(rng)
+    return Scenario(
+        "equivocate",
+        validators=n,
+        byzantine=frozenset({0}),
+        equivocators=frozenset({0}),
+        delay_ms=(0.5, rng.uniform(2, 30)),
+        drop=rng.uniform(0.0, 0.15),
+        partitions=_partitions(rng, list(range(n)), rng.randint(0, 2), FAULT_END_MS),
+    )
+
+
+def stale(rng: random.Random) -> Scenario:
+    """Seven validators, two of them Byzantine leaders in a row (0 and 1, see
+    ``byzantine.StaleLeader``): 0 withholds its DECIDE from all but one validator, 1 then
+    proposes a conflicting block on the old tip. Only the lock rule stops the fork."""
+    return Scenario(
+        "stale",
+        validators=7,
+        byzantine=frozenset({0, 1}),
+        node_classes={0: StaleLeader, 1: StaleLeader},
+        delay_ms=(0.5, rng.uniform(2, 60)),
+        drop=rng.uniform(0.0, 0.1),
+        partitions=_partitions(rng, list(range(7)), rng.randint(0, 2), FAULT_END_MS),
+    )
+
+
+def mixed(rng: random.Random) -> Scenario:
+    """Everything at once, with one Byzantine validator (twins or equivocator)."""
+    n = _validators(rng)
+    byzantine_twins = rng.random() < 0.5
+    nodes = list(range(n + (1 if byzantine_twins else 0)))
+    crashes = []
+    at = rng.uniform(0, FAULT_END_MS - 1_000)
+    crashes.append((rng.randrange(1, n), at, at + rng.uniform(50, 3_000)))
+    return Scenario(
+        "mixed",
+        validators=n,
+        twins={n: 0} if byzantine_twins else {},
+        byzantine=frozenset({0}),
+        equivocators=frozenset() if byzantine_twins else frozenset({0}),
+        delay_ms=(0.5, rng.uniform(2, 80)),
+        drop=rng.uniform(0.0, 0.15),
+        duplicate=rng.uniform(0.0, 0.1),
+        partitions=_partitions(rng, nodes, rng.randint(1, 3), FAULT_END_MS),
+        crashes=crashes,
+        skew_ms={i: rng.randint(-300, 300) for i in nodes},
+    )
+
+
+SCENARIOS: dict[str, Callable[[random.Random], Scenario]] = {
+    "clean": clean,
+    "lossy": lossy,
+    "partition": partition,
+    "crash": crash,
+    "skew": skew,
+    "silent": silent,
+    "twins": twins,
+    "equivocate": equivocate,
+    "stale": stale,
+    "mixed": mixed,
+}
+
+
+def make_scenario(name: str, seed: int) -> Scenario:
+    if name not in SCENARIOS:
+        raise KeyError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
+    rng = random.Random(f"{name}:{seed}")
+    scenario = SCENARIOS[name](rng)
+    scenario.fault_end_ms = FAULT_END_MS
+    return scenario
