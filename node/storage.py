@@ -114,6 +114,14 @@ class StoreCorruptError(StoreError):
     """The data on disk is damaged or inconsistent; the node must not start on it."""
 
 
+class StoreMissingError(StoreError):
+    """There is no store in the data dir."""
+
+
+class StoreUninitialisedError(StoreError):
+    """The LMDB file exists but its creation never committed (safe to create again)."""
+
+
 def check(cond: bool, msg: str) -> None:
     """Our own invariant (a bug if it fails); survives ``python -O``."""
     if not cond:
@@ -343,24 +351,22 @@ class Store:
         """Write a whole initial store (genesis or an imported snapshot) in one transaction."""
         check(meta.state_root == tree.root(), "initial meta root differs from the tree")
         path = store_path(data_dir)
-        if (path / "data.mdb").exists():
-            raise StoreError(f"a store already exists at {path}")
         path.mkdir(parents=True, exist_ok=True)
+        if (path / "data.mdb").exists():
+            preflight_data_file(path)
         env, dbs = _open_env(path, map_size_bytes)
         try:
             with env.begin(write=True) as txn:
-                state_db = dbs["state"]
-                for key, value in entries:
-                    txn.put(key, value, db=state_db)
-                nodes_db = dbs["nodes"]
-                for nid, node in tree.nodes():
-                    txn.put(nid, node, db=nodes_db)
-                for db_name, key, value in extra:
-                    txn.put(key, value, db=dbs[db_name])
-                txn.put(_META_KEY, meta.to_wire(), db=dbs["meta"])
+                # A file without metadata is a creation that never committed: reuse it.
+                exists = txn.get(_META_KEY, db=dbs["meta"]) is not None
+                if not exists:
+                    _put_initial(txn, dbs, meta, tree, entries, extra)
         except lmdb.Error as exc:
             env.close()
             raise StoreError(f"cannot write new store at {path}: {exc}") from None
+        if exists:
+            env.close()
+            raise StoreError(f"a store already exists at {path}")
         return cls(env, dbs, meta, tree)
 
     @classmethod
@@ -374,7 +380,9 @@ class Store:
         """Open an existing store and verify it (see "Recovery" in the module docstring)."""
         path = store_path(data_dir)
         if not (path / "data.mdb").exists():
-            raise StoreError(f"no store at {path} (initialise the node or import a snapshot)")
+            raise StoreMissingError(
+                f"no store at {path} (initialise the node or import a snapshot)"
+            )
         preflight_data_file(path)
         if walk_pages:
             walk_pages_in_child(path)
@@ -663,6 +671,25 @@ class Store:
             txn.delete(hk, db=dbs[name])
 
 
+def _put_initial(
+    txn: Any,
+    dbs: dict[str, Any],
+    meta: StoreMeta,
+    tree: MerkleState,
+    entries: Sequence[tuple[bytes, bytes]],
+    extra: Sequence[tuple[str, bytes, bytes]],
+) -> None:
+    state_db = dbs["state"]
+    for key, value in entries:
+        txn.put(key, value, db=state_db)
+    nodes_db = dbs["nodes"]
+    for nid, node in tree.nodes():
+        txn.put(nid, node, db=nodes_db)
+    for db_name, key, value in extra:
+        txn.put(key, value, db=dbs[db_name])
+    txn.put(_META_KEY, meta.to_wire(), db=dbs["meta"])
+
+
 def _open_env(path: Path, map_size_bytes: int, create: bool = True) -> tuple[Any, dict[str, Any]]:
     env = lmdb.open(
         str(path),
@@ -687,6 +714,10 @@ def _open_env(path: Path, map_size_bytes: int, create: bool = True) -> tuple[Any
 def _read_meta(txn: Any, dbs: dict[str, Any]) -> StoreMeta:
     raw = txn.get(_META_KEY, db=dbs["meta"])
     if raw is None:
+        if txn.stat(dbs["state"])["entries"] == 0:
+            raise StoreUninitialisedError(
+                "the store was never initialised (creation did not finish)"
+            )
         raise StoreCorruptError("store has no metadata record")
     meta = _decode(StoreMeta, bytes(raw), "metadata record")
     if meta.format_version != FORMAT_VERSION:

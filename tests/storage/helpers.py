@@ -6,6 +6,8 @@ import hashlib
 import random
 from dataclasses import dataclass
 
+from node.storage import Store
+
 CHAIN_ID = "storage-test"
 GENESIS_HASH = hashlib.sha256(b"genesis").digest()
 GENESIS_ENTRIES = [(b"genesis/%03d" % i, b"g" * (i % 7)) for i in range(50)]
@@ -45,7 +47,7 @@ def make_block(seed: int, height: int, key_space: int = 400, changes: int = 30) 
     )
 
 
-def commit(store, b: GenericBlock) -> bytes:
+def commit(store: Store, b: GenericBlock) -> bytes:
     return store.commit_block(
         height=b.height,
         block_hash=b.block_hash,

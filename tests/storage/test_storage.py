@@ -168,7 +168,9 @@ def test_tampered_block_is_refused(tmp_path: Path) -> None:
     env = raw_env(tmp_path)
     with env.begin(write=True) as txn:
         db = env.open_db(b"blocks", txn=txn)
-        value = bytearray(txn.get((5).to_bytes(8, "big"), db=db))
+        stored = txn.get((5).to_bytes(8, "big"), db=db)
+        assert stored is not None
+        value = bytearray(stored)
         value[-1] ^= 1
         txn.put((5).to_bytes(8, "big"), bytes(value), db=db)
     env.close()
