@@ -25,10 +25,11 @@ Invariants
   the connection dialed by the lower key (``keep_new_connection``) and close the other;
   nothing needs to be exchanged to agree.
 * Every queue is bounded. Inbound: one queue shared by all peers, bounded in frames and
-  bytes, with backpressure (a full queue stops the readers, TCP flow control slows the
-  peers, and blocked readers are resumed in FIFO order, so one flooding peer cannot starve
-  the others). Outbound: per peer, bounded in frames and bytes, never blocking the caller:
-  when full the OLDEST frames are dropped and counted (see ``OutboundQueue``).
+  bytes, with backpressure (a full queue stops the readers and TCP flow control slows the
+  peers; trio's channel resumes readers blocked on the frame bound in FIFO order, so one
+  flooding peer cannot starve the others). Outbound: per peer, bounded in frames and
+  bytes, never blocking the caller: when full the OLDEST frames are dropped and counted
+  (see ``OutboundQueue``).
 * Memory per peer is bounded: per-peer statistics and scores exist only for allowed keys;
   connections from unknown keys are counted in global counters and closed.
 * Nothing a peer sends can raise out of the manager: handshake failures, unknown keys,
