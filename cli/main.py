@@ -19,6 +19,7 @@ from cli.errors import EXIT_USAGE, CliError
 COMMAND_MODULES = (
     "cli.node_cmd",
     "cli.keys_cmd",
+    "cli.snapshot_cmd",
     "cli.bench",
 )
 

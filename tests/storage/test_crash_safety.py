@@ -24,7 +24,7 @@ from node.storage import Store, StoreMissingError, StoreUninitialisedError
 from state_machine.merkle_state import MerkleState
 from tests.conftest import REPO_ROOT
 from tests.storage.crash_child import CHANGES_PER_BLOCK, KEY_SPACE
-from tests.storage.helpers import GENESIS_ENTRIES, make_block
+from tests.storage.helpers import GENESIS_ENTRIES, GenericBlock, make_block
 
 KILLS = 60
 SEED = 7
@@ -32,7 +32,7 @@ READY_TIMEOUT_S = 30.0
 KILL_DELAY_MAX_S = 0.12
 
 
-def block(height: int):  # type: ignore[no-untyped-def]
+def block(height: int) -> GenericBlock:
     return make_block(SEED, height, KEY_SPACE, CHANGES_PER_BLOCK)
 
 
