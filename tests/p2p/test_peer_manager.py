@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
@@ -26,6 +27,7 @@ from p2p import (
     ALPN_PROTOCOL,
     FrameTooLarge,
     InboundFrame,
+    InboundQueue,
     PeerAddress,
     PeerManager,
     PeerManagerStatistics,
@@ -482,3 +484,56 @@ async def test_tls_without_a_valid_client_certificate_or_below_1_3_is_refused() 
                 assert stats.peers[b.key].connects == 0, label
             assert len(m.inbound) == 0
             nursery.cancel_scope.cancel()
+
+
+async def test_peer_that_stops_reading_hits_the_write_timeout() -> None:
+    a, b = make_nodes(2)
+    config = dataclasses.replace(
+        FAST, write_timeout_ms=300, idle_timeout_ms=60_000, outbound_queue_frames=64
+    )
+    with trio.fail_after(TEST_TIMEOUT_S):
+        async with trio.open_nursery() as nursery:
+            m = manager(a, [a, b], config)
+            port = await nursery.start(m.run)
+            # An allowed peer that never reads: once the socket buffers are full, a's writes
+            # cannot complete.
+            stream = await tls_client(b.seed, port)
+            await m.wait_connected(b.key)
+            payload = bytes(60 * 1024)
+            while b.key in m.connected_peers():
+                m.send(b.key, payload)
+                await trio.lowlevel.checkpoint()
+            stats = await m.wait_statistics(lambda s: s.write_timeouts == 1)
+            assert stats.peers[b.key].last_close_reason == "write_timeout"
+            await trio.aclose_forcefully(stream)
+            nursery.cancel_scope.cancel()
+
+
+async def test_inbound_queue_blocks_on_its_byte_bound() -> None:
+    queue = InboundQueue(frames_max=100, bytes_max=100)
+    key = bytes(32)
+    with trio.fail_after(TEST_TIMEOUT_S):
+        await queue.put(InboundFrame(key, bytes(60)))
+        done: list[bool] = []
+
+        async def second_put() -> None:
+            await queue.put(InboundFrame(key, bytes(60)))
+            done.append(True)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(second_put)
+            await trio.testing.wait_all_tasks_blocked()
+            assert not done and queue.queued_bytes == 60  # 60 + 60 > 100: it waits
+            assert (await queue.receive()).payload == bytes(60)
+        assert done and queue.queued_bytes == 60
+        # An empty queue takes a frame of any size, so a big frame can never wedge it.
+        await queue.receive()
+        await queue.put(InboundFrame(key, bytes(500)))
+        assert len(queue) == 1
+
+
+async def test_penalizing_an_unknown_key_is_ignored() -> None:
+    a, b = make_nodes(2)
+    m = manager(a, [a, b])
+    assert not m.penalize(make_nodes(1)[0].key, "bad_vote")
+    assert m.statistics().penalties == 0
