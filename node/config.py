@@ -391,6 +391,15 @@ def _check_cross_fields(where: str, config: Config) -> None:
         raise ConfigError(
             f"{where}: consensus.view_timeout_cap_ms must be at least view_timeout_base_ms"
         )
+    listeners = {"p2p.listen": config.p2p.listen, "api.listen": config.api.listen}
+    if config.metrics.enabled:
+        listeners["metrics.listen"] = config.metrics.listen
+    seen: dict[tuple[str, int], str] = {}
+    for key, text in listeners.items():
+        host_port = parse_host_port(text)
+        if host_port[1] != 0 and host_port in seen:
+            raise ConfigError(f"{where}: {key} = {text!r} is already used by {seen[host_port]}")
+        seen[host_port] = key
     peer_keys = [address.public_key for address in config.peer_addresses()]
     if len(set(peer_keys)) != len(peer_keys):
         raise ConfigError(f"{where}: p2p.peers lists one public key twice")

@@ -189,6 +189,10 @@ INVALID = [
         "consensus.view_timeout_cap_ms",
     ),
     ("[p2p\n", "invalid TOML"),
+    (
+        '[p2p]\nlisten = "127.0.0.1:9000"\n[api]\nlisten = "127.0.0.1:9000"\n',
+        "api.listen = '127.0.0.1:9000' is already used by p2p.listen",
+    ),
 ]
 
 
@@ -293,3 +297,16 @@ def test_lock_held_by_another_process(tmp_path: Path) -> None:
 def test_lock_needs_an_initialised_home(tmp_path: Path) -> None:
     with pytest.raises(HomeError, match="perpbft init"):
         lock_home(Config(home=tmp_path / "missing"))
+
+
+def test_init_writes_a_given_config(tmp_path: Path) -> None:
+    # How `perpbft testnet` writes each validator's home with its own ports and peers.
+    base = Config(home=tmp_path)
+    config = dataclasses.replace(
+        base,
+        p2p=dataclasses.replace(base.p2p, listen="127.0.0.1:30001", peers=(f"{KEY_A}@h:1",)),
+        api=dataclasses.replace(base.api, listen="127.0.0.1:30002"),
+    )
+    result = init_home(tmp_path, config=config)
+    assert load_config(tmp_path) == config
+    assert result.key_created and result.node_id == read_key_file(result.node_key_path).public_key
