@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from cli.errors import EXIT_OK, CliError
-from node.config import HOME_ENV, HomeError, init_home, resolve_home
+from node.config import HOME_ENV, Config, HomeError, init_home, load_config, resolve_home
 
 
 def add_home_argument(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +19,15 @@ def add_home_argument(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"node home directory (default: ${HOME_ENV}, else ~/.perpbft)",
     )
+
+
+def load_home_config(home_arg: str | None) -> Config:
+    """Resolve the home (``--home``, ``$PERPBFT_HOME``, ``~/.perpbft``) and load its config;
+    any problem is a one-line CliError (exit code 2) naming the file and the key."""
+    try:
+        return load_config(resolve_home(home_arg))
+    except HomeError as exc:
+        raise CliError(str(exc)) from None
 
 
 def register(sub: Any) -> None:

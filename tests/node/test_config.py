@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from cli.errors import CliError
 from cli.main import main
+from cli.node_cmd import load_home_config
 from node.config import (
     CONFIG_FILE,
     HOME_ENV,
@@ -310,3 +312,15 @@ def test_init_writes_a_given_config(tmp_path: Path) -> None:
     result = init_home(tmp_path, config=config)
     assert load_config(tmp_path) == config
     assert result.key_created and result.node_id == read_key_file(result.node_key_path).public_key
+
+
+def test_cli_config_errors_are_one_line_usage_errors(tmp_path: Path) -> None:
+    write_config(tmp_path, "[p2p]\nframe_bytes_max = 1\n")
+    with pytest.raises(CliError) as info:
+        load_home_config(str(tmp_path))
+    assert info.value.exit_code == 2
+    assert info.value.message == (
+        f"{tmp_path / CONFIG_FILE}: p2p.frame_bytes_max = 1 is out of range (1024..1073741824)"
+    )
+    write_config(tmp_path, "")
+    assert load_home_config(str(tmp_path)) == Config(home=tmp_path)
