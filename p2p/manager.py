@@ -162,6 +162,12 @@ class PeerManagerStatistics:
     frames_dropped: int = 0
     penalties: int = 0
     bans: int = 0
+    # Sums over the peers below, for metrics that want one number.
+    bytes_in: int = 0
+    bytes_out: int = 0
+    frames_in: int = 0
+    frames_out: int = 0
+    penalties_by_reason: dict[str, int] = dataclasses.field(default_factory=dict)
     peers: dict[bytes, PeerStatistics] = dataclasses.field(default_factory=dict)
 
 
@@ -326,18 +332,26 @@ class PeerManager:
     def statistics(self) -> PeerManagerStatistics:
         now_s = self._now_s()
         peers = {}
+        by_reason: dict[str, int] = {}
         for key, stats in self._peer_stats.items():
             stats.penalty_score = self._scores[key].value(now_s)
             stats.banned = self.is_banned(key)
             peers[key] = dataclasses.replace(
                 stats, penalties_by_reason=dict(stats.penalties_by_reason)
             )
+            for reason, count in stats.penalties_by_reason.items():
+                by_reason[reason] = by_reason.get(reason, 0) + count
         return dataclasses.replace(
             self._counters,
             connected_peers=len(self._connections),
             handshakes_pending=self._handshakes_pending,
             inbound_queue_frames=len(self.inbound),
             inbound_queue_bytes=self.inbound.queued_bytes,
+            bytes_in=sum(p.bytes_in for p in peers.values()),
+            bytes_out=sum(p.bytes_out for p in peers.values()),
+            frames_in=sum(p.frames_in for p in peers.values()),
+            frames_out=sum(p.frames_out for p in peers.values()),
+            penalties_by_reason=by_reason,
             peers=peers,
         )
 

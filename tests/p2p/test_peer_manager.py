@@ -169,9 +169,12 @@ async def test_three_nodes_connect_and_exchange_frames_both_ways() -> None:
             for m in managers[1:]:
                 assert await m.inbound.receive() == InboundFrame(nodes[0].key, b"to all")
 
-            stats = managers[0].statistics().peers[nodes[1].key]
+            totals = managers[0].statistics()
+            stats = totals.peers[nodes[1].key]
             assert stats.frames_out == 2 and stats.frames_in == 1
             assert stats.bytes_out >= len(b"0->1") + len(b"to all") + 8
+            assert totals.frames_out == 4 and totals.frames_in == 2
+            assert totals.bytes_in == sum(p.bytes_in for p in totals.peers.values())
             nursery.cancel_scope.cancel()
 
 
@@ -338,6 +341,7 @@ async def test_penalties_disconnect_and_ban_until_the_ban_expires() -> None:
             peer = stats.peers[b.key]
             assert peer.bans == 1 and peer.banned and peer.penalties == 10
             assert peer.penalties_by_reason == {"bad_vote": 10}
+            assert stats.penalties_by_reason == {"bad_vote": 10}
             assert peer.last_close_reason == "banned"
 
             now_s[0] += FAST.ban_ms / 1000  # the ban expires
