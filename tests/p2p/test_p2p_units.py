@@ -3,6 +3,7 @@ addresses, config validation and the TLS certificates."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import itertools
 import random
@@ -21,6 +22,7 @@ from p2p.frames import KEEPALIVE_FRAME, encode_frame
 from p2p.policy import AbuseScore, Backoff, keep_new_connection
 from p2p.tls import anchor_certificate, node_certificate, public_key_of_certificate
 from state_machine.crypto import Keypair
+from tests.conftest import REPO_ROOT
 
 MAX = 1024
 
@@ -209,3 +211,19 @@ def test_certificate_carries_the_node_key_and_is_deterministic() -> None:
     anchor_key.verify(certificate.signature, certificate.tbs_certificate_bytes)
     assert public_key_of_certificate(b"garbage") is None
     assert public_key_of_certificate(None) is None
+
+
+def test_p2p_knows_nothing_of_blocks_or_orders() -> None:
+    # p2p moves bytes between peers; it must not import the node, the cores or the CLI.
+    forbidden = {"node", "consensus", "state_machine", "cli", "localnet"}
+    for path in sorted((REPO_ROOT / "p2p").glob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for item in ast.walk(tree):
+            if isinstance(item, ast.Import):
+                names = [alias.name for alias in item.names]
+            elif isinstance(item, ast.ImportFrom) and item.level == 0 and item.module:
+                names = [item.module]
+            else:
+                continue
+            for name in names:
+                assert name.split(".")[0] not in forbidden, f"{path.name} imports {name}"
