@@ -1242,7 +1242,7 @@ def process_amend_order(st: ExchangeCore, acct: Account, a: AmendOrder) -> Actio
         st.events.append(
             ("order_amended", order.market_id, oid, acct.pubkey, price, size, order.seq)
         )
-        return ActionResult(OK, ST_RESTING, oid, order.filled_lots, ST_RESTING)
+        return ActionResult(OK, ST_RESTING, oid, 0, ST_RESTING)
     book = st.books[order.market_id]
     opp = book.asks if is_buy else book.bids
     if order.tif == TIF_ALO:
