@@ -1,12 +1,10 @@
-"""``perpbft init``: create a node's home directory.
-
-``perpbft start`` (running the node) is added here by the node driver.
-"""
+"""``perpbft init``, ``perpbft start`` and ``perpbft testnet``: node homes and running a node."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from cli.errors import EXIT_OK, CliError
@@ -45,6 +43,23 @@ def register(sub: Any) -> None:
     init.add_argument("--json", action="store_true", help="print JSON instead of text")
     init.set_defaults(func=cmd_init)
 
+    start = sub.add_parser("start", help="run the node of a home until SIGINT/SIGTERM")
+    add_home_argument(start)
+    start.set_defaults(func=cmd_start)
+
+    testnet = sub.add_parser(
+        "testnet", help="write the homes and shared genesis of an N-validator local network"
+    )
+    testnet.add_argument("--validators", type=int, default=4)
+    testnet.add_argument("--out", type=Path, required=True, help="directory for the homes")
+    testnet.add_argument("--chain-id", default="perpbft-localnet")
+    testnet.add_argument("--base-port", type=int, default=26_600)
+    testnet.add_argument("--demo-accounts", type=int, default=4)
+    testnet.add_argument("--block-ms", type=int, default=500)
+    testnet.add_argument("--force", action="store_true", help="write into a non-empty --out")
+    testnet.add_argument("--json", action="store_true", help="print JSON instead of text")
+    testnet.set_defaults(func=cmd_testnet)
+
 
 def cmd_init(args: argparse.Namespace) -> int:
     home = resolve_home(args.home)
@@ -69,4 +84,42 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(f"config    {result.config_path}")
         print(f"node key  {result.node_key_path}")
         print(f"data      {result.data_path}")
+    return EXIT_OK
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from node.runner import StartError, run_home
+
+    try:
+        run_home(resolve_home(args.home))
+    except StartError as exc:
+        raise CliError(str(exc)) from None
+    return EXIT_OK
+
+
+def cmd_testnet(args: argparse.Namespace) -> int:
+    from node.testnet import write_testnet
+    from state_machine.genesis import GenesisError
+
+    try:
+        layout = write_testnet(
+            args.out.absolute(),
+            args.validators,
+            chain_id=args.chain_id,
+            base_port=args.base_port,
+            demo_accounts=args.demo_accounts,
+            block_interval_ms=args.block_ms,
+            force=args.force,
+        )
+    except (HomeError, GenesisError) as exc:
+        raise CliError(str(exc)) from None
+    summary = layout.summary()
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"wrote {len(layout.homes)} validator homes to {layout.out}")
+        for node in summary["nodes"]:  # type: ignore[attr-defined]
+            print(f"  {node['home']}  api {node['api']}  p2p {node['p2p']}")
+        print(f"demo keys: {', '.join(str(p) for p in layout.demo_keys)}")
+        print(f"start one with: perpbft start --home {layout.homes[0]}")
     return EXIT_OK

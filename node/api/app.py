@@ -1,0 +1,345 @@
+"""The public HTTP + WebSocket API of a node (Starlette on hypercorn, inside the node's nursery).
+
+Every error is a 4xx/5xx JSON body ``{"code": ..., "message": ...}`` with a machine-readable
+code; docs/API.md lists the routes, fields and codes. Request bodies are bounded
+(``BODY_BYTES_MAX``) and requests are rate limited per client address and, for submissions,
+per signer (429 with ``Retry-After``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+
+from node.api.queries import Queries, QueryError
+from node.api.ratelimit import RateLimiter, retry_after_header
+from node.api.txjson import TxJsonError, transaction_from_json
+from node.mempool import Admit
+from node.node import Node, wait_timeout_s
+from state_machine.codec import DecodeError
+from state_machine.tx import MAX_TX_BYTES, Transaction
+
+BODY_BYTES_MAX = 64 * 1024
+CLIENT_RATE_PER_S = 2_000.0
+CLIENT_BURST = 4_000
+SIGNER_RATE_PER_S = 500.0
+SIGNER_BURST = 1_000
+
+# Mempool verdict -> HTTP status. Everything a client did wrong is a 4xx.
+ADMIT_STATUS = {
+    Admit.MEMPOOL_FULL: 503,
+    Admit.SIGNER_LIMIT: 429,
+    Admit.DUPLICATE: 409,
+    Admit.OVERSIZE: 413,
+}
+ADMIT_MESSAGES = {
+    Admit.DUPLICATE: "this transaction is already pending",
+    Admit.OVERSIZE: f"transaction larger than {MAX_TX_BYTES} bytes",
+    Admit.MALFORMED: "transaction bytes do not decode",
+    Admit.WRONG_CHAIN: "transaction is for another chain",
+    Admit.EXPIRED: "transaction expired before it could be admitted",
+    Admit.NONCE_USED: "nonce already used by this signer",
+    Admit.NONCE_TOO_LOW: "nonce is below the signer's 128 most recent nonces",
+    Admit.NONCE_OUT_OF_WINDOW: "nonce must be within (now - 2 days, now + 1 day) in ms",
+    Admit.BAD_SIGNATURE: "signature does not verify",
+    Admit.MEMPOOL_FULL: "the mempool is full; retry later",
+    Admit.SIGNER_LIMIT: "too many pending transactions from this signer",
+}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> Response:
+    return JSONResponse({"code": code, "message": message}, status_code=status, headers=headers)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class Api:
+    """Route handlers over one :class:`~node.node.Node`."""
+
+    def __init__(self, node: Node, clock: Callable[[], float] = time.monotonic) -> None:
+        self.node = node
+        self.queries = Queries(node)
+        self.clock = clock
+        self.client_limits = RateLimiter(CLIENT_RATE_PER_S, CLIENT_BURST)
+        self.signer_limits = RateLimiter(SIGNER_RATE_PER_S, SIGNER_BURST)
+
+    # ---- plumbing ------------------------------------------------------------------------
+
+    def wrap(self, route_name: str, handler: Handler) -> Handler:
+        metrics = self.node.metrics
+
+        async def endpoint(request: Request) -> Response:
+            try:
+                client = request.client.host if request.client else "unknown"
+                wait = self.client_limits.take(client, self.clock())
+                if wait:
+                    raise ApiError(
+                        429,
+                        "rate_limited",
+                        "too many requests from this address",
+                        {"Retry-After": retry_after_header(wait)},
+                    )
+                response = await handler(request)
+            except ApiError as exc:
+                response = error_response(exc.status, exc.code, exc.message, exc.headers)
+            except QueryError as exc:
+                response = error_response(exc.status, exc.code, exc.message)
+            metrics.api_requests.labels(route=route_name, status=str(response.status_code)).inc()
+            return response
+
+        return endpoint
+
+    async def read_body(self, request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > BODY_BYTES_MAX):
+            raise ApiError(413, "body_too_large", f"request body over {BODY_BYTES_MAX} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > BODY_BYTES_MAX:
+                raise ApiError(413, "body_too_large", f"request body over {BODY_BYTES_MAX} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    # ---- health --------------------------------------------------------------------------
+
+    async def livez(self, request: Request) -> Response:
+        lag_s = time.monotonic() - self.node.loop_heartbeat_s
+        if lag_s > 5.0:
+            raise ApiError(503, "event_loop_stalled", f"event loop silent for {lag_s:.1f} s")
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        status = self.queries.status()
+        if not status["ready"]:
+            raise ApiError(503, "not_ready", status["not_ready_reason"])
+        return JSONResponse({"status": "ready", "height": status["height"]})
+
+    async def status(self, request: Request) -> Response:
+        return JSONResponse(self.queries.status())
+
+    # ---- transactions --------------------------------------------------------------------
+
+    async def submit_tx(self, request: Request) -> Response:
+        body = await self.read_body(request)
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        raw = self.tx_bytes(body, ctype)
+        try:
+            tx = Transaction.from_wire(raw)
+        except DecodeError as exc:
+            raise ApiError(400, "malformed", exc.reason) from None
+        wait = self.signer_limits.take(tx.signer.hex(), self.clock())
+        if wait:
+            raise ApiError(
+                429,
+                "rate_limited",
+                "too many transactions from this signer",
+                {"Retry-After": retry_after_header(wait)},
+            )
+        wait_commit = request.query_params.get("wait") == "commit"
+        tx_id = tx.tx_id()
+        waiter = self.node.watch_commit(tx_id) if wait_commit else None
+        if wait_commit and waiter is None:
+            raise ApiError(503, "too_many_waiters", "too many clients are waiting for commits")
+        try:
+            sub = await self.node.submit(raw)
+            verdict = sub.verdict
+            assert verdict is not None
+            if verdict is not Admit.OK:
+                status = ADMIT_STATUS.get(verdict, 400)
+                raise ApiError(status, verdict.value, ADMIT_MESSAGES.get(verdict, verdict.value))
+            if waiter is None:
+                return JSONResponse({"tx_id": tx_id.hex(), "status": "pending"}, status_code=202)
+            timeout = wait_timeout_s(_float_param(request, "timeout_s"))
+            with trio.move_on_after(timeout):
+                await waiter.event.wait()
+            if not waiter.event.is_set():
+                return JSONResponse(
+                    {"tx_id": tx_id.hex(), "status": "pending", "message": "not committed yet"},
+                    status_code=202,
+                )
+            return JSONResponse(
+                self.queries.committed_tx_json(tx_id, waiter.height, waiter.index, waiter.result)
+            )
+        finally:
+            if waiter is not None:
+                self.node.forget_waiter(tx_id, waiter)
+
+    def tx_bytes(self, body: bytes, ctype: str) -> bytes:
+        if ctype in ("application/msgpack", "application/x-msgpack", "application/octet-stream"):
+            return body
+        if ctype not in ("application/json", ""):
+            raise ApiError(415, "unsupported_media_type", f"content type {ctype!r}")
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(400, "malformed_json", "request body is not valid JSON") from None
+        try:
+            tx = transaction_from_json(data, self.queries.market_units_by_id)
+        except TxJsonError as exc:
+            status = 404 if exc.code == "unknown_market" else 400
+            raise ApiError(status, exc.code, exc.message) from None
+        return tx.to_wire()
+
+    async def get_tx(self, request: Request) -> Response:
+        return JSONResponse(self.queries.tx(request.path_params["tx_id"]))
+
+    # ---- blocks --------------------------------------------------------------------------
+
+    async def get_block(self, request: Request) -> Response:
+        return JSONResponse(self.queries.block(request.path_params["height"]))
+
+    # ---- markets -------------------------------------------------------------------------
+
+    async def markets(self, request: Request) -> Response:
+        return JSONResponse(self.queries.markets())
+
+    async def market(self, request: Request) -> Response:
+        return JSONResponse(self.queries.market(request.path_params["market"]))
+
+    async def book(self, request: Request) -> Response:
+        depth = _int_param(request, "depth", 20, 1, 500)
+        return JSONResponse(self.queries.book(request.path_params["market"], depth))
+
+    async def trades(self, request: Request) -> Response:
+        limit = _int_param(request, "limit", 50, 1, 1000)
+        return JSONResponse(self.queries.trades(request.path_params["market"], limit))
+
+    async def funding(self, request: Request) -> Response:
+        return JSONResponse(
+            self.queries.funding(
+                request.path_params["market"],
+                _int_param(request, "from", 0, 0, 2**63),
+                _int_param(request, "to", 2**63, 0, 2**63),
+                _int_param(request, "limit", 100, 1, 1000),
+            )
+        )
+
+    # ---- accounts ------------------------------------------------------------------------
+
+    async def account(self, request: Request) -> Response:
+        return JSONResponse(self.queries.account(request.path_params["address"]))
+
+    async def account_orders(self, request: Request) -> Response:
+        return JSONResponse(self.queries.open_orders(request.path_params["address"]))
+
+    async def account_history(self, request: Request) -> Response:
+        kind = request.url.path.rsplit("/", 1)[-1]
+        return JSONResponse(
+            self.queries.history(
+                request.path_params["address"],
+                kind,
+                _int_param(request, "from", 0, 0, 2**63),
+                _int_param(request, "to", 2**63, 0, 2**63),
+                request.query_params.get("cursor"),
+                _int_param(request, "limit", 100, 1, 1000),
+            )
+        )
+
+    async def account_proof(self, request: Request) -> Response:
+        height_text = request.query_params.get("height")
+        height = _int_param(request, "height", 0, 0, 2**63) if height_text else None
+        result = await trio.to_thread.run_sync(
+            self.queries.account_proof, request.path_params["address"], height
+        )
+        return JSONResponse(result)
+
+
+def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    text = request.query_params.get(name)
+    if text is None:
+        return default
+    if not text.isdigit() or len(text) > 20:
+        raise ApiError(400, "bad_parameter", f"{name} must be a non-negative integer")
+    value = int(text)
+    if not lo <= value <= hi:
+        raise ApiError(400, "bad_parameter", f"{name} must be between {lo} and {hi}")
+    return value
+
+
+def _float_param(request: Request, name: str) -> float | None:
+    text = request.query_params.get(name)
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ApiError(400, "bad_parameter", f"{name} must be a number") from None
+
+
+def build_app(node: Node) -> Starlette:
+    from node.api.ws import StreamHub
+
+    api = Api(node)
+    hub = StreamHub(node, api.queries)
+    node.subscribe(hub.on_block)
+    w = api.wrap
+    routes = [
+        Route("/livez", w("livez", api.livez)),
+        Route("/readyz", w("readyz", api.readyz)),
+        Route("/v1/status", w("status", api.status)),
+        Route("/v1/txs", w("submit_tx", api.submit_tx), methods=["POST"]),
+        Route("/v1/txs/{tx_id}", w("tx", api.get_tx)),
+        Route("/v1/blocks/{height}", w("block", api.get_block)),
+        Route("/v1/markets", w("markets", api.markets)),
+        Route("/v1/markets/{market}", w("market", api.market)),
+        Route("/v1/markets/{market}/book", w("book", api.book)),
+        Route("/v1/markets/{market}/trades", w("trades", api.trades)),
+        Route("/v1/markets/{market}/funding", w("market_funding", api.funding)),
+        Route("/v1/accounts/{address}", w("account", api.account)),
+        Route("/v1/accounts/{address}/orders", w("orders", api.account_orders)),
+        Route("/v1/accounts/{address}/fills", w("fills", api.account_history)),
+        Route("/v1/accounts/{address}/funding", w("account_funding", api.account_history)),
+        Route("/v1/accounts/{address}/ledger", w("ledger", api.account_history)),
+        Route("/v1/proofs/accounts/{address}", w("proof", api.account_proof)),
+        WebSocketRoute("/v1/ws", hub.endpoint),
+    ]
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return error_response(404, "not_found", f"no route {request.url.path}")
+
+    async def method_not_allowed(request: Request, exc: Exception) -> Response:
+        return error_response(405, "method_not_allowed", f"{request.method} not allowed here")
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        return error_response(500, "internal_error", "the node failed to answer; see its logs")
+
+    app = Starlette(
+        routes=routes,
+        exception_handlers={404: not_found, 405: method_not_allowed, 500: server_error},
+    )
+    app.state.api = api
+    app.state.hub = hub
+    return app
+
+
+def build_metrics_app(node: Node) -> Starlette:
+    async def metrics(request: Request) -> Response:
+        return Response(node.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    return Starlette(routes=[Route("/metrics", metrics)])
+
+
+def json_dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))

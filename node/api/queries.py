@@ -1,0 +1,587 @@
+"""Read-side of the API: turns the node's state, storage and history into JSON-ready dicts.
+
+Prices and sizes leave the node as decimal strings, converted exactly with the market's tick
+and lot (``node.api.units``); amounts as decimal strings of the asset; ids and keys as hex.
+Reads of the in-memory exchange state happen on the event loop between blocks, so they always
+see one whole block. Proofs read LMDB in one read transaction (``Store.prove``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from consensus.types import Block, QuorumCert
+from node.api.history import BACKFILL_HEIGHTS, HistoryIndex, HistoryItem, page, parse_cursor
+from node.api.units import MarketUnits, atoms_to_decimal
+from node.keys import parse_address
+from state_machine.codec import DecodeError, decode_raw
+from state_machine.exchange import EVENT_FIELDS
+from state_machine.genesis import MARKET_KIND_NAMES, Market
+from state_machine.margin import (
+    cross_account_value_atoms,
+    cross_maintenance_atoms,
+    free_collateral,
+    maintenance_margin_atoms,
+    unrealized_pnl_atoms,
+)
+from state_machine.state import Position
+from state_machine.tx import Transaction
+from state_machine.txroot import inclusion_proof, tx_root
+
+if TYPE_CHECKING:
+    from node.node import Node
+
+READY_BLOCK_AGE_S = 10.0
+TX_RESULT_FIELDS = ("code", "message", "order_id", "filled_lots", "status", "count")
+
+
+class QueryError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def _hex(value: Any) -> Any:
+    return value.hex() if isinstance(value, bytes) else value
+
+
+class Queries:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        genesis = node.genesis
+        self.units = {m.market_id: MarketUnits(genesis, m) for m in genesis.markets}
+        self.by_symbol = {m.symbol.upper(): m for m in genesis.markets}
+        self.decimals = {a.asset_id: a.decimals for a in genesis.assets}
+        self.symbols = {a.asset_id: a.symbol for a in genesis.assets}
+        self.index = HistoryIndex()
+        self.indexed_height = 0
+        self._backfilled = False
+        self.backfill()
+
+    # ---- lookups ---------------------------------------------------------------------------
+
+    def market_units_by_id(self, market_id: int) -> MarketUnits | None:
+        return self.units.get(market_id)
+
+    def lookup_market(self, text: str) -> Market:
+        market = self.by_symbol.get(text.upper())
+        if market is None and text.isdigit() and len(text) < 10:
+            market = self.node.genesis.market(int(text))
+        if market is None:
+            raise QueryError(404, "unknown_market", f"no market {text[:40]!r}")
+        return market
+
+    def lookup_address(self, text: str) -> bytes:
+        try:
+            return parse_address(text)
+        except ValueError as exc:
+            raise QueryError(400, "bad_address", str(exc)) from None
+
+    @property
+    def state(self) -> Any:
+        chain = self.node.chain
+        if chain is None:
+            raise QueryError(503, "starting", "the node is still starting")
+        return chain.state
+
+    def amount(self, asset_id: int, atoms: int) -> str:
+        return atoms_to_decimal(atoms, self.decimals.get(asset_id, 0))
+
+    # ---- status ----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        node = self.node
+        chain = node.chain
+        replica = node.replica
+        peers = node.peers.connected_peers() if node.peers is not None else []
+        connected_power = node.validators.power_of_set(
+            [*peers, node.key.public_key] if node.is_validator else peers
+        )
+        height = chain.height if chain is not None else 0
+        block_age_s = (
+            time.time() - node.last_block_time_ms / 1000 if node.last_block_time_ms else None
+        )
+        syncing = block_age_s is None or block_age_s > READY_BLOCK_AGE_S
+        reason = ""
+        if chain is None:
+            reason = "starting"
+        elif not node.validators.is_quorum(connected_power):
+            reason = "not connected to a quorum of validators"
+        elif syncing:
+            reason = "no recent committed block"
+        view = replica.view if replica is not None else 0
+        return {
+            "chain_id": node.chain_id,
+            "node_id": node.key.public_key.hex(),
+            "moniker": node.config.node.moniker,
+            "validator": node.is_validator,
+            "height": height,
+            "view": view,
+            "leader": node.validators.leader(view).hex() if view else None,
+            "state_root": chain.state_root.hex() if chain is not None else None,
+            "last_block_time_ms": node.last_block_time_ms,
+            "validators": [
+                {
+                    "pubkey": v.pubkey.hex(),
+                    "power": v.power,
+                    "connected": v.pubkey in peers or v.pubkey == node.key.public_key,
+                }
+                for v in node.genesis.validators
+            ],
+            "peers": [p.hex() for p in peers],
+            "mempool": {"txs": len(node.mempool), "bytes": node.mempool.size_bytes},
+            "syncing": syncing,
+            "ready": reason == "",
+            "not_ready_reason": reason,
+        }
+
+    # ---- markets ---------------------------------------------------------------------------
+
+    def market_json(self, market: Market) -> dict[str, Any]:
+        units = self.units[market.market_id]
+        st = self.state
+        ms = st.mstates[market.market_id]
+        quote = market.quote_asset_id
+        out: dict[str, Any] = {
+            "market_id": market.market_id,
+            "symbol": market.symbol,
+            "kind": MARKET_KIND_NAMES[market.kind],
+            "base_asset": self.symbols[market.base_asset_id],
+            "quote_asset": self.symbols[quote],
+            "tick_size": units.tick_text(),
+            "lot_size": units.lot_text(),
+            "min_notional": self.amount(quote, market.min_notional_atoms),
+            "max_leverage": market.max_leverage,
+            "margin_tiers": [
+                {
+                    "notional_floor": self.amount(quote, t.notional_floor_atoms),
+                    "maintenance_rate_ppm": t.mmr_ppm,
+                }
+                for t in market.margin_tiers
+            ],
+            "maker_fee_ppm": market.maker_fee_ppm,
+            "taker_fee_ppm": market.taker_fee_ppm,
+            "price_band_ppm": market.price_band_ppm,
+            "oracle_price": units.ticks_to_price(ms.oracle_price_ticks),
+            "oracle_time_ms": ms.oracle_time_ms,
+            "mark_price": units.ticks_to_price(ms.mark_price_ticks),
+            "last_trade_price": (
+                units.ticks_to_price(ms.last_trade_price_ticks)
+                if ms.last_trade_price_ticks
+                else None
+            ),
+            "open_interest": units.lots_to_size(ms.open_interest_lots),
+            "volume": units.lots_to_size(ms.volume_lots),
+        }
+        funding = getattr(ms, "funding_rate_ppm_8h", None)
+        out["funding_rate_8h_ppm"] = funding if isinstance(funding, int) else None
+        return out
+
+    def markets(self) -> dict[str, Any]:
+        return {
+            "height": self.state.height,
+            "markets": [self.market_json(m) for m in self.node.genesis.markets],
+        }
+
+    def market(self, text: str) -> dict[str, Any]:
+        return self.market_json(self.lookup_market(text))
+
+    def book(self, text: str, depth: int) -> dict[str, Any]:
+        market = self.lookup_market(text)
+        units = self.units[market.market_id]
+        book = self.state.books[market.market_id]
+
+        def levels(side: Any) -> list[list[Any]]:
+            return [
+                [units.ticks_to_price(p), units.lots_to_size(s), n] for p, s, n in side.depth(depth)
+            ]
+
+        return {
+            "market": market.symbol,
+            "height": self.state.height,
+            "bids": levels(book.side(True)),
+            "asks": levels(book.side(False)),
+        }
+
+    def trade_json(self, item: HistoryItem) -> dict[str, Any]:
+        body = item.body
+        units = self.units[body["market_id"]]
+        return {
+            "market": units.market.symbol,
+            "height": item.height,
+            "timestamp_ms": item.timestamp_ms,
+            "price": units.ticks_to_price(body["price_ticks"]),
+            "size": units.lots_to_size(body["size_lots"]),
+            "taker_side": "buy" if body["taker_is_buy"] else "sell",
+            "cursor": item.cursor(),
+        }
+
+    def trades(self, text: str, limit: int) -> dict[str, Any]:
+        market = self.lookup_market(text)
+        self.backfill()
+        items = list(self.index.trades.get(market.market_id, ()))[-limit:]
+        return {"market": market.symbol, "trades": [self.trade_json(i) for i in reversed(items)]}
+
+    def funding(self, text: str, from_ms: int, to_ms: int, limit: int) -> dict[str, Any]:
+        market = self.lookup_market(text)
+        self.backfill()
+        items, cursor = page(
+            list(self.index.market_funding.get(market.market_id, ())), from_ms, to_ms, None, limit
+        )
+        return {
+            "market": market.symbol,
+            "funding": [self.event_json(i) for i in items],
+            "next_cursor": cursor,
+        }
+
+    # ---- accounts --------------------------------------------------------------------------
+
+    def position_json(self, pos: Position) -> dict[str, Any]:
+        market = pos.market
+        units = self.units[market.market_id]
+        st = self.state
+        mark = st.mstates[market.market_id].mark_price_ticks
+        size = pos.size_lots
+        notional = abs(size) * mark * market.tick_lot_atoms
+        entry_price = ""
+        if size:
+            entry_price = units.ticks_to_price(abs(pos.entry_value) // abs(size))
+        out: dict[str, Any] = {
+            "market": market.symbol,
+            "side": "long" if size > 0 else "short" if size < 0 else "flat",
+            "size": units.lots_to_size(abs(size)),
+            "entry_price": entry_price or None,
+            "mark_price": units.ticks_to_price(mark),
+            "unrealized_pnl": self.signed_usdc(unrealized_pnl_atoms(pos, mark)),
+            "realized_pnl": self.signed_usdc(pos.realized_pnl_atoms),
+            "notional": self.amount(0, notional),
+            "maintenance_margin": self.amount(0, maintenance_margin_atoms(market, notional)),
+            "leverage": pos.leverage,
+            "margin_mode": "isolated" if pos.isolated else "cross",
+            "isolated_margin": self.amount(0, pos.isolated_margin_atoms),
+            "liquidation_price": self.liquidation_price(pos),
+        }
+        return out
+
+    def liquidation_price(self, pos: Position) -> str | None:
+        from state_machine import margin
+
+        fn = getattr(margin, "liquidation_price_ticks", None)
+        if fn is None or pos.size_lots == 0:
+            return None
+        ticks = fn(self.state, pos)
+        return None if ticks is None else self.units[pos.market.market_id].ticks_to_price(ticks)
+
+    def signed_usdc(self, atoms: int) -> str:
+        text = self.amount(0, abs(atoms))
+        return f"-{text}" if atoms < 0 else text
+
+    def account(self, text: str) -> dict[str, Any]:
+        who = self.lookup_address(text)
+        st = self.state
+        acct = st.accounts.get(who)
+        balances = []
+        positions = []
+        summary: dict[str, Any] = {}
+        if acct is not None:
+            for asset_id in sorted(acct.balances):
+                bal = acct.balances[asset_id]
+                if bal.available_atoms == 0 and bal.held_atoms == 0:
+                    continue
+                balances.append(
+                    {
+                        "asset": self.symbols[asset_id],
+                        "available": self.amount(asset_id, bal.available_atoms),
+                        "held": self.amount(asset_id, bal.held_atoms),
+                    }
+                )
+            positions = [
+                self.position_json(acct.positions[mid])
+                for mid in sorted(acct.positions)
+                if acct.positions[mid].size_lots or acct.positions[mid].isolated_margin_atoms
+            ]
+            value = cross_account_value_atoms(st, acct)
+            summary = {
+                "account_value": self.signed_usdc(value),
+                "maintenance_margin": self.amount(0, cross_maintenance_atoms(st, acct)),
+                "free_collateral": self.signed_usdc(free_collateral(st, acct)),
+            }
+        return {
+            "address": who.hex(),
+            "height": st.height,
+            "balances": balances,
+            "positions": positions,
+            "margin": summary,
+            "open_orders": len(acct.orders) if acct is not None else 0,
+        }
+
+    def open_orders(self, text: str) -> dict[str, Any]:
+        who = self.lookup_address(text)
+        st = self.state
+        acct = st.accounts.get(who)
+        orders = []
+        for order in acct.orders.values() if acct is not None else ():
+            units = self.units[order.market_id]
+            orders.append(
+                {
+                    "order_id": order.order_id,
+                    "client_id": order.client_id,
+                    "market": units.market.symbol,
+                    "side": "buy" if order.is_buy else "sell",
+                    "price": units.ticks_to_price(order.price_ticks),
+                    "size": units.lots_to_size(order.size_lots),
+                    "filled": units.lots_to_size(order.filled_lots),
+                    "original_size": units.lots_to_size(order.orig_lots),
+                    "tif": order.tif,
+                    "kind": order.kind,
+                    "reduce_only": order.reduce_only,
+                    "timestamp_ms": order.timestamp_ms,
+                }
+            )
+        return {"address": who.hex(), "height": st.height, "orders": orders}
+
+    def history(
+        self,
+        text: str,
+        kind: str,
+        from_ms: int,
+        to_ms: int,
+        cursor_text: str | None,
+        limit: int,
+    ) -> dict[str, Any]:
+        who = self.lookup_address(text)
+        try:
+            cursor = parse_cursor(cursor_text)
+        except ValueError as exc:
+            raise QueryError(400, "bad_cursor", str(exc)) from None
+        self.backfill()
+        items, next_cursor = page(
+            self.index.account_items(who, kind), from_ms, to_ms, cursor, limit
+        )
+        return {
+            "address": who.hex(),
+            kind: [self.event_json(i) for i in items],
+            "next_cursor": next_cursor,
+        }
+
+    def event_json(self, item: HistoryItem) -> dict[str, Any]:
+        body: dict[str, Any] = {"kind": item.kind, "height": item.height}
+        body["timestamp_ms"] = item.timestamp_ms
+        body["cursor"] = item.cursor()
+        units = self.units.get(item.body.get("market_id", -1))
+        for name, value in item.body.items():
+            if units is not None and name.endswith("_ticks") and isinstance(value, int):
+                body[name[: -len("_ticks")]] = units.ticks_to_price(value)
+            elif units is not None and name.endswith("_lots") and isinstance(value, int):
+                body[name[: -len("_lots")]] = units.lots_to_size(value)
+            elif name.endswith("_atoms") and isinstance(value, int):
+                asset = item.body.get("asset_id", 0)
+                body[name[: -len("_atoms")]] = (
+                    self.signed_usdc(value) if asset == 0 else self.amount(asset, value)
+                )
+            else:
+                body[name] = _hex(value)
+        if "market_id" in item.body and units is not None:
+            body["market"] = units.market.symbol
+        return body
+
+    # ---- history feed ------------------------------------------------------------------------
+
+    def on_block(self, height: int, timestamp_ms: int, events: list[Any]) -> None:
+        self.backfill()
+        if height > self.indexed_height:
+            self.index.add_block(height, timestamp_ms, events)
+            self.indexed_height = height
+
+    def backfill(self) -> None:
+        """Index the events of the last heights from storage once (after a restart)."""
+        if self._backfilled or self.node.chain is None:
+            return
+        self._backfilled = True
+        store = self.node.chain.store
+        top = store.height
+        for height in range(max(1, top - BACKFILL_HEIGHTS + 1), top + 1):
+            raw_events = store.get_events(height)
+            raw_block = store.get_block(height)
+            if raw_events is None or raw_block is None:
+                continue
+            try:
+                events = decode_raw(raw_events)
+                timestamp_ms = Block.from_wire(raw_block).header.timestamp_ms
+            except DecodeError:
+                continue
+            self.index.add_block(height, timestamp_ms, events)
+        self.indexed_height = max(self.indexed_height, top)
+
+    # ---- blocks and transactions -------------------------------------------------------------
+
+    def _parse_height(self, text: str) -> int:
+        chain = self.node.chain
+        if chain is None:
+            raise QueryError(503, "starting", "the node is still starting")
+        if text == "latest":
+            return chain.height
+        if not text.isdigit() or len(text) > 20:
+            raise QueryError(400, "bad_height", "height must be a number or 'latest'")
+        return int(text)
+
+    def block(self, text: str) -> dict[str, Any]:
+        height = self._parse_height(text)
+        chain = self.node.chain
+        assert chain is not None
+        if height == 0:
+            raise QueryError(404, "no_block", "height 0 is the genesis state, not a block")
+        raw_block = chain.store.get_block(height)
+        raw_qc = chain.store.get_qc(height)
+        if raw_block is None or raw_qc is None:
+            raise QueryError(404, "no_block", f"no stored block at height {height}")
+        block = Block.from_wire(raw_block)
+        qc = QuorumCert.from_wire(raw_qc)
+        return {
+            "height": height,
+            "block_hash": block.block_hash().hex(),
+            "header": header_json(block),
+            "tx_ids": [Transaction.from_wire(raw).tx_id().hex() for raw in block.payload],
+            "commit_qc": qc_json(qc),
+        }
+
+    def tx(self, text: str) -> dict[str, Any]:
+        try:
+            tx_id = bytes.fromhex(text)
+        except ValueError:
+            raise QueryError(400, "bad_tx_id", "tx id must be 64 hex characters") from None
+        if len(tx_id) != 32:
+            raise QueryError(400, "bad_tx_id", "tx id must be 64 hex characters")
+        chain = self.node.chain
+        if chain is None:
+            raise QueryError(503, "starting", "the node is still starting")
+        record = chain.store.get_tx_result(tx_id)
+        if record is None:
+            if tx_id in self.node.mempool:
+                return {"tx_id": text.lower(), "status": "pending"}
+            raise QueryError(404, "unknown_tx", "no committed or pending transaction with this id")
+        return self.committed_tx_json(tx_id, record.height, record.index, record.result)
+
+    def committed_tx_json(
+        self, tx_id: bytes, height: int, index: int, result: Any
+    ) -> dict[str, Any]:
+        """A committed transaction: results per action, events, inclusion proof."""
+        result_obj = result.to_obj() if hasattr(result, "to_obj") else result
+        if isinstance(result_obj, bytes):
+            result_obj = decode_raw(result_obj)
+        _, code, message, actions = result_obj
+        out: dict[str, Any] = {
+            "tx_id": tx_id.hex(),
+            "status": "committed",
+            "height": height,
+            "index": index,
+            "code": code,
+            "message": message,
+            "results": [dict(zip(TX_RESULT_FIELDS, a, strict=True)) for a in actions],
+        }
+        chain = self.node.chain
+        assert chain is not None
+        raw_block = chain.store.get_block(height)
+        if raw_block is not None:
+            block = Block.from_wire(raw_block)
+            leaves = list(block.payload)
+            proof = inclusion_proof(leaves, index)
+            out["inclusion_proof"] = {
+                "leaf_index": index,
+                "tree_size": len(leaves),
+                "tx": leaves[index].hex(),
+                "path": [h.hex() for h in proof.path],
+                "root": tx_root(leaves).hex(),
+                "header_payload_root": block.header.payload_root.hex(),
+            }
+        return out
+
+    # ---- proofs ----------------------------------------------------------------------------
+
+    def account_proof(self, text: str, height: int | None) -> dict[str, Any]:
+        """State proofs of every entry of the account at the latest height (worker thread)."""
+        who = self.lookup_address(text)
+        chain = self.node.chain
+        if chain is None:
+            raise QueryError(503, "starting", "the node is still starting")
+        store = chain.store
+        latest = store.height
+        if height is not None and height != latest:
+            raise QueryError(
+                404,
+                "height_not_provable",
+                f"proofs are kept for the latest height only ({latest})",
+            )
+        keys = account_state_keys(chain.genesis, who)
+        proofs = [store.prove(key) for key in keys]
+        proof_height = proofs[0].height if proofs else latest
+        # The root after block h is certified by block h+1's header, signed by its commit QC;
+        # until h+1 exists, block h's own QC certifies the block that produced it.
+        raw_next = store.get_block(proof_height + 1)
+        entries = []
+        for p in proofs:
+            entries.append(
+                {
+                    "key": p.key.hex(),
+                    "value": p.value.hex() if p.value is not None else None,
+                    "proof": p.proof.to_wire().hex(),
+                }
+            )
+        out: dict[str, Any] = {
+            "address": who.hex(),
+            "height": proof_height,
+            "state_root": proofs[0].state_root.hex() if proofs else store.state_root.hex(),
+            "entries": entries,
+            "certified_by": None,
+        }
+        if raw_next is not None:
+            raw_qc = store.get_qc(proof_height + 1)
+            if raw_qc is not None:
+                block = Block.from_wire(raw_next)
+                out["certified_by"] = {
+                    "header": header_json(block),
+                    "block_hash": block.block_hash().hex(),
+                    "commit_qc": qc_json(QuorumCert.from_wire(raw_qc)),
+                }
+        return out
+
+
+def account_state_keys(genesis: Any, who: bytes) -> list[bytes]:
+    """Every state key an account can own: balances per asset and positions per perp."""
+    keys = [b"\x01" + who + a.asset_id.to_bytes(4, "big") for a in genesis.assets]
+    keys += [b"\x02" + who + m.market_id.to_bytes(4, "big") for m in genesis.markets if m.is_perp]
+    return sorted(keys)
+
+
+def header_json(block: Block) -> dict[str, Any]:
+    h = block.header
+    return {
+        "height": h.height,
+        "view": h.view,
+        "parent_hash": h.parent_hash.hex(),
+        "timestamp_ms": h.timestamp_ms,
+        "proposer": h.proposer.hex(),
+        "payload_root": h.payload_root.hex(),
+        "state_root": h.state_root.hex(),
+        "wire": h.to_wire().hex(),
+    }
+
+
+def qc_json(qc: QuorumCert) -> dict[str, Any]:
+    return {
+        "phase": qc.phase,
+        "view": qc.view,
+        "height": qc.height,
+        "block_hash": qc.block_hash.hex(),
+        "signatures": [
+            {"signer": s.signer.hex(), "signature": s.signature.hex()} for s in qc.signatures
+        ],
+        "wire": qc.to_wire().hex(),
+    }
+
+
+def event_names() -> dict[str, tuple[str, ...]]:
+    return EVENT_FIELDS

@@ -1,0 +1,278 @@
+"""WebSocket streams at ``/v1/ws``: book, trades, blocks and account subscriptions.
+
+Protocol (JSON text frames):
+
+* client: ``{"op": "subscribe", "id": 1, "channel": "book", "market": "BTC-PERP",
+  "depth": 10}``; channels ``book`` (market, depth), ``trades`` (market), ``blocks``,
+  ``account`` (address); ``{"op": "unsubscribe", "id": 1}``; ``{"op": "ping"}``.
+* server: ``{"type": "snapshot", "id": 1, "channel": ..., "seq": 0, "height": H, "data": ...}``
+  once, then ``{"type": "update", "id": 1, "seq": n, "height": H, "data": ...}`` after every
+  block that changes the subscription, with ``seq`` increasing by exactly one per message of
+  that subscription, so a client detects a gap and resubscribes. ``{"type": "pong"}``,
+  ``{"type": "error", "code": ..., "message": ...}``.
+
+Each connection has a bounded outbound queue. A consumer too slow to keep up is disconnected
+with close code 1008 and a reason, instead of letting the queue grow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import TYPE_CHECKING, Any
+
+import trio
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from node.api.history import HistoryIndex
+from node.api.queries import Queries, QueryError
+
+if TYPE_CHECKING:
+    from node.chain import Executed
+    from node.node import Node
+
+OUTBOUND_QUEUE_MAX = 256
+SUBSCRIPTIONS_PER_CONNECTION_MAX = 32
+CONNECTIONS_MAX = 1_000
+MESSAGE_BYTES_MAX = 4096
+CLOSE_POLICY = 1008
+
+
+class Subscription:
+    __slots__ = ("address", "channel", "depth", "last", "market", "seq", "sub_id")
+
+    def __init__(self, sub_id: Any, channel: str) -> None:
+        self.sub_id = sub_id
+        self.channel = channel
+        self.market = ""
+        self.depth = 10
+        self.address = ""
+        self.seq = 0
+        self.last: Any = None
+
+
+class Connection:
+    def __init__(self) -> None:
+        self.send_channel, self.receive_channel = trio.open_memory_channel[str](OUTBOUND_QUEUE_MAX)
+        self.subs: dict[Any, Subscription] = {}
+        self.too_slow = False
+        self.closed = trio.Event()
+
+    def push(self, message: dict[str, Any]) -> None:
+        if self.too_slow:
+            return
+        try:
+            self.send_channel.send_nowait(json.dumps(message, separators=(",", ":")))
+        except (trio.WouldBlock, trio.ClosedResourceError):
+            self.too_slow = True
+            self.closed.set()
+
+
+class StreamHub:
+    def __init__(self, node: Node, queries: Queries) -> None:
+        self.node = node
+        self.queries = queries
+        self.connections: set[Connection] = set()
+
+    # ---- per block -----------------------------------------------------------------------
+
+    def on_block(self, executed: Executed) -> None:
+        self.queries.on_block(executed.height, executed.timestamp_ms, executed.result.events)
+        if not self.connections:
+            return
+        block_index = HistoryIndex()
+        block_index.add_block(executed.height, executed.timestamp_ms, executed.result.events)
+        for conn in list(self.connections):
+            for sub in list(conn.subs.values()):
+                data = self.update_data(sub, executed, block_index)
+                if data is None:
+                    continue
+                sub.seq += 1
+                conn.push(
+                    {
+                        "type": "update",
+                        "id": sub.sub_id,
+                        "channel": sub.channel,
+                        "seq": sub.seq,
+                        "height": executed.height,
+                        "data": data,
+                    }
+                )
+
+    def update_data(self, sub: Subscription, executed: Executed, index: HistoryIndex) -> Any:
+        q = self.queries
+        if sub.channel == "book":
+            book = q.book(sub.market, sub.depth)
+            levels = {"bids": book["bids"], "asks": book["asks"]}
+            if levels == sub.last:
+                return None
+            sub.last = levels
+            return levels
+        if sub.channel == "trades":
+            market = q.lookup_market(sub.market)
+            trades = [q.trade_json(i) for i in index.trades.get(market.market_id, ())]
+            return {"trades": trades} if trades else None
+        if sub.channel == "blocks":
+            return {
+                "height": executed.height,
+                "block_hash": executed.block_hash.hex(),
+                "state_root": executed.state_root.hex(),
+                "timestamp_ms": executed.timestamp_ms,
+                "txs": len(executed.txs),
+            }
+        if sub.channel == "account":
+            who = q.lookup_address(sub.address)
+            lists = index.accounts.get(who)
+            if lists is None:
+                return None
+            seen: set[tuple[int, int]] = set()
+            events = []
+            for kind in ("fills", "funding", "ledger"):
+                for item in lists[kind]:
+                    if item.position not in seen:
+                        seen.add(item.position)
+                        events.append(q.event_json(item))
+            return {"events": events, "account": q.account(sub.address)}
+        return None
+
+    def snapshot(self, sub: Subscription) -> Any:
+        q = self.queries
+        if sub.channel == "book":
+            book = q.book(sub.market, sub.depth)
+            sub.last = {"bids": book["bids"], "asks": book["asks"]}
+            return sub.last
+        if sub.channel == "trades":
+            return q.trades(sub.market, 50)
+        if sub.channel == "blocks":
+            return q.status()
+        if sub.channel == "account":
+            return {"account": q.account(sub.address), "orders": q.open_orders(sub.address)}
+        raise QueryError(400, "unknown_channel", f"no channel {sub.channel!r}")
+
+    # ---- the endpoint --------------------------------------------------------------------
+
+    async def endpoint(self, websocket: WebSocket) -> None:
+        if len(self.connections) >= CONNECTIONS_MAX:
+            await websocket.close(code=1013, reason="too many WebSocket connections")
+            return
+        await websocket.accept()
+        conn = Connection()
+        self.connections.add(conn)
+        self.node.metrics.websocket_subscribers.set(self._subscriber_count())
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._writer, websocket, conn, nursery.cancel_scope)
+                nursery.start_soon(self._watch_slow, websocket, conn, nursery.cancel_scope)
+                await self._reader(websocket, conn)
+                nursery.cancel_scope.cancel()
+        except WebSocketDisconnect:
+            pass
+        finally:
+            self.connections.discard(conn)
+            self.node.metrics.websocket_subscribers.set(self._subscriber_count())
+
+    def _subscriber_count(self) -> int:
+        return sum(len(c.subs) for c in self.connections)
+
+    async def _writer(self, ws: WebSocket, conn: Connection, scope: trio.CancelScope) -> None:
+        try:
+            async for text in conn.receive_channel:
+                await ws.send_text(text)
+        except (WebSocketDisconnect, RuntimeError):
+            scope.cancel()
+
+    async def _watch_slow(self, ws: WebSocket, conn: Connection, scope: trio.CancelScope) -> None:
+        await conn.closed.wait()
+        if conn.too_slow:
+            with contextlib.suppress(RuntimeError):
+                await ws.close(code=CLOSE_POLICY, reason="consumer too slow; resubscribe")
+        scope.cancel()
+
+    async def _reader(self, ws: WebSocket, conn: Connection) -> None:
+        while True:
+            try:
+                text = await ws.receive_text()
+            except (WebSocketDisconnect, RuntimeError):
+                return
+            if len(text) > MESSAGE_BYTES_MAX:
+                conn.push(
+                    error("message_too_large", f"messages are limited to {MESSAGE_BYTES_MAX}")
+                )
+                continue
+            try:
+                message = json.loads(text)
+            except ValueError:
+                conn.push(error("malformed_json", "message is not valid JSON"))
+                continue
+            if not isinstance(message, dict):
+                conn.push(error("malformed", "message must be a JSON object"))
+                continue
+            self.handle(conn, message)
+
+    def handle(self, conn: Connection, message: dict[str, Any]) -> None:
+        op = message.get("op")
+        if op == "ping":
+            conn.push({"type": "pong"})
+            return
+        sub_id = message.get("id")
+        if not isinstance(sub_id, int | str) or isinstance(sub_id, bool):
+            conn.push(error("bad_id", "id must be a number or string"))
+            return
+        if op == "unsubscribe":
+            removed = conn.subs.pop(sub_id, None)
+            conn.push({"type": "unsubscribed", "id": sub_id, "found": removed is not None})
+            return
+        if op != "subscribe":
+            conn.push(error("unknown_op", "op must be subscribe, unsubscribe or ping"))
+            return
+        if len(conn.subs) >= SUBSCRIPTIONS_PER_CONNECTION_MAX or sub_id in conn.subs:
+            conn.push(error("bad_subscription", "duplicate id or too many subscriptions", sub_id))
+            return
+        sub = Subscription(sub_id, str(message.get("channel", "")))
+        try:
+            self._configure(sub, message)
+            data = self.snapshot(sub)
+        except QueryError as exc:
+            conn.push(error(exc.code, exc.message, sub_id))
+            return
+        conn.subs[sub_id] = sub
+        self.node.metrics.websocket_subscribers.set(self._subscriber_count())
+        height = self.node.chain.height if self.node.chain is not None else 0
+        conn.push(
+            {
+                "type": "snapshot",
+                "id": sub_id,
+                "channel": sub.channel,
+                "seq": 0,
+                "height": height,
+                "data": data,
+            }
+        )
+
+    def _configure(self, sub: Subscription, message: dict[str, Any]) -> None:
+        q = self.queries
+        if sub.channel in ("book", "trades"):
+            market = message.get("market")
+            if not isinstance(market, str):
+                raise QueryError(400, "bad_market", "market is required")
+            sub.market = q.lookup_market(market).symbol
+            depth = message.get("depth", 10)
+            if not isinstance(depth, int) or isinstance(depth, bool) or not 1 <= depth <= 100:
+                raise QueryError(400, "bad_depth", "depth must be 1..100")
+            sub.depth = depth
+        elif sub.channel == "account":
+            address = message.get("address")
+            if not isinstance(address, str):
+                raise QueryError(400, "bad_address", "address is required")
+            sub.address = q.lookup_address(address).hex()
+        elif sub.channel != "blocks":
+            raise QueryError(
+                400, "unknown_channel", "channel must be book, trades, blocks or account"
+            )
+
+
+def error(code: str, message: str, sub_id: Any = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if sub_id is not None:
+        out["id"] = sub_id
+    return out

@@ -1,0 +1,660 @@
+"""The validator process: wires the pure cores to the network, the disk and the clock.
+
+Theory of operation
+-------------------
+One trio nursery runs these tasks:
+
+* **consensus loop** — the only task that touches the :class:`~consensus.replica.Replica` and
+  the :class:`~node.chain.Chain`. It takes events from a bounded channel, feeds each to
+  ``Replica.handle`` (after a ``ClockTick``) and carries out the returned actions strictly in
+  order: ``PersistSafety`` is written durably (LMDB, synchronous) in a worker thread and
+  awaited *before* any later action of the same list, so no vote, proposal or new-view leaves
+  the node before the promise it embodies is on disk. ``Execute`` applies the block to the
+  exchange state and commits it in one LMDB write (worker thread), then feeds ``BlockExecuted``
+  back. Events produced locally (payloads, executed blocks) are handled before the next
+  channel event.
+* **peer inbound** — reads frames from the :class:`~p2p.manager.PeerManager`. A frame is one
+  channel byte and a body: consensus messages are decoded strictly (garbage is counted against
+  the peer); a proposal's transactions are decoded and verified on the signature pool *before*
+  the proposal enters the consensus loop, so the replica's synchronous payload check only hits
+  the cache. Gossiped transactions go to the admission queue. Sync requests are answered from
+  storage here, so a far-behind peer can fetch any stored height.
+* **admission** — batches submitted and gossiped transactions, runs the mempool's cheap checks,
+  verifies the signatures of the batch on the thread pool, admits the good ones and gossips the
+  ones that came from our own clients.
+* **timers** — one short task per ``SetTimer``; a timer never cancelled, the replica ignores
+  stale ones.
+* **clock** — a tick every few milliseconds so the pacemaker can propose on time.
+
+Limits: the event channel, the admission channel and the peer queues are bounded; a full
+admission queue rejects with ``mempool_busy`` instead of growing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import trio
+
+from consensus.config import ConsensusConfig
+from consensus.events import (
+    Action,
+    BlockExecuted,
+    Broadcast,
+    ClockTick,
+    Committed,
+    Event,
+    Execute,
+    MessageReceived,
+    PayloadAvailable,
+    PersistSafety,
+    ReportEvidence,
+    RequestPayload,
+    Send,
+    SetTimer,
+    TimerFired,
+)
+from consensus.replica import Replica
+from consensus.types import (
+    EVIDENCE,
+    Block,
+    CommittedBlock,
+    Message,
+    NewView,
+    Proposal,
+    SyncRequest,
+    SyncResponse,
+    Vote,
+    decode_message,
+    encode_message,
+)
+from consensus.validators import ValidatorSet
+from node.chain import Chain, Executed, genesis_state_root
+from node.config import Config
+from node.logs import fields, get_logger
+from node.mempool import Admit, Mempool, MempoolLimits, Prepared
+from node.metrics import Metrics
+from node.sigpool import SignaturePool
+from p2p.manager import PeerManager
+from state_machine.codec import MAX_MESSAGE_BYTES, Bytes, DecodeError, ListOf, encode
+from state_machine.crypto import Keypair
+from state_machine.genesis import Genesis
+from state_machine.nonces import NonceCheck
+from state_machine.tx import MAX_TX_BYTES
+
+# Channel bytes at the start of every p2p frame.
+CHANNEL_CONSENSUS = 1
+CHANNEL_TXS = 2
+CHANNEL_EVIDENCE = 3
+
+EVENT_QUEUE_MAX = 4096
+ADMISSION_QUEUE_MAX = 20_000
+ADMISSION_BATCH_MAX = 2_000
+GOSSIP_BATCH_TXS_MAX = 512
+CLOCK_TICK_S = 0.005
+RECENT_BLOCKS_FOR_RESTORE = 64
+TX_GOSSIP = ListOf(Bytes(max_len=MAX_TX_BYTES), GOSSIP_BATCH_TXS_MAX, min_len=1)
+COMMIT_WAIT_MAX_S = 30.0
+WAITERS_MAX = 100_000
+
+log = get_logger("node")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclasses.dataclass(slots=True)
+class Submission:
+    """One transaction waiting for admission; ``done`` fires with the verdict."""
+
+    raw: bytes
+    from_peer: bytes | None
+    done: trio.Event
+    verdict: Admit | None = None
+    tx_id: bytes = b""
+
+
+class CommitWaiter:
+    """A client waiting for its transaction to be committed and executed."""
+
+    __slots__ = ("event", "height", "index", "result")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.height = 0
+        self.index = 0
+        self.result: Any = None
+
+
+Subscriber = Callable[[Executed], None]
+
+
+class Node:
+    """One validator (or full node) process. ``await node.run(task_status=...)``."""
+
+    def __init__(self, config: Config, genesis: Genesis, key: Keypair) -> None:
+        self.config = config
+        self.genesis = genesis
+        self.key = key
+        self.chain_id = genesis.chain_id
+        self.metrics = Metrics()
+        self.validators = ValidatorSet([(v.pubkey, v.power) for v in genesis.validators])
+        self.is_validator = key.public_key in self.validators
+        self.chain: Chain | None = None
+        self.replica: Replica | None = None
+        self.peers: PeerManager | None = None
+        self.sigpool = SignaturePool()
+        self.mempool = Mempool(
+            self.chain_id,
+            self._committed_nonce_check,
+            MempoolLimits(
+                txs_max=config.mempool.txs_max,
+                bytes_max=config.mempool.bytes_max,
+                per_signer_max=config.mempool.per_signer_max,
+            ),
+        )
+        self._events_tx, self._events_rx = trio.open_memory_channel[Event](EVENT_QUEUE_MAX)
+        self._admit_tx, self._admit_rx = trio.open_memory_channel[Submission](ADMISSION_QUEUE_MAX)
+        self._local: deque[Event] = deque()
+        self._nursery: trio.Nursery | None = None
+        self._waiters: dict[bytes, list[CommitWaiter]] = {}
+        self._subscribers: list[Subscriber] = []
+        self.last_commit_time_s = 0.0
+        self.last_block_time_ms = 0
+        self.started_at_s = time.monotonic()
+        self.loop_heartbeat_s = time.monotonic()
+        self.p2p_listen_port = 0
+        self.ready = trio.Event()
+
+    # ---- context for logs ----------------------------------------------------------------
+
+    def log_context(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.chain is not None:
+            out["height"] = self.chain.height
+        if self.replica is not None:
+            out["view"] = self.replica.view
+        return out
+
+    # ---- startup --------------------------------------------------------------------------
+
+    def open_chain(self) -> Chain:
+        """Open storage and rebuild the state (blocking: call in a worker thread)."""
+        return Chain.open(
+            self.config.data_path, self.genesis, map_size_bytes=self.config.storage.map_size_bytes
+        )
+
+    def consensus_config(self) -> ConsensusConfig:
+        frame_max = self.config.p2p.frame_bytes_max
+        # A proposal or sync response must fit in one frame with room for headers and QCs.
+        payload_max = max(64 * 1024, frame_max - 256 * 1024)
+        return ConsensusConfig(
+            chain_id=self.chain_id,
+            genesis_time_ms=self.genesis.genesis_time_ms,
+            genesis_state_root=genesis_state_root(self.genesis),
+            block_interval_ms=self.config.consensus.block_interval_ms,
+            view_timeout_base_ms=self.config.consensus.view_timeout_base_ms,
+            view_timeout_cap_ms=self.config.consensus.view_timeout_cap_ms,
+            max_block_bytes=min(4 * 1024 * 1024, payload_max),
+            sync_response_max_bytes=payload_max,
+        )
+
+    def build_replica(self, chain: Chain) -> Replica | None:
+        if not self.is_validator:
+            return None
+        config = self.consensus_config()
+        safety = chain.read_safety(self.chain_id)
+        if safety is None and chain.height == 0:
+            return Replica(config, self.key, self.validators, self._check_payload)
+        if safety is None:
+            # Data imported from a snapshot: nothing was ever promised from this home.
+            safety = Replica(config, self.key, self.validators).safety
+        return Replica.restore(
+            config,
+            self.key,
+            self.validators,
+            self._check_payload,
+            safety,
+            chain.recent_committed(RECENT_BLOCKS_FOR_RESTORE),
+            chain.state_root,
+        )
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        chain = await trio.to_thread.run_sync(self.open_chain)
+        self.chain = chain
+        try:
+            self.replica = self.build_replica(chain)
+            self.metrics.height.set(chain.height)
+            allowed = [v.pubkey for v in self.genesis.validators] + self.config.full_node_keys()
+            self.peers = PeerManager(
+                self.key.seed,
+                self.config.transport_config(),
+                allowed_keys=allowed,
+                peers=self.config.peer_addresses(),
+            )
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self.p2p_listen_port = await nursery.start(self.peers.run)
+                nursery.start_soon(self._peer_inbound_loop)
+                nursery.start_soon(self._admission_loop)
+                nursery.start_soon(self._consensus_loop)
+                nursery.start_soon(self._clock_loop)
+                log.info(
+                    "node_started",
+                    extra=fields(
+                        node_id=self.key.public_key.hex()[:16],
+                        p2p_port=self.p2p_listen_port,
+                        validator=self.is_validator,
+                        height=chain.height,
+                    ),
+                )
+                task_status.started()
+                self.ready.set()
+        finally:
+            self.sigpool.close()
+            await trio.to_thread.run_sync(chain.close)
+
+    def stop(self) -> None:
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    # ---- subscriptions (API, WebSocket) ----------------------------------------------------
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call ``callback`` after each executed block; returns the unsubscribe function."""
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    # ---- transaction submission ----------------------------------------------------------
+
+    async def submit(self, raw: bytes) -> Submission:
+        """Admit a client's transaction (waits for the verdict, not for the commit)."""
+        sub = Submission(raw, None, trio.Event())
+        try:
+            self._admit_tx.send_nowait(sub)
+        except trio.WouldBlock:
+            sub.verdict = Admit.MEMPOOL_FULL
+            self.metrics.tx_rejected.labels(reason="mempool_busy").inc()
+            return sub
+        await sub.done.wait()
+        return sub
+
+    def watch_commit(self, tx_id: bytes) -> CommitWaiter | None:
+        """Register interest in ``tx_id``'s commit; None if too many clients already wait."""
+        if sum(len(w) for w in self._waiters.values()) >= WAITERS_MAX:
+            return None
+        waiter = CommitWaiter()
+        self._waiters.setdefault(tx_id, []).append(waiter)
+        return waiter
+
+    def forget_waiter(self, tx_id: bytes, waiter: CommitWaiter) -> None:
+        waiters = self._waiters.get(tx_id)
+        if waiters and waiter in waiters:
+            waiters.remove(waiter)
+            if not waiters:
+                del self._waiters[tx_id]
+
+    def _committed_nonce_check(self, signer: bytes, nonce: int, now: int) -> NonceCheck:
+        if self.chain is None:
+            return NonceCheck.OK
+        return self.chain.state.nonces.check(signer, nonce, now)
+
+    async def _admission_loop(self) -> None:
+        while True:
+            first = await self._admit_rx.receive()
+            batch = [first]
+            while len(batch) < ADMISSION_BATCH_MAX:
+                try:
+                    batch.append(self._admit_rx.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            await self._admit_batch(batch)
+
+    async def _admit_batch(self, batch: list[Submission]) -> None:
+        now = now_ms()
+        prepared: list[tuple[Submission, Prepared]] = []
+        for sub in batch:
+            result = self.mempool.prepare(sub.raw, now)
+            if isinstance(result, Admit):
+                self._finish_submission(sub, result)
+            else:
+                sub.tx_id = result.tx_id
+                prepared.append((sub, result))
+        if prepared:
+            items = self.mempool.signature_items(p for _, p in prepared)
+            verdicts = await trio.to_thread.run_sync(self.sigpool.verify_many, items)
+            gossip: list[bytes] = []
+            assert self.chain is not None
+            for (sub, prep), ok in zip(prepared, verdicts, strict=True):
+                self.chain.decoded.put(prep.raw, prep.tx, prep.tx_id, ok)
+                verdict = self.mempool.insert(prep, ok, now_ms())
+                if verdict is Admit.OK and sub.from_peer is None:
+                    gossip.append(prep.raw)
+                self._finish_submission(sub, verdict)
+            self._gossip_txs(gossip)
+        self.metrics.mempool_transactions.set(len(self.mempool))
+        self.metrics.mempool_bytes.set(self.mempool.size_bytes)
+
+    def _finish_submission(self, sub: Submission, verdict: Admit) -> None:
+        sub.verdict = verdict
+        if verdict is Admit.OK:
+            self.metrics.tx_admitted.inc()
+        else:
+            self.metrics.tx_rejected.labels(reason=verdict.value).inc()
+            if sub.from_peer is not None and verdict in (Admit.MALFORMED, Admit.BAD_SIGNATURE):
+                self._penalize(sub.from_peer, f"gossip_{verdict.value}")
+        sub.done.set()
+
+    def _gossip_txs(self, raws: list[bytes]) -> None:
+        if not raws or self.peers is None:
+            return
+        for i in range(0, len(raws), GOSSIP_BATCH_TXS_MAX):
+            chunk = raws[i : i + GOSSIP_BATCH_TXS_MAX]
+            self._broadcast_frame(CHANNEL_TXS, encode(chunk))
+
+    # ---- p2p -----------------------------------------------------------------------------
+
+    def _broadcast_frame(self, channel: int, body: bytes) -> None:
+        assert self.peers is not None
+        payload = bytes([channel]) + body
+        sent = self.peers.broadcast(payload)
+        self.metrics.p2p_sent_bytes.inc(len(payload) * sent)
+
+    def _send_frame(self, peer: bytes, channel: int, body: bytes) -> None:
+        assert self.peers is not None
+        payload = bytes([channel]) + body
+        if self.peers.send(peer, payload):
+            self.metrics.p2p_sent_bytes.inc(len(payload))
+
+    def _penalize(self, peer: bytes, reason: str) -> None:
+        self.metrics.p2p_invalid_messages.labels(reason=reason).inc()
+        if self.peers is not None:
+            self.peers.penalize(peer, reason)
+        log.warning("peer_invalid_message", extra=fields(peer=peer.hex()[:16], reason=reason))
+
+    async def _peer_inbound_loop(self) -> None:
+        assert self.peers is not None
+        async for frame in self.peers.inbound:
+            peer, payload = frame.peer_id, frame.payload
+            self.metrics.p2p_received_bytes.inc(len(payload))
+            self.metrics.p2p_peers.set(len(self.peers.connected_peers()))
+            if not payload:
+                self._penalize(peer, "empty_frame")
+                continue
+            channel, body = payload[0], bytes(payload[1:])
+            if channel == CHANNEL_CONSENSUS:
+                await self._on_consensus_frame(peer, body)
+            elif channel == CHANNEL_TXS:
+                self._on_tx_gossip(peer, body)
+            elif channel == CHANNEL_EVIDENCE:
+                self._on_evidence(peer, body)
+            else:
+                self._penalize(peer, "unknown_channel")
+
+    async def _on_consensus_frame(self, peer: bytes, body: bytes) -> None:
+        try:
+            message = decode_message(body, MAX_MESSAGE_BYTES)
+        except DecodeError:
+            self._penalize(peer, "malformed_consensus")
+            return
+        if peer not in self.validators and not isinstance(message, SyncRequest):
+            self._penalize(peer, "consensus_from_non_validator")
+            return
+        if isinstance(message, SyncRequest):
+            await self._serve_sync(peer, message)
+            return
+        if isinstance(message, Vote):
+            self.metrics.votes_received.inc()
+        if isinstance(message, Proposal | NewView | SyncResponse):
+            await self._preverify_blocks(message)
+        if self.replica is not None:
+            await self._events_tx.send(MessageReceived(peer, message))
+
+    async def _preverify_blocks(self, message: Message) -> None:
+        """Decode and verify the transactions of any block in ``message`` on the thread pool,
+        so the replica's synchronous payload check finds them in the cache."""
+        blocks: list[Block] = []
+        if isinstance(message, Proposal):
+            blocks.append(message.block)
+        elif isinstance(message, NewView) and message.high_block is not None:
+            blocks.append(message.high_block)
+        elif isinstance(message, SyncResponse):
+            blocks.extend(entry.block for entry in message.blocks)
+        assert self.chain is not None
+        cache = self.chain.decoded
+        pending: list[tuple[bytes, Any, bytes, bytes]] = []
+        for block in blocks:
+            for raw in block.payload:
+                if cache.get(raw) is not None:
+                    continue
+                try:
+                    tx = _decode_tx(raw)
+                except DecodeError:
+                    continue  # the payload check will reject the block
+                signing = tx.signing_bytes()
+                pending.append((raw, tx, signing, tx.tx_id_from(signing)))
+        if not pending:
+            return
+        items = [(tx.signer, signing, tx.signature) for _, tx, signing, _ in pending]
+        verdicts = await trio.to_thread.run_sync(self.sigpool.verify_many, items)
+        for (raw, tx, _, tx_id), ok in zip(pending, verdicts, strict=True):
+            cache.put(raw, tx, tx_id, ok)
+
+    def _check_payload(self, block: Block) -> bool:
+        """Replica hook: every transaction decodes and carries a valid signature."""
+        assert self.chain is not None
+        cache = self.chain.decoded
+        for raw in block.payload:
+            entry = cache.decode_and_verify(raw)
+            if entry is None or not entry[2]:
+                return False
+        return True
+
+    def _on_tx_gossip(self, peer: bytes, body: bytes) -> None:
+        try:
+            from state_machine.codec import decode_raw
+
+            raws = TX_GOSSIP.check(decode_raw(body), "tx_gossip")
+        except DecodeError:
+            self._penalize(peer, "malformed_tx_gossip")
+            return
+        for raw in raws:
+            if self.chain is not None and self.chain.decoded.get(raw) is not None:
+                continue  # already seen
+            try:
+                self._admit_tx.send_nowait(Submission(raw, peer, trio.Event()))
+            except trio.WouldBlock:
+                self.metrics.tx_rejected.labels(reason="mempool_busy").inc()
+                break
+
+    def _on_evidence(self, peer: bytes, body: bytes) -> None:
+        try:
+            from state_machine.codec import decode_union
+
+            evidence = decode_union(EVIDENCE, body, MAX_MESSAGE_BYTES)
+        except DecodeError:
+            self._penalize(peer, "malformed_evidence")
+            return
+        self.metrics.evidence.inc()
+        log.warning(
+            "equivocation_evidence_received",
+            extra=fields(peer=peer.hex()[:16], kind=type(evidence).__name__),
+        )
+
+    async def _serve_sync(self, peer: bytes, request: SyncRequest) -> None:
+        assert self.chain is not None
+        chain = self.chain
+        cfg = self.consensus_config()
+        count = min(request.max_blocks, cfg.sync_batch_blocks)
+        start = max(1, request.from_height)
+
+        def read() -> list[CommittedBlock]:
+            out: list[CommittedBlock] = []
+            size = 0
+            for height in range(start, min(chain.height, start + count - 1) + 1):
+                entry = chain.committed_block(height)
+                if entry is None:
+                    break
+                size += entry.block.payload_bytes()
+                if out and size > cfg.sync_response_max_bytes:
+                    break
+                out.append(entry)
+            return out
+
+        blocks = await trio.to_thread.run_sync(read)
+        if blocks:
+            self._send_frame(peer, CHANNEL_CONSENSUS, encode_message(SyncResponse(tuple(blocks))))
+
+    # ---- the consensus loop --------------------------------------------------------------
+
+    async def _clock_loop(self) -> None:
+        while True:
+            await trio.sleep(CLOCK_TICK_S)
+            self.loop_heartbeat_s = time.monotonic()
+            if self.replica is not None and self._events_rx.statistics().current_buffer_used == 0:
+                with contextlib.suppress(trio.WouldBlock):
+                    self._events_tx.send_nowait(ClockTick(now_ms()))
+
+    async def _consensus_loop(self) -> None:
+        replica = self.replica
+        if replica is None:
+            await trio.sleep_forever()  # a full node follows by sync only (not yet)
+            return
+        await self._carry_out(replica.start(now_ms()))
+        while True:
+            event = await self._events_rx.receive()
+            await self._handle(replica, event)
+            while self._local:
+                await self._handle(replica, self._local.popleft())
+            self.metrics.view.set(replica.view)
+
+    async def _handle(self, replica: Replica, event: Event) -> None:
+        actions: list[Action] = []
+        if not isinstance(event, ClockTick):
+            actions.extend(replica.handle(ClockTick(now_ms())))
+        actions.extend(replica.handle(event))
+        await self._carry_out(actions)
+
+    async def _carry_out(self, actions: Sequence[Action]) -> None:
+        assert self.chain is not None
+        for action in actions:
+            if isinstance(action, PersistSafety):
+                raw = action.safety.to_wire()
+                await trio.to_thread.run_sync(self.chain.store.write_safety_data, raw)
+            elif isinstance(action, Send):
+                if isinstance(action.message, Vote):
+                    self.metrics.votes_sent.inc()
+                self._send_frame(action.to, CHANNEL_CONSENSUS, encode_message(action.message))
+            elif isinstance(action, Broadcast):
+                self._broadcast_frame(CHANNEL_CONSENSUS, encode_message(action.message))
+            elif isinstance(action, SetTimer):
+                assert self._nursery is not None
+                self._nursery.start_soon(self._timer, action)
+            elif isinstance(action, RequestPayload):
+                self._local.append(self._payload_for(action))
+            elif isinstance(action, Execute):
+                self._local.append(await self._execute(action))
+            elif isinstance(action, Committed):
+                self._on_committed(action)
+            elif isinstance(action, ReportEvidence):
+                self.metrics.evidence.inc()
+                log.warning("equivocation", extra=fields(kind=type(action.evidence).__name__))
+                self._broadcast_frame(CHANNEL_EVIDENCE, encode(EVIDENCE.dump(action.evidence)))
+
+    async def _timer(self, action: SetTimer) -> None:
+        await trio.sleep(action.delay_ms / 1000)
+        await self._events_tx.send(TimerFired(action.kind, action.view))
+
+    def _payload_for(self, request: RequestPayload) -> PayloadAvailable:
+        entries = self.mempool.take_batch(request.max_txs, request.max_bytes)
+        return PayloadAvailable(request.view, request.height, tuple(e.raw for e in entries))
+
+    def _on_committed(self, action: Committed) -> None:
+        self.metrics.commits.inc()
+        now_s = time.monotonic()
+        if self.last_commit_time_s:
+            self.metrics.block_interval_seconds.observe(now_s - self.last_commit_time_s)
+        self.last_commit_time_s = now_s
+
+    async def _execute(self, action: Execute) -> BlockExecuted:
+        assert self.chain is not None
+        chain = self.chain
+        block, qc = action.block, action.commit_qc
+        t0 = time.perf_counter()
+        txs, ids, result = chain.apply(block)
+        t1 = time.perf_counter()
+        root = await trio.to_thread.run_sync(chain.persist, block, qc, ids, result)
+        t2 = time.perf_counter()
+        executed = Executed(
+            block.height,
+            block.block_hash(),
+            root,
+            block.header.timestamp_ms,
+            txs,
+            ids,
+            result,
+            t1 - t0,
+            t2 - t1,
+        )
+        self._after_execution(executed)
+        return BlockExecuted(executed.height, executed.block_hash, root)
+
+    def _after_execution(self, executed: Executed) -> None:
+        self.last_block_time_ms = executed.timestamp_ms
+        self.metrics.height.set(executed.height)
+        self.metrics.block_execution_seconds.observe(executed.execute_s)
+        self.metrics.block_persist_seconds.observe(executed.persist_s)
+        self.metrics.block_transactions.observe(len(executed.txs))
+        self.mempool.remove(executed.tx_ids)
+        if executed.height % 20 == 0:
+            self.mempool.remove_stale(executed.timestamp_ms)
+        self.metrics.mempool_transactions.set(len(self.mempool))
+        self.metrics.mempool_bytes.set(self.mempool.size_bytes)
+        for index, (tx_id, tx_result) in enumerate(
+            zip(executed.tx_ids, executed.result.tx_results, strict=True)
+        ):
+            waiters = self._waiters.pop(tx_id, None)
+            for waiter in waiters or ():
+                waiter.height = executed.height
+                waiter.index = index
+                waiter.result = tx_result
+                waiter.event.set()
+        for callback in list(self._subscribers):
+            try:
+                callback(executed)
+            except Exception:  # a subscriber's bug must not stop consensus
+                log.exception("subscriber_failed")
+        if executed.txs or executed.height % 20 == 0:
+            log.info(
+                "block_executed",
+                extra=fields(
+                    height=executed.height,
+                    txs=len(executed.txs),
+                    execute_ms=round(executed.execute_s * 1000, 2),
+                    persist_ms=round(executed.persist_s * 1000, 2),
+                ),
+            )
+
+
+def _decode_tx(raw: bytes) -> Any:
+    from state_machine.tx import Transaction
+
+    return Transaction.from_wire(raw)
+
+
+def wait_timeout_s(requested: float | None) -> float:
+    if requested is None or math.isnan(requested) or requested <= 0:
+        return COMMIT_WAIT_MAX_S
+    return min(requested, COMMIT_WAIT_MAX_S)

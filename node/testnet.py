@@ -1,0 +1,140 @@
+"""``perpbft testnet``: the homes of an N-validator network on one machine.
+
+Writes ``OUT/node0 .. OUT/node{N-1}`` (each a full node home: config with the other validators
+as peers, a node key, ``data/``), one shared ``genesis.json`` copied into every home (the
+validators with voting power 1 each, the default markets, funded demo accounts), and
+``OUT/keys/demo{i}.json`` (mode 0600) for the funded demo traders. Ports are
+``base_port + 10 * i`` (p2p), ``+1`` (API) and ``+2`` (metrics).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+from node.config import (
+    ApiSettings,
+    Config,
+    ConsensusSettings,
+    HomeError,
+    LogSettings,
+    MetricsSettings,
+    NodeSettings,
+    P2PSettings,
+    init_home,
+)
+from node.keys import generate_keypair, write_key_file
+from p2p.address import PeerAddress
+from state_machine.genesis import default_genesis
+
+DEFAULT_BASE_PORT = 26_600
+DEFAULT_CHAIN_ID = "perpbft-localnet"
+GENESIS_FILE = "genesis.json"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NodePorts:
+    p2p: int
+    api: int
+    metrics: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TestnetLayout:
+    out: Path
+    chain_id: str
+    homes: list[Path]
+    node_ids: list[bytes]
+    ports: list[NodePorts]
+    demo_keys: list[Path]
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "out": str(self.out),
+            "chain_id": self.chain_id,
+            "nodes": [
+                {
+                    "home": str(home),
+                    "node_id": node_id.hex(),
+                    "p2p": f"127.0.0.1:{ports.p2p}",
+                    "api": f"http://127.0.0.1:{ports.api}",
+                    "metrics": f"http://127.0.0.1:{ports.metrics}/metrics",
+                }
+                for home, node_id, ports in zip(self.homes, self.node_ids, self.ports, strict=True)
+            ],
+            "demo_keys": [str(p) for p in self.demo_keys],
+        }
+
+
+def ports_for(base_port: int, index: int) -> NodePorts:
+    p2p = base_port + 10 * index
+    return NodePorts(p2p, p2p + 1, p2p + 2)
+
+
+def write_testnet(
+    out: Path,
+    validators: int,
+    *,
+    chain_id: str = DEFAULT_CHAIN_ID,
+    base_port: int = DEFAULT_BASE_PORT,
+    demo_accounts: int = 4,
+    block_interval_ms: int = 500,
+    genesis_time_ms: int | None = None,
+    log_format: str = "json",
+    force: bool = False,
+) -> TestnetLayout:
+    if not 1 <= validators <= 64:
+        raise HomeError("--validators must be between 1 and 64")
+    if not 1 <= demo_accounts <= 1000:
+        raise HomeError("--demo-accounts must be between 1 and 1000")
+    if not 1024 <= base_port <= 65_535 - 10 * validators:
+        raise HomeError("--base-port leaves no room for the nodes' ports")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise HomeError(f"{out} is not empty (use --force to write into it)")
+    out.mkdir(parents=True, exist_ok=True)
+    homes = [out / f"node{i}" for i in range(validators)]
+    ports = [ports_for(base_port, i) for i in range(validators)]
+    node_ids: list[bytes] = []
+    for i, home in enumerate(homes):
+        result = init_home(home, moniker=f"node{i}", force=force)
+        node_ids.append(result.node_id)
+    keys_dir = out / "keys"
+    keys_dir.mkdir(mode=0o700, exist_ok=True)
+    demo_paths: list[Path] = []
+    demo_pubkeys: list[bytes] = []
+    for i in range(demo_accounts):
+        path = keys_dir / f"demo{i}.json"
+        key = generate_keypair()
+        write_key_file(path, key, force=True)
+        demo_paths.append(path)
+        demo_pubkeys.append(key.public_key)
+    genesis = default_genesis(
+        chain_id,
+        [(node_id, 1) for node_id in node_ids],
+        demo_pubkeys,
+        genesis_time_ms=genesis_time_ms if genesis_time_ms is not None else int(time.time() * 1000),
+    )
+    genesis_text = genesis.to_json()
+    (out / GENESIS_FILE).write_text(genesis_text)
+    for i, home in enumerate(homes):
+        peers = tuple(
+            str(PeerAddress(node_ids[j], "127.0.0.1", ports[j].p2p))
+            for j in range(validators)
+            if j != i
+        )
+        config = Config(
+            home=home,
+            node=NodeSettings(moniker=f"node{i}", genesis_file=f"config/{GENESIS_FILE}"),
+            p2p=P2PSettings(listen=f"127.0.0.1:{ports[i].p2p}", peers=peers),
+            api=ApiSettings(listen=f"127.0.0.1:{ports[i].api}"),
+            metrics=MetricsSettings(listen=f"127.0.0.1:{ports[i].metrics}"),
+            consensus=ConsensusSettings(block_interval_ms=block_interval_ms),
+            log=LogSettings(format=log_format),
+        )
+        (home / "config" / GENESIS_FILE).write_text(genesis_text)
+        init_home(home, force=True, config=config)
+    layout = TestnetLayout(out, chain_id, homes, node_ids, ports, demo_paths)
+    (out / "testnet.json").write_text(json.dumps(layout.summary(), indent=2) + "\n")
+    return layout
