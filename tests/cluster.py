@@ -1,0 +1,183 @@
+"""A real N-validator cluster of `perpbft start` processes on 127.0.0.1, for integration tests.
+
+Ports come from a randomly chosen free block, every process is killed when the cluster closes,
+and every wait has a deadline, so a test using it always stops by itself.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from node.keys import read_key_file
+from node.testnet import TestnetLayout, write_testnet
+from state_machine.crypto import Keypair
+
+STARTUP_TIMEOUT_S = 60.0
+
+
+def ports_free(base: int, count: int) -> bool:
+    for port in range(base, base + count):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def free_base_port(validators: int) -> int:
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20_000, 60_000, 10)
+        if ports_free(base, 10 * validators):
+            return base
+    raise RuntimeError("no free block of ports found")
+
+
+class Cluster:
+    def __init__(
+        self,
+        root: Path,
+        validators: int = 4,
+        block_ms: int = 200,
+        demo_accounts: int = 4,
+        chain_id: str = "perpbft-test",
+    ) -> None:
+        self.root = root
+        self.layout: TestnetLayout = write_testnet(
+            root / "net",
+            validators,
+            chain_id=chain_id,
+            base_port=free_base_port(validators),
+            demo_accounts=demo_accounts,
+            block_interval_ms=block_ms,
+        )
+        self.chain_id = chain_id
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        self.http = httpx.Client(timeout=10.0)
+
+    # ---- processes ---------------------------------------------------------------------
+
+    def log_path(self, i: int) -> Path:
+        return self.root / f"node{i}.log"
+
+    def start(self, i: int) -> None:
+        assert i not in self.procs or self.procs[i].poll() is not None
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        log = open(self.log_path(i), "ab")  # noqa: SIM115 - owned by the process
+        self.procs[i] = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "start", "--home", str(self.layout.homes[i])],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        log.close()
+
+    def start_all(self) -> None:
+        for i in range(len(self.layout.homes)):
+            self.start(i)
+
+    def kill(self, i: int) -> None:
+        """SIGKILL: the node loses everything not on disk."""
+        proc = self.procs.get(i)
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+
+    def stop(self, i: int) -> int:
+        """SIGTERM: graceful shutdown; returns the exit code."""
+        proc = self.procs[i]
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            return proc.wait(timeout=30)
+        return proc.returncode
+
+    def close(self) -> None:
+        for i in list(self.procs):
+            self.kill(i)
+        self.http.close()
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- API ---------------------------------------------------------------------------
+
+    def api(self, i: int) -> str:
+        return f"http://127.0.0.1:{self.layout.ports[i].api}"
+
+    def metrics_url(self, i: int) -> str:
+        return f"http://127.0.0.1:{self.layout.ports[i].metrics}/metrics"
+
+    def get(self, i: int, path: str, **params: Any) -> Any:
+        r = self.http.get(self.api(i) + path, params=params)
+        r.raise_for_status()
+        return r.json()
+
+    def status(self, i: int) -> dict[str, Any] | None:
+        try:
+            r = self.http.get(self.api(i) + "/v1/status", timeout=2.0)
+        except httpx.HTTPError:
+            return None
+        return r.json() if r.status_code == 200 else None
+
+    def height(self, i: int) -> int:
+        s = self.status(i)
+        return -1 if s is None else int(s["height"])
+
+    def wait_height(
+        self, height: int, nodes: list[int] | None = None, timeout_s: float = 60.0
+    ) -> None:
+        nodes = list(range(len(self.layout.homes))) if nodes is None else nodes
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if all(self.height(i) >= height for i in nodes):
+                return
+            for i in nodes:
+                proc = self.procs.get(i)
+                if proc is not None and proc.poll() is not None:
+                    raise AssertionError(
+                        f"node {i} exited with {proc.returncode}:\n{self.tail_log(i)}"
+                    )
+            time.sleep(0.1)
+        heights = {i: self.height(i) for i in nodes}
+        raise AssertionError(f"nodes did not reach height {height} in {timeout_s}s: {heights}")
+
+    def tail_log(self, i: int, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path(i).read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def block(self, i: int, height: int) -> dict[str, Any]:
+        result: dict[str, Any] = self.get(i, f"/v1/blocks/{height}")
+        return result
+
+    def demo_key(self, index: int) -> Keypair:
+        return read_key_file(self.layout.demo_keys[index])
+
+    def validator_key(self, index: int) -> Keypair:
+        return read_key_file(self.layout.homes[index] / "config" / "node_key.json")
+
+    def submit(self, i: int, raw: bytes, wait: bool = True) -> httpx.Response:
+        params = {"wait": "commit"} if wait else {}
+        return self.http.post(
+            self.api(i) + "/v1/txs",
+            content=raw,
+            params=params,
+            headers={"content-type": "application/msgpack"},
+            timeout=40.0,
+        )
