@@ -1,0 +1,147 @@
+"""Read-only queries over the exchange state for the API (plain dicts of ints, bytes, str).
+
+Nothing here mutates state. Amounts stay integers in the state's units (ticks, lots, atoms);
+the API converts them to decimal strings at the edge using the market's ``tick_lot_atoms`` and
+``lot_base_atoms`` and the assets' decimals.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from state_machine.book import Order
+from state_machine.genesis import MARKET_KIND_NAMES
+from state_machine.margin import (
+    cross_account_value_atoms,
+    cross_maintenance_atoms,
+    free_collateral,
+    maintenance_margin_atoms,
+    position_im_atoms,
+    unrealized_pnl_atoms,
+)
+from state_machine.state import ExchangeCore
+
+
+def book_levels(st: ExchangeCore, market_id: int, depth: int = 20) -> dict[str, Any] | None:
+    """Best ``depth`` levels per side: [price_ticks, size_lots, order_count]; None if no market."""
+    book = st.books.get(market_id)
+    if book is None:
+        return None
+    return {
+        "market_id": market_id,
+        "height": st.height,
+        "bids": [list(x) for x in book.bids.depth(depth)],
+        "asks": [list(x) for x in book.asks.depth(depth)],
+    }
+
+
+def order_dict(o: Order) -> dict[str, Any]:
+    return {
+        "order_id": o.order_id,
+        "market_id": o.market_id,
+        "account": o.account.pubkey,
+        "is_buy": o.is_buy,
+        "price_ticks": o.price_ticks,
+        "size_lots": o.size_lots,
+        "orig_lots": o.orig_lots,
+        "filled_lots": o.filled_lots,
+        "client_id": o.client_id,
+        "tif": o.tif,
+        "reduce_only": o.reduce_only,
+        "timestamp_ms": o.timestamp_ms,
+        "seq": o.seq,
+    }
+
+
+def open_orders(
+    st: ExchangeCore, account: bytes, market_id: int | None = None
+) -> list[dict[str, Any]]:
+    acct = st.accounts.get(account)
+    if acct is None:
+        return []
+    return [
+        order_dict(o) for o in acct.orders.values() if market_id is None or o.market_id == market_id
+    ]
+
+
+def account_summary(st: ExchangeCore, account: bytes) -> dict[str, Any]:
+    """Balances, positions with entry, unrealised PnL and margin, and cross-margin totals."""
+    acct = st.accounts.get(account)
+    out: dict[str, Any] = {
+        "account": account,
+        "balances": [],
+        "positions": [],
+        "open_orders": 0,
+        "account_value_atoms": 0,
+        "maintenance_margin_atoms": 0,
+        "free_collateral_atoms": 0,
+    }
+    if acct is None:
+        return out
+    out["balances"] = [
+        {"asset_id": aid, "available_atoms": b.available_atoms, "held_atoms": b.held_atoms}
+        for aid, b in sorted(acct.balances.items())
+    ]
+    for mid, pos in sorted(acct.positions.items()):
+        if pos.size_lots == 0 and pos.isolated_margin_atoms == 0 and pos.realized_pnl_atoms == 0:
+            continue
+        price = st.mstates[mid].mark_price_ticks
+        size = pos.size_lots
+        notional = abs(size) * price * pos.market.tick_lot_atoms
+        out["positions"].append(
+            {
+                "market_id": mid,
+                "size_lots": size,
+                # Entry price in ticks, rounded toward zero; entry_value is the exact basis.
+                "entry_price_ticks": abs(pos.entry_value) // abs(size) if size else 0,
+                "entry_value": pos.entry_value,
+                "mark_price_ticks": price,
+                "notional_atoms": notional,
+                "unrealized_pnl_atoms": unrealized_pnl_atoms(pos, price),
+                "realized_pnl_atoms": pos.realized_pnl_atoms,
+                "leverage": pos.leverage,
+                "isolated": pos.isolated,
+                "isolated_margin_atoms": pos.isolated_margin_atoms,
+                "initial_margin_atoms": position_im_atoms(pos, price),
+                "maintenance_margin_atoms": maintenance_margin_atoms(pos.market, notional),
+            }
+        )
+    out["open_orders"] = len(acct.orders)
+    out["account_value_atoms"] = cross_account_value_atoms(st, acct)
+    out["maintenance_margin_atoms"] = cross_maintenance_atoms(st, acct)
+    out["free_collateral_atoms"] = free_collateral(st, acct)
+    return out
+
+
+def market_info(st: ExchangeCore, market_id: int) -> dict[str, Any] | None:
+    market = st.markets.get(market_id)
+    if market is None:
+        return None
+    ms = st.mstates[market_id]
+    book = st.books[market_id]
+    return {
+        "market_id": market_id,
+        "symbol": market.symbol,
+        "kind": MARKET_KIND_NAMES[market.kind],
+        "base_asset_id": market.base_asset_id,
+        "quote_asset_id": market.quote_asset_id,
+        "lot_base_atoms": market.lot_base_atoms,
+        "tick_lot_atoms": market.tick_lot_atoms,
+        "min_notional_atoms": market.min_notional_atoms,
+        "max_leverage": market.max_leverage,
+        "maker_fee_ppm": market.maker_fee_ppm,
+        "taker_fee_ppm": market.taker_fee_ppm,
+        "oracle_price_ticks": ms.oracle_price_ticks,
+        "oracle_time_ms": ms.oracle_time_ms,
+        "mark_price_ticks": ms.mark_price_ticks,
+        "last_trade_price_ticks": ms.last_trade_price_ticks,
+        "last_trade_time_ms": ms.last_trade_time_ms,
+        "open_interest_lots": ms.open_interest_lots,
+        "volume_lots": ms.volume_lots,
+        "best_bid_ticks": book.bids.best_price(),
+        "best_ask_ticks": book.asks.best_price(),
+    }
+
+
+def markets(st: ExchangeCore) -> list[dict[str, Any]]:
+    return [info for mid in st.markets if (info := market_info(st, mid)) is not None]
