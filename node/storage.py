@@ -119,8 +119,12 @@ class StoreMissingError(StoreError):
     """There is no store in the data dir."""
 
 
-class StoreUninitialisedError(StoreError):
-    """The LMDB file exists but its creation never committed (safe to create again)."""
+class StoreUninitialisedError(StoreMissingError):
+    """The LMDB file exists but its creation never committed: as good as missing.
+
+    A subclass of :class:`StoreMissingError` so callers that create a missing store also
+    recover from a creation killed half way (``Store.create`` reuses the file).
+    """
 
 
 def check(cond: bool, msg: str) -> None:

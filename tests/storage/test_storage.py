@@ -9,7 +9,14 @@ from pathlib import Path
 import lmdb
 import pytest
 
-from node.storage import Store, StoreCorruptError, StoreError, store_path
+from node.storage import (
+    Store,
+    StoreCorruptError,
+    StoreError,
+    StoreMissingError,
+    StoreUninitialisedError,
+    store_path,
+)
 from state_machine.merkle_state import MerkleState, verify_proof
 from state_machine.txroot import tx_root, verify_tx_inclusion
 from tests.storage.helpers import (
@@ -225,3 +232,17 @@ def test_damaged_data_file_gives_a_clear_error_or_the_right_state(
         assert mode != 0, "a truncated file must never open"
         assert store.state_root == root
         assert store.read_entries() == entries
+
+
+def test_a_creation_that_never_committed_counts_as_missing(tmp_path: Path) -> None:
+    env = lmdb.open(str(store_path(tmp_path)), max_dbs=16, subdir=True)
+    with env.begin(write=True) as txn:
+        for name in (b"meta", b"state"):
+            env.open_db(name, txn=txn)
+    env.close()
+    with pytest.raises(StoreMissingError) as info:
+        Store.open(tmp_path)
+    assert isinstance(info.value, StoreUninitialisedError)
+    new_store(tmp_path, blocks=1).close()
+    with Store.open(tmp_path) as store:
+        assert store.height == 1
