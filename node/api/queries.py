@@ -184,6 +184,11 @@ class Queries:
         return {
             "height": self.state.height,
             "markets": [self.market_json(m) for m in self.node.genesis.markets],
+            # Clients need each asset's decimals to turn amounts into atoms exactly.
+            "assets": [
+                {"asset_id": a.asset_id, "symbol": a.symbol, "decimals": a.decimals}
+                for a in self.node.genesis.assets
+            ],
         }
 
     def market(self, text: str) -> dict[str, Any]:
