@@ -33,10 +33,11 @@ buy order's hold is exactly its notional. Perp fees are USDC from the cross bala
 
 from __future__ import annotations
 
+from bisect import insort
 from collections.abc import Sequence
 from typing import Any
 
-from state_machine.book import Book, BookSide, Order
+from state_machine.book import Book, BookSide, Level, Order
 from state_machine.genesis import MARKET_PERP, Genesis, Market, validate_genesis
 from state_machine.invariants import PPM, check
 from state_machine.margin import (
@@ -61,6 +62,7 @@ from state_machine.state import (
     Balance,
     ExchangeCore,
     OracleSubmission,
+    Position,
     Withdrawal,
 )
 from state_machine.tx import (
@@ -357,7 +359,19 @@ class ExchangeState(ExchangeCore):
 
 # ---- block -----------------------------------------------------------------------------------
 
-CANCEL_TYPES = (CancelOrder, CancelByClientId, CancelAll)
+# Execution class of each non-placement action (DESIGN section 4): 0 non-order actions,
+# 1 cancels, 3 amends (with the other orders; post-only placements are class 2).
+ACTION_CLASS: dict[type, int] = {
+    OracleUpdate: 0,
+    Transfer: 0,
+    WithdrawRequest: 0,
+    SetLeverage: 0,
+    AdjustIsolatedMargin: 0,
+    CancelOrder: 1,
+    CancelByClientId: 1,
+    CancelAll: 1,
+    AmendOrder: 3,
+}
 
 
 def apply_block(
@@ -383,6 +397,7 @@ def apply_block(
     q_alo: list[tuple[list[Any], int, Account, Any]] = []
     q_order: list[tuple[list[Any], int, Account, Any]] = []
     tx_results: list[TxResult] = []
+    queues = (q_other, q_cancel, q_alo, q_order)
     for ti, tx in enumerate(txs):
         tx_id = tx_ids[ti] if tx_ids is not None else tx.tx_id()
         code = OK
@@ -407,18 +422,14 @@ def apply_block(
         results: list[Any] = [None] * len(actions)
         tx_results.append(TxResult(tx_id, OK, "", results))
         for ai, a in enumerate(actions):
-            t = type(a)
             if isinstance(a, PlaceOrder):
                 (q_alo if a.tif == TIF_ALO else q_order).append((results, ai, acct, a))
-            elif t is AmendOrder:
-                q_order.append((results, ai, acct, a))
-            elif t in CANCEL_TYPES:
-                q_cancel.append((results, ai, acct, a))
             else:
-                q_other.append((results, ai, acct, a))
-    for queue in (q_other, q_cancel, q_alo, q_order):
+                queues[ACTION_CLASS[type(a)]].append((results, ai, acct, a))
+    dispatch = DISPATCH
+    for queue in queues:
         for results, ai, acct, a in queue:
-            results[ai] = DISPATCH[type(a)](st, acct, a)
+            results[ai] = dispatch[type(a)](st, acct, a)
     end_block(st, ctx)
     return BlockResult(tx_results, st.events, st.take_writes())
 
@@ -569,6 +580,7 @@ def process_place_order(st: ExchangeCore, acct: Account, a: PlaceOrder) -> Actio
         return _reject(st, acct, mid, cid, TOO_MANY_ORDERS, "open order limit reached")
     perp = book.perp
     reduce_only = a.reduce_only
+    pos: Position | None = None
     if perp:
         pos = acct.positions.get(mid)
         if pos is None:
@@ -634,11 +646,14 @@ def process_place_order(st: ExchangeCore, acct: Account, a: PlaceOrder) -> Actio
                 )
     else:
         if is_buy:
-            bal = st.balance(acct, market.quote_asset_id)
+            asset = market.quote_asset_id
             hold = price * size * tla
         else:
-            bal = st.balance(acct, market.base_asset_id)
+            asset = market.base_asset_id
             hold = size * market.lot_base_atoms
+        bal = acct.balances.get(asset)
+        if bal is None:
+            bal = st.balance(acct, asset)
         if bal.available_atoms < hold:
             return _reject(
                 st,
@@ -669,10 +684,43 @@ def process_place_order(st: ExchangeCore, acct: Account, a: PlaceOrder) -> Actio
         bal.available_atoms -= hold
         bal.held_atoms += hold
         order.hold_atoms = hold
-        st.touch(bal)
-    st.events.append(
+        if not bal.dirty:
+            bal.dirty = True
+            st.dirty.append(bal)
+    events = st.events
+    events.append(
         ("order_accepted", mid, seq, acct.pubkey, is_buy, price, size, tif, cid, reduce_only)
     )
+    keys = opp.keys
+    if (tif in (TIF_GTC, TIF_ALO)) and (
+        not keys or ((-keys[-1] > price) if is_buy else (keys[-1] < price))
+    ):
+        # Fast path, the common case for makers: nothing to match, rest at once. Same effect
+        # as execute_order -> rest_order, inlined because it runs for most actions.
+        side = book.bids if is_buy else book.asks
+        level = side.levels.get(price)
+        if level is None:
+            level = Level(price)
+            side.levels[price] = level
+            insort(side.keys, price if is_buy else -price)
+        level.orders.append(order)
+        level.total_lots += size
+        level.live_count += 1
+        order.level = level
+        order.live = True
+        st.orders[seq] = order
+        acct.orders[seq] = order
+        if cid:
+            acct.client_ids[cid] = order
+        if pos is not None and not reduce_only:
+            if is_buy:
+                pos.buy_lots += size
+            else:
+                pos.sell_lots += size
+        order.dirty = True
+        st.dirty.append(order)
+        events.append(("order_rested", mid, seq, acct.pubkey, price, size))
+        return ActionResult(OK, ST_RESTING, seq, 0, ST_RESTING)
     return execute_order(st, market, book, order)
 
 
@@ -787,25 +835,25 @@ def cancel_resting(st: ExchangeCore, order: Order, reason: str) -> None:
     """Remove a resting order from the book and indexes, releasing what it reserved."""
     book = st.books[order.market_id]
     (book.bids if order.is_buy else book.asks).remove(order)
-    _unindex(st, order)
+    oid = order.order_id
+    del st.orders[oid]
+    acct = order.account
+    del acct.orders[oid]
+    if order.client_id:
+        del acct.client_ids[order.client_id]
     if order.hold_atoms:
         _release_hold(st, book.market, order)
     if book.perp and not order.reduce_only:
-        pos = order.account.positions[order.market_id]
+        pos = acct.positions[order.market_id]
         if order.is_buy:
             pos.buy_lots -= order.size_lots
         else:
             pos.sell_lots -= order.size_lots
-    st.touch(order)
+    if not order.dirty:
+        order.dirty = True
+        st.dirty.append(order)
     st.events.append(
-        (
-            "order_cancelled",
-            order.market_id,
-            order.order_id,
-            order.account.pubkey,
-            order.size_lots,
-            reason,
-        )
+        ("order_cancelled", order.market_id, oid, acct.pubkey, order.size_lots, reason)
     )
 
 

@@ -400,14 +400,38 @@ class ExchangeCore:
         pack = msgpack.Packer(use_bin_type=True).pack
         for obj in self.dirty:
             obj.dirty = False
-            value = obj.state_obj()
-            key = obj.state_key()
-            if isinstance(obj, Order):
-                # An order placed and gone within the block never existed in storage.
-                if value is None and not obj.stored:
+            if type(obj) is Order:
+                # Inlined Order.state_key/state_obj: orders are most of every write set.
+                key = b"\x03" + obj.market_id.to_bytes(4, "big") + obj.order_id.to_bytes(8, "big")
+                if not obj.live:
+                    # An order placed and gone within the block never existed in storage.
+                    if obj.stored:
+                        out[key] = None
+                        obj.stored = False
                     continue
-                obj.stored = value is not None
-            out[key] = None if value is None else pack(value)
+                obj.stored = True
+                out[key] = pack(
+                    [
+                        obj.order_id,
+                        obj.seq,
+                        obj.account.pubkey,
+                        obj.is_buy,
+                        obj.price_ticks,
+                        obj.size_lots,
+                        obj.orig_lots,
+                        obj.filled_lots,
+                        obj.client_id,
+                        obj.tif,
+                        obj.reduce_only,
+                        obj.stp,
+                        obj.hold_atoms,
+                        obj.timestamp_ms,
+                        obj.kind,
+                    ]
+                )
+                continue
+            value = obj.state_obj()
+            out[obj.state_key()] = None if value is None else pack(value)
         self.dirty = []
         return sorted(out.items())
 
