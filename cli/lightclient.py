@@ -1,0 +1,160 @@
+"""Light-client check of an account proof from ``GET /v1/proofs/accounts/{address}``.
+
+Trust comes only from the genesis file the user holds: its validator set, chain id and genesis
+time. The node's answer is treated as hostile input. The check, in order:
+
+1. every state key the account can own (balances per genesis asset, positions per genesis perp)
+   is in the answer exactly once, and nothing else, so a node cannot hide a position;
+2. each entry's Merkle proof leads from its key and value (or absence) to ``state_root``
+   (:func:`state_machine.merkle_state.verify_proof`);
+3. the certifying header (decoded from its wire bytes, never from the JSON fields beside them)
+   is at ``height + 1`` and carries ``state_root`` (a header carries the root after its parent);
+4. the commit QC is a COMMIT-phase certificate for exactly that header's hash and height,
+   signed by more than 2/3 of the genesis voting power with valid Ed25519 signatures over the
+   consensus vote signing bytes (:func:`consensus.quorum.qc_valid`).
+
+The answer is :class:`ProofCheck`: ``ok`` and, when not ok, every failed step in words.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from consensus.quorum import qc_valid
+from consensus.types import COMMIT, BlockHeader, QuorumCert, genesis_block
+from consensus.validators import ValidatorSet
+from state_machine.codec import DecodeError, decode_raw
+from state_machine.genesis import Genesis
+from state_machine.merkle_state import verify_proof
+
+
+@dataclasses.dataclass(slots=True)
+class ProofCheck:
+    ok: bool
+    height: int
+    state_root: str
+    failures: list[str]
+    values: dict[str, Any]  # key hex -> decoded value (None: absent), only of verified entries
+
+
+def expected_account_keys(genesis: Genesis, who: bytes) -> list[bytes]:
+    """Every state key an account can own (the layout of ``state_machine.state``)."""
+    keys = [b"\x01" + who + a.asset_id.to_bytes(4, "big") for a in genesis.assets]
+    keys += [b"\x02" + who + m.market_id.to_bytes(4, "big") for m in genesis.markets if m.is_perp]
+    return sorted(keys)
+
+
+def _hex_bytes(value: Any, what: str, failures: list[str]) -> bytes | None:
+    if not isinstance(value, str):
+        failures.append(f"{what} is missing or not a hex string")
+        return None
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        failures.append(f"{what} is not valid hex")
+        return None
+
+
+def _check_entries(
+    body: dict[str, Any], genesis: Genesis, who: bytes, root: bytes, failures: list[str]
+) -> dict[str, Any]:
+    entries = body.get("entries")
+    if not isinstance(entries, list):
+        failures.append("answer has no entries list")
+        return {}
+    expected = {k.hex() for k in expected_account_keys(genesis, who)}
+    seen: set[str] = set()
+    values: dict[str, Any] = {}
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            failures.append(f"entry {i} is not an object")
+            continue
+        key = _hex_bytes(entry.get("key"), f"entry {i} key", failures)
+        proof = _hex_bytes(entry.get("proof"), f"entry {i} proof", failures)
+        raw_value = entry.get("value")
+        value = None if raw_value is None else _hex_bytes(raw_value, f"entry {i} value", failures)
+        if key is None or proof is None or (raw_value is not None and value is None):
+            continue
+        if key.hex() not in expected:
+            failures.append(f"entry {i} key {key.hex()} is not a key of this account")
+            continue
+        if key.hex() in seen:
+            failures.append(f"key {key.hex()} appears twice")
+            continue
+        seen.add(key.hex())
+        if not verify_proof(root, key, value, proof):
+            state = "absence" if value is None else "value"
+            failures.append(f"Merkle proof of the {state} of key {key.hex()} does not match root")
+            continue
+        values[key.hex()] = None if value is None else _decode(value)
+    for missing in sorted(expected - seen):
+        failures.append(f"no proof for key {missing} (the node left part of the account out)")
+    return values
+
+
+def _decode(value: bytes) -> Any:
+    try:
+        return decode_raw(value)
+    except DecodeError:
+        return value.hex()
+
+
+def _check_certificate(
+    body: dict[str, Any], genesis: Genesis, height: int, root: bytes, failures: list[str]
+) -> None:
+    cert = body.get("certified_by")
+    if not isinstance(cert, dict):
+        failures.append(
+            f"no certifying block: the root after height {height} is signed only by block "
+            f"{height + 1}'s commit QC, and the node sent none"
+        )
+        return
+    header_wire = _hex_bytes((cert.get("header") or {}).get("wire"), "header wire", failures)
+    qc_wire = _hex_bytes((cert.get("commit_qc") or {}).get("wire"), "commit QC wire", failures)
+    if header_wire is None or qc_wire is None:
+        return
+    try:
+        header = BlockHeader.from_wire(header_wire)
+        qc = QuorumCert.from_wire(qc_wire)
+    except DecodeError as exc:
+        failures.append(f"certificate does not decode: {exc}")
+        return
+    block_hash = header.block_hash()
+    if header.height != height + 1:
+        failures.append(f"certifying header is at height {header.height}, not {height + 1}")
+    if header.state_root != root:
+        failures.append(
+            f"certifying header carries state root {header.state_root.hex()}, "
+            f"not the proof's {root.hex()}"
+        )
+    if qc.phase != COMMIT:
+        failures.append(f"QC phase is {qc.phase}, not COMMIT")
+    if qc.block_hash != block_hash or qc.height != header.height:
+        failures.append("commit QC certifies a different block than the certifying header")
+    validators = ValidatorSet([(v.pubkey, v.power) for v in genesis.validators])
+    genesis_hash = genesis_block(genesis.genesis_time_ms).block_hash()
+    if not qc_valid(qc, genesis.chain_id, validators, genesis_hash):
+        failures.append(
+            "commit QC is not signed by more than 2/3 of the genesis validators' power "
+            "(bad signature, unknown signer or too few signers)"
+        )
+
+
+def verify_account_proof(body: Any, genesis: Genesis, who: bytes) -> ProofCheck:
+    """Check a proof answer for account ``who`` against ``genesis`` (steps in the module doc)."""
+    failures: list[str] = []
+    if not isinstance(body, dict):
+        return ProofCheck(False, 0, "", ["answer is not a JSON object"], {})
+    height = body.get("height")
+    if not isinstance(height, int) or isinstance(height, bool) or height < 0:
+        return ProofCheck(False, 0, "", ["answer has no valid height"], {})
+    if body.get("address") != who.hex():
+        failures.append(f"answer is for address {body.get('address')!r}, not {who.hex()}")
+    root = _hex_bytes(body.get("state_root"), "state_root", failures)
+    if root is None or len(root) != 32:
+        failures.append("state_root is not 32 bytes")
+        return ProofCheck(False, height, str(body.get("state_root")), failures, {})
+    values = _check_entries(body, genesis, who, root, failures)
+    _check_certificate(body, genesis, height, root, failures)
+    return ProofCheck(not failures, height, root.hex(), failures, values)
