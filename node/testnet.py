@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from node.config import (
@@ -84,11 +85,16 @@ def write_testnet(
     genesis_time_ms: int | None = None,
     log_format: str = "json",
     force: bool = False,
+    extra_funded: Sequence[bytes] = (),
 ) -> TestnetLayout:
+    """Write the network; ``extra_funded`` public keys are funded like the demo accounts but
+    get no key file (their owner, e.g. a load generator or the localnet bots, holds the keys)."""
     if not 1 <= validators <= 64:
         raise HomeError("--validators must be between 1 and 64")
     if not 1 <= demo_accounts <= 1000:
         raise HomeError("--demo-accounts must be between 1 and 1000")
+    if len(extra_funded) > 10_000:
+        raise HomeError("at most 10,000 extra funded accounts")
     if not 1024 <= base_port <= 65_535 - 10 * validators:
         raise HomeError("--base-port leaves no room for the nodes' ports")
     if out.exists() and any(out.iterdir()) and not force:
@@ -113,7 +119,7 @@ def write_testnet(
     genesis = default_genesis(
         chain_id,
         [(node_id, 1) for node_id in node_ids],
-        demo_pubkeys,
+        [*demo_pubkeys, *extra_funded],
         genesis_time_ms=genesis_time_ms if genesis_time_ms is not None else int(time.time() * 1000),
     )
     genesis_text = genesis.to_json()
