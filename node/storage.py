@@ -14,9 +14,12 @@ Sub-databases (``max_dbs`` = 16):
 
 ``meta``      one :class:`StoreMeta` record: format, chain id, genesis hash, height, block hash,
               state root, lowest stored block height (``base_height``).
-``state``     state key -> value: the exchange's canonical entries, exactly what the root covers.
-``nodes``     Merkle node id -> node value (``state_machine.merkle_state``), so a reader can
-              build a proof at the latest height with a few reads, without the working copy.
+``state``     slot (2 bytes of sha256(key)) || key -> value: the exchange's canonical entries,
+              exactly what the root covers. The slot prefix keeps the entries of one Merkle
+              bucket adjacent, so a bucket is read from here rather than stored twice.
+``nodes``     Merkle *inner* node id -> node value (``state_machine.merkle_state``). With the
+              state entries that is the whole tree: a reader builds a proof at the latest
+              height with a few reads and one short range scan, without the working copy.
 ``blocks``    height (u64 big-endian) -> block bytes;   ``block_hashes``: hash -> height.
 ``qcs``       height -> commit QC bytes;                ``events``: height -> events bytes.
 ``heights``   height -> :class:`HeightIndex` (block hash, tx ids in block order) for tx proofs
@@ -69,11 +72,14 @@ import lmdb
 
 from state_machine.codec import U32, U64, Bytes, DecodeError, ListOf, Wire, wire
 from state_machine.merkle_state import (
+    DEFAULT_SHAPE,
     HASH_BYTES,
+    TAG_INNER,
     MerkleState,
     MissingNodeError,
     NodeUpdate,
     StateProof,
+    bucket_records,
     prove_from_nodes,
 )
 from state_machine.tx import CHAIN_ID
@@ -88,6 +94,7 @@ MAX_TXS_PER_BLOCK = 1 << 16
 MAX_OPAQUE_BYTES = 64 * 1024 * 1024  # one block, QC, events or result value
 PRUNE_HEIGHTS_PER_CALL_MAX = 1000  # bounds one pruning transaction
 SEAL_BYTES = 8
+SLOT_PREFIX_BYTES = (DEFAULT_SHAPE.min_depth + 1) // 2  # the slot's nibbles, packed
 
 _DB_NAMES = (
     "meta",
@@ -199,6 +206,16 @@ class ProofAt:
 
 def store_path(data_dir: Path) -> Path:
     return Path(data_dir) / STORE_DIRNAME
+
+
+def state_db_key(key: bytes) -> bytes:
+    """Where a state entry is stored: its slot (the first two bytes of sha256(key)), then key.
+
+    Entries of one Merkle bucket are therefore adjacent, so the store derives a bucket's
+    records from the state instead of storing bucket nodes too (which doubled the pages a
+    block's commit writes), and a block's state writes and bucket changes hit the same pages.
+    """
+    return hashlib.sha256(key).digest()[:SLOT_PREFIX_BYTES] + key
 
 
 def height_key(height: int) -> bytes:
@@ -544,15 +561,17 @@ class Store:
         state_db = self._dbs["state"]
         for key, value in writes:
             if value is None:
-                txn.delete(key, db=state_db)
+                txn.delete(state_db_key(key), db=state_db)
             else:
-                txn.put(key, value, db=state_db)
+                txn.put(state_db_key(key), value, db=state_db)
         nodes_db = self._dbs["nodes"]
         for nid, node in node_updates:
-            if node is None:
-                txn.delete(nid, db=nodes_db)
-            else:
+            if node is not None and node[:1] == TAG_INNER:
                 txn.put(nid, node, db=nodes_db)
+            else:
+                # Empty nodes and buckets are not stored (buckets come from the state
+                # entries); the id may have held an inner node before, so delete it.
+                txn.delete(nid, db=nodes_db)
 
     # -- consensus safety data -------------------------------------------------------------------
 
@@ -572,7 +591,7 @@ class Store:
 
     def get_state(self, key: bytes) -> bytes | None:
         with self._env.begin() as txn:
-            value = txn.get(key, db=self._dbs["state"])
+            value = txn.get(state_db_key(key), db=self._dbs["state"])
         return None if value is None else bytes(value)
 
     def read_entries(self) -> list[tuple[bytes, bytes]]:
@@ -581,9 +600,11 @@ class Store:
             return _read_entries(txn, self._dbs)
 
     def iter_entries(self, txn: Any) -> Iterator[tuple[bytes, bytes]]:
-        """Entries inside a caller's read transaction (used by snapshot export)."""
-        for key, value in txn.cursor(db=self._dbs["state"]):
-            yield bytes(key), bytes(value)
+        """Entries sorted by key inside a caller's read transaction (snapshot export).
+
+        Stored order is by slot, so this reads them all and sorts.
+        """
+        yield from _read_entries(txn, self._dbs)
 
     def count_entries(self, txn: Any) -> int:
         """Number of state entries, inside a caller's read transaction."""
@@ -638,7 +659,7 @@ class Store:
         """Proof for ``key`` at the latest committed height, built from stored nodes."""
         with self._env.begin() as txn:
             meta = _read_meta(txn, self._dbs)
-            raw = txn.get(key, db=self._dbs["state"])
+            raw = txn.get(state_db_key(key), db=self._dbs["state"])
             value = None if raw is None else bytes(raw)
             nodes_db = self._dbs["nodes"]
 
@@ -646,8 +667,12 @@ class Store:
                 node = txn.get(nid, db=nodes_db)
                 return None if node is None else bytes(node)
 
+            def get_bucket(depth: int, kh: bytes) -> bytes:
+                slot_entries = _slot_entries(txn, self._dbs, kh[:SLOT_PREFIX_BYTES])
+                return bucket_records(slot_entries, kh, depth)
+
             try:
-                proof = prove_from_nodes(get_node, key, meta.state_root)
+                proof = prove_from_nodes(get_node, key, meta.state_root, get_bucket=get_bucket)
             except MissingNodeError as exc:
                 raise StoreCorruptError(f"merkle nodes: {exc}") from None
         return ProofAt(meta.height, meta.state_root, key, value, proof)
@@ -707,9 +732,9 @@ def _put_initial(
 ) -> None:
     state_db = dbs["state"]
     for key, value in entries:
-        txn.put(key, value, db=state_db)
+        txn.put(state_db_key(key), value, db=state_db)
     nodes_db = dbs["nodes"]
-    for nid, node in tree.nodes():
+    for nid, node in _inner_nodes(tree):
         txn.put(nid, node, db=nodes_db)
     for db_name, key, value in extra:
         txn.put(key, value, db=dbs[db_name])
@@ -751,8 +776,35 @@ def _read_meta(txn: Any, dbs: dict[str, Any]) -> StoreMeta:
     return meta
 
 
-def _read_entries(txn: Any, dbs: dict[str, Any]) -> list[tuple[bytes, bytes]]:
-    return [(bytes(k), bytes(v)) for k, v in txn.cursor(db=dbs["state"])]
+def _read_entries(
+    txn: Any, dbs: dict[str, Any], check_slots: bool = False
+) -> list[tuple[bytes, bytes]]:
+    """All entries sorted by key; ``check_slots`` also checks each stored slot prefix."""
+    entries = []
+    for db_key, value in txn.cursor(db=dbs["state"]):
+        key = bytes(db_key[SLOT_PREFIX_BYTES:])
+        if check_slots and state_db_key(key) != db_key:
+            raise StoreCorruptError(f"state entry {bytes(db_key).hex()} is under the wrong slot")
+        entries.append((key, bytes(value)))
+    entries.sort()
+    return entries
+
+
+def _slot_entries(txn: Any, dbs: dict[str, Any], slot: bytes) -> list[tuple[bytes, bytes]]:
+    """The entries stored under one slot prefix (adjacent in the state sub-database)."""
+    out = []
+    cursor = txn.cursor(db=dbs["state"])
+    if cursor.set_range(slot):
+        for db_key, value in cursor:
+            if db_key[:SLOT_PREFIX_BYTES] != slot:
+                break
+            out.append((bytes(db_key[SLOT_PREFIX_BYTES:]), bytes(value)))
+    return out
+
+
+def _inner_nodes(tree: MerkleState) -> Iterator[tuple[bytes, bytes]]:
+    """The nodes the store keeps: inner nodes only (buckets derive from the state)."""
+    return ((nid, node) for nid, node in tree.nodes() if node[:1] == TAG_INNER)
 
 
 def _decode(cls: type[_W], raw: bytes, what: str) -> _W:
@@ -766,7 +818,7 @@ def _recover(env: Any, dbs: dict[str, Any]) -> tuple[StoreMeta, MerkleState]:
     """Read and cross-check everything a restart depends on; see the module docstring."""
     with env.begin() as txn:
         meta = _read_meta(txn, dbs)
-        entries = _read_entries(txn, dbs)
+        entries = _read_entries(txn, dbs, check_slots=True)
         tree = MerkleState.from_entries(entries)
         del entries
         if tree.root() != meta.state_root:
@@ -775,7 +827,7 @@ def _recover(env: Any, dbs: dict[str, Any]) -> tuple[StoreMeta, MerkleState]:
                 f"recomputed from {len(tree)} entries {tree.root().hex()}"
             )
         stored_nodes = {bytes(k): bytes(v) for k, v in txn.cursor(db=dbs["nodes"])}
-        if stored_nodes != dict(tree.nodes()):
+        if stored_nodes != dict(_inner_nodes(tree)):
             raise StoreCorruptError("merkle node database differs from the state entries")
         del stored_nodes
         if meta.height >= meta.base_height:

@@ -564,11 +564,15 @@ def prove_from_nodes(
     key: bytes,
     root: bytes,
     shape: TreeShape = DEFAULT_SHAPE,
+    get_bucket: Callable[[int, bytes], bytes] | None = None,
 ) -> StateProof:
     """Build a proof by walking stored nodes from the root (what a store's reader uses).
 
-    Every node read is checked against ``root`` or the hash its parent records, so a corrupted
-    node store raises :class:`MissingNodeError` rather than producing a proof that fails.
+    A store may keep only inner nodes and derive buckets from its state entries: then
+    ``get_bucket(depth, kh)`` returns the sorted records of the bucket at ``depth`` on the path
+    of ``kh`` whenever ``get_node`` has no node there. Every node read is checked against
+    ``root`` or the hash its parent records, so a corrupted store raises
+    :class:`MissingNodeError` rather than producing a proof that fails.
     """
     empty = empty_node_values(shape)
     kh = key_hash(key)
@@ -577,7 +581,12 @@ def prove_from_nodes(
     for depth in range(MAX_DEPTH + 1):
         stored = get_node(node_id(depth, prefix_of(kh, depth)))
         if stored is None:
-            stored = empty[depth] if depth < shape.min_depth else TAG_BUCKET
+            if depth < shape.min_depth:
+                stored = empty[depth]
+            elif get_bucket is not None:
+                stored = TAG_BUCKET + get_bucket(depth, kh)
+            else:
+                stored = TAG_BUCKET
         if _sha256(stored).digest() != expected:
             raise MissingNodeError(f"stored node at depth {depth} does not match its parent")
         if stored[:1] == TAG_BUCKET and depth >= shape.min_depth:
@@ -589,6 +598,21 @@ def prove_from_nodes(
         expected = row[nib * HASH_BYTES : (nib + 1) * HASH_BYTES]
         siblings.append(row[: nib * HASH_BYTES] + row[(nib + 1) * HASH_BYTES :])
     raise MissingNodeError("path longer than a key hash")
+
+
+def bucket_records(entries: Iterable[tuple[bytes, bytes]], kh: bytes, depth: int) -> bytes:
+    """Sorted records of the entries whose key hash shares ``kh``'s first ``depth`` nibbles.
+
+    For stores that derive buckets from state entries (see :func:`prove_from_nodes`).
+    """
+    path = prefix_of(kh, depth)
+    records = []
+    for key, value in entries:
+        record_kh = key_hash(key)
+        if prefix_of(record_kh, depth) == path:
+            records.append(record_kh + value_hash(value))
+    records.sort()
+    return b"".join(records)
 
 
 def verify_proof(

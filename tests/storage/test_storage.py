@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import shutil
 from pathlib import Path
@@ -15,9 +16,10 @@ from node.storage import (
     StoreError,
     StoreMissingError,
     StoreUninitialisedError,
+    state_db_key,
     store_path,
 )
-from state_machine.merkle_state import MerkleState, verify_proof
+from state_machine.merkle_state import DEFAULT_SHAPE, MerkleState, verify_proof
 from state_machine.txroot import tx_root, verify_tx_inclusion
 from tests.storage.helpers import (
     CHAIN_ID,
@@ -152,7 +154,7 @@ def test_tampered_state_entry_is_refused(tmp_path: Path) -> None:
     env = raw_env(tmp_path)
     with env.begin(write=True) as txn:
         db = env.open_db(b"state", txn=txn)
-        txn.put(b"k/00001", b"forged balance", db=db)
+        txn.put(state_db_key(b"k/00001"), b"forged balance", db=db)
     env.close()
     with pytest.raises(StoreCorruptError, match="state root mismatch"):
         Store.open(tmp_path)
@@ -246,3 +248,63 @@ def test_a_creation_that_never_committed_counts_as_missing(tmp_path: Path) -> No
     new_store(tmp_path, blocks=1).close()
     with Store.open(tmp_path) as store:
         assert store.height == 1
+
+
+def test_state_entry_under_the_wrong_slot_is_refused(tmp_path: Path) -> None:
+    new_store(tmp_path, blocks=3).close()
+    env = raw_env(tmp_path)
+    with env.begin(write=True) as txn:
+        db = env.open_db(b"state", txn=txn)
+        key = b"genesis/001"
+        value = txn.get(state_db_key(key), db=db)
+        assert value is not None
+        txn.delete(state_db_key(key), db=db)
+        wrong = bytes([state_db_key(key)[0] ^ 1]) + state_db_key(key)[1:]
+        txn.put(wrong, value, db=db)
+    env.close()
+    with pytest.raises(StoreCorruptError, match="wrong slot"):
+        Store.open(tmp_path)
+
+
+# i such that sha256(b"crowd%d" % i) starts with 12 34: found once by brute force (about 5.4
+# million hashes); the test re-checks them, which is cheap.
+CROWD_NUMBERS = [
+    27091, 72508, 124291, 310350, 364089, 531882, 603486, 624435, 642659, 737316, 742266,
+    814017, 829176, 930659, 1075684, 1227151, 1287607, 1486490, 1645219, 1647377, 1861825,
+    1886185, 1897665, 2205512, 2205754, 2230993, 2238390, 2304204, 2399734, 2425600, 2605241,
+    2725892, 2809918, 2815607, 3102013, 3103245, 3156211, 3277212, 3306020, 3311275, 3392212,
+    3475174, 3520816, 3756367, 3819092, 3823364, 4054916, 4085880, 4127922, 4173188, 4188901,
+    4207052, 4311042, 4311403, 4502552, 4561764, 4575808, 4594514, 4635647, 4637270, 4659141,
+    4833347, 4844914, 4949003, 5157688, 5172307, 5250918, 5413015,
+]  # fmt: skip
+
+
+def keys_in_one_slot(count: int) -> list[bytes]:
+    """Keys whose sha256 shares its first two bytes: more than a bucket holds, in one slot."""
+    keys = [b"crowd%d" % i for i in CROWD_NUMBERS[:count]]
+    assert len(keys) == count
+    assert all(hashlib.sha256(k).digest()[:2] == b"\x12\x34" for k in keys)
+    return keys
+
+
+def test_proofs_from_the_store_in_an_overflowing_slot(tmp_path: Path) -> None:
+    """A slot with more keys than a bucket holds splits; store proofs walk the split nodes."""
+    crowd = keys_in_one_slot(DEFAULT_SHAPE.bucket_cap + 4)
+    with new_store(tmp_path, blocks=2) as store:
+        store.commit_block(
+            height=3, block_hash=b"h3", block=b"b", qc=b"q", writes=[(k, k) for k in sorted(crowd)]
+        )
+        for key in (crowd[0], crowd[-1], b"crowd-absent"):
+            at = store.prove(key)
+            assert len(at.proof.siblings) >= DEFAULT_SHAPE.min_depth
+            assert at.proof == store.tree.prove(key)
+            assert verify_proof(store.state_root, key, at.value, at.proof)
+        assert len(store.prove(crowd[0]).proof.siblings) > DEFAULT_SHAPE.min_depth
+        store.commit_block(
+            height=4, block_hash=b"h4", block=b"b", qc=b"q", writes=[(k, None) for k in crowd[:10]]
+        )
+        root = store.state_root
+        assert len(store.prove(crowd[-1]).proof.siblings) == DEFAULT_SHAPE.min_depth
+        assert verify_proof(root, crowd[-1], crowd[-1], store.prove(crowd[-1]).proof)
+    with Store.open(tmp_path) as store:  # the collapsed subtree left no stale inner nodes
+        assert store.state_root == root
