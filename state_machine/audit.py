@@ -15,6 +15,7 @@ transfers between these terms, never creation.
 from __future__ import annotations
 
 from state_machine.invariants import check
+from state_machine.margin import RATE_SCALE, pending_funding_scaled
 from state_machine.state import ExchangeCore
 
 
@@ -28,7 +29,6 @@ def supply_totals(st: ExchangeCore) -> dict[int, tuple[int, int]]:
     for aid, total in st.asset_totals.items():
         expected[aid] -= total.amount_atoms
     actual: dict[int, int] = {aid: pool.amount_atoms for aid, pool in st.fee_pools.items()}
-    actual[0] += st.insurance.amount_atoms
     for acct in st.accounts.values():
         for aid, bal in acct.balances.items():
             actual[aid] += bal.available_atoms + bal.held_atoms
@@ -36,6 +36,20 @@ def supply_totals(st: ExchangeCore) -> dict[int, tuple[int, int]]:
             price = st.mstates[mid].mark_price_ticks
             actual[0] += pos.isolated_margin_atoms
             actual[0] += (price * pos.size_lots - pos.entry_value) * pos.market.tick_lot_atoms
+    # Funding: what positions owe but have not settled is still in their balances, and the
+    # settled rounding surplus is held by the markets (both in atoms x 1e9).
+    pending = 0
+    dust = 0
+    for acct in st.accounts.values():
+        for pos in acct.positions.values():
+            pending += pending_funding_scaled(st, pos)
+    for ms in st.mstates.values():
+        dust += ms.funding_dust_scaled
+    scaled_actual = actual[0] * RATE_SCALE - pending + dust
+    check(
+        scaled_actual % RATE_SCALE == 0, f"funding accounting off by {scaled_actual % RATE_SCALE}"
+    )
+    actual[0] = scaled_actual // RATE_SCALE
     return {aid: (actual[aid], expected[aid]) for aid in expected}
 
 

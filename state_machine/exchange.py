@@ -43,6 +43,7 @@ from state_machine.invariants import PPM, check
 from state_machine.margin import (
     free_collateral,
     position_im_atoms,
+    settle_funding,
     unrealized_pnl_atoms,
 )
 from state_machine.nonces import NonceCheck
@@ -50,7 +51,6 @@ from state_machine.state import (
     P_ASSET,
     P_BALANCE,
     P_FEES,
-    P_INSURANCE,
     P_MARKET,
     P_META,
     P_NONCES,
@@ -58,6 +58,7 @@ from state_machine.state import (
     P_ORDER,
     P_POSITION,
     P_WITHDRAWAL,
+    VAULT,
     Account,
     Balance,
     ExchangeCore,
@@ -272,6 +273,9 @@ class ExchangeState(ExchangeCore):
     def from_genesis(cls, genesis: Genesis) -> ExchangeState:
         validate_genesis(genesis)
         st = cls(genesis)
+        if genesis.parameters.insurance_fund_atoms:
+            vault = st.account(VAULT)
+            st.balance(vault, 0).available_atoms += genesis.parameters.insurance_fund_atoms
         for fb in genesis.balances:
             acct = st.account(fb.account)
             st.balance(acct, fb.asset_id).available_atoms += fb.amount_atoms
@@ -286,7 +290,6 @@ class ExchangeState(ExchangeCore):
         from state_machine.codec import decode_raw
 
         st = cls(genesis)
-        st.insurance.amount_atoms = 0
         orders: list[Order] = []
         for key, value in entries:
             v = decode_raw(value)
@@ -310,6 +313,7 @@ class ExchangeState(ExchangeCore):
                     pos.isolated,
                     pos.isolated_margin_atoms,
                     pos.funding_index,
+                    pos.liquidation_cooldown_ms,
                 ) = v
             elif p == P_ORDER:
                 mid = int.from_bytes(key[1:5], "big")
@@ -330,6 +334,14 @@ class ExchangeState(ExchangeCore):
                     ms.last_trade_time_ms,
                     ms.open_interest_lots,
                     ms.volume_lots,
+                    ms.basis_ema_ticks,
+                    ms.mark_time_ms,
+                    ms.funding_index,
+                    ms.next_funding_ms,
+                    ms.premium_sum_ppb,
+                    ms.premium_samples,
+                    ms.funding_dust_scaled,
+                    ms.funding_rate_ppb,
                 ) = v
             elif p == P_ORACLE:
                 mid = int.from_bytes(key[1:5], "big")
@@ -340,8 +352,6 @@ class ExchangeState(ExchangeCore):
                 st.nonce_entry(key[1:33])
             elif p == P_FEES:
                 st.fee_pools[int.from_bytes(key[1:5], "big")].amount_atoms = v[0]
-            elif p == P_INSURANCE:
-                st.insurance.amount_atoms = v[0]
             elif p == P_ASSET:
                 st.asset_totals[int.from_bytes(key[1:5], "big")].amount_atoms = v[0]
             elif p == P_WITHDRAWAL:
@@ -1093,6 +1103,8 @@ def apply_position_fill(
     pos = acct.positions.get(market.market_id)
     if pos is None:
         pos = st.position(acct, market)
+    if pos.funding_index != st.mstates[market.market_id].funding_index:
+        settle_funding(st, acct, pos)  # funding accrued at the old size settles first
     tla = market.tick_lot_atoms
     s = pos.size_lots
     usdc = acct.balances.get(0)
@@ -1117,7 +1129,9 @@ def apply_position_fill(
         if pos.isolated:
             iso = pos.isolated_margin_atoms + realized
             if s_new == 0:
-                release = iso
+                # A negative remainder is bad debt of the isolated position: it stays in the
+                # record for the risk engine (vault / ADL), never taken from cross collateral.
+                release = iso if iso > 0 else 0
             else:
                 release = iso * q // abs_s if iso > 0 else 0
             pos.isolated_margin_atoms = iso - release

@@ -34,7 +34,57 @@ from collections.abc import Sequence
 
 from state_machine.genesis import MarginTier, Market
 from state_machine.invariants import PPM
-from state_machine.state import Account, ExchangeCore, Position
+from state_machine.state import VAULT, Account, ExchangeCore, Position
+
+RATE_SCALE = 10**9  # funding rates and indexes are in parts per billion
+
+
+def pending_funding_scaled(st: ExchangeCore, pos: Position) -> int:
+    """Funding the position owes since its last settlement, in atoms x 1e9 (negative: due to it).
+
+    The market's funding index accumulates rate (ppb) x oracle price (ticks) per interval, so a
+    position of ``size_lots`` owes ``size_lots * (index - index_at_settlement) * tick_lot_atoms``
+    / 1e9 atoms: longs pay when the rate is positive.
+    """
+    d = st.mstates[pos.market.market_id].funding_index - pos.funding_index
+    return pos.size_lots * d * pos.market.tick_lot_atoms
+
+
+def pending_funding_atoms(st: ExchangeCore, pos: Position) -> int:
+    """Pending funding rounded in the exchange's favour (owed up, due down)."""
+    scaled = pending_funding_scaled(st, pos)
+    return -((-scaled) // RATE_SCALE)
+
+
+def settle_funding(st: ExchangeCore, acct: Account, pos: Position) -> int:
+    """Settle a position's accrued funding into its margin (lazy settlement); returns atoms paid.
+
+    The rounding surplus (what was charged beyond the exact amount) accumulates in the market's
+    ``funding_dust_scaled``; whole atoms of it move to the liquidation vault (insurance fund).
+    """
+    ms = st.mstates[pos.market.market_id]
+    scaled = pending_funding_scaled(st, pos)
+    pos.funding_index = ms.funding_index
+    st.touch(pos)
+    if scaled == 0:
+        return 0
+    amount = -((-scaled) // RATE_SCALE)
+    if pos.isolated:
+        pos.isolated_margin_atoms -= amount
+    else:
+        usdc = st.balance(acct, 0)
+        usdc.available_atoms -= amount
+        st.touch(usdc)
+    ms.funding_dust_scaled += amount * RATE_SCALE - scaled
+    whole = ms.funding_dust_scaled // RATE_SCALE
+    if whole:
+        ms.funding_dust_scaled -= whole * RATE_SCALE
+        vault = st.balance(st.account(VAULT), 0)
+        vault.available_atoms += whole
+        st.touch(vault)
+    st.touch(ms)
+    st.events.append(("funding_payment", acct.pubkey, pos.market.market_id, amount))
+    return amount
 
 
 def tier_deductions_ppm(tiers: Sequence[MarginTier]) -> list[int]:
@@ -106,6 +156,9 @@ def free_collateral(
                 exposure = 0
         else:
             value += (price * s - pos.entry_value) * tla
+            fi = mstates[mid].funding_index - pos.funding_index
+            if fi and s:
+                value -= -((-(s * fi * tla)) // RATE_SCALE)
         im -= (-(exposure * price * tla)) // pos.leverage
     return value - im
 
@@ -116,6 +169,7 @@ def cross_account_value_atoms(st: ExchangeCore, acct: Account) -> int:
     for mid, pos in acct.positions.items():
         if not pos.isolated and pos.size_lots:
             value += unrealized_pnl_atoms(pos, st.mstates[mid].mark_price_ticks)
+            value -= pending_funding_atoms(st, pos)
     return value
 
 

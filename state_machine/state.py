@@ -22,7 +22,7 @@ prefix key                                  value (msgpack array)
 0x05   market_id(4) validator(32)           oracle submission: [price_ticks, timestamp_ms]
 0x06   signer(32)                           the signer's kept nonces (ascending)
 0x07   asset_id(4)                          fee pool: [amount_atoms]
-0x08   asset_id(4)                          insurance fund: [amount_atoms]
+0x08   (reserved; the insurance fund is the USDC balance of the vault account, all zero key)
 0x09   asset_id(4)                          asset totals: [withdrawn_atoms]
 0x0a   withdrawal_id(8)                     withdrawal: [account, asset_id, amount_atoms,
                                             destination, height]
@@ -97,6 +97,7 @@ class Position:
         "isolated",
         "isolated_margin_atoms",
         "leverage",
+        "liquidation_cooldown_ms",
         "market",
         "owner",
         "realized_pnl_atoms",
@@ -114,6 +115,7 @@ class Position:
         self.isolated = False
         self.isolated_margin_atoms = 0
         self.funding_index = 0
+        self.liquidation_cooldown_ms = 0  # no partial liquidation before this block time
         self.buy_lots = 0
         self.sell_lots = 0
         self.dirty = False
@@ -129,6 +131,7 @@ class Position:
             and self.leverage == default_leverage(self.market)
             and not self.isolated
             and self.isolated_margin_atoms == 0
+            and self.liquidation_cooldown_ms == 0
         ):
             return None
         return [
@@ -139,6 +142,7 @@ class Position:
             self.isolated,
             self.isolated_margin_atoms,
             self.funding_index,
+            self.liquidation_cooldown_ms,
         ]
 
 
@@ -147,10 +151,13 @@ def default_leverage(market: Market) -> int:
     return min(10, market.max_leverage)
 
 
+VAULT = bytes(32)  # the liquidation vault; no one can sign for the all-zero (small-order) key
+
+
 class Account:
     """Not itself a state entry: its balances and positions are."""
 
-    __slots__ = ("balances", "client_ids", "orders", "positions", "pubkey")
+    __slots__ = ("balances", "client_ids", "orders", "positions", "pubkey", "triggers")
 
     def __init__(self, pubkey: bytes) -> None:
         self.pubkey = pubkey
@@ -158,18 +165,27 @@ class Account:
         self.positions: dict[int, Position] = {}
         self.orders: dict[int, Order] = {}  # order_id -> open order, in placement order
         self.client_ids: dict[int, Order] = {}  # client_id -> open order
+        self.triggers: dict[int, Any] = {}  # order_id -> untriggered trigger order
 
 
 class MarketState:
     __slots__ = (
+        "basis_ema_ticks",
         "dirty",
+        "funding_dust_scaled",
+        "funding_index",
+        "funding_rate_ppb",
         "last_trade_price_ticks",
         "last_trade_time_ms",
         "mark_price_ticks",
+        "mark_time_ms",
         "market",
+        "next_funding_ms",
         "open_interest_lots",
         "oracle_price_ticks",
         "oracle_time_ms",
+        "premium_samples",
+        "premium_sum_ppb",
         "volume_lots",
     )
 
@@ -183,6 +199,15 @@ class MarketState:
         self.last_trade_time_ms = 0
         self.open_interest_lots = 0
         self.volume_lots = 0
+        # Risk engine (perps): EMA of book mid minus oracle, funding accumulators.
+        self.basis_ema_ticks = 0
+        self.mark_time_ms = 0
+        self.funding_index = 0  # cumulative sum of interval rate (ppb) x oracle price (ticks)
+        self.next_funding_ms = 0
+        self.premium_sum_ppb = 0
+        self.premium_samples = 0
+        self.funding_dust_scaled = 0  # rounding surplus of settled funding, atoms x 1e9
+        self.funding_rate_ppb = 0  # the last interval's rate
         self.dirty = False
 
     def state_key(self) -> bytes:
@@ -197,6 +222,14 @@ class MarketState:
             self.last_trade_time_ms,
             self.open_interest_lots,
             self.volume_lots,
+            self.basis_ema_ticks,
+            self.mark_time_ms,
+            self.funding_index,
+            self.next_funding_ms,
+            self.premium_sum_ppb,
+            self.premium_samples,
+            self.funding_dust_scaled,
+            self.funding_rate_ppb,
         ]
 
     def reference_price(self) -> int:
@@ -299,7 +332,6 @@ class ExchangeCore:
         "genesis",
         "genesis_hash",
         "height",
-        "insurance",
         "markets",
         "max_open_orders",
         "mstates",
@@ -334,7 +366,6 @@ class ExchangeCore:
         self.fee_pools: dict[int, Pool] = {
             a.asset_id: Pool(P_FEES, a.asset_id) for a in genesis.assets
         }
-        self.insurance = Pool(P_INSURANCE, 0, genesis.parameters.insurance_fund_atoms)
         self.asset_totals: dict[int, Pool] = {
             a.asset_id: Pool(P_ASSET, a.asset_id) for a in genesis.assets
         }
@@ -447,7 +478,6 @@ class ExchangeCore:
             objs.extend(subs.values())
         objs.extend(self.nonce_entries.values())
         objs.extend(self.fee_pools.values())
-        objs.append(self.insurance)
         objs.extend(self.asset_totals.values())
         objs.extend(self.withdrawals.values())
         return objs
