@@ -6,7 +6,15 @@ Naming follows Prometheus conventions: ``perpbft_`` prefix, base units (seconds,
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from p2p.manager import PeerManagerStatistics
+
+PeerStatsSource = Callable[[], PeerManagerStatistics | None]
 
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 INTERVAL_BUCKETS_S = (0.1, 0.25, 0.4, 0.5, 0.6, 0.75, 1.0, 1.5, 2.0, 5.0, 10.0)
@@ -32,7 +40,8 @@ class Metrics:
         )
         self.qc_formation_seconds = Histogram(
             "perpbft_qc_formation_seconds",
-            "Time from proposal to quorum certificate",
+            "Time from seeing a view's proposal to seeing its QC, by phase",
+            ["phase"],
             buckets=LATENCY_BUCKETS_S,
             registry=r,
         )
@@ -93,11 +102,89 @@ class Metrics:
         self.websocket_subscribers = Gauge(
             "perpbft_websocket_subscribers", "Active WebSocket subscriptions", registry=r
         )
+        self.websocket_connections = Gauge(
+            "perpbft_websocket_connections", "Open WebSocket connections", registry=r
+        )
+        self.websocket_disconnects = Counter(
+            "perpbft_websocket_disconnects",
+            "WebSocket connections closed by the node, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.consensus_old_messages = Counter(
+            "perpbft_consensus_old_messages",
+            "Consensus messages from views well behind ours (dropped), by kind",
+            ["kind"],
+            registry=r,
+        )
         self.evidence = Counter(
             "perpbft_equivocation_evidence", "Equivocation evidence observed", registry=r
         )
+
+    def watch_peers(self, source: PeerStatsSource) -> None:
+        """Export the transport's own counters, read from ``source`` at each scrape."""
+        self.registry.register(PeerStatsCollector(source))
 
     def render(self) -> bytes:
         """The registry in the Prometheus text exposition format."""
         data: bytes = generate_latest(self.registry)
         return data
+
+
+class PeerStatsCollector(Collector):
+    """The p2p transport's counters (``PeerManager.statistics()``) as Prometheus counters.
+
+    The transport counts what it refuses before the node ever sees a frame (garbage instead of
+    TLS, unknown keys, oversize frames), so these are the only record of such abuse.
+    """
+
+    def __init__(self, source: PeerStatsSource) -> None:
+        self._source = source
+
+    def describe(self) -> list[Metric]:
+        return []  # names are only known per scrape; nothing to check at registration
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._source()
+        if stats is None:
+            return
+        yield _labelled(
+            "perpbft_p2p_handshakes_failed",
+            "Inbound or outbound connections that failed the TLS handshake, by reason",
+            {"tls": stats.handshake_failures, "timeout": stats.handshake_timeouts},
+        )
+        yield _labelled(
+            "perpbft_p2p_connections_rejected",
+            "Handshaken connections refused, by reason",
+            {
+                "unknown_key": stats.rejected_unknown_key,
+                "identity_mismatch": stats.rejected_identity_mismatch,
+                "self": stats.rejected_self,
+                "banned": stats.rejected_banned,
+                "over_limit": stats.rejected_over_limit,
+            },
+        )
+        yield _labelled(
+            "perpbft_p2p_penalties",
+            "Penalties counted against peers (node and transport), by reason",
+            stats.penalties_by_reason,
+        )
+        yield CounterMetricFamily(
+            "perpbft_p2p_oversize_frames", "Frames over the size limit", value=stats.oversize_frames
+        )
+        yield CounterMetricFamily("perpbft_p2p_bans", "Peers banned for abuse", value=stats.bans)
+        yield CounterMetricFamily(
+            "perpbft_p2p_frames_dropped",
+            "Outbound frames dropped because a peer's queue was full",
+            value=stats.frames_dropped,
+        )
+        yield CounterMetricFamily(
+            "perpbft_p2p_tcp_accepted", "TCP connections accepted", value=stats.tcp_accepted
+        )
+
+
+def _labelled(name: str, doc: str, counts: dict[str, int]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc, labels=["reason"])
+    for reason, count in sorted(counts.items()):
+        family.add_metric([reason], count)
+    return family

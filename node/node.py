@@ -80,6 +80,7 @@ from node.config import Config
 from node.logs import fields, get_logger
 from node.mempool import Admit, Mempool, MempoolLimits, Prepared
 from node.metrics import Metrics
+from node.observe import ConsensusObserver
 from node.sigpool import SignaturePool
 from p2p.manager import PeerManager
 from state_machine.codec import MAX_MESSAGE_BYTES, Bytes, DecodeError, ListOf, encode
@@ -145,6 +146,7 @@ class Node:
         self.key = key
         self.chain_id = genesis.chain_id
         self.metrics = Metrics()
+        self.observer = ConsensusObserver(self.metrics)
         self.validators = ValidatorSet([(v.pubkey, v.power) for v in genesis.validators])
         self.is_validator = key.public_key in self.validators
         self.chain: Chain | None = None
@@ -542,9 +544,11 @@ class Node:
 
     async def _handle(self, replica: Replica, event: Event) -> None:
         actions: list[Action] = []
+        view_before = replica.view
         if not isinstance(event, ClockTick):
             actions.extend(replica.handle(ClockTick(now_ms())))
         actions.extend(replica.handle(event))
+        self.observer.observe(view_before, replica.view, event, actions)
         await self._carry_out(actions)
 
     async def _carry_out(self, actions: Sequence[Action]) -> None:

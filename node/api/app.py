@@ -19,19 +19,26 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
+from consensus.types import Block, QuorumCert
 from node.api.queries import Queries, QueryError
 from node.api.ratelimit import RateLimiter, retry_after_header
 from node.api.txjson import TxJsonError, transaction_from_json
+from node.chain import Executed
+from node.logs import get_logger
 from node.mempool import Admit
 from node.node import Node, wait_timeout_s
+from node.observe import TransportCounters
 from state_machine.codec import DecodeError
 from state_machine.tx import MAX_TX_BYTES, Transaction
+
+log = get_logger("api")
 
 BODY_BYTES_MAX = 64 * 1024
 CLIENT_RATE_PER_S = 2_000.0
 CLIENT_BURST = 4_000
 SIGNER_RATE_PER_S = 500.0
 SIGNER_BURST = 1_000
+PROOF_CERTIFY_WAIT_S = 10.0
 
 # Mempool verdict -> HTTP status. Everything a client did wrong is a 4xx.
 ADMIT_STATUS = {
@@ -82,6 +89,7 @@ class Api:
         self.clock = clock
         self.client_limits = RateLimiter(CLIENT_RATE_PER_S, CLIENT_BURST)
         self.signer_limits = RateLimiter(SIGNER_RATE_PER_S, SIGNER_BURST)
+        self.block_committed = trio.Event()
 
     # ---- plumbing ------------------------------------------------------------------------
 
@@ -145,6 +153,9 @@ class Api:
         body = await self.read_body(request)
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         raw = self.tx_bytes(body, ctype)
+        if len(raw) > MAX_TX_BYTES:
+            # Checked before decoding, whose size bound would call it merely "malformed".
+            raise ApiError(413, Admit.OVERSIZE.value, ADMIT_MESSAGES[Admit.OVERSIZE])
         try:
             tx = Transaction.from_wire(raw)
         except DecodeError as exc:
@@ -157,7 +168,7 @@ class Api:
                 "too many transactions from this signer",
                 {"Retry-After": retry_after_header(wait)},
             )
-        wait_commit = request.query_params.get("wait") == "commit"
+        wait_commit = _wait_param(request)
         tx_id = tx.tx_id()
         waiter = self.node.watch_commit(tx_id) if wait_commit else None
         if wait_commit and waiter is None:
@@ -196,9 +207,11 @@ class Api:
         except (ValueError, UnicodeDecodeError):
             raise ApiError(400, "malformed_json", "request body is not valid JSON") from None
         try:
-            tx = transaction_from_json(data, self.queries.market_units_by_id)
+            tx = transaction_from_json(
+                data, self.queries.market_units_by_id, self.queries.decimals.get
+            )
         except TxJsonError as exc:
-            status = 404 if exc.code == "unknown_market" else 400
+            status = 404 if exc.code in ("unknown_market", "unknown_asset") else 400
             raise ApiError(status, exc.code, exc.message) from None
         return tx.to_wire()
 
@@ -258,12 +271,43 @@ class Api:
         )
 
     async def account_proof(self, request: Request) -> Response:
+        who = self.queries.lookup_address(request.path_params["address"])
         height_text = request.query_params.get("height")
         height = _int_param(request, "height", 0, 0, 2**63) if height_text else None
-        result = await trio.to_thread.run_sync(
-            self.queries.account_proof, request.path_params["address"], height
+        proofs = await trio.to_thread.run_sync(self.queries.prove_account, who)
+        proof_height = proofs[0].height
+        if height is not None and height != proof_height:
+            raise ApiError(
+                404,
+                "height_not_provable",
+                f"proof nodes are kept for the latest height only (now {proof_height})",
+            )
+        certificate = await self.wait_certificate(proof_height + 1)
+        return JSONResponse(self.queries.account_proof_json(who, proofs, *certificate))
+
+    async def wait_certificate(self, height: int) -> tuple[Block, QuorumCert]:
+        """Block ``height`` and its commit QC, waiting for the block to commit if need be.
+
+        The state after block h is certified by block h + 1, whose header carries its root;
+        a proof at the latest height therefore waits for the next block (one interval)."""
+        with trio.move_on_after(PROOF_CERTIFY_WAIT_S):
+            while True:
+                changed = self.block_committed
+                found = await trio.to_thread.run_sync(self.queries.certificate, height)
+                if found is not None:
+                    return found
+                await changed.wait()
+        raise ApiError(
+            503,
+            "not_certified_yet",
+            f"block {height}, which certifies the state, did not commit in time",
+            {"Retry-After": "1"},
         )
-        return JSONResponse(result)
+
+    def on_block(self, executed: Executed) -> None:
+        """Wake requests waiting for a block (subscribed to the node)."""
+        self.block_committed.set()
+        self.block_committed = trio.Event()
 
 
 def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -276,6 +320,14 @@ def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> i
     if not lo <= value <= hi:
         raise ApiError(400, "bad_parameter", f"{name} must be between {lo} and {hi}")
     return value
+
+
+def _wait_param(request: Request) -> bool:
+    """``?wait=commit`` waits for the commit; no ``wait`` answers after admission."""
+    text = request.query_params.get("wait")
+    if text not in (None, "commit"):
+        raise ApiError(400, "bad_parameter", "wait must be 'commit' (or absent)")
+    return text == "commit"
 
 
 def _float_param(request: Request, name: str) -> float | None:
@@ -294,6 +346,7 @@ def build_app(node: Node) -> Starlette:
     api = Api(node)
     hub = StreamHub(node, api.queries)
     node.subscribe(hub.on_block)
+    node.subscribe(api.on_block)
     w = api.wrap
     routes = [
         Route("/livez", w("livez", api.livez)),
@@ -316,14 +369,25 @@ def build_app(node: Node) -> Starlette:
         WebSocketRoute("/v1/ws", hub.endpoint),
     ]
 
+    def counted(response: Response, route: str = "unmatched") -> Response:
+        node.metrics.api_requests.labels(route=route, status=str(response.status_code)).inc()
+        return response
+
     async def not_found(request: Request, exc: Exception) -> Response:
-        return error_response(404, "not_found", f"no route {request.url.path}")
+        path = request.url.path[:100]
+        return counted(error_response(404, "not_found", f"no route {path}"))
 
     async def method_not_allowed(request: Request, exc: Exception) -> Response:
-        return error_response(405, "method_not_allowed", f"{request.method} not allowed here")
+        return counted(
+            error_response(405, "method_not_allowed", f"{request.method} not allowed here")
+        )
 
     async def server_error(request: Request, exc: Exception) -> Response:
-        return error_response(500, "internal_error", "the node failed to answer; see its logs")
+        log.error("api_request_failed", exc_info=exc)
+        return counted(
+            error_response(500, "internal_error", "the node failed to answer; see its logs"),
+            "error",
+        )
 
     app = Starlette(
         routes=routes,
@@ -335,7 +399,12 @@ def build_app(node: Node) -> Starlette:
 
 
 def build_metrics_app(node: Node) -> Starlette:
+    transport = TransportCounters()
+
     async def metrics(request: Request) -> Response:
+        # Gauges read from the peer manager are refreshed when scraped, so they are never
+        # stale even when no frame arrives (e.g. every peer is gone).
+        transport.refresh(node.metrics, node.peers)
         return Response(node.metrics.render(), media_type="text/plain; version=0.0.4")
 
     return Starlette(routes=[Route("/metrics", metrics)])

@@ -93,7 +93,7 @@ class HistoryIndex:
                 self._ring(self.trades, market_id, TRADES_PER_MARKET_MAX).append(item)
             if kind == "funding" and isinstance(market_id, int):
                 self._ring(self.market_funding, market_id, FUNDING_PER_MARKET_MAX).append(item)
-            for who in self._accounts_of(body):
+            for who in self.accounts_of(body):
                 lists = self._account(who)
                 if kind in FILL_KINDS:
                     lists["fills"].append(item)
@@ -110,7 +110,8 @@ class HistoryIndex:
         return ring
 
     @staticmethod
-    def _accounts_of(body: dict[str, Any]) -> list[bytes]:
+    def accounts_of(body: dict[str, Any]) -> list[bytes]:
+        """The accounts an event names (32-byte values of its account fields)."""
         out: list[bytes] = []
         for name in ACCOUNT_FIELDS:
             value = body.get(name)

@@ -9,12 +9,23 @@ see one whole block. Proofs read LMDB in one read transaction (``Store.prove``).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from consensus.types import Block, QuorumCert
-from node.api.history import BACKFILL_HEIGHTS, HistoryIndex, HistoryItem, page, parse_cursor
+from node.api.history import (
+    BACKFILL_HEIGHTS,
+    HistoryIndex,
+    HistoryItem,
+    event_body,
+    page,
+    parse_cursor,
+)
+from node.api.txevents import tx_event_indexes
+from node.api.txjson import snake
 from node.api.units import MarketUnits, atoms_to_decimal
 from node.keys import parse_address
+from node.storage import ProofAt
 from state_machine.codec import DecodeError, decode_raw
 from state_machine.exchange import EVENT_FIELDS
 from state_machine.genesis import MARKET_KIND_NAMES, Market
@@ -26,13 +37,14 @@ from state_machine.margin import (
     unrealized_pnl_atoms,
 )
 from state_machine.state import Position
-from state_machine.tx import Transaction
+from state_machine.tx import Transaction, WithdrawRequest
 from state_machine.txroot import inclusion_proof, tx_root
 
 if TYPE_CHECKING:
     from node.node import Node
 
 READY_BLOCK_AGE_S = 10.0
+PROOF_ATTEMPTS_MAX = 5
 TX_RESULT_FIELDS = ("code", "message", "order_id", "filled_lots", "status", "count")
 
 
@@ -473,7 +485,7 @@ class Queries:
     def committed_tx_json(
         self, tx_id: bytes, height: int, index: int, result: Any
     ) -> dict[str, Any]:
-        """A committed transaction: results per action, events, inclusion proof."""
+        """A committed transaction: results per action, its events, its inclusion proof."""
         result_obj = result.to_obj() if hasattr(result, "to_obj") else result
         if isinstance(result_obj, bytes):
             result_obj = decode_raw(result_obj)
@@ -485,77 +497,122 @@ class Queries:
             "index": index,
             "code": code,
             "message": message,
-            "results": [dict(zip(TX_RESULT_FIELDS, a, strict=True)) for a in actions],
         }
         chain = self.node.chain
         assert chain is not None
         raw_block = chain.store.get_block(height)
-        if raw_block is not None:
-            block = Block.from_wire(raw_block)
-            leaves = list(block.payload)
-            proof = inclusion_proof(leaves, index)
-            out["inclusion_proof"] = {
-                "leaf_index": index,
-                "tree_size": len(leaves),
-                "tx": leaves[index].hex(),
-                "path": [h.hex() for h in proof.path],
-                "root": tx_root(leaves).hex(),
-                "header_payload_root": block.header.payload_root.hex(),
-            }
+        if raw_block is None:
+            # Pruned: the result is kept with the block, so this is a race with pruning.
+            raise QueryError(404, "unknown_tx", f"block {height} of this transaction is pruned")
+        block = Block.from_wire(raw_block)
+        leaves = list(block.payload)
+        tx = Transaction.from_wire(leaves[index])
+        out["results"] = [
+            self.action_result_json(a, r) for a, r in zip(tx.actions, actions, strict=True)
+        ]
+        out["signer"] = tx.signer.hex()
+        out["nonce"] = tx.nonce
+        out["block_hash"] = block.block_hash().hex()
+        out["timestamp_ms"] = block.header.timestamp_ms
+        out["events"] = self.tx_events_json(tx, actions, height, block.header.timestamp_ms)
+        proof = inclusion_proof(leaves, index)
+        out["inclusion_proof"] = {
+            "leaf_index": index,
+            "tree_size": len(leaves),
+            "tx": leaves[index].hex(),
+            "path": [h.hex() for h in proof.path],
+            "root": tx_root(leaves).hex(),
+            "header_payload_root": block.header.payload_root.hex(),
+        }
+        return out
+
+    def action_result_json(self, action: Any, result: Sequence[Any]) -> dict[str, Any]:
+        """One action's result; ``filled`` is ``filled_lots`` in the market's size units."""
+        out: dict[str, Any] = {"action": snake(type(action).__name__)}
+        out.update(zip(TX_RESULT_FIELDS, result, strict=True))
+        units = self.units.get(getattr(action, "market_id", -1))
+        if units is not None and not isinstance(action, WithdrawRequest):
+            out["filled"] = units.lots_to_size(out["filled_lots"])
+        return out
+
+    def tx_events_json(
+        self, tx: Transaction, results: Sequence[Sequence[Any]], height: int, timestamp_ms: int
+    ) -> list[dict[str, Any]]:
+        chain = self.node.chain
+        assert chain is not None
+        raw_events = chain.store.get_events(height)
+        if raw_events is None:
+            return []
+        events = decode_raw(raw_events)
+        out = []
+        for i in tx_event_indexes(tx, results, events):
+            body = event_body(events[i])
+            assert body is not None
+            out.append(self.event_json(HistoryItem(height, i, timestamp_ms, events[i][0], body)))
         return out
 
     # ---- proofs ----------------------------------------------------------------------------
 
-    def account_proof(self, text: str, height: int | None) -> dict[str, Any]:
-        """State proofs of every entry of the account at the latest height (worker thread)."""
-        who = self.lookup_address(text)
+    def prove_account(self, who: bytes) -> list[ProofAt]:
+        """Proofs of every entry of the account at one height (worker thread).
+
+        Each ``Store.prove`` reads in its own transaction and a block may commit in between,
+        so the proofs are taken again until they all come from the same height.
+        """
         chain = self.node.chain
         if chain is None:
             raise QueryError(503, "starting", "the node is still starting")
-        store = chain.store
-        latest = store.height
-        if height is not None and height != latest:
-            raise QueryError(
-                404,
-                "height_not_provable",
-                f"proofs are kept for the latest height only ({latest})",
-            )
         keys = account_state_keys(chain.genesis, who)
-        proofs = [store.prove(key) for key in keys]
-        proof_height = proofs[0].height if proofs else latest
-        # The root after block h is certified by block h+1's header, signed by its commit QC;
-        # until h+1 exists, block h's own QC certifies the block that produced it.
-        raw_next = store.get_block(proof_height + 1)
-        entries = []
-        for p in proofs:
-            entries.append(
+        for _ in range(PROOF_ATTEMPTS_MAX):
+            proofs = [chain.store.prove(key) for key in keys]
+            if len({p.height for p in proofs}) == 1:
+                return proofs
+        raise QueryError(503, "busy", "the chain moved during every attempt; retry")
+
+    def certificate(self, height: int) -> tuple[Block, QuorumCert] | None:
+        """Block ``height`` and its commit QC if stored (worker thread)."""
+        chain = self.node.chain
+        assert chain is not None
+        raw_block = chain.store.get_block(height)
+        raw_qc = chain.store.get_qc(height)
+        if raw_block is None or raw_qc is None:
+            return None
+        return Block.from_wire(raw_block), QuorumCert.from_wire(raw_qc)
+
+    def account_proof_json(
+        self, who: bytes, proofs: list[ProofAt], block: Block, qc: QuorumCert
+    ) -> dict[str, Any]:
+        """The proofs with the header of the next block (which carries their root) and the
+        commit QC that signs that header."""
+        height = proofs[0].height
+        root = proofs[0].state_root
+        if block.header.state_root != root or block.height != height + 1:
+            raise QueryError(500, "internal_error", "stored header disagrees with the state root")
+        return {
+            "address": who.hex(),
+            "height": height,
+            "state_root": root.hex(),
+            "entries": [
                 {
                     "key": p.key.hex(),
                     "value": p.value.hex() if p.value is not None else None,
                     "proof": p.proof.to_wire().hex(),
                 }
-            )
-        out: dict[str, Any] = {
-            "address": who.hex(),
-            "height": proof_height,
-            "state_root": proofs[0].state_root.hex() if proofs else store.state_root.hex(),
-            "entries": entries,
-            "certified_by": None,
+                for p in proofs
+            ],
+            "certified_by": {
+                "header": header_json(block),
+                "block_hash": block.block_hash().hex(),
+                "commit_qc": qc_json(qc),
+            },
         }
-        if raw_next is not None:
-            raw_qc = store.get_qc(proof_height + 1)
-            if raw_qc is not None:
-                block = Block.from_wire(raw_next)
-                out["certified_by"] = {
-                    "header": header_json(block),
-                    "block_hash": block.block_hash().hex(),
-                    "commit_qc": qc_json(QuorumCert.from_wire(raw_qc)),
-                }
-        return out
 
 
 def account_state_keys(genesis: Any, who: bytes) -> list[bytes]:
-    """Every state key an account can own: balances per asset and positions per perp."""
+    """Every state key an account can own: balance per asset and position per perp.
+
+    A light client derives the same list itself (cli/lightclient.py) and checks that the
+    answer has exactly these keys, so none can be left out."""
     keys = [b"\x01" + who + a.asset_id.to_bytes(4, "big") for a in genesis.assets]
     keys += [b"\x02" + who + m.market_id.to_bytes(4, "big") for m in genesis.markets if m.is_perp]
     return sorted(keys)

@@ -18,7 +18,10 @@ build exactly the bytes it signs:
   ``withdraw_request``, ``set_leverage``, ``adjust_isolated_margin``, ``oracle_update``);
 * for order actions, ``price``/``size``/``trigger_price`` decimal strings may replace
   ``price_ticks``/``size_lots``/``trigger_price_ticks``; they are converted exactly with the
-  market's tick and lot or rejected (``tick_size``, ``lot_size``, ``bad_decimal``).
+  market's tick and lot or rejected (``tick_size``, ``lot_size``, ``bad_decimal``);
+* for ``transfer`` and ``withdraw_request``, an ``amount`` decimal string may replace
+  ``amount_atoms``; it is converted with the asset's decimals or rejected
+  (``too_many_decimals``, ``bad_decimal``, ``unknown_asset``).
 
 The signature covers the canonical signing bytes of the resulting wire transaction
 (``Transaction.signing_bytes``), never the JSON text.
@@ -30,18 +33,21 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from node.api.units import MarketUnits, UnitError
+from node.api.units import MarketUnits, UnitError, decimal_to_atoms
 from state_machine import codec
 from state_machine.codec import DecodeError
 from state_machine.tx import ACTION, Action, Transaction
 
 MarketLookup = Callable[[int], MarketUnits | None]
+AssetDecimals = Callable[[int], int | None]
 
 DECIMAL_ALIASES = {
     "price": "price_ticks",
     "size": "size_lots",
     "trigger_price": "trigger_price_ticks",
 }
+# Amounts of an asset (transfer, withdraw_request), converted with the asset's decimals.
+AMOUNT_ALIASES = {"amount": "amount_atoms"}
 
 
 class TxJsonError(ValueError):
@@ -88,7 +94,11 @@ def _value_from_json(value: Any, spec: codec.Spec, where: str) -> Any:
 
 
 def _struct_from_json(
-    data: Any, cls: type[codec.Wire], where: str, markets: MarketLookup | None
+    data: Any,
+    cls: type[codec.Wire],
+    where: str,
+    markets: MarketLookup | None,
+    assets: AssetDecimals | None = None,
 ) -> list[Any]:
     if not isinstance(data, dict):
         raise TxJsonError("malformed", f"{where}: expected an object")
@@ -96,6 +106,7 @@ def _struct_from_json(
     data = dict(data)
     data.pop("type", None)
     _apply_decimal_aliases(data, names, where, markets)
+    _apply_amount_aliases(data, names, where, assets)
     for key in data:
         if key not in names:
             raise TxJsonError("malformed", f"{where}.{key}: unknown field")
@@ -133,7 +144,29 @@ def _apply_decimal_aliases(
             raise TxJsonError(exc.code, exc.message) from None
 
 
-def transaction_from_json(data: Any, markets: MarketLookup) -> Transaction:
+def _apply_amount_aliases(
+    data: dict[str, Any], names: set[str], where: str, assets: AssetDecimals | None
+) -> None:
+    aliases = [a for a in AMOUNT_ALIASES if a in data and AMOUNT_ALIASES[a] in names]
+    if not aliases:
+        return
+    asset_id = _int_value(data.get("asset_id"), f"{where}.asset_id")
+    decimals = assets(asset_id) if assets is not None and isinstance(asset_id, int) else None
+    if decimals is None:
+        raise TxJsonError("unknown_asset", f"{where}.asset_id: unknown asset {asset_id!r}")
+    for alias in aliases:
+        target = AMOUNT_ALIASES[alias]
+        if target in data:
+            raise TxJsonError("malformed", f"{where}: give {alias} or {target}, not both")
+        try:
+            data[target] = decimal_to_atoms(data.pop(alias), decimals, f"{where}.{alias}")
+        except UnitError as exc:
+            raise TxJsonError(exc.code, exc.message) from None
+
+
+def transaction_from_json(
+    data: Any, markets: MarketLookup, assets: AssetDecimals | None = None
+) -> Transaction:
     """Build the wire transaction a JSON body describes; TxJsonError says what is wrong."""
     if not isinstance(data, dict):
         raise TxJsonError("malformed", "transaction: expected a JSON object")
@@ -149,7 +182,7 @@ def transaction_from_json(data: Any, markets: MarketLookup) -> Transaction:
                 "malformed", f"{where}.type: expected one of {', '.join(ACTION_TYPES)}"
             )
         cls = ACTION_TYPES[action["type"]]
-        action_objs.append([cls.TAG, *_struct_from_json(action, cls, where, markets)])
+        action_objs.append([cls.TAG, *_struct_from_json(action, cls, where, markets, assets)])
     if len(actions) > 64:
         action_objs.append(None)  # let the codec reject the over-long list by its rule
     body["actions"] = []

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from node.api.history import HistoryIndex
+from node.api.history import HistoryIndex, HistoryItem, event_body
 from node.api.queries import Queries, QueryError
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ CLOSE_POLICY = 1008
 
 
 class Subscription:
-    __slots__ = ("address", "channel", "depth", "last", "market", "seq", "sub_id")
+    __slots__ = ("address", "channel", "depth", "height", "last", "market", "seq", "sub_id")
 
     def __init__(self, sub_id: Any, channel: str) -> None:
         self.sub_id = sub_id
@@ -48,6 +48,8 @@ class Subscription:
         self.depth = 10
         self.address = ""
         self.seq = 0
+        # Height the snapshot reflects: updates of blocks at or below it are already in it.
+        self.height = 0
         self.last: Any = None
 
 
@@ -84,6 +86,8 @@ class StreamHub:
         block_index.add_block(executed.height, executed.timestamp_ms, executed.result.events)
         for conn in list(self.connections):
             for sub in list(conn.subs.values()):
+                if executed.height <= sub.height:
+                    continue
                 data = self.update_data(sub, executed, block_index)
                 if data is None:
                     continue
@@ -121,44 +125,63 @@ class StreamHub:
                 "txs": len(executed.txs),
             }
         if sub.channel == "account":
-            who = q.lookup_address(sub.address)
-            lists = index.accounts.get(who)
-            if lists is None:
-                return None
-            seen: set[tuple[int, int]] = set()
-            events = []
-            for kind in ("fills", "funding", "ledger"):
-                for item in lists[kind]:
-                    if item.position not in seen:
-                        seen.add(item.position)
-                        events.append(q.event_json(item))
-            return {"events": events, "account": q.account(sub.address)}
+            return self.account_update(sub, executed)
         return None
 
+    def account_update(self, sub: Subscription, executed: Executed) -> Any:
+        """Every event of the block naming the account, then its account and open orders."""
+        q = self.queries
+        who = q.lookup_address(sub.address)
+        events = []
+        for i, event in enumerate(executed.result.events):
+            body = event_body(event)
+            if body is None or who not in HistoryIndex.accounts_of(body):
+                continue
+            item = HistoryItem(executed.height, i, executed.timestamp_ms, str(event[0]), body)
+            events.append(q.event_json(item))
+        if not events:
+            return None
+        return {
+            "events": events,
+            "account": q.account(sub.address),
+            "orders": q.open_orders(sub.address)["orders"],
+        }
+
     def snapshot(self, sub: Subscription) -> Any:
+        """The subscription's current data; sets ``sub.height`` to the height it reflects.
+
+        Between applying a block and storing it the in-memory state is one block ahead of the
+        store and of the history index, so each channel names the height of its own source."""
         q = self.queries
         if sub.channel == "book":
             book = q.book(sub.market, sub.depth)
+            sub.height = book["height"]
             sub.last = {"bids": book["bids"], "asks": book["asks"]}
             return sub.last
         if sub.channel == "trades":
+            sub.height = q.indexed_height
             return q.trades(sub.market, 50)
         if sub.channel == "blocks":
-            return q.status()
+            status = q.status()
+            sub.height = status["height"]
+            return status
         if sub.channel == "account":
-            return {"account": q.account(sub.address), "orders": q.open_orders(sub.address)}
+            account = q.account(sub.address)
+            sub.height = account["height"]
+            return {"account": account, "orders": q.open_orders(sub.address)["orders"]}
         raise QueryError(400, "unknown_channel", f"no channel {sub.channel!r}")
 
     # ---- the endpoint --------------------------------------------------------------------
 
     async def endpoint(self, websocket: WebSocket) -> None:
         if len(self.connections) >= CONNECTIONS_MAX:
+            self.node.metrics.websocket_disconnects.labels(reason="too_many_connections").inc()
             await websocket.close(code=1013, reason="too many WebSocket connections")
             return
         await websocket.accept()
         conn = Connection()
         self.connections.add(conn)
-        self.node.metrics.websocket_subscribers.set(self._subscriber_count())
+        self._count_connections()
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer, websocket, conn, nursery.cancel_scope)
@@ -169,10 +192,15 @@ class StreamHub:
             pass
         finally:
             self.connections.discard(conn)
-            self.node.metrics.websocket_subscribers.set(self._subscriber_count())
+            self._count_connections()
 
     def _subscriber_count(self) -> int:
         return sum(len(c.subs) for c in self.connections)
+
+    def _count_connections(self) -> None:
+        metrics = self.node.metrics
+        metrics.websocket_connections.set(len(self.connections))
+        metrics.websocket_subscribers.set(self._subscriber_count())
 
     async def _writer(self, ws: WebSocket, conn: Connection, scope: trio.CancelScope) -> None:
         try:
@@ -184,6 +212,7 @@ class StreamHub:
     async def _watch_slow(self, ws: WebSocket, conn: Connection, scope: trio.CancelScope) -> None:
         await conn.closed.wait()
         if conn.too_slow:
+            self.node.metrics.websocket_disconnects.labels(reason="slow_consumer").inc()
             with contextlib.suppress(RuntimeError):
                 await ws.close(code=CLOSE_POLICY, reason="consumer too slow; resubscribe")
         scope.cancel()
@@ -220,6 +249,7 @@ class StreamHub:
             return
         if op == "unsubscribe":
             removed = conn.subs.pop(sub_id, None)
+            self.node.metrics.websocket_subscribers.set(self._subscriber_count())
             conn.push({"type": "unsubscribed", "id": sub_id, "found": removed is not None})
             return
         if op != "subscribe":
@@ -237,14 +267,13 @@ class StreamHub:
             return
         conn.subs[sub_id] = sub
         self.node.metrics.websocket_subscribers.set(self._subscriber_count())
-        height = self.node.chain.height if self.node.chain is not None else 0
         conn.push(
             {
                 "type": "snapshot",
                 "id": sub_id,
                 "channel": sub.channel,
                 "seq": 0,
-                "height": height,
+                "height": sub.height,
                 "data": data,
             }
         )

@@ -1,0 +1,121 @@
+"""Which events of a block belong to one transaction (for ``GET /v1/txs/{id}``).
+
+The state machine emits one flat event list per block, and a block runs its actions by class
+(non-order actions, cancels, post-only orders, other orders), so the events of one transaction
+are interleaved with others'. They are attributed here by what identifies them:
+
+* order events (``order_accepted``, ``order_rested``, ``order_cancelled``, ``order_amended``)
+  and fills by order id: the ids the transaction's results report for its placements, cancels
+  and amends (order ids are unique for the chain's life); a fill belongs to every transaction
+  whose order took part in it (taker or maker);
+* ``order_rejected`` by signer, market and client id of a rejected placement;
+* ``cancel_all``: the ``order_cancelled`` events of the signer with reason ``user`` in the
+  market (all markets if none was named);
+* ``transfer``, ``withdrawal``, ``leverage``, ``isolated_margin`` by signer and the action's
+  own fields.
+
+Two transactions of one signer in one block that do the exact same transfer (or cancel-all)
+get each other's identical events too; nothing else is ambiguous.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from node.api.history import event_body
+from state_machine.tx import (
+    AdjustIsolatedMargin,
+    CancelAll,
+    PlaceOrder,
+    SetLeverage,
+    Transaction,
+    Transfer,
+    WithdrawRequest,
+)
+
+ORDER_EVENTS = ("order_accepted", "order_rested", "order_cancelled", "order_amended")
+
+
+class TxMatcher:
+    """The identifying facts of one transaction and its results."""
+
+    def __init__(self, tx: Transaction, results: Sequence[Sequence[Any]]) -> None:
+        self.signer = tx.signer
+        self.order_ids: set[int] = set()
+        self.rejected: set[tuple[int, int]] = set()  # (market_id, client_id)
+        self.cancel_all_markets: set[int | None] = set()
+        self.other: list[tuple[str, tuple[Any, ...]]] = []
+        for action, result in zip(tx.actions, results, strict=False):
+            self._add(action, result)
+
+    def _add(self, action: Any, result: Sequence[Any]) -> None:
+        code, order_id = result[0], result[2]
+        # A result's order id is the order the action placed, cancelled or amended (a
+        # withdrawal reports its withdrawal id there instead).
+        if order_id and not isinstance(action, WithdrawRequest):
+            self.order_ids.add(order_id)
+        if isinstance(action, PlaceOrder) and code != "ok":
+            self.rejected.add((action.market_id, action.client_id))
+        elif isinstance(action, CancelAll) and code == "ok":
+            self.cancel_all_markets.add(action.market_id)
+        elif isinstance(action, Transfer):
+            self.other.append(("transfer", (action.to, action.asset_id, action.amount_atoms)))
+        elif isinstance(action, WithdrawRequest):
+            self.other.append(("withdrawal", (action.asset_id, action.amount_atoms)))
+        elif isinstance(action, SetLeverage):
+            self.other.append(("leverage", (action.market_id, action.leverage)))
+        elif isinstance(action, AdjustIsolatedMargin):
+            self.other.append(("isolated_margin", (action.market_id, action.delta_atoms)))
+
+    def matches(self, kind: str, body: dict[str, Any]) -> bool:
+        if kind in ORDER_EVENTS:
+            return body["order_id"] in self.order_ids or self._cancel_all_hit(kind, body)
+        if kind == "fill":
+            return bool({body["taker_order_id"], body["maker_order_id"]} & self.order_ids)
+        if kind == "order_rejected":
+            return (
+                body["account"] == self.signer
+                and (body["market_id"], body["client_id"]) in self.rejected
+            )
+        return self._other_hit(kind, body)
+
+    def _cancel_all_hit(self, kind: str, body: dict[str, Any]) -> bool:
+        return (
+            kind == "order_cancelled"
+            and body["account"] == self.signer
+            and body["reason"] == "user"
+            and bool({None, body["market_id"]} & self.cancel_all_markets)
+        )
+
+    def _other_hit(self, kind: str, body: dict[str, Any]) -> bool:
+        facts = _other_facts(kind, body, self.signer)
+        return facts is not None and (kind, facts) in self.other
+
+
+def _other_facts(kind: str, body: dict[str, Any], signer: bytes) -> tuple[Any, ...] | None:
+    owner = body.get("from") if kind == "transfer" else body.get("account")
+    if owner != signer:
+        return None
+    if kind == "transfer":
+        return (body["to"], body["asset_id"], body["amount_atoms"])
+    if kind == "withdrawal":
+        return (body["asset_id"], body["amount_atoms"])
+    if kind == "leverage":
+        return (body["market_id"], body["leverage"])
+    if kind == "isolated_margin":
+        return (body["market_id"], body["delta_atoms"])
+    return None
+
+
+def tx_event_indexes(
+    tx: Transaction, results: Sequence[Sequence[Any]], events: Sequence[Sequence[Any]]
+) -> list[int]:
+    """Positions in the block's event list of the events that belong to ``tx``."""
+    matcher = TxMatcher(tx, results)
+    out: list[int] = []
+    for index, event in enumerate(events):
+        body = event_body(event)
+        if body is not None and matcher.matches(str(event[0]), body):
+            out.append(index)
+    return out
