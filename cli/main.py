@@ -20,6 +20,10 @@ COMMAND_MODULES = (
     "cli.node_cmd",
     "cli.keys_cmd",
     "cli.snapshot_cmd",
+    "cli.trade_cmd",
+    "cli.watch_cmd",
+    "cli.proof_cmd",
+    "cli.localnet_cmd",
     "cli.bench",
 )
 

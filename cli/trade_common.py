@@ -1,0 +1,259 @@
+"""Shared plumbing of the trader commands: options, the market catalogue, signing, output.
+
+Everything here talks to a node through its public HTTP API (:class:`cli.client.NodeClient`)
+and to local key files; nothing reads a node's data directory. Prices, sizes and amounts are
+decimal strings at the edge and are converted to ticks, lots and atoms exactly, with the tick,
+lot and decimals the node publishes at ``GET /v1/markets`` (a value that is not a whole number
+of ticks or lots is refused here, before anything is signed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from cli.client import DEFAULT_NODE_URL, ApiError, NodeClient
+from cli.errors import EXIT_OK, EXIT_REJECTED, CliError
+from cli.nonces import next_nonce
+from node.api.units import UnitError, format_fraction, parse_decimal
+from node.keys import KeyFileError, address_of, read_key_file
+from state_machine.crypto import Keypair
+from state_machine.tx import Action, sign_transaction
+
+NODE_ENV = "PERPBFT_NODE"
+KEY_ENV = "PERPBFT_KEY"
+
+# Admission refusals that are the user's transaction being refused (exit 1), as opposed to a
+# malformed request or an unreachable node (exit 2).
+USAGE_API_CODES = frozenset(
+    {"malformed", "malformed_json", "unsupported_media_type", "body_too_large", "bad_parameter"}
+)
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, *, key: bool = False) -> None:
+    parser.add_argument(
+        "--node",
+        default=None,
+        help=f"API URL of a node (default: ${NODE_ENV}, else {DEFAULT_NODE_URL})",
+    )
+    if key:
+        parser.add_argument("--key", default=None, help=f"signing key file (default: ${KEY_ENV})")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
+
+def node_url(args: argparse.Namespace) -> str:
+    url: str = args.node or os.environ.get(NODE_ENV) or DEFAULT_NODE_URL
+    return url
+
+
+def open_client(args: argparse.Namespace) -> NodeClient:
+    return NodeClient(node_url(args))
+
+
+def key_path(args: argparse.Namespace) -> Path:
+    text = getattr(args, "key", None) or os.environ.get(KEY_ENV)
+    if not text:
+        raise CliError(f"--key FILE is required (or set ${KEY_ENV})")
+    return Path(text)
+
+
+def load_key(args: argparse.Namespace) -> tuple[Path, Keypair]:
+    path = key_path(args)
+    try:
+        return path, read_key_file(path)
+    except KeyFileError as exc:
+        raise CliError(str(exc)) from None
+
+
+def address_argument(args: argparse.Namespace, given: str | None) -> str:
+    """The account address to query: the argument, else the --key file's account."""
+    if given:
+        return given
+    _, key = load_key(args)
+    return address_of(key.public_key)
+
+
+# ---- the market catalogue ------------------------------------------------------------------
+
+
+class MarketInfo:
+    """One market as the node publishes it, with exact tick and lot arithmetic."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.body = body
+        self.market_id = int(body["market_id"])
+        self.symbol = str(body["symbol"])
+        self.kind = str(body["kind"])
+        self.tick = parse_decimal(body["tick_size"], "tick_size")
+        self.lot = parse_decimal(body["lot_size"], "lot_size")
+
+    def price_to_ticks(self, text: str, what: str = "price") -> int:
+        return _whole_units(text, self.tick, what, "tick", body=self.body["tick_size"])
+
+    def size_to_lots(self, text: str, what: str = "size") -> int:
+        return _whole_units(text, self.lot, what, "lot", body=self.body["lot_size"])
+
+    def ticks_to_price(self, ticks: int) -> str:
+        return format_fraction(ticks * self.tick)
+
+    def lots_to_size(self, lots: int) -> str:
+        return format_fraction(lots * self.lot)
+
+
+def _whole_units(text: str, unit: Fraction, what: str, unit_name: str, body: str) -> int:
+    try:
+        value = parse_decimal(text, what)
+    except UnitError as exc:
+        raise CliError(exc.message) from None
+    count = value / unit
+    if count.denominator != 1:
+        raise CliError(f"{what} {text} is not a whole number of {unit_name}s ({body})")
+    if count.numerator == 0:
+        raise CliError(f"{what} must be positive")
+    return int(count.numerator)
+
+
+class Catalogue:
+    """Markets by symbol (case-insensitive) and assets by symbol, from ``GET /v1/markets``."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.markets = [MarketInfo(m) for m in body.get("markets", [])]
+        self.by_symbol = {m.symbol.upper(): m for m in self.markets}
+        self.assets: dict[str, tuple[int, int]] = {
+            str(a["symbol"]).upper(): (int(a["asset_id"]), int(a["decimals"]))
+            for a in body.get("assets", [])
+        }
+
+    @classmethod
+    def fetch(cls, client: NodeClient) -> Catalogue:
+        return cls(api_get(client, "/v1/markets"))
+
+    def market(self, symbol: str) -> MarketInfo:
+        found = self.by_symbol.get(symbol.upper())
+        if found is None:
+            known = ", ".join(m.symbol for m in self.markets)
+            raise CliError(f"no market {symbol!r} (markets: {known})")
+        return found
+
+    def asset_atoms(self, symbol: str, amount: str) -> tuple[int, int]:
+        """(asset id, atoms) of ``amount`` of ``symbol``, exactly."""
+        found = self.assets.get(symbol.upper())
+        if found is None:
+            raise CliError(f"no asset {symbol!r} (assets: {', '.join(self.assets)})")
+        asset_id, decimals = found
+        try:
+            value = parse_decimal(amount, "amount") * 10**decimals
+        except UnitError as exc:
+            raise CliError(exc.message) from None
+        if value.denominator != 1:
+            raise CliError(f"amount {amount}: {symbol} has {decimals} decimal places")
+        if value.numerator == 0:
+            raise CliError("amount must be positive")
+        return asset_id, int(value.numerator)
+
+
+# ---- talking to the node -------------------------------------------------------------------
+
+
+def api_get(client: NodeClient, path: str, **params: Any) -> Any:
+    """GET that turns an API error reply into a one-line failure (exit 1 for a 404 of
+    something that does not exist, 2 for a bad request)."""
+    try:
+        return client.get(path, **params)
+    except ApiError as exc:
+        code = EXIT_REJECTED if exc.status == 404 else 2
+        raise CliError(f"{exc.code}: {exc.message}", code) from None
+
+
+def sign_and_submit(
+    args: argparse.Namespace, client: NodeClient, actions: Sequence[Action]
+) -> dict[str, Any]:
+    """Sign ``actions`` with the --key file's key and a fresh nonce, submit, wait for the
+    commit; return the committed transaction. An admission refusal raises CliError (exit 1)."""
+    path, key = load_key(args)
+    status = api_get(client, "/v1/status")
+    tx = sign_transaction(key, str(status["chain_id"]), next_nonce(path), list(actions))
+    try:
+        answer: dict[str, Any] = client.submit(tx, wait_commit=True)
+    except ApiError as exc:
+        exit_code = 2 if exc.code in USAGE_API_CODES else EXIT_REJECTED
+        raise CliError(f"rejected: {exc.code}: {exc.message}", exit_code) from None
+    if answer.get("status") != "committed":
+        raise CliError(
+            f"transaction {answer.get('tx_id')} admitted but not committed yet; "
+            f"check later with: perpbft tx {answer.get('tx_id')}",
+            EXIT_REJECTED,
+        )
+    return answer
+
+
+def committed_ok(answer: dict[str, Any]) -> bool:
+    if answer.get("code") != "ok":
+        return False
+    return all(r.get("code") == "ok" for r in answer.get("results", []))
+
+
+def print_committed(
+    answer: dict[str, Any], args: argparse.Namespace, market: MarketInfo | None = None
+) -> int:
+    """Print a committed transaction's per-action results; exit 1 if anything was refused."""
+    ok = committed_ok(answer)
+    if args.json:
+        print_json(answer)
+        return EXIT_OK if ok else EXIT_REJECTED
+    console = Console()
+    console.print(
+        f"tx {answer['tx_id']} committed at height {answer['height']}"
+        + ("" if answer.get("code") == "ok" else f": {answer['code']}: {answer.get('message')}")
+    )
+    for i, r in enumerate(answer.get("results", [])):
+        console.print(f"  action {i}: {describe_result(r, market)}")
+    return EXIT_OK if ok else EXIT_REJECTED
+
+
+def describe_result(result: dict[str, Any], market: MarketInfo | None) -> str:
+    code = result.get("code")
+    if code != "ok":
+        return f"REJECTED {code}: {result.get('message', '')}"
+    parts = ["ok"]
+    if result.get("order_id"):
+        parts.append(f"order_id={result['order_id']}")
+    if result.get("status"):
+        parts.append(f"status={result['status']}")
+    filled = int(result.get("filled_lots") or 0)
+    if filled:
+        size = market.lots_to_size(filled) if market is not None else f"{filled} lots"
+        parts.append(f"filled={size}")
+    if result.get("count"):
+        parts.append(f"count={result['count']}")
+    return " ".join(parts)
+
+
+# ---- output --------------------------------------------------------------------------------
+
+
+def print_json(body: Any) -> None:
+    print(json.dumps(body, indent=None, separators=(",", ":")))
+
+
+def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
+    t = Table(title=title, title_justify="left")
+    for column in columns:
+        t.add_column(column)
+    for row in rows:
+        t.add_row(*["" if v is None else str(v) for v in row])
+    return t
+
+
+def print_tables(*tables: Table) -> None:
+    console = Console()
+    for t in tables:
+        console.print(t)

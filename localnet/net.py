@@ -1,0 +1,268 @@
+"""A localnet: N validators, their oracle feeders and demo traffic as background processes.
+
+Layout of a localnet home (default ``$PERPBFT_LOCALNET_HOME``, else ``~/.perpbft-localnet``)::
+
+    net/            the testnet (node homes, genesis.json, testnet.json, keys/demo*.json)
+    keys/           maker.json, taker.json (funded in genesis, used by the demo bots)
+    run/NAME.pid    one per background process: node0.., oracle0.., maker, taker
+    logs/NAME.log   their output
+    oracle_control.json   the feeders' price shift (``perpbft localnet oracle``)
+
+``up`` writes a fresh testnet if there is none (or with ``fresh``), else reuses it and its
+chain data; starts the validators, waits until every one has committed blocks, then starts a
+feeder per validator and the bots. Nothing is held by the ``up`` process: everything runs in
+the background until ``down``. Node API ports are ``base_port + 10*i + 1``; the default base
+port puts node0's API on 26657, the command line's default ``--node``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from localnet.procs import Procs
+from node.config import HomeError
+from node.keys import generate_keypair, read_key_file, write_key_file
+from node.testnet import write_testnet
+
+HOME_ENV = "PERPBFT_LOCALNET_HOME"
+DEFAULT_BASE_PORT = 26_656
+CHAIN_ID = "perpbft-localnet"
+BOT_KEYS = ("maker", "taker")
+COMMIT_HEIGHT_MIN = 2
+STARTUP_TIMEOUT_S = 90.0
+
+Progress = Callable[[str, float], None]  # (what is happening, fraction done 0..1)
+
+
+class LocalnetError(Exception):
+    """A localnet that cannot be brought up or used; the message says why in one line."""
+
+
+def default_home() -> Path:
+    return Path(os.environ.get(HOME_ENV) or Path.home() / ".perpbft-localnet")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UpOptions:
+    validators: int = 4
+    block_ms: int = 500
+    base_port: int = DEFAULT_BASE_PORT
+    demo_accounts: int = 4
+    fresh: bool = False
+    oracle: bool = True
+    traffic: bool = True
+    extra_funded: Sequence[bytes] = ()
+    oracle_source: str | None = None
+
+
+class Localnet:
+    def __init__(self, home: Path) -> None:
+        self.home = home.expanduser().resolve()
+        self.net = self.home / "net"
+        self.procs = Procs(self.home)
+
+    # ---- layout ------------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return (self.net / "testnet.json").exists()
+
+    def layout(self) -> dict[str, Any]:
+        try:
+            body: dict[str, Any] = json.loads((self.net / "testnet.json").read_text())
+        except (OSError, ValueError):
+            raise LocalnetError(
+                f"no localnet in {self.home} (run: perpbft localnet up --home {self.home})"
+            ) from None
+        return body
+
+    def node_names(self) -> list[str]:
+        return [f"node{i}" for i in range(len(self.layout()["nodes"]))]
+
+    def api_urls(self) -> list[str]:
+        return [str(n["api"]) for n in self.layout()["nodes"]]
+
+    def genesis_path(self) -> Path:
+        return self.net / "genesis.json"
+
+    # ---- up ----------------------------------------------------------------------------------
+
+    def write(self, opts: UpOptions) -> None:
+        if self.running():
+            raise LocalnetError("the localnet is running; stop it first (perpbft localnet down)")
+        if self.home.exists() and (opts.fresh or not self.exists()):
+            # A fresh start, or the leftovers of a write that did not finish.
+            for sub in ("net", "keys", "run", "logs"):
+                shutil.rmtree(self.home / sub, ignore_errors=True)
+            (self.home / "oracle_control.json").unlink(missing_ok=True)
+        self.home.mkdir(parents=True, exist_ok=True)
+        keys_dir = self.home / "keys"
+        keys_dir.mkdir(mode=0o700, exist_ok=True)
+        bot_pubkeys = []
+        for name in BOT_KEYS:
+            key = generate_keypair()
+            write_key_file(keys_dir / f"{name}.json", key, force=True)
+            (keys_dir / f"{name}.json.nonce").unlink(missing_ok=True)
+            bot_pubkeys.append(key.public_key)
+        try:
+            write_testnet(
+                self.net,
+                opts.validators,
+                chain_id=CHAIN_ID,
+                base_port=opts.base_port,
+                demo_accounts=opts.demo_accounts,
+                block_interval_ms=opts.block_ms,
+                extra_funded=[*bot_pubkeys, *opts.extra_funded],
+            )
+        except HomeError as exc:
+            raise LocalnetError(str(exc)) from None
+
+    def check_reuse(self, opts: UpOptions) -> None:
+        count = len(self.layout()["nodes"])
+        if count != opts.validators:
+            raise LocalnetError(
+                f"the localnet in {self.home} has {count} validators, not {opts.validators}; "
+                "use --fresh to write a new one"
+            )
+
+    def up(self, opts: UpOptions, progress: Progress) -> None:
+        if self.exists() and not opts.fresh:
+            self.check_reuse(opts)
+            progress(f"reusing the localnet in {self.home}", 0.05)
+        else:
+            progress(f"writing a {opts.validators}-validator testnet in {self.home}", 0.0)
+            self.write(opts)
+        self.check_ports_free()
+        names = self.node_names()
+        for i, name in enumerate(names):
+            if not self.procs.alive(name):
+                home = self.layout()["nodes"][i]["home"]
+                self.procs.start(name, ["-m", "cli.main", "start", "--home", home])
+        progress("validators starting", 0.1)
+        self.wait_committed(progress)
+        if opts.oracle:
+            for i in range(len(names)):
+                argv = ["-m", "localnet.oracle", "--home", str(self.home), "--index", str(i)]
+                if opts.oracle_source:
+                    argv += ["--source", opts.oracle_source]
+                self.start_once(f"oracle{i}", argv)
+        if opts.traffic:
+            for seed, role in enumerate(BOT_KEYS, start=1):
+                argv = ["-m", "localnet.traffic", "--home", str(self.home), "--role", role]
+                self.start_once(role, [*argv, "--node", str(seed), "--seed", str(seed)])
+        progress("up", 1.0)
+
+    def start_once(self, name: str, argv: list[str]) -> None:
+        if not self.procs.alive(name):
+            self.procs.start(name, argv)
+
+    def check_ports_free(self) -> None:
+        import socket
+
+        for i, node in enumerate(self.layout()["nodes"]):
+            if self.procs.alive(f"node{i}"):
+                continue
+            host, port = str(node["p2p"]).rsplit(":", 1)
+            for p in (int(port), int(port) + 1, int(port) + 2):
+                with socket.socket() as s:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    try:
+                        s.bind((host, p))
+                    except OSError:
+                        raise LocalnetError(
+                            f"port {p} of node{i} is in use; stop what uses it, or write a "
+                            "new localnet with --fresh --base-port P"
+                        ) from None
+
+    def wait_committed(self, progress: Progress, timeout_s: float = STARTUP_TIMEOUT_S) -> None:
+        """Until every validator has committed COMMIT_HEIGHT_MIN blocks (or one died)."""
+        deadline = time.monotonic() + timeout_s
+        names = self.node_names()
+        with httpx.Client(timeout=2.0) as http:
+            while True:
+                heights = [self.node_height(http, url) for url in self.api_urls()]
+                done = sum(1 for h in heights if h >= COMMIT_HEIGHT_MIN)
+                progress(
+                    f"waiting for commits: heights {['-' if h < 0 else h for h in heights]}",
+                    0.1 + 0.8 * done / len(heights),
+                )
+                if done == len(heights):
+                    return
+                for name in names:
+                    if not self.procs.alive(name):
+                        tail = "\n".join(self.procs.tail(name, 15))
+                        raise LocalnetError(f"{name} exited during startup; its log ends:\n{tail}")
+                if time.monotonic() > deadline:
+                    raise LocalnetError(
+                        f"validators did not commit within {timeout_s:.0f} s (heights {heights}); "
+                        f"see perpbft localnet logs --home {self.home}"
+                    )
+                time.sleep(0.25)
+
+    @staticmethod
+    def node_height(http: httpx.Client, url: str) -> int:
+        try:
+            r = http.get(url + "/v1/status")
+            return int(r.json()["height"]) if r.status_code == 200 else -1
+        except (httpx.HTTPError, ValueError, KeyError):
+            return -1
+
+    # ---- down, status ------------------------------------------------------------------------
+
+    def running(self) -> list[str]:
+        return [n for n in self.procs.names() if self.procs.alive(n)]
+
+    def down(self) -> list[str]:
+        """Stop the bots and feeders first (so they do not log errors about dead nodes)."""
+        names = self.procs.names()
+        helpers = [n for n in names if not n.startswith("node")]
+        stopped = self.procs.stop(helpers, grace_s=3.0)
+        return stopped + self.procs.stop([n for n in names if n.startswith("node")])
+
+    def status(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        layout = self.layout()
+        with httpx.Client(timeout=2.0) as http:
+            for i, node in enumerate(layout["nodes"]):
+                name = f"node{i}"
+                row: dict[str, Any] = {
+                    "name": name,
+                    "pid": self.procs.pid(name),
+                    "api": node["api"],
+                    "height": None,
+                    "view": None,
+                    "peers": None,
+                    "mempool_txs": None,
+                    "ready": False,
+                }
+                try:
+                    body = http.get(node["api"] + "/v1/status").json()
+                    row.update(
+                        height=body["height"],
+                        view=body["view"],
+                        peers=len(body["peers"]),
+                        mempool_txs=body["mempool"]["txs"],
+                        ready=body["ready"],
+                    )
+                except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                    pass
+                rows.append(row)
+        return rows
+
+    def helpers_status(self) -> dict[str, int | None]:
+        names = [n for n in self.procs.names() if not n.startswith("node")]
+        return {n: self.procs.pid(n) for n in names}
+
+    def demo_keys(self) -> list[str]:
+        return [str(p) for p in self.layout()["demo_keys"]]
+
+    def demo_address(self, index: int) -> str:
+        return read_key_file(Path(self.demo_keys()[index])).public_key.hex()
