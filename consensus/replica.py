@@ -265,7 +265,6 @@ class Replica:
         if self.view == 0:
             self._enter_view(1, newview="leader")
         else:
-            self._persist(self.safety)
             self._out.append(SetTimer(TimerKind.VIEW, self.view, self._view_timeout()))
             self._send_newview(self.view, broadcast=False)
         self._drain()
@@ -312,6 +311,11 @@ class Replica:
     def _persist(self, safety: SafetyData) -> None:
         self.safety = safety
         self._out.append(PersistSafety(safety))
+
+    def _ensure_persisted(self) -> None:
+        """Make sure this action list persists the current safety data before what follows."""
+        if not any(isinstance(a, PersistSafety) and a.safety == self.safety for a in self._out):
+            self._out.append(PersistSafety(self.safety))
 
     def _update_safety(self, **changes: object) -> None:
         new = dataclasses.replace(self.safety, **changes)  # type: ignore[arg-type]
@@ -384,6 +388,7 @@ class Replica:
         signature = sign_newview(self.key, self.config.chain_id, view, high)
         message = NewView(view, high, high_block, self.me, signature)
         self._record_newview(message)
+        self._ensure_persisted()
         if broadcast:
             self._announced_view = max(self._announced_view, view)
             self._out.append(Broadcast(message))
@@ -602,6 +607,7 @@ class Replica:
         """Sign and send a vote. The caller has already persisted the promise not to vote again
         in this view and phase (the PersistSafety action precedes this Send)."""
         check(self.safety.voted_view(phase) >= view, "vote before its safety data is persisted")
+        self._ensure_persisted()
         vote = sign_vote(self.key, self.config.chain_id, phase, view, height, block_hash)
         self._send(self.validators.leader(view), vote)
 
@@ -794,6 +800,7 @@ class Replica:
             return
         block_hash = block.block_hash()
         self._update_safety(proposed_view=view)
+        self._ensure_persisted()
         signature = sign_proposal(self.key, self.config.chain_id, view, block_hash)
         self._broadcast(Proposal(view, block, high, self.me, signature))
 

@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 sim.run()
             except SimulationFailure as exc:
-                print(str(exc) if args.trace else sim.report(str(exc).splitlines()[0], last=200))
+                print(sim.report(exc.reason) if args.trace else str(exc))
                 status = 1
                 continue
             if args.trace:

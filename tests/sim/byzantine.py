@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from consensus import PREPARE, Broadcast, Decide, Message, QuorumCert, Replica, Send
+from consensus import PREPARE, Decide, Message, QuorumCert, Replica, Send
 from consensus.types import genesis_qc
 
 
@@ -44,6 +44,3 @@ class StaleLeader(Replica):
         lucky = keys[(keys.index(self.me) + 2) % len(keys)]
         self._out.append(Send(lucky, message))
         self._inbox.append((self.me, message, True))
-
-
-__all__ = ["Broadcast", "StaleLeader"]

@@ -59,8 +59,16 @@ CHAIN_ID = "perpbft-sim"
 GENESIS_TIME_MS = 1_700_000_000_000
 
 
+TRACE_LINES_IN_FAILURE = 400
+
+
 class SimulationFailure(AssertionError):
-    """A checker failed. ``str()`` holds the seed, the scenario, the reason and the trace."""
+    """A checker failed. ``str()`` holds the reason, the seed, the replay command and the last
+    events of the trace (``python -m tests.sim ... --trace`` prints all of it)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclasses.dataclass
@@ -195,7 +203,7 @@ class Simulation:
         return GENESIS_TIME_MS + int(self.now) + node.skew_ms
 
     def fail(self, reason: str) -> None:
-        raise SimulationFailure(self.report(reason))
+        raise SimulationFailure(self.report(reason, last=TRACE_LINES_IN_FAILURE), reason)
 
     def report(self, reason: str, last: int | None = None) -> str:
         lines = self.format_trace()
