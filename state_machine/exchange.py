@@ -47,6 +47,7 @@ from state_machine.margin import (
     unrealized_pnl_atoms,
 )
 from state_machine.nonces import NonceCheck
+from state_machine.risk import RiskIndex, end_block_risk
 from state_machine.state import (
     P_ASSET,
     P_BALANCE,
@@ -172,6 +173,14 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "withdrawal": ("withdrawal_id", "account", "asset_id", "amount_atoms", "destination"),
     "leverage": ("account", "market_id", "leverage", "isolated"),
     "isolated_margin": ("account", "market_id", "delta_atoms"),
+    "funding": ("market_id", "rate_ppb", "rate_8h_ppb", "premium_ppb", "funding_index"),
+    "funding_payment": ("account", "market_id", "amount_atoms"),
+    "liquidation": ("account", "market_id", "value_atoms", "maintenance_atoms"),
+    "internal_order": ("reason", "account", "market_id", "code", "filled_lots"),
+    "backstop": ("account", "market_id", "value_atoms", "fee_atoms"),
+    "position_transfer": ("market_id", "from", "to", "size_lots", "price_ticks"),
+    "insurance_payout": ("account", "market_id", "amount_atoms"),
+    "adl": ("market_id", "bankrupt", "counterparty", "size_lots", "price_ticks"),
 }
 
 
@@ -273,6 +282,7 @@ class ExchangeState(ExchangeCore):
     def from_genesis(cls, genesis: Genesis) -> ExchangeState:
         validate_genesis(genesis)
         st = cls(genesis)
+        st.risk = RiskIndex()
         if genesis.parameters.insurance_fund_atoms:
             vault = st.account(VAULT)
             st.balance(vault, 0).available_atoms += genesis.parameters.insurance_fund_atoms
@@ -290,6 +300,7 @@ class ExchangeState(ExchangeCore):
         from state_machine.codec import decode_raw
 
         st = cls(genesis)
+        st.risk = RiskIndex()  # evaluates every margin unit at the first end_block
         orders: list[Order] = []
         for key, value in entries:
             v = decode_raw(value)
@@ -453,7 +464,18 @@ def begin_block(st: ExchangeCore, ctx: BlockContext) -> None:
 
 
 def end_block(st: ExchangeCore, ctx: BlockContext) -> None:
-    """Nothing in the core exchange: the risk engine hooks triggers and liquidations here."""
+    """Mark prices, funding, liquidations (state_machine.risk)."""
+    end_block_risk(st, ctx.timestamp_ms)
+
+
+def place_internal_order(
+    st: ExchangeCore, acct: Account, market_id: int, is_buy: bool, size_lots: int, why: str
+) -> int:
+    """A reduce-only IOC market order the engine sends for an account; returns lots filled."""
+    order = PlaceOrder(market_id, is_buy, KIND_MARKET, TIF_IOC, 0, size_lots, 0, True, 0, 0)
+    res = process_place_order(st, acct, order)
+    st.events.append(("internal_order", why, acct.pubkey, market_id, res.code, res.filled_lots))
+    return res.filled_lots
 
 
 # ---- oracle -----------------------------------------------------------------------------------
@@ -488,7 +510,8 @@ def update_oracle(st: ExchangeCore, market: Market) -> None:
     ms = st.mstates[mid]
     if price != ms.oracle_price_ticks:
         ms.oracle_price_ticks = price
-        ms.mark_price_ticks = price
+        if not market.is_perp or ms.mark_price_ticks == 0:
+            ms.mark_price_ticks = price  # perps: the risk engine recomputes it at block end
         ms.oracle_time_ms = now
         st.touch(ms)
         st.events.append(("oracle", mid, price))

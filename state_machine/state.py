@@ -341,6 +341,7 @@ class ExchangeCore:
         "nonces",
         "oracle_subs",
         "orders",
+        "risk",
         "timestamp_ms",
         "validator_power",
         "withdrawals",
@@ -379,6 +380,7 @@ class ExchangeCore:
         self.nonce_entries: dict[bytes, NonceEntry] = {}
         self.dirty: list[Any] = []
         self.events: list[tuple[Any, ...]] = []
+        self.risk: Any = None  # risk.RiskIndex, derived data (set by exchange.ExchangeState)
 
     # ---- dirty tracking ---------------------------------------------------------------------
     def touch(self, obj: Any) -> None:

@@ -1,0 +1,673 @@
+"""Perpetuals risk engine: mark price, funding, liquidation prices, the liquidation ladder, ADL.
+
+Theory of operation
+-------------------
+Everything runs at the end of each block (``end_block_risk``), after the block's trades, in a
+fixed order: for every perp market (by id) the mark price is updated and a funding premium is
+sampled (a funding interval that ends settles its rate into the market's cumulative index),
+then margin units that may be unhealthy are found and liquidated, in key order.
+
+* Mark = median(oracle, oracle + EMA of (book mid - oracle), median(best bid, best ask, last
+  trade)); with an empty or one-sided book, the oracle. The EMA is in block time: each block
+  moves it by ``(basis - ema) * dt / (dt + mark_ema_ms)``.
+* Funding: premium = (max(impact bid - oracle, 0) - max(oracle - impact ask, 0)) / oracle,
+  where an impact price is the average fill price of ``impact_notional_atoms`` (a side too thin
+  for it contributes 0). At the end of an interval the average premium P gives the 8-hour rate
+  ``F = P + clamp(interest - P, -clamp, +clamp)``; the interval pays ``F * interval / 8 h``,
+  capped at ``funding_cap_ppm_per_hour`` per hour, on notional at the oracle price: the
+  market's index grows by rate x oracle, and each position settles lazily (margin.py).
+* Margin units: an account's cross positions form one unit; each isolated position is its
+  own. A unit is unhealthy when its value (collateral + unrealised PnL - pending funding) is
+  below its maintenance margin.
+* Finding unhealthy units without scanning every position: each evaluated healthy unit gets a
+  price band per market it trades, sized so that no joint move of its marks inside the bands
+  (and no more than two funding ticks) can take it below maintenance: the band half-width is
+  ``(value - MM - funding allowance) / sum(notional * (1 + max tier rate))`` of the price. Per
+  market, the bands' lower and upper edges sit in sorted lists; a block pops only the units
+  whose edge the new mark crossed. Units whose collateral or positions changed in the block
+  (the block's dirty objects), units waiting out a partial-liquidation cooldown, and units not
+  re-evaluated for a funding interval are evaluated too. The index is derived data (not in the
+  state entries): a node that rebuilt its state evaluates every unit once; both find exactly
+  the unhealthy units, because the bands are sound, and process them in key order.
+* The ladder for an unhealthy unit: (1) cancel its open orders; if its value is at least 2/3 of
+  maintenance, send reduce-only IOC orders into the book (positions above
+  ``liquidation_partial_notional_atoms`` 20 % at a time, then a cooldown); (2) if it is below
+  2/3 or the book did not absorb an order, the vault (the all-zero account whose USDC balance
+  is the insurance fund) takes the positions over at the mark price, charging the liquidation
+  fee into the vault; (3) if that would leave a negative balance the vault cannot cover, the
+  positions are instead closed at the unit's bankruptcy price against opposite positions ranked
+  by (mark / entry, or entry / mark for shorts) x (notional / account value), i.e. ADL.
+  Accounts without positions never pay: only the vault and ADL counterparties absorb losses.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, insort
+from collections import deque
+from typing import Any
+
+from state_machine.book import Book, BookSide
+from state_machine.genesis import Market
+from state_machine.invariants import PPM, check
+from state_machine.margin import (
+    RATE_SCALE,
+    maintenance_margin_atoms,
+    pending_funding_atoms,
+)
+from state_machine.state import VAULT, Account, ExchangeCore, MarketState, Position
+
+HOUR_MS = 3_600_000
+EIGHT_HOURS_MS = 8 * HOUR_MS
+CROSS = 0xFFFFFFFF  # unit key suffix of an account's cross unit
+
+
+# ---- mark price ------------------------------------------------------------------------------
+
+
+def median3(a: int, b: int, c: int) -> int:
+    if a > b:
+        a, b = b, a
+    if b > c:
+        b = c
+    return a if a > b else b
+
+
+def update_mark(st: ExchangeCore, ms: MarketState, book: Book, now: int, ema_ms: int) -> int:
+    """Advance the basis EMA to ``now`` and recompute the mark price."""
+    oracle = ms.oracle_price_ticks
+    bb = book.bids.best_price()
+    ba = book.asks.best_price()
+    if oracle == 0:
+        return ms.mark_price_ticks
+    if not bb or not ba:
+        mark = oracle
+    else:
+        mid = (bb + ba) // 2
+        dt = now - ms.mark_time_ms if ms.mark_time_ms else 0
+        if dt > 0:
+            ms.basis_ema_ticks += ((mid - oracle - ms.basis_ema_ticks) * dt) // (dt + ema_ms)
+        last = ms.last_trade_price_ticks or mid
+        mark = median3(oracle, oracle + ms.basis_ema_ticks, median3(bb, ba, last))
+        if mark < 1:
+            mark = 1
+    ms.mark_time_ms = now
+    ms.mark_price_ticks = mark
+    st.touch(ms)
+    return mark
+
+
+# ---- funding ---------------------------------------------------------------------------------
+
+
+def funding_rate_8h_ppb(premium_ppb: int, interest_ppb: int, clamp_ppb: int) -> int:
+    """F = P + clamp(interest - P, -clamp, +clamp) (an 8-hour rate, ppb)."""
+    d = interest_ppb - premium_ppb
+    if d > clamp_ppb:
+        d = clamp_ppb
+    elif d < -clamp_ppb:
+        d = -clamp_ppb
+    return premium_ppb + d
+
+
+def impact_terms(side: BookSide, notional_atoms: int, tla: int) -> tuple[int, int] | None:
+    """(cost in tick-lots, lots) to trade ``notional_atoms`` against a side, or None if thin."""
+    need = notional_atoms
+    cost = 0
+    lots = 0
+    sign = 1 if side.is_bid else -1
+    for k in reversed(side.keys):
+        lv = side.levels[sign * k]
+        price = lv.price_ticks
+        level_notional = price * lv.total_lots * tla
+        if level_notional >= need:
+            q = -((-need) // (price * tla))  # lots to cover the rest, rounded up
+            return cost + price * q, lots + q
+        cost += price * lv.total_lots
+        lots += lv.total_lots
+        need -= level_notional
+    return None
+
+
+def premium_ppb(book: Book, oracle: int, market: Market) -> int:
+    """max(impact bid - oracle, 0) - max(oracle - impact ask, 0), over the oracle, in ppb."""
+    if oracle == 0 or market.impact_notional_atoms == 0:
+        return 0
+    tla = market.tick_lot_atoms
+    up = down = 0
+    bid = impact_terms(book.bids, market.impact_notional_atoms, tla)
+    if bid is not None:
+        cost, lots = bid
+        if cost > oracle * lots:
+            up = (cost - oracle * lots) * RATE_SCALE // (lots * oracle)
+    ask = impact_terms(book.asks, market.impact_notional_atoms, tla)
+    if ask is not None:
+        cost, lots = ask
+        if oracle * lots > cost:
+            down = (oracle * lots - cost) * RATE_SCALE // (lots * oracle)
+    return up - down
+
+
+def interval_rate_ppb(f8_ppb: int, interval_ms: int, cap_ppm_per_hour: int) -> int:
+    """The rate one interval pays: F/8 per hour scaled to the interval, capped."""
+    rate = f8_ppb * interval_ms // EIGHT_HOURS_MS
+    cap = cap_ppm_per_hour * 1000 * interval_ms // HOUR_MS
+    return max(-cap, min(cap, rate))
+
+
+def process_funding(st: ExchangeCore, ms: MarketState, book: Book, now: int) -> None:
+    params = st.genesis.parameters
+    interval = params.funding_interval_ms
+    if ms.next_funding_ms == 0:
+        g0 = st.genesis.genesis_time_ms
+        ms.next_funding_ms = g0 + ((now - g0) // interval + 1) * interval
+    ms.premium_sum_ppb += premium_ppb(book, ms.oracle_price_ticks, ms.market)
+    ms.premium_samples += 1
+    st.touch(ms)
+    if now < ms.next_funding_ms:
+        return
+    avg = ms.premium_sum_ppb // ms.premium_samples
+    f8 = funding_rate_8h_ppb(
+        avg, params.funding_interest_ppm_8h * 1000, params.funding_clamp_ppm * 1000
+    )
+    rate = interval_rate_ppb(f8, interval, params.funding_cap_ppm_per_hour)
+    ms.funding_index += rate * ms.oracle_price_ticks
+    ms.funding_rate_ppb = rate
+    ms.premium_sum_ppb = 0
+    ms.premium_samples = 0
+    while ms.next_funding_ms <= now:
+        ms.next_funding_ms += interval
+    st.events.append(("funding", ms.market.market_id, rate, f8, avg, ms.funding_index))
+
+
+# ---- margin units ------------------------------------------------------------------------------
+
+
+def unit_key(owner: bytes, market_id: int | None) -> bytes:
+    return owner + (CROSS if market_id is None else market_id).to_bytes(4, "big")
+
+
+def unit_positions(acct: Account, market_id: int | None) -> list[Position]:
+    if market_id is not None:
+        pos = acct.positions.get(market_id)
+        return [pos] if pos is not None and (pos.size_lots or pos.isolated_margin_atoms) else []
+    return [p for p in acct.positions.values() if not p.isolated and p.size_lots]
+
+
+def unit_value_and_mm(st: ExchangeCore, acct: Account, market_id: int | None) -> tuple[int, int]:
+    """(value, maintenance margin) of a unit at the current marks, pending funding included."""
+    if market_id is None:
+        bal = acct.balances.get(0)
+        value = bal.available_atoms if bal is not None else 0
+    else:
+        value = acct.positions[market_id].isolated_margin_atoms
+    mm = 0
+    for pos in unit_positions(acct, market_id):
+        price = st.mstates[pos.market.market_id].mark_price_ticks
+        tla = pos.market.tick_lot_atoms
+        value += (price * pos.size_lots - pos.entry_value) * tla - pending_funding_atoms(st, pos)
+        mm += maintenance_margin_atoms(pos.market, abs(pos.size_lots) * price * tla)
+    return value, mm
+
+
+def liquidation_price_ticks(st: ExchangeCore, acct: Account, market_id: int) -> int:
+    """Mark price of ``market_id`` at which the position's unit value equals its maintenance
+    margin, other prices fixed; 0 if there is none (no position, or never liquidated).
+
+    Solved per maintenance tier (MM is linear inside a tier) with exact integers; a long's
+    price rounds up and a short's down, so the reported price is never past the real one.
+    """
+    pos = acct.positions.get(market_id)
+    if pos is None or pos.size_lots == 0:
+        return 0
+    market = pos.market
+    tla = market.tick_lot_atoms
+    s = pos.size_lots
+    unit = market_id if pos.isolated else None
+    value, mm = unit_value_and_mm(st, acct, unit)
+    price = st.mstates[market_id].mark_price_ticks
+    notional = abs(s) * price * tla
+    # V0, M0: the unit without this position's PnL and maintenance margin.
+    v0 = value - (price * s - pos.entry_value) * tla
+    m0 = mm - maintenance_margin_atoms(market, notional)
+    deductions = _deductions(market)
+    best = 0
+    tiers = market.margin_tiers
+    for i, t in enumerate(tiers):
+        r = t.mmr_ppm
+        num = (m0 - v0 + pos.entry_value * tla) * PPM - deductions[i]
+        den = tla * (s * PPM - abs(s) * r)
+        if den == 0:
+            continue
+        p = -((-num) // den) if s > 0 else num // den
+        if p <= 0:
+            continue
+        n = abs(s) * p * tla
+        hi = tiers[i + 1].notional_floor_atoms if i + 1 < len(tiers) else None
+        if n >= t.notional_floor_atoms and (hi is None or n < hi):
+            best = p
+    return best
+
+
+def _deductions(market: Market) -> list[int]:
+    from state_machine.margin import tier_deductions_ppm
+
+    return tier_deductions_ppm(market.margin_tiers)
+
+
+# ---- the risk index --------------------------------------------------------------------------
+
+
+class RiskIndex:
+    """Price bands of healthy units (derived, not stored); see the module docstring."""
+
+    __slots__ = ("bands", "evaluated", "hi", "lo", "pending", "queue", "ready", "watch")
+
+    def __init__(self) -> None:
+        self.lo: dict[int, list[tuple[int, bytes]]] = {}  # market -> sorted (lower edge, unit)
+        self.hi: dict[int, list[tuple[int, bytes]]] = {}  # market -> sorted (upper edge, unit)
+        self.bands: dict[bytes, list[tuple[int, int, int]]] = {}  # unit -> [(market, lo, hi)]
+        self.evaluated: dict[bytes, int] = {}  # unit -> block time of its last evaluation
+        self.queue: deque[tuple[int, bytes]] = deque()  # (evaluation time, unit)
+        self.watch: dict[bytes, None] = {}  # unhealthy units waiting (cooldown)
+        self.pending: dict[bytes, None] = {}  # units changed by liquidations, for next block
+        self.ready = False
+
+    def drop(self, key: bytes) -> None:
+        for mid, lo, hi in self.bands.pop(key, ()):
+            lst = self.lo[mid]
+            i = bisect_left(lst, (lo, key))
+            check(i < len(lst) and lst[i] == (lo, key), "risk band missing")
+            del lst[i]
+            lst = self.hi[mid]
+            i = bisect_left(lst, (hi, key))
+            check(i < len(lst) and lst[i] == (hi, key), "risk band missing")
+            del lst[i]
+
+    def add(self, key: bytes, bands: list[tuple[int, int, int]], now: int) -> None:
+        self.bands[key] = bands
+        for mid, lo, hi in bands:
+            insort(self.lo.setdefault(mid, []), (lo, key))
+            insort(self.hi.setdefault(mid, []), (hi, key))
+        self.evaluated[key] = now
+        self.queue.append((now, key))
+
+    def crossed(self, mid: int, mark: int) -> list[bytes]:
+        """Units whose band in ``mid`` no longer contains ``mark``."""
+        out: list[bytes] = []
+        lo = self.lo.get(mid)
+        if lo:
+            i = len(lo)
+            while i > 0 and lo[i - 1][0] > mark:
+                i -= 1
+            out.extend(k for _, k in lo[i:])
+        hi = self.hi.get(mid)
+        if hi:
+            j = 0
+            while j < len(hi) and hi[j][0] < mark:
+                j += 1
+            out.extend(k for _, k in hi[:j])
+        return out
+
+
+def risk_index(st: ExchangeCore) -> RiskIndex:
+    idx: RiskIndex | None = getattr(st, "risk", None)
+    check(idx is not None, "exchange state without a risk index")
+    assert idx is not None
+    return idx
+
+
+def band_for(
+    st: ExchangeCore, acct: Account, market_id: int | None, value: int, mm: int
+) -> list[tuple[int, int, int]]:
+    """Sound price bands for a healthy unit (see the module docstring)."""
+    params = st.genesis.parameters
+    positions = unit_positions(acct, market_id)
+    weight = 0
+    notional_total = 0
+    for pos in positions:
+        price = st.mstates[pos.market.market_id].mark_price_ticks
+        notional = abs(pos.size_lots) * price * pos.market.tick_lot_atoms
+        top = pos.market.margin_tiers[-1].mmr_ppm
+        weight += notional * (PPM + top)
+        notional_total += notional
+    # Up to two funding ticks (at the cap, on notional grown to twice the current) before the
+    # unit is next re-evaluated.
+    cap = params.funding_cap_ppm_per_hour * params.funding_interval_ms // HOUR_MS
+    allowance = -((-4 * notional_total * cap) // PPM)
+    excess = value - mm - allowance
+    tau_ppb = excess * PPM * RATE_SCALE // weight if excess > 0 and weight else 0
+    tau_ppb = min(tau_ppb, RATE_SCALE // 2)
+    out = []
+    for pos in positions:
+        mid = pos.market.market_id
+        m = st.mstates[mid].mark_price_ticks
+        lo = -((-m * (RATE_SCALE - tau_ppb)) // RATE_SCALE)
+        hi = m * (RATE_SCALE + tau_ppb) // RATE_SCALE
+        out.append((mid, lo, hi))
+    out.sort()
+    return out
+
+
+def units_of(st: ExchangeCore, acct: Account) -> list[int | None]:
+    out: list[int | None] = [None]
+    out.extend(mid for mid, p in sorted(acct.positions.items()) if p.isolated)
+    return out
+
+
+def evaluate_all(st: ExchangeCore, idx: RiskIndex) -> None:
+    """Index every unit (after a rebuild from entries); unhealthy ones go to the watch list."""
+    now = st.timestamp_ms
+    for pubkey in sorted(st.accounts):
+        if pubkey == VAULT:
+            continue
+        acct = st.accounts[pubkey]
+        for mid in units_of(st, acct):
+            key = unit_key(pubkey, mid)
+            if not unit_positions(acct, mid):
+                continue
+            value, mm = unit_value_and_mm(st, acct, mid)
+            if value < mm:
+                idx.watch[key] = None
+            else:
+                idx.add(key, band_for(st, acct, mid, value, mm), now)
+    idx.ready = True
+
+
+def changed_units(st: ExchangeCore, objs: list[Any]) -> list[bytes]:
+    out: list[bytes] = []
+    for obj in objs:
+        if isinstance(obj, Position):
+            out.append(unit_key(obj.owner, obj.market.market_id if obj.isolated else None))
+            if obj.isolated:
+                out.append(unit_key(obj.owner, None))
+        elif getattr(obj, "asset_id", None) == 0 and hasattr(obj, "owner"):
+            out.append(unit_key(obj.owner, None))
+    return out
+
+
+def end_block_risk(st: ExchangeCore, now: int) -> None:
+    """Marks, funding, then liquidations (called from end_block)."""
+    idx = risk_index(st)
+    params = st.genesis.parameters
+    n_dirty = len(st.dirty)
+    todo: dict[bytes, None] = dict.fromkeys(changed_units(st, st.dirty))
+    for mid, book in st.books.items():
+        if not book.perp:
+            continue
+        ms = book.mstate
+        mark = update_mark(st, ms, book, now, params.mark_ema_ms)
+        process_funding(st, ms, book, now)
+        for key in idx.crossed(mid, mark):
+            todo[key] = None
+    if not idx.ready:
+        evaluate_all(st, idx)
+    todo.update(idx.watch)
+    todo.update(idx.pending)
+    idx.pending = {}
+    horizon = now - params.funding_interval_ms
+    queue = idx.queue
+    while queue and queue[0][0] <= horizon:
+        t, key = queue.popleft()
+        if idx.evaluated.get(key) == t:
+            todo[key] = None
+    for key in sorted(todo):
+        process_unit(st, idx, key, now)
+    # Units touched by this block's liquidations are looked at again next block.
+    for key in changed_units(st, st.dirty[n_dirty:]):
+        idx.pending[key] = None
+
+
+def process_unit(st: ExchangeCore, idx: RiskIndex, key: bytes, now: int) -> None:
+    owner = key[:32]
+    suffix = int.from_bytes(key[32:], "big")
+    mid = None if suffix == CROSS else suffix
+    idx.drop(key)
+    idx.evaluated.pop(key, None)
+    idx.watch.pop(key, None)
+    if owner == VAULT:
+        return
+    acct = st.accounts.get(owner)
+    if acct is None:
+        return
+    if mid is not None:
+        pos = acct.positions.get(mid)
+        if pos is None or not pos.isolated:
+            return
+    if not unit_positions(acct, mid):
+        return
+    value, mm = unit_value_and_mm(st, acct, mid)
+    if value < mm:
+        liquidate_unit(st, idx, acct, mid, value, mm, now)
+        if not unit_positions(acct, mid):
+            return
+        value, mm = unit_value_and_mm(st, acct, mid)
+        if value < mm:
+            idx.watch[key] = None
+            return
+    idx.add(key, band_for(st, acct, mid, value, mm), now)
+
+
+# ---- the ladder --------------------------------------------------------------------------
+
+
+def liquidate_unit(
+    st: ExchangeCore,
+    idx: RiskIndex,
+    acct: Account,
+    mid: int | None,
+    value: int,
+    mm: int,
+    now: int,
+) -> None:
+    from state_machine.exchange import cancel_resting, place_internal_order
+
+    params = st.genesis.parameters
+    st.events.append(("liquidation", acct.pubkey, mid, value, mm))
+    # 1. Cancel the unit's open orders (they could only add risk).
+    for o in list(acct.orders.values()):
+        m = st.markets[o.market_id]
+        if not m.is_perp:
+            continue
+        in_unit = (
+            o.market_id == mid if mid is not None else not acct.positions[o.market_id].isolated
+        )
+        if in_unit:
+            cancel_resting(st, o, "liquidation")
+    absorbed = True
+    if 3 * value >= 2 * mm:
+        positions = sorted(
+            unit_positions(acct, mid),
+            key=lambda p: (-abs(p.size_lots) * p.market.tick_lot_atoms, p.market.market_id),
+        )
+        for pos in positions:
+            market = pos.market
+            pmid = market.market_id
+            s = pos.size_lots
+            if s == 0:
+                continue
+            mark = st.mstates[pmid].mark_price_ticks
+            q = abs(s)
+            if q * mark * market.tick_lot_atoms > params.liquidation_partial_notional_atoms:
+                if now < pos.liquidation_cooldown_ms:
+                    continue
+                q = -((-q) // 5)
+                pos.liquidation_cooldown_ms = now + params.liquidation_cooldown_ms
+                st.touch(pos)
+            filled = place_internal_order(st, acct, pmid, s < 0, q, "liquidation")
+            if filled:
+                fee = -(
+                    (-(filled * mark * market.tick_lot_atoms * params.liquidation_fee_ppm)) // PPM
+                )
+                _charge_liquidation_fee(st, acct, pos, fee)
+            if filled < q:
+                absorbed = False
+        value, mm = unit_value_and_mm(st, acct, mid)
+        if value >= mm or (absorbed and 3 * value >= 2 * mm):
+            return
+    backstop(st, acct, mid)
+
+
+def _charge_liquidation_fee(st: ExchangeCore, acct: Account, pos: Position, fee: int) -> None:
+    """Liquidation fee to the vault, never more than the unit has left (no bad debt from fees)."""
+    value, _ = unit_value_and_mm(st, acct, pos.market.market_id if pos.isolated else None)
+    fee = min(fee, max(value, 0))
+    if fee <= 0:
+        return
+    if pos.isolated:
+        pos.isolated_margin_atoms -= fee
+        st.touch(pos)
+    else:
+        bal = st.balance(acct, 0)
+        bal.available_atoms -= fee
+        st.touch(bal)
+    vault = st.balance(st.account(VAULT), 0)
+    vault.available_atoms += fee
+    st.touch(vault)
+
+
+def _move_position(
+    st: ExchangeCore, market: Market, src: Account, dst: Account, qty: int, price: int
+) -> None:
+    """``src`` sells ``qty`` (negative: buys) of its position to ``dst`` at ``price``, no fee."""
+    from state_machine.exchange import apply_position_fill
+
+    mid = market.market_id
+    ms = st.mstates[mid]
+    spos = st.position(src, market)
+    dpos = st.position(dst, market)
+    s_old, d_old = spos.size_lots, dpos.size_lots
+    apply_position_fill(st, src, market, -qty, price, 0)
+    apply_position_fill(st, dst, market, qty, price, 0)
+    ms.open_interest_lots += (
+        max(spos.size_lots, 0) - max(s_old, 0) + max(dpos.size_lots, 0) - max(d_old, 0)
+    )
+    st.touch(ms)
+    st.events.append(("position_transfer", mid, src.pubkey, dst.pubkey, qty, price))
+
+
+def backstop(st: ExchangeCore, acct: Account, mid: int | None) -> None:
+    """Step 2 and 3: the vault takes the positions at mark, or ADL at the bankruptcy price."""
+    params = st.genesis.parameters
+    vault_acct = st.account(VAULT)
+    vault = st.balance(vault_acct, 0)
+    value, _ = unit_value_and_mm(st, acct, mid)
+    positions = sorted(unit_positions(acct, mid), key=lambda p: p.market.market_id)
+    notional = sum(
+        abs(p.size_lots) * st.mstates[p.market.market_id].mark_price_ticks * p.market.tick_lot_atoms
+        for p in positions
+    )
+    fee = min(-((-notional * params.liquidation_fee_ppm) // PPM), max(value, 0))
+    if value - fee >= 0 or vault.available_atoms >= -value:
+        for pos in positions:
+            if pos.size_lots:
+                mark = st.mstates[pos.market.market_id].mark_price_ticks
+                _move_position(st, pos.market, acct, vault_acct, pos.size_lots, mark)
+        if fee > 0:
+            _pay(st, acct, mid, -fee)
+            vault.available_atoms += fee
+        st.events.append(("backstop", acct.pubkey, mid, value, fee))
+    else:
+        adl(st, acct, mid, positions)
+    cover_bad_debt(st, acct, mid)
+
+
+def _pay(st: ExchangeCore, acct: Account, mid: int | None, amount: int) -> None:
+    """Credit (or debit, if negative) the unit's collateral."""
+    if mid is None:
+        bal = st.balance(acct, 0)
+        bal.available_atoms += amount
+        st.touch(bal)
+    else:
+        pos = acct.positions[mid]
+        pos.isolated_margin_atoms += amount
+        st.touch(pos)
+    vault = st.balance(st.account(VAULT), 0)
+    st.touch(vault)
+
+
+def cover_bad_debt(st: ExchangeCore, acct: Account, mid: int | None) -> None:
+    """A unit left with negative collateral and no positions: the vault covers what it can."""
+    if unit_positions(acct, mid) and mid is None:
+        return
+    if mid is not None:
+        pos = acct.positions[mid]
+        if pos.size_lots:
+            return
+        debt = -pos.isolated_margin_atoms
+    else:
+        debt = -st.balance(acct, 0).available_atoms
+    if debt <= 0:
+        return
+    vault = st.balance(st.account(VAULT), 0)
+    cover = min(debt, max(vault.available_atoms, 0))
+    if cover:
+        vault.available_atoms -= cover
+        _pay(st, acct, mid, cover)
+        st.events.append(("insurance_payout", acct.pubkey, mid, cover))
+
+
+def bankruptcy_price_ticks(st: ExchangeCore, acct: Account, mid: int | None, pos: Position) -> int:
+    """Price of ``pos`` at which the unit's value is zero, the rest at mark; rounded so the
+    bankrupt account does not end below zero (long: up, short: down)."""
+    value, _ = unit_value_and_mm(st, acct, mid)
+    price = st.mstates[pos.market.market_id].mark_price_ticks
+    tla = pos.market.tick_lot_atoms
+    s = pos.size_lots
+    v0 = value - (price * s - pos.entry_value) * tla
+    num = pos.entry_value * tla - v0
+    den = s * tla
+    p = -((-num) // den) if s > 0 else num // den
+    return max(p, 1)
+
+
+def adl_ranking(st: ExchangeCore, market: Market, bankrupt: Account, long_side: bool) -> list[Any]:
+    """Opposite positions to deleverage, highest (profit ratio x leverage) first; vault last."""
+    mid = market.market_id
+    mark = st.mstates[mid].mark_price_ticks
+    scored: list[tuple[int, bytes, Account, Position]] = []
+    vault_entry: list[Any] = []
+    for pubkey, a in st.accounts.items():
+        if a is bankrupt:
+            continue
+        pos = a.positions.get(mid)
+        if pos is None or pos.size_lots == 0 or (pos.size_lots > 0) != long_side:
+            continue
+        if pubkey == VAULT:
+            vault_entry.append((a, pos))
+            continue
+        value, _ = unit_value_and_mm(st, a, mid if pos.isolated else None)
+        notional = abs(pos.size_lots) * mark * market.tick_lot_atoms
+        entry_abs = abs(pos.entry_value)
+        size = abs(pos.size_lots)
+        # profit ratio: mark/entry (long) or entry/mark (short); entry price = entry_abs/size
+        if long_side:
+            ratio_num, ratio_den = mark * size, entry_abs
+        else:
+            ratio_num, ratio_den = entry_abs, mark * size
+        if value <= 0:
+            score = 2**120  # already at or below zero value: deleverage first
+        else:
+            score = ratio_num * notional * 10**12 // (ratio_den * value)
+        scored.append((-score, pubkey, a, pos))
+    scored.sort(key=lambda x: (x[0], x[1]))
+    return [(a, pos) for _, _, a, pos in scored] + vault_entry
+
+
+def adl(st: ExchangeCore, acct: Account, mid: int | None, positions: list[Position]) -> None:
+    """Close the unit's positions at its bankruptcy price against ranked opposite positions."""
+    for pos in positions:
+        if pos.size_lots == 0:
+            continue
+        market = pos.market
+        p_b = bankruptcy_price_ticks(st, acct, mid, pos)
+        left = abs(pos.size_lots)
+        is_long = pos.size_lots > 0
+        for other, opos in adl_ranking(st, market, acct, not is_long):
+            if left == 0:
+                break
+            q = min(left, abs(opos.size_lots))
+            # The bankrupt side sells (if long) q to the counterparty, which closes its short.
+            _move_position(st, market, acct, other, q if is_long else -q, p_b)
+            st.events.append(("adl", market.market_id, acct.pubkey, other.pubkey, q, p_b))
+            left -= q
+        check(left == 0, "positions do not net to zero")
