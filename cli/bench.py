@@ -18,6 +18,7 @@ BENCHMARKS = {
     "verify": "cli.bench_verify",
     "matching": "cli.bench_matching",
     "state-root": "cli.bench_state_root",
+    "localnet": "cli.bench_localnet",
 }
 
 
