@@ -14,9 +14,9 @@ already sees: the event it fed, the view before and after, and the actions that 
   of that view: the prepare QC (in PRE-COMMIT), the pre-commit QC (in COMMIT) and the commit QC
   (in DECIDE). On a replica that includes one network hop from the leader; on the leader it is
   the pure quorum round trip.
-* **p2p gauges** are read from the peer manager when metrics are scraped, and transport-level
-  refusals (oversize frames, failed handshakes) are folded into
-  ``perpbft_p2p_invalid_messages_total`` by reason.
+* **p2p peers** are read from the peer manager when metrics are scraped, so the gauge is right
+  even when no frame arrives (every peer gone). The transport's own refusals are exported by
+  ``node.metrics.PeerStatsCollector``.
 """
 
 from __future__ import annotations
@@ -38,14 +38,6 @@ from consensus.types import PHASE_NAMES, Commit, Decide, Message, NewView, PreCo
 from node.metrics import Metrics
 
 VIEWS_TRACKED_MAX = 64  # proposal times kept for QC timing; older views are dropped
-
-# Transport statistics counted as invalid peer input, by the reason label they get.
-TRANSPORT_REFUSALS = {
-    "oversize_frames": "oversize_frame",
-    "handshake_failures": "handshake_failed",
-    "rejected_unknown_key": "unknown_key",
-    "rejected_identity_mismatch": "identity_mismatch",
-}
 
 
 class ConsensusObserver:
@@ -108,21 +100,7 @@ class ConsensusObserver:
         return "catch_up"
 
 
-class TransportCounters:
-    """Turns the peer manager's cumulative statistics into metric increments at scrape time."""
-
-    def __init__(self) -> None:
-        self.last: dict[str, int] = {}
-
-    def refresh(self, metrics: Metrics, peers: Any) -> None:
-        """Set the peer gauge and add transport refusals since the last call."""
-        if peers is None:
-            return
-        stats = peers.statistics()
-        metrics.p2p_peers.set(stats.connected_peers)
-        for field, reason in TRANSPORT_REFUSALS.items():
-            value = int(getattr(stats, field, 0))
-            delta = value - self.last.get(field, 0)
-            if delta > 0:
-                metrics.p2p_invalid_messages.labels(reason=reason).inc(delta)
-            self.last[field] = value
+def refresh_peer_gauge(metrics: Metrics, peers: Any) -> None:
+    """Set the connected-peer gauge from the peer manager (called at each scrape)."""
+    if peers is not None:
+        metrics.p2p_peers.set(len(peers.connected_peers()))

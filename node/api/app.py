@@ -27,7 +27,7 @@ from node.chain import Executed
 from node.logs import get_logger
 from node.mempool import Admit
 from node.node import Node, wait_timeout_s
-from node.observe import TransportCounters
+from node.observe import refresh_peer_gauge
 from state_machine.codec import DecodeError
 from state_machine.tx import MAX_TX_BYTES, Transaction
 
@@ -399,12 +399,10 @@ def build_app(node: Node) -> Starlette:
 
 
 def build_metrics_app(node: Node) -> Starlette:
-    transport = TransportCounters()
-
     async def metrics(request: Request) -> Response:
         # Gauges read from the peer manager are refreshed when scraped, so they are never
         # stale even when no frame arrives (e.g. every peer is gone).
-        transport.refresh(node.metrics, node.peers)
+        refresh_peer_gauge(node.metrics, node.peers)
         return Response(node.metrics.render(), media_type="text/plain; version=0.0.4")
 
     return Starlette(routes=[Route("/metrics", metrics)])
