@@ -19,6 +19,7 @@ BENCHMARKS = {
     "matching": "cli.bench_matching",
     "state-root": "cli.bench_state_root",
     "localnet": "cli.bench_localnet",
+    "consensus": "cli.bench_consensus",
 }
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+from tests.sim import exchange_app
 from tests.sim.byzantine import StaleLeader
-from tests.sim.cluster import Partition, Scenario
+from tests.sim.cluster import CHAIN_ID, GENESIS_TIME_MS, Partition, Scenario, validator_key
 
 FAULT_END_MS = 8_000.0
 
@@ -184,6 +185,26 @@ def mixed(rng: random.Random) -> Scenario:
     )
 
 
+def exchange(rng: random.Random) -> Scenario:
+    """The real exchange state machine behind consensus, with loss, a crash and an equivocating
+    leader: every honest node must reach the same exchange state digest at every height."""
+    n = 4
+    at = rng.uniform(0, FAULT_END_MS - 1_000)
+    scenario = Scenario(
+        "exchange",
+        validators=n,
+        byzantine=frozenset({0}),
+        equivocators=frozenset({0}),
+        delay_ms=(0.5, rng.uniform(2, 40)),
+        drop=rng.uniform(0.0, 0.1),
+        duplicate=rng.uniform(0.0, 0.1),
+        crashes=[(rng.randrange(1, n), at, at + rng.uniform(50, 3_000))],
+    )
+    keys = [validator_key(i).public_key for i in range(n)]
+    exchange_app.configure(scenario, CHAIN_ID, keys, GENESIS_TIME_MS)
+    return scenario
+
+
 SCENARIOS: dict[str, Callable[[random.Random], Scenario]] = {
     "clean": clean,
     "lossy": lossy,
@@ -195,6 +216,7 @@ SCENARIOS: dict[str, Callable[[random.Random], Scenario]] = {
     "equivocate": equivocate,
     "stale": stale,
     "mixed": mixed,
+    "exchange": exchange,
 }
 
 
