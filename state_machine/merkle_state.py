@@ -65,6 +65,7 @@ HASH_BYTES = 32
 RECORD_BYTES = 2 * HASH_BYTES
 FANOUT = 16
 SIBLINGS_BYTES = (FANOUT - 1) * HASH_BYTES
+ROW_BYTES = FANOUT * HASH_BYTES  # the 16 child hashes of an inner node
 MAX_DEPTH = 2 * HASH_BYTES  # nibbles in a sha256
 MAX_STATE_KEY_BYTES = 1024
 MAX_STATE_VALUE_BYTES = 16 * 1024 * 1024
@@ -264,9 +265,12 @@ class MerkleState:
         self._shape = shape
         self._empty = empty_node_values(shape)
         self._slots: list[Node] = [EMPTY_BUCKET] * shape.slots
-        # _levels[d][i]: hash of node i at depth d, for d = 0..min_depth (the fixed top).
-        self._levels: list[list[bytes]] = [
-            [_sha256(self._empty[d]).digest()] * (FANOUT**d) for d in range(shape.min_depth + 1)
+        # _levels[d][32 i : 32 i + 32]: hash of node i at depth d, for d = 0..min_depth (the
+        # fixed top). One contiguous buffer per level: an inner node's value is one slice (a
+        # memcpy), and the hashes stay together in memory instead of in 65,536 objects.
+        self._levels: list[bytearray] = [
+            bytearray(_sha256(self._empty[d]).digest() * (FANOUT**d))
+            for d in range(shape.min_depth + 1)
         ]
         self._count = 0
         self._top_ids, self._slot_ids = _fixed_node_ids(shape)
@@ -301,7 +305,7 @@ class MerkleState:
             node, node_hash = tree._build(bucket, shape.min_depth, slot, sink)
             sink.clear()
             tree._slots[slot] = node
-            tree._levels[shape.min_depth][slot] = node_hash
+            _set_hash(tree._levels[shape.min_depth], slot, node_hash)
             tree._count += len(records)
         tree._rehash_top(by_slot.keys(), sink)
         return tree
@@ -314,7 +318,7 @@ class MerkleState:
         return self._count
 
     def root(self) -> bytes:
-        return self._levels[0][0]
+        return bytes(self._levels[0])
 
     # -- updates ---------------------------------------------------------------------------
 
@@ -339,14 +343,15 @@ class MerkleState:
                 if len(bucket) <= cap_bytes:
                     self._count += (len(bucket) - len(old)) // RECORD_BYTES
                     slots[slot] = bucket
-                    slot_hashes[slot] = _sha256(bucket).digest()
+                    start = slot * HASH_BYTES
+                    slot_hashes[start : start + HASH_BYTES] = _sha256(bucket).digest()
                     updates.append((slot_ids[slot], bucket if len(bucket) > 1 else None))
                     continue
             old_count = _count(old)  # before _update: it mutates inner nodes in place
             new, new_hash = self._update(old, slot_depth, slot, changes, updates)
             self._count += _count(new) - old_count
             slots[slot] = new
-            slot_hashes[slot] = new_hash
+            _set_hash(slot_hashes, slot, new_hash)
         self._rehash_top(groups.keys(), updates)
         return updates
 
@@ -376,9 +381,10 @@ class MerkleState:
             empty = self._empty[depth]
             ids = self._top_ids[depth]
             for index in dirty:
-                start = index * FANOUT
-                value = TAG_INNER + b"".join(children[start : start + FANOUT])
-                hashes[index] = _sha256(value).digest()
+                start = index * ROW_BYTES
+                value = TAG_INNER + children[start : start + ROW_BYTES]
+                start = index * HASH_BYTES
+                hashes[start : start + HASH_BYTES] = _sha256(value).digest()
                 updates.append((ids[index], None if value == empty else value))
             dirty = {index >> 4 for index in dirty}
 
@@ -463,9 +469,10 @@ class MerkleState:
         siblings: list[bytes] = []
         for depth in range(self._shape.min_depth):
             child_index = prefix_of(kh, depth + 1)
-            start = (child_index >> 4) * FANOUT
-            row = self._levels[depth + 1][start : start + FANOUT]
-            siblings.append(b"".join(row[: child_index & 15] + row[(child_index & 15) + 1 :]))
+            start = (child_index >> 4) * ROW_BYTES
+            row = bytes(self._levels[depth + 1][start : start + ROW_BYTES])
+            cut = (child_index & 15) * HASH_BYTES
+            siblings.append(row[:cut] + row[cut + HASH_BYTES :])
         bucket = self._bucket_of(kh, siblings)
         return StateProof(tuple(siblings), bucket[1:])
 
@@ -486,12 +493,17 @@ class MerkleState:
         for depth in range(min_depth):
             children = self._levels[depth + 1]
             for index in range(FANOUT**depth):
-                start = index * FANOUT
-                value = TAG_INNER + b"".join(children[start : start + FANOUT])
+                start = index * ROW_BYTES
+                value = TAG_INNER + children[start : start + ROW_BYTES]
                 if value != self._empty[depth]:
                     yield node_id(depth, index), value
         for slot, node in enumerate(self._slots):
             yield from _subtree_nodes(node, min_depth, slot)
+
+
+def _set_hash(level: bytearray, index: int, node_hash: bytes) -> None:
+    start = index * HASH_BYTES
+    level[start : start + HASH_BYTES] = node_hash
 
 
 @functools.cache
