@@ -510,11 +510,16 @@ class Replica:
                 return
         self._consider_proposal(sender, p, block_hash)
 
+    def _within_evidence_window(self, view: int) -> bool:
+        """Signed messages we remember for equivocation checks: recent views and a bounded
+        stretch of future ones (memory stays bounded whatever peers send)."""
+        return self.view - EVIDENCE_WINDOW_VIEWS <= view <= self.view + self.config.max_future_views
+
     def _equivocating_proposal(self, p: Proposal, block_hash: bytes) -> bool:
         key = (p.view, p.proposer)
         seen = self._seen_proposals.get(key)
         if seen is None:
-            if p.view + EVIDENCE_WINDOW_VIEWS >= self.view:
+            if self._within_evidence_window(p.view):
                 self._seen_proposals[key] = (block_hash, p.signature)
             return False
         if seen[0] == block_hash:
@@ -627,7 +632,7 @@ class Replica:
         key = (vote.voter, vote.view, vote.phase)
         seen = self._seen_votes.get(key)
         if seen is None:
-            if vote.view + EVIDENCE_WINDOW_VIEWS >= self.view:
+            if self._within_evidence_window(vote.view):
                 self._seen_votes[key] = vote
         elif seen.block_hash != vote.block_hash:
             report = (vote.view, vote.voter, vote.phase, 1)

@@ -1,8 +1,8 @@
 """Replay or sweep simulator runs.
 
     python -m tests.sim --scenario twins --seed 17 --trace     # replay one run, print its trace
-    python -m tests.sim --seeds 0..10000                        # every scenario, 10,000 seeds each
-    python -m tests.sim --scenario crash --seeds 0..500 --jobs 2
+    python -m tests.sim --seeds 0..10000 --mix --jobs 2         # 10,000 runs across all kinds
+    python -m tests.sim --scenario crash --seeds 0..500 --jobs 2  # 500 seeds of one kind
 
 Exit status 1 if any run failed; each failure prints its seed and the replay command.
 """
@@ -71,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0..10", help="seed range A..B (B excluded)")
     parser.add_argument("--trace", action="store_true", help="print the full event trace")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes for --seeds")
+    parser.add_argument(
+        "--mix",
+        action="store_true",
+        help="run each seed once, with the scenarios taken in turn (seed s -> scenario s mod k)",
+    )
     args = parser.parse_args(argv)
     names = args.scenario or list(SCENARIOS)
 
@@ -94,18 +99,25 @@ def main(argv: list[str] | None = None) -> int:
         return status
 
     seeds = list(parse_range(args.seeds))
-    chunks = [(name, seeds[i : i + 50]) for name in names for i in range(0, len(seeds), 50)]
+    if args.mix:
+        per_name = {name: [s for s in seeds if s % len(names) == k] for k, name in enumerate(names)}
+    else:
+        per_name = {name: seeds for name in names}
+    chunks = [
+        (name, ss[i : i + 50]) for name, ss in per_name.items() for i in range(0, len(ss), 50)
+    ]
+    total = sum(len(ss) for ss in per_name.values())
     t0 = time.monotonic()
     results: list[dict[str, Any]] = []
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as pool:
             for chunk in pool.map(_run_chunk, chunks):
                 results.extend(chunk)
-                _progress(results, len(seeds) * len(names), t0)
+                _progress(results, total, t0)
     else:
         for chunk_args in chunks:
             results.extend(_run_chunk(chunk_args))
-            _progress(results, len(seeds) * len(names), t0)
+            _progress(results, total, t0)
     wall = time.monotonic() - t0
     failures = [r for r in results if not r["ok"]]
     for name in names:
