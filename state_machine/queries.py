@@ -16,9 +16,11 @@ from state_machine.margin import (
     cross_maintenance_atoms,
     free_collateral,
     maintenance_margin_atoms,
+    pending_funding_atoms,
     position_im_atoms,
     unrealized_pnl_atoms,
 )
+from state_machine.risk import liquidation_price_ticks
 from state_machine.state import ExchangeCore
 
 
@@ -104,6 +106,8 @@ def account_summary(st: ExchangeCore, account: bytes) -> dict[str, Any]:
                 "isolated_margin_atoms": pos.isolated_margin_atoms,
                 "initial_margin_atoms": position_im_atoms(pos, price),
                 "maintenance_margin_atoms": maintenance_margin_atoms(pos.market, notional),
+                "pending_funding_atoms": pending_funding_atoms(st, pos),
+                "liquidation_price_ticks": liquidation_price_ticks(st, acct, mid),
             }
         )
     out["open_orders"] = len(acct.orders)

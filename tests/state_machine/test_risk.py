@@ -1,0 +1,393 @@
+"""Risk engine: worked examples from public docs, mark price, funding, triggers of the ladder,
+a crash scenario with insurance fund and ADL, property tests and determinism."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from state_machine.audit import audit
+from state_machine.exchange import ExchangeState
+from state_machine.genesis import (
+    Asset,
+    FundedBalance,
+    Genesis,
+    MarginTier,
+    Market,
+    Parameters,
+    default_genesis,
+)
+from state_machine.margin import pending_funding_atoms
+from state_machine.queries import account_summary
+from state_machine.risk import (
+    funding_rate_8h_ppb,
+    interval_rate_ppb,
+    liquidation_price_ticks,
+    median3,
+    unit_positions,
+    unit_value_and_mm,
+)
+from state_machine.state import VAULT
+from state_machine.tx import (
+    TIF_IOC,
+    AdjustIsolatedMargin,
+    CancelAll,
+    OraclePrice,
+    OracleUpdate,
+    SetLeverage,
+)
+from tests.state_machine.helpers import (
+    BTC_PERP,
+    CHAIN,
+    ETH_PERP,
+    T0,
+    USDC,
+    VALIDATORS,
+    Harness,
+    acct,
+    limit,
+    make_genesis,
+    tx,
+)
+
+A1, A2, A3, A4 = acct(1), acct(2), acct(3), acct(4)
+STRK_PERP = 4
+
+
+# ---- worked examples ---------------------------------------------------------------------
+
+
+def test_funding_formula_hyperliquid_example() -> None:
+    # interest 0.01 %, premium 1 % (impact bid 10,100 vs oracle 10,000) -> F = 0.95 % per 8 h
+    assert funding_rate_8h_ppb(10_000_000, 100_000, 500_000) == 9_500_000
+    # the other clamp edge and the pass-through band
+    assert funding_rate_8h_ppb(-10_000_000, 100_000, 500_000) == -9_500_000
+    assert funding_rate_8h_ppb(50_000, 100_000, 500_000) == 100_000
+    # paid hourly as F/8, capped at 4 % per hour
+    assert interval_rate_ppb(9_500_000, 3_600_000, 40_000) == 1_187_500
+    assert interval_rate_ppb(10**9, 3_600_000, 40_000) == 40_000_000
+
+
+def test_funding_end_to_end_from_impact_prices() -> None:
+    h = Harness()
+    h.oracle(BTC_PERP, 1_000_000)  # 10,000.00
+    h.one(A2, limit(BTC_PERP, False, 1_000_000, 100))
+    h.one(A1, limit(BTC_PERP, True, 1_000_000, 100))  # A1 long 100 lots (100 USDC notional)
+    h.one(A3, limit(BTC_PERP, True, 1_010_000, 20_000))  # impact bid 10,100.00
+    h.one(A4, limit(BTC_PERP, False, 1_020_000, 20_000))  # impact ask above the oracle
+    # Cross the first funding boundary (its average includes the empty-book blocks) ...
+    h.block([], dt_ms=3_600_000)
+    first = [e for e in h.last.events if e[0] == "funding" and e[1] == BTC_PERP]  # type: ignore[union-attr]
+    assert len(first) == 1
+    pos = h.state.accounts[A1].positions[BTC_PERP]
+    owed_before = pending_funding_atoms(h.state, pos)
+    # ... then a full interval with the book unchanged: premium exactly 1 % in every sample.
+    funding = []
+    for _ in range(6):
+        h.block([], dt_ms=600_000)
+        funding += [e for e in h.last.events if e[0] == "funding" and e[1] == BTC_PERP]  # type: ignore[union-attr]
+    (ev,) = funding
+    _, _, rate_ppb, f8_ppb, premium_ppb, index = ev
+    assert premium_ppb == 10_000_000  # 1 %
+    assert f8_ppb == 9_500_000  # 0.95 % per 8 hours
+    assert rate_ppb == 1_187_500  # paid for one hour
+    assert index - first[0][5] == 1_187_500 * 1_000_000
+    # A long of 100 USDC notional pays 0.11875 USDC for the hour; shorts receive it.
+    assert pending_funding_atoms(h.state, pos) - owed_before == 118_750
+    short = h.state.accounts[A2].positions[BTC_PERP]
+    assert pending_funding_atoms(h.state, short) < 0
+    # Settling on the next trade moves exactly the pending amount.
+    usdc = h.bal(A1, 0)[0]
+    owed = pending_funding_atoms(h.state, pos)
+    h.one(A1, limit(BTC_PERP, False, 1_010_000, 10, tif=TIF_IOC))
+    pays = [e for e in h.last.events if e[0] == "funding_payment"]  # type: ignore[union-attr]
+    assert pays[0][1:] == (A1, BTC_PERP, owed)
+    fee = -(-1_010_000 * 10 * 450 // 10**6)
+    assert h.bal(A1, 0)[0] == usdc - owed + 10 * 10_000 - fee
+    audit(h.state)
+
+
+def eth_strk_genesis(a1_usdc: int) -> Genesis:
+    """ETH-PERP with a single 5 % maintenance tier and no fees, plus STRK-PERP (10 %)."""
+    g = default_genesis(CHAIN, [(v, 10) for v in VALIDATORS], [A2, A3], genesis_time_ms=T0)
+    eth = dataclasses.replace(
+        g.markets[3],
+        margin_tiers=(MarginTier(0, 50_000),),
+        max_leverage=10,
+        maker_fee_ppm=0,
+        taker_fee_ppm=0,
+    )
+    strk = Market(
+        market_id=STRK_PERP,
+        symbol="STRK-PERP",
+        kind=1,
+        base_asset_id=3,
+        quote_asset_id=0,
+        lot_base_atoms=10**8,
+        tick_lot_atoms=100,
+        min_notional_atoms=10 * USDC,
+        max_price_ticks=10**8,
+        max_order_lots=10**7,
+        max_leverage=5,
+        margin_tiers=(MarginTier(0, 100_000),),
+        maker_fee_ppm=0,
+        taker_fee_ppm=0,
+        price_band_ppm=100_000,
+        oracle_max_age_ms=60_000,
+        initial_price_ticks=17_500,
+        impact_notional_atoms=10_000 * USDC,
+    )
+    return dataclasses.replace(
+        g,
+        assets=(*g.assets, Asset(3, "STRK", 8)),
+        markets=(*g.markets[:3], eth, strk),
+        balances=(*g.balances, FundedBalance(A1, 0, a1_usdc)),
+    )
+
+
+def test_isolated_liquidation_price_dydx_example() -> None:
+    # equity 1,000 USDC, short 3 ETH entered at 3,000, maintenance fraction 5 % -> 3,174.60
+    h = Harness(eth_strk_genesis(10_000 * USDC))
+    assert h.one(A1, SetLeverage(ETH_PERP, 10, True)).code == "ok"
+    h.one(A2, limit(ETH_PERP, True, 300_000, 3000))  # 3000 lots of 0.001 ETH
+    assert h.one(A1, limit(ETH_PERP, False, 300_000, 3000)).status == "filled"
+    pos = h.state.accounts[A1].positions[ETH_PERP]
+    assert pos.isolated_margin_atoms == 900 * USDC  # 9,000 notional at 10x
+    assert h.one(A1, AdjustIsolatedMargin(ETH_PERP, 100 * USDC)).code == "ok"
+    assert liquidation_price_ticks(h.state, h.state.accounts[A1], ETH_PERP) == 317_460
+    s = account_summary(h.state, A1)
+    assert s["positions"][0]["liquidation_price_ticks"] == 317_460
+
+
+def test_cross_liquidation_price_dydx_example() -> None:
+    # equity 1,000; short 1.5 ETH at 3,000 (5 %); long 1,000 STRK at 1.75 (10 %) -> 3,380.95
+    h = Harness(eth_strk_genesis(1_000 * USDC))
+    h.one(A2, limit(ETH_PERP, True, 300_000, 1500))
+    assert h.one(A1, limit(ETH_PERP, False, 300_000, 1500)).status == "filled"
+    h.one(A2, limit(STRK_PERP, False, 17_500, 1000))
+    assert h.one(A1, limit(STRK_PERP, True, 17_500, 1000)).status == "filled"
+    value, _ = unit_value_and_mm(h.state, h.state.accounts[A1], None)
+    assert value == 1_000 * USDC
+    assert liquidation_price_ticks(h.state, h.state.accounts[A1], ETH_PERP) == 338_095
+
+
+def test_median3() -> None:
+    for a, b, c in [(1, 2, 3), (3, 2, 1), (2, 3, 1), (2, 1, 3), (5, 5, 1), (1, 9, 9)]:
+        assert median3(a, b, c) == sorted((a, b, c))[1]
+
+
+def test_mark_price_follows_the_book_through_the_median() -> None:
+    h = Harness()
+    h.one(A1, limit(BTC_PERP, True, 6_000_000, 10))
+    assert h.state.mstates[BTC_PERP].mark_price_ticks == 6_000_000  # one-sided: oracle
+    h.one(A2, limit(BTC_PERP, False, 6_200_000, 10))
+    ms = h.state.mstates[BTC_PERP]
+    # mid 6.1M, basis 100,000 ticks; EMA moves by basis * dt / (dt + 150 s) per block.
+    assert ms.basis_ema_ticks == 100_000 * 500 // (500 + 150_000)
+    assert ms.mark_price_ticks == 6_000_000 + ms.basis_ema_ticks  # the middle of the three
+    for _ in range(5):
+        h.block([], dt_ms=60_000)
+    assert 6_000_000 < h.state.mstates[BTC_PERP].mark_price_ticks <= 6_100_000
+
+
+# ---- the ladder ---------------------------------------------------------------------------
+
+
+def crash_genesis(n: int, insurance_usdc: int) -> tuple[Genesis, list[bytes]]:
+    traders = [(1000 + i).to_bytes(32, "big") for i in range(n)]
+    mm, lp = acct(200), acct(201)
+    bystanders = [acct(202), acct(203)]
+    balances = [(t, 0, 1_000 * USDC) for t in traders]
+    balances += [(mm, 0, 10**8 * USDC), (lp, 0, 10**8 * USDC)]
+    balances += [(b, 0, 5_000 * USDC) for b in bystanders]
+    g = default_genesis(
+        CHAIN,
+        [(v, 10) for v in VALIDATORS],
+        balances,
+        genesis_time_ms=T0,
+        parameters=Parameters(
+            insurance_fund_atoms=insurance_usdc * USDC,
+            liquidation_partial_notional_atoms=20_000 * USDC,
+            liquidation_cooldown_ms=1_000,
+        ),
+    )
+    return g, traders
+
+
+def open_crash_positions(h: Harness, traders: list[bytes]) -> None:
+    mm = acct(200)
+    p = 6_000_000
+    levs = (2, 5, 10, 20, 40, 50)
+    h.block(
+        [
+            tx(t, [SetLeverage(BTC_PERP, levs[i % 6], False)], h.next_nonce())
+            for i, t in enumerate(traders)
+        ]
+    )
+    h.block(
+        [
+            tx(
+                mm,
+                [limit(BTC_PERP, False, p, 10**7), limit(BTC_PERP, True, p - 1, 10**7)],
+                h.next_nonce(),
+            )
+        ]
+    )
+    txs = []
+    for i, t in enumerate(traders):
+        lev = levs[i % 6]
+        lots = 1_000 * USDC * lev * 9 // 10 // p  # 90 % of the allowed notional
+        is_buy = i % 3 != 0  # two longs for every short
+        price = p if is_buy else p - 1
+        txs.append(tx(t, [limit(BTC_PERP, is_buy, price, lots, tif=TIF_IOC)], h.next_nonce()))
+    res = h.block(txs)
+    assert all(r.actions[0].filled_lots > 0 for r in res.tx_results)
+    h.block([tx(mm, [CancelAll(None)], h.next_nonce())])
+
+
+def unhealthy_units(state: ExchangeState) -> list[bytes]:
+    out = []
+    for pk, a in state.accounts.items():
+        if pk == VAULT:
+            continue
+        units: list[int | None] = [None] + [m for m, p in a.positions.items() if p.isolated]
+        for mid in units:
+            if unit_positions(a, mid):
+                value, mm = unit_value_and_mm(state, a, mid)
+                if value < mm:
+                    out.append(pk)
+    return out
+
+
+def crash(h: Harness, prices: list[int]) -> list[str]:
+    lp = acct(201)
+    kinds: list[str] = []
+    bystanders = {b: h.bal(b, 0) for b in (acct(202), acct(203))}
+    for price in prices:
+        txs = [
+            tx(v, [OracleUpdate((OraclePrice(BTC_PERP, price),))], h.next_nonce())
+            for v in VALIDATORS
+        ]
+        # A thin bid ladder under the new price: some liquidations fill in the book.
+        txs.append(tx(lp, [limit(BTC_PERP, True, price * 99 // 100, 2_000)], h.next_nonce()))
+        res = h.block(txs)
+        kinds += [e[0] for e in res.events]
+        audit(h.state)
+        assert h.state.mstates[BTC_PERP].mark_price_ticks == price
+        # Every unit below maintenance was handled in this very block: it is healthy now or
+        # waiting out a partial-liquidation cooldown after this block's step.
+        for pk in unhealthy_units(h.state):
+            assert any(e[0] == "liquidation" and e[1] == pk for e in res.events)
+        if h.bal(VAULT, 0)[0] > 0:
+            for pk, a in h.state.accounts.items():
+                if pk != VAULT:
+                    assert unit_value_and_mm(h.state, a, None)[0] >= 0, pk.hex()
+        for b, before in bystanders.items():
+            assert h.bal(b, 0) == before
+    return kinds
+
+
+def test_crash_with_insurance_fund_and_adl() -> None:
+    g, traders = crash_genesis(240, insurance_usdc=2_000)
+    h = Harness(g)
+    open_crash_positions(h, traders)
+    audit(h.state)
+    kinds = crash(h, [5_880_000, 5_700_000, 5_100_000, 4_500_000, 4_200_000])  # -30 % in 5 blocks
+    assert {"liquidation", "internal_order", "backstop", "adl", "position_transfer"} <= set(kinds)
+    assert not unhealthy_units(h.state)
+    # the vault took positions over and was drained by bad debt before ADL
+    assert h.bal(VAULT, 0)[0] >= 0
+    longs = [t for i, t in enumerate(traders) if i % 3 != 0]
+    liquidated = {e for e in longs if h.state.accounts[e].positions[BTC_PERP].size_lots == 0}
+    assert len(liquidated) > len(longs) // 2
+
+
+def test_crash_is_deterministic_and_survives_a_rebuild() -> None:
+    digests = []
+    for rebuild in (False, True):
+        g, traders = crash_genesis(60, insurance_usdc=500)
+        h = Harness(g)
+        open_crash_positions(h, traders)
+        crash(h, [5_700_000])
+        if rebuild:
+            h.state = ExchangeState.from_entries(g, h.state.entries())
+        crash(h, [5_100_000, 4_500_000])
+        digests.append(h.state.digest())
+    assert digests[0] == digests[1]
+
+
+def test_partial_liquidation_with_cooldown() -> None:
+    g = make_genesis(
+        parameters=Parameters(
+            liquidation_partial_notional_atoms=1_000 * USDC, liquidation_cooldown_ms=10_000
+        )
+    )
+    g = dataclasses.replace(g, balances=(*g.balances, FundedBalance(acct(7), 0, 1_000 * USDC)))
+    h = Harness(g)
+    a7 = acct(7)
+    h.one(a7, SetLeverage(BTC_PERP, 20, False))
+    h.one(A2, limit(BTC_PERP, False, 6_000_000, 3_000))
+    assert h.one(a7, limit(BTC_PERP, True, 6_000_000, 3_000)).status == "filled"  # 18,000 USDC
+    h.one(A3, limit(BTC_PERP, True, 5_740_000, 100_000))  # deep bids for the liquidator
+    # -4.7 %: value ~152 USDC is below maintenance (1 % of 17,160) but above 2/3 of it
+    h.oracle(BTC_PERP, 5_720_000)
+    pos = h.state.accounts[a7].positions[BTC_PERP]
+    events = [e for e in h.last.events if e[0] == "internal_order"]  # type: ignore[union-attr]
+    assert events and events[0][5] == 600  # 20 % of 3,000 lots
+    assert pos.size_lots == 2_400
+    assert pos.liquidation_cooldown_ms == h.time_ms + 10_000
+
+
+# ---- properties --------------------------------------------------------------------------
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    moves=st.lists(st.integers(-150_000, 150_000), min_size=1, max_size=6),
+    levs=st.lists(st.integers(1, 50), min_size=6, max_size=6),
+    sizes=st.lists(st.integers(200, 5_000), min_size=6, max_size=6),
+    insurance=st.sampled_from([0, 100, 10_000]),
+)
+def test_random_price_paths_keep_funds_conserved(
+    moves: list[int], levs: list[int], sizes: list[int], insurance: int
+) -> None:
+    traders = [(500 + i).to_bytes(32, "big") for i in range(6)]
+    bystander = acct(9)
+    g = default_genesis(
+        CHAIN,
+        [(v, 10) for v in VALIDATORS],
+        [(t, 0, 2_000 * USDC) for t in traders] + [(bystander, 0, 777), (acct(8), 0, 10**12)],
+        genesis_time_ms=T0,
+        parameters=Parameters(insurance_fund_atoms=insurance * USDC),
+    )
+    h = Harness(g)
+    h.block(
+        [
+            tx(t, [SetLeverage(BTC_PERP, levs[i], i % 2 == 0)], h.next_nonce())
+            for i, t in enumerate(traders)
+        ]
+    )
+    p = 6_000_000
+    for i, t in enumerate(traders):
+        is_buy = i % 2 == 0
+        h.one(acct(8), limit(BTC_PERP, not is_buy, p, sizes[i]))
+        h.one(t, limit(BTC_PERP, is_buy, p, sizes[i], tif=TIF_IOC))
+        h.one(acct(8), CancelAll(None))
+    audit(h.state)
+    for m in moves:
+        p = max(1_000_000, p * (10**6 + m) // 10**6)
+        h.oracle(BTC_PERP, p)
+        audit(h.state)
+        assert not unhealthy_units(h.state) or any(
+            e[0] == "liquidation"
+            for e in h.last.events  # type: ignore[union-attr]
+        )
+        if h.bal(VAULT, 0)[0] > 0:
+            for t in traders:
+                a = h.state.accounts[t]
+                assert unit_value_and_mm(h.state, a, None)[0] >= 0
+                if a.positions[BTC_PERP].isolated:
+                    assert unit_value_and_mm(h.state, a, BTC_PERP)[0] >= 0
+        assert h.bal(bystander, 0) == (777, 0)
