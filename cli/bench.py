@@ -17,6 +17,7 @@ from cli.errors import EXIT_OK
 BENCHMARKS = {
     "verify": "cli.bench_verify",
     "matching": "cli.bench_matching",
+    "risk": "cli.bench_risk",
     "state-root": "cli.bench_state_root",
     "localnet": "cli.bench_localnet",
     "consensus": "cli.bench_consensus",
