@@ -32,11 +32,14 @@ LEDGER_KINDS = (
     "withdrawal",
     "isolated_margin",
     "liquidation",
+    "backstop",
+    "position_transfer",
+    "insurance_payout",
     "adl",
     "funding_payment",
     "fill",
 )
-ACCOUNT_FIELDS = ("account", "taker", "maker", "from", "to")
+ACCOUNT_FIELDS = ("account", "taker", "maker", "from", "to", "bankrupt", "counterparty")
 
 
 class HistoryItem:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from consensus.types import Block, QuorumCert
@@ -23,20 +24,20 @@ from node.api.history import (
 )
 from node.api.txevents import tx_event_indexes
 from node.api.txjson import snake
-from node.api.units import MarketUnits, atoms_to_decimal
+from node.api.units import MarketUnits, atoms_to_decimal, format_fraction
 from node.keys import parse_address
 from node.storage import ProofAt
 from state_machine.codec import DecodeError, decode_raw
 from state_machine.exchange import EVENT_FIELDS
 from state_machine.genesis import MARKET_KIND_NAMES, Market
 from state_machine.margin import (
-    cross_account_value_atoms,
-    cross_maintenance_atoms,
     free_collateral,
     maintenance_margin_atoms,
+    pending_funding_atoms,
     unrealized_pnl_atoms,
 )
-from state_machine.state import Position
+from state_machine.risk import funding_rate_8h_ppb, liquidation_price_ticks, unit_value_and_mm
+from state_machine.state import Account, Position
 from state_machine.tx import Transaction, WithdrawRequest
 from state_machine.txroot import inclusion_proof, tx_root
 
@@ -188,9 +189,39 @@ class Queries:
             "open_interest": units.lots_to_size(ms.open_interest_lots),
             "volume": units.lots_to_size(ms.volume_lots),
         }
-        funding = getattr(ms, "funding_rate_ppm_8h", None)
-        out["funding_rate_8h_ppm"] = funding if isinstance(funding, int) else None
+        book = st.books[market.market_id]
+        best_bid, best_ask = book.bids.best_price(), book.asks.best_price()
+        out["best_bid"] = units.ticks_to_price(best_bid) if best_bid else None
+        out["best_ask"] = units.ticks_to_price(best_ask) if best_ask else None
+        out.update(self.funding_json(market, ms))
         return out
+
+    def funding_json(self, market: Market, ms: Any) -> dict[str, Any]:
+        """Funding of a perp: the predicted 8-hour rate of the running interval (from the
+        premium samples so far, by the engine's own formula) and the last interval's rate."""
+        names = (
+            "funding_rate_8h_ppb",
+            "funding_rate_8h_ppm",
+            "premium_ppb",
+            "last_funding_rate_ppb",
+            "funding_interval_ms",
+            "next_funding_ms",
+        )
+        if not market.is_perp:
+            return dict.fromkeys(names)
+        params = self.node.genesis.parameters
+        premium = ms.premium_sum_ppb // ms.premium_samples if ms.premium_samples else 0
+        rate_8h = funding_rate_8h_ppb(
+            premium, params.funding_interest_ppm_8h * 1000, params.funding_clamp_ppm * 1000
+        )
+        return {
+            "funding_rate_8h_ppb": rate_8h,
+            "funding_rate_8h_ppm": format_fraction(Fraction(rate_8h, 1000)),
+            "premium_ppb": premium,
+            "last_funding_rate_ppb": ms.funding_rate_ppb,
+            "funding_interval_ms": params.funding_interval_ms,
+            "next_funding_ms": ms.next_funding_ms or None,
+        }
 
     def markets(self) -> dict[str, Any]:
         return {
@@ -256,7 +287,7 @@ class Queries:
 
     # ---- accounts --------------------------------------------------------------------------
 
-    def position_json(self, pos: Position) -> dict[str, Any]:
+    def position_json(self, acct: Account, pos: Position) -> dict[str, Any]:
         market = pos.market
         units = self.units[market.market_id]
         st = self.state
@@ -279,18 +310,16 @@ class Queries:
             "leverage": pos.leverage,
             "margin_mode": "isolated" if pos.isolated else "cross",
             "isolated_margin": self.amount(0, pos.isolated_margin_atoms),
-            "liquidation_price": self.liquidation_price(pos),
+            "pending_funding": self.signed_usdc(pending_funding_atoms(st, pos)),
+            "liquidation_price": self.liquidation_price(acct, pos),
         }
         return out
 
-    def liquidation_price(self, pos: Position) -> str | None:
-        from state_machine import margin
-
-        fn = getattr(margin, "liquidation_price_ticks", None)
-        if fn is None or pos.size_lots == 0:
-            return None
-        ticks = fn(self.state, pos)
-        return None if ticks is None else self.units[pos.market.market_id].ticks_to_price(ticks)
+    def liquidation_price(self, acct: Account, pos: Position) -> str | None:
+        """The mark price at which the position's margin unit reaches maintenance (others
+        fixed), as the risk engine computes it; None when no price would liquidate it."""
+        ticks = liquidation_price_ticks(self.state, acct, pos.market.market_id)
+        return self.units[pos.market.market_id].ticks_to_price(ticks) if ticks else None
 
     def signed_usdc(self, atoms: int) -> str:
         text = self.amount(0, abs(atoms))
@@ -316,15 +345,18 @@ class Queries:
                     }
                 )
             positions = [
-                self.position_json(acct.positions[mid])
+                self.position_json(acct, acct.positions[mid])
                 for mid in sorted(acct.positions)
                 if acct.positions[mid].size_lots or acct.positions[mid].isolated_margin_atoms
             ]
-            value = cross_account_value_atoms(st, acct)
+            # The cross unit's value and maintenance exactly as the liquidation check sees
+            # them (pending funding included).
+            value, maintenance = unit_value_and_mm(st, acct, None)
             summary = {
                 "account_value": self.signed_usdc(value),
-                "maintenance_margin": self.amount(0, cross_maintenance_atoms(st, acct)),
+                "maintenance_margin": self.amount(0, maintenance),
                 "free_collateral": self.signed_usdc(free_collateral(st, acct)),
+                "liquidatable": value < maintenance,
             }
         return {
             "address": who.hex(),
