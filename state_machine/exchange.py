@@ -67,8 +67,17 @@ from state_machine.state import (
     Position,
     Withdrawal,
 )
+from state_machine.triggers import (
+    P_TRIGGER,
+    TriggerBook,
+    cancel_trigger,
+    place_trigger,
+    trigger_from_entry,
+)
 from state_machine.tx import (
     KIND_MARKET,
+    KIND_STOP_LIMIT,
+    KIND_TAKE_PROFIT_LIMIT,
     STP_CANCEL_BOTH,
     STP_CANCEL_RESTING,
     STP_CANCEL_TAKER,
@@ -99,7 +108,6 @@ EXPIRED = "expired"
 UNKNOWN_MARKET = "unknown_market"
 UNKNOWN_ASSET = "unknown_asset"
 UNKNOWN_ORDER = "unknown_order"
-UNSUPPORTED_ORDER_KIND = "unsupported_order_kind"
 INVALID_ORDER = "invalid_order"
 LOT_SIZE = "lot_size"
 TICK_SIZE = "tick_size"
@@ -129,6 +137,7 @@ ST_RESTING = "resting"
 ST_PARTIAL = "partially_filled"
 ST_FILLED = "filled"
 ST_CANCELLED = "cancelled"
+ST_WAITING = "waiting"  # a trigger order waiting for its trigger price
 
 # Cancel reasons.
 R_USER = "user"
@@ -181,6 +190,26 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "position_transfer": ("market_id", "from", "to", "size_lots", "price_ticks"),
     "insurance_payout": ("account", "market_id", "amount_atoms"),
     "adl": ("market_id", "bankrupt", "counterparty", "size_lots", "price_ticks"),
+    "trigger_accepted": (
+        "market_id",
+        "order_id",
+        "account",
+        "is_buy",
+        "kind",
+        "trigger_price_ticks",
+        "size_lots",
+        "reduce_only",
+    ),
+    "trigger_cancelled": ("market_id", "order_id", "account", "reason"),
+    "trigger_fired": (
+        "market_id",
+        "trigger_id",
+        "account",
+        "mark_price_ticks",
+        "code",
+        "order_id",
+        "filled_lots",
+    ),
 }
 
 
@@ -283,6 +312,7 @@ class ExchangeState(ExchangeCore):
         validate_genesis(genesis)
         st = cls(genesis)
         st.risk = RiskIndex()
+        st.triggers = TriggerBook()
         if genesis.parameters.insurance_fund_atoms:
             vault = st.account(VAULT)
             st.balance(vault, 0).available_atoms += genesis.parameters.insurance_fund_atoms
@@ -301,7 +331,9 @@ class ExchangeState(ExchangeCore):
 
         st = cls(genesis)
         st.risk = RiskIndex()  # evaluates every margin unit at the first end_block
+        st.triggers = TriggerBook()
         orders: list[Order] = []
+        triggers: list[tuple[bytes, Any]] = []
         for key, value in entries:
             v = decode_raw(value)
             p = key[0]
@@ -365,11 +397,17 @@ class ExchangeState(ExchangeCore):
                 st.fee_pools[int.from_bytes(key[1:5], "big")].amount_atoms = v[0]
             elif p == P_ASSET:
                 st.asset_totals[int.from_bytes(key[1:5], "big")].amount_atoms = v[0]
+            elif p == P_TRIGGER:
+                triggers.append((key, v))
             elif p == P_WITHDRAWAL:
                 wid = int.from_bytes(key[1:9], "big")
                 st.withdrawals[wid] = Withdrawal(wid, v[0], v[1], v[2], v[3], v[4])
             else:
                 check(False, f"unknown state key prefix {p}")
+        for key, v in triggers:
+            t = trigger_from_entry(st, key, v)
+            t.stored = True
+            st.triggers.add(t)
         orders.sort(key=lambda o: o.seq)
         for o in orders:
             rest_order(st, st.markets[o.market_id], o)
@@ -563,13 +601,13 @@ def process_place_order(st: ExchangeCore, acct: Account, a: PlaceOrder) -> Actio
         return _reject(st, acct, mid, cid, UNKNOWN_MARKET, f"no market {mid}")
     market = book.market
     kind = a.kind
-    if kind in TRIGGER_KINDS:
-        return _reject(st, acct, mid, cid, UNSUPPORTED_ORDER_KIND, "trigger orders unsupported")
     size = a.size_lots
     if size == 0 or size > market.max_order_lots:
         return _reject(
             st, acct, mid, cid, LOT_SIZE, f"size must be 1..{market.max_order_lots} lots"
         )
+    if kind in TRIGGER_KINDS:
+        return process_place_trigger(st, acct, a)
     ms = book.mstate
     ref = ms.oracle_price_ticks or ms.last_trade_price_ticks
     is_buy = a.is_buy
@@ -755,6 +793,33 @@ def process_place_order(st: ExchangeCore, acct: Account, a: PlaceOrder) -> Actio
         events.append(("order_rested", mid, seq, acct.pubkey, price, size))
         return ActionResult(OK, ST_RESTING, seq, 0, ST_RESTING)
     return execute_order(st, market, book, order)
+
+
+def process_place_trigger(st: ExchangeCore, acct: Account, a: PlaceOrder) -> ActionResult:
+    """Validate and store a stop / take-profit order (see triggers.py); it holds no margin."""
+    mid = a.market_id
+    cid = a.client_id
+    market = st.markets[mid]
+    if not market.is_perp:
+        return _reject(st, acct, mid, cid, NOT_PERP, "trigger orders are for perpetuals")
+    trig = a.trigger_price_ticks
+    if trig == 0 or trig > market.max_price_ticks:
+        return _reject(st, acct, mid, cid, TICK_SIZE, "trigger price out of range")
+    limit_kind = a.kind in (KIND_STOP_LIMIT, KIND_TAKE_PROFIT_LIMIT)
+    if limit_kind and (a.price_ticks == 0 or a.price_ticks > market.max_price_ticks):
+        return _reject(st, acct, mid, cid, TICK_SIZE, "limit price out of range")
+    if cid and (cid in acct.client_ids or any(t.client_id == cid for t in acct.triggers.values())):
+        return _reject(st, acct, mid, cid, DUPLICATE_CLIENT_ID, f"client id {cid} is open")
+    if len(acct.orders) + len(acct.triggers) >= st.max_open_orders:
+        return _reject(st, acct, mid, cid, TOO_MANY_ORDERS, "open order limit reached")
+    if not a.reduce_only and trig * a.size_lots * market.tick_lot_atoms < (
+        market.min_notional_atoms
+    ):
+        return _reject(
+            st, acct, mid, cid, MIN_NOTIONAL, f"notional below {market.min_notional_atoms} atoms"
+        )
+    t = place_trigger(st, acct, a, a.size_lots)
+    return ActionResult(OK, ST_WAITING, t.order_id, 0, ST_WAITING)
 
 
 def execute_order(st: ExchangeCore, market: Market, book: Book, order: Order) -> ActionResult:
@@ -1244,6 +1309,10 @@ def settle_perp_fill(
 
 def process_cancel_order(st: ExchangeCore, acct: Account, a: CancelOrder) -> ActionResult:
     order = acct.orders.get(a.order_id)
+    trig = acct.triggers.get(a.order_id)
+    if order is None and trig is not None and trig.market_id == a.market_id:
+        cancel_trigger(st, trig, R_USER)
+        return ActionResult(OK, ST_CANCELLED, trig.order_id, 0, ST_CANCELLED)
     if order is None or order.market_id != a.market_id:
         return ActionResult(UNKNOWN_ORDER, f"no open order {a.order_id} in market {a.market_id}")
     cancel_resting(st, order, R_USER)
@@ -1254,6 +1323,11 @@ def process_cancel_by_client_id(
     st: ExchangeCore, acct: Account, a: CancelByClientId
 ) -> ActionResult:
     order = acct.client_ids.get(a.client_id) if a.client_id else None
+    if order is None and a.client_id:
+        for trig in acct.triggers.values():
+            if trig.client_id == a.client_id and trig.market_id == a.market_id:
+                cancel_trigger(st, trig, R_USER)
+                return ActionResult(OK, ST_CANCELLED, trig.order_id, 0, ST_CANCELLED)
     if order is None or order.market_id != a.market_id:
         return ActionResult(UNKNOWN_ORDER, f"no open order with client id {a.client_id}")
     cancel_resting(st, order, R_USER)
@@ -1267,7 +1341,10 @@ def process_cancel_all(st: ExchangeCore, acct: Account, a: CancelAll) -> ActionR
     victims = [o for o in acct.orders.values() if mid is None or o.market_id == mid]
     for o in victims:
         cancel_resting(st, o, R_USER)
-    return ActionResult(OK, ST_CANCELLED, count=len(victims))
+    trigs = [t for t in acct.triggers.values() if mid is None or t.market_id == mid]
+    for t in trigs:
+        cancel_trigger(st, t, R_USER)
+    return ActionResult(OK, ST_CANCELLED, count=len(victims) + len(trigs))
 
 
 def process_amend_order(st: ExchangeCore, acct: Account, a: AmendOrder) -> ActionResult:

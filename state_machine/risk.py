@@ -387,16 +387,22 @@ def changed_units(st: ExchangeCore, objs: list[Any]) -> list[bytes]:
 
 def end_block_risk(st: ExchangeCore, now: int) -> None:
     """Marks, funding, then liquidations (called from end_block)."""
+    from state_machine.triggers import fire_triggers
+
     idx = risk_index(st)
     params = st.genesis.parameters
-    n_dirty = len(st.dirty)
-    todo: dict[bytes, None] = dict.fromkeys(changed_units(st, st.dirty))
+    marks: list[tuple[int, int]] = []
     for mid, book in st.books.items():
         if not book.perp:
             continue
         ms = book.mstate
         mark = update_mark(st, ms, book, now, params.mark_ema_ms)
         process_funding(st, ms, book, now)
+        fire_triggers(st, mid, mark)
+        marks.append((mid, mark))
+    n_dirty = len(st.dirty)
+    todo: dict[bytes, None] = dict.fromkeys(changed_units(st, st.dirty))
+    for mid, mark in marks:
         for key in idx.crossed(mid, mark):
             todo[key] = None
     if not idx.ready:

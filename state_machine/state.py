@@ -26,6 +26,7 @@ prefix key                                  value (msgpack array)
 0x09   asset_id(4)                          asset totals: [withdrawn_atoms]
 0x0a   withdrawal_id(8)                     withdrawal: [account, asset_id, amount_atoms,
                                             destination, height]
+0x0b   market_id(4) order_id(8)             waiting trigger order (``Trigger.state_obj``)
 =====  ==================================  ============================================
 """
 
@@ -343,6 +344,7 @@ class ExchangeCore:
         "orders",
         "risk",
         "timestamp_ms",
+        "triggers",
         "validator_power",
         "withdrawals",
     )
@@ -381,6 +383,7 @@ class ExchangeCore:
         self.dirty: list[Any] = []
         self.events: list[tuple[Any, ...]] = []
         self.risk: Any = None  # risk.RiskIndex, derived data (set by exchange.ExchangeState)
+        self.triggers: Any = None  # triggers.TriggerBook (set by exchange.ExchangeState)
 
     # ---- dirty tracking ---------------------------------------------------------------------
     def touch(self, obj: Any) -> None:
@@ -482,6 +485,8 @@ class ExchangeCore:
         objs.extend(self.fee_pools.values())
         objs.extend(self.asset_totals.values())
         objs.extend(self.withdrawals.values())
+        if self.triggers is not None:
+            objs.extend(self.triggers.by_id.values())
         return objs
 
     def entries(self) -> list[tuple[bytes, bytes]]:

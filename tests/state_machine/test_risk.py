@@ -31,11 +31,18 @@ from state_machine.risk import (
 )
 from state_machine.state import VAULT
 from state_machine.tx import (
+    KIND_STOP_LIMIT,
+    KIND_STOP_MARKET,
+    KIND_TAKE_PROFIT_LIMIT,
+    KIND_TAKE_PROFIT_MARKET,
     TIF_IOC,
     AdjustIsolatedMargin,
     CancelAll,
+    CancelByClientId,
+    CancelOrder,
     OraclePrice,
     OracleUpdate,
+    PlaceOrder,
     SetLeverage,
 )
 from tests.state_machine.helpers import (
@@ -391,3 +398,100 @@ def test_random_price_paths_keep_funds_conserved(
                 if a.positions[BTC_PERP].isolated:
                     assert unit_value_and_mm(h.state, a, BTC_PERP)[0] >= 0
         assert h.bal(bystander, 0) == (777, 0)
+
+
+# ---- trigger orders ----------------------------------------------------------------------
+
+
+def trigger(
+    market: int,
+    is_buy: bool,
+    kind: int,
+    trigger_px: int,
+    size: int,
+    price: int = 0,
+    client_id: int = 0,
+    reduce_only: bool = False,
+) -> PlaceOrder:
+    return PlaceOrder(market, is_buy, kind, 0, price, size, trigger_px, reduce_only, client_id, 0)
+
+
+def test_stop_loss_attached_to_a_long_fires_on_the_mark() -> None:
+    h = Harness()
+    h.one(A2, limit(BTC_PERP, False, 6_000_000, 100))
+    h.one(A1, limit(BTC_PERP, True, 6_000_000, 100))
+    usdc = h.bal(A1, 0)
+    r = h.one(A1, trigger(BTC_PERP, False, KIND_STOP_MARKET, 5_900_000, 100))
+    assert (r.code, r.status) == ("ok", "waiting")
+    assert h.bal(A1, 0) == usdc  # holds nothing
+    acc = [e for e in h.last.events if e[0] == "trigger_accepted"]  # type: ignore[union-attr]
+    assert acc[0][-1] is True  # reduce-only: attached to the long
+    h.one(A3, limit(BTC_PERP, True, 5_880_000, 500))
+    h.oracle(BTC_PERP, 5_950_000)  # mark above the trigger: nothing
+    assert r.order_id in h.state.accounts[A1].triggers
+    h.oracle(BTC_PERP, 5_890_000)
+    fired = [e for e in h.last.events if e[0] == "trigger_fired"]  # type: ignore[union-attr]
+    assert len(fired) == 1 and fired[0][2] == r.order_id and fired[0][5] == "ok"
+    assert fired[0][7] == 100
+    assert h.state.accounts[A1].positions[BTC_PERP].size_lots == 0
+    assert not h.state.accounts[A1].triggers
+    audit(h.state)
+
+
+def test_triggers_fire_in_a_deterministic_order_and_limit_kinds_rest() -> None:
+    h = Harness()
+    h.oracle(BTC_PERP, 6_000_000)
+    ids = []
+    for px in (6_100_000, 6_050_000, 6_080_000):  # stop buys: fire when the mark rises
+        ids.append(
+            h.one(A1, trigger(BTC_PERP, True, KIND_STOP_LIMIT, px, 10, price=px - 200_000)).order_id
+        )
+    tp = h.one(
+        A2, trigger(BTC_PERP, False, KIND_TAKE_PROFIT_LIMIT, 6_090_000, 10, price=6_400_000)
+    ).order_id
+    h.oracle(BTC_PERP, 6_200_000)
+    fired = [e[2] for e in h.last.events if e[0] == "trigger_fired"]  # type: ignore[union-attr]
+    assert fired == [ids[1], ids[2], tp, ids[0]]  # by trigger price, then placement
+    # The limit kinds became resting GTC orders at their limit prices.
+    assert sorted(o.price_ticks for o in h.state.accounts[A1].orders.values()) == [
+        5_850_000,
+        5_880_000,
+        5_900_000,
+    ]
+    assert [o.price_ticks for o in h.state.accounts[A2].orders.values()] == [6_400_000]
+
+
+def test_take_profit_for_a_short_and_cancels() -> None:
+    h = Harness()
+    h.one(A2, limit(BTC_PERP, True, 6_000_000, 100))
+    h.one(A1, limit(BTC_PERP, False, 6_000_000, 100))  # A1 short
+    tp = h.one(A1, trigger(BTC_PERP, True, KIND_TAKE_PROFIT_MARKET, 5_800_000, 100)).order_id
+    c1 = h.one(A1, trigger(BTC_PERP, True, KIND_STOP_MARKET, 6_500_000, 100, client_id=77))
+    c2 = h.one(A1, trigger(BTC_PERP, True, KIND_STOP_MARKET, 6_600_000, 100))
+    assert (
+        h.one(A1, trigger(BTC_PERP, True, KIND_STOP_MARKET, 6_600_000, 100, client_id=77)).code
+        == "duplicate_client_id"
+    )
+    assert h.one(A1, trigger(BTC_PERP, True, KIND_STOP_MARKET, 0, 100)).code == "tick_size"
+    assert h.one(A1, CancelByClientId(BTC_PERP, 77)).order_id == c1.order_id
+    assert h.one(A1, CancelOrder(BTC_PERP, c2.order_id)).code == "ok"
+    assert list(h.state.accounts[A1].triggers) == [tp]
+    clone = ExchangeState.from_entries(h.genesis, h.state.entries())
+    assert clone.digest() == h.state.digest() and list(clone.accounts[A1].triggers) == [tp]
+    h.one(A3, limit(BTC_PERP, False, 5_810_000, 500))
+    h.oracle(BTC_PERP, 5_790_000)
+    assert h.state.accounts[A1].positions[BTC_PERP].size_lots == 0
+    assert h.one(A1, trigger(BTC_PERP, True, KIND_STOP_MARKET, 6_500_000, 10)).code == "ok"
+    assert h.one(A1, CancelAll(None)).count == 1
+
+
+def test_trigger_margin_is_checked_when_it_fires() -> None:
+    g = make_genesis()
+    g = dataclasses.replace(g, balances=(*g.balances, FundedBalance(acct(7), 0, 100 * USDC)))
+    h = Harness(g)
+    a7 = acct(7)
+    r = h.one(a7, trigger(BTC_PERP, True, KIND_STOP_MARKET, 6_100_000, 100_000))
+    assert r.code == "ok"  # 600,000 USDC notional, accepted: triggers hold no margin
+    h.oracle(BTC_PERP, 6_150_000)
+    fired = [e for e in h.last.events if e[0] == "trigger_fired"]  # type: ignore[union-attr]
+    assert fired[0][5] == "insufficient_margin"

@@ -101,7 +101,7 @@ def test_nonce_rules(h: Harness) -> None:
     ("order", "code"),
     [
         (limit(99, True, P, 10), "unknown_market"),
-        (limit(BTC_SPOT, True, P, 10, kind=KIND_STOP_MARKET), "unsupported_order_kind"),
+        (limit(BTC_SPOT, True, P, 10, kind=KIND_STOP_MARKET), "not_perp"),
         (limit(BTC_SPOT, True, P, 0), "lot_size"),
         (limit(BTC_SPOT, True, P, 10**8 + 1), "lot_size"),
         (limit(BTC_SPOT, True, 0, 10), "tick_size"),

@@ -1,0 +1,261 @@
+"""Trigger orders: stop-market, stop-limit, take-profit-market, take-profit-limit (perps).
+
+A trigger order waits off the book, holding no margin, until the market's mark price reaches
+its trigger price; it is then placed as an ordinary order by its owner (a market order for the
+``*_MARKET`` kinds, a GTC limit order at ``price_ticks`` for the ``*_LIMIT`` kinds) and goes
+through every normal check, margin included, at that moment.
+
+Direction: a stop buy and a take-profit sell fire when the mark rises to the trigger price or
+above; a stop sell and a take-profit buy fire when it falls to the trigger price or below.
+
+Per market, waiting triggers sit in two sorted lists keyed by (trigger price, seq): ``up``
+(fire when mark >= trigger) and ``down`` (fire when mark <= trigger). At the end of each block,
+after the mark update, the fired ones are taken from the ends of the lists, so a block pays only
+for the triggers that fire. When several fire in one block they are placed in a fixed order:
+markets by id, then ``up`` triggers from the lowest trigger price, then ``down`` triggers from
+the highest, ties by sequence number (placement order).
+
+"Reduce-only by default when attached to a position": a trigger order placed while the account
+holds a position on the opposite side (a sell stop under a long) is reduce-only whatever its
+flag says; otherwise the flag decides.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, insort
+from typing import Any
+
+from state_machine.invariants import check
+from state_machine.state import Account, ExchangeCore
+from state_machine.tx import (
+    KIND_LIMIT,
+    KIND_MARKET,
+    KIND_STOP_LIMIT,
+    KIND_STOP_MARKET,
+    KIND_TAKE_PROFIT_LIMIT,
+    TIF_GTC,
+    TIF_IOC,
+    PlaceOrder,
+)
+
+P_TRIGGER = 0x0B
+
+
+class Trigger:
+    __slots__ = (
+        "account",
+        "client_id",
+        "dirty",
+        "is_buy",
+        "kind",
+        "live",
+        "market_id",
+        "order_id",
+        "price_ticks",
+        "reduce_only",
+        "seq",
+        "size_lots",
+        "stored",
+        "stp",
+        "timestamp_ms",
+        "trigger_price_ticks",
+    )
+
+    def __init__(
+        self,
+        order_id: int,
+        market_id: int,
+        account: Account,
+        is_buy: bool,
+        kind: int,
+        price_ticks: int,
+        size_lots: int,
+        trigger_price_ticks: int,
+        reduce_only: bool,
+        client_id: int,
+        stp: int,
+        timestamp_ms: int,
+    ) -> None:
+        self.order_id = order_id
+        self.seq = order_id
+        self.market_id = market_id
+        self.account = account
+        self.is_buy = is_buy
+        self.kind = kind
+        self.price_ticks = price_ticks
+        self.size_lots = size_lots
+        self.trigger_price_ticks = trigger_price_ticks
+        self.reduce_only = reduce_only
+        self.client_id = client_id
+        self.stp = stp
+        self.timestamp_ms = timestamp_ms
+        self.live = True
+        self.dirty = False
+        self.stored = False
+
+    @property
+    def fires_up(self) -> bool:
+        """True if it fires when the mark rises to the trigger (stop buy, take-profit sell)."""
+        is_stop = self.kind in (KIND_STOP_MARKET, KIND_STOP_LIMIT)
+        return self.is_buy == is_stop
+
+    def state_key(self) -> bytes:
+        return (
+            bytes((P_TRIGGER,))
+            + self.market_id.to_bytes(4, "big")
+            + self.order_id.to_bytes(8, "big")
+        )
+
+    def state_obj(self) -> list[Any] | None:
+        if not self.live:
+            return None
+        return [
+            self.order_id,
+            self.account.pubkey,
+            self.is_buy,
+            self.kind,
+            self.price_ticks,
+            self.size_lots,
+            self.trigger_price_ticks,
+            self.reduce_only,
+            self.client_id,
+            self.stp,
+            self.timestamp_ms,
+        ]
+
+
+def trigger_from_entry(st: ExchangeCore, key: bytes, v: list[Any]) -> Trigger:
+    mid = int.from_bytes(key[1:5], "big")
+    t = Trigger(v[0], mid, st.account(v[1]), v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10])
+    return t
+
+
+class TriggerBook:
+    """Waiting triggers of all markets (the lists are derived from the trigger entries)."""
+
+    __slots__ = ("by_id", "down", "up")
+
+    def __init__(self) -> None:
+        self.by_id: dict[int, Trigger] = {}
+        self.up: dict[int, list[tuple[int, int]]] = {}  # market -> sorted (trigger, seq)
+        self.down: dict[int, list[tuple[int, int]]] = {}
+
+    def add(self, t: Trigger) -> None:
+        self.by_id[t.order_id] = t
+        lst = (self.up if t.fires_up else self.down).setdefault(t.market_id, [])
+        insort(lst, (t.trigger_price_ticks, t.seq))
+        t.account.triggers[t.order_id] = t
+
+    def remove(self, t: Trigger) -> None:
+        del self.by_id[t.order_id]
+        lst = (self.up if t.fires_up else self.down)[t.market_id]
+        i = bisect_left(lst, (t.trigger_price_ticks, t.seq))
+        check(i < len(lst) and lst[i] == (t.trigger_price_ticks, t.seq), "trigger index")
+        del lst[i]
+        del t.account.triggers[t.order_id]
+        t.live = False
+
+    def fired(self, mid: int, mark: int) -> list[Trigger]:
+        out: list[Trigger] = []
+        up = self.up.get(mid)
+        if up:
+            n = 0
+            while n < len(up) and up[n][0] <= mark:
+                n += 1
+            out.extend(self.by_id[seq] for _, seq in up[:n])
+        down = self.down.get(mid)
+        if down:
+            n = len(down)
+            while n > 0 and down[n - 1][0] >= mark:
+                n -= 1
+            out.extend(self.by_id[seq] for _, seq in reversed(down[n:]))
+        return out
+
+
+def trigger_book(st: ExchangeCore) -> TriggerBook:
+    tb: TriggerBook | None = st.triggers
+    check(tb is not None, "exchange state without a trigger book")
+    assert tb is not None
+    return tb
+
+
+def place_trigger(st: ExchangeCore, acct: Account, a: PlaceOrder, size_lots: int) -> Trigger:
+    """Store a validated trigger order (the caller checked market, sizes, prices, client id)."""
+    pos = acct.positions.get(a.market_id)
+    attached = pos is not None and pos.size_lots != 0 and (pos.size_lots > 0) != a.is_buy
+    seq = st.next_seq
+    st.next_seq = seq + 1
+    t = Trigger(
+        seq,
+        a.market_id,
+        acct,
+        a.is_buy,
+        a.kind,
+        a.price_ticks,
+        size_lots,
+        a.trigger_price_ticks,
+        a.reduce_only or attached,
+        a.client_id,
+        a.stp,
+        st.timestamp_ms,
+    )
+    trigger_book(st).add(t)
+    st.touch(t)
+    st.events.append(
+        (
+            "trigger_accepted",
+            a.market_id,
+            seq,
+            acct.pubkey,
+            a.is_buy,
+            a.kind,
+            a.trigger_price_ticks,
+            size_lots,
+            t.reduce_only,
+        )
+    )
+    return t
+
+
+def cancel_trigger(st: ExchangeCore, t: Trigger, reason: str) -> None:
+    trigger_book(st).remove(t)
+    st.touch(t)
+    st.events.append(("trigger_cancelled", t.market_id, t.order_id, t.account.pubkey, reason))
+
+
+def fire_triggers(st: ExchangeCore, mid: int, mark: int) -> None:
+    """Place every trigger order of ``mid`` that the mark reached (deterministic order)."""
+    from state_machine.exchange import process_place_order
+
+    tb = trigger_book(st)
+    for t in tb.fired(mid, mark):
+        tb.remove(t)
+        st.touch(t)
+        acct = t.account
+        cid = t.client_id if t.client_id not in acct.client_ids else 0
+        is_market = t.kind not in (KIND_STOP_LIMIT, KIND_TAKE_PROFIT_LIMIT)
+        order = PlaceOrder(
+            mid,
+            t.is_buy,
+            KIND_MARKET if is_market else KIND_LIMIT,
+            TIF_IOC if is_market else TIF_GTC,
+            0 if is_market else t.price_ticks,
+            t.size_lots,
+            0,
+            t.reduce_only,
+            cid,
+            t.stp,
+        )
+        res = process_place_order(st, acct, order)
+        st.events.append(
+            (
+                "trigger_fired",
+                mid,
+                t.order_id,
+                acct.pubkey,
+                mark,
+                res.code,
+                res.order_id,
+                res.filled_lots,
+            )
+        )
