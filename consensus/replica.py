@@ -35,7 +35,8 @@ Invariants (checked with :func:`consensus.check.check`, which survives ``python 
 * every vote, proposal and new-view leaves after the :class:`PersistSafety` that records it.
 
 Views advance on a DECIDE, on a valid QC from a later view (we were behind), on a proposal
-justified by a QC from our view or later, and on a timeout certificate: NEW-VIEWs for the view
+for the view right after its justify QC's (when that QC is from our view or later), and on a
+timeout certificate: NEW-VIEWs for the view
 (or later) from more than 2/3 of the power. A replica whose view timer fires stops voting in its
 view and broadcasts NEW-VIEW for the next one, but waits for the certificate before it moves;
 it joins a timeout as soon as more than 1/3 of the power has (see ``pacemaker.py``).
@@ -503,7 +504,10 @@ class Replica:
         if not p.block.payload_matches_header():
             return
         if p.view > self.view:
-            if p.justify.view >= self.view:
+            # Join a later view on its proposal only if the justify QC shows the view before it
+            # finished at least a phase and we are not past that: a Byzantine leader can then
+            # pull replicas at most one view beyond a real QC.
+            if p.justify.view >= self.view and p.view == p.justify.view + 1:
                 self._enter_view(p.view, newview="none")
             else:
                 self._buffer(p.view, sender, p)
