@@ -59,6 +59,7 @@ from state_machine.state import VAULT, Account, ExchangeCore, MarketState, Posit
 HOUR_MS = 3_600_000
 EIGHT_HOURS_MS = 8 * HOUR_MS
 CROSS = 0xFFFFFFFF  # unit key suffix of an account's cross unit
+REEVALUATE_PER_BLOCK = 250
 
 
 # ---- mark price ------------------------------------------------------------------------------
@@ -410,12 +411,18 @@ def end_block_risk(st: ExchangeCore, now: int) -> None:
     todo.update(idx.watch)
     todo.update(idx.pending)
     idx.pending = {}
+    # Periodic re-evaluation (bands allow two funding ticks): units evaluated more than one
+    # interval ago, at most a budget per block so a burst of units evaluated together (a
+    # restart, a busy block) is spread over many blocks instead of stalling one; the budget
+    # grows with the backlog so every unit is reached well within the second interval.
     horizon = now - params.funding_interval_ms
     queue = idx.queue
-    while queue and queue[0][0] <= horizon:
+    budget = max(REEVALUATE_PER_BLOCK, len(queue) // 2048)
+    while queue and queue[0][0] <= horizon and budget > 0:
         t, key = queue.popleft()
         if idx.evaluated.get(key) == t:
             todo[key] = None
+            budget -= 1
     for key in sorted(todo):
         process_unit(st, idx, key, now)
     # Units touched by this block's liquidations are looked at again next block.
