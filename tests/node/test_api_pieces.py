@@ -1,0 +1,198 @@
+"""API pieces without a cluster: the HTTP app on a real hypercorn server in-process (rate limit,
+body limit, errors), events attributed to transactions, and consensus metrics derived from
+the replica's events and actions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import trio
+from hypercorn.config import Config as HyperConfig
+from hypercorn.trio import serve
+from prometheus_client.parser import text_string_to_metric_families
+
+from consensus.events import Broadcast, Committed, MessageReceived, TimerFired, TimerKind
+from consensus.types import (
+    COMMIT,
+    PREPARE,
+    Block,
+    BlockHeader,
+    Decide,
+    NewView,
+    PreCommit,
+    Proposal,
+    QuorumCert,
+    genesis_qc,
+)
+from node.api.app import build_app
+from node.api.ratelimit import RateLimiter
+from node.api.txevents import tx_event_indexes
+from node.config import Config
+from node.metrics import Metrics
+from node.node import Node
+from node.observe import ConsensusObserver
+from state_machine.crypto import Keypair
+from state_machine.exchange import BlockContext, ExchangeState, apply_block
+from state_machine.genesis import default_genesis
+from state_machine.tx import (
+    KIND_LIMIT,
+    TIF_GTC,
+    CancelAll,
+    PlaceOrder,
+    Transfer,
+    sign_transaction,
+)
+
+VALIDATOR = Keypair(b"\x01" * 32)
+ALICE = Keypair(b"\x02" * 32)
+BOB = Keypair(b"\x03" * 32)
+GENESIS = default_genesis(
+    "perpbft-test", [(VALIDATOR.public_key, 1)], [ALICE.public_key, BOB.public_key]
+)
+
+
+# ---- the app on a real server -------------------------------------------------------------
+
+
+async def test_rate_limit_body_limit_and_errors_on_a_real_server(tmp_path: Path) -> None:
+    node = Node(Config(home=tmp_path), GENESIS, VALIDATOR)
+    app = build_app(node)
+    app.state.api.client_limits = RateLimiter(rate_per_s=0.5, burst=3)
+    config = HyperConfig()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = None
+    config.errorlog = None
+    try:
+        async with trio.open_nursery() as nursery:
+            binds = await nursery.start(serve, app, config)
+            base = binds[0]
+            async with httpx.AsyncClient(base_url=base) as http:
+                # Not started: reads answer 503 "starting"; liveness is about the loop.
+                assert (await http.get("/livez")).status_code == 200
+                starting = await http.get("/v1/markets")
+                assert (starting.status_code, starting.json()["code"]) == (503, "starting")
+                big = await http.post(
+                    "/v1/txs",
+                    content=b"x" * 100_000,
+                    headers={"content-type": "application/msgpack"},
+                )
+                assert (big.status_code, big.json()["code"]) == (413, "body_too_large")
+                limited = await http.get("/livez")
+                assert limited.status_code == 429
+                assert limited.json()["code"] == "rate_limited"
+                assert int(limited.headers["retry-after"]) >= 1
+            nursery.cancel_scope.cancel()
+    finally:
+        node.sigpool.close()
+    samples = {
+        (s.name, s.labels.get("route"), s.labels.get("status")): s.value
+        for family in text_string_to_metric_families(node.metrics.render().decode())
+        for s in family.samples
+    }
+    assert samples[("perpbft_api_requests_total", "livez", "429")] == 1
+    assert samples[("perpbft_api_requests_total", "submit_tx", "413")] == 1
+
+
+# ---- events of a transaction --------------------------------------------------------------
+
+
+def test_events_are_attributed_to_their_transaction() -> None:
+    state = ExchangeState.from_genesis(GENESIS)
+    rest = sign_transaction(
+        ALICE,
+        "perpbft-test",
+        1_700_000_000_001,
+        [
+            PlaceOrder(2, True, KIND_LIMIT, TIF_GTC, 5_999_000, 10),
+            Transfer(BOB.public_key, 0, 5_000_000),
+        ],
+    )
+    rest2 = sign_transaction(
+        ALICE,
+        "perpbft-test",
+        1_700_000_000_002,
+        [
+            PlaceOrder(2, True, KIND_LIMIT, TIF_GTC, 5_998_000, 10),
+        ],
+    )
+    take = sign_transaction(
+        BOB,
+        "perpbft-test",
+        1_700_000_000_003,
+        [
+            PlaceOrder(2, False, KIND_LIMIT, TIF_GTC, 5_999_000, 4),
+            PlaceOrder(2, False, KIND_LIMIT, TIF_GTC, 1, 4),  # far outside the price band
+        ],
+    )
+    txs = [rest, rest2, take]
+    result = apply_block(state, BlockContext(1, 1_700_000_000_100), txs)
+    events = result.events
+    results = [[a.to_obj() for a in r.actions] for r in result.tx_results]
+
+    def kinds(i: int) -> list[str]:
+        return [events[j][0] for j in tx_event_indexes(txs[i], results[i], events)]
+
+    assert kinds(0) == ["transfer", "order_accepted", "order_rested", "fill"]
+    assert kinds(1) == ["order_accepted", "order_rested"]
+    assert kinds(2) == ["order_accepted", "fill", "order_rejected"]
+    # Cancel-all in the next block picks up both resting orders of the signer.
+    cancel = sign_transaction(ALICE, "perpbft-test", 1_700_000_000_004, [CancelAll(2)])
+    result = apply_block(state, BlockContext(2, 1_700_000_000_200), [cancel])
+    results = [[a.to_obj() for a in r.actions] for r in result.tx_results]
+    found = tx_event_indexes(cancel, results[0], result.events)
+    assert [result.events[j][0] for j in found] == ["order_cancelled", "order_cancelled"]
+
+
+# ---- consensus metrics ----------------------------------------------------------------------
+
+
+def sample(metrics: Metrics, name: str, **labels: str) -> float:
+    total = 0.0
+    for family in text_string_to_metric_families(metrics.render().decode()):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                total += s.value
+    return total
+
+
+def proposal(view: int) -> Proposal:
+    header = BlockHeader(1, view, b"\x00" * 32, 1, VALIDATOR.public_key, b"\x00" * 32, b"\x00" * 32)
+    return Proposal(
+        view, Block(header, ()), genesis_qc(b"\x00" * 32), VALIDATOR.public_key, bytes(64)
+    )
+
+
+def qc(phase: int, view: int) -> QuorumCert:
+    return QuorumCert(phase, view, 1, b"\x01" * 32, ())
+
+
+def test_consensus_observer_times_qcs_and_names_view_changes() -> None:
+    metrics = Metrics()
+    now = [10.0]
+    observer = ConsensusObserver(metrics, clock=lambda: now[0])
+    peer = BOB.public_key
+    observer.observe(3, 3, MessageReceived(peer, proposal(3)), [])
+    now[0] = 10.05
+    observer.observe(3, 3, MessageReceived(peer, PreCommit(qc(PREPARE, 3))), [])
+    observer.observe(3, 3, MessageReceived(peer, PreCommit(qc(PREPARE, 3))), [])  # duplicate
+    now[0] = 10.2
+    committed = Committed(1, b"\x01" * 32, 3, 1)
+    observer.observe(3, 4, MessageReceived(peer, Decide(qc(COMMIT, 3))), [committed])
+    assert sample(metrics, "perpbft_qc_formation_seconds_count", phase="prepare") == 1
+    assert abs(sample(metrics, "perpbft_qc_formation_seconds_sum", phase="prepare") - 0.05) < 1e-9
+    assert sample(metrics, "perpbft_qc_formation_seconds_count", phase="commit") == 1
+    assert sample(metrics, "perpbft_view_changes_total") == 0  # a commit moved the view
+    # The leader's own broadcast counts as seeing the proposal.
+    observer.observe(4, 4, TimerFired(TimerKind.PROPOSE, 4), [Broadcast(proposal(4))])
+    # Our timer fires in view 4; the certificate arrives later as NEW-VIEWs: a timeout.
+    observer.observe(4, 4, TimerFired(TimerKind.VIEW, 4), [])
+    newview = NewView(5, genesis_qc(b"\x00" * 32), None, peer, bytes(64))
+    observer.observe(4, 5, MessageReceived(peer, newview), [])
+    # Others time out first: a NEW-VIEW quorum moves us.
+    observer.observe(5, 6, MessageReceived(peer, newview), [])
+    # A proposal from a later view: we were behind.
+    observer.observe(6, 9, MessageReceived(peer, proposal(9)), [])
+    assert sample(metrics, "perpbft_view_changes_total", reason="timeout") == 1
+    assert sample(metrics, "perpbft_view_changes_total", reason="new_view") == 1
+    assert sample(metrics, "perpbft_view_changes_total", reason="catch_up") == 1
