@@ -14,7 +14,8 @@ Theory of operation
    transfers, withdrawals, leverage, isolated margin), (b) cancels, (c) post-only orders,
    (d) every other order action (new orders and amends). A transaction's actions can therefore
    run in a different order than written; each still gets its own result in its position.
-4. ``end_block``: nothing yet in the core (the risk engine adds triggers and liquidations).
+4. ``end_block``: the risk engine (risk.py): mark prices, funding samples and ticks, trigger
+   orders, liquidations.
 5. The write set: every state object touched during the block is serialised once (see
    ``state.py``), sorted by key. An order opened and closed within the block is not written.
 
