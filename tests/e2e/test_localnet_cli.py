@@ -1,0 +1,276 @@
+"""End to end through the command line against a running localnet (real processes).
+
+One localnet for the module (``perpbft localnet up`` in a temporary home, free ports, 300 ms
+blocks), then every trader command as a subprocess, as a user would type it: fund (transfer),
+place, fill, query, amend, cancel, leverage, proofs (a good one verifies, a tampered one
+fails), the live stream, and last a liquidation after the oracle feeders are told to crash the
+price. ``localnet down`` must leave no process behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from localnet.net import Localnet
+from tests.cluster import free_base_port
+
+pytestmark = pytest.mark.slow
+
+CLI_TIMEOUT_S = 60
+UP_TIMEOUT_S = 120
+
+
+class Net:
+    def __init__(self, home: Path, base_port: int) -> None:
+        self.home = home
+        self.base_port = base_port
+        self.localnet = Localnet(home)
+        self.api = f"http://127.0.0.1:{base_port + 1}"
+        self.keys = home / "net" / "keys"
+        self.genesis = home / "net" / "genesis.json"
+
+    def run(
+        self, *argv: str, key: int | None = 0, node: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        env = dict(os.environ, PERPBFT_NODE=node or self.api)
+        env.pop("PERPBFT_KEY", None)
+        if key is not None:
+            env["PERPBFT_KEY"] = str(self.keys / f"demo{key}.json")
+        return subprocess.run(
+            [sys.executable, "-m", "cli.main", *argv],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+            cwd=self.home,
+        )
+
+    def ok_json(self, *argv: str, key: int | None = 0) -> Any:
+        proc = self.run(*argv, "--json", key=key)
+        assert proc.returncode == 0, f"{argv}: rc {proc.returncode}\n{proc.stdout}{proc.stderr}"
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    def address(self, index: int) -> str:
+        proc = self.run("keys", "show", str(self.keys / f"demo{index}.json"), key=None)
+        return proc.stdout.strip()
+
+    def wait_for(self, what: str, check: Any, timeout_s: float = 30.0) -> Any:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            value = check()
+            if value:
+                return value
+            time.sleep(0.5)
+        raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
+    home = tmp_path_factory.mktemp("localnet")
+    n = Net(home, free_base_port(4))
+    up = n.run(
+        "localnet", "up", "--home", str(home), "--base-port", str(n.base_port),
+        "--block-ms", "300", "--json", key=None, timeout=UP_TIMEOUT_S,
+    )  # fmt: skip
+    try:
+        assert up.returncode == 0, f"localnet up failed:\n{up.stdout}\n{up.stderr}"
+        yield n
+    finally:
+        down = n.run("localnet", "down", "--home", str(home), key=None)
+        assert down.returncode == 0, down.stderr
+        assert n.localnet.running() == [], "localnet down left processes running"
+
+
+def test_up_commits_blocks_with_trades(net: Net) -> None:
+    """What `make localnet` promises: committed blocks and a live market within bounded time."""
+    status = net.ok_json("localnet", "status", "--home", str(net.home), key=None)
+    assert len(status["nodes"]) == 4
+    assert all(row["height"] >= 2 and row["peers"] == 3 for row in status["nodes"])
+    assert {"maker", "taker", "oracle0", "oracle3"} <= set(status["helpers"])
+
+    def trades() -> Any:
+        body = net.ok_json("trades", "BTC-PERP", key=None)
+        return body["trades"] or None
+
+    net.wait_for("demo trades on BTC-PERP", trades, timeout_s=45)
+    book = net.ok_json("book", "BTC-PERP", key=None)
+    assert book["bids"] and book["asks"], "the demo maker should keep both sides quoted"
+
+
+def test_transfer_funds_another_account(net: Net) -> None:
+    to = net.address(3)
+    before = _usdc(net.ok_json("account", to, key=None))
+    tx = net.ok_json("transfer", to, "USDC", "1234.5", key=1)
+    assert tx["status"] == "committed" and tx["results"][0]["code"] == "ok"
+    after = _usdc(net.ok_json("account", to, key=None))
+    assert after - before == pytest.approx(1234.5)
+
+
+def test_place_amend_cancel_and_list(net: Net) -> None:
+    market = net.ok_json("book", "ETH-PERP", key=None)
+    best_bid = float(market["bids"][0][0])
+    price = f"{best_bid * 0.97:.2f}"  # rests below the book, inside the 10 % band
+    placed = net.ok_json("order", "place", "ETH-PERP", "buy", "0.05", "--price", price,
+                         "--client-id", "77")  # fmt: skip
+    result = placed["results"][0]
+    assert result["code"] == "ok" and result["status"] == "resting"
+    order_id = str(result["order_id"])
+    listed = net.ok_json("order", "list", "--market", "ETH-PERP")["orders"]
+    assert [o["order_id"] for o in listed] == [result["order_id"]]
+    assert listed[0]["price"] == price.rstrip("0").rstrip(".")
+
+    new_price = f"{best_bid * 0.96:.2f}"
+    amended = net.ok_json("order", "amend", "ETH-PERP", order_id, "--price", new_price)
+    assert amended["results"][0]["code"] == "ok"
+    listed = net.ok_json("order", "list", "--market", "ETH-PERP")["orders"]
+    assert float(listed[0]["price"]) == pytest.approx(float(new_price))
+    assert listed[0]["size"] == "0.05"
+
+    cancelled = net.ok_json("order", "cancel", "ETH-PERP", "--client-id", "77")
+    assert cancelled["results"][0]["code"] == "ok"
+    assert net.ok_json("order", "list", "--market", "ETH-PERP")["orders"] == []
+    again = net.run("order", "cancel", "ETH-PERP", order_id)
+    assert again.returncode == 1 and "unknown_order" in again.stdout
+
+
+def test_market_order_fills_against_the_maker(net: Net) -> None:
+    filled = net.ok_json("order", "place", "BTC-PERP", "buy", "0.002", key=2)
+    result = filled["results"][0]
+    assert result["code"] == "ok" and int(result["filled_lots"]) == 20
+    account = net.ok_json("account", key=2)
+    position = next(p for p in account["positions"] if p["market"] == "BTC-PERP")
+    assert position["side"] == "long" and position["size"] == "0.002"
+    fills = [e for e in filled.get("events", []) if e.get("kind") == "fill"]
+    assert fills, "the committed transaction lists its fill events"
+    tx = net.ok_json("tx", filled["tx_id"], key=None)
+    assert tx["height"] == filled["height"] and tx["results"][0]["code"] == "ok"
+
+
+def test_leverage(net: Net) -> None:
+    ok = net.ok_json("leverage", "ETH-PERP", "10", key=1)
+    assert ok["results"][0]["code"] == "ok"
+    bad = net.run("leverage", "ETH-PERP", "1000", key=1)
+    assert bad.returncode == 1
+    assert "invalid_leverage" in bad.stdout
+    spot = net.run("leverage", "BTC/USDC", "2", key=1)
+    assert spot.returncode == 1 and "not_perp" in spot.stdout
+
+
+def test_rejections_and_usage_errors_have_codes(net: Net) -> None:
+    band = net.run("order", "place", "BTC-PERP", "buy", "0.01", "--price", "1000")
+    assert band.returncode == 1 and "REJECTED price_band" in band.stdout
+    tick = net.run("order", "place", "BTC-PERP", "buy", "0.01", "--price", "60000.001")
+    assert tick.returncode == 2 and "tick" in tick.stderr and "Traceback" not in tick.stderr
+    market = net.run("book", "DOGE-PERP", key=None)
+    assert market.returncode == 2 and "no market" in market.stderr
+    no_key = net.run("order", "place", "BTC-PERP", "buy", "0.01", key=None)
+    assert no_key.returncode == 2 and "--key" in no_key.stderr
+    down = net.run("book", "BTC-PERP", key=None, node="http://127.0.0.1:1")
+    assert down.returncode == 2 and "cannot reach node" in down.stderr
+
+
+def test_watch_streams_the_book(net: Net) -> None:
+    proc = net.run(
+        "watch", "book", "BTC-PERP", "--count", "1", "--seconds", "20", "--json", key=None
+    )
+    assert proc.returncode == 0, proc.stderr
+    messages = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert messages[0]["type"] == "snapshot" and messages[0]["seq"] == 0
+    assert [m["seq"] for m in messages] == list(range(len(messages)))
+
+
+def test_proof_verifies_and_tampered_proof_fails(net: Net, tmp_path: Path) -> None:
+    address = net.address(0)
+    saved = tmp_path / "proof.json"
+    good = net.run("proof", "account", address, "--genesis", str(net.genesis), "--save", str(saved))
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert good.stdout.startswith("VERIFIED")
+
+    body = json.loads(saved.read_text())
+    entry = next(e for e in body["entries"] if e["value"] is not None)
+    entry["value"] = _flip_last_hex_digit(entry["value"])
+    tampered = tmp_path / "tampered.json"
+    tampered.write_text(json.dumps(body))
+    bad = net.run(
+        "proof", "account", address, "--genesis", str(net.genesis),
+        "--proof-file", str(tampered),
+    )  # fmt: skip
+    assert bad.returncode == 1
+    assert bad.stdout.startswith("NOT VERIFIED") and "Merkle proof" in bad.stdout
+
+    body = json.loads(saved.read_text())
+    sig = body["certified_by"]["commit_qc"]
+    qc_wire = sig["wire"]
+    sig["wire"] = qc_wire[:-2] + ("00" if qc_wire[-2:] != "00" else "01")
+    forged = tmp_path / "forged_qc.json"
+    forged.write_text(json.dumps(body))
+    bad_qc = net.run(
+        "proof", "account", address, "--genesis", str(net.genesis),
+        "--proof-file", str(forged),
+    )  # fmt: skip
+    assert bad_qc.returncode == 1 and "commit QC" in bad_qc.stdout
+
+
+def test_liquidation_after_oracle_crash(net: Net) -> None:
+    """Leave demo3 with little USDC and a leveraged long, crash the oracle 30 %: the risk engine
+    must close the position (the vault takes it over or ADL closes it)."""
+    spare = _usdc_exact(net.ok_json("account", key=3)) - Decimal(200)
+    net.ok_json("transfer", net.address(0), "USDC", str(spare), key=3)
+    net.ok_json("leverage", "BTC-PERP", "20", key=3)
+    bought = net.ok_json("order", "place", "BTC-PERP", "buy", "0.02", key=3)
+    assert int(bought["results"][0]["filled_lots"]) == 200
+
+    crash = net.run("localnet", "oracle", "--home", str(net.home), "--crash", "30%", key=None)
+    assert crash.returncode == 0, crash.stderr
+    try:
+
+        def oracle_crashed() -> bool:
+            market = net.ok_json("funding", "BTC-PERP", key=None)
+            return float(market["oracle_price"]) < 60_000 * 0.8
+
+        net.wait_for("the oracle to follow the feeders' crash", oracle_crashed, timeout_s=30)
+
+        def position_closed() -> bool:
+            account = net.ok_json("account", key=3)
+            return not any(
+                p["market"] == "BTC-PERP" and p["side"] == "long" for p in account["positions"]
+            )
+
+        net.wait_for("demo3's long to be liquidated", position_closed, timeout_s=30)
+    finally:
+        net.run("localnet", "oracle", "--home", str(net.home), "--reset", key=None)
+
+
+def _usdc(account: dict[str, Any]) -> float:
+    for balance in account["balances"]:
+        if balance["asset"] == "USDC":
+            return float(balance["available"])
+    return 0.0
+
+
+def _usdc_exact(account: dict[str, Any]) -> Decimal:
+    for balance in account["balances"]:
+        if balance["asset"] == "USDC":
+            return Decimal(balance["available"])
+    return Decimal(0)
+
+
+def _flip_last_hex_digit(text: str) -> str:
+    last = text[-1]
+    return text[:-1] + ("0" if last != "0" else "1")
+
+
+def test_api_reachable_directly(net: Net) -> None:
+    """The CLI's default node for a default localnet is node0's API; here it is the env var."""
+    assert httpx.get(net.api + "/v1/status", timeout=5).json()["chain_id"] == "perpbft-localnet"
