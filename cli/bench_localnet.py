@@ -63,6 +63,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--home", type=Path, default=None, help="localnet home (default: temp)")
     parser.add_argument("--keep", action="store_true", help="leave the localnet running")
     parser.add_argument("--base-port", type=int, default=None)
+    parser.add_argument(
+        "--attach",
+        type=Path,
+        default=None,
+        help="load a running localnet left by an earlier --keep run (for profiling a node)",
+    )
 
 
 def load_keys(count: int) -> list[Keypair]:
@@ -313,9 +319,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         traffic=False,
         extra_funded=[k.public_key for k in keys],
     )
+    if args.attach is not None:
+        net, temp, args.keep = Localnet(args.attach), False, True
     try:
-        print(f"starting a fresh {args.validators}-validator localnet in {home}", file=sys.stderr)
-        net.up(opts, lambda what, _: print(f"  {what}", file=sys.stderr, flush=True))
+        if args.attach is None:
+            print(
+                f"starting a fresh {args.validators}-validator localnet in {home}", file=sys.stderr
+            )
+            net.up(opts, lambda what, _: print(f"  {what}", file=sys.stderr, flush=True))
         chain_id = net.layout()["chain_id"]
         print(f"pre-signing {count} transactions of {args.batch} orders", file=sys.stderr)
         txs = presign(keys, chain_id, count, args.batch)
