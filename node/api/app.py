@@ -172,14 +172,23 @@ class Api:
         tx_id = tx.tx_id()
         waiter = self.node.watch_commit(tx_id) if wait_commit else None
         if wait_commit and waiter is None:
-            raise ApiError(503, "too_many_waiters", "too many clients are waiting for commits")
+            raise ApiError(
+                503,
+                "too_many_waiters",
+                "too many clients are waiting for commits",
+                {"Retry-After": "1"},
+            )
         try:
             sub = await self.node.submit(raw)
             verdict = sub.verdict
             assert verdict is not None
             if verdict is not Admit.OK:
                 status = ADMIT_STATUS.get(verdict, 400)
-                raise ApiError(status, verdict.value, ADMIT_MESSAGES.get(verdict, verdict.value))
+                # Full mempool or too many pending from this signer: both clear as blocks
+                # commit, so a second is a fair hint.
+                retry = {"Retry-After": "1"} if status in (429, 503) else None
+                message = ADMIT_MESSAGES.get(verdict, verdict.value)
+                raise ApiError(status, verdict.value, message, retry)
             if waiter is None:
                 return JSONResponse({"tx_id": tx_id.hex(), "status": "pending"}, status_code=202)
             timeout = wait_timeout_s(_float_param(request, "timeout_s"))
