@@ -303,10 +303,11 @@ def _page_size_from_meta0(head: bytes) -> int | None:
     return page_size
 
 
-# The walk imports nothing but lmdb, so it starts fast; it touches every key and value.
+# The walk imports nothing but lmdb, so it starts fast; it touches every key and value. It takes
+# a reader slot (lock=True) so a node committing meanwhile never reuses the pages it reads.
 _WALK_SCRIPT = f"""
 import sys, lmdb
-env = lmdb.open(sys.argv[1], readonly=True, max_dbs={MAX_DBS}, subdir=True, lock=False)
+env = lmdb.open(sys.argv[1], readonly=True, max_dbs={MAX_DBS}, subdir=True, lock=True)
 with env.begin() as txn:
     names = [bytes(k) for k, _ in txn.cursor()]
     for name in names:

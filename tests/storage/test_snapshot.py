@@ -155,3 +155,31 @@ def test_cli_export_inspect_import(tmp_path: Path, capsys: pytest.CaptureFixture
         main(["snapshot", "export", "--data", str(tmp_path / "nothing"), "--out", str(snap)]) == 2
     )
     assert "no store" in capsys.readouterr().err
+
+
+def test_export_beside_a_process_that_keeps_committing(tmp_path: Path) -> None:
+    """Export opens the store while another process commits: a consistent, importable view."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    data_dir = tmp_path / "live"
+    new_store(data_dir, blocks=1).close()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.storage.crash_child", str(data_dir), str(SEED)],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().startswith("ready")
+        for i in range(3):
+            with Store.open(data_dir) as store:
+                info = export_snapshot(store, tmp_path / f"live{i}.snap")
+            with import_snapshot(info.path, tmp_path / f"copy{i}") as copy:
+                assert copy.state_root == info.state_root and copy.height == info.height
+    finally:
+        child.kill()
+        child.wait()
