@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import math
 import time
 from collections import deque
@@ -63,10 +64,14 @@ from consensus.events import (
 from consensus.replica import Replica
 from consensus.types import (
     EVIDENCE,
+    PHASE_NAMES,
     Block,
+    Commit,
     CommittedBlock,
+    Decide,
     Message,
     NewView,
+    PreCommit,
     Proposal,
     SyncRequest,
     SyncResponse,
@@ -102,6 +107,8 @@ CLOCK_TICK_S = 0.005
 RECENT_BLOCKS_FOR_RESTORE = 64
 TX_GOSSIP = ListOf(Bytes(max_len=MAX_TX_BYTES), GOSSIP_BATCH_TXS_MAX, min_len=1)
 COMMIT_WAIT_MAX_S = 30.0
+# A consensus message this many views behind ours is "old" (counted in metrics).
+OLD_MESSAGE_VIEWS = 2
 WAITERS_MAX = 100_000
 
 log = get_logger("node")
@@ -241,6 +248,7 @@ class Node:
                 allowed_keys=allowed,
                 peers=self.config.peer_addresses(),
             )
+            self.metrics.watch_peers(self.peers.statistics)
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 self.p2p_listen_port = await nursery.start(self.peers.run)
@@ -419,10 +427,21 @@ class Node:
             return
         if isinstance(message, Vote):
             self.metrics.votes_received.inc()
+        self._count_if_old(message)
         if isinstance(message, Proposal | NewView | SyncResponse):
             await self._preverify_blocks(message)
         if self.replica is not None:
             await self._events_tx.send(MessageReceived(peer, message))
+
+    def _count_if_old(self, message: Message) -> None:
+        """Count messages of views well behind ours. The replica drops them without a word;
+        honest peers rarely send them (a straggling vote is one view behind), replays do.
+        Counted, not penalized: a peer that was partitioned may still send some."""
+        if self.replica is None:
+            return
+        view = message_view(message)
+        if view is not None and view + OLD_MESSAGE_VIEWS < self.replica.view:
+            self.metrics.consensus_old_messages.labels(kind=type(message).__name__).inc()
 
     async def _preverify_blocks(self, message: Message) -> None:
         """Decode and verify the transactions of any block in ``message`` on the thread pool,
@@ -560,8 +579,10 @@ class Node:
             elif isinstance(action, Send):
                 if isinstance(action.message, Vote):
                     self.metrics.votes_sent.inc()
+                self._record_signed(action.message)
                 self._send_frame(action.to, CHANNEL_CONSENSUS, encode_message(action.message))
             elif isinstance(action, Broadcast):
+                self._record_signed(action.message)
                 self._broadcast_frame(CHANNEL_CONSENSUS, encode_message(action.message))
             elif isinstance(action, SetTimer):
                 assert self._nursery is not None
@@ -576,6 +597,15 @@ class Node:
                 self.metrics.evidence.inc()
                 log.warning("equivocation", extra=fields(kind=type(action.evidence).__name__))
                 self._broadcast_frame(CHANNEL_EVIDENCE, encode(EVIDENCE.dump(action.evidence)))
+
+    def _record_signed(self, message: Message) -> None:
+        """Opt-in (log level debug) record of each signature of ours that leaves the node,
+        written before it leaves: with it a test can check that no crash or restart ever made
+        this key sign two different blocks in one view and phase."""
+        if not log.isEnabledFor(logging.DEBUG):
+            return
+        for record in signed_by(self.key.public_key, message):
+            log.debug("signed", extra=fields(**record))
 
     async def _timer(self, action: SetTimer) -> None:
         await trio.sleep(action.delay_ms / 1000)
@@ -650,6 +680,54 @@ class Node:
                     persist_ms=round(executed.persist_s * 1000, 2),
                 ),
             )
+
+
+def message_view(message: Message) -> int | None:
+    """The view a consensus message belongs to (None for sync messages)."""
+    if isinstance(message, Vote | Proposal | NewView):
+        return message.view
+    if isinstance(message, PreCommit | Commit | Decide):
+        return message.qc.view
+    return None
+
+
+def signed_by(signer: bytes, message: Message) -> list[dict[str, Any]]:
+    """What ``signer`` vouches for in an outgoing ``message``: its own vote, its proposal,
+    its NEW-VIEW, or its vote inside a leader's QC (a leader's own vote leaves only that way)."""
+    if isinstance(message, Vote):
+        if message.voter != signer:
+            return []
+        return [
+            _signed(
+                "vote", message.view, PHASE_NAMES[message.phase], message.height, message.block_hash
+            )
+        ]
+    if isinstance(message, Proposal):
+        if message.proposer != signer:
+            return []
+        block = message.block
+        return [_signed("proposal", message.view, "proposal", block.height, block.block_hash())]
+    if isinstance(message, NewView):
+        if message.sender != signer:
+            return []
+        high = message.high_qc
+        return [_signed("newview", message.view, "newview", high.height, high.block_hash)]
+    if isinstance(message, PreCommit | Commit | Decide):
+        qc = message.qc
+        if all(s.signer != signer for s in qc.signatures):
+            return []
+        return [_signed("vote", qc.view, PHASE_NAMES[qc.phase], qc.height, qc.block_hash)]
+    return []
+
+
+def _signed(kind: str, view: int, phase: str, height: int, block_hash: bytes) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "view": view,
+        "phase": phase,
+        "height": height,
+        "block_hash": block_hash.hex(),
+    }
 
 
 def _decode_tx(raw: bytes) -> Any:

@@ -6,6 +6,7 @@ and every wait has a deadline, so a test using it always stops by itself.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -13,11 +14,14 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
+from node.config import Config, init_home, load_config
 from node.keys import read_key_file
 from node.testnet import TestnetLayout, write_testnet
 from state_machine.crypto import Keypair
@@ -53,7 +57,9 @@ class Cluster:
         block_ms: int = 200,
         demo_accounts: int = 4,
         chain_id: str = "perpbft-test",
+        configure: Callable[[Config], Config] | None = None,
     ) -> None:
+        """``configure`` rewrites each validator's config before any node starts."""
         self.root = root
         self.layout: TestnetLayout = write_testnet(
             root / "net",
@@ -63,6 +69,9 @@ class Cluster:
             demo_accounts=demo_accounts,
             block_interval_ms=block_ms,
         )
+        if configure is not None:
+            for home in self.layout.homes:
+                init_home(home, force=True, config=configure(load_config(home)))
         self.chain_id = chain_id
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.http = httpx.Client(timeout=10.0)
@@ -83,6 +92,10 @@ class Cluster:
             env=env,
         )
         log.close()
+
+    def running(self, i: int) -> bool:
+        proc = self.procs.get(i)
+        return proc is not None and proc.poll() is None
 
     def start_all(self) -> None:
         for i in range(len(self.layout.homes)):
@@ -155,6 +168,53 @@ class Cluster:
             time.sleep(0.1)
         heights = {i: self.height(i) for i in nodes}
         raise AssertionError(f"nodes did not reach height {height} in {timeout_s}s: {heights}")
+
+    def heights(self, nodes: list[int]) -> dict[int, int]:
+        return {i: self.height(i) for i in nodes}
+
+    def wait_for(self, condition: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
+        """Poll ``condition`` until it holds; fail naming ``what`` after the deadline."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+    def wait_ready(self, i: int, timeout_s: float = STARTUP_TIMEOUT_S) -> None:
+        """Wait until node ``i``'s API answers /v1/status."""
+        self.wait_for(lambda: self.status(i) is not None, f"node {i} API", timeout_s)
+
+    def metric(self, i: int, name: str, **labels: str) -> float:
+        """The sum of the samples of ``name`` whose labels include ``labels`` (0 if none)."""
+        r = self.http.get(self.metrics_url(i), timeout=5.0)
+        r.raise_for_status()
+        total = 0.0
+        for family in text_string_to_metric_families(r.text):
+            for sample in family.samples:
+                if sample.name == name and all(
+                    sample.labels.get(k) == v for k, v in labels.items()
+                ):
+                    total += sample.value
+        return total
+
+    def log_lines(self, i: int, event: str | None = None) -> list[dict[str, Any]]:
+        """Node ``i``'s JSON log lines (all runs), optionally only those of ``event``."""
+        out: list[dict[str, Any]] = []
+        try:
+            text = self.log_path(i).read_text(errors="replace")
+        except FileNotFoundError:
+            return out
+        for line in text.splitlines():
+            if not line.startswith("{"):
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by SIGKILL
+            if event is None or record.get("event") == event:
+                out.append(record)
+        return out
 
     def tail_log(self, i: int, lines: int = 30) -> str:
         try:
