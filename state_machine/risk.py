@@ -54,7 +54,7 @@ from state_machine.margin import (
     maintenance_margin_atoms,
     pending_funding_atoms,
 )
-from state_machine.state import VAULT, Account, ExchangeCore, MarketState, Position
+from state_machine.state import VAULT, Account, Balance, ExchangeCore, MarketState, Position
 
 HOUR_MS = 3_600_000
 EIGHT_HOURS_MS = 8 * HOUR_MS
@@ -375,14 +375,21 @@ def evaluate_all(st: ExchangeCore, idx: RiskIndex) -> None:
 
 
 def changed_units(st: ExchangeCore, objs: list[Any]) -> list[bytes]:
+    """Margin units whose positions or USDC collateral are among ``objs`` (dirty objects)."""
     out: list[bytes] = []
+    cross = CROSS.to_bytes(4, "big")
+    accounts = st.accounts
     for obj in objs:
-        if isinstance(obj, Position):
-            out.append(unit_key(obj.owner, obj.market.market_id if obj.isolated else None))
+        t = type(obj)
+        if t is Position:
             if obj.isolated:
-                out.append(unit_key(obj.owner, None))
-        elif getattr(obj, "asset_id", None) == 0 and hasattr(obj, "owner"):
-            out.append(unit_key(obj.owner, None))
+                out.append(obj.owner + obj.market.market_id.to_bytes(4, "big"))
+            out.append(obj.owner + cross)
+        elif t is Balance and obj.asset_id == 0:
+            # Only accounts holding cross positions have a cross unit to look at.
+            acct = accounts.get(obj.owner)
+            if acct is not None and acct.positions:
+                out.append(obj.owner + cross)
     return out
 
 
@@ -434,22 +441,21 @@ def process_unit(st: ExchangeCore, idx: RiskIndex, key: bytes, now: int) -> None
     owner = key[:32]
     suffix = int.from_bytes(key[32:], "big")
     mid = None if suffix == CROSS else suffix
-    idx.drop(key)
-    idx.evaluated.pop(key, None)
     idx.watch.pop(key, None)
-    if owner == VAULT:
-        return
     acct = st.accounts.get(owner)
-    if acct is None:
-        return
-    if mid is not None:
-        pos = acct.positions.get(mid)
-        if pos is None or not pos.isolated:
-            return
-    if not unit_positions(acct, mid):
+    if (
+        owner == VAULT
+        or acct is None
+        or (mid is not None and not (mid in acct.positions and acct.positions[mid].isolated))
+        or not unit_positions(acct, mid)
+    ):
+        idx.drop(key)
+        idx.evaluated.pop(key, None)
         return
     value, mm = unit_value_and_mm(st, acct, mid)
     if value < mm:
+        idx.drop(key)
+        idx.evaluated.pop(key, None)
         liquidate_unit(st, idx, acct, mid, value, mm, now)
         if not unit_positions(acct, mid):
             return
@@ -457,7 +463,22 @@ def process_unit(st: ExchangeCore, idx: RiskIndex, key: bytes, now: int) -> None
         if value < mm:
             idx.watch[key] = None
             return
-    idx.add(key, band_for(st, acct, mid, value, mm), now)
+    bands = band_for(st, acct, mid, value, mm)
+    old = idx.bands.get(key)
+    if (
+        old is not None
+        and len(old) == len(bands)
+        and all(
+            o[0] == n[0] and o[1] >= n[1] and o[2] <= n[2] for o, n in zip(old, bands, strict=True)
+        )
+    ):
+        # The old band lies inside the new sound band, so it is still sound: keep its list
+        # entries (no sorted-list surgery) and only restart the re-evaluation clock.
+        idx.evaluated[key] = now
+        idx.queue.append((now, key))
+        return
+    idx.drop(key)
+    idx.add(key, bands, now)
 
 
 # ---- the ladder --------------------------------------------------------------------------
