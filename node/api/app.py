@@ -93,13 +93,16 @@ class Api:
 
     # ---- plumbing ------------------------------------------------------------------------
 
-    def wrap(self, route_name: str, handler: Handler) -> Handler:
+    def wrap(self, route_name: str, handler: Handler, *, limited: bool = True) -> Handler:
+        """Count the request and turn errors into JSON; ``limited`` applies the per-address
+        rate limit (health probes are exempt: a busy client sharing the prober's address must
+        not make a healthy node look dead)."""
         metrics = self.node.metrics
 
         async def endpoint(request: Request) -> Response:
             try:
                 client = request.client.host if request.client else "unknown"
-                wait = self.client_limits.take(client, self.clock())
+                wait = self.client_limits.take(client, self.clock()) if limited else 0.0
                 if wait:
                     raise ApiError(
                         429,
@@ -358,8 +361,8 @@ def build_app(node: Node) -> Starlette:
     node.subscribe(api.on_block)
     w = api.wrap
     routes = [
-        Route("/livez", w("livez", api.livez)),
-        Route("/readyz", w("readyz", api.readyz)),
+        Route("/livez", w("livez", api.livez, limited=False)),
+        Route("/readyz", w("readyz", api.readyz, limited=False)),
         Route("/v1/status", w("status", api.status)),
         Route("/v1/txs", w("submit_tx", api.submit_tx), methods=["POST"]),
         Route("/v1/txs/{tx_id}", w("tx", api.get_tx)),

@@ -58,7 +58,7 @@ GENESIS = default_genesis(
 async def test_rate_limit_body_limit_and_errors_on_a_real_server(tmp_path: Path) -> None:
     node = Node(Config(home=tmp_path), GENESIS, VALIDATOR)
     app = build_app(node)
-    app.state.api.client_limits = RateLimiter(rate_per_s=0.5, burst=3)
+    app.state.api.client_limits = RateLimiter(rate_per_s=0.1, burst=2)
     config = HyperConfig()
     config.bind = ["127.0.0.1:0"]
     config.accesslog = None
@@ -78,7 +78,7 @@ async def test_rate_limit_body_limit_and_errors_on_a_real_server(tmp_path: Path)
                     headers={"content-type": "application/msgpack"},
                 )
                 assert (big.status_code, big.json()["code"]) == (413, "body_too_large")
-                limited = await http.get("/livez")
+                limited = await http.get("/v1/status")
                 assert limited.status_code == 429
                 assert limited.json()["code"] == "rate_limited"
                 assert int(limited.headers["retry-after"]) >= 1
@@ -90,7 +90,8 @@ async def test_rate_limit_body_limit_and_errors_on_a_real_server(tmp_path: Path)
         for family in text_string_to_metric_families(node.metrics.render().decode())
         for s in family.samples
     }
-    assert samples[("perpbft_api_requests_total", "livez", "429")] == 1
+    assert samples[("perpbft_api_requests_total", "status", "429")] == 1
+    assert samples[("perpbft_api_requests_total", "livez", "200")] == 1
     assert samples[("perpbft_api_requests_total", "submit_tx", "413")] == 1
 
 
