@@ -58,6 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--accounts", type=int, default=200, help="trading accounts")
     parser.add_argument("--block-actions", type=int, default=2000, help="actions per block")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the engine")
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="gc.freeze() the genesis state and raise the gen-0 threshold, as a node may",
+    )
 
 
 class Workload:
@@ -224,6 +229,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     genesis = default_genesis(CHAIN, validators, accounts, genesis_time_ms=T0)
     state = ExchangeState.from_genesis(genesis)
     work = Workload(state, accounts, args.seed)
+    if args.gc_freeze:
+        import gc
+
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
     flow: list[tuple[Any, ...]] = []
     engine_s = 0.0
     engine_cpu_s = 0.0
@@ -287,4 +297,5 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "fills": fills,
         "blocks": height,
         "seed": args.seed,
+        "gc_freeze": bool(args.gc_freeze),
     }
