@@ -28,6 +28,7 @@ from consensus.types import (
 from node.api.app import build_app
 from node.api.ratelimit import RateLimiter
 from node.api.txevents import tx_event_indexes
+from node.api.ws import OUTBOUND_QUEUE_MAX, Connection
 from node.config import Config
 from node.metrics import Metrics
 from node.node import Node
@@ -93,6 +94,17 @@ async def test_rate_limit_body_limit_and_errors_on_a_real_server(tmp_path: Path)
     assert samples[("perpbft_api_requests_total", "status", "429")] == 1
     assert samples[("perpbft_api_requests_total", "livez", "200")] == 1
     assert samples[("perpbft_api_requests_total", "submit_tx", "413")] == 1
+
+
+def test_a_slow_websocket_consumer_is_cut_off_not_buffered() -> None:
+    conn = Connection()
+    for i in range(OUTBOUND_QUEUE_MAX):
+        conn.push({"seq": i})
+    assert not conn.too_slow and not conn.closed.is_set()
+    conn.push({"seq": OUTBOUND_QUEUE_MAX})
+    assert conn.too_slow and conn.closed.is_set()
+    conn.push({"seq": OUTBOUND_QUEUE_MAX + 1})  # dropped, nothing grows
+    assert conn.send_channel.statistics().current_buffer_used == OUTBOUND_QUEUE_MAX
 
 
 # ---- events of a transaction --------------------------------------------------------------
