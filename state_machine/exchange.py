@@ -1342,7 +1342,11 @@ def process_cancel_all(st: ExchangeCore, acct: Account, a: CancelAll) -> ActionR
     victims = [o for o in acct.orders.values() if mid is None or o.market_id == mid]
     for o in victims:
         cancel_resting(st, o, R_USER)
-    trigs = [t for t in acct.triggers.values() if mid is None or t.market_id == mid]
+    # By id: a rebuilt state inserts triggers in key order, a replayed one in placement order.
+    trigs = sorted(
+        (t for t in acct.triggers.values() if mid is None or t.market_id == mid),
+        key=lambda t: t.order_id,
+    )
     for t in trigs:
         cancel_trigger(st, t, R_USER)
     return ActionResult(OK, ST_CANCELLED, count=len(victims) + len(trigs))
