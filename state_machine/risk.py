@@ -408,7 +408,6 @@ def end_block_risk(st: ExchangeCore, now: int) -> None:
         process_funding(st, ms, book, now)
         fire_triggers(st, mid, mark)
         marks.append((mid, mark))
-    n_dirty = len(st.dirty)
     todo: dict[bytes, None] = dict.fromkeys(changed_units(st, st.dirty))
     for mid, mark in marks:
         for key in idx.crossed(mid, mark):
@@ -430,18 +429,24 @@ def end_block_risk(st: ExchangeCore, now: int) -> None:
         if idx.evaluated.get(key) == t:
             todo[key] = None
             budget -= 1
-    for key in sorted(todo):
-        process_unit(st, idx, key, now)
+    # Two phases so that every node liquidates the same units: first find the units that are
+    # unhealthy now (the same set on a replayed and on a rebuilt node, whatever else each one
+    # looks at), then liquidate them in key order. Units that liquidations push under water
+    # are taken up in the next block (``pending``), on every node alike.
+    unhealthy = [key for key in sorted(todo) if evaluate_unit(st, idx, key, now)]
+    n_dirty = len(st.dirty)
+    for key in unhealthy:
+        liquidate_key(st, idx, key, now)
     # Units touched by this block's liquidations are looked at again next block.
     for key in changed_units(st, st.dirty[n_dirty:]):
         idx.pending[key] = None
 
 
-def process_unit(st: ExchangeCore, idx: RiskIndex, key: bytes, now: int) -> None:
+def _unit_of(st: ExchangeCore, key: bytes) -> tuple[Account | None, int | None]:
+    """The account and market (None for cross) of a unit key, or (None, _) if it is empty."""
     owner = key[:32]
     suffix = int.from_bytes(key[32:], "big")
     mid = None if suffix == CROSS else suffix
-    idx.watch.pop(key, None)
     acct = st.accounts.get(owner)
     if (
         owner == VAULT
@@ -449,20 +454,22 @@ def process_unit(st: ExchangeCore, idx: RiskIndex, key: bytes, now: int) -> None
         or (mid is not None and not (mid in acct.positions and acct.positions[mid].isolated))
         or not unit_positions(acct, mid)
     ):
+        return None, mid
+    return acct, mid
+
+
+def evaluate_unit(st: ExchangeCore, idx: RiskIndex, key: bytes, now: int) -> bool:
+    """Re-band a healthy unit (no state change); True if the unit is unhealthy."""
+    acct, mid = _unit_of(st, key)
+    if acct is None:
         idx.drop(key)
         idx.evaluated.pop(key, None)
-        return
+        idx.watch.pop(key, None)
+        return False
     value, mm = unit_value_and_mm(st, acct, mid)
     if value < mm:
-        idx.drop(key)
-        idx.evaluated.pop(key, None)
-        liquidate_unit(st, idx, acct, mid, value, mm, now)
-        if not unit_positions(acct, mid):
-            return
-        value, mm = unit_value_and_mm(st, acct, mid)
-        if value < mm:
-            idx.watch[key] = None
-            return
+        return True
+    idx.watch.pop(key, None)
     bands = band_for(st, acct, mid, value, mm)
     old = idx.bands.get(key)
     if (
@@ -476,9 +483,30 @@ def process_unit(st: ExchangeCore, idx: RiskIndex, key: bytes, now: int) -> None
         # entries (no sorted-list surgery) and only restart the re-evaluation clock.
         idx.evaluated[key] = now
         idx.queue.append((now, key))
-        return
+        return False
     idx.drop(key)
     idx.add(key, bands, now)
+    return False
+
+
+def liquidate_key(st: ExchangeCore, idx: RiskIndex, key: bytes, now: int) -> None:
+    """Run the ladder for a unit found unhealthy this block, then index or watch it."""
+    idx.drop(key)
+    idx.evaluated.pop(key, None)
+    idx.watch.pop(key, None)
+    acct, mid = _unit_of(st, key)
+    if acct is None:
+        return
+    value, mm = unit_value_and_mm(st, acct, mid)
+    if value < mm:
+        liquidate_unit(st, idx, acct, mid, value, mm, now)
+        if not unit_positions(acct, mid):
+            return
+        value, mm = unit_value_and_mm(st, acct, mid)
+        if value < mm:
+            idx.watch[key] = None
+            return
+    idx.add(key, band_for(st, acct, mid, value, mm), now)
 
 
 # ---- the ladder --------------------------------------------------------------------------

@@ -312,17 +312,23 @@ def test_crash_with_insurance_fund_and_adl() -> None:
 
 
 def test_crash_is_deterministic_and_survives_a_rebuild() -> None:
-    digests = []
+    """A node that rebuilds its state from entries before every block (so its risk index is
+    rebuilt from scratch) liquidates exactly like one that replays: same events, same digest."""
+    runs = []
     for rebuild in (False, True):
-        g, traders = crash_genesis(60, insurance_usdc=500)
+        g, traders = crash_genesis(120, insurance_usdc=500)
         h = Harness(g)
         open_crash_positions(h, traders)
-        crash(h, [5_700_000])
-        if rebuild:
-            h.state = ExchangeState.from_entries(g, h.state.entries())
-        crash(h, [5_100_000, 4_500_000])
-        digests.append(h.state.digest())
-    assert digests[0] == digests[1]
+        trace = []
+        for price in [5_880_000, 5_700_000, 5_100_000, 4_500_000]:
+            if rebuild:
+                h.state = ExchangeState.from_entries(g, h.state.entries())
+            crash(h, [price])
+            assert h.last is not None
+            trace.append((h.state.digest(), h.last.events))
+        runs.append(trace)
+    assert runs[0] == runs[1]
+    assert any(e[0] == "adl" for _, events in runs[0] for e in events)
 
 
 def test_partial_liquidation_with_cooldown() -> None:
