@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgpack
 import trio
 from trio_websocket import open_websocket_url
 
@@ -59,6 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=1, help="orders per transaction (1..64)")
     parser.add_argument("--block-ms", type=int, default=500)
     parser.add_argument("--accounts", type=int, default=256, help="signing load accounts")
+    parser.add_argument(
+        "--submit-batch",
+        type=int,
+        default=1,
+        help="transactions per HTTP request (>1: POST /v1/txs/batch, as a gateway would)",
+    )
     parser.add_argument("--inflight-max", type=int, default=20_000, help="with --rate max")
     parser.add_argument("--home", type=Path, default=None, help="localnet home (default: temp)")
     parser.add_argument("--keep", action="store_true", help="leave the localnet running")
@@ -116,12 +123,16 @@ class Stats:
         return self.admitted - self.committed
 
 
-def request_bytes(host: str, raw: bytes) -> bytes:
+def request_bytes(host: str, raw: bytes, path: str = "/v1/txs") -> bytes:
     head = (
-        f"POST /v1/txs HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/msgpack\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/msgpack\r\n"
         f"Content-Length: {len(raw)}\r\n\r\n"
     )
     return head.encode("ascii") + raw
+
+
+def batch_request_bytes(host: str, raws: list[bytes]) -> bytes:
+    return request_bytes(host, msgpack.packb(raws, use_bin_type=True), "/v1/txs/batch")
 
 
 class Conn:
@@ -176,12 +187,12 @@ class LoadGenerator:
         self.next_index = 0
         self.start = 0.0
 
-    def take(self) -> int | None:
+    def take(self, count: int) -> range | None:
         if self.next_index >= len(self.txs):
             return None
-        i = self.next_index
-        self.next_index += 1
-        return i
+        start = self.next_index
+        self.next_index = min(len(self.txs), start + count)
+        return range(start, self.next_index)
 
     async def pace(self, i: int) -> None:
         if self.rate is not None:
@@ -198,25 +209,32 @@ class LoadGenerator:
         host = f"127.0.0.1:{port}"
         stats = self.stats
         deadline = self.start + self.args.duration
+        per_request = self.args.submit_batch
         while True:
-            i = self.take()
-            if i is None:
+            indices = self.take(per_request)
+            if indices is None:
                 return
-            await self.pace(i)
+            await self.pace(indices[-1])
             if trio.current_time() > deadline:
                 return
-            tx_id, raw = self.txs[i]
+            batch = [self.txs[i] for i in indices]
             t0 = time.monotonic()
             stats.first_submit = min(stats.first_submit, t0)
-            stats.submit_time[tx_id] = t0
-            stats.sent += 1
-            status, body = await conn.request(request_bytes(host, raw))
-            if status == 202 or status == 200:
-                stats.admitted += 1
+            for tx_id, _ in batch:
+                stats.submit_time[tx_id] = t0
+            stats.sent += len(batch)
+            if per_request == 1:
+                status, body = await conn.request(request_bytes(host, batch[0][1]))
+                codes = ["ok" if status in (200, 202) else _error_code(body, status)]
             else:
-                stats.submit_time.pop(tx_id, None)
-                code = _error_code(body, status)
-                stats.refused[code] = stats.refused.get(code, 0) + 1
+                status, body = await conn.request(batch_request_bytes(host, [r for _, r in batch]))
+                codes = _batch_codes(body, status, len(batch))
+            for (tx_id, _), code in zip(batch, codes, strict=True):
+                if code == "ok":
+                    stats.admitted += 1
+                else:
+                    stats.submit_time.pop(tx_id, None)
+                    stats.refused[code] = stats.refused.get(code, 0) + 1
 
     async def watch_blocks(self, api: str, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         ws_url = api.replace("http://", "ws://") + "/v1/ws"
@@ -279,6 +297,13 @@ class LoadGenerator:
         return self.stats
 
 
+def _batch_codes(body: bytes, status: int, count: int) -> list[str]:
+    if status != 200:
+        return [_error_code(body, status)] * count
+    results = json.loads(body)["results"]
+    return ["ok" if r["status"] == "pending" else str(r.get("code")) for r in results]
+
+
 def _error_code(body: bytes, status: int) -> str:
     try:
         return str(json.loads(body).get("code", status))
@@ -298,6 +323,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rate = None if args.rate == "max" else _positive_float(args.rate, "--rate")
     if not 1 <= args.batch <= 64:
         raise CliError("--batch must be 1..64")
+    if not 1 <= args.submit_batch <= 1000:
+        raise CliError("--submit-batch must be 1..1000")
     if args.duration <= 0 or args.accounts < 1:
         raise CliError("--duration and --accounts must be positive")
     max_tx_per_s = 15_000 if args.batch == 1 else 2_000  # what --rate max may use up
@@ -357,6 +384,7 @@ def result(
         "bench": "localnet",
         "validators": args.validators,
         "batch": args.batch,
+        "txs_per_request": args.submit_batch,
         "offered_tx_per_s": "max" if rate is None else rate,
         "sent_tx_per_s": round(s.sent / args.duration, 1),
         "committed_tx_per_s": round(committed_tx_per_s, 1),

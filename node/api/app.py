@@ -28,12 +28,15 @@ from node.logs import get_logger
 from node.mempool import Admit
 from node.node import Node, wait_timeout_s
 from node.observe import refresh_peer_gauge
-from state_machine.codec import DecodeError
+from state_machine.codec import Bytes, DecodeError, ListOf, decode_raw
 from state_machine.tx import MAX_TX_BYTES, Transaction
 
 log = get_logger("api")
 
 BODY_BYTES_MAX = 64 * 1024
+BATCH_TXS_MAX = 1_000
+BATCH_BODY_BYTES_MAX = 2 * 1024 * 1024
+TX_BATCH = ListOf(Bytes(max_len=MAX_TX_BYTES), BATCH_TXS_MAX, min_len=1)
 CLIENT_RATE_PER_S = 2_000.0
 CLIENT_BURST = 4_000
 SIGNER_RATE_PER_S = 500.0
@@ -120,16 +123,16 @@ class Api:
 
         return endpoint
 
-    async def read_body(self, request: Request) -> bytes:
+    async def read_body(self, request: Request, limit: int = BODY_BYTES_MAX) -> bytes:
         declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > BODY_BYTES_MAX):
-            raise ApiError(413, "body_too_large", f"request body over {BODY_BYTES_MAX} bytes")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            raise ApiError(413, "body_too_large", f"request body over {limit} bytes")
         chunks: list[bytes] = []
         size = 0
         async for chunk in request.stream():
             size += len(chunk)
-            if size > BODY_BYTES_MAX:
-                raise ApiError(413, "body_too_large", f"request body over {BODY_BYTES_MAX} bytes")
+            if size > limit:
+                raise ApiError(413, "body_too_large", f"request body over {limit} bytes")
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -208,6 +211,48 @@ class Api:
         finally:
             if waiter is not None:
                 self.node.forget_waiter(tx_id, waiter)
+
+    async def submit_batch(self, request: Request) -> Response:
+        """Many signed transactions in one request: a msgpack array of their wire bytes.
+
+        For gateways and market makers: the HTTP cost is paid once, the transactions are
+        admitted as one verification batch, and each gets its own verdict (``pending`` or the
+        admission code), in order. Every transaction still counts against the sender's and
+        its signer's rate limits. No commit wait: follow them with ``GET /v1/txs/{id}`` or
+        the WebSocket.
+        """
+        body = await self.read_body(request, BATCH_BODY_BYTES_MAX)
+        try:
+            raws = TX_BATCH.check(decode_raw(body, BATCH_BODY_BYTES_MAX), "txs")
+        except DecodeError as exc:
+            raise ApiError(400, "malformed", exc.reason) from None
+        now = self.clock()
+        client = request.client.host if request.client else "unknown"
+        verdicts: list[dict[str, Any] | None] = [None] * len(raws)
+        admit: list[tuple[int, bytes, bytes]] = []  # (position, tx id, raw)
+        for i, raw in enumerate(raws):
+            try:
+                tx = Transaction.from_wire(raw)
+            except DecodeError as exc:
+                verdicts[i] = _rejected(None, "malformed", exc.reason)
+                continue
+            tx_id = tx.tx_id()
+            if self.client_limits.take(client, now) or self.signer_limits.take(
+                tx.signer.hex(), now
+            ):
+                verdicts[i] = _rejected(tx_id, "rate_limited", "too many transactions")
+                continue
+            admit.append((i, tx_id, raw))
+        subs = await self.node.submit_many([raw for _, _, raw in admit])
+        for (i, tx_id, _), sub in zip(admit, subs, strict=True):
+            verdict = sub.verdict
+            assert verdict is not None
+            if verdict is Admit.OK:
+                verdicts[i] = {"tx_id": tx_id.hex(), "status": "pending"}
+            else:
+                message = ADMIT_MESSAGES.get(verdict, verdict.value)
+                verdicts[i] = _rejected(tx_id, verdict.value, message)
+        return JSONResponse({"results": verdicts})
 
     def tx_bytes(self, body: bytes, ctype: str) -> bytes:
         if ctype in ("application/msgpack", "application/x-msgpack", "application/octet-stream"):
@@ -322,6 +367,11 @@ class Api:
         self.block_committed = trio.Event()
 
 
+def _rejected(tx_id: bytes | None, code: str, message: str) -> dict[str, Any]:
+    tx = None if tx_id is None else tx_id.hex()
+    return {"tx_id": tx, "status": "rejected", "code": code, "message": message}
+
+
 def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
     text = request.query_params.get(name)
     if text is None:
@@ -365,6 +415,7 @@ def build_app(node: Node) -> Starlette:
         Route("/readyz", w("readyz", api.readyz, limited=False)),
         Route("/v1/status", w("status", api.status)),
         Route("/v1/txs", w("submit_tx", api.submit_tx), methods=["POST"]),
+        Route("/v1/txs/batch", w("submit_batch", api.submit_batch), methods=["POST"]),
         Route("/v1/txs/{tx_id}", w("tx", api.get_tx)),
         Route("/v1/blocks/{height}", w("block", api.get_block)),
         Route("/v1/markets", w("markets", api.markets)),

@@ -493,9 +493,16 @@ class Queries:
             "height": height,
             "block_hash": block.block_hash().hex(),
             "header": header_json(block),
-            "tx_ids": [Transaction.from_wire(raw).tx_id().hex() for raw in block.payload],
+            "tx_ids": [self.tx_id_of(raw).hex() for raw in block.payload],
             "commit_qc": qc_json(qc),
         }
+
+    def tx_id_of(self, raw: bytes) -> bytes:
+        """A payload transaction's id: from the node's decode cache when it is there (recent
+        blocks), else by decoding; decoding thousands per block on the event loop is costly."""
+        chain = self.node.chain
+        hit = chain.decoded.get(raw) if chain is not None else None
+        return hit[1] if hit is not None else Transaction.from_wire(raw).tx_id()
 
     def tx(self, text: str) -> dict[str, Any]:
         try:
