@@ -48,6 +48,7 @@ from state_machine.codec import (
     wire,
 )
 from state_machine.crypto import HASH_BYTES, sha256
+from state_machine.txroot import tx_root
 
 # Phases of one view. The numbers are part of the signed bytes of a vote.
 PREPARE = 1
@@ -82,21 +83,9 @@ ZERO_KEY = b"\x00" * 32
 # --------------------------------------------------------------------------------------------
 
 
-def _merkle(leaves: Sequence[bytes]) -> bytes:
-    n = len(leaves)
-    if n == 1:
-        return sha256(b"\x00" + leaves[0])
-    k = 1
-    while k * 2 < n:  # largest power of two strictly smaller than n
-        k *= 2
-    return sha256(b"\x01" + _merkle(leaves[:k]) + _merkle(leaves[k:]))
-
-
 def payload_root(txs: Sequence[bytes]) -> bytes:
-    """RFC 6962 Merkle tree hash of the transactions; SHA-256("") for an empty payload."""
-    if not txs:
-        return sha256(b"")
-    return _merkle(txs)
+    """RFC 6962 Merkle tree hash of the transactions' bytes; SHA-256("") for an empty payload."""
+    return tx_root(txs)
 
 
 # --------------------------------------------------------------------------------------------

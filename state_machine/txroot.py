@@ -1,7 +1,9 @@
-"""Transaction root of a block: an RFC 6962 (RFC 9162) Merkle tree over transaction ids.
+"""Transaction root of a block: an RFC 6962 (RFC 9162) Merkle tree over its transactions.
 
-Leaves are the block's transaction ids in block order. ``leaf = sha256(0x00 || tx_id)``,
-``node = sha256(0x01 || left || right)``, the empty tree hashes to ``sha256("")``. The tree is
+Leaves are byte strings in block order: in a block header (``consensus.types.payload_root``)
+they are the transactions' bytes, so the root also commits to the signatures and a client
+recomputes the tx id from the proven bytes (docs/ARCHITECTURE.md, "Transaction root").
+``leaf = sha256(0x00 || leaf bytes)``, ``node = sha256(0x01 || left || right)``, the empty tree hashes to ``sha256("")``. The tree is
 the RFC's left-balanced shape: it splits at the largest power of two below the size, which is
 the same as pairing each level from the left and carrying an unpaired last node up unchanged
 (how :func:`_levels` builds it, in O(n) hashes).
