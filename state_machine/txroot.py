@@ -3,9 +3,10 @@
 Leaves are byte strings in block order: in a block header (``consensus.types.payload_root``)
 they are the transactions' bytes, so the root also commits to the signatures and a client
 recomputes the tx id from the proven bytes (docs/ARCHITECTURE.md, "Transaction root").
-``leaf = sha256(0x00 || leaf bytes)``, ``node = sha256(0x01 || left || right)``, the empty tree hashes to ``sha256("")``. The tree is
-the RFC's left-balanced shape: it splits at the largest power of two below the size, which is
-the same as pairing each level from the left and carrying an unpaired last node up unchanged
+``leaf = sha256(0x00 || leaf bytes)``, ``node = sha256(0x01 || left || right)``, the empty
+tree hashes to ``sha256("")``. The tree is the RFC's left-balanced shape: it splits at the
+largest power of two below the size, which is the same as pairing each level from the left
+and carrying an unpaired last node up unchanged
 (how :func:`_levels` builds it, in O(n) hashes).
 
 A client proves its transaction was included with :func:`verify_inclusion` against the root in
