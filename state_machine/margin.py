@@ -99,16 +99,32 @@ def tier_deductions_ppm(tiers: Sequence[MarginTier]) -> list[int]:
     return out
 
 
+# market object id -> (market, [(floor, mmr_ppm, deduction_ppm)]); the stored market guards
+# against a reused id. Results never depend on the cache, only the speed does.
+_TIER_CACHE: dict[int, tuple[Market, list[tuple[int, int, int]]]] = {}
+
+
+def tier_table(market: Market) -> list[tuple[int, int, int]]:
+    """(notional floor, mmr ppm, deduction ppm-atoms) per tier, highest floor first."""
+    hit = _TIER_CACHE.get(id(market))
+    if hit is not None and hit[0] is market:
+        return hit[1]
+    tiers = market.margin_tiers
+    table = [
+        (t.notional_floor_atoms, t.mmr_ppm, d)
+        for t, d in zip(tiers, tier_deductions_ppm(tiers), strict=True)
+    ]
+    table.reverse()
+    _TIER_CACHE[id(market)] = (market, table)
+    return table
+
+
 def maintenance_margin_atoms(market: Market, notional_atoms: int) -> int:
     """MM = notional * mmr - deduction of the notional's tier, rounded up."""
-    tiers = market.margin_tiers
-    deductions = tier_deductions_ppm(tiers)
-    i = 0
-    for j, t in enumerate(tiers):
-        if t.notional_floor_atoms <= notional_atoms:
-            i = j
-    mm_ppm = notional_atoms * tiers[i].mmr_ppm - deductions[i]
-    return -((-mm_ppm) // PPM)
+    for floor, mmr, deduction in tier_table(market):
+        if floor <= notional_atoms:
+            return -((deduction - notional_atoms * mmr) // PPM)
+    return 0
 
 
 def unrealized_pnl_atoms(pos: Position, price_ticks: int) -> int:

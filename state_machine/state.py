@@ -467,6 +467,11 @@ class ExchangeCore:
                 )
                 continue
             value = obj.state_obj()
+            stored = getattr(obj, "stored", None)
+            if stored is not None:  # trigger orders: like orders, skip never-stored deletions
+                if value is None and not stored:
+                    continue
+                obj.stored = value is not None
             out[obj.state_key()] = None if value is None else pack(value)
         self.dirty = []
         return sorted(out.items())
