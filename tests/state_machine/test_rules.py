@@ -578,3 +578,17 @@ def test_events_are_canonically_encodable(h: Harness) -> None:
         assert event_to_dict(e)["kind"] == e[0]
     kinds = [e[0] for e in res.events]
     assert kinds == ["order_accepted", "fill", "order_rested", "order_rejected"]
+
+
+def test_write_set_is_proportional_to_what_the_block_touched(h: Harness) -> None:
+    for k in range(10):
+        h.do(A1, *[limit(BTC_SPOT, True, P - 100 - 10 * k - i, 10) for i in range(50)])
+    assert len(h.state.entries()) > 500
+    victim = next(iter(h.state.accounts[A1].orders))
+    res = h.block([tx(A1, [CancelOrder(BTC_SPOT, victim)], h.next_nonce())])
+    keys = [k for k, _ in res.writes]
+    # meta, the order (deleted), A1's USDC balance, A1's nonces, and the perp market states
+    # the risk engine updates every block (mark, funding samples)
+    assert keys[0] == b"\x00\x00" and dict(res.writes)[keys[0]] is not None  # meta
+    assert sum(1 for k in keys if k[0] == 3) == 1
+    assert len(keys) <= 6, [k.hex()[:12] for k in keys]
