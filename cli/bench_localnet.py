@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import shutil
 import sys
@@ -117,6 +118,7 @@ class Stats:
         self.first_submit = math.inf
         self.last_commit = 0.0
         self.send_done = False
+        self.node_cpu_s = 0.0
 
     @property
     def inflight(self) -> int:
@@ -361,7 +363,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         offered = "max" if rate is None else f"{rate:g} tx/s"
         print(f"offering {offered} for {args.duration:g} s", file=sys.stderr, flush=True)
         gen = LoadGenerator(ports, txs, rate, args)
+        cpu_before = node_cpu_s(net)
         stats = trio.run(gen.run, net.api_urls())
+        stats.node_cpu_s = node_cpu_s(net) - cpu_before
         rss = [net.procs.peak_rss_mb(name) for name in net.node_names()]
     except LocalnetError as exc:
         raise CliError(str(exc)) from None
@@ -399,7 +403,17 @@ def result(
         },
         "block_ms": args.block_ms,
         "node_peak_rss_mb": [None if r is None else round(r, 1) for r in rss],
+        "node_cpu_ms_per_committed_tx": (
+            round(1000 * s.node_cpu_s / s.committed, 3) if s.committed else None
+        ),
+        "load_average_1m": round(os.getloadavg()[0], 1),
     }
+
+
+def node_cpu_s(net: Localnet) -> float:
+    """CPU seconds all validators have used: a figure that, unlike wall-clock rates, does not
+    depend on what else the machine is running."""
+    return sum(net.procs.cpu_seconds(name) or 0.0 for name in net.node_names())
 
 
 def _positive_float(text: str, what: str) -> float:

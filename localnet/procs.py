@@ -110,6 +110,18 @@ class Procs:
             return None
         return None
 
+    def cpu_seconds(self, name: str) -> float | None:
+        """User plus system CPU time a running process has used so far."""
+        pid = self.pid(name)
+        if pid is None:
+            return None
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        ticks_per_s = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks_per_s  # utime, stime
+
     def tail(self, name: str, lines: int) -> list[str]:
         try:
             text = self.log_path(name).read_text(errors="replace")
