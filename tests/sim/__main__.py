@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 from tests.sim.cluster import Simulation, SimulationFailure
@@ -103,21 +103,33 @@ def main(argv: list[str] | None = None) -> int:
         per_name = {name: [s for s in seeds if s % len(names) == k] for k, name in enumerate(names)}
     else:
         per_name = {name: seeds for name in names}
+    # Interleave the kinds so that an interrupted sweep has covered all of them.
+    longest = max(len(ss) for ss in per_name.values())
     chunks = [
-        (name, ss[i : i + 50]) for name, ss in per_name.items() for i in range(0, len(ss), 50)
+        (name, ss[i : i + 25])
+        for i in range(0, longest, 25)
+        for name, ss in per_name.items()
+        if ss[i : i + 25]
     ]
     total = sum(len(ss) for ss in per_name.values())
     t0 = time.monotonic()
     results: list[dict[str, Any]] = []
+
+    def collect(chunk: list[dict[str, Any]]) -> None:
+        results.extend(chunk)
+        for r in chunk:
+            if not r["ok"]:  # report at once: a long sweep may be interrupted
+                print(f"FAILED scenario={r['scenario']} seed={r['seed']}: {r['error']}", flush=True)
+        _progress(results, total, t0)
+
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as pool:
-            for chunk in pool.map(_run_chunk, chunks):
-                results.extend(chunk)
-                _progress(results, total, t0)
+            futures = [pool.submit(_run_chunk, c) for c in chunks]
+            for future in as_completed(futures):
+                collect(future.result())
     else:
         for chunk_args in chunks:
-            results.extend(_run_chunk(chunk_args))
-            _progress(results, total, t0)
+            collect(_run_chunk(chunk_args))
     wall = time.monotonic() - t0
     failures = [r for r in results if not r["ok"]]
     for name in names:
@@ -141,14 +153,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _progress(results: list[dict[str, Any]], total: int, t0: float) -> None:
+    failed = sum(not r["ok"] for r in results)
+    cpu = sum(r["cpu_s"] for r in results)
     print(
-        f"\r{len(results)}/{total} runs, {time.monotonic() - t0:.0f} s",
-        end="",
+        f"progress: {len(results)}/{total} runs, {failed} failed, "
+        f"{time.monotonic() - t0:.0f} s wall, {cpu:.0f} s cpu",
         file=sys.stderr,
         flush=True,
     )
-    if len(results) == total:
-        print(file=sys.stderr)
 
 
 if __name__ == "__main__":
