@@ -53,6 +53,7 @@ from state_machine.margin import (
     RATE_SCALE,
     maintenance_margin_atoms,
     pending_funding_atoms,
+    tier_table,
 )
 from state_machine.state import VAULT, Account, Balance, ExchangeCore, MarketState, Position
 
@@ -459,31 +460,80 @@ def _unit_of(st: ExchangeCore, key: bytes) -> tuple[Account | None, int | None]:
 
 
 def evaluate_unit(st: ExchangeCore, idx: RiskIndex, key: bytes, now: int) -> bool:
-    """Re-band a healthy unit (no state change); True if the unit is unhealthy."""
-    acct, mid = _unit_of(st, key)
-    if acct is None:
+    """Re-band a healthy unit (no state change); True if the unit is unhealthy.
+
+    One pass over the unit's positions computing what unit_value_and_mm and band_for compute
+    (this runs for every unit a block touched, so it avoids their repeated list building).
+    """
+    acct = st.accounts.get(key[:32])
+    suffix = int.from_bytes(key[32:], "big")
+    if acct is None or key[:32] == VAULT:
+        positions: list[Position] = []
+    elif suffix == CROSS:
+        bal = acct.balances.get(0)
+        value = bal.available_atoms if bal is not None else 0
+        positions = [p for p in acct.positions.values() if not p.isolated and p.size_lots]
+    else:
+        ipos = acct.positions.get(suffix)
+        if ipos is None or not ipos.isolated or not (ipos.size_lots or ipos.isolated_margin_atoms):
+            positions = []
+        else:
+            value = ipos.isolated_margin_atoms
+            positions = [ipos]
+    if not positions:
         idx.drop(key)
         idx.evaluated.pop(key, None)
         idx.watch.pop(key, None)
         return False
-    value, mm = unit_value_and_mm(st, acct, mid)
+    mstates = st.mstates
+    mm = 0
+    weight = 0
+    notional_total = 0
+    marks = []
+    for pos in positions:
+        market = pos.market
+        mid = market.market_id
+        ms = mstates[mid]
+        price = ms.mark_price_ticks
+        tla = market.tick_lot_atoms
+        s = pos.size_lots
+        value += (price * s - pos.entry_value) * tla
+        fi = ms.funding_index - pos.funding_index
+        if fi and s:
+            value -= -((-(s * fi * tla)) // RATE_SCALE)
+        notional = (s if s > 0 else -s) * price * tla
+        for floor, mmr, deduction in tier_table(market):
+            if floor <= notional:
+                mm -= (deduction - notional * mmr) // PPM
+                break
+        weight += notional * (PPM + market.margin_tiers[-1].mmr_ppm)
+        notional_total += notional
+        marks.append((mid, price))
     if value < mm:
         return True
     idx.watch.pop(key, None)
-    bands = band_for(st, acct, mid, value, mm)
+    params = st.genesis.parameters
+    cap = params.funding_cap_ppm_per_hour * params.funding_interval_ms // HOUR_MS
+    excess = value - mm + ((-4 * notional_total * cap) // PPM)
+    tau = excess * PPM * RATE_SCALE // weight if excess > 0 and weight else 0
+    if tau > RATE_SCALE // 2:
+        tau = RATE_SCALE // 2
+    marks.sort()
+    bands = [
+        (mid, -((-m * (RATE_SCALE - tau)) // RATE_SCALE), m * (RATE_SCALE + tau) // RATE_SCALE)
+        for mid, m in marks
+    ]
     old = idx.bands.get(key)
-    if (
-        old is not None
-        and len(old) == len(bands)
-        and all(
-            o[0] == n[0] and o[1] >= n[1] and o[2] <= n[2] for o, n in zip(old, bands, strict=True)
-        )
-    ):
-        # The old band lies inside the new sound band, so it is still sound: keep its list
-        # entries (no sorted-list surgery) and only restart the re-evaluation clock.
-        idx.evaluated[key] = now
-        idx.queue.append((now, key))
-        return False
+    if old is not None and len(old) == len(bands):
+        for o, n in zip(old, bands, strict=True):
+            if o[0] != n[0] or o[1] < n[1] or o[2] > n[2]:
+                break
+        else:
+            # The old band lies inside the new sound band, so it is still sound: keep its
+            # list entries (no sorted-list surgery); only restart the re-evaluation clock.
+            idx.evaluated[key] = now
+            idx.queue.append((now, key))
+            return False
     idx.drop(key)
     idx.add(key, bands, now)
     return False

@@ -501,3 +501,26 @@ def test_trigger_margin_is_checked_when_it_fires() -> None:
     h.oracle(BTC_PERP, 6_150_000)
     fired = [e for e in h.last.events if e[0] == "trigger_fired"]  # type: ignore[union-attr]
     assert fired[0][5] == "insufficient_margin"
+
+
+def test_one_pass_unit_evaluation_matches_the_reference_functions() -> None:
+    from state_machine.risk import band_for, evaluate_unit, risk_index, unit_key
+
+    g, traders = crash_genesis(60, insurance_usdc=500)
+    h = Harness(g)
+    open_crash_positions(h, traders)
+    crash(h, [5_880_000])
+    idx = risk_index(h.state)
+    checked = 0
+    for t in traders:
+        a = h.state.accounts[t]
+        if not unit_positions(a, None):
+            continue
+        value, mm = unit_value_and_mm(h.state, a, None)
+        key = unit_key(t, None)
+        idx.drop(key)
+        assert evaluate_unit(h.state, idx, key, h.time_ms) == (value < mm)
+        if value >= mm:
+            assert idx.bands[key] == band_for(h.state, a, None, value, mm)
+            checked += 1
+    assert checked > 20
