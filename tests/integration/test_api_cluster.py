@@ -25,6 +25,7 @@ from consensus.quorum import qc_valid
 from consensus.types import BlockHeader, QuorumCert, genesis_block
 from consensus.validators import ValidatorSet
 from node.config import init_home, load_config
+from state_machine.codec import encode
 from state_machine.crypto import Keypair
 from state_machine.genesis import Genesis, genesis_from_json
 from state_machine.tx import (
@@ -485,8 +486,37 @@ def test_bad_input_gets_the_right_4xx_and_the_node_keeps_working(net: Cluster) -
         "nonce_used",
         "replay",
     )
+    check_batch(net, key)
     height = net.height(3)
     net.wait_height(height + 2, [3])
+
+
+def check_batch(net: Cluster, key: Keypair) -> None:
+    """POST /v1/txs/batch: one verdict per transaction, in order; a bad body is one 4xx."""
+    url = net.api(2) + "/v1/txs/batch"
+    headers = {"content-type": "application/msgpack"}
+    good = order(key, net.chain_id, True, 5_900_000, 2)
+    forged = order(key, net.chain_id, True, 5_900_000, 2)
+    bad_sig = Transaction.from_obj([*forged.to_obj()[:-1], bytes(64)]).to_wire()
+    body = encode([good.to_wire(), b"\x01garbage", bad_sig])
+    answer = net.http.post(url, content=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    verdicts = answer.json()["results"]
+    assert [(v["status"], v.get("code")) for v in verdicts] == [
+        ("pending", None),
+        ("rejected", "malformed"),
+        ("rejected", "bad_signature"),
+    ]
+    assert verdicts[0]["tx_id"] == good.tx_id().hex()
+    assert_error(net.http.post(url, content=b"\xc1", headers=headers), 400, "malformed", "batch")
+    assert_error(net.http.post(url, content=encode([]), headers=headers), 400, "malformed", "empty")
+    wait_until(
+        lambda: (
+            net.http.get(net.api(2) + f"/v1/txs/{good.tx_id().hex()}").json().get("status")
+            == "committed"
+        ),
+        "the batched transaction to commit",
+    )
 
 
 def assert_error(response: httpx.Response, status: int, code: str, what: str) -> None:
