@@ -562,6 +562,8 @@ class Queries:
             "path": [h.hex() for h in proof.path],
             "root": tx_root(leaves).hex(),
             "header_payload_root": block.header.payload_root.hex(),
+            # The header the path leads into; its commit QC is at GET /v1/blocks/{height}.
+            "header": header_json(block),
         }
         return out
 
