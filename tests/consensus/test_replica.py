@@ -460,3 +460,34 @@ def test_a_timed_out_replica_stops_voting_in_that_view_and_waits_for_a_certifica
         for a in out
     )
     assert votes_in(r.handle(MessageReceived(p.proposer, p))) == []
+
+
+def newview_from(c: Cluster, i: int, view: int) -> NewView:
+    from consensus.verify import sign_newview
+
+    r = c.replicas[i]
+    high = r.safety.prepare_qc
+    return NewView(
+        view, high, None, c.keys[i].public_key, sign_newview(c.keys[i], CHAIN_ID, view, high)
+    )
+
+
+def test_join_a_timeout_at_one_third_and_move_at_two_thirds() -> None:
+    c = cluster_at_height(2, n=7)
+    r = c.replicas[0]
+    view = r.view
+    target = view + 3
+
+    def receive(i: int) -> list[Action]:
+        return r.handle(MessageReceived(c.keys[i].public_key, newview_from(c, i, target)))
+
+    for i in (1, 2):  # 2 of 7: not yet more than 1/3
+        assert not any(isinstance(a, Broadcast) for a in receive(i))
+    joined = receive(3)  # 3 of 7 > 1/3: join the timeout (4 of 7 with ours), do not move yet
+    assert r.view == view
+    sent = [a.message for a in joined if isinstance(a, Broadcast)]
+    assert [m.view for m in sent if isinstance(m, NewView)] == [target] and len(sent) == 1
+    assert persist_before_speech_violations(joined) == []
+    assert votes_in(joined) == []
+    receive(4)  # 5 of 7 > 2/3: a timeout certificate
+    assert r.view == target
