@@ -329,7 +329,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise CliError("--submit-batch must be 1..1000")
     if args.duration <= 0 or args.accounts < 1:
         raise CliError("--duration and --accounts must be positive")
-    max_tx_per_s = 15_000 if args.batch == 1 else 2_000  # what --rate max may use up
+    max_tx_per_s = 8_000 if args.batch == 1 else 2_000  # what --rate max may use up
     count = int((rate or max_tx_per_s) * args.duration * 1.05) + 1
     if count > MAX_PRESIGN:
         raise CliError(f"that is over {MAX_PRESIGN} transactions; lower --rate or --duration")

@@ -185,6 +185,13 @@ class ConsensusSettings:
         2_000, "first view timeout; doubles on each failed view", lo=10, hi=3_600_000
     )
     view_timeout_cap_ms: int = _key(60_000, "longest view timeout", lo=10, hi=86_400_000)
+    max_block_txs: int = _key(
+        4_000,
+        "most transactions a proposal carries (bounds each block's execution time, so a "
+        "burst cannot outlast the view timeout)",
+        lo=1,
+        hi=100_000,
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

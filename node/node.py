@@ -213,6 +213,7 @@ class Node:
             block_interval_ms=self.config.consensus.block_interval_ms,
             view_timeout_base_ms=self.config.consensus.view_timeout_base_ms,
             view_timeout_cap_ms=self.config.consensus.view_timeout_cap_ms,
+            max_block_txs=self.config.consensus.max_block_txs,
             max_block_bytes=min(4 * 1024 * 1024, payload_max),
             sync_response_max_bytes=payload_max,
         )
