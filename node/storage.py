@@ -65,6 +65,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -354,6 +355,12 @@ class Store:
         self._dbs = dbs
         self._meta = meta
         self._tree = tree
+        # Ids of stored inner nodes below the fixed top (slots that overflowed a bucket). Only
+        # these can turn back into buckets, so only these need a delete when the tree says
+        # "bucket here"; the thousands of ordinary bucket updates per block skip LMDB.
+        self._deep_inner_ids = {
+            nid for nid, _ in _inner_nodes(tree) if nid[0] >= tree.shape.min_depth
+        }
         self._broken: str | None = None
         self.last_commit: CommitStats | None = None
 
@@ -564,19 +571,27 @@ class Store:
         node_updates: Sequence[NodeUpdate],
     ) -> None:
         state_db = self._dbs["state"]
-        for key, value in writes:
+        # In stored-key order, so LMDB walks its B-tree pages in order (a stable sort keeps
+        # "later write wins" for a key written twice).
+        stored = sorted(((state_db_key(k), v) for k, v in writes), key=itemgetter(0))
+        for db_key, value in stored:
             if value is None:
-                txn.delete(state_db_key(key), db=state_db)
+                txn.delete(db_key, db=state_db)
             else:
-                txn.put(state_db_key(key), value, db=state_db)
+                txn.put(db_key, value, db=state_db)
         nodes_db = self._dbs["nodes"]
-        for nid, node in node_updates:
+        min_depth = self._tree.shape.min_depth
+        deep_inner = self._deep_inner_ids
+        for nid, node in sorted(node_updates, key=itemgetter(0)):
             if node is not None and node[:1] == TAG_INNER:
                 txn.put(nid, node, db=nodes_db)
-            else:
+                if nid[0] >= min_depth:
+                    deep_inner.add(nid)
+            elif nid[0] < min_depth or nid in deep_inner:
                 # Empty nodes and buckets are not stored (buckets come from the state
-                # entries); the id may have held an inner node before, so delete it.
+                # entries); this id held an inner node, so delete it.
                 txn.delete(nid, db=nodes_db)
+                deep_inner.discard(nid)
 
     # -- consensus safety data -------------------------------------------------------------------
 
