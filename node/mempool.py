@@ -115,12 +115,16 @@ class Mempool:
 
     # ---- admission ---------------------------------------------------------------------------
 
-    def prepare(self, raw: bytes, now_ms: int) -> Prepared | Admit:
-        """Cheap checks; returns what still needs a signature check, or the rejection."""
+    def prepare(
+        self, raw: bytes, now_ms: int, decoded: Transaction | None = None
+    ) -> Prepared | Admit:
+        """Cheap checks; returns what still needs a signature check, or the rejection.
+        ``decoded`` is ``Transaction.from_wire(raw)`` when the caller already has it (the API
+        decodes a submission to rate-limit its signer), so it is not decoded twice."""
         if len(raw) > self.limits.tx_bytes_max:
             return self._reject(Admit.OVERSIZE)
         try:
-            tx = Transaction.from_wire(raw)
+            tx = Transaction.from_wire(raw) if decoded is None else decoded
         except DecodeError:
             return self._reject(Admit.MALFORMED)
         _check(tx.version == TX_VERSION, "decoder admitted an unknown version")

@@ -92,7 +92,7 @@ from state_machine.codec import MAX_MESSAGE_BYTES, Bytes, DecodeError, ListOf, e
 from state_machine.crypto import Keypair, verify
 from state_machine.genesis import Genesis
 from state_machine.nonces import NonceCheck
-from state_machine.tx import MAX_TX_BYTES
+from state_machine.tx import MAX_TX_BYTES, Transaction
 
 # Channel bytes at the start of every p2p frame.
 CHANNEL_CONSENSUS = 1
@@ -128,6 +128,7 @@ class Submission:
     done: trio.Event
     verdict: Admit | None = None
     tx_id: bytes = b""
+    decoded: Transaction | None = None  # from_wire(raw), if the submitter already decoded it
 
 
 class CommitWaiter:
@@ -292,9 +293,10 @@ class Node:
 
     # ---- transaction submission ----------------------------------------------------------
 
-    async def submit(self, raw: bytes) -> Submission:
-        """Admit a client's transaction (waits for the verdict, not for the commit)."""
-        sub = Submission(raw, None, trio.Event())
+    async def submit(self, raw: bytes, decoded: Transaction | None = None) -> Submission:
+        """Admit a client's transaction (waits for the verdict, not for the commit).
+        ``decoded``: the caller's ``Transaction.from_wire(raw)``, saving a second decode."""
+        sub = Submission(raw, None, trio.Event(), decoded=decoded)
         try:
             self._admit_tx.send_nowait(sub)
         except trio.WouldBlock:
@@ -304,10 +306,16 @@ class Node:
         await sub.done.wait()
         return sub
 
-    async def submit_many(self, raws: Sequence[bytes]) -> list[Submission]:
+    async def submit_many(
+        self, raws: Sequence[bytes], decoded: Sequence[Transaction] | None = None
+    ) -> list[Submission]:
         """Admit several transactions at once (one HTTP request of a batch submission): they
         enter the admission queue together, so they are verified as one batch."""
-        subs = [Submission(raw, None, trio.Event()) for raw in raws]
+        txs = decoded if decoded is not None else [None] * len(raws)
+        subs = [
+            Submission(raw, None, trio.Event(), decoded=tx)
+            for raw, tx in zip(raws, txs, strict=True)
+        ]
         for sub in subs:
             try:
                 self._admit_tx.send_nowait(sub)
@@ -356,7 +364,7 @@ class Node:
         now = now_ms()
         prepared: list[tuple[Submission, Prepared]] = []
         for sub in batch:
-            result = self.mempool.prepare(sub.raw, now)
+            result = self.mempool.prepare(sub.raw, now, sub.decoded)
             if isinstance(result, Admit):
                 self._finish_submission(sub, result)
             else:

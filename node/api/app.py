@@ -185,7 +185,7 @@ class Api:
                 {"Retry-After": "1"},
             )
         try:
-            sub = await self.node.submit(raw)
+            sub = await self.node.submit(raw, tx)
             verdict = sub.verdict
             assert verdict is not None
             if verdict is not Admit.OK:
@@ -229,7 +229,7 @@ class Api:
         now = self.clock()
         client = request.client.host if request.client else "unknown"
         verdicts: list[dict[str, Any] | None] = [None] * len(raws)
-        admit: list[tuple[int, bytes, bytes]] = []  # (position, tx id, raw)
+        admit: list[tuple[int, bytes, bytes, Transaction]] = []  # (position, id, raw, tx)
         for i, raw in enumerate(raws):
             try:
                 tx = Transaction.from_wire(raw)
@@ -242,9 +242,9 @@ class Api:
             ):
                 verdicts[i] = _rejected(tx_id, "rate_limited", "too many transactions")
                 continue
-            admit.append((i, tx_id, raw))
-        subs = await self.node.submit_many([raw for _, _, raw in admit])
-        for (i, tx_id, _), sub in zip(admit, subs, strict=True):
+            admit.append((i, tx_id, raw, tx))
+        subs = await self.node.submit_many([a[2] for a in admit], [a[3] for a in admit])
+        for (i, tx_id, _, _), sub in zip(admit, subs, strict=True):
             verdict = sub.verdict
             assert verdict is not None
             if verdict is Admit.OK:
