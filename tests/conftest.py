@@ -8,7 +8,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-VECTORS_DIR = Path(os.environ.get("PERPBFT_VECTORS", REPO_ROOT.parent / "shared" / "vectors"))
+# Third-party vectors copied from ../shared/vectors (see tests/vectors/README.md).
+VECTORS_DIR = Path(os.environ.get("PERPBFT_VECTORS", REPO_ROOT / "tests" / "vectors"))
 
 settings.register_profile(
     "ci", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
