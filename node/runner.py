@@ -103,6 +103,14 @@ def run_home(home: Path) -> None:
         try:
             trio.run(serve_node, node)
         except* ChainError as group:
-            raise StartError(str(group.exceptions[0])) from None
+            raise StartError(str(first_leaf(group))) from None
         except* OSError as group:
-            raise StartError(f"cannot start: {group.exceptions[0]}") from None
+            raise StartError(f"cannot start: {first_leaf(group)}") from None
+
+
+def first_leaf(error: BaseException) -> BaseException:
+    """The first real exception inside (possibly nested) exception groups: nurseries nest
+    them, and the one-line message must name the cause, not the group."""
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error

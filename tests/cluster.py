@@ -40,10 +40,15 @@ def ports_free(base: int, count: int) -> bool:
     return True
 
 
+# Linux hands out outgoing connections' local ports from 32768 up: a node's port taken that way
+# while the node is down would make its restart fail to bind, so stay below.
+PORTS_LOW, PORTS_HIGH = 10_000, 32_000
+
+
 def free_base_port(validators: int) -> int:
     rng = random.Random()
     for _ in range(200):
-        base = rng.randrange(20_000, 60_000, 10)
+        base = rng.randrange(PORTS_LOW, PORTS_HIGH - 10 * validators, 10)
         if ports_free(base, 10 * validators):
             return base
     raise RuntimeError("no free block of ports found")

@@ -26,47 +26,62 @@ def ioc_order_tx(
     return sign_transaction(key, chain_id, nonce, [order], expires_at_ms).to_wire()
 
 
-class Load(threading.Thread):
-    """Submits transactions round robin to ``nodes`` (without waiting for commits) until
-    stopped. Nonces start at the wall clock in ms and count up, so they are unique and
-    inside the acceptance window. Counts the replies by status."""
+class Load:
+    """Submits transactions (without waiting for commits) from one thread per node in
+    ``nodes`` until stopped, round robin over the ``signers``' demo keys. Nonces start at
+    the wall clock in ms and count up: unique, and inside the acceptance window. Counts the
+    replies by outcome."""
 
     def __init__(self, cluster: Cluster, nodes: list[int], signers: list[int]) -> None:
-        super().__init__(daemon=True, name="cluster-load")
         self.cluster = cluster
-        self.nodes = nodes
         self.keys = [cluster.demo_key(i) for i in signers]
         self.accepted = 0
         self.refused = 0
         self.unreachable = 0
+        self._nonces = itertools.count(int(time.time() * 1000))
+        self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._run, args=(node,), daemon=True, name=f"load-{node}")
+            for node in nodes
+        ]
 
-    def run(self) -> None:
-        nonce = itertools.count(int(time.time() * 1000))
+    def _next(self) -> tuple[Keypair, int]:
+        with self._lock:
+            nonce = next(self._nonces)
+        return self.keys[nonce % len(self.keys)], nonce
+
+    def _count(self, status_code: int | None) -> None:
+        with self._lock:
+            if status_code is None:
+                self.unreachable += 1
+            elif status_code == 202:
+                self.accepted += 1
+            else:
+                self.refused += 1
+
+    def _run(self, node: int) -> None:
+        url = self.cluster.api(node) + "/v1/txs"
+        headers = {"content-type": "application/msgpack"}
         with httpx.Client(timeout=5.0) as http:
-            for n in itertools.count():
-                if self._stopping.is_set():
-                    return
-                node = self.nodes[n % len(self.nodes)]
-                key = self.keys[n % len(self.keys)]
-                raw = ioc_order_tx(key, self.cluster.chain_id, next(nonce), n % 2 == 0)
+            while not self._stopping.is_set():
+                key, nonce = self._next()
+                raw = ioc_order_tx(key, self.cluster.chain_id, nonce, nonce % 2 == 0)
                 try:
-                    r = http.post(
-                        self.cluster.api(node) + "/v1/txs",
-                        content=raw,
-                        headers={"content-type": "application/msgpack"},
-                    )
+                    r = http.post(url, content=raw, headers=headers)
                 except httpx.HTTPError:
-                    self.unreachable += 1
+                    self._count(None)
                     continue
-                if r.status_code == 202:
-                    self.accepted += 1
-                else:
-                    self.refused += 1
+                self._count(r.status_code)
+
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
 
     def stop(self) -> None:
         self._stopping.set()
-        self.join(timeout=10)
+        for t in self._threads:
+            t.join(timeout=10)
 
     def __enter__(self) -> Load:
         self.start()

@@ -27,7 +27,7 @@ NODES = [0, 1, 2, 3]
 BLOCK_MS = 150
 # Short view timeouts so views led by a dead validator pass quickly.
 VIEW_TIMEOUT_BASE_MS = 500
-VIEW_TIMEOUT_CAP_MS = 4_000
+VIEW_TIMEOUT_CAP_MS = 2_000
 CATCH_UP_TIMEOUT_S = 60.0
 
 
@@ -96,13 +96,13 @@ def test_kill9_under_load_then_restart_catches_up_and_votes_again(cluster: Clust
     victim, others = 3, [0, 1, 2]
     victim_key = cluster.layout.node_ids[victim].hex()
     with Load(cluster, nodes=others, signers=[0, 1, 2]) as load:
-        blocks_per_s, txs_per_s = measure_commit_rate(cluster, 20)
+        blocks_per_s, txs_per_s = measure_commit_rate(cluster, 12)
         print(f"\n4 validators under load: {blocks_per_s:.1f} blocks/s, {txs_per_s:.0f} tx/s")
 
         cluster.kill(victim)
         killed_at = top_height(cluster, others)
-        cluster.wait_height(killed_at + 10, nodes=others)
-        outage = range(killed_at + 1, killed_at + 11)
+        cluster.wait_height(killed_at + 6, nodes=others)
+        outage = range(killed_at + 1, killed_at + 7)
         assert txs_in(cluster, 0, outage) > 0, "the three survivors committed no transactions"
 
         restarted_s = time.monotonic()
@@ -127,9 +127,9 @@ def test_kill9_under_load_then_restart_catches_up_and_votes_again(cluster: Clust
     cluster.wait_for(signs_again, "the restarted validator's vote in a commit QC")
     settled = top_height(cluster, NODES)
     cluster.wait_height(settled)
-    assert_same_chain(cluster, NODES, range(1, settled + 1))
-    statuses = [cluster.status(i) for i in NODES]
-    assert all(s is not None for s in statuses)
+    # The whole chain is compared by the last test of the module; here, the stretch the
+    # victim missed and fetched.
+    assert_same_chain(cluster, NODES, range(killed_at, settled + 1))
 
 
 def wait_stalled(cluster: Cluster, nodes: list[int], quiet_s: float) -> dict[int, int]:
@@ -156,17 +156,18 @@ def test_two_of_four_down_no_commits_no_fork_then_one_back_resumes(cluster: Clus
     # A block whose commit QC was in flight may still land; after that nothing may.
     stalled = wait_stalled(cluster, alive, quiet_s=1.0)
     assert max(stalled.values()) - min(stalled.values()) <= 1, stalled
-    window_end = time.monotonic() + 4.0  # several (doubling) view timeouts
+    window_end = time.monotonic() + 3.0  # several (doubling) view timeouts
     while time.monotonic() < window_end:
         heights = cluster.heights(alive)
         assert heights == stalled, f"commit without a quorum: {heights}, stalled at {stalled}"
         time.sleep(0.2)
-    assert_same_chain(cluster, alive, range(1, min(stalled.values()) + 1))
+    low = min(stalled.values())
+    assert_same_chain(cluster, alive, range(max(1, low - 5), low + 1))
 
     top = max(stalled.values())
     cluster.start(2)
     cluster.wait_height(top + 3, nodes=[0, 1, 2], timeout_s=CATCH_UP_TIMEOUT_S)
-    assert_same_chain(cluster, [0, 1, 2], range(1, top + 4))
+    assert_same_chain(cluster, [0, 1, 2], range(top - 2, top + 4))
 
 
 def lock_is_free(cluster: Cluster, i: int) -> bool:
@@ -182,24 +183,25 @@ def lock_is_free(cluster: Cluster, i: int) -> bool:
 
 
 def test_sigterm_exits_cleanly_and_kill9_loses_nothing_committed(cluster: Cluster) -> None:
-    assert not lock_is_free(cluster, 1), "a running node must hold its home's lock"
-    height_before_stop = cluster.height(1)
-    assert cluster.stop(1) == 0
-    assert lock_is_free(cluster, 1)
-    assert any(r["event"] == "stopping" for r in cluster.log_lines(1))
-    cluster.start(1)
-    cluster.wait_ready(1)
-    assert cluster.height(1) >= height_before_stop
+    graceful, crashed = 1, 2
+    assert not lock_is_free(cluster, graceful), "a running node must hold its home's lock"
+    before_stop = cluster.height(graceful)
+    assert cluster.stop(graceful) == 0
+    assert lock_is_free(cluster, graceful)
+    assert cluster.log_lines(graceful, "stopping"), "no log line for the signal"
 
-    before_kill = cluster.height(2)
-    hash_before_kill = cluster.block(2, before_kill)["block_hash"]
-    cluster.kill(2)
-    cluster.start(2)
-    cluster.wait_ready(2)
-    # The API answers only after the chain was reopened: this is the height on disk.
-    assert cluster.height(2) >= before_kill
-    assert cluster.block(2, before_kill)["block_hash"] == hash_before_kill
-    cluster.wait_height(top_height(cluster, [0, 3]) + 2)
+    before_kill = cluster.height(crashed)
+    hash_before_kill = cluster.block(crashed, before_kill)["block_hash"]
+    cluster.kill(crashed)
+    cluster.start(graceful)
+    cluster.start(crashed)
+    cluster.wait_ready(graceful)
+    cluster.wait_ready(crashed)
+    # The API answers only once the chain is reopened: these are the heights on disk.
+    assert cluster.height(graceful) >= before_stop
+    assert cluster.height(crashed) >= before_kill
+    assert cluster.block(crashed, before_kill)["block_hash"] == hash_before_kill
+    cluster.wait_height(top_height(cluster, NODES) + 2)
 
 
 def test_log_lines_carry_height_and_view(cluster: Cluster) -> None:
@@ -232,7 +234,7 @@ def test_random_kill9_restarts_never_make_a_validator_equivocate(cluster: Cluste
     rng = random.Random()
     seed = rng.randrange(2**32)
     rng.seed(seed)
-    restarts = 6
+    restarts = 5
     for _ in range(restarts):
         victim = rng.choice(NODES)
         others = [i for i in NODES if i != victim]
@@ -241,7 +243,8 @@ def test_random_kill9_restarts_never_make_a_validator_equivocate(cluster: Cluste
         cluster.kill(victim)
         cluster.start(victim)
         cluster.wait_ready(victim)
-        cluster.wait_height(top_height(cluster, others) + 1, timeout_s=CATCH_UP_TIMEOUT_S)
+        # Caught up, so the next crash may land while it votes again.
+        cluster.wait_height(top_height(cluster, others), [victim], CATCH_UP_TIMEOUT_S)
     settled = top_height(cluster, NODES)
     cluster.wait_height(settled)
     assert_same_chain(cluster, NODES, range(1, settled + 1))
