@@ -7,7 +7,9 @@ encoded to bytes at the sender and strictly decoded at each receiver, as on the 
 The simulated driver follows the replica's contract: PersistSafety is written at once, before
 the next action of the list; Execute runs the block on the node's application after a short
 delay and stores block, QC and state together, then feeds BlockExecuted. A crash loses
-everything else: the replica object, queued executions, timers and messages in flight.
+everything else: the replica object, queued executions, timers and messages in flight. Half of
+the crashes strike part-way through a list of actions (only a prefix is carried out), which is
+where persisting before speaking matters.
 
 Checkers run as the simulation goes: no two honest nodes commit different blocks at a height,
 every honest node computes the same state root at each height, the core's own invariant checks
@@ -147,6 +149,7 @@ class SimNode:
     exec_queue: list[tuple[Block, QuorumCert]] = dataclasses.field(default_factory=list)
     executing: bool = False
     committed_height: int = 0
+    crash_midway: bool = False  # crash part-way through the next list of actions
     prepare_qcs: dict[bytes, QuorumCert] = dataclasses.field(default_factory=dict)
 
 
@@ -282,9 +285,14 @@ class Simulation:
         self.now = at
         node = self.nodes[node_id]
         if kind == CRASH:
-            self._crash(node)
+            if node.up and self.rng.random() < 0.5:
+                node.crash_midway = True
+            else:
+                self._crash(node)
             return
         if kind == RESTART:
+            if node.up and node.crash_midway:
+                self._crash(node)
             self._restart(node)
             return
         if not node.up or epoch != node.epoch or node.replica is None:
@@ -309,6 +317,8 @@ class Simulation:
         if local != node.last_tick:
             node.last_tick = local
             self._guarded(node, "tick", ClockTick(local), replica.handle)
+            if not node.up or node.replica is not replica:
+                return
         self._guarded(node, what, event, replica.handle)
 
     def _guarded(
@@ -328,6 +338,12 @@ class Simulation:
     # ---- carrying out actions ---------------------------------------------------------------
 
     def _apply(self, node: SimNode, what: str, event: Any, actions: list[Any]) -> None:
+        crash_after: int | None = None
+        if node.crash_midway and actions:
+            # The process dies after carrying out only some of the actions: whatever was not
+            # persisted by then is lost, whatever was sent is out.
+            crash_after = self.rng.randrange(len(actions))
+            actions = actions[:crash_after]
         self.trace.append((self.now, node.node_id, what, event, actions))
         sc = self.scenario
         for action in actions:
@@ -369,6 +385,8 @@ class Simulation:
                 self._on_committed(node, action)
             elif isinstance(action, ReportEvidence):
                 self._on_evidence(node, action.evidence)
+        if crash_after is not None:
+            self._crash(node)
 
     def _silenced(self, node: SimNode, message: Any) -> bool:
         window = self.scenario.silent.get(node.node_id)
@@ -475,6 +493,7 @@ class Simulation:
 
     def _crash(self, node: SimNode) -> None:
         self.trace.append((self.now, node.node_id, "crash", None, []))
+        node.crash_midway = False
         node.up = False
         node.epoch += 1
         node.replica = None
