@@ -28,8 +28,11 @@ test: lint typecheck pytest
 test-fast: lint typecheck
 	$(VENV)/bin/pytest -m 'not slow' $(PYTEST_ARGS)
 
+# Four validators, oracle feeders and demo traders in the background; LOCALNET_ARGS passes
+# options through (e.g. LOCALNET_ARGS="--fresh --base-port 30000").
+LOCALNET_ARGS ?=
 localnet: $(STAMP)
-	$(VENV)/bin/perpbft localnet up
+	$(VENV)/bin/perpbft localnet up $(LOCALNET_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info
