@@ -2,7 +2,8 @@
 
 ``python -m tests.storage.crash_child DATA_DIR SEED`` opens (or creates) the store, prints
 ``ready HEIGHT`` and commits block after block of ``make_block(SEED, h)``, writing the safety
-record for h before each block. It stops by itself after ``MAX_RUN_S`` in case nobody kills it.
+record for h before each block and printing ``committed h`` after it. It stops by itself
+after ``MAX_RUN_S`` in case nobody kills it.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def main() -> int:
         height = store.height + 1
         store.write_safety_data(b"safety %d" % height)
         commit(store, make_block(seed, height, KEY_SPACE, CHANGES_PER_BLOCK))
+        print(f"committed {height}", flush=True)
     return 0
 
 
