@@ -592,3 +592,22 @@ def test_write_set_is_proportional_to_what_the_block_touched(h: Harness) -> None
     assert keys[0] == b"\x00\x00" and dict(res.writes)[keys[0]] is not None  # meta
     assert sum(1 for k in keys if k[0] == 3) == 1
     assert len(keys) <= 6, [k.hex()[:12] for k in keys]
+
+
+def test_nonce_too_low_after_the_window_fills(h: Harness) -> None:
+    base = h.time_ms
+    res = h.block([tx(A1, [CancelAll(None)], base + i) for i in range(1, 130)])
+    assert all(t.code == "ok" for t in res.tx_results)
+    # 128 kept: the smallest accepted (base + 1) was evicted, anything at or below the new
+    # smallest kept that is not kept itself is refused.
+    res = h.block([tx(A1, [CancelAll(None)], base + 1), tx(A1, [CancelAll(None)], base + 2)])
+    assert [t.code for t in res.tx_results] == ["nonce_too_low", "nonce_used"]
+
+
+def test_perp_orders_need_an_oracle_price() -> None:
+    g = make_genesis()
+    m = dataclasses.replace(g.markets[2], initial_price_ticks=0)
+    h = Harness(dataclasses.replace(g, markets=(*g.markets[:2], m, g.markets[3])))
+    assert h.one(A1, limit(BTC_PERP, True, P, 10)).code == "no_reference_price"
+    h.oracle(BTC_PERP, P)
+    assert h.one(A1, limit(BTC_PERP, True, P, 10)).code == "ok"
