@@ -28,20 +28,40 @@ COMMAND_MODULES = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Trader commands whose module is imported alone when one of them is run: importing every
+# command module (node, storage, p2p, TLS) costs more than the trader command itself.
+LIGHT_COMMANDS = {
+    **dict.fromkeys(
+        ("order", "account", "book", "trades", "funding", "transfer", "withdraw", "leverage",
+         "tx"),
+        "cli.trade_cmd",
+    ),
+    "watch": "cli.watch_cmd",
+    "proof": "cli.proof_cmd",
+}  # fmt: skip
+
+
+def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="perpbft",
         description="perpbft: validator node and client of a BFT exchange chain",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in COMMAND_MODULES:
+    for name in modules:
         importlib.import_module(name).register(sub)
     return parser
 
 
+def parser_for(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The whole parser, or only the light module's when the command is a trader command."""
+    module = LIGHT_COMMANDS.get(argv[0]) if argv else None
+    return build_parser((module,) if module else COMMAND_MODULES)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = parser_for(argv)
     args = parser.parse_args(argv)
     func: Callable[[Any], int] = args.func
     try:
