@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -150,6 +153,7 @@ def print_summary(s: dict[str, Any]) -> None:
     key = s["demo_keys"][0] if s["demo_keys"] else "KEY"
     home = s["home"]
     console.print("\ntry:")
+    exe = perpbft_command()
     for line in (
         f"export PERPBFT_NODE={api} PERPBFT_KEY={key}",
         "perpbft book BTC-PERP",
@@ -162,7 +166,19 @@ def print_summary(s: dict[str, Any]) -> None:
         f"perpbft localnet status --home {home}",
         f"perpbft localnet down --home {home}",
     ):
+        if line.startswith("perpbft "):
+            line = exe + line[len("perpbft") :]
         console.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
+
+
+def perpbft_command() -> str:
+    """How the user can type the command: ``perpbft`` if it is on the PATH, else the path of
+    the one running (e.g. ``.venv/bin/perpbft`` right after ``make localnet``)."""
+    argv0 = sys.argv[0]
+    found = shutil.which("perpbft")
+    if found or not argv0.endswith("perpbft"):
+        return "perpbft"
+    return os.path.relpath(argv0) if not argv0.startswith("/") else argv0
 
 
 # ---- down, status, logs, oracle ------------------------------------------------------------
