@@ -321,7 +321,14 @@ def risk_index(st: ExchangeCore) -> RiskIndex:
 def band_for(
     st: ExchangeCore, acct: Account, market_id: int | None, value: int, mm: int
 ) -> list[tuple[int, int, int]]:
-    """Sound price bands for a healthy unit (see the module docstring)."""
+    """Sound price bands for a healthy unit (see the module docstring).
+
+    Records the cross collateral the bands assume (``Balance.risk_floor``).
+    """
+    if market_id is None:
+        bal = acct.balances.get(0)
+        if bal is not None:
+            bal.risk_floor = bal.available_atoms
     params = st.genesis.parameters
     positions = unit_positions(acct, market_id)
     weight = 0
@@ -387,7 +394,12 @@ def changed_units(st: ExchangeCore, objs: list[Any]) -> list[bytes]:
                 out.append(obj.owner + obj.market.market_id.to_bytes(4, "big"))
             out.append(obj.owner + cross)
         elif t is Balance and obj.asset_id == 0:
-            # Only accounts holding cross positions have a cross unit to look at.
+            # Only accounts holding cross positions have a cross unit to look at, and only if
+            # the collateral fell below what the unit's band was computed with (more
+            # collateral with the same positions only widens the sound band).
+            floor = obj.risk_floor
+            if floor is not None and obj.available_atoms >= floor:
+                continue
             acct = accounts.get(obj.owner)
             if acct is not None and acct.positions:
                 out.append(obj.owner + cross)
@@ -472,6 +484,8 @@ def evaluate_unit(st: ExchangeCore, idx: RiskIndex, key: bytes, now: int) -> boo
     elif suffix == CROSS:
         bal = acct.balances.get(0)
         value = bal.available_atoms if bal is not None else 0
+        if bal is not None:
+            bal.risk_floor = value
         positions = [p for p in acct.positions.values() if not p.isolated and p.size_lots]
     else:
         ipos = acct.positions.get(suffix)

@@ -63,7 +63,7 @@ def _u32(x: int) -> bytes:
 
 
 class Balance:
-    __slots__ = ("asset_id", "available_atoms", "dirty", "held_atoms", "owner")
+    __slots__ = ("asset_id", "available_atoms", "dirty", "held_atoms", "owner", "risk_floor")
 
     def __init__(self, owner: bytes, asset_id: int, available_atoms: int = 0) -> None:
         self.owner = owner
@@ -71,6 +71,9 @@ class Balance:
         self.available_atoms = available_atoms
         self.held_atoms = 0
         self.dirty = False
+        # USDC available when the risk engine last evaluated the owner's cross unit (derived,
+        # not stored): a balance that has not fallen below it cannot have hurt the unit.
+        self.risk_floor: int | None = None
 
     def state_key(self) -> bytes:
         return b"\x01" + self.owner + _u32(self.asset_id)
