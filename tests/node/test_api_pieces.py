@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 import trio
 from hypercorn.config import Config as HyperConfig
 from hypercorn.trio import serve
@@ -28,6 +29,8 @@ from consensus.types import (
 from node.api.app import build_app
 from node.api.ratelimit import RateLimiter
 from node.api.txevents import tx_event_indexes
+from node.api.txjson import TxJsonError, transaction_from_json, transaction_to_json
+from node.api.units import MarketUnits
 from node.api.ws import OUTBOUND_QUEUE_MAX, Connection
 from node.config import Config
 from node.metrics import Metrics
@@ -105,6 +108,21 @@ def test_a_slow_websocket_consumer_is_cut_off_not_buffered() -> None:
     assert conn.too_slow and conn.closed.is_set()
     conn.push({"seq": OUTBOUND_QUEUE_MAX + 1})  # dropped, nothing grows
     assert conn.send_channel.statistics().current_buffer_used == OUTBOUND_QUEUE_MAX
+
+
+def test_json_amounts_convert_with_the_asset_decimals() -> None:
+    units = {m.market_id: MarketUnits(GENESIS, m) for m in GENESIS.markets}
+    decimals = {a.asset_id: a.decimals for a in GENESIS.assets}
+    tx = sign_transaction(ALICE, "perpbft-test", 7, [Transfer(BOB.public_key, 0, 1_500_000)])
+    body = transaction_to_json(tx)
+    del body["actions"][0]["amount_atoms"]
+    body["actions"][0]["amount"] = "1.5"
+    assert transaction_from_json(body, units.get, decimals.get) == tx
+    for amount, asset, code in (("1.0000001", 0, "too_many_decimals"), ("1", 9, "unknown_asset")):
+        body["actions"][0].update(amount=amount, asset_id=asset)
+        with pytest.raises(TxJsonError) as info:
+            transaction_from_json(body, units.get, decimals.get)
+        assert info.value.code == code
 
 
 # ---- events of a transaction --------------------------------------------------------------
