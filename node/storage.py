@@ -59,6 +59,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -125,14 +126,6 @@ class StoreCorruptError(StoreError):
 
 class StoreMissingError(StoreError):
     """There is no store in the data dir."""
-
-
-class StoreUninitialisedError(StoreMissingError):
-    """The LMDB file exists but its creation never committed: as good as missing.
-
-    A subclass of :class:`StoreMissingError` so callers that create a missing store also
-    recover from a creation killed half way (``Store.create`` reuses the file).
-    """
 
 
 def check(cond: bool, msg: str) -> None:
@@ -261,6 +254,8 @@ def preflight_data_file(path: Path) -> None:
             head = f.read(2 * 65536)
     except OSError as exc:
         raise StoreCorruptError(f"cannot read {data_file}: {exc}") from None
+    if size == 0:
+        raise StoreCorruptError(f"{data_file} is empty")
     metas = []
     page_size = _page_size_from_meta0(head)
     if page_size is None:
@@ -394,22 +389,26 @@ class Store:
         """Write a whole initial store (genesis or an imported snapshot) in one transaction."""
         check(meta.state_root == tree.root(), "initial meta root differs from the tree")
         path = store_path(data_dir)
-        path.mkdir(parents=True, exist_ok=True)
         if (path / "data.mdb").exists():
-            preflight_data_file(path)
-        env, dbs = _open_env(path, map_size_bytes)
-        try:
-            with env.begin(write=True) as txn:
-                # A file without metadata is a creation that never committed: reuse it.
-                exists = txn.get(_META_KEY, db=dbs["meta"]) is not None
-                if not exists:
-                    _put_initial(txn, dbs, meta, tree, entries, extra)
-        except lmdb.Error as exc:
-            env.close()
-            raise StoreError(f"cannot write new store at {path}: {exc}") from None
-        if exists:
-            env.close()
             raise StoreError(f"a store already exists at {path}")
+        # Built beside its final place and renamed into it, so a creation killed at any point
+        # leaves either no store or a whole one (never an LMDB file without metadata, which
+        # would be indistinguishable from a damaged one).
+        tmp_path = path.with_name(path.name + ".creating")
+        shutil.rmtree(tmp_path, ignore_errors=True)  # left by a creation that was killed
+        try:
+            tmp_path.mkdir(parents=True)
+            env, dbs = _open_env(tmp_path, map_size_bytes)
+            try:
+                with env.begin(write=True) as txn:
+                    _put_initial(txn, dbs, meta, tree, entries, extra)
+            finally:
+                env.close()
+            os.rename(tmp_path, path)  # fails if another process created the store meanwhile
+            fsync_dir(path.parent)
+            env, dbs = _open_env(path, map_size_bytes, create=False)
+        except (lmdb.Error, OSError) as exc:
+            raise StoreError(f"cannot create the store at {path}: {exc}") from None
         return cls(env, dbs, meta, tree)
 
     @classmethod
@@ -785,10 +784,6 @@ def _open_env(path: Path, map_size_bytes: int, create: bool = True) -> tuple[Any
 def _read_meta(txn: Any, dbs: dict[str, Any]) -> StoreMeta:
     raw = txn.get(_META_KEY, db=dbs["meta"])
     if raw is None:
-        if txn.stat(dbs["state"])["entries"] == 0:
-            raise StoreUninitialisedError(
-                "the store was never initialised (creation did not finish)"
-            )
         raise StoreCorruptError("store has no metadata record")
     meta = _decode(StoreMeta, bytes(raw), "metadata record")
     if meta.format_version != FORMAT_VERSION:

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from node.storage import Store, StoreMissingError, StoreUninitialisedError
+from node.storage import Store, StoreMissingError
 from tests.storage.helpers import CHAIN_ID, GENESIS_ENTRIES, GENESIS_HASH, commit, make_block
 
 MAX_RUN_S = 30.0
@@ -25,7 +25,7 @@ def main() -> int:
     seed = int(sys.argv[2])
     try:
         store = Store.open(data_dir, walk_pages=False)
-    except (StoreUninitialisedError, StoreMissingError):  # first run, or killed in create
+    except StoreMissingError:  # first run, or killed while creating
         store = Store.create(data_dir, CHAIN_ID, GENESIS_HASH, GENESIS_ENTRIES)
     print(f"ready {store.height}", flush=True)
     deadline = time.monotonic() + MAX_RUN_S

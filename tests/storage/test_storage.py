@@ -15,7 +15,6 @@ from node.storage import (
     StoreCorruptError,
     StoreError,
     StoreMissingError,
-    StoreUninitialisedError,
     state_db_key,
     store_path,
 )
@@ -236,16 +235,15 @@ def test_damaged_data_file_gives_a_clear_error_or_the_right_state(
         assert store.read_entries() == entries
 
 
-def test_a_creation_that_never_committed_counts_as_missing(tmp_path: Path) -> None:
-    env = lmdb.open(str(store_path(tmp_path)), max_dbs=16, subdir=True)
-    with env.begin(write=True) as txn:
-        for name in (b"meta", b"state"):
-            env.open_db(name, txn=txn)
-    env.close()
-    with pytest.raises(StoreMissingError) as info:
+def test_a_creation_killed_half_way_leaves_no_store(tmp_path: Path) -> None:
+    """Creation happens in a side directory renamed into place; leftovers are ignored."""
+    leftover = store_path(tmp_path).with_name(store_path(tmp_path).name + ".creating")
+    leftover.mkdir(parents=True)
+    (leftover / "data.mdb").write_bytes(b"half written")
+    with pytest.raises(StoreMissingError):
         Store.open(tmp_path)
-    assert isinstance(info.value, StoreUninitialisedError)
     new_store(tmp_path, blocks=1).close()
+    assert not leftover.exists()
     with Store.open(tmp_path) as store:
         assert store.height == 1
 
@@ -308,3 +306,18 @@ def test_proofs_from_the_store_in_an_overflowing_slot(tmp_path: Path) -> None:
         assert verify_proof(root, crowd[-1], crowd[-1], store.prove(crowd[-1]).proof)
     with Store.open(tmp_path) as store:  # the collapsed subtree left no stale inner nodes
         assert store.state_root == root
+
+
+def test_an_empty_or_metadata_less_store_is_corrupt_not_missing(tmp_path: Path) -> None:
+    """Never start afresh over a damaged store: its safety data may be lost with it."""
+    store_path(tmp_path).mkdir(parents=True)
+    (store_path(tmp_path) / "data.mdb").write_bytes(b"")
+    with pytest.raises(StoreCorruptError, match="empty"):
+        Store.open(tmp_path)
+    new_store(tmp_path / "b", blocks=1).close()
+    env = raw_env(tmp_path / "b")
+    with env.begin(write=True) as txn:
+        txn.delete(b"meta", db=env.open_db(b"meta", txn=txn))
+    env.close()
+    with pytest.raises(StoreCorruptError, match="no metadata"):
+        Store.open(tmp_path / "b")
