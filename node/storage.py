@@ -651,6 +651,14 @@ class Store:
             value = txn.get(block_hash, db=self._dbs["block_hashes"])
         return None if value is None else int.from_bytes(value, "big")
 
+    def get_block_by_hash(self, block_hash: bytes) -> tuple[int, bytes] | None:
+        """(height, block bytes) of a stored block, or None (unknown or pruned)."""
+        height = self.get_height_of_block(block_hash)
+        if height is None:
+            return None
+        block = self.get_block(height)
+        return None if block is None else (height, block)
+
     def get_height_index(self, height: int) -> HeightIndex | None:
         raw = self._get_sealed("heights", height_key(height), f"height index {height}")
         return None if raw is None else _decode(HeightIndex, raw, f"height index {height}")

@@ -65,6 +65,7 @@ def test_commit_reopen_and_read_everything(tmp_path: Path) -> None:
             assert store.get_qc(h) == b.qc
             assert store.get_events(h) == b.events
             assert store.get_height_of_block(b.block_hash) == h
+            assert store.get_block_by_hash(b.block_hash) == (h, b.block)
             tx_ids = [t for t, _ in b.tx_results]
             for i, (tx_id, result) in enumerate(b.tx_results):
                 record = store.get_tx_result(tx_id)
