@@ -234,7 +234,7 @@ def test_random_kill9_restarts_never_make_a_validator_equivocate(cluster: Cluste
     rng = random.Random()
     seed = rng.randrange(2**32)
     rng.seed(seed)
-    restarts = 5
+    restarts = 4
     for _ in range(restarts):
         victim = rng.choice(NODES)
         others = [i for i in NODES if i != victim]
