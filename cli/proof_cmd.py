@@ -41,7 +41,7 @@ def register(sub: Any) -> None:
     )
     account.add_argument("--proof-file", type=Path, help="verify this saved answer instead")
     account.add_argument("--save", type=Path, help="also write the node's answer to this file")
-    add_common_arguments(account)
+    add_common_arguments(account, key=True)
     account.set_defaults(func=cmd_proof_account)
 
 

@@ -64,19 +64,19 @@ def register(sub: Any) -> None:
     book = sub.add_parser("book", help="order book levels of a market")
     book.add_argument("market")
     book.add_argument("--depth", type=int, default=10)
-    add_common_arguments(book)
+    add_common_arguments(book, key=True)
     book.set_defaults(func=cmd_book)
 
     trades = sub.add_parser("trades", help="recent trades of a market")
     trades.add_argument("market")
     trades.add_argument("--limit", type=int, default=20)
-    add_common_arguments(trades)
+    add_common_arguments(trades, key=True)
     trades.set_defaults(func=cmd_trades)
 
     funding = sub.add_parser("funding", help="funding rate and payments of a perpetual")
     funding.add_argument("market")
     funding.add_argument("--limit", type=int, default=20)
-    add_common_arguments(funding)
+    add_common_arguments(funding, key=True)
     funding.set_defaults(func=cmd_funding)
 
     transfer = sub.add_parser("transfer", help="send an asset to another account")
@@ -102,7 +102,7 @@ def register(sub: Any) -> None:
 
     tx = sub.add_parser("tx", help="a transaction's status and per-action results")
     tx.add_argument("tx_id")
-    add_common_arguments(tx)
+    add_common_arguments(tx, key=True)
     tx.set_defaults(func=cmd_tx)
 
 

@@ -32,7 +32,7 @@ def register(sub: Any) -> None:
     watch.add_argument("--depth", type=int, default=10, help="book levels (1..100)")
     watch.add_argument("--count", type=int, default=None, help="stop after N updates")
     watch.add_argument("--seconds", type=float, default=None, help="stop after S seconds")
-    add_common_arguments(watch)
+    add_common_arguments(watch, key=True)
     watch.set_defaults(func=cmd_watch)
 
 
