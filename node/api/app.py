@@ -42,6 +42,7 @@ CLIENT_BURST = 4_000
 SIGNER_RATE_PER_S = 500.0
 SIGNER_BURST = 1_000
 PROOF_CERTIFY_WAIT_S = 10.0
+LIVENESS_SILENCE_S = 5.0
 
 # Mempool verdict -> HTTP status. Everything a client did wrong is a 4xx.
 ADMIT_STATUS = {
@@ -139,8 +140,13 @@ class Api:
     # ---- health --------------------------------------------------------------------------
 
     async def livez(self, request: Request) -> Response:
+        """Answering at all shows the event loop runs; once the node runs, its clock task must
+        also have beaten recently. While the store opens (a long check on a big store) the
+        clock task has not started yet, and the node is alive, only not ready."""
+        if not self.node.ready.is_set():
+            return JSONResponse({"status": "ok", "starting": True})
         lag_s = time.monotonic() - self.node.loop_heartbeat_s
-        if lag_s > 5.0:
+        if lag_s > LIVENESS_SILENCE_S:
             raise ApiError(503, "event_loop_stalled", f"event loop silent for {lag_s:.1f} s")
         return JSONResponse({"status": "ok"})
 
@@ -504,7 +510,3 @@ def build_metrics_app(node: Node) -> Starlette:
         return Response(node.metrics.render(), media_type="text/plain; version=0.0.4")
 
     return Starlette(routes=[Route("/metrics", metrics)])
-
-
-def json_dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"))
