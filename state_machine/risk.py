@@ -21,12 +21,15 @@ then margin units that may be unhealthy are found and liquidated, in key order.
   below its maintenance margin.
 * Finding unhealthy units without scanning every position: each evaluated healthy unit gets a
   price band per market it trades, sized so that no joint move of its marks inside the bands
-  (and no more than two funding ticks) can take it below maintenance: the band half-width is
-  ``(value - MM - funding allowance) / sum(notional * (1 + max tier rate))`` of the price. Per
+  can take it below maintenance: the band half-width is
+  ``(value - MM) / sum(notional * (1 + max tier rate))`` of the price. Per
   market, the bands' lower and upper edges sit in sorted lists; a block pops only the units
   whose edge the new mark crossed. Units whose collateral or positions changed in the block
-  (the block's dirty objects), units waiting out a partial-liquidation cooldown, and units not
-  re-evaluated for a funding interval are evaluated too. The index is derived data (not in the
+  (the block's dirty objects) and units on the watch list (waiting out a partial-liquidation
+  cooldown, or too close to maintenance for a band) are evaluated too. Funding is covered
+  exactly: a band also bounds each market's funded price (mark x 1e9 - funding index), which
+  moves a position's value exactly as its funding does, so a funding tick that could hurt a
+  unit pushes the funded price out of its band. The index is derived data (not in the
   state entries): a node that rebuilt its state evaluates every unit once; both find exactly
   the unhealthy units, because the bands are sound, and process them in key order.
 * The ladder for an unhealthy unit: (1) cancel its open orders; if its value is at least 2/3 of
@@ -43,7 +46,6 @@ then margin units that may be unhealthy are found and liquidated, in key order.
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections import deque
 from typing import Any
 
 from state_machine.book import Book, BookSide
@@ -60,7 +62,6 @@ from state_machine.state import VAULT, Account, Balance, ExchangeCore, MarketSta
 HOUR_MS = 3_600_000
 EIGHT_HOURS_MS = 8 * HOUR_MS
 CROSS = 0xFFFFFFFF  # unit key suffix of an account's cross unit
-REEVALUATE_PER_BLOCK = 250
 
 
 # ---- mark price ------------------------------------------------------------------------------
@@ -259,55 +260,70 @@ def _deductions(market: Market) -> list[int]:
 # ---- the risk index --------------------------------------------------------------------------
 
 
+Band = tuple[int, int, int, int, int]  # (market, mark lo, mark hi, funded lo, funded hi)
+
+
+def funded_price(ms: MarketState) -> int:
+    """Mark minus the funding index, scaled by 1e9: a position's value moves with it exactly
+    (``value = size * funded_price * tick_lot_atoms / 1e9 + constant``), funding included."""
+    return ms.mark_price_ticks * RATE_SCALE - ms.funding_index
+
+
 class RiskIndex:
     """Price bands of healthy units (derived, not stored); see the module docstring."""
 
-    __slots__ = ("bands", "evaluated", "hi", "lo", "pending", "queue", "ready", "watch")
+    __slots__ = ("bands", "edges", "pending", "ready", "watch")
 
     def __init__(self) -> None:
-        self.lo: dict[int, list[tuple[int, bytes]]] = {}  # market -> sorted (lower edge, unit)
-        self.hi: dict[int, list[tuple[int, bytes]]] = {}  # market -> sorted (upper edge, unit)
-        self.bands: dict[bytes, list[tuple[int, int, int]]] = {}  # unit -> [(market, lo, hi)]
-        self.evaluated: dict[bytes, int] = {}  # unit -> block time of its last evaluation
-        self.queue: deque[tuple[int, bytes]] = deque()  # (evaluation time, unit)
-        self.watch: dict[bytes, None] = {}  # unhealthy units waiting (cooldown)
+        # (market, edge kind) -> sorted (edge, unit); kinds: 0 mark lo, 1 mark hi,
+        # 2 funded lo, 3 funded hi
+        self.edges: dict[tuple[int, int], list[tuple[int, bytes]]] = {}
+        self.bands: dict[bytes, list[Band]] = {}
+        self.watch: dict[bytes, None] = {}  # units looked at every block
         self.pending: dict[bytes, None] = {}  # units changed by liquidations, for next block
         self.ready = False
 
     def drop(self, key: bytes) -> None:
-        for mid, lo, hi in self.bands.pop(key, ()):
-            lst = self.lo[mid]
-            i = bisect_left(lst, (lo, key))
-            check(i < len(lst) and lst[i] == (lo, key), "risk band missing")
-            del lst[i]
-            lst = self.hi[mid]
-            i = bisect_left(lst, (hi, key))
-            check(i < len(lst) and lst[i] == (hi, key), "risk band missing")
-            del lst[i]
+        for band in self.bands.pop(key, ()):
+            mid = band[0]
+            for kind in range(4):
+                lst = self.edges[(mid, kind)]
+                item = (band[kind + 1], key)
+                i = bisect_left(lst, item)
+                check(i < len(lst) and lst[i] == item, "risk band missing")
+                del lst[i]
 
-    def add(self, key: bytes, bands: list[tuple[int, int, int]], now: int) -> None:
+    def add(self, key: bytes, bands: list[Band]) -> None:
         self.bands[key] = bands
-        for mid, lo, hi in bands:
-            insort(self.lo.setdefault(mid, []), (lo, key))
-            insort(self.hi.setdefault(mid, []), (hi, key))
-        self.evaluated[key] = now
-        self.queue.append((now, key))
+        edges = self.edges
+        for band in bands:
+            mid = band[0]
+            for kind in range(4):
+                insort(edges.setdefault((mid, kind), []), (band[kind + 1], key))
 
-    def crossed(self, mid: int, mark: int) -> list[bytes]:
-        """Units whose band in ``mid`` no longer contains ``mark``."""
+    def place(self, key: bytes, bands: list[Band] | None) -> None:
+        """Band a healthy unit, or watch it every block if it has no sound band."""
+        if bands is None:
+            self.watch[key] = None
+        else:
+            self.add(key, bands)
+
+    def crossed(self, mid: int, mark: int, funded: int) -> list[bytes]:
+        """Units whose band in ``mid`` no longer contains the mark or the funded price."""
         out: list[bytes] = []
-        lo = self.lo.get(mid)
-        if lo:
-            i = len(lo)
-            while i > 0 and lo[i - 1][0] > mark:
-                i -= 1
-            out.extend(k for _, k in lo[i:])
-        hi = self.hi.get(mid)
-        if hi:
-            j = 0
-            while j < len(hi) and hi[j][0] < mark:
-                j += 1
-            out.extend(k for _, k in hi[:j])
+        for kind, price in ((0, mark), (2, funded)):
+            lo = self.edges.get((mid, kind))
+            if lo:
+                i = len(lo)
+                while i > 0 and lo[i - 1][0] > price:
+                    i -= 1
+                out.extend(k for _, k in lo[i:])
+            hi = self.edges.get((mid, kind + 1))
+            if hi:
+                j = 0
+                while j < len(hi) and hi[j][0] < price:
+                    j += 1
+                out.extend(k for _, k in hi[:j])
         return out
 
 
@@ -318,10 +334,49 @@ def risk_index(st: ExchangeCore) -> RiskIndex:
     return idx
 
 
+def make_bands(
+    st: ExchangeCore, positions: list[Position], value: int, mm: int
+) -> list[Band] | None:
+    """Sound bands for a healthy unit, or None when it is too close to maintenance for one.
+
+    With ``tau`` (ppb) = (value - MM - slack) / sum(notional * (1 + top tier rate)): while every
+    market's mark stays within ``tau`` of its current value and its funded price within
+    ``tau * mark``, the value falls by at most ``tau * sum(notional)`` (funding included) and
+    MM grows by at most ``tau * sum(notional * top rate)``, so the unit stays healthy. The
+    slack covers the rounding of pending funding (one atom per position).
+    """
+    weight = 0
+    marks: list[tuple[int, int, int]] = []
+    for pos in positions:
+        market = pos.market
+        ms = st.mstates[market.market_id]
+        price = ms.mark_price_ticks
+        notional = abs(pos.size_lots) * price * market.tick_lot_atoms
+        weight += notional * (PPM + market.margin_tiers[-1].mmr_ppm)
+        marks.append((market.market_id, price, funded_price(ms)))
+    excess = value - mm - len(positions)
+    if excess <= 0 or weight == 0:
+        return None
+    tau = excess * PPM * RATE_SCALE // weight
+    if tau > RATE_SCALE // 2:
+        tau = RATE_SCALE // 2
+    marks.sort()
+    return [
+        (
+            mid,
+            -((-m * (RATE_SCALE - tau)) // RATE_SCALE),
+            m * (RATE_SCALE + tau) // RATE_SCALE,
+            f - tau * m,
+            f + tau * m,
+        )
+        for mid, m, f in marks
+    ]
+
+
 def band_for(
     st: ExchangeCore, acct: Account, market_id: int | None, value: int, mm: int
-) -> list[tuple[int, int, int]]:
-    """Sound price bands for a healthy unit (see the module docstring).
+) -> list[Band] | None:
+    """Sound bands for a healthy unit (see make_bands); None: watch it every block instead.
 
     Records the cross collateral the bands assume (``Balance.risk_floor``).
     """
@@ -329,32 +384,7 @@ def band_for(
         bal = acct.balances.get(0)
         if bal is not None:
             bal.risk_floor = bal.available_atoms
-    params = st.genesis.parameters
-    positions = unit_positions(acct, market_id)
-    weight = 0
-    notional_total = 0
-    for pos in positions:
-        price = st.mstates[pos.market.market_id].mark_price_ticks
-        notional = abs(pos.size_lots) * price * pos.market.tick_lot_atoms
-        top = pos.market.margin_tiers[-1].mmr_ppm
-        weight += notional * (PPM + top)
-        notional_total += notional
-    # Up to two funding ticks (at the cap, on notional grown to twice the current) before the
-    # unit is next re-evaluated.
-    cap = params.funding_cap_ppm_per_hour * params.funding_interval_ms // HOUR_MS
-    allowance = -((-4 * notional_total * cap) // PPM)
-    excess = value - mm - allowance
-    tau_ppb = excess * PPM * RATE_SCALE // weight if excess > 0 and weight else 0
-    tau_ppb = min(tau_ppb, RATE_SCALE // 2)
-    out = []
-    for pos in positions:
-        mid = pos.market.market_id
-        m = st.mstates[mid].mark_price_ticks
-        lo = -((-m * (RATE_SCALE - tau_ppb)) // RATE_SCALE)
-        hi = m * (RATE_SCALE + tau_ppb) // RATE_SCALE
-        out.append((mid, lo, hi))
-    out.sort()
-    return out
+    return make_bands(st, unit_positions(acct, market_id), value, mm)
 
 
 def units_of(st: ExchangeCore, acct: Account) -> list[int | None]:
@@ -365,7 +395,6 @@ def units_of(st: ExchangeCore, acct: Account) -> list[int | None]:
 
 def evaluate_all(st: ExchangeCore, idx: RiskIndex) -> None:
     """Index every unit (after a rebuild from entries); unhealthy ones go to the watch list."""
-    now = st.timestamp_ms
     for pubkey in sorted(st.accounts):
         if pubkey == VAULT:
             continue
@@ -378,7 +407,7 @@ def evaluate_all(st: ExchangeCore, idx: RiskIndex) -> None:
             if value < mm:
                 idx.watch[key] = None
             else:
-                idx.add(key, band_for(st, acct, mid, value, mm), now)
+                idx.place(key, band_for(st, acct, mid, value, mm))
     idx.ready = True
 
 
@@ -412,7 +441,7 @@ def end_block_risk(st: ExchangeCore, now: int) -> None:
 
     idx = risk_index(st)
     params = st.genesis.parameters
-    marks: list[tuple[int, int]] = []
+    marks: list[tuple[int, int, int]] = []
     for mid, book in st.books.items():
         if not book.perp:
             continue
@@ -420,28 +449,16 @@ def end_block_risk(st: ExchangeCore, now: int) -> None:
         mark = update_mark(st, ms, book, now, params.mark_ema_ms)
         process_funding(st, ms, book, now)
         fire_triggers(st, mid, mark)
-        marks.append((mid, mark))
+        marks.append((mid, mark, funded_price(ms)))
     todo: dict[bytes, None] = dict.fromkeys(changed_units(st, st.dirty))
-    for mid, mark in marks:
-        for key in idx.crossed(mid, mark):
+    for mid, mark, funded in marks:
+        for key in idx.crossed(mid, mark, funded):
             todo[key] = None
     if not idx.ready:
         evaluate_all(st, idx)
     todo.update(idx.watch)
     todo.update(idx.pending)
     idx.pending = {}
-    # Periodic re-evaluation (bands allow two funding ticks): units evaluated more than one
-    # interval ago, at most a budget per block so a burst of units evaluated together (a
-    # restart, a busy block) is spread over many blocks instead of stalling one; the budget
-    # grows with the backlog so every unit is reached well within the second interval.
-    horizon = now - params.funding_interval_ms
-    queue = idx.queue
-    budget = max(REEVALUATE_PER_BLOCK, len(queue) // 2048)
-    while queue and queue[0][0] <= horizon and budget > 0:
-        t, key = queue.popleft()
-        if idx.evaluated.get(key) == t:
-            todo[key] = None
-            budget -= 1
     # Two phases so that every node liquidates the same units: first find the units that are
     # unhealthy now (the same set on a replayed and on a rebuilt node, whatever else each one
     # looks at), then liquidate them in key order. Units that liquidations push under water
@@ -474,8 +491,8 @@ def _unit_of(st: ExchangeCore, key: bytes) -> tuple[Account | None, int | None]:
 def evaluate_unit(st: ExchangeCore, idx: RiskIndex, key: bytes, now: int) -> bool:
     """Re-band a healthy unit (no state change); True if the unit is unhealthy.
 
-    One pass over the unit's positions computing what unit_value_and_mm and band_for compute
-    (this runs for every unit a block touched, so it avoids their repeated list building).
+    One pass over the unit's positions computing what unit_value_and_mm computes (this runs
+    for every unit a block touched, so it avoids its repeated list building).
     """
     acct = st.accounts.get(key[:32])
     suffix = int.from_bytes(key[32:], "big")
@@ -496,14 +513,10 @@ def evaluate_unit(st: ExchangeCore, idx: RiskIndex, key: bytes, now: int) -> boo
             positions = [ipos]
     if not positions:
         idx.drop(key)
-        idx.evaluated.pop(key, None)
         idx.watch.pop(key, None)
         return False
     mstates = st.mstates
     mm = 0
-    weight = 0
-    notional_total = 0
-    marks = []
     for pos in positions:
         market = pos.market
         mid = market.market_id
@@ -520,43 +533,32 @@ def evaluate_unit(st: ExchangeCore, idx: RiskIndex, key: bytes, now: int) -> boo
             if floor <= notional:
                 mm -= (deduction - notional * mmr) // PPM
                 break
-        weight += notional * (PPM + market.margin_tiers[-1].mmr_ppm)
-        notional_total += notional
-        marks.append((mid, price))
     if value < mm:
         return True
+    bands = make_bands(st, positions, value, mm)
+    if bands is None:
+        # Too close to maintenance for a sound band: look at it every block.
+        idx.drop(key)
+        idx.watch[key] = None
+        return False
     idx.watch.pop(key, None)
-    params = st.genesis.parameters
-    cap = params.funding_cap_ppm_per_hour * params.funding_interval_ms // HOUR_MS
-    excess = value - mm + ((-4 * notional_total * cap) // PPM)
-    tau = excess * PPM * RATE_SCALE // weight if excess > 0 and weight else 0
-    if tau > RATE_SCALE // 2:
-        tau = RATE_SCALE // 2
-    marks.sort()
-    bands = [
-        (mid, -((-m * (RATE_SCALE - tau)) // RATE_SCALE), m * (RATE_SCALE + tau) // RATE_SCALE)
-        for mid, m in marks
-    ]
     old = idx.bands.get(key)
     if old is not None and len(old) == len(bands):
         for o, n in zip(old, bands, strict=True):
-            if o[0] != n[0] or o[1] < n[1] or o[2] > n[2]:
+            if o[0] != n[0] or o[1] < n[1] or o[2] > n[2] or o[3] < n[3] or o[4] > n[4]:
                 break
         else:
             # The old band lies inside the new sound band, so it is still sound: keep its
-            # list entries (no sorted-list surgery); only restart the re-evaluation clock.
-            idx.evaluated[key] = now
-            idx.queue.append((now, key))
+            # list entries (no sorted-list surgery).
             return False
     idx.drop(key)
-    idx.add(key, bands, now)
+    idx.add(key, bands)
     return False
 
 
 def liquidate_key(st: ExchangeCore, idx: RiskIndex, key: bytes, now: int) -> None:
     """Run the ladder for a unit found unhealthy this block, then index or watch it."""
     idx.drop(key)
-    idx.evaluated.pop(key, None)
     idx.watch.pop(key, None)
     acct, mid = _unit_of(st, key)
     if acct is None:
@@ -570,7 +572,7 @@ def liquidate_key(st: ExchangeCore, idx: RiskIndex, key: bytes, now: int) -> Non
         if value < mm:
             idx.watch[key] = None
             return
-    idx.add(key, band_for(st, acct, mid, value, mm), now)
+    idx.place(key, band_for(st, acct, mid, value, mm))
 
 
 # ---- the ladder --------------------------------------------------------------------------

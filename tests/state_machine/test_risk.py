@@ -521,6 +521,37 @@ def test_one_pass_unit_evaluation_matches_the_reference_functions() -> None:
         idx.drop(key)
         assert evaluate_unit(h.state, idx, key, h.time_ms) == (value < mm)
         if value >= mm:
-            assert idx.bands[key] == band_for(h.state, a, None, value, mm)
-            checked += 1
+            bands = band_for(h.state, a, None, value, mm)
+            assert idx.bands.get(key) == bands
+            assert (key in idx.watch) == (bands is None)
+            checked += bands is not None
     assert checked > 20
+
+
+def test_funding_alone_triggers_liquidation_in_the_tick_block() -> None:
+    """No price moves: a 50x long pays funding every hour until it falls below maintenance;
+    the engine must liquidate it in the very block whose funding tick did it."""
+    g = make_genesis()
+    a7 = acct(7)
+    g = dataclasses.replace(g, balances=(*g.balances, FundedBalance(a7, 0, 1_000 * USDC)))
+    h = Harness(g)
+    h.one(a7, SetLeverage(BTC_PERP, 50, False))
+    h.one(A2, limit(BTC_PERP, False, 6_000_000, 7_000))
+    assert h.one(a7, limit(BTC_PERP, True, 6_000_000, 7_000)).status == "filled"
+    # Bids only, 5 % above the oracle: premium +5 % while the mark stays at the oracle.
+    h.one(A3, limit(BTC_PERP, True, 6_300_000, 50_000))
+    liquidated_at = None
+    for block in range(200):
+        h.block([], dt_ms=600_000)
+        assert h.last is not None
+        ticked = any(e[0] == "funding" for e in h.last.events)
+        liq = any(e[0] == "liquidation" and e[1] == a7 for e in h.last.events)
+        assert h.state.mstates[BTC_PERP].mark_price_ticks == 6_000_000
+        # never left below maintenance at the end of a block
+        assert a7 not in unhealthy_units(h.state) or liq
+        if liq:
+            assert ticked  # only a funding tick can have moved it
+            liquidated_at = block
+            break
+    assert liquidated_at is not None
+    audit(h.state)
