@@ -757,12 +757,13 @@ def _put_initial(
     entries: Sequence[tuple[bytes, bytes]],
     extra: Sequence[tuple[str, bytes, bytes]],
 ) -> None:
-    state_db = dbs["state"]
-    for key, value in entries:
-        txn.put(state_db_key(key), value, db=state_db)
-    nodes_db = dbs["nodes"]
-    for nid, node in _inner_nodes(tree):
-        txn.put(nid, node, db=nodes_db)
+    # A new, empty database filled in key order: LMDB appends page after page instead of
+    # inserting into a tree (several times faster for a million-entry genesis or snapshot).
+    stored = sorted((state_db_key(key), value) for key, value in entries)
+    _, added = txn.cursor(db=dbs["state"]).putmulti(stored, append=True)
+    check(added == len(stored), "duplicate state keys in an initial entry set")
+    nodes = sorted(_inner_nodes(tree))
+    txn.cursor(db=dbs["nodes"]).putmulti(nodes, append=True)
     for db_name, key, value in extra:
         txn.put(key, value, db=dbs[db_name])
     txn.put(_META_KEY, meta.to_wire(), db=dbs["meta"])
