@@ -22,7 +22,8 @@ interpreter-level steps, not bytes hashed. A block that changes 5,000 keys touch
 slots, 2,900 depth-3 nodes and 273 nodes above; a binary tree would touch about 20,000 inner
 nodes. Because the top is fixed, the number of nodes touched is the same with 10 thousand or 1
 million keys in the state; only the bucket a key lands in grows (15 records on average at a
-million keys, found by binary search). The bucket cap bounds the work and the proof size even
+million keys; an existing key's record is found by ``bytes.find`` in C, a new key's place by
+binary search). The bucket cap bounds the work and the proof size even
 if someone grinds many keys into one bucket: each further level costs a grinder 16 times more.
 
 Hashes (sha256, one-byte domain tags so no node can be read as another kind):
@@ -47,7 +48,8 @@ Working copy. :class:`MerkleState` keeps the whole tree in memory (64 bytes per 
 hashes of the fixed top, about 70 MB for a million keys) and returns, from :meth:`apply`, the
 node updates ``(node_id, value or None)`` the storage layer writes in the same transaction as
 the state entries. Proofs for other readers are built from stored nodes by
-:func:`prove_from_nodes`, which needs nothing but a node getter.
+:func:`prove_from_nodes`, which needs a node getter (and, for a store that derives buckets from
+its state entries, a bucket getter).
 """
 
 from __future__ import annotations
