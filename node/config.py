@@ -192,6 +192,13 @@ class ConsensusSettings:
         lo=1,
         hi=100_000,
     )
+    max_block_actions: int = _key(
+        25_000,
+        "most actions (orders, cancels, ...) a proposal carries: batched transactions cost "
+        "execution per action, so the block bound counts them",
+        lo=64,
+        hi=10_000_000,
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

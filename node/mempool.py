@@ -202,11 +202,15 @@ class Mempool:
 
     # ---- proposals and removal ---------------------------------------------------------------
 
-    def take_batch(self, txs_max: int, bytes_max: int) -> list[Entry]:
-        """Up to ``txs_max`` transactions and ``bytes_max`` bytes, round robin across signers
-        in arrival order. The transactions stay in the mempool until committed or expired."""
+    def take_batch(
+        self, txs_max: int, bytes_max: int, actions_max: int | None = None
+    ) -> list[Entry]:
+        """Up to ``txs_max`` transactions, ``bytes_max`` bytes and ``actions_max`` actions,
+        round robin across signers in arrival order. The transactions stay in the mempool
+        until committed or expired."""
         out: list[Entry] = []
         used_bytes = 0
+        actions_left = actions_max if actions_max is not None else 2**62
         cursors = {signer: 0 for signer in self._by_signer}
         active = list(self._by_signer)
         while active and len(out) < txs_max:
@@ -218,6 +222,9 @@ class Mempool:
                     continue
                 entry = self._entries[queue[i]]
                 if used_bytes + len(entry.raw) > bytes_max:
+                    return out
+                actions_left -= len(entry.tx.actions)
+                if actions_left < 0 and out:
                     return out
                 out.append(entry)
                 used_bytes += len(entry.raw)

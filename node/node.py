@@ -647,7 +647,9 @@ class Node:
         await self._events_tx.send(TimerFired(action.kind, action.view))
 
     def _payload_for(self, request: RequestPayload) -> PayloadAvailable:
-        entries = self.mempool.take_batch(request.max_txs, request.max_bytes)
+        entries = self.mempool.take_batch(
+            request.max_txs, request.max_bytes, self.config.consensus.max_block_actions
+        )
         return PayloadAvailable(request.view, request.height, tuple(e.raw for e in entries))
 
     def _on_committed(self, action: Committed) -> None:
