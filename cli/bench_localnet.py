@@ -333,8 +333,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     count = int((rate or max_tx_per_s) * args.duration * 1.05) + 1
     if count > MAX_PRESIGN:
         raise CliError(f"that is over {MAX_PRESIGN} transactions; lower --rate or --duration")
-    temp = args.home is None
-    home = Path(tempfile.mkdtemp(prefix="perpbft-bench-")) if temp else args.home
+    temp = args.home is None and args.attach is None
+    if args.attach is not None:
+        home = args.attach
+    else:
+        home = Path(tempfile.mkdtemp(prefix="perpbft-bench-")) if temp else args.home
     net = Localnet(home)
     keys = load_keys(args.accounts)
     base_port = args.base_port or _free_base_port(args.validators)
@@ -349,7 +352,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         extra_funded=[k.public_key for k in keys],
     )
     if args.attach is not None:
-        net, temp, args.keep = Localnet(args.attach), False, True
+        args.keep = True  # never stop a localnet this run did not start
     try:
         if args.attach is None:
             print(
