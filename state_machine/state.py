@@ -469,6 +469,13 @@ class ExchangeCore:
                     ]
                 )
                 continue
+            if type(obj) is Balance:
+                key = b"\x01" + obj.owner + obj.asset_id.to_bytes(4, "big")
+                if obj.available_atoms == 0 and obj.held_atoms == 0:
+                    out[key] = None
+                else:
+                    out[key] = pack([obj.available_atoms, obj.held_atoms])
+                continue
             value = obj.state_obj()
             stored = getattr(obj, "stored", None)
             if stored is not None:  # trigger orders: like orders, skip never-stored deletions
