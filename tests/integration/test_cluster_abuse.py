@@ -40,9 +40,8 @@ PEER_TIMEOUT_S = 10.0
 def abuse_settings(config: Config) -> Config:
     return dataclasses.replace(
         config,
-        consensus=dataclasses.replace(
-            config.consensus, view_timeout_base_ms=500, view_timeout_cap_ms=4_000
-        ),
+        # Validator 3 is stopped in the last test: keep its turns to lead short.
+        consensus=dataclasses.replace(config.consensus, view_timeout_cap_ms=4_000),
         mempool=dataclasses.replace(config.mempool, per_signer_max=PER_SIGNER_MAX),
         p2p=dataclasses.replace(config.p2p, frame_bytes_max=FRAME_BYTES_MAX),
     )
