@@ -601,6 +601,16 @@ def liquidate_unit(
         )
         if in_unit:
             cancel_resting(st, o, "liquidation")
+    from state_machine.triggers import cancel_trigger
+
+    for t in sorted(acct.triggers.values(), key=lambda t: t.order_id):
+        in_unit = (
+            t.market_id == mid
+            if mid is not None
+            else not (t.market_id in acct.positions and acct.positions[t.market_id].isolated)
+        )
+        if in_unit:
+            cancel_trigger(st, t, "liquidation")
     absorbed = True
     if 3 * value >= 2 * mm:
         positions = sorted(

@@ -555,3 +555,22 @@ def test_funding_alone_triggers_liquidation_in_the_tick_block() -> None:
             break
     assert liquidated_at is not None
     audit(h.state)
+
+
+def test_liquidation_cancels_orders_and_triggers_of_the_unit() -> None:
+    g = make_genesis()
+    a7 = acct(7)
+    g = dataclasses.replace(g, balances=(*g.balances, FundedBalance(a7, 0, 1_000 * USDC)))
+    h = Harness(g)
+    h.one(a7, SetLeverage(BTC_PERP, 50, False))
+    h.one(A2, limit(BTC_PERP, False, 6_000_000, 7_000))
+    assert h.one(a7, limit(BTC_PERP, True, 6_000_000, 7_000)).status == "filled"
+    h.one(a7, limit(BTC_PERP, True, 5_500_000, 10))
+    h.one(a7, trigger(BTC_PERP, True, KIND_STOP_MARKET, 6_500_000, 10))
+    h.oracle(BTC_PERP, 5_900_000)  # -1.7 % at 50x: under water
+    kinds = [e[0] for e in h.last.events]  # type: ignore[union-attr]
+    assert "liquidation" in kinds
+    assert not h.state.accounts[a7].orders and not h.state.accounts[a7].triggers
+    reasons = {e[-1] for e in h.last.events if e[0] in ("order_cancelled", "trigger_cancelled")}  # type: ignore[union-attr]
+    assert "liquidation" in reasons
+    audit(h.state)
