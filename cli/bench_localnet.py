@@ -67,7 +67,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="transactions per HTTP request (>1: POST /v1/txs/batch, as a gateway would)",
     )
-    parser.add_argument("--inflight-max", type=int, default=20_000, help="with --rate max")
+    parser.add_argument(
+        "--inflight-max",
+        type=int,
+        default=None,
+        help="with --rate max: most uncommitted transactions (default 20,000 orders' worth)",
+    )
     parser.add_argument("--home", type=Path, default=None, help="localnet home (default: temp)")
     parser.add_argument("--keep", action="store_true", help="leave the localnet running")
     parser.add_argument("--base-port", type=int, default=None)
@@ -327,6 +332,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise CliError("--batch must be 1..64")
     if not 1 <= args.submit_batch <= 1000:
         raise CliError("--submit-batch must be 1..1000")
+    if args.inflight_max is None:
+        # A few blocks' worth of orders: enough to saturate, without queueing so much that
+        # admitting the backlog starves consensus.
+        args.inflight_max = max(100, 20_000 // args.batch)
     if args.duration <= 0 or args.accounts < 1:
         raise CliError("--duration and --accounts must be positive")
     max_tx_per_s = 8_000 if args.batch == 1 else 2_000  # what --rate max may use up
