@@ -60,7 +60,9 @@ async def serve_node(
     """Run the node, its API and (if enabled) metrics until cancelled or signalled."""
     config = node.config
     async with trio.open_nursery() as nursery:
-        await nursery.start(node.run)
+        # The servers start first: opening a big store (page walk, root recomputation) takes a
+        # while, and meanwhile /livez says the process is alive and the rest answer 503
+        # "starting" instead of refusing connections.
         binds: list[str] = await nursery.start(
             serve, build_app(node), hyper_config(config.api.listen)
         )
@@ -70,6 +72,7 @@ async def serve_node(
             )
             binds += metrics_binds
         log.info("api_listening", extra=fields(binds=binds))
+        await nursery.start(node.run)
         task_status.started(binds)
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for signum in signals:

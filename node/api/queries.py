@@ -108,20 +108,20 @@ class Queries:
     def status(self) -> dict[str, Any]:
         node = self.node
         chain = node.chain
+        if chain is None:
+            raise QueryError(503, "starting", "the node is still opening its store")
         replica = node.replica
         peers = node.peers.connected_peers() if node.peers is not None else []
         connected_power = node.validators.power_of_set(
             [*peers, node.key.public_key] if node.is_validator else peers
         )
-        height = chain.height if chain is not None else 0
+        height = chain.height
         block_age_s = (
             time.time() - node.last_block_time_ms / 1000 if node.last_block_time_ms else None
         )
         syncing = block_age_s is None or block_age_s > READY_BLOCK_AGE_S
         reason = ""
-        if chain is None:
-            reason = "starting"
-        elif not node.validators.is_quorum(connected_power):
+        if not node.validators.is_quorum(connected_power):
             reason = "not connected to a quorum of validators"
         elif syncing:
             reason = "no recent committed block"
@@ -134,7 +134,7 @@ class Queries:
             "height": height,
             "view": view,
             "leader": node.validators.leader(view).hex() if view else None,
-            "state_root": chain.state_root.hex() if chain is not None else None,
+            "state_root": chain.state_root.hex(),
             "last_block_time_ms": node.last_block_time_ms,
             "validators": [
                 {

@@ -84,11 +84,17 @@ class StreamHub:
             return
         block_index = HistoryIndex()
         block_index.add_block(executed.height, executed.timestamp_ms, executed.result.events)
+        # This runs inside the consensus loop: each distinct book or account is read once per
+        # block however many subscribers share it.
+        memo: dict[tuple[str, str, int], Any] = {}
         for conn in list(self.connections):
             for sub in list(conn.subs.values()):
                 if executed.height <= sub.height:
                     continue
-                data = self.update_data(sub, executed, block_index)
+                key = (sub.channel, sub.market or sub.address, sub.depth)
+                if key not in memo:
+                    memo[key] = self.update_data(sub, executed, block_index)
+                data = self.changed(sub, memo[key])
                 if data is None:
                     continue
                 sub.seq += 1
@@ -103,15 +109,21 @@ class StreamHub:
                     }
                 )
 
+    @staticmethod
+    def changed(sub: Subscription, data: Any) -> Any:
+        """A book update only when its levels differ from what this subscriber last got."""
+        if sub.channel != "book" or data is None:
+            return data
+        if data == sub.last:
+            return None
+        sub.last = data
+        return data
+
     def update_data(self, sub: Subscription, executed: Executed, index: HistoryIndex) -> Any:
         q = self.queries
         if sub.channel == "book":
             book = q.book(sub.market, sub.depth)
-            levels = {"bids": book["bids"], "asks": book["asks"]}
-            if levels == sub.last:
-                return None
-            sub.last = levels
-            return levels
+            return {"bids": book["bids"], "asks": book["asks"]}
         if sub.channel == "trades":
             market = q.lookup_market(sub.market)
             trades = [q.trade_json(i) for i in index.trades.get(market.market_id, ())]

@@ -75,6 +75,8 @@ async def test_rate_limit_body_limit_and_errors_on_a_real_server(tmp_path: Path)
                 # Not started: reads answer 503 "starting"; liveness is about the loop.
                 live = await http.get("/livez")
                 assert live.json() == {"status": "ok", "starting": True}
+                ready = await http.get("/readyz")
+                assert (ready.status_code, ready.json()["code"]) == (503, "starting")
                 starting = await http.get("/v1/markets")
                 assert (starting.status_code, starting.json()["code"]) == (503, "starting")
                 big = await http.post(
