@@ -9,9 +9,12 @@ equivocates:
 3. the leader proposes block B, another block at the same height in the same view, then sends
    a prepare QC for A signed with the three keys it holds. The victim's PRE-COMMIT vote for A
    shows it handled B (one connection, handled in order), and it must not have voted for B
-   before it. Its debug record of signatures must hold no two blocks in one view and phase.
+   before it;
+4. killed and restarted again, it gets a prepare QC for B (the held keys sign anything), then
+   a pre-commit QC for A: it must answer with a COMMIT vote for A and no PRE-COMMIT vote for B.
 
-Without the safety record written before the first vote left, step 3 gets a vote for B.
+Its debug record of signatures must hold no two blocks in one view and phase. Without the
+safety record written before each vote left, step 3 gets a vote for B.
 """
 
 from __future__ import annotations
@@ -25,10 +28,12 @@ import pytest
 import trio
 
 from consensus.types import (
+    COMMIT,
     PRECOMMIT,
     PREPARE,
     Block,
     BlockHeader,
+    Commit,
     Message,
     PreCommit,
     Proposal,
@@ -110,18 +115,12 @@ class Leader:
         signature = sign_proposal(self.key, self.chain_id, VIEW, block.block_hash())
         return Proposal(VIEW, block, genesis_qc(self.genesis_hash), self.key.public_key, signature)
 
-    def prepare_qc(self, block: Block) -> QuorumCert:
+    def qc(self, phase: int, block: Block) -> QuorumCert:
         """Signed by the three keys the test holds: a quorum without the victim."""
-        votes = [
-            sign_vote(k, self.chain_id, PREPARE, VIEW, 1, block.block_hash()) for k in self.signers
-        ]
-        return QuorumCert(
-            PREPARE,
-            VIEW,
-            1,
-            block.block_hash(),
-            tuple(QCSignature(v.voter, v.signature) for v in votes),
-        )
+        block_hash = block.block_hash()
+        votes = [sign_vote(k, self.chain_id, phase, VIEW, 1, block_hash) for k in self.signers]
+        signatures = tuple(QCSignature(v.voter, v.signature) for v in votes)
+        return QuorumCert(phase, VIEW, 1, block_hash, signatures)
 
 
 class PeerLink:
@@ -183,15 +182,29 @@ async def propose_and_get_vote(leader: Leader, port: int, block_a: Block) -> Non
     await link.aclose()
 
 
-async def equivocate_after_restart(
-    leader: Leader, port: int, block_a: Block, block_b: Block
+async def send_then_probe(
+    leader: Leader, port: int, bait: Message, probe: Message, answer: Callable[[Message], bool]
 ) -> list[Message]:
+    """Send ``bait`` then ``probe``; everything the victim sent up to its ``answer`` to the
+    probe (so anything it answered to the bait is in there too)."""
     link = await PeerLink.connect(leader.key, port)
-    await link.send(leader.proposal(block_b))
-    await link.send(PreCommit(leader.prepare_qc(block_a)))
-    seen = await link.receive_until(is_vote(PRECOMMIT, block_a))
+    await link.send(bait)
+    await link.send(probe)
+    seen = await link.receive_until(answer)
     await link.aclose()
     return seen
+
+
+def restart(cluster: Cluster, victim: int) -> None:
+    cluster.kill(victim)
+    cluster.start(victim)
+    cluster.wait_ready(victim)
+    status = cluster.status(victim)
+    assert status is not None and status["view"] == VIEW, status
+
+
+def votes_for(seen: list[Message], block: Block) -> list[Message]:
+    return [m for m in seen if isinstance(m, Vote) and m.block_hash == block.block_hash()]
 
 
 def test_restarted_validator_refuses_a_second_block_in_its_view(cluster: Cluster) -> None:
@@ -206,15 +219,19 @@ def test_restarted_validator_refuses_a_second_block_in_its_view(cluster: Cluster
     cluster.wait_ready(victim)
     trio.run(propose_and_get_vote, leader, port, block_a)
 
-    cluster.kill(victim)
-    cluster.start(victim)
-    cluster.wait_ready(victim)
-    status = cluster.status(victim)
-    assert status is not None and status["view"] == VIEW, status
-    seen = trio.run(equivocate_after_restart, leader, port, block_a, block_b)
-    votes_for_b = [m for m in seen if isinstance(m, Vote) and m.block_hash == block_b.block_hash()]
-    assert votes_for_b == [], f"the restarted victim voted for a second block: {votes_for_b}"
+    restart(cluster, victim)
+    bait: Message = leader.proposal(block_b)
+    probe: Message = PreCommit(leader.qc(PREPARE, block_a))
+    seen = trio.run(send_then_probe, leader, port, bait, probe, is_vote(PRECOMMIT, block_a))
+    assert votes_for(seen, block_b) == [], f"after a restart, a prepare vote for B: {seen}"
+
+    restart(cluster, victim)
+    bait = PreCommit(leader.qc(PREPARE, block_b))
+    probe = Commit(leader.qc(PRECOMMIT, block_a))
+    seen = trio.run(send_then_probe, leader, port, bait, probe, is_vote(COMMIT, block_a))
+    assert votes_for(seen, block_b) == [], f"after a restart, a pre-commit vote for B: {seen}"
 
     records = cluster.log_lines(victim, "signed")
-    assert any(r["phase"] == "prepare" and r["view"] == VIEW for r in records), records
+    phases = {r["phase"] for r in records if r["view"] == VIEW and r["kind"] == "vote"}
+    assert phases == {"prepare", "precommit", "commit"}, records
     assert equivocations(records) == []
