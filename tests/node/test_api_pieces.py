@@ -62,7 +62,10 @@ GENESIS = default_genesis(
 async def test_rate_limit_body_limit_and_errors_on_a_real_server(tmp_path: Path) -> None:
     node = Node(Config(home=tmp_path), GENESIS, VALIDATOR)
     app = build_app(node)
-    app.state.api.client_limits = RateLimiter(rate_per_s=0.1, burst=2)
+    api = app.state.api
+    api.client_limits = RateLimiter(rate_per_s=0.1, burst=3)
+    api.signer_limits = RateLimiter(rate_per_s=0.1, burst=1)
+    api.signer_limits.take(ALICE.public_key.hex(), api.clock())  # ALICE's bucket is empty
     config = HyperConfig()
     config.bind = ["127.0.0.1:0"]
     config.accesslog = None
@@ -85,6 +88,13 @@ async def test_rate_limit_body_limit_and_errors_on_a_real_server(tmp_path: Path)
                     headers={"content-type": "application/msgpack"},
                 )
                 assert (big.status_code, big.json()["code"]) == (413, "body_too_large")
+                tx = sign_transaction(ALICE, "perpbft-test", 1, [CancelAll(None)])
+                signer = await http.post(
+                    "/v1/txs", content=tx.to_wire(), headers={"content-type": "application/msgpack"}
+                )
+                assert (signer.status_code, signer.json()["code"]) == (429, "rate_limited")
+                assert "signer" in signer.json()["message"]
+                assert int(signer.headers["retry-after"]) >= 1
                 limited = await http.get("/v1/status")
                 assert limited.status_code == 429
                 assert limited.json()["code"] == "rate_limited"
@@ -98,6 +108,7 @@ async def test_rate_limit_body_limit_and_errors_on_a_real_server(tmp_path: Path)
         for s in family.samples
     }
     assert samples[("perpbft_api_requests_total", "status", "429")] == 1
+    assert samples[("perpbft_api_requests_total", "submit_tx", "429")] == 1
     assert samples[("perpbft_api_requests_total", "livez", "200")] == 1
     assert samples[("perpbft_api_requests_total", "submit_tx", "413")] == 1
 
