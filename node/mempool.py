@@ -29,7 +29,7 @@ from enum import StrEnum
 
 from state_machine.codec import DecodeError
 from state_machine.nonces import NonceCheck, check_nonce_window
-from state_machine.tx import MAX_TX_BYTES, TX_VERSION, Transaction
+from state_machine.tx import MAX_TX_BYTES, TX_DOMAIN_TAG, TX_VERSION, Transaction
 
 
 class Admit(StrEnum):
@@ -89,6 +89,20 @@ class Entry:
 CommittedNonceCheck = Callable[[bytes, int, int], NonceCheck]
 
 
+def signing_bytes_of_wire(raw: bytes, tx: Transaction) -> bytes:
+    """``tx.signing_bytes()`` without encoding the transaction again.
+
+    ``Transaction.from_wire`` accepts only the canonical encoding, so ``raw`` is exactly the
+    msgpack of ``[version, chain_id, signer, nonce, expires_at_ms, actions, signature]``: a
+    one-byte array header (0x97), the six unsigned fields, then the 64-byte signature as
+    bin 8 (0xc4 0x40 + 64 bytes). The signed body is the msgpack of the six unsigned fields,
+    i.e. header 0x96 and the same field bytes. Anything else falls back to encoding.
+    """
+    if len(raw) > 67 and raw[0] == 0x97 and raw[-66:-64] == b"\xc4\x40":
+        return TX_DOMAIN_TAG + tx.chain_id.encode("ascii") + b"\x00\x96" + raw[1:-66]
+    return tx.signing_bytes()
+
+
 def _check(cond: bool, msg: str) -> None:
     if not cond:
         raise AssertionError(msg)
@@ -132,7 +146,7 @@ class Mempool:
             return self._reject(Admit.WRONG_CHAIN)
         if tx.expires_at_ms and tx.expires_at_ms <= now_ms:
             return self._reject(Admit.EXPIRED)
-        signing = tx.signing_bytes()
+        signing = signing_bytes_of_wire(raw, tx)
         prepared = Prepared(tx, bytes(raw), tx.tx_id_from(signing), signing)
         if prepared.tx_id in self._entries:
             return self._reject(Admit.DUPLICATE)

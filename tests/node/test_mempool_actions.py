@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
-from node.mempool import Admit, Mempool
+from hypothesis import given, settings
+
+from node.chain import encode_events
+from node.mempool import Admit, Mempool, signing_bytes_of_wire
+from state_machine.codec import DecodeError, encode
 from state_machine.crypto import Keypair
 from state_machine.nonces import NonceTracker
-from state_machine.tx import KIND_LIMIT, TIF_GTC, Action, PlaceOrder, sign_transaction
+from state_machine.tx import (
+    KIND_LIMIT,
+    TIF_GTC,
+    Action,
+    PlaceOrder,
+    Transaction,
+    sign_transaction,
+)
+from tests.wire_strategies import strategy_for
 
 CHAIN = "perpbft-test"
 NOW = 1_700_000_000_000
@@ -29,3 +41,21 @@ def test_take_batch_counts_actions() -> None:
     assert len(pool.take_batch(100, 10**9, actions_max=120)) == 2
     # one transaction larger than the bound still goes alone, never starves
     assert len(pool.take_batch(100, 10**9, actions_max=10)) == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(strategy_for(Transaction))
+def test_signing_bytes_from_the_wire_equal_encoding_again(tx: Transaction) -> None:
+    """The admission shortcut gives exactly the bytes the signature covers, for any
+    transaction the decoder accepts (so the verdict cached for proposals is the same)."""
+    raw = tx.to_wire()
+    try:
+        decoded = Transaction.from_wire(raw)
+    except DecodeError:
+        return  # too large for the wire limit: never reaches the shortcut
+    assert signing_bytes_of_wire(raw, decoded) == decoded.signing_bytes()
+
+
+def test_events_encode_like_lists() -> None:
+    events = [("fill", 2, 100, 5, True, b"\x01" * 32), ("oracle", 3, 7)]
+    assert encode_events(events) == encode([list(e) for e in events])
