@@ -61,6 +61,7 @@ from consensus.events import (
     SetTimer,
     TimerFired,
 )
+from consensus.quorum import vote_signature_valid
 from consensus.replica import Replica
 from consensus.types import (
     EVIDENCE,
@@ -80,6 +81,7 @@ from consensus.types import (
     encode_message,
 )
 from consensus.validators import ValidatorSet
+from consensus.verify import newview_signature_valid, proposal_signature_valid
 from node.chain import Chain, Executed, genesis_state_root
 from node.config import Config
 from node.logs import fields, get_logger
@@ -460,6 +462,10 @@ class Node:
         if isinstance(message, SyncRequest):
             await self._serve_sync(peer, message)
             return
+        if not signature_valid(self.chain_id, message):
+            # The replica would drop it silently; an honest peer never sends a bad signature.
+            self._penalize(peer, "bad_signature")
+            return
         if isinstance(message, Vote):
             self.metrics.votes_received.inc()
         self._count_if_old(message)
@@ -718,6 +724,18 @@ class Node:
                     persist_ms=round(executed.persist_s * 1000, 2),
                 ),
             )
+
+
+def signature_valid(chain_id: str, message: Message) -> bool:
+    """The sender's own signature on a vote, proposal or NEW-VIEW (one Ed25519 check; QCs are
+    left to the replica, which caches its verdicts)."""
+    if isinstance(message, Vote):
+        return vote_signature_valid(chain_id, message)
+    if isinstance(message, Proposal):
+        return proposal_signature_valid(chain_id, message, message.block.block_hash())
+    if isinstance(message, NewView):
+        return newview_signature_valid(chain_id, message)
+    return True
 
 
 def message_view(message: Message) -> int | None:

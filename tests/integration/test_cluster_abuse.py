@@ -226,6 +226,17 @@ def old_replays(cluster: Cluster, height: int) -> list[bytes]:
     return [*votes, bytes([CHANNEL_CONSENSUS]) + encode_message(Decide(qc))]
 
 
+def forged_vote(cluster: Cluster) -> bytes:
+    """A recent vote of a real validator with one bit of its signature flipped."""
+    tip = cluster.height(0)
+    qc = QuorumCert.from_wire(bytes.fromhex(cluster.block(0, tip)["commit_qc"]["wire"]))
+    vote = qc.votes()[0]
+    signature = bytes([vote.signature[0] ^ 0x01]) + vote.signature[1:]
+    return bytes([CHANNEL_CONSENSUS]) + encode_message(
+        dataclasses.replace(vote, signature=signature)
+    )
+
+
 def counter_reaches(cluster: Cluster, name: str, at_least: float, **labels: str) -> None:
     cluster.wait_for(
         lambda: cluster.metric(0, name, **labels) >= at_least,
@@ -259,6 +270,7 @@ def test_hostile_peers_are_refused_counted_and_the_cluster_keeps_committing(
         "malformed_tx_gossip": bytes([CHANNEL_TXS]) + b"\xff\x00",
         "malformed_evidence": bytes([CHANNEL_EVIDENCE]) + b"\x91",
         "unknown_channel": bytes([99]) + b"hello",
+        "bad_signature": forged_vote(cluster),
     }
     replays = old_replays(cluster, 1)
     trio.run(send_frames, impostor, port, [*malformed.values(), *replays])
