@@ -7,6 +7,7 @@ one LMDB transaction (see node/storage.py).
 
 from __future__ import annotations
 
+import gc
 import signal
 from pathlib import Path
 
@@ -23,6 +24,11 @@ from node.node import Node
 from state_machine.genesis import Genesis, GenesisError, genesis_from_json
 
 log = get_logger("runner")
+
+# Young-generation threshold once the node runs. A block allocates hundreds of thousands of
+# short-lived objects (orders, events, results); at CPython's default of 700 the collector runs
+# hundreds of times per block, each pass also walking the surviving young objects.
+GC_GEN0_THRESHOLD = 50_000
 
 
 class StartError(Exception):
@@ -73,12 +79,29 @@ async def serve_node(
             binds += metrics_binds
         log.info("api_listening", extra=fields(binds=binds))
         await nursery.start(node.run)
+        tune_gc_after_load()
         task_status.started(binds)
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for signum in signals:
                 log.info("stopping", extra=fields(signal=signal.Signals(signum).name))
                 nursery.cancel_scope.cancel()
                 break
+
+
+def tune_gc_after_load() -> None:
+    """Move the loaded state out of the collector's sight and make young collections rare.
+
+    The exchange state (every open order, account and book level) lives for the whole run;
+    without this, each full collection walks all of it, which was about a quarter of block
+    execution time in ``perpbft bench matching``. Frozen objects are still freed by reference
+    counting when they die; only cyclic garbage among them would be kept, and the state holds
+    no cycles that outlive their objects' removal.
+    """
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+    log.info("gc_frozen", extra=fields(frozen_objects=gc.get_freeze_count()))
 
 
 def prepare(home: Path) -> tuple[Config, Genesis, Node]:
