@@ -172,7 +172,7 @@ class Replica:
         genesis = genesis_block(config.genesis_time_ms)
         self.genesis_hash = genesis.block_hash()
         gqc = genesis_qc(self.genesis_hash)
-        self.safety = SafetyData(config.chain_id, 0, 0, 0, 0, 0, gqc, gqc)
+        self.safety = SafetyData(config.chain_id, 0, 0, 0, 0, 0, gqc, gqc, None)
         self.committed_height = 0
         self.executed_height = 0
         self._committed: dict[int, CommittedBlock] = {0: CommittedBlock(genesis, gqc)}
@@ -247,6 +247,9 @@ class Replica:
             replica._roots = {tip: tip_state_root}
         else:
             check(tip_state_root == config.genesis_state_root, "tip root of an empty chain")
+        prepared = safety.prepare_block
+        if prepared is not None and prepared.block_hash() == safety.prepare_qc.block_hash:
+            replica._remember_block(prepared, safety.prepare_qc.block_hash)
         replica._prune_committed()
         return replica
 
@@ -671,9 +674,16 @@ class Replica:
         self._catch_up_view(qc.view)
         if qc.view != self.view or not self._may_vote(self.safety.voted_precommit_view, qc.view):
             return
-        self._update_safety(
-            voted_precommit_view=qc.view, prepare_qc=updated_high_qc(self.safety.prepare_qc, qc)
-        )
+        high = updated_high_qc(self.safety.prepare_qc, qc)
+        if high is self.safety.prepare_qc:
+            self._update_safety(voted_precommit_view=qc.view)
+        else:
+            prepared = (
+                self._pending.get(high.block_hash) if high.height > self.committed_height else None
+            )
+            self._update_safety(
+                voted_precommit_view=qc.view, prepare_qc=high, prepare_block=prepared
+            )
         self._vote(PRECOMMIT, qc.view, qc.height, qc.block_hash)
 
     def _on_commit(self, qc: QuorumCert) -> None:
@@ -728,6 +738,9 @@ class Replica:
         self._pending = {k: b for k, b in self._pending.items() if b.height > height}
         self._valid_blocks.clear()
         self._timeouts_since_commit = 0
+        prepared = self.safety.prepare_block
+        if prepared is not None and prepared.height <= height:
+            self._update_safety(prepare_block=None)  # committed blocks are stored by the driver
         self._out.append(Execute(block, qc))
         self._out.append(Committed(height, block_hash, qc.view, block.header.timestamp_ms))
         self._prune_committed()

@@ -376,7 +376,10 @@ class SafetyData(Wire):
       in which it voted in each phase (it never votes again in that view and phase);
     * ``proposed_view``: the last view in which it proposed (a leader proposes once per view);
     * ``locked_qc``: the pre-commit QC it is locked on;
-    * ``prepare_qc``: the highest prepare QC it knows (its ``high_qc`` for new-view messages).
+    * ``prepare_qc``: the highest prepare QC it knows (its ``high_qc`` for new-view messages);
+    * ``prepare_block``: that QC's block if the replica had it and it was not committed: a
+      prepared block must survive crashes, since the next leader has to re-propose it and
+      nobody else may hold it any more.
     """
 
     WIRE = (
@@ -388,6 +391,7 @@ class SafetyData(Wire):
         ("proposed_view", U64),
         ("locked_qc", Struct(QuorumCert)),
         ("prepare_qc", Struct(QuorumCert)),
+        ("prepare_block", Optional(Struct(Block))),
     )
     chain_id: str
     view: int
@@ -397,6 +401,7 @@ class SafetyData(Wire):
     proposed_view: int
     locked_qc: QuorumCert
     prepare_qc: QuorumCert
+    prepare_block: Block | None = None
 
     def voted_view(self, phase: int) -> int:
         if phase == PREPARE:

@@ -491,3 +491,30 @@ def test_join_a_timeout_at_one_third_and_move_at_two_thirds() -> None:
     assert votes_in(joined) == []
     receive(4)  # 5 of 7 > 2/3: a timeout certificate
     assert r.view == target
+
+
+def test_prepared_block_survives_a_restart() -> None:
+    """A block prepared but not yet committed is persisted with the prepare QC, so that after
+    a crash of everyone holding it the next leader can still re-propose it."""
+    c = cluster_at_height(2)
+    c.fire_propose_timers()
+    holder = None
+    while c.queue and holder is None:
+        j, sender, message = c.queue.popleft()
+        c.handle(j, MessageReceived(sender, message))
+        holder = next((i for i, s in enumerate(c.safety) if s and s.prepare_block), None)
+    assert holder is not None
+    safety = c.safety[holder]
+    assert safety is not None and safety.prepare_block is not None
+    assert safety.prepare_block.block_hash() == safety.prepare_qc.block_hash
+    restored = restore(c, holder)
+    sent = [a.message for a in restored.start(c.now) if isinstance(a, Send | Broadcast)]
+    newviews = [m for m in sent if isinstance(m, NewView)]
+    if not newviews:  # the restored replica leads its view: its own NEW-VIEW is not sent
+        assert restored.validators.leader(restored.view) == restored.me
+        newviews = [restored._latest_newview[restored.me]]
+    assert newviews[0].high_block == safety.prepare_block
+    # Once the block is committed the persisted copy is dropped.
+    c.run_until_height(3)
+    final = c.safety[holder]
+    assert final is not None and final.prepare_block is None
