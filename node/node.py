@@ -113,6 +113,7 @@ COMMIT_WAIT_MAX_S = 30.0
 OLD_MESSAGE_VIEWS = 2
 WAITERS_MAX = 100_000
 INLINE_VERIFY_MAX = 4  # about 0.25 ms of the event loop
+ADMISSION_SLICE_S = 0.005
 
 log = get_logger("node")
 
@@ -365,7 +366,9 @@ class Node:
     async def _admit_batch(self, batch: list[Submission]) -> None:
         now = now_ms()
         prepared: list[tuple[Submission, Prepared]] = []
+        slicer = _Slicer()
         for sub in batch:
+            await slicer.maybe_yield()
             result = self.mempool.prepare(sub.raw, now, sub.decoded)
             if isinstance(result, Admit):
                 self._finish_submission(sub, result)
@@ -378,6 +381,7 @@ class Node:
             gossip: list[bytes] = []
             assert self.chain is not None
             for (sub, prep), ok in zip(prepared, verdicts, strict=True):
+                await slicer.maybe_yield()
                 self.chain.decoded.put(prep.raw, prep.tx, prep.tx_id, ok)
                 verdict = self.mempool.insert(prep, ok, now_ms())
                 if verdict is Admit.OK and sub.from_peer is None:
@@ -784,6 +788,25 @@ def _signed(kind: str, view: int, phase: str, height: int, block_hash: bytes) ->
         "height": height,
         "block_hash": block_hash.hex(),
     }
+
+
+class _Slicer:
+    """Lets other tasks run every ADMISSION_SLICE_S of a long admission batch.
+
+    Decoding a burst of large (batched) transactions can take seconds of event-loop time; votes
+    and proposals waiting behind it would make views time out. Yielding is safe: ``insert``
+    re-checks everything ``prepare`` checked that may change meanwhile.
+    """
+
+    __slots__ = ("start_s",)
+
+    def __init__(self) -> None:
+        self.start_s = time.perf_counter()
+
+    async def maybe_yield(self) -> None:
+        if time.perf_counter() - self.start_s > ADMISSION_SLICE_S:
+            await trio.lowlevel.checkpoint()
+            self.start_s = time.perf_counter()
 
 
 def _decode_tx(raw: bytes) -> Any:
