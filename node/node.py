@@ -107,6 +107,7 @@ ADMISSION_BATCH_MAX = 2_000
 GOSSIP_BATCH_TXS_MAX = 512
 CLOCK_TICK_S = 0.005
 RECENT_BLOCKS_FOR_RESTORE = 64
+PRUNE_EVERY_BLOCKS = 10
 TX_GOSSIP = ListOf(Bytes(max_len=MAX_TX_BYTES), GOSSIP_BATCH_TXS_MAX, min_len=1)
 COMMIT_WAIT_MAX_S = 30.0
 # A consensus message this many views behind ours is "old" (counted in metrics).
@@ -678,6 +679,7 @@ class Node:
         t1 = time.perf_counter()
         root = await trio.to_thread.run_sync(chain.persist, block, qc, ids, result)
         t2 = time.perf_counter()
+        await self._maybe_prune(block.height)
         executed = Executed(
             block.height,
             block.block_hash(),
@@ -691,6 +693,17 @@ class Node:
         )
         self._after_execution(executed)
         return BlockExecuted(executed.height, executed.block_hash, root)
+
+    async def _maybe_prune(self, height: int) -> None:
+        """Apply ``[storage] pruning_keep_blocks``: every PRUNE_EVERY_BLOCKS heights, delete
+        stored blocks below the kept window in one bounded write. A restarted replica needs
+        the last RECENT_BLOCKS_FOR_RESTORE blocks, so at least those are always kept."""
+        keep = self.config.storage.pruning_keep_blocks
+        if keep == 0 or height % PRUNE_EVERY_BLOCKS != 0:
+            return
+        assert self.chain is not None
+        store = self.chain.store
+        await trio.to_thread.run_sync(store.prune_blocks, max(keep, RECENT_BLOCKS_FOR_RESTORE))
 
     def _after_execution(self, executed: Executed) -> None:
         self.last_block_time_ms = executed.timestamp_ms
