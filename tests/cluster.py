@@ -187,7 +187,8 @@ class Cluster:
         raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
     def wait_ready(self, i: int, timeout_s: float = STARTUP_TIMEOUT_S) -> None:
-        """Wait until node ``i``'s API answers /v1/status."""
+        """Wait until node ``i`` answers /v1/status with 200: its store is open (before that
+        the API says 503 "starting")."""
         self.wait_for(lambda: self.status(i) is not None, f"node {i} API", timeout_s)
 
     def metric(self, i: int, name: str, **labels: str) -> float:

@@ -201,7 +201,7 @@ def test_sigterm_exits_cleanly_and_kill9_loses_nothing_committed(cluster: Cluste
     cluster.start(crashed)
     cluster.wait_ready(graceful)
     cluster.wait_ready(crashed)
-    # The API answers only once the chain is reopened: these are the heights on disk.
+    # /v1/status answers 200 only once the store is reopened: these are the heights on disk.
     assert cluster.height(graceful) >= before_stop
     assert cluster.height(crashed) >= before_kill
     assert cluster.block(crashed, before_kill)["block_hash"] == hash_before_kill
