@@ -199,7 +199,11 @@ class Localnet:
                 for name in names:
                     if not self.procs.alive(name):
                         tail = "\n".join(self.procs.tail(name, 15))
-                        raise LocalnetError(f"{name} exited during startup; its log ends:\n{tail}")
+                        raise LocalnetError(
+                            f"{name} exited during startup (if the code changed since this "
+                            f"localnet was written, start a new one with --fresh); "
+                            f"its log ends:\n{tail}"
+                        )
                 if time.monotonic() > deadline:
                     raise LocalnetError(
                         f"validators did not commit within {timeout_s:.0f} s (heights {heights}); "
