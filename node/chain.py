@@ -192,7 +192,14 @@ class Chain:
         raw = self.store.read_safety_data()
         if raw is None:
             return None
-        safety = SafetyData.from_wire(raw)
+        try:
+            safety = SafetyData.from_wire(raw)
+        except DecodeError as exc:
+            # Refuse rather than guess: a validator that forgot its promises could equivocate.
+            raise ChainError(
+                f"stored consensus safety record does not decode ({exc.reason}); the data dir "
+                "was written by an incompatible version"
+            ) from None
         if safety.chain_id != chain_id:
             raise ChainError("stored safety data belongs to another chain")
         return safety
