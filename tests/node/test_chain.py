@@ -28,5 +28,5 @@ def test_other_genesis_is_refused(tmp_path: Path) -> None:
     genesis = default_genesis("perpbft-test", [(KEY.public_key, 1)])
     Chain.open(tmp_path, genesis, map_size_bytes=64 * 1024 * 1024).close()
     other = default_genesis("perpbft-other", [(KEY.public_key, 1)])
-    with pytest.raises(ChainError, match="data belongs to chain .perpbft-test."):
+    with pytest.raises(ChainError, match=r"data belongs to chain .perpbft-test."):
         Chain.open(tmp_path, other, map_size_bytes=64 * 1024 * 1024)
