@@ -83,6 +83,10 @@ class NonceTracker:
     def kept(self, signer: bytes) -> tuple[int, ...]:
         return tuple(self._kept.get(signer, ()))
 
+    def kept_list(self, signer: bytes) -> list[int] | None:
+        """The signer's kept nonces, ascending, without a copy (do not modify), or None."""
+        return self._kept.get(signer)
+
     def restore(self, signer: bytes, nonces: list[int]) -> None:
         """Load a signer's kept nonces (from storage); ``nonces`` need not be sorted."""
         kept = sorted(set(nonces))[-KEPT_NONCES:]

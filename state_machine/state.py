@@ -32,6 +32,7 @@ prefix key                                  value (msgpack array)
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any
 
 import msgpack
@@ -435,12 +436,14 @@ class ExchangeCore:
         """Serialise the dirty objects (and meta) into a sorted write set; clear dirty marks."""
         out: dict[bytes, bytes | None] = {META_KEY: encode(self.meta_obj())}
         # One packer per call: msgpack.packb builds a Packer per value, which costs more than
-        # the packing itself. Same canonical bytes as codec.encode.
+        # the packing itself. Same canonical bytes as codec.encode. The common types are
+        # serialised inline (same keys and values as their state_key/state_obj): this loop
+        # runs for every order, balance, position and signer a block touched.
         pack = msgpack.Packer(use_bin_type=True).pack
         for obj in self.dirty:
             obj.dirty = False
-            if type(obj) is Order:
-                # Inlined Order.state_key/state_obj: orders are most of every write set.
+            t = type(obj)
+            if t is Order:
                 key = b"\x03" + obj.market_id.to_bytes(4, "big") + obj.order_id.to_bytes(8, "big")
                 if not obj.live:
                     # An order placed and gone within the block never existed in storage.
@@ -468,23 +471,31 @@ class ExchangeCore:
                         obj.kind,
                     ]
                 )
-                continue
-            if type(obj) is Balance:
+            elif t is Balance:
                 key = b"\x01" + obj.owner + obj.asset_id.to_bytes(4, "big")
                 if obj.available_atoms == 0 and obj.held_atoms == 0:
                     out[key] = None
                 else:
                     out[key] = pack([obj.available_atoms, obj.held_atoms])
-                continue
-            value = obj.state_obj()
-            stored = getattr(obj, "stored", None)
-            if stored is not None:  # trigger orders: like orders, skip never-stored deletions
-                if value is None and not stored:
-                    continue
-                obj.stored = value is not None
-            out[obj.state_key()] = None if value is None else pack(value)
+            elif t is NonceEntry:
+                # The tracker's own list: NonceEntry.state_obj would copy it twice.
+                kept = obj.tracker.kept_list(obj.signer)
+                out[b"\x06" + obj.signer] = pack(kept) if kept else None
+            elif t is Position:
+                value = obj.state_obj()
+                out[obj.state_key()] = None if value is None else pack(value)
+            else:
+                value = obj.state_obj()
+                stored = getattr(obj, "stored", None)
+                if stored is not None:  # trigger orders: like orders, skip never-stored deletions
+                    if value is None and not stored:
+                        continue
+                    obj.stored = value is not None
+                out[obj.state_key()] = None if value is None else pack(value)
         self.dirty = []
-        return sorted(out.items())
+        # Keys are unique, so sorting on the key alone gives the same order as sorting the
+        # pairs, without a tuple comparison per step.
+        return sorted(out.items(), key=itemgetter(0))
 
     # ---- full state -----------------------------------------------------------------------
     def all_objects(self) -> list[Any]:
