@@ -320,8 +320,8 @@ class NonceEntry:
         return b"\x06" + self.signer
 
     def state_obj(self) -> list[Any] | None:
-        kept = self.tracker.kept(self.signer)
-        return list(kept) if kept else None
+        kept = self.tracker.kept_list(self.signer)
+        return kept if kept else None
 
 
 class ExchangeCore:
@@ -478,7 +478,6 @@ class ExchangeCore:
                 else:
                     out[key] = pack([obj.available_atoms, obj.held_atoms])
             elif t is NonceEntry:
-                # The tracker's own list: NonceEntry.state_obj would copy it twice.
                 kept = obj.tracker.kept_list(obj.signer)
                 out[b"\x06" + obj.signer] = pack(kept) if kept else None
             elif t is Position:
