@@ -452,6 +452,8 @@ def apply_block(
     now = ctx.timestamp_ms
     chain_id = st.genesis.chain_id
     nonces = st.nonces
+    nonce_entries = st.nonce_entries
+    accounts = st.accounts
     q_other: list[tuple[list[Any], int, Account, Any]] = []
     q_cancel: list[tuple[list[Any], int, Account, Any]] = []
     q_alo: list[tuple[list[Any], int, Account, Any]] = []
@@ -477,8 +479,17 @@ def apply_block(
             rej = ActionResult(code, msg)
             tx_results.append(TxResult(tx_id, code, msg, [rej] * len(actions)))
             continue
-        st.touch(st.nonce_entry(tx.signer))
-        acct = st.account(tx.signer)
+        signer = tx.signer
+        # Inlined st.touch(st.nonce_entry(signer)) and st.account(signer): once per transaction.
+        entry = nonce_entries.get(signer)
+        if entry is None:
+            entry = st.nonce_entry(signer)
+        if not entry.dirty:
+            entry.dirty = True
+            st.dirty.append(entry)
+        acct = accounts.get(signer)
+        if acct is None:
+            acct = st.account(signer)
         results: list[Any] = [None] * len(actions)
         tx_results.append(TxResult(tx_id, OK, "", results))
         for ai, a in enumerate(actions):

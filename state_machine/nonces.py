@@ -82,13 +82,27 @@ class NonceTracker:
 
     def accept(self, signer: bytes, nonce: int, block_time_ms: int) -> NonceCheck:
         """Check and, if acceptable, record the nonce. Returns the check's result."""
-        result = self.check(signer, nonce, block_time_ms)
-        if result is NonceCheck.OK:
-            kept = self._kept.get(signer)
-            if kept is None:
-                kept = self._kept[signer] = array("Q")
-            insert_nonce(kept, nonce)
-        return result
+        # The same rules as check() and insert_nonce(), in one function: this runs for every
+        # transaction of every block.
+        if not block_time_ms - WINDOW_PAST_MS < nonce < block_time_ms + WINDOW_FUTURE_MS:
+            return NonceCheck.OUT_OF_WINDOW
+        kept = self._kept.get(signer)
+        if kept is None:
+            self._kept[signer] = array("Q", (nonce,))
+            return NonceCheck.OK
+        n = len(kept)
+        if n and nonce > kept[-1]:  # the usual case: a new highest nonce
+            kept.append(nonce)
+        else:
+            i = bisect.bisect_left(kept, nonce)
+            if i < n and kept[i] == nonce:
+                return NonceCheck.USED
+            if n >= KEPT_NONCES and nonce < kept[0]:
+                return NonceCheck.TOO_LOW
+            kept.insert(i, nonce)
+        if n >= KEPT_NONCES:
+            del kept[0]
+        return NonceCheck.OK
 
     def kept(self, signer: bytes) -> tuple[int, ...]:
         return tuple(self._kept.get(signer, ()))
