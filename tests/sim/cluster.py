@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import math
 import random
 from collections.abc import Callable
 from typing import Any
@@ -254,7 +255,7 @@ class Simulation:
             [sc.fault_end_ms]
             + [p.end_ms for p in sc.partitions]
             + [back for _, _, back in sc.crashes]
-            + [end for _, end in sc.silent.values()]
+            + [end for _, end in sc.silent.values() if end != math.inf]
         )
         self.run_until(healed_at)
         if not sc.check_liveness:
