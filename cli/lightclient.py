@@ -3,8 +3,9 @@
 Trust comes only from the genesis file the user holds: its validator set, chain id and genesis
 time. The node's answer is treated as hostile input. The check, in order:
 
-1. every state key the account can own (balances per genesis asset, positions per genesis perp)
-   is in the answer exactly once, and nothing else, so a node cannot hide a position;
+1. the key of every balance (per genesis asset) and position (per genesis perp) of the account
+   is in the answer exactly once, and nothing else, so a node cannot hide a position (open
+   orders and triggers are not proven: their keys carry order ids a client cannot derive);
 2. each entry's Merkle proof leads from its key and value (or absence) to ``state_root``
    (:func:`state_machine.merkle_state.verify_proof`);
 3. the certifying header (decoded from its wire bytes, never from the JSON fields beside them)
@@ -39,7 +40,8 @@ class ProofCheck:
 
 
 def expected_account_keys(genesis: Genesis, who: bytes) -> list[bytes]:
-    """Every state key an account can own (the layout of ``state_machine.state``)."""
+    """The account's balance and position keys (the layout of ``state_machine.state``): the
+    entries that hold its funds, whose keys follow from the address and the genesis alone."""
     keys = [b"\x01" + who + a.asset_id.to_bytes(4, "big") for a in genesis.assets]
     keys += [b"\x02" + who + m.market_id.to_bytes(4, "big") for m in genesis.markets if m.is_perp]
     return sorted(keys)
@@ -141,14 +143,23 @@ def _check_certificate(
         )
 
 
-def verify_account_proof(body: Any, genesis: Genesis, who: bytes) -> ProofCheck:
-    """Check a proof answer for account ``who`` against ``genesis`` (steps in the module doc)."""
+def verify_account_proof(
+    body: Any, genesis: Genesis, who: bytes, expected_height: int | None = None
+) -> ProofCheck:
+    """Check a proof answer for account ``who`` against ``genesis`` (steps in the module doc).
+
+    With ``expected_height`` the answer must also be the state at that height: a proof that
+    verifies but is of another height does not answer the question asked."""
     failures: list[str] = []
     if not isinstance(body, dict):
         return ProofCheck(False, 0, "", ["answer is not a JSON object"], {})
     height = body.get("height")
     if not isinstance(height, int) or isinstance(height, bool) or height < 0:
         return ProofCheck(False, 0, "", ["answer has no valid height"], {})
+    if expected_height is not None and height != expected_height:
+        failures.append(
+            f"answer is the state at height {height}, not at the requested height {expected_height}"
+        )
     if body.get("address") != who.hex():
         failures.append(f"answer is for address {body.get('address')!r}, not {who.hex()}")
     root = _hex_bytes(body.get("state_root"), "state_root", failures)

@@ -1,10 +1,11 @@
 """``perpbft proof account ADDRESS``: a light client of one account.
 
 Fetches the account's state proof from a node and checks it locally against a genesis file the
-user holds (``--genesis``), so trust is never delegated to the node: Merkle proofs of every key
-the account can own, the certifying header at the next height, and its commit QC signed by
-more than 2/3 of the genesis validators (see :mod:`cli.lightclient`). Prints VERIFIED, or
-NOT VERIFIED and every check that failed (exit code 1). ``--proof-file`` checks a saved answer
+user holds (``--genesis``), so trust is never delegated to the node: Merkle proofs of the
+account's balance and position keys, the certifying header at the next height, and its commit
+QC signed by more than 2/3 of the genesis validators (see :mod:`cli.lightclient`). With
+``--height`` the answer must also be the state at that height. Prints VERIFIED, or NOT
+VERIFIED and every check that failed (exit code 1). ``--proof-file`` checks a saved answer
 instead of asking a node; ``--save`` writes the answer for later checks.
 """
 
@@ -33,7 +34,12 @@ def register(sub: Any) -> None:
         "account", help="fetch and verify an account's proof against a local genesis file"
     )
     account.add_argument("address")
-    account.add_argument("--height", type=int, default=None, help="state height (default latest)")
+    account.add_argument(
+        "--height",
+        type=int,
+        default=None,
+        help="state height the answer must be at (default: the latest, whatever it is)",
+    )
     account.add_argument(
         "--genesis",
         default=None,
@@ -84,7 +90,7 @@ def cmd_proof_account(args: argparse.Namespace) -> int:
     body = fetch_or_load(args, who.hex())
     if args.save is not None:
         args.save.write_text(json.dumps(body, indent=2) + "\n")
-    check = verify_account_proof(body, genesis, who)
+    check = verify_account_proof(body, genesis, who, args.height)
     if args.json:
         print_json(
             {

@@ -177,16 +177,29 @@ def sign_and_submit(
     args: argparse.Namespace, client: NodeClient, actions: Sequence[Action]
 ) -> dict[str, Any]:
     """Sign ``actions`` with the --key file's key and a fresh nonce, submit, wait for the
-    commit; return the committed transaction. An admission refusal raises CliError (exit 1)."""
+    commit; return the committed transaction. An admission refusal raises CliError (exit 1;
+    2 for a malformed request); with --json it is first printed as one JSON object, the
+    node's verdict form ``{"tx_id", "status": "rejected", "code", "message"}``."""
     path, key = load_key(args)
     status = api_get(client, "/v1/status")
     tx = sign_transaction(key, str(status["chain_id"]), next_nonce(path), list(actions))
     try:
         answer: dict[str, Any] = client.submit(tx, wait_commit=True)
     except ApiError as exc:
+        if getattr(args, "json", False):
+            print_json(
+                {
+                    "tx_id": tx.tx_id().hex(),
+                    "status": "rejected",
+                    "code": exc.code,
+                    "message": exc.message,
+                }
+            )
         exit_code = 2 if exc.code in USAGE_API_CODES else EXIT_REJECTED
         raise CliError(f"rejected: {exc.code}: {exc.message}", exit_code) from None
     if answer.get("status") != "committed":
+        if getattr(args, "json", False):
+            print_json(answer)  # {"tx_id", "status": "pending", "message"}
         raise CliError(
             f"transaction {answer.get('tx_id')} admitted but not committed yet; "
             f"check later with: perpbft tx {answer.get('tx_id')}",

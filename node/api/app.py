@@ -308,6 +308,7 @@ class Api:
                 request.path_params["market"],
                 _int_param(request, "from", 0, 0, 2**63),
                 _int_param(request, "to", 2**63, 0, 2**63),
+                request.query_params.get("cursor"),
                 _int_param(request, "limit", 100, 1, 1000),
             )
         )

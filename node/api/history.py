@@ -143,7 +143,10 @@ def page(
     cursor: tuple[int, int] | None,
     limit: int,
 ) -> tuple[list[HistoryItem], str | None]:
-    """Newest first, within [from_ms, to_ms], strictly older than ``cursor``."""
+    """Newest first, within [from_ms, to_ms], strictly older than ``cursor``.
+
+    The next cursor is the last item's, and only when another item matches after it (a page
+    that ends the range has none, so a client never asks for an empty page)."""
     out: list[HistoryItem] = []
     for item in reversed(items):
         if cursor is not None and item.position >= cursor:
@@ -152,7 +155,7 @@ def page(
             continue
         if item.timestamp_ms < from_ms:
             break
-        out.append(item)
         if len(out) == limit:
-            return out, item.cursor()
+            return out, out[-1].cursor()
+        out.append(item)
     return out, None

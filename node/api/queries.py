@@ -57,6 +57,13 @@ class QueryError(Exception):
         self.message = message
 
 
+def _cursor(text: str | None) -> tuple[int, int] | None:
+    try:
+        return parse_cursor(text)
+    except ValueError as exc:
+        raise QueryError(400, "bad_cursor", str(exc)) from None
+
+
 def _hex(value: Any) -> Any:
     return value.hex() if isinstance(value, bytes) else value
 
@@ -273,16 +280,19 @@ class Queries:
         items = list(self.index.trades.get(market.market_id, ()))[-limit:]
         return {"market": market.symbol, "trades": [self.trade_json(i) for i in reversed(items)]}
 
-    def funding(self, text: str, from_ms: int, to_ms: int, limit: int) -> dict[str, Any]:
+    def funding(
+        self, text: str, from_ms: int, to_ms: int, cursor_text: str | None, limit: int
+    ) -> dict[str, Any]:
         market = self.lookup_market(text)
+        cursor = _cursor(cursor_text)
         self.backfill()
-        items, cursor = page(
-            list(self.index.market_funding.get(market.market_id, ())), from_ms, to_ms, None, limit
+        items, next_cursor = page(
+            self.index.market_funding.get(market.market_id, ()), from_ms, to_ms, cursor, limit
         )
         return {
             "market": market.symbol,
             "funding": [self.event_json(i) for i in items],
-            "next_cursor": cursor,
+            "next_cursor": next_cursor,
         }
 
     # ---- accounts --------------------------------------------------------------------------
@@ -402,10 +412,7 @@ class Queries:
         limit: int,
     ) -> dict[str, Any]:
         who = self.lookup_address(text)
-        try:
-            cursor = parse_cursor(cursor_text)
-        except ValueError as exc:
-            raise QueryError(400, "bad_cursor", str(exc)) from None
+        cursor = _cursor(cursor_text)
         self.backfill()
         items, next_cursor = page(
             self.index.account_items(who, kind), from_ms, to_ms, cursor, limit
@@ -595,7 +602,7 @@ class Queries:
     # ---- proofs ----------------------------------------------------------------------------
 
     def prove_account(self, who: bytes) -> list[ProofAt]:
-        """Proofs of every entry of the account at one height (worker thread).
+        """Proofs of the account's balance and position entries at one height (worker thread).
 
         Each ``Store.prove`` reads in its own transaction and a block may commit in between,
         so the proofs are taken again until they all come from the same height.
@@ -650,10 +657,12 @@ class Queries:
 
 
 def account_state_keys(genesis: Any, who: bytes) -> list[bytes]:
-    """Every state key an account can own: balance per asset and position per perp.
+    """The account's balance (per asset) and position (per perp) keys: what holds its funds.
 
     A light client derives the same list itself (cli/lightclient.py) and checks that the
-    answer has exactly these keys, so none can be left out."""
+    answer has exactly these keys, so none can be left out. Open orders (0x03) and triggers
+    (0x0b) are keyed by market and order id, which a client cannot derive from the address, so
+    they are not proven here."""
     keys = [b"\x01" + who + a.asset_id.to_bytes(4, "big") for a in genesis.assets]
     keys += [b"\x02" + who + m.market_id.to_bytes(4, "big") for m in genesis.markets if m.is_perp]
     return sorted(keys)

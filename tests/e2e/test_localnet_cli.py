@@ -224,7 +224,8 @@ def test_proof_verifies_and_tampered_proof_fails(net: Net, tmp_path: Path) -> No
 
 def test_liquidation_after_oracle_crash(net: Net) -> None:
     """Leave demo3 with little USDC and a leveraged long, crash the oracle 30 %: the risk engine
-    must close the position (the vault takes it over or ADL closes it)."""
+    must close the position (the vault takes it over or ADL closes it), and the account's
+    ledger must show the liquidation."""
     spare = _usdc_exact(net.ok_json("account", key=3)) - Decimal(200)
     net.ok_json("transfer", net.address(0), "USDC", str(spare), key=3)
     net.ok_json("leverage", "BTC-PERP", "20", key=3)
@@ -248,6 +249,28 @@ def test_liquidation_after_oracle_crash(net: Net) -> None:
             )
 
         net.wait_for("demo3's long to be liquidated", position_closed, timeout_s=30)
+
+        # The account's ledger records the liquidation and what closed the position.
+        address = net.address(3)
+
+        def ledger() -> list[dict[str, Any]]:
+            url = f"{net.api}/v1/accounts/{address}/ledger"
+            answer = httpx.get(url, params={"limit": 1000}, timeout=10)
+            assert answer.status_code == 200, answer.text
+            items: list[dict[str, Any]] = answer.json()["ledger"]
+            return items if any(e["kind"] == "liquidation" for e in items) else []
+
+        items = net.wait_for("a liquidation in demo3's ledger", ledger, timeout_s=10)
+        liquidation = next(e for e in reversed(items) if e["kind"] == "liquidation")
+        assert liquidation["account"] == address
+        assert liquidation["height"] > bought["height"]
+        assert Decimal(liquidation["value"]) < Decimal(liquidation["maintenance"])
+        closing = {
+            e["kind"]
+            for e in items
+            if e["height"] >= liquidation["height"] and e["kind"] != "liquidation"
+        }
+        assert closing & {"fill", "position_transfer", "backstop", "adl"}, closing
     finally:
         net.run("localnet", "oracle", "--home", str(net.home), "--reset", key=None)
 

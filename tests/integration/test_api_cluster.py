@@ -180,6 +180,18 @@ def test_orders_over_http_read_back_everywhere(net: Cluster) -> None:
         assert [(o["size"], o["filled"]) for o in remaining] == [("0.0006", "0.0004")]
         taker_fills = net.get(i, f"/v1/accounts/{taker.public_key.hex()}/fills")["fills"]
         assert [f["taker_order_id"] for f in taker_fills] == [taken["order_id"]]
+    # The fill is in both ledgers; the funding lists answer (settlements come hourly).
+    for who, order_id in ((maker, maker_oid), (taker, taken["order_id"])):
+        ledger = net.get(2, f"/v1/accounts/{who.public_key.hex()}/ledger")
+        assert ledger["address"] == who.public_key.hex()
+        fills = [e for e in ledger["ledger"] if e["kind"] == "fill"]
+        assert [(f["height"], f["size"]) for f in fills] == [(second["height"], "0.0004")]
+        assert order_id in (fills[0]["maker_order_id"], fills[0]["taker_order_id"])
+        funding = net.get(2, f"/v1/accounts/{who.public_key.hex()}/funding")
+        assert isinstance(funding["funding"], list) and "next_cursor" in funding
+    market_funding = net.get(2, "/v1/markets/BTC-PERP/funding", limit=10)
+    assert market_funding["market"] == "BTC-PERP"
+    assert all(e["kind"] == "funding" for e in market_funding["funding"])
     trades = net.get(0, "/v1/markets/BTC-PERP/trades", limit=5)["trades"]
     assert (trades[0]["price"], trades[0]["size"], trades[0]["taker_side"]) == (
         "59990",
@@ -457,11 +469,17 @@ def test_bad_input_gets_the_right_4xx_and_the_node_keeps_working(net: Cluster) -
         ("/v1/markets/NOPE/book", {}, 404, "unknown_market"),
         ("/v1/markets/BTC-PERP/book", {"depth": "abc"}, 400, "bad_parameter"),
         ("/v1/markets/BTC-PERP/book", {"depth": "0"}, 400, "bad_parameter"),
+        ("/v1/markets/NOPE/trades", {}, 404, "unknown_market"),
         ("/v1/markets/BTC-PERP/trades", {"limit": "-1"}, 400, "bad_parameter"),
+        ("/v1/markets/NOPE/funding", {}, 404, "unknown_market"),
         ("/v1/markets/BTC-PERP/funding", {"from": "yesterday"}, 400, "bad_parameter"),
+        ("/v1/markets/BTC-PERP/funding", {"cursor": "1-2"}, 400, "bad_cursor"),
         ("/v1/accounts/zzz", {}, 400, "bad_address"),
         ("/v1/accounts/" + "g" * 64, {}, 400, "bad_address"),
         ("/v1/accounts/zzz/orders", {}, 400, "bad_address"),
+        ("/v1/accounts/zzz/fills", {}, 400, "bad_address"),
+        ("/v1/accounts/" + "ab" * 31 + "/funding", {}, 400, "bad_address"),
+        ("/v1/accounts/0x" + "g" * 64 + "/ledger", {}, 400, "bad_address"),
         (f"/v1/accounts/{hexaddr}/fills", {"cursor": "x"}, 400, "bad_cursor"),
         (f"/v1/accounts/{hexaddr}/ledger", {"limit": "100000"}, 400, "bad_parameter"),
         ("/v1/blocks/abc", {}, 400, "bad_height"),
@@ -470,6 +488,8 @@ def test_bad_input_gets_the_right_4xx_and_the_node_keeps_working(net: Cluster) -
         ("/v1/txs/" + "00" * 32, {}, 404, "unknown_tx"),
         ("/v1/proofs/accounts/zzz", {}, 400, "bad_address"),
         (f"/v1/proofs/accounts/{hexaddr}", {"height": "1"}, 404, "height_not_provable"),
+        (f"/v1/proofs/accounts/{hexaddr}", {"height": "latest"}, 400, "bad_parameter"),
+        (f"/v1/proofs/accounts/{hexaddr}", {"height": "-5"}, 400, "bad_parameter"),
         ("/v1/nothing-here", {}, 404, "not_found"),
     ]
     for path, params, status, code in gets:

@@ -1,10 +1,12 @@
 """API pieces without a cluster: the HTTP app on a real hypercorn server in-process (rate limit,
-body limit, errors), events attributed to transactions, and consensus metrics derived from
-the replica's events and actions."""
+body limit, errors; history routes and their paging over a filled history index), events
+attributed to transactions, and consensus metrics derived from the replica's events and
+actions."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -59,6 +61,15 @@ GENESIS = default_genesis(
 # ---- the app on a real server -------------------------------------------------------------
 
 
+def local_server_config() -> HyperConfig:
+    """hypercorn on a free loopback port, quiet."""
+    config = HyperConfig()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = None
+    config.errorlog = None
+    return config
+
+
 async def test_rate_limit_body_limit_and_errors_on_a_real_server(tmp_path: Path) -> None:
     node = Node(Config(home=tmp_path), GENESIS, VALIDATOR)
     app = build_app(node)
@@ -66,14 +77,9 @@ async def test_rate_limit_body_limit_and_errors_on_a_real_server(tmp_path: Path)
     api.client_limits = RateLimiter(rate_per_s=0.1, burst=3)
     api.signer_limits = RateLimiter(rate_per_s=0.1, burst=1)
     api.signer_limits.take(ALICE.public_key.hex(), api.clock())  # ALICE's bucket is empty
-    config = HyperConfig()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = None
-    config.errorlog = None
     try:
         async with trio.open_nursery() as nursery:
-            binds = await nursery.start(serve, app, config)
-            base = binds[0]
+            base = (await nursery.start(serve, app, local_server_config()))[0]
             async with httpx.AsyncClient(base_url=base) as http:
                 # Not started: reads answer 503 "starting"; liveness is about the loop.
                 live = await http.get("/livez")
@@ -111,6 +117,128 @@ async def test_rate_limit_body_limit_and_errors_on_a_real_server(tmp_path: Path)
     assert samples[("perpbft_api_requests_total", "submit_tx", "429")] == 1
     assert samples[("perpbft_api_requests_total", "livez", "200")] == 1
     assert samples[("perpbft_api_requests_total", "submit_tx", "413")] == 1
+
+
+# ---- history routes: answers and paging ------------------------------------------------------
+
+HISTORY_HEIGHTS = range(1, 6)  # block h has timestamp h * 1000 ms
+
+
+def history_events(height: int) -> list[tuple[Any, ...]]:
+    """One block's worth of history: a fill (ALICE takes from BOB), ALICE's funding payment, a
+    transfer from ALICE to BOB and BTC-PERP's funding settlement."""
+    return [
+        ("fill", 2, 6_000_000 + height, 10, True, 100 + height, 200 + height,
+         ALICE.public_key, BOB.public_key, 270, 90, 0, -height),
+        ("funding_payment", ALICE.public_key, 2, 1_500 * height),
+        ("transfer", ALICE.public_key, BOB.public_key, 0, 1_000_000),
+        ("oracle", 2, 6_000_000),
+        ("funding", 2, 10 * height, 80 * height, 7, 1_000 * height),
+    ]  # fmt: skip
+
+
+async def fetch_pages(
+    http: httpx.AsyncClient, path: str, field: str, **params: Any
+) -> list[list[dict[str, Any]]]:
+    """Follow ``next_cursor`` from the first page to the last; every answer must be a 200."""
+    pages: list[list[dict[str, Any]]] = []
+    cursor: str | None = None
+    while True:
+        query = {**params, **({"cursor": cursor} if cursor is not None else {})}
+        answer = await http.get(path, params=query)
+        assert answer.status_code == 200, (path, query, answer.text)
+        body = answer.json()
+        pages.append(body[field])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return pages
+        assert cursor == body[field][-1]["cursor"]
+        assert len(pages) < 100, "paging does not end"
+
+
+async def test_history_routes_answer_and_page_without_gaps_or_repeats(tmp_path: Path) -> None:
+    node = Node(Config(home=tmp_path), GENESIS, VALIDATOR)
+    app = build_app(node)
+    index = app.state.api.queries.index
+    for height in HISTORY_HEIGHTS:
+        index.add_block(height, height * 1000, history_events(height))
+    alice = ALICE.public_key.hex()
+    try:
+        async with trio.open_nursery() as nursery:
+            base = (await nursery.start(serve, app, local_server_config()))[0]
+            async with httpx.AsyncClient(base_url=base) as http:
+                # Whole lists in one page: 200, newest first, decimal strings.
+                market = await http.get("/v1/markets/btc-perp/funding")
+                assert market.status_code == 200, market.text
+                body = market.json()
+                assert (body["market"], body["next_cursor"]) == ("BTC-PERP", None)
+                assert [e["height"] for e in body["funding"]] == [5, 4, 3, 2, 1]
+                newest = body["funding"][0]
+                assert (newest["kind"], newest["market"], newest["rate_ppb"]) == (
+                    "funding",
+                    "BTC-PERP",
+                    50,
+                )
+                assert (newest["rate_8h_ppb"], newest["timestamp_ms"]) == (400, 5000)
+                funding = (await http.get(f"/v1/accounts/{alice}/funding")).json()
+                assert funding["address"] == alice and funding["next_cursor"] is None
+                assert [(e["kind"], e["amount"]) for e in funding["funding"][:2]] == [
+                    ("funding_payment", "0.0075"),
+                    ("funding_payment", "0.006"),
+                ]
+                ledger = (await http.get(f"/v1/accounts/{alice}/ledger")).json()
+                kinds = [(e["height"], e["kind"]) for e in ledger["ledger"][:3]]
+                assert kinds == [(5, "transfer"), (5, "funding_payment"), (5, "fill")]
+                assert len(ledger["ledger"]) == 15  # the oracle and funding events are not hers
+                fill = ledger["ledger"][2]
+                assert (fill["price"], fill["size"], fill["maker_realized_pnl"]) == (
+                    "60000.05",
+                    "0.001",
+                    "-0.000005",
+                )
+
+                # Paging: consecutive pages, disjoint, together exactly the unpaged list.
+                routes = [
+                    ("/v1/markets/BTC-PERP/funding", "funding", body["funding"]),
+                    (f"/v1/accounts/{alice}/funding", "funding", funding["funding"]),
+                    (f"/v1/accounts/{alice}/ledger", "ledger", ledger["ledger"]),
+                ]
+                for path, field, whole in routes:
+                    for limit in (1, 2, 4):
+                        pages = await fetch_pages(http, path, field, limit=limit)
+                        assert all(len(p) == limit for p in pages[:-1]), (path, limit)
+                        assert 1 <= len(pages[-1]) <= limit, (path, limit)
+                        cursors = [e["cursor"] for p in pages for e in p]
+                        assert len(set(cursors)) == len(cursors), (path, limit)
+                        assert [e for p in pages for e in p] == whole, (path, limit)
+
+                # A time window (inclusive bounds) pages the same way.
+                pages = await fetch_pages(
+                    http,
+                    "/v1/markets/BTC-PERP/funding",
+                    "funding",
+                    limit=2,
+                    to=4000,
+                    **{"from": 2000},
+                )
+                assert [[e["height"] for e in p] for p in pages] == [[4, 3], [2]]
+                pages = await fetch_pages(
+                    http, f"/v1/accounts/{alice}/fills", "fills", limit=1, to=3000, **{"from": 3000}
+                )
+                assert [[e["taker_order_id"] for e in p] for p in pages] == [[103]]
+                bob_fills = await fetch_pages(
+                    http, f"/v1/accounts/{BOB.public_key.hex()}/fills", "fills"
+                )
+                assert [e["maker_order_id"] for e in bob_fills[0]] == [205, 204, 203, 202, 201]
+
+                # The cursor of an older item than everything left answers an empty last page.
+                tail = await http.get("/v1/markets/BTC-PERP/funding", params={"cursor": "1.0"})
+                assert tail.json() == {"market": "BTC-PERP", "funding": [], "next_cursor": None}
+                bad = await http.get("/v1/markets/BTC-PERP/funding", params={"cursor": "x"})
+                assert (bad.status_code, bad.json()["code"]) == (400, "bad_cursor")
+            nursery.cancel_scope.cancel()
+    finally:
+        node.sigpool.close()
 
 
 def test_a_slow_websocket_consumer_is_cut_off_not_buffered() -> None:
