@@ -26,6 +26,9 @@ Sub-databases (``max_dbs`` = 16):
               and pruning.
 ``results``   tx id -> (height, index, result bytes).
 ``safety``    the consensus safety record, written by its own small synchronous transaction.
+``undo``      height h -> what block h overwrote: the root before it, and the previous value (or
+              absence) of every state entry and inner node it wrote. Kept for the last
+              ``proof_history_heights`` heights; see "Proofs at past heights" below.
 
 Blocks, QCs, events, results and safety data are opaque bytes here (consensus and the exchange
 define them). Each is stored *sealed* with an 8-byte SHA-256 prefix, so a garbled value is a
@@ -52,6 +55,17 @@ rather than run on state it cannot trust.
 Pruning (:meth:`Store.prune_blocks`) deletes blocks, QCs, events, indexes and results below a
 height; it never touches ``state``, ``nodes`` or ``meta``, which is all a proof at the latest
 height needs.
+
+Proofs at past heights. ``state`` and ``nodes`` hold the latest state only (overwritten in
+place, so a commit writes each changed key once). To prove a key at an older height h, the
+block's commit also records an *undo* record: the value each written state key and inner node
+had before the block (``txn.replace``/``txn.pop`` return it from the same B-tree descent as the
+write, so this costs one extra sequential value per block, not a read per key). The state at h
+is then the latest state overlaid with the undo records of heights h+1 .. latest, earliest
+first (the first change after h saw the value at h); :meth:`Store.prove_many` builds the proof
+from that overlay with the same node walk as at the latest height, against the root recorded in
+the undo record of h + 1. Undo records older than ``proof_history_heights`` are deleted in the
+commit that makes them too old; an imported snapshot starts with none.
 """
 
 from __future__ import annotations
@@ -71,6 +85,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import lmdb
+import msgpack
 
 from state_machine.codec import U32, U64, Bytes, DecodeError, ListOf, Wire, wire
 from state_machine.merkle_state import (
@@ -95,6 +110,8 @@ MAX_BLOCK_HASH_BYTES = 64
 MAX_TXS_PER_BLOCK = 1 << 16
 MAX_OPAQUE_BYTES = 64 * 1024 * 1024  # one block, QC, events or result value
 PRUNE_HEIGHTS_PER_CALL_MAX = 1000  # bounds one pruning transaction
+DEFAULT_PROOF_HISTORY_HEIGHTS = 300  # past heights provable (2.5 minutes of 0.5 s blocks)
+PROOF_HISTORY_HEIGHTS_MAX = 100_000  # a proof reads one undo record per height back
 SEAL_BYTES = 8
 SLOT_PREFIX_BYTES = (DEFAULT_SHAPE.min_depth + 1) // 2  # the slot's nibbles, packed
 
@@ -109,6 +126,7 @@ _DB_NAMES = (
     "heights",
     "results",
     "safety",
+    "undo",
 )
 _W = TypeVar("_W", bound=Wire)
 _META_KEY = b"meta"
@@ -187,6 +205,30 @@ class CommitStats:
     tree_update_cpu_s: float  # the same in this thread's CPU time: unaffected by other load
     lmdb_write_s: float  # the write transaction, including its commit and fsync
     lmdb_write_cpu_s: float  # its CPU time in this thread (the rest is waiting on the disk)
+
+
+class ProofHeightError(StoreError):
+    """The state at the asked height cannot be proven here (future, or no longer kept)."""
+
+
+@dataclass(frozen=True, slots=True)
+class UndoRecord:
+    """What one block overwrote: the root before it, and each written key's previous value."""
+
+    root_before: bytes
+    state: list[tuple[bytes, bytes | None]]  # stored state key (slot || key) -> value or None
+    nodes: list[tuple[bytes, bytes | None]]  # inner node id -> node or None
+
+    def to_bytes(self) -> bytes:
+        return bytes(msgpack.packb([self.root_before, self.state, self.nodes], use_bin_type=True))
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> UndoRecord:
+        try:
+            root, state, nodes = msgpack.unpackb(raw, raw=False, use_list=True)
+            return cls(bytes(root), [(k, v) for k, v in state], [(k, v) for k, v in nodes])
+        except (ValueError, TypeError, msgpack.UnpackException) as exc:
+            raise StoreCorruptError(f"undo record: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,6 +390,9 @@ class Store:
 
     def __init__(self, env: Any, dbs: dict[str, Any], meta: StoreMeta, tree: MerkleState) -> None:
         self._env = env
+        # Past heights whose state stays provable (undo records kept); 0 keeps none. The node
+        # sets it from ``[storage] proof_history_heights``.
+        self.proof_history_heights = DEFAULT_PROOF_HISTORY_HEIGHTS
         self._dbs = dbs
         self._meta = meta
         self._tree = tree
@@ -503,7 +548,8 @@ class Store:
         try:
             with self._env.begin(write=True) as txn:
                 self._put_block(txn, meta, block, qc, tx_results, events)
-                self._put_state(txn, writes, node_updates)
+                undo = self._put_state(txn, writes, node_updates)
+                self._put_undo(txn, height, undo)
                 txn.put(_META_KEY, meta.to_wire(), db=self._dbs["meta"])
         except lmdb.Error as exc:
             # The working tree already holds this block; it no longer matches the disk.
@@ -570,29 +616,53 @@ class Store:
         txn: Any,
         writes: Sequence[tuple[bytes, bytes | None]],
         node_updates: Sequence[NodeUpdate],
-    ) -> None:
+    ) -> UndoRecord | None:
+        """Write the state and node updates; return what they overwrote (None: not kept)."""
+        keep_undo = self.proof_history_heights > 0
+        state_undo: dict[bytes, bytes | None] = {}
+        node_undo: list[tuple[bytes, bytes | None]] = []
         state_db = self._dbs["state"]
         # In stored-key order, so LMDB walks its B-tree pages in order (a stable sort keeps
         # "later write wins" for a key written twice).
         stored = sorted(((state_db_key(k), v) for k, v in writes), key=itemgetter(0))
         for db_key, value in stored:
             if value is None:
-                txn.delete(db_key, db=state_db)
+                old = txn.pop(db_key, db=state_db)
             else:
-                txn.put(db_key, value, db=state_db)
+                old = txn.replace(db_key, value, db=state_db)
+            if keep_undo and db_key not in state_undo:  # the value before the block
+                state_undo[db_key] = old
         nodes_db = self._dbs["nodes"]
         min_depth = self._tree.shape.min_depth
         deep_inner = self._deep_inner_ids
         for nid, node in sorted(node_updates, key=itemgetter(0)):
             if node is not None and node[:1] == TAG_INNER:
-                txn.put(nid, node, db=nodes_db)
+                old = txn.replace(nid, node, db=nodes_db)
                 if nid[0] >= min_depth:
                     deep_inner.add(nid)
             elif nid[0] < min_depth or nid in deep_inner:
                 # Empty nodes and buckets are not stored (buckets come from the state
                 # entries); this id held an inner node, so delete it.
-                txn.delete(nid, db=nodes_db)
+                old = txn.pop(nid, db=nodes_db)
                 deep_inner.discard(nid)
+            else:
+                continue
+            if keep_undo:
+                node_undo.append((nid, old))
+        if not keep_undo:
+            return None
+        return UndoRecord(self._meta.state_root, list(state_undo.items()), node_undo)
+
+    def _put_undo(self, txn: Any, height: int, undo: UndoRecord | None) -> None:
+        """Store block ``height``'s undo record; drop records past the kept history."""
+        undo_db = self._dbs["undo"]
+        if undo is not None:
+            txn.put(height_key(height), seal(undo.to_bytes()), db=undo_db)
+        keep_from = height_key(max(0, height - self.proof_history_heights + 1))
+        cursor = txn.cursor(db=undo_db)
+        # Normally one record falls out per block; more after the setting was lowered.
+        while cursor.first() and cursor.key() < keep_from:
+            cursor.delete()
 
     # -- consensus safety data -------------------------------------------------------------------
 
@@ -686,25 +756,33 @@ class Store:
 
     def prove(self, key: bytes) -> ProofAt:
         """Proof for ``key`` at the latest committed height, built from stored nodes."""
+        return self.prove_many([key])[0]
+
+    def prove_many(self, keys: Sequence[bytes], height: int | None = None) -> list[ProofAt]:
+        """Proofs for ``keys`` at ``height`` (None: the latest), all read in one transaction.
+
+        A past height is proven from the latest state overlaid with the undo records of the
+        blocks after it (module docstring); :class:`ProofHeightError` if it is in the future
+        or older than the kept history.
+        """
         with self._env.begin() as txn:
             meta = _read_meta(txn, self._dbs)
-            raw = txn.get(state_db_key(key), db=self._dbs["state"])
-            value = None if raw is None else bytes(raw)
-            nodes_db = self._dbs["nodes"]
-
-            def get_node(nid: bytes) -> bytes | None:
-                node = txn.get(nid, db=nodes_db)
-                return None if node is None else bytes(node)
-
-            def get_bucket(depth: int, kh: bytes) -> bytes:
-                slot_entries = _slot_entries(txn, self._dbs, kh[:SLOT_PREFIX_BYTES])
-                return bucket_records(slot_entries, kh, depth)
-
-            try:
-                proof = prove_from_nodes(get_node, key, meta.state_root, get_bucket=get_bucket)
-            except MissingNodeError as exc:
-                raise StoreCorruptError(f"merkle nodes: {exc}") from None
-        return ProofAt(meta.height, meta.state_root, key, value, proof)
+            if height is None:
+                height = meta.height
+            if height > meta.height:
+                raise ProofHeightError(
+                    f"height {height} is not committed yet (latest is {meta.height})"
+                )
+            view = _StateView(txn, self._dbs, meta)
+            for h in range(meta.height, height, -1):  # newest first: earlier records win
+                raw = txn.get(height_key(h), db=self._dbs["undo"])
+                if raw is None:
+                    raise ProofHeightError(
+                        f"the state at height {height} is no longer kept (provable heights "
+                        f"{h}..{meta.height})"
+                    )
+                view.undo(UndoRecord.from_bytes(unseal(bytes(raw), f"undo record {h}")))
+            return [view.prove(key, height) for key in keys]
 
     def _get_sealed(self, db_name: str, key: bytes, what: str) -> bytes | None:
         with self._env.begin() as txn:
@@ -826,6 +904,57 @@ def _slot_entries(txn: Any, dbs: dict[str, Any], slot: bytes) -> list[tuple[byte
                 break
             out.append((bytes(db_key[SLOT_PREFIX_BYTES:]), bytes(value)))
     return out
+
+
+class _StateView:
+    """The stored state and inner nodes, optionally rolled back by undo records (one read
+    transaction). Undo records are applied newest first, so an older record's value wins."""
+
+    def __init__(self, txn: Any, dbs: dict[str, Any], meta: StoreMeta) -> None:
+        self._txn = txn
+        self._dbs = dbs
+        self._root = meta.state_root
+        self._state: dict[bytes, bytes | None] = {}
+        self._slots: dict[bytes, set[bytes]] = {}  # slot -> rolled-back stored keys in it
+        self._nodes: dict[bytes, bytes | None] = {}
+
+    def undo(self, record: UndoRecord) -> None:
+        self._root = record.root_before
+        self._state.update(record.state)
+        for db_key, _ in record.state:
+            self._slots.setdefault(db_key[:SLOT_PREFIX_BYTES], set()).add(db_key)
+        self._nodes.update(record.nodes)
+
+    def get_node(self, nid: bytes) -> bytes | None:
+        if nid in self._nodes:
+            return self._nodes[nid]
+        node = self._txn.get(nid, db=self._dbs["nodes"])
+        return None if node is None else bytes(node)
+
+    def get_value(self, key: bytes) -> bytes | None:
+        db_key = state_db_key(key)
+        if db_key in self._state:
+            return self._state[db_key]
+        raw = self._txn.get(db_key, db=self._dbs["state"])
+        return None if raw is None else bytes(raw)
+
+    def get_bucket(self, depth: int, kh: bytes) -> bytes:
+        slot = kh[:SLOT_PREFIX_BYTES]
+        entries = dict(_slot_entries(self._txn, self._dbs, slot))
+        for db_key in self._slots.get(slot, ()):
+            value = self._state[db_key]
+            if value is None:
+                entries.pop(db_key[SLOT_PREFIX_BYTES:], None)
+            else:
+                entries[db_key[SLOT_PREFIX_BYTES:]] = value
+        return bucket_records(entries.items(), kh, depth)
+
+    def prove(self, key: bytes, height: int) -> ProofAt:
+        try:
+            proof = prove_from_nodes(self.get_node, key, self._root, get_bucket=self.get_bucket)
+        except MissingNodeError as exc:
+            raise StoreCorruptError(f"merkle nodes at height {height}: {exc}") from None
+        return ProofAt(height, self._root, key, self.get_value(key), proof)
 
 
 def _inner_nodes(tree: MerkleState) -> Iterator[tuple[bytes, bytes]]:
