@@ -49,7 +49,7 @@ def test_every_kept_height_proves_its_own_state(tmp_path: Path) -> None:
         # Keys that were inserted, updated, deleted and re-inserted over the run, plus
         # genesis keys and keys never written.
         keys = sorted({k for h in range(1, BLOCKS + 1) for k, _ in make_block(SEED, h).writes})
-        keys = keys[::5] + [GENESIS_ENTRIES[0][0], b"never-written"]
+        keys = [*keys[::5], GENESIS_ENTRIES[0][0], b"never-written"]
         for height in range(BLOCKS - 25, BLOCKS + 1):
             check_proofs_at(store, height, keys)
         # Only the last 25 undo records are kept: heights 15..40 are provable, 14 is not.
