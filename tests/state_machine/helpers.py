@@ -7,6 +7,7 @@ transactions carry a zero signature.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from state_machine.exchange import (
@@ -126,3 +127,21 @@ class Harness:
                 for v in VALIDATORS
             ]
         )
+
+
+def run_bench(*args: str) -> dict[str, Any]:
+    """Run ``perpbft bench ARGS`` as a subprocess; returns the JSON object of its last line."""
+    import json
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "bench", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert result.returncode == 0, result.stderr
+    last: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return last

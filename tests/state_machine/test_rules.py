@@ -40,6 +40,7 @@ from tests.state_machine.helpers import (
     acct,
     limit,
     make_genesis,
+    run_bench,
     tx,
 )
 
@@ -360,6 +361,37 @@ def test_in_block_ordering_favours_makers(h: Harness) -> None:
     assert fill["maker"] == A2 and fill["taker"] == A1  # the post-only order was the maker
 
 
+def test_in_block_ordering_runs_non_order_actions_first(h: Harness) -> None:
+    """All four classes in one block, listed in reverse: each later class depends on the
+    earlier ones having run (funds, leverage and oracle for the order, the cancel for the
+    post-only order)."""
+    a9 = acct(9)  # unfunded until the transfer
+    bid = h.one(A3, limit(BTC_PERP, True, P * 11 // 10, 5)).order_id  # 6.6M: old band edge
+    res = h.block(
+        [
+            # (d) needs the transfer (funds), 20x (fails at 10x) and the new oracle (6.65M is
+            # outside the band around 6.0M)
+            tx(a9, [limit(BTC_PERP, True, 6_650_000, 900)], h.next_nonce()),
+            # (c) would cross A3's bid unless the cancel ran first
+            tx(A2, [limit(BTC_PERP, False, 6_600_000, 900, tif=TIF_ALO)], h.next_nonce()),
+            tx(A3, [CancelOrder(BTC_PERP, bid)], h.next_nonce()),  # (b)
+            tx(VALIDATORS[0], [OracleUpdate((OraclePrice(BTC_PERP, 6_100_000),))], h.next_nonce()),
+            tx(a9, [SetLeverage(BTC_PERP, 20, False)], h.next_nonce()),  # (a)
+            tx(A1, [Transfer(a9, 0, 1_000 * USDC)], h.next_nonce()),  # (a)
+        ]
+    )
+    assert [t.actions[0].code for t in res.tx_results] == ["ok"] * 6
+    assert res.tx_results[0].actions[0].status == "filled"
+    kinds = [e[0] for e in res.events]
+    first_cancel = kinds.index("order_cancelled")
+    assert kinds[:first_cancel] == ["oracle", "leverage", "transfer"]  # proposer's order
+    assert first_cancel < kinds.index("order_rested") < kinds.index("fill")
+    fill = event_to_dict(next(e for e in res.events if e[0] == "fill"))
+    assert (fill["maker"], fill["taker"], fill["price_ticks"]) == (A2, a9, 6_600_000)
+    assert h.state.accounts[a9].positions[BTC_PERP].size_lots == 900
+    audit(h.state)
+
+
 def test_order_and_cancel_in_one_tx_cancel_runs_first(h: Harness) -> None:
     rs = h.do(A1, limit(BTC_SPOT, True, P, 10, client_id=5), CancelByClientId(BTC_SPOT, 5))
     assert [r.code for r in rs] == ["ok", "unknown_order"]
@@ -446,6 +478,61 @@ def test_initial_margin_counts_open_orders() -> None:
     assert h.one(a5, Transfer(A1, 0, 500 * USDC)).code == "insufficient_margin"
     assert h.one(a5, WithdrawRequest(0, 500 * USDC, b"x")).code == "insufficient_margin"
     assert h.one(a5, Transfer(A1, 0, 100 * USDC)).code == "ok"
+
+
+def test_leverage_cannot_drop_below_what_a_position_needs() -> None:
+    """No open orders: the existing position alone decides (cross margin)."""
+    h = small_account_harness(1000 * USDC)
+    a5 = acct(5)
+    h.one(A2, limit(BTC_PERP, False, P, 1000))
+    assert h.one(a5, limit(BTC_PERP, True, P, 1000)).status == "filled"  # 6,000 USDC at 10x
+    assert not h.state.accounts[a5].orders
+    fee = -(-P * 1000 * 450 // 10**6)
+    assert h.bal(a5, 0) == (1000 * USDC - fee, 0)  # value 997.3 USDC at the mark (= entry)
+    # 6x needs 1,000 USDC of initial margin, more than the value; 7x needs 857.15.
+    assert h.one(a5, SetLeverage(BTC_PERP, 6, False)).code == "insufficient_margin"
+    assert not h.events("leverage")
+    assert h.state.accounts[a5].positions[BTC_PERP].leverage == 10
+    assert h.one(a5, SetLeverage(BTC_PERP, 7, False)).code == "ok"
+    assert h.state.accounts[a5].positions[BTC_PERP].leverage == 7
+
+
+def test_isolated_leverage_is_checked_against_the_isolated_margin(h: Harness) -> None:
+    """The cross account is rich; only the position's own isolated margin counts."""
+    assert h.one(A1, SetLeverage(BTC_PERP, 10, True)).code == "ok"
+    h.one(A2, limit(BTC_PERP, False, P, 100))
+    assert h.one(A1, limit(BTC_PERP, True, P, 100)).status == "filled"
+    pos = h.state.accounts[A1].positions[BTC_PERP]
+    im_5x = P * 100 // 5  # 120 USDC at the mark, which equals the entry (no PnL)
+    assert pos.isolated_margin_atoms == P * 100 // 10
+    assert h.one(A1, SetLeverage(BTC_PERP, 5, True)).code == "insufficient_margin"
+    assert h.one(A1, AdjustIsolatedMargin(BTC_PERP, im_5x - pos.isolated_margin_atoms - 1)).ok
+    assert h.one(A1, SetLeverage(BTC_PERP, 5, True)).code == "insufficient_margin"
+    assert (pos.leverage, pos.isolated) == (10, True)
+    assert h.one(A1, AdjustIsolatedMargin(BTC_PERP, 1)).ok
+    assert pos.isolated_margin_atoms == im_5x
+    assert h.one(A1, SetLeverage(BTC_PERP, 5, True)).code == "ok"
+    assert h.events("leverage")[0]["leverage"] == 5
+    assert (pos.leverage, pos.isolated) == (5, True)
+
+
+def test_transfer_and_withdraw_count_unrealised_loss() -> None:
+    h = small_account_harness(1000 * USDC)
+    a5 = acct(5)
+    h.one(A2, limit(BTC_PERP, False, P, 1000))
+    assert h.one(a5, limit(BTC_PERP, True, P, 1000)).status == "filled"
+    usdc = h.bal(a5, 0)[0]
+    h.oracle(BTC_PERP, 5_700_000)  # -5 %: the long loses 300 USDC, still above maintenance
+    assert h.state.mstates[BTC_PERP].mark_price_ticks == 5_700_000
+    value = usdc + (5_700_000 - P) * 1000
+    free = value - 5_700_000 * 1000 // 10  # 127.3 USDC
+    assert free == 127_300_000 and usdc > 4 * free
+    assert h.one(a5, Transfer(A1, 0, free + 1)).code == "insufficient_margin"
+    assert h.one(a5, WithdrawRequest(0, free + 1, b"x")).code == "insufficient_margin"
+    assert h.bal(a5, 0) == (usdc, 0)
+    assert h.one(a5, WithdrawRequest(0, free, b"x")).code == "ok"
+    assert h.bal(a5, 0) == (usdc - free, 0)
+    audit(h.state)
 
 
 def test_leverage_rules(h: Harness) -> None:
@@ -566,6 +653,39 @@ def test_oracle_is_the_stake_weighted_median_of_fresh_submissions() -> None:
         [tx(v[1], [OracleUpdate((OraclePrice(BTC_PERP, 6_010_000),))], h.next_nonce())], dt_ms=2_000
     )
     assert h.state.mstates[BTC_PERP].oracle_price_ticks == 6_010_000
+
+
+@pytest.mark.parametrize(
+    ("signer", "prices", "code"),
+    [
+        (A1, [(BTC_PERP, P)], "not_validator"),
+        (VALIDATORS[0], [(BTC_PERP, 0)], "tick_size"),
+        (VALIDATORS[0], [(BTC_PERP, 10**10 + 1)], "tick_size"),  # above max_price_ticks
+        (VALIDATORS[0], [(BTC_PERP, P + 1), (BTC_PERP, P + 2)], "invalid_order"),
+        (VALIDATORS[0], [(BTC_SPOT, P + 1), (BTC_PERP, P + 1), (BTC_SPOT, P + 2)], "invalid_order"),
+        (VALIDATORS[0], [(BTC_PERP, P + 1), (99, P + 1)], "unknown_market"),
+    ],
+    ids=["non_validator", "zero", "above_max", "twice", "twice_apart", "unknown_market"],
+)
+def test_oracle_update_rejections_change_nothing(
+    h: Harness, signer: bytes, prices: list[tuple[int, int]], code: str
+) -> None:
+    upd = OracleUpdate(tuple(OraclePrice(m, p) for m, p in prices))
+    r = h.one(signer, upd)
+    assert (r.code, r.count) == (code, 0) and r.message
+    # all or nothing: no price of a rejected update is stored
+    assert not any(h.state.oracle_subs[m] for m in (BTC_SPOT, BTC_PERP))
+    assert h.state.mstates[BTC_PERP].oracle_price_ticks == P
+    assert not h.events("oracle")
+    # the max price itself is accepted
+    assert h.one(VALIDATORS[0], OracleUpdate((OraclePrice(BTC_PERP, 10**10),))).count == 1
+
+
+def test_bench_matching_prints_json_last_line() -> None:
+    last = run_bench("matching", "--actions", "3000", "--block-actions", "500")
+    assert last["bench"] == "matching" and last["actions"] == 3000
+    assert last["actions_per_s"] > 0 and last["bare_loop_actions_per_s"] > 0
+    assert last["blocks"] == 6 and last["fills"] > 0
 
 
 def test_events_are_canonically_encodable(h: Harness) -> None:
