@@ -2,8 +2,9 @@
 
 Ed25519 verifiers disagree on edge cases (small-order keys, non-canonical encodings; see
 ``docs/ARCHITECTURE.md`` and ``tests/foundation/test_ed25519_vectors.py``). A replicated state
-machine that mixed two verifiers could fork, so every signature in perpbft, transactions and consensus
-messages alike, is checked by :func:`verify`, which is libsodium through PyNaCl and nothing else.
+machine that mixed two verifiers could fork, so every signature in perpbft, transactions and
+consensus messages alike, is checked by :func:`verify`, which is libsodium through PyNaCl and
+nothing else.
 Key generation needs randomness and therefore lives outside the pure cores (``node/keys.py``).
 """
 
