@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from node.keys import KeyFileError, generate_keypair, read_key_file, write_key_file
+from node.storage import DEFAULT_PROOF_HISTORY_HEIGHTS, PROOF_HISTORY_HEIGHTS_MAX
 from p2p.address import PeerAddress, parse_host_port, parse_public_key
 from p2p.config import TransportConfig
 from state_machine.crypto import Keypair
@@ -229,6 +230,12 @@ class StorageSettings:
     pruning_keep_blocks: int = _key(0, "committed blocks to keep (0 = keep all)", lo=0, hi=2**62)
     map_size_bytes: int = _key(
         64 * 1024 * MIB, "LMDB map size (address space, not disk)", lo=MIB, hi=2**50
+    )
+    proof_history_heights: int = _key(
+        DEFAULT_PROOF_HISTORY_HEIGHTS,
+        "past heights whose state stays provable (0 = the latest only)",
+        lo=0,
+        hi=PROOF_HISTORY_HEIGHTS_MAX,
     )
 
 

@@ -338,15 +338,20 @@ class Api:
         who = self.queries.lookup_address(request.path_params["address"])
         height_text = request.query_params.get("height")
         height = _int_param(request, "height", 0, 0, 2**63) if height_text else None
-        proofs = await trio.to_thread.run_sync(self.queries.prove_account, who)
+        proofs = await trio.to_thread.run_sync(self.queries.prove_account, who, height)
         proof_height = proofs[0].height
-        if height is not None and height != proof_height:
+        found = await trio.to_thread.run_sync(self.queries.certificate, proof_height + 1)
+        if found is not None:
+            certificate = found
+        elif proof_height < self.queries.committed_height():
             raise ApiError(
                 404,
                 "height_not_provable",
-                f"proof nodes are kept for the latest height only (now {proof_height})",
+                f"block {proof_height + 1}, which certifies the state at {proof_height}, "
+                "is no longer stored",
             )
-        certificate = await self.wait_certificate(proof_height + 1)
+        else:  # the latest height: its certificate is the next block
+            certificate = await self.wait_certificate(proof_height + 1)
         return JSONResponse(self.queries.account_proof_json(who, proofs, *certificate))
 
     async def wait_certificate(self, height: int) -> tuple[Block, QuorumCert]:

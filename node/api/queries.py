@@ -26,7 +26,7 @@ from node.api.txevents import tx_event_indexes
 from node.api.txjson import snake
 from node.api.units import MarketUnits, atoms_to_decimal, format_fraction
 from node.keys import parse_address
-from node.storage import ProofAt
+from node.storage import ProofAt, ProofHeightError
 from state_machine.codec import DecodeError, decode_raw
 from state_machine.exchange import EVENT_FIELDS
 from state_machine.genesis import MARKET_KIND_NAMES, Market
@@ -45,7 +45,6 @@ if TYPE_CHECKING:
     from node.node import Node
 
 READY_BLOCK_AGE_S = 10.0
-PROOF_ATTEMPTS_MAX = 5
 TX_RESULT_FIELDS = ("code", "message", "order_id", "filled_lots", "status", "count")
 
 
@@ -601,21 +600,23 @@ class Queries:
 
     # ---- proofs ----------------------------------------------------------------------------
 
-    def prove_account(self, who: bytes) -> list[ProofAt]:
-        """Proofs of the account's balance and position entries at one height (worker thread).
-
-        Each ``Store.prove`` reads in its own transaction and a block may commit in between,
-        so the proofs are taken again until they all come from the same height.
-        """
+    def prove_account(self, who: bytes, height: int | None = None) -> list[ProofAt]:
+        """Proofs of the account's balance and position entries at ``height`` (None: the
+        latest), all read in one store transaction (worker thread)."""
         chain = self.node.chain
         if chain is None:
             raise QueryError(503, "starting", "the node is still starting")
         keys = account_state_keys(chain.genesis, who)
-        for _ in range(PROOF_ATTEMPTS_MAX):
-            proofs = [chain.store.prove(key) for key in keys]
-            if len({p.height for p in proofs}) == 1:
-                return proofs
-        raise QueryError(503, "busy", "the chain moved during every attempt; retry")
+        try:
+            return chain.store.prove_many(keys, height)
+        except ProofHeightError as exc:
+            raise QueryError(404, "height_not_provable", str(exc)) from None
+
+    def committed_height(self) -> int:
+        """The store's latest committed height."""
+        chain = self.node.chain
+        assert chain is not None
+        return chain.store.height
 
     def certificate(self, height: int) -> tuple[Block, QuorumCert] | None:
         """Block ``height`` and its commit QC if stored (worker thread)."""

@@ -33,6 +33,7 @@ from state_machine.tx import (
     TIF_GTC,
     PlaceOrder,
     Transaction,
+    Transfer,
     sign_transaction,
 )
 from state_machine.txroot import leaf_hash, verify_inclusion
@@ -285,6 +286,34 @@ def test_account_proof_verifies_and_tampering_fails(net: Cluster) -> None:
         assert not tampered(change), f"tampered {name} still verifies"
 
 
+def test_account_proof_at_a_past_height(net: Cluster) -> None:
+    """The state at an earlier height stays provable after the account changed."""
+    genesis = genesis_of(net)
+    who = net.demo_key(3).public_key
+    before = net.get(1, f"/v1/proofs/accounts/{who.hex()}")
+    assert verify_account_proof(before, genesis, who).ok
+    usdc_key = (b"\x01" + who + (0).to_bytes(4, "big")).hex()
+    gift = Transfer(net.demo_key(2).public_key, 0, 1_000_000)
+    tx = sign_transaction(net.demo_key(3), net.chain_id, next_nonce(), [gift])
+    headers = {"content-type": "application/msgpack"}
+    answer = net.http.post(
+        net.api(1) + "/v1/txs", content=tx.to_wire(), headers=headers, params={"wait": "commit"}
+    )
+    assert answer.json()["status"] == "committed", answer.text
+    now = net.get(1, f"/v1/proofs/accounts/{who.hex()}")
+    assert now["height"] > before["height"]
+    then = net.get(1, f"/v1/proofs/accounts/{who.hex()}", height=before["height"])
+    check = verify_account_proof(then, genesis, who, expected_height=before["height"])
+    assert check.ok, check.failures
+    assert then["entries"] == before["entries"] and then["state_root"] == before["state_root"]
+    value_then = verify_account_proof(now, genesis, who).values[usdc_key]
+    assert value_then != check.values[usdc_key]  # the transfer changed the proven balance
+    future = net.http.get(
+        net.api(1) + f"/v1/proofs/accounts/{who.hex()}", params={"height": 10**12}
+    )
+    assert_error(future, 404, "height_not_provable", "future height")
+
+
 # ---- WebSocket -----------------------------------------------------------------------------
 
 
@@ -487,7 +516,7 @@ def test_bad_input_gets_the_right_4xx_and_the_node_keeps_working(net: Cluster) -
         ("/v1/txs/xyz", {}, 400, "bad_tx_id"),
         ("/v1/txs/" + "00" * 32, {}, 404, "unknown_tx"),
         ("/v1/proofs/accounts/zzz", {}, 400, "bad_address"),
-        (f"/v1/proofs/accounts/{hexaddr}", {"height": "1"}, 404, "height_not_provable"),
+        (f"/v1/proofs/accounts/{hexaddr}", {"height": "99999999"}, 404, "height_not_provable"),
         (f"/v1/proofs/accounts/{hexaddr}", {"height": "latest"}, 400, "bad_parameter"),
         (f"/v1/proofs/accounts/{hexaddr}", {"height": "-5"}, 400, "bad_parameter"),
         ("/v1/nothing-here", {}, 404, "not_found"),
