@@ -13,8 +13,12 @@ Theory of operation
   verified before the block was voted on or synced), ``apply_block`` on the working copy, then
   ONE LMDB write transaction with block, commit QC, write set, Merkle nodes, results and events
   (:meth:`Store.commit_block`). The new state root goes back to consensus.
-* A decode cache maps raw transaction bytes to ``(Transaction, tx id)`` so a transaction that
-  entered through the mempool or a proposal check is decoded and verified once per node.
+* A decode cache (:class:`DecodeCache`) maps raw transaction bytes to ``(Transaction, tx id,
+  signature verdict)``. Admission, the pre-check of proposals and sync responses, the payload
+  check and execution all consult it first, so a transaction is decoded and verified once per
+  node whichever way it arrives (client, gossip, proposal, sync). The key is the raw bytes, not
+  the tx id: the id hashes the signing bytes only, so a copy with a different signature shares
+  it, while the bytes include the signature.
 
 ``execute`` is synchronous and runs on the event loop except for the LMDB commit, which the
 driver runs in a worker thread (py-lmdb write transactions must stay on one thread; the
@@ -71,7 +75,9 @@ def genesis_state_root(genesis: Genesis) -> bytes:
 
 
 class DecodeCache:
-    """Raw transaction bytes -> (transaction, tx id, signature verdict), bounded, FIFO."""
+    """Raw transaction bytes -> (transaction, tx id, signature verdict), bounded, FIFO.
+
+    Bad verdicts are kept too: the same bytes always verify the same way."""
 
     def __init__(self, entries_max: int = DECODE_CACHE_MAX) -> None:
         self._entries: OrderedDict[bytes, tuple[Transaction, bytes, bool]] = OrderedDict()

@@ -7,13 +7,15 @@ Admission runs in two steps so the expensive part can leave the event loop:
 1. :meth:`Mempool.prepare` (cheap, on the loop): size limit, strict decode, version, chain id,
    expiry, nonce window against the committed nonces plus the ones pending here, duplicates by
    tx id. It returns a :class:`Prepared` or a rejection code.
-2. The caller verifies the signatures of a batch of ``Prepared`` on the signature pool
-   (``node.sigpool``), then :meth:`Mempool.insert` records the verdict and admits the good ones
-   subject to the global count/byte limits and the per-signer cap.
+2. The caller gets each ``Prepared``'s signature verdict (the node takes it from its decode
+   cache or verifies the batch on the signature pool, ``node.sigpool``), then
+   :meth:`Mempool.insert` admits the good ones subject to the global count/byte limits and the
+   per-signer cap.
 
-Every admitted transaction has been verified exactly once on this node; the verdict is kept in
-a bounded cache by tx id, so a proposal carrying transactions we already hold is not verified
-again (:meth:`Mempool.known_valid`).
+The mempool keeps no signature verdicts. The node's decode cache
+(:class:`node.chain.DecodeCache`) holds them, keyed by the raw transaction bytes, which include
+the signature. A tx id is the hash of the signing bytes only, so a copy of a transaction with
+another signature has the same id; a verdict cached by id would vouch for that copy too.
 
 Proposals take transactions round robin across signers in arrival order, so a flood from one
 signer (already bounded by the per-signer cap) cannot starve the others. Committed and expired
@@ -60,7 +62,6 @@ class MempoolLimits:
     bytes_max: int = 64 * 1024 * 1024
     per_signer_max: int = 1_000
     tx_bytes_max: int = MAX_TX_BYTES
-    verified_cache_max: int = 200_000
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -122,8 +123,6 @@ class Mempool:
         self._by_signer: OrderedDict[bytes, deque[bytes]] = OrderedDict()
         self._pending_nonces: dict[bytes, set[int]] = {}
         self._bytes = 0
-        # tx id -> signature verdict; bounded, oldest evicted first
-        self._verified: OrderedDict[bytes, bool] = OrderedDict()
         self.rejected: dict[str, int] = {}
         self.admitted_total = 0
 
@@ -169,7 +168,6 @@ class Mempool:
     def insert(self, prepared: Prepared, signature_ok: bool, now_ms: int) -> Admit:
         """Admit a prepared transaction given its signature verdict. Re-checks what may have
         changed while the signature was being verified (duplicates, nonces, capacity)."""
-        self._remember_verdict(prepared.tx_id, signature_ok)
         if not signature_ok:
             return self._reject(Admit.BAD_SIGNATURE)
         if prepared.tx_id in self._entries:
@@ -199,20 +197,6 @@ class Mempool:
     def _reject(self, code: Admit) -> Admit:
         self.rejected[code.value] = self.rejected.get(code.value, 0) + 1
         return code
-
-    def _remember_verdict(self, tx_id: bytes, ok: bool) -> None:
-        self._verified[tx_id] = ok
-        self._verified.move_to_end(tx_id)
-        while len(self._verified) > self.limits.verified_cache_max:
-            self._verified.popitem(last=False)
-
-    def known_valid(self, tx_id: bytes) -> bool | None:
-        """The cached signature verdict for ``tx_id`` (None if never verified here)."""
-        return self._verified.get(tx_id)
-
-    def remember_verified(self, tx_id: bytes, ok: bool) -> None:
-        """Record a verdict reached elsewhere (e.g. while checking a proposal)."""
-        self._remember_verdict(tx_id, ok)
 
     # ---- proposals and removal ---------------------------------------------------------------
 

@@ -20,8 +20,9 @@ One trio nursery runs these tasks:
   the cache. Gossiped transactions go to the admission queue. Sync requests are answered from
   storage here, so a far-behind peer can fetch any stored height.
 * **admission** — batches submitted and gossiped transactions, runs the mempool's cheap checks,
-  verifies the signatures of the batch on the thread pool, admits the good ones and gossips the
-  ones that came from our own clients.
+  takes the signature verdicts of transactions already in the decode cache and verifies the
+  rest of the batch on the thread pool, admits the good ones and gossips the ones that came
+  from our own clients.
 * **timers** — one short task per ``SetTimer``; a timer never cancelled, the replica ignores
   stale ones.
 * **clock** — a tick every few milliseconds so the pacemaker can propose on time.
@@ -365,25 +366,35 @@ class Node:
             await self._admit_batch(batch)
 
     async def _admit_batch(self, batch: list[Submission]) -> None:
+        """Admit a batch. A transaction whose exact bytes are in the decode cache (seen in a
+        proposal, a sync response or an earlier submission) takes its decoded form and its
+        signature verdict from there; only the others are verified, together, on the pool."""
+        assert self.chain is not None
+        cache = self.chain.decoded
         now = now_ms()
-        prepared: list[tuple[Submission, Prepared]] = []
+        prepared: list[tuple[Submission, Prepared, bool | None]] = []
         slicer = _Slicer()
         for sub in batch:
             await slicer.maybe_yield()
-            result = self.mempool.prepare(sub.raw, now, sub.decoded)
+            cached = cache.get(sub.raw)
+            decoded = sub.decoded if cached is None else cached[0]
+            result = self.mempool.prepare(sub.raw, now, decoded)
             if isinstance(result, Admit):
                 self._finish_submission(sub, result)
             else:
                 sub.tx_id = result.tx_id
-                prepared.append((sub, result))
+                prepared.append((sub, result, None if cached is None else cached[2]))
         if prepared:
-            items = self.mempool.signature_items(p for _, p in prepared)
-            verdicts = await self._verify(items)
+            unverified = [prep for _, prep, known in prepared if known is None]
+            fresh = iter(await self._verify(self.mempool.signature_items(unverified)))
             gossip: list[bytes] = []
-            assert self.chain is not None
-            for (sub, prep), ok in zip(prepared, verdicts, strict=True):
+            for sub, prep, known in prepared:
                 await slicer.maybe_yield()
-                self.chain.decoded.put(prep.raw, prep.tx, prep.tx_id, ok)
+                if known is None:
+                    ok = next(fresh)
+                    cache.put(prep.raw, prep.tx, prep.tx_id, ok)
+                else:
+                    ok = known
                 verdict = self.mempool.insert(prep, ok, now_ms())
                 if verdict is Admit.OK and sub.from_peer is None:
                     gossip.append(prep.raw)

@@ -8,12 +8,19 @@ A snapshot lets a new validator start at height H instead of replaying every blo
     sha256 of every byte above  (32 bytes), then end of file
 
 The header carries the chain id, genesis hash, height, block hash, state root, the number of
-entries, and the block and commit QC at that height when the exporting store still had them, so
-the importer can certify the root with the QC (consensus checks the QC; storage only checks the
-root). Import verifies, in order: magic, frame sizes and encodings, key order, entry count, the
-checksum, end of file, and that the Merkle root recomputed from the entries equals the header's;
-only then does it write the new store, in one LMDB transaction. Every failure is a
-:class:`SnapshotError` naming what is wrong; nothing is written to the data dir.
+entries, and the block and commit QC at that height when the exporting store still had them.
+The imported store keeps that block and QC as its tip, which a validator's replica resumes from
+(``Replica.restore`` checks that the QC names the block, not the QC's signatures). Nothing here
+checks the QC, and it would not certify the state anyway: it certifies block H, whose header
+carries the root after H - 1; the root after H is in the header of block H + 1. So import
+checks the root against the entries and, with ``expect_root``, against a root the operator took
+from block H + 1's certified header (docs/OPERATIONS.md, "Snapshots").
+
+Import verifies, in order: magic, frame sizes and encodings, key order, entry count, the
+checksum, end of file, that the Merkle root recomputed from the entries equals the header's,
+and ``expect_root`` if given; only then does it write the new store, in one LMDB transaction.
+Every failure is a :class:`SnapshotError` naming what is wrong; nothing is written to the data
+dir.
 
 Export reads everything inside one LMDB read transaction (a consistent view even while the node
 commits), writes ``FILE.tmp``, fsyncs it and renames it over ``FILE``.

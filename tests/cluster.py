@@ -113,11 +113,11 @@ class Cluster:
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
 
-    def stop(self, i: int) -> int:
-        """SIGTERM: graceful shutdown; returns the exit code."""
+    def stop(self, i: int, sig: signal.Signals = signal.SIGTERM) -> int:
+        """SIGTERM (or ``sig``, e.g. SIGINT): graceful shutdown; returns the exit code."""
         proc = self.procs[i]
         if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(sig)
             return proc.wait(timeout=30)
         return proc.returncode
 

@@ -12,6 +12,7 @@ import dataclasses
 import fcntl
 import os
 import random
+import signal
 import time
 from collections.abc import Iterator
 
@@ -186,23 +187,30 @@ def lock_is_free(cluster: Cluster, i: int) -> bool:
     return True
 
 
-def test_sigterm_exits_cleanly_and_kill9_loses_nothing_committed(cluster: Cluster) -> None:
-    graceful, crashed = 1, 2
-    assert not lock_is_free(cluster, graceful), "a running node must hold its home's lock"
-    before_stop = cluster.height(graceful)
-    assert cluster.stop(graceful) == 0
-    assert lock_is_free(cluster, graceful)
-    assert cluster.log_lines(graceful, "stopping"), "no log line for the signal"
+def test_sigterm_and_sigint_exit_cleanly_and_kill9_loses_nothing_committed(
+    cluster: Cluster,
+) -> None:
+    graceful = {1: signal.SIGTERM, 3: signal.SIGINT}
+    crashed = 2
+    before_stop = {}
+    for i, sig in graceful.items():
+        assert not lock_is_free(cluster, i), "a running node must hold its home's lock"
+        before_stop[i] = cluster.height(i)
+        assert cluster.stop(i, sig) == 0, f"node {i} did not exit cleanly on {sig.name}"
+        assert lock_is_free(cluster, i)
+        stopping = cluster.log_lines(i, "stopping")
+        assert stopping and stopping[-1]["signal"] == sig.name, "no log line for the signal"
 
     before_kill = cluster.height(crashed)
     hash_before_kill = cluster.block(crashed, before_kill)["block_hash"]
     cluster.kill(crashed)
-    cluster.start(graceful)
-    cluster.start(crashed)
-    cluster.wait_ready(graceful)
-    cluster.wait_ready(crashed)
+    for i in [*graceful, crashed]:
+        cluster.start(i)
+    for i in [*graceful, crashed]:
+        cluster.wait_ready(i)
     # /v1/status answers 200 only once the store is reopened: these are the heights on disk.
-    assert cluster.height(graceful) >= before_stop
+    for i, height in before_stop.items():
+        assert cluster.height(i) >= height
     assert cluster.height(crashed) >= before_kill
     assert cluster.block(crashed, before_kill)["block_hash"] == hash_before_kill
     cluster.wait_height(top_height(cluster, NODES) + 2)

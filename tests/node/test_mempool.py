@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from node.mempool import Admit, Mempool, MempoolLimits, Prepared
+from node.mempool import Admit, Mempool, MempoolLimits
 from node.sigpool import SignaturePool
 from state_machine.crypto import Keypair
 from state_machine.nonces import WINDOW_PAST_MS, NonceCheck, NonceTracker
@@ -60,16 +60,6 @@ def test_each_rejection_reason() -> None:
     assert admit(pool, bad) is Admit.BAD_SIGNATURE
     assert pool.rejected["bad_signature"] == 1 and pool.rejected["oversize"] == 1
     assert len(pool) == 1
-
-
-def test_signature_verdict_is_cached_by_tx_id() -> None:
-    pool, _ = make_pool()
-    raw = raw_tx(KEYS[0], NOW)
-    prepared = pool.prepare(raw, NOW)
-    assert isinstance(prepared, Prepared)
-    assert pool.known_valid(prepared.tx_id) is None
-    assert pool.insert(prepared, True, NOW) is Admit.OK
-    assert pool.known_valid(prepared.tx_id) is True
 
 
 def test_count_and_byte_limits() -> None:
