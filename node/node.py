@@ -204,9 +204,11 @@ class Node:
 
     def open_chain(self) -> Chain:
         """Open storage and rebuild the state (blocking: call in a worker thread)."""
-        return Chain.open(
+        chain = Chain.open(
             self.config.data_path, self.genesis, map_size_bytes=self.config.storage.map_size_bytes
         )
+        chain.store.proof_history_heights = self.config.storage.proof_history_heights
+        return chain
 
     def consensus_config(self) -> ConsensusConfig:
         frame_max = self.config.p2p.frame_bytes_max
