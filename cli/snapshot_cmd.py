@@ -4,8 +4,9 @@ These commands work on files, not on a running node: ``--home DIR`` uses the dat
 ``DIR/config/config.toml`` (``DIR/data`` by default), ``--data DIR`` names a data dir directly,
 and without either the home is ``$PERPBFT_HOME`` or ``~/.perpbft``.
 
-* ``export --out FILE`` writes the state at the latest committed height. It only reads, inside
-  one LMDB read transaction, so it may run beside a running node.
+* ``export --out FILE [--height H]`` writes the state at the latest committed height, or at an
+  earlier height H within the store's proof history (``[storage] proof_history_heights``). It
+  only reads, inside one LMDB read transaction, so it may run beside a running node.
 * ``import FILE`` verifies the file (checksum, encoding, key order, Merkle root) and creates the
   store in an empty data dir. With ``--home`` it takes the home's lock, so it refuses to run
   while a node uses that home. ``--expect-root HEX`` also requires the root to be one you got
@@ -35,6 +36,9 @@ def register(sub: Any) -> None:
     export = snap_sub.add_parser("export", help="write the latest committed state to a file")
     _add_location(export)
     export.add_argument("--out", required=True, type=Path, help="snapshot file to write")
+    export.add_argument(
+        "--height", type=int, default=None, help="an earlier height (default: the latest)"
+    )
     export.add_argument("--json", action="store_true", help="print JSON instead of text")
     export.set_defaults(func=cmd_export)
 
@@ -74,9 +78,11 @@ def _print(result: dict[str, Any], as_json: bool, text: str) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     data_dir, map_size = _data_dir_and_map_size(args)
+    if args.height is not None and args.height < 0:
+        raise CliError("--height must be 0 or more")
     try:
         with Store.open(data_dir, map_size_bytes=map_size) as store:
-            info = export_snapshot(store, args.out)
+            info = export_snapshot(store, args.out, args.height)
     except (StoreError, SnapshotError) as exc:
         raise CliError(str(exc)) from None
     result = {

@@ -127,23 +127,39 @@ class SnapshotInfo:
 # --------------------------------------------------------------------------------------------
 
 
-def export_snapshot(store: Store, out_path: Path) -> SnapshotInfo:
-    """Write the state at the store's latest committed height to ``out_path``."""
+def export_snapshot(store: Store, out_path: Path, height: int | None = None) -> SnapshotInfo:
+    """Write the state at ``height`` (None: the latest committed height) to ``out_path``.
+
+    A past height is rebuilt from the latest state and the store's undo records (see
+    ``node/storage.py``), so it must be within ``proof_history_heights`` of the latest, and its
+    block must still be stored (its hash goes into the header)."""
     out_path = Path(out_path)
     tmp_path = out_path.with_name(out_path.name + ".tmp")
     with store.read_txn() as txn:
         meta = store.read_meta(txn)
-        has_block = meta.base_height <= meta.height
-        block = (store.get_block(meta.height) or b"") if has_block else b""
-        qc = (store.get_qc(meta.height) or b"") if has_block else b""
-        count = store.count_entries(txn)
+        at = meta.height if height is None else height
+        try:
+            entries, root = store.state_at(txn, at)
+        except StoreError as exc:
+            raise SnapshotError(f"cannot export height {at}: {exc}") from None
+        has_block = meta.base_height <= at
+        block = (store.get_block(at) or b"") if has_block else b""
+        qc = (store.get_qc(at) or b"") if has_block else b""
+        if at == meta.height:
+            block_hash = meta.block_hash
+        else:
+            index = store.get_height_index(at) if at > 0 else HeightIndex(b"", ())
+            if index is None:
+                raise SnapshotError(f"cannot export height {at}: its block is no longer stored")
+            block_hash = index.block_hash
+        count = len(entries)
         header = SnapshotHeader(
             SNAPSHOT_VERSION,
             meta.chain_id,
             meta.genesis_hash,
-            meta.height,
-            meta.block_hash,
-            meta.state_root,
+            at,
+            block_hash,
+            root,
             count,
             block,
             qc,
@@ -154,7 +170,7 @@ def export_snapshot(store: Store, out_path: Path) -> SnapshotInfo:
                 _write(f, digest, SNAPSHOT_MAGIC)
                 _write_frame(f, digest, header.to_wire())
                 written = 0
-                for chunk in _chunks(store.iter_entries(txn)):
+                for chunk in _chunks(iter(entries)):
                     written += len(chunk.entries)
                     _write_frame(f, digest, chunk.to_wire())
                 f.write(digest.digest())
@@ -168,9 +184,7 @@ def export_snapshot(store: Store, out_path: Path) -> SnapshotInfo:
         raise SnapshotError(f"store listed {count} entries but {written} were read")
     os.replace(tmp_path, out_path)
     fsync_dir(out_path.parent)
-    return SnapshotInfo(
-        out_path, meta.chain_id, meta.height, meta.state_root, count, out_path.stat().st_size
-    )
+    return SnapshotInfo(out_path, meta.chain_id, at, root, count, out_path.stat().st_size)
 
 
 def _chunks(entries: Iterator[tuple[bytes, bytes]]) -> Iterator[EntryChunk]:

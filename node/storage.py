@@ -766,23 +766,39 @@ class Store:
         or older than the kept history.
         """
         with self._env.begin() as txn:
-            meta = _read_meta(txn, self._dbs)
-            if height is None:
-                height = meta.height
-            if height > meta.height:
+            view = self._view_at(txn, height)
+            return [view.prove(key, view.height) for key in keys]
+
+    def state_at(self, txn: Any, height: int) -> tuple[list[tuple[bytes, bytes]], bytes]:
+        """All entries sorted by key and the state root after block ``height`` (snapshot
+        export at a past height), inside a caller's read transaction."""
+        view = self._view_at(txn, height)
+        latest = _read_entries(txn, self._dbs)
+        if not view.rolled_back:
+            return latest, view.root
+        entries = dict(latest)
+        view.roll_back_entries(entries)
+        return sorted(entries.items()), view.root
+
+    def _view_at(self, txn: Any, height: int | None) -> _StateView:
+        """The state after block ``height`` (None: the latest) as a rolled-back view."""
+        meta = _read_meta(txn, self._dbs)
+        if height is None:
+            height = meta.height
+        if height > meta.height:
+            raise ProofHeightError(
+                f"height {height} is not committed yet (latest is {meta.height})"
+            )
+        view = _StateView(txn, self._dbs, meta)
+        for h in range(meta.height, height, -1):  # newest first: earlier records win
+            raw = txn.get(height_key(h), db=self._dbs["undo"])
+            if raw is None:
                 raise ProofHeightError(
-                    f"height {height} is not committed yet (latest is {meta.height})"
+                    f"the state at height {height} is no longer kept (provable heights "
+                    f"{h}..{meta.height})"
                 )
-            view = _StateView(txn, self._dbs, meta)
-            for h in range(meta.height, height, -1):  # newest first: earlier records win
-                raw = txn.get(height_key(h), db=self._dbs["undo"])
-                if raw is None:
-                    raise ProofHeightError(
-                        f"the state at height {height} is no longer kept (provable heights "
-                        f"{h}..{meta.height})"
-                    )
-                view.undo(UndoRecord.from_bytes(unseal(bytes(raw), f"undo record {h}")))
-            return [view.prove(key, height) for key in keys]
+            view.undo(h - 1, UndoRecord.from_bytes(unseal(bytes(raw), f"undo record {h}")))
+        return view
 
     def _get_sealed(self, db_name: str, key: bytes, what: str) -> bytes | None:
         with self._env.begin() as txn:
@@ -913,13 +929,19 @@ class _StateView:
     def __init__(self, txn: Any, dbs: dict[str, Any], meta: StoreMeta) -> None:
         self._txn = txn
         self._dbs = dbs
-        self._root = meta.state_root
+        self.height = meta.height
+        self.root = meta.state_root
         self._state: dict[bytes, bytes | None] = {}
         self._slots: dict[bytes, set[bytes]] = {}  # slot -> rolled-back stored keys in it
         self._nodes: dict[bytes, bytes | None] = {}
 
-    def undo(self, record: UndoRecord) -> None:
-        self._root = record.root_before
+    @property
+    def rolled_back(self) -> bool:
+        return bool(self._state or self._nodes)
+
+    def undo(self, height_before: int, record: UndoRecord) -> None:
+        self.height = height_before
+        self.root = record.root_before
         self._state.update(record.state)
         for db_key, _ in record.state:
             self._slots.setdefault(db_key[:SLOT_PREFIX_BYTES], set()).add(db_key)
@@ -949,12 +971,20 @@ class _StateView:
                 entries[db_key[SLOT_PREFIX_BYTES:]] = value
         return bucket_records(entries.items(), kh, depth)
 
+    def roll_back_entries(self, entries: dict[bytes, bytes]) -> None:
+        """Turn the latest entries (key -> value) into this view's."""
+        for db_key, value in self._state.items():
+            if value is None:
+                entries.pop(db_key[SLOT_PREFIX_BYTES:], None)
+            else:
+                entries[db_key[SLOT_PREFIX_BYTES:]] = value
+
     def prove(self, key: bytes, height: int) -> ProofAt:
         try:
-            proof = prove_from_nodes(self.get_node, key, self._root, get_bucket=self.get_bucket)
+            proof = prove_from_nodes(self.get_node, key, self.root, get_bucket=self.get_bucket)
         except MissingNodeError as exc:
             raise StoreCorruptError(f"merkle nodes at height {height}: {exc}") from None
-        return ProofAt(height, self._root, key, self.get_value(key), proof)
+        return ProofAt(height, self.root, key, self.get_value(key), proof)
 
 
 def _inner_nodes(tree: MerkleState) -> Iterator[tuple[bytes, bytes]]:

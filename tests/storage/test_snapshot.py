@@ -20,7 +20,8 @@ from node.snapshot import (
     read_snapshot,
 )
 from node.storage import Store, store_path
-from tests.storage.helpers import commit, make_block
+from state_machine.merkle_state import MerkleState
+from tests.storage.helpers import commit, expected_state, make_block
 from tests.storage.test_storage import SEED, new_store
 
 
@@ -183,3 +184,31 @@ def test_export_beside_a_process_that_keeps_committing(tmp_path: Path) -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_export_at_a_past_height_is_the_state_of_that_height(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "src"
+    new_store(src, blocks=12).close()
+    snap = tmp_path / "at7.snap"
+    argv = ["snapshot", "export", "--data", str(src), "--out", str(snap), "--json"]
+    assert main([*argv, "--height", "7"]) == 0
+    exported = json.loads(capsys.readouterr().out)
+    state = expected_state(SEED, 7)
+    root = MerkleState.from_entries(sorted(state.items())).root()
+    assert exported["height"] == 7 and exported["state_root"] == root.hex()
+    header, entries = read_snapshot(snap)
+    assert entries == sorted(state.items())
+    assert header.block_hash == make_block(SEED, 7).block_hash
+    assert header.block == make_block(SEED, 7).block and header.qc == make_block(SEED, 7).qc
+    with import_snapshot(snap, tmp_path / "dst", expect_root=root) as store:
+        assert store.height == 7 and store.state_root == root
+        commit(store, make_block(SEED, 8))  # and carries on with the next block
+    # Past the kept history, or not committed yet: a one-line error.
+    with Store.open(src) as store:
+        store.proof_history_heights = 2
+        commit(store, make_block(SEED, 13))
+    for height in ("7", "99"):
+        assert main([*argv, "--height", height]) == 2
+        assert capsys.readouterr().err.startswith("error: cannot export height")
