@@ -221,6 +221,17 @@ def test_proof_verifies_and_tampered_proof_fails(net: Net, tmp_path: Path) -> No
     )  # fmt: skip
     assert bad_qc.returncode == 1 and "commit QC" in bad_qc.stdout
 
+    # The same account at the earlier height of the saved proof, once the chain moved on.
+    then = json.loads(saved.read_text())["height"]
+    net.wait_for("a later block", lambda: _height(net) > then + 1)
+    past = net.run(
+        "proof", "account", address, "--genesis", str(net.genesis), "--height", str(then),
+        "--json",
+    )  # fmt: skip
+    assert past.returncode == 0, past.stdout + past.stderr
+    verdict = json.loads(past.stdout.strip().splitlines()[-1])
+    assert verdict["verified"] and verdict["height"] == then
+
 
 def test_liquidation_after_oracle_crash(net: Net) -> None:
     """Leave demo3 with little USDC and a leveraged long, crash the oracle 30 %: the risk engine
@@ -297,3 +308,8 @@ def _flip_last_hex_digit(text: str) -> str:
 def test_api_reachable_directly(net: Net) -> None:
     """The CLI's default node for a default localnet is node0's API; here it is the env var."""
     assert httpx.get(net.api + "/v1/status", timeout=5).json()["chain_id"] == "perpbft-localnet"
+
+
+def _height(net: Net) -> int:
+    height: int = httpx.get(net.api + "/v1/status", timeout=5.0).json()["height"]
+    return height
