@@ -187,6 +187,7 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "funding_payment": ("account", "market_id", "amount_atoms"),
     "liquidation": ("account", "market_id", "value_atoms", "maintenance_atoms"),
     "internal_order": ("reason", "account", "market_id", "code", "filled_lots"),
+    "liquidation_fee": ("account", "market_id", "fee_atoms"),
     "backstop": ("account", "market_id", "value_atoms", "fee_atoms"),
     "position_transfer": ("market_id", "from", "to", "size_lots", "price_ticks"),
     "insurance_payout": ("account", "market_id", "amount_atoms"),

@@ -661,6 +661,7 @@ def _charge_liquidation_fee(st: ExchangeCore, acct: Account, pos: Position, fee:
     vault = st.balance(st.account(VAULT), 0)
     vault.available_atoms += fee
     st.touch(vault)
+    st.events.append(("liquidation_fee", acct.pubkey, pos.market.market_id, fee))
 
 
 def _move_position(

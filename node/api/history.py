@@ -32,6 +32,7 @@ LEDGER_KINDS = (
     "withdrawal",
     "isolated_margin",
     "liquidation",
+    "liquidation_fee",
     "backstop",
     "position_transfer",
     "insurance_payout",

@@ -78,6 +78,19 @@ def limit(
     return PlaceOrder(market, is_buy, kind, tif, price, size, 0, reduce_only, client_id, stp)
 
 
+def trigger(
+    market: int,
+    is_buy: bool,
+    kind: int,
+    trigger_px: int,
+    size: int,
+    price: int = 0,
+    client_id: int = 0,
+    reduce_only: bool = False,
+) -> PlaceOrder:
+    return PlaceOrder(market, is_buy, kind, 0, price, size, trigger_px, reduce_only, client_id, 0)
+
+
 class Harness:
     """An exchange state plus a clock; ``block()`` applies transactions as one block."""
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from state_machine.audit import audit
-from state_machine.exchange import ExchangeState
+from state_machine.exchange import ExchangeState, event_to_dict
 from state_machine.genesis import (
     Asset,
     FundedBalance,
@@ -42,7 +43,6 @@ from state_machine.tx import (
     CancelOrder,
     OraclePrice,
     OracleUpdate,
-    PlaceOrder,
     SetLeverage,
 )
 from tests.state_machine.helpers import (
@@ -56,6 +56,8 @@ from tests.state_machine.helpers import (
     acct,
     limit,
     make_genesis,
+    run_bench,
+    trigger,
     tx,
 )
 
@@ -77,30 +79,46 @@ def test_funding_formula_hyperliquid_example() -> None:
     assert interval_rate_ppb(10**9, 3_600_000, 40_000) == 40_000_000
 
 
-def test_funding_end_to_end_from_impact_prices() -> None:
-    h = Harness()
+def funding_harness(interval_ms: int = 3_600_000) -> Harness:
+    """A1 long 100 lots at 10,000.00 (100 USDC); impact bid 10,100.00 and impact ask above the
+    oracle (premium exactly 1 %); then one block across the first funding boundary (whose
+    average still includes the empty-book blocks)."""
+    h = Harness(make_genesis(parameters=Parameters(funding_interval_ms=interval_ms)))
     h.oracle(BTC_PERP, 1_000_000)  # 10,000.00
     h.one(A2, limit(BTC_PERP, False, 1_000_000, 100))
     h.one(A1, limit(BTC_PERP, True, 1_000_000, 100))  # A1 long 100 lots (100 USDC notional)
     h.one(A3, limit(BTC_PERP, True, 1_010_000, 20_000))  # impact bid 10,100.00
     h.one(A4, limit(BTC_PERP, False, 1_020_000, 20_000))  # impact ask above the oracle
-    # Cross the first funding boundary (its average includes the empty-book blocks) ...
-    h.block([], dt_ms=3_600_000)
-    first = [e for e in h.last.events if e[0] == "funding" and e[1] == BTC_PERP]  # type: ignore[union-attr]
-    assert len(first) == 1
+    h.block([], dt_ms=interval_ms)
+    assert len(btc_funding(h)) == 1
+    return h
+
+
+def btc_funding(h: Harness) -> list[tuple[int, ...]]:
+    return [e for e in h.last.events if e[0] == "funding" and e[1] == BTC_PERP]  # type: ignore[union-attr]
+
+
+def one_interval(h: Harness, interval_ms: int = 3_600_000) -> list[tuple[int, ...]]:
+    """Blocks of 10 minutes over one funding interval; the BTC-PERP funding events."""
+    funding = []
+    for _ in range(interval_ms // 600_000):
+        h.block([], dt_ms=600_000)
+        funding += btc_funding(h)
+    return funding
+
+
+def test_funding_end_to_end_from_impact_prices() -> None:
+    h = funding_harness()
+    first_index = h.state.mstates[BTC_PERP].funding_index
     pos = h.state.accounts[A1].positions[BTC_PERP]
     owed_before = pending_funding_atoms(h.state, pos)
-    # ... then a full interval with the book unchanged: premium exactly 1 % in every sample.
-    funding = []
-    for _ in range(6):
-        h.block([], dt_ms=600_000)
-        funding += [e for e in h.last.events if e[0] == "funding" and e[1] == BTC_PERP]  # type: ignore[union-attr]
-    (ev,) = funding
+    # A full interval with the book unchanged: premium exactly 1 % in every sample.
+    (ev,) = one_interval(h)
     _, _, rate_ppb, f8_ppb, premium_ppb, index = ev
     assert premium_ppb == 10_000_000  # 1 %
     assert f8_ppb == 9_500_000  # 0.95 % per 8 hours
     assert rate_ppb == 1_187_500  # paid for one hour
-    assert index - first[0][5] == 1_187_500 * 1_000_000
+    assert index - first_index == 1_187_500 * 1_000_000
     # A long of 100 USDC notional pays 0.11875 USDC for the hour; shorts receive it.
     assert pending_funding_atoms(h.state, pos) - owed_before == 118_750
     short = h.state.accounts[A2].positions[BTC_PERP]
@@ -114,6 +132,43 @@ def test_funding_end_to_end_from_impact_prices() -> None:
     fee = -(-1_010_000 * 10 * 450 // 10**6)
     assert h.bal(A1, 0)[0] == usdc - owed + 10 * 10_000 - fee
     audit(h.state)
+
+
+@pytest.mark.parametrize("interval_ms", [1_800_000, 7_200_000])
+def test_funding_scales_with_the_interval_length(interval_ms: int) -> None:
+    """F / 8 per hour, paid per interval of 30 minutes or 2 hours: exactly half or twice the
+    hourly payment of the example above."""
+    h = funding_harness(interval_ms)
+    pos = h.state.accounts[A1].positions[BTC_PERP]
+    owed_before = pending_funding_atoms(h.state, pos)
+    index_before = h.state.mstates[BTC_PERP].funding_index
+    (ev,) = one_interval(h, interval_ms)
+    _, _, rate_ppb, f8_ppb, premium_ppb, index = ev
+    assert (premium_ppb, f8_ppb) == (10_000_000, 9_500_000)
+    assert rate_ppb == 9_500_000 * interval_ms // (8 * 3_600_000)
+    assert rate_ppb == 1_187_500 * interval_ms // 3_600_000  # 593,750 or 2,375,000
+    assert index - index_before == rate_ppb * 1_000_000  # rate x oracle
+    paid = pending_funding_atoms(h.state, pos) - owed_before
+    assert paid == 118_750 * interval_ms // 3_600_000  # 0.059375 or 0.2375 USDC
+    audit(h.state)
+
+
+def test_a_gap_of_several_intervals_settles_one_interval() -> None:
+    """A block after three hours without blocks (hourly funding) pays one interval's rate, from
+    the samples taken since the last settlement; the skipped intervals pay nothing."""
+    h = funding_harness()
+    one_interval(h)
+    pos = h.state.accounts[A1].positions[BTC_PERP]
+    owed_before = pending_funding_atoms(h.state, pos)
+    ms = h.state.mstates[BTC_PERP]
+    index_before = ms.funding_index
+    h.block([], dt_ms=3 * 3_600_000)
+    (ev,) = btc_funding(h)
+    assert ev[2] == 1_187_500  # one hour's rate
+    assert ms.funding_index - index_before == 1_187_500 * 1_000_000
+    assert pending_funding_atoms(h.state, pos) - owed_before == 118_750
+    # the next boundary is the first one after the block, aligned to genesis time
+    assert ms.next_funding_ms == T0 + ((h.time_ms - T0) // 3_600_000 + 1) * 3_600_000
 
 
 def eth_strk_genesis(a1_usdc: int) -> Genesis:
@@ -268,6 +323,53 @@ def unhealthy_units(state: ExchangeState) -> list[bytes]:
     return out
 
 
+def btc_sizes(state: ExchangeState) -> dict[bytes, int]:
+    return {
+        pk: a.positions[BTC_PERP].size_lots
+        for pk, a in state.accounts.items()
+        if BTC_PERP in a.positions
+    }
+
+
+def reconcile_crash_block(h: Harness, sizes_before: dict[bytes, int], vault_before: int) -> None:
+    """Every position change and every atom the vault gained or lost in the block, from events.
+
+    The vault gains the liquidation fees (``liquidation_fee`` for fills of liquidation orders,
+    ``backstop`` for takeovers) and pays the bad debt (``insurance_payout``); no funding
+    interval ends during the crash, so there is no funding dust, and the vault only ever adds
+    to its long, so it realises no PnL. ADL closes each bankrupt position exactly.
+    """
+    assert h.last is not None
+    events = [event_to_dict(e) for e in h.last.events]
+    assert not [e for e in events if e["kind"] in ("funding", "funding_payment")]
+    fills: dict[bytes, int] = {}
+    moved: dict[bytes, int] = {}
+    for e in events:
+        if e["kind"] == "fill" and e["market_id"] == BTC_PERP:
+            q = e["size_lots"] if e["taker_is_buy"] else -e["size_lots"]
+            fills[e["taker"]] = fills.get(e["taker"], 0) + q
+            fills[e["maker"]] = fills.get(e["maker"], 0) - q
+        elif e["kind"] == "position_transfer":
+            moved[e["from"]] = moved.get(e["from"], 0) - e["size_lots"]
+            moved[e["to"]] = moved.get(e["to"], 0) + e["size_lots"]
+    sizes = btc_sizes(h.state)
+    for pk in sizes.keys() | sizes_before.keys():
+        change = sizes.get(pk, 0) - sizes_before.get(pk, 0)
+        assert change == fills.get(pk, 0) + moved.get(pk, 0), pk.hex()
+    adl_lots: dict[bytes, int] = {}
+    for e in events:
+        if e["kind"] == "adl":
+            adl_lots[e["bankrupt"]] = adl_lots.get(e["bankrupt"], 0) + e["size_lots"]
+    for pk, lots in adl_lots.items():
+        # the whole position left after this block's liquidation fills, nothing more
+        assert lots == sizes_before[pk] + fills.get(pk, 0) and sizes[pk] == 0
+    fees = sum(e["fee_atoms"] for e in events if e["kind"] in ("liquidation_fee", "backstop"))
+    paid = sum(e["amount_atoms"] for e in events if e["kind"] == "insurance_payout")
+    vault_pos = h.state.accounts[VAULT].positions.get(BTC_PERP)
+    assert vault_pos is None or vault_pos.realized_pnl_atoms == 0
+    assert h.bal(VAULT, 0)[0] - vault_before == fees - paid
+
+
 def crash(h: Harness, prices: list[int]) -> list[str]:
     lp = acct(201)
     kinds: list[str] = []
@@ -279,9 +381,11 @@ def crash(h: Harness, prices: list[int]) -> list[str]:
         ]
         # A thin bid ladder under the new price: some liquidations fill in the book.
         txs.append(tx(lp, [limit(BTC_PERP, True, price * 99 // 100, 2_000)], h.next_nonce()))
+        sizes_before, vault_before = btc_sizes(h.state), h.bal(VAULT, 0)[0]
         res = h.block(txs)
         kinds += [e[0] for e in res.events]
         audit(h.state)
+        reconcile_crash_block(h, sizes_before, vault_before)
         assert h.state.mstates[BTC_PERP].mark_price_ticks == price
         # Every unit below maintenance was handled in this very block: it is healthy now or
         # waiting out a partial-liquidation cooldown after this block's step.
@@ -303,6 +407,7 @@ def test_crash_with_insurance_fund_and_adl() -> None:
     audit(h.state)
     kinds = crash(h, [5_880_000, 5_700_000, 5_100_000, 4_500_000, 4_200_000])  # -30 % in 5 blocks
     assert {"liquidation", "internal_order", "backstop", "adl", "position_transfer"} <= set(kinds)
+    assert {"liquidation_fee", "insurance_payout"} <= set(kinds)
     assert not unhealthy_units(h.state)
     # the vault took positions over and was drained by bad debt before ADL
     assert h.bal(VAULT, 0)[0] >= 0
@@ -351,6 +456,12 @@ def test_partial_liquidation_with_cooldown() -> None:
     assert events and events[0][5] == 600  # 20 % of 3,000 lots
     assert pos.size_lots == 2_400
     assert pos.liquidation_cooldown_ms == h.time_ms + 10_000
+    # liquidation_fee_ppm (0.5 %) of the filled lots' notional at the mark, to the vault
+    fee = -(-600 * 5_720_000 * 5_000 // 10**6)
+    assert [e for e in h.last.events if e[0] == "liquidation_fee"] == [  # type: ignore[union-attr]
+        ("liquidation_fee", a7, BTC_PERP, fee)
+    ]
+    assert h.bal(VAULT, 0) == (fee, 0)
 
 
 # ---- properties --------------------------------------------------------------------------
@@ -407,19 +518,6 @@ def test_random_price_paths_keep_funds_conserved(
 
 
 # ---- trigger orders ----------------------------------------------------------------------
-
-
-def trigger(
-    market: int,
-    is_buy: bool,
-    kind: int,
-    trigger_px: int,
-    size: int,
-    price: int = 0,
-    client_id: int = 0,
-    reduce_only: bool = False,
-) -> PlaceOrder:
-    return PlaceOrder(market, is_buy, kind, 0, price, size, trigger_px, reduce_only, client_id, 0)
 
 
 def test_stop_loss_attached_to_a_long_fires_on_the_mark() -> None:
@@ -574,3 +672,10 @@ def test_liquidation_cancels_orders_and_triggers_of_the_unit() -> None:
     reasons = {e[-1] for e in h.last.events if e[0] in ("order_cancelled", "trigger_cancelled")}  # type: ignore[union-attr]
     assert "liquidation" in reasons
     audit(h.state)
+
+
+def test_bench_risk_prints_json_last_line() -> None:
+    last = run_bench("risk", "--positions", "500", "--blocks", "3")
+    assert last["bench"] == "risk"
+    (r,) = last["results"]
+    assert r["positions"] >= 500 and r["block_ms"] > 0
