@@ -110,3 +110,32 @@ def test_a_wiped_validator_restarts_from_a_snapshot_and_votes_again(tmp_path: Pa
         # and phase (its records from before the wipe included).
         signed = cluster.log_lines(RESTORED, "signed")
         assert len(signed) > signed_before and equivocations(signed) == []
+
+
+def test_a_validator_with_an_empty_data_dir_catches_up_from_genesis(tmp_path: Path) -> None:
+    """A new (or wiped) validator needs no snapshot: it creates the genesis state, fetches
+    every committed block with its commit QC from its peers, executes them and votes."""
+    with Cluster(tmp_path, block_ms=BLOCK_MS, configure=fast_views_with_signed_record) as cluster:
+        others = [0, 1, 2]
+        cluster.start_all()
+        cluster.wait_height(3)
+        assert cluster.stop(RESTORED) == 0
+        data_dir = load_config(cluster.layout.homes[RESTORED]).data_path
+        shutil.rmtree(data_dir)
+        data_dir.mkdir(mode=0o700)
+        stopped_at = max(cluster.heights(others).values())
+        cluster.wait_height(stopped_at + 20, others, CATCH_UP_TIMEOUT_S)
+        target = max(cluster.heights(others).values())
+        started = time.monotonic()
+        cluster.start(RESTORED)
+        cluster.wait_height(target, [RESTORED], CATCH_UP_TIMEOUT_S)
+        print(f"empty node: genesis -> height {target} in {time.monotonic() - started:.1f}s")
+        for h in range(1, target + 1):
+            mine, theirs = cluster.block(RESTORED, h), cluster.block(0, h)
+            assert mine["block_hash"] == theirs["block_hash"], f"fork at height {h}"
+            assert mine["header"]["state_root"] == theirs["header"]["state_root"]
+        assert cluster.stop(2) == 0  # without node 2, no quorum forms unless node 3 votes
+        quorum = [0, 1, RESTORED]
+        top = max(cluster.heights(quorum).values())
+        cluster.wait_height(top + 3, quorum, CATCH_UP_TIMEOUT_S)
+        assert cluster.layout.node_ids[RESTORED].hex() in qc_signers(cluster, 0, top + 3)
