@@ -96,6 +96,24 @@ def test_bad_key_files_give_one_line_and_exit_2(tmp_path: Path, damage: str, mes
     assert "Traceback" not in result.stderr
 
 
+def test_an_unreadable_key_file_is_one_line_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Permission bits do not stop root, so the read failure is injected."""
+    path = valid_key_file(tmp_path)
+    capsys.readouterr()
+
+    def refuse(self: Path, *args: object, **kwargs: object) -> str:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "read_text", refuse)
+    with pytest.raises(KeyFileError, match=r"cannot read key file .*Permission denied"):
+        read_key_file(path)
+    assert main(["keys", "show", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Permission denied" in err and "Traceback" not in err
+
+
 def test_bench_verify_prints_json_last_line() -> None:
     result = run_cli("bench", "verify", "--count", "400", "--keys", "5", "--threads", "2")
     assert result.returncode == 0, result.stderr
