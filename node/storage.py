@@ -91,12 +91,16 @@ from state_machine.codec import U32, U64, Bytes, DecodeError, ListOf, Wire, wire
 from state_machine.merkle_state import (
     DEFAULT_SHAPE,
     HASH_BYTES,
+    MAX_DEPTH,
     TAG_INNER,
     MerkleState,
     MissingNodeError,
     NodeUpdate,
     StateProof,
     bucket_records,
+    key_hash,
+    node_id,
+    prefix_of,
     prove_from_nodes,
 )
 from state_machine.tx import CHAIN_ID
@@ -112,6 +116,9 @@ MAX_OPAQUE_BYTES = 64 * 1024 * 1024  # one block, QC, events or result value
 PRUNE_HEIGHTS_PER_CALL_MAX = 1000  # bounds one pruning transaction
 DEFAULT_PROOF_HISTORY_HEIGHTS = 300  # past heights provable (2.5 minutes of 0.5 s blocks)
 PROOF_HISTORY_HEIGHTS_MAX = 100_000  # a proof reads one undo record per height back
+# Undo bytes one proof request may read: bounds the CPU a remote client can ask for (decoding
+# is about 4 ms per MiB); deeper heights after heavy blocks need a snapshot export instead.
+PROOF_UNDO_BYTES_MAX = 64 * 1024 * 1024
 SEAL_BYTES = 8
 SLOT_PREFIX_BYTES = (DEFAULT_SHAPE.min_depth + 1) // 2  # the slot's nibbles, packed
 
@@ -766,7 +773,7 @@ class Store:
         or older than the kept history.
         """
         with self._env.begin() as txn:
-            view = self._view_at(txn, height)
+            view = self._view_at(txn, height, keys, PROOF_UNDO_BYTES_MAX)
             return [view.prove(key, view.height) for key in keys]
 
     def state_at(self, txn: Any, height: int) -> tuple[list[tuple[bytes, bytes]], bytes]:
@@ -780,8 +787,15 @@ class Store:
         view.roll_back_entries(entries)
         return sorted(entries.items()), view.root
 
-    def _view_at(self, txn: Any, height: int | None) -> _StateView:
-        """The state after block ``height`` (None: the latest) as a rolled-back view."""
+    def _view_at(
+        self,
+        txn: Any,
+        height: int | None,
+        keys: Sequence[bytes] | None = None,
+        undo_bytes_max: int | None = None,
+    ) -> _StateView:
+        """The state after block ``height`` (None: the latest) as a rolled-back view; with
+        ``keys``, only what proofs of those keys read is rolled back (bounded memory)."""
         meta = _read_meta(txn, self._dbs)
         if height is None:
             height = meta.height
@@ -789,13 +803,21 @@ class Store:
             raise ProofHeightError(
                 f"height {height} is not committed yet (latest is {meta.height})"
             )
-        view = _StateView(txn, self._dbs, meta)
+        view = _StateView(txn, self._dbs, meta, keys)
+        undo_bytes = 0
         for h in range(meta.height, height, -1):  # newest first: earlier records win
             raw = txn.get(height_key(h), db=self._dbs["undo"])
             if raw is None:
                 raise ProofHeightError(
                     f"the state at height {height} is no longer kept (provable heights "
                     f"{h}..{meta.height})"
+                )
+            undo_bytes += len(raw)
+            if undo_bytes_max is not None and undo_bytes > undo_bytes_max:
+                raise ProofHeightError(
+                    f"height {height} is too far back to prove here: the blocks since then "
+                    f"changed more than {undo_bytes_max >> 20} MiB of state (proven back to "
+                    f"height {h})"
                 )
             view.undo(h - 1, UndoRecord.from_bytes(unseal(bytes(raw), f"undo record {h}")))
         return view
@@ -926,7 +948,9 @@ class _StateView:
     """The stored state and inner nodes, optionally rolled back by undo records (one read
     transaction). Undo records are applied newest first, so an older record's value wins."""
 
-    def __init__(self, txn: Any, dbs: dict[str, Any], meta: StoreMeta) -> None:
+    def __init__(
+        self, txn: Any, dbs: dict[str, Any], meta: StoreMeta, keys: Sequence[bytes] | None
+    ) -> None:
         self._txn = txn
         self._dbs = dbs
         self.height = meta.height
@@ -934,6 +958,15 @@ class _StateView:
         self._state: dict[bytes, bytes | None] = {}
         self._slots: dict[bytes, set[bytes]] = {}  # slot -> rolled-back stored keys in it
         self._nodes: dict[bytes, bytes | None] = {}
+        # With keys: the only node ids and slots their proofs can read.
+        self._want_nodes: set[bytes] | None = None
+        self._want_slots: set[bytes] | None = None
+        if keys is not None:
+            hashes = [key_hash(k) for k in keys]
+            self._want_nodes = {
+                node_id(d, prefix_of(kh, d)) for kh in hashes for d in range(MAX_DEPTH + 1)
+            }
+            self._want_slots = {kh[:SLOT_PREFIX_BYTES] for kh in hashes}
 
     @property
     def rolled_back(self) -> bool:
@@ -942,10 +975,15 @@ class _StateView:
     def undo(self, height_before: int, record: UndoRecord) -> None:
         self.height = height_before
         self.root = record.root_before
-        self._state.update(record.state)
-        for db_key, _ in record.state:
+        state, nodes = record.state, record.nodes
+        if self._want_slots is not None and self._want_nodes is not None:
+            slots, wanted = self._want_slots, self._want_nodes
+            state = [e for e in state if e[0][:SLOT_PREFIX_BYTES] in slots]
+            nodes = [e for e in nodes if e[0] in wanted]
+        self._state.update(state)
+        for db_key, _ in state:
             self._slots.setdefault(db_key[:SLOT_PREFIX_BYTES], set()).add(db_key)
-        self._nodes.update(record.nodes)
+        self._nodes.update(nodes)
 
     def get_node(self, nid: bytes) -> bytes | None:
         if nid in self._nodes:

@@ -135,3 +135,21 @@ def test_a_key_written_twice_in_one_block_rolls_back_to_its_value_before_it(
         )
         assert store.prove_many([key], 1)[0].value == b"two"
         assert store.prove_many([key], 0)[0].value == GENESIS_ENTRIES[1][1]
+
+
+def test_a_proof_reads_a_bounded_amount_of_undo_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A remote client cannot make one proof decode an unbounded history."""
+    with Store.create(tmp_path, CHAIN_ID, GENESIS_HASH, GENESIS_ENTRIES) as store:
+        for h in range(1, 11):
+            commit(store, make_block(SEED, h))
+        with store.read_txn() as txn:
+            sizes = [len(txn.get(height_key(h), db=store._dbs["undo"])) for h in range(1, 11)]
+        monkeypatch.setattr("node.storage.PROOF_UNDO_BYTES_MAX", sum(sizes[5:]))
+        check_proofs_at(store, 5, [b"k/00001"])  # needs exactly the records of 6..10
+        with pytest.raises(ProofHeightError, match="too far back to prove here"):
+            store.prove_many([b"k/00001"], 4)
+        with store.read_txn() as txn:  # an operator's export is not bounded
+            entries, _ = store.state_at(txn, 0)
+        assert entries == sorted(GENESIS_ENTRIES)
