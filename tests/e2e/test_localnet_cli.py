@@ -108,6 +108,18 @@ def test_up_commits_blocks_with_trades(net: Net) -> None:
     assert book["bids"] and book["asks"], "the demo maker should keep both sides quoted"
 
 
+def test_logs_show_each_process_and_refuse_an_unknown_name(net: Net) -> None:
+    every = net.run("localnet", "logs", "--home", str(net.home), "-n", "3", key=None)
+    assert every.returncode == 0, every.stderr
+    names = {line.split(":", 1)[0] for line in every.stdout.splitlines() if ":" in line}
+    assert {"node0", "node3", "maker", "taker", "oracle0"} <= names
+    one = net.run("localnet", "logs", "node1", "--home", str(net.home), "-n", "5", key=None)
+    assert one.returncode == 0 and 0 < len(one.stdout.splitlines()) <= 5
+    assert not one.stdout.startswith("node1:")  # one process: its lines as they are
+    missing = net.run("localnet", "logs", "node9", "--home", str(net.home), key=None)
+    assert missing.returncode == 2 and "no log named node9" in missing.stderr
+
+
 def test_transfer_funds_another_account(net: Net) -> None:
     to = net.address(3)
     before = _usdc(net.ok_json("account", to, key=None))
