@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cli.errors import EXIT_OK, CliError
+from cli.trade_common import console as make_console
 from cli.trade_common import print_json, print_tables, table
 from localnet.net import DEFAULT_BASE_PORT, Localnet, LocalnetError, UpOptions, default_home
 from localnet.oracle import read_shift_ppm, write_shift_ppm
@@ -99,7 +99,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         traffic=not args.no_traffic,
         oracle_source=args.oracle_source,
     )
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     try:
         with Progress(
             TextColumn("{task.description}"),
@@ -139,7 +139,7 @@ def up_summary(net: Localnet) -> dict[str, Any]:
 
 
 def print_summary(s: dict[str, Any]) -> None:
-    console = Console()
+    console = make_console()
     nodes = table(
         f"localnet {s['chain_id']} is up ({s['home']})",
         ["node", "API", "p2p", "metrics"],

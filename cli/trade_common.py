@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -222,13 +223,13 @@ def print_committed(
     if args.json:
         print_json(answer)
         return EXIT_OK if ok else EXIT_REJECTED
-    console = Console()
-    console.print(
+    out = console()
+    out.print(
         f"tx {answer['tx_id']} committed at height {answer['height']}"
         + ("" if answer.get("code") == "ok" else f": {answer['code']}: {answer.get('message')}")
     )
     for i, r in enumerate(answer.get("results", [])):
-        console.print(f"  action {i}: {describe_result(r, market)}")
+        out.print(f"  action {i}: {describe_result(r, market)}")
     return EXIT_OK if ok else EXIT_REJECTED
 
 
@@ -253,6 +254,16 @@ def describe_result(result: dict[str, Any], market: MarketInfo | None) -> str:
 # ---- output --------------------------------------------------------------------------------
 
 
+PIPE_WIDTH = 200  # columns for tables written to a pipe or file
+
+
+def console(stderr: bool = False) -> Console:
+    """A console for people. On a terminal rich uses its width; into a pipe or a file it
+    would assume 80 columns and cut values short ("BTC-P…"), so it gets a wide line."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else PIPE_WIDTH)
+
+
 def print_json(body: Any) -> None:
     print(json.dumps(body, indent=None, separators=(",", ":")))
 
@@ -267,6 +278,6 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
 
 
 def print_tables(*tables: Table) -> None:
-    console = Console()
+    out = console()
     for t in tables:
-        console.print(t)
+        out.print(t)

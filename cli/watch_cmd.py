@@ -16,11 +16,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import trio
-from rich.console import Console
 from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 
 from cli.errors import EXIT_OK, EXIT_REJECTED, CliError
-from cli.trade_common import add_common_arguments, node_url, table
+from cli.trade_common import add_common_arguments, console, node_url, table
 
 MESSAGE_BYTES_MAX = 4 * 1024 * 1024
 
@@ -45,7 +44,7 @@ def ws_url(http_url: str) -> str:
 class Watch:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.console = Console()
+        self.console = console()
         self.updates = 0
         self.expected_seq = 0
         self.gap: str | None = None

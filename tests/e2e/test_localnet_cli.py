@@ -169,6 +169,38 @@ def test_market_order_fills_against_the_maker(net: Net) -> None:
     assert tx["height"] == filled["height"] and tx["results"][0]["code"] == "ok"
 
 
+def test_triggers_reduce_only_cancel_all_withdraw_and_tables(net: Net) -> None:
+    """demo2 holds the 0.002 BTC-PERP long bought above."""
+    mark = float(net.ok_json("book", "BTC-PERP", key=None)["bids"][0][0])
+    take = net.ok_json("order", "place", "BTC-PERP", "sell", "0.001",
+                       "--take-profit", f"{mark * 1.05:.0f}", key=2)  # fmt: skip
+    stop = net.ok_json("order", "place", "BTC-PERP", "sell", "0.001", "--stop",
+                       f"{mark * 0.95:.0f}", "--reduce-only", key=2)  # fmt: skip
+    for placed in (take, stop):
+        assert placed["results"][0]["code"] == "ok"
+        assert placed["results"][0]["status"] == "waiting"
+    every = net.ok_json("order", "cancel", "all", "--all", key=2)
+    assert every["results"][0]["code"] == "ok"
+    assert net.ok_json("order", "list", "--market", "BTC-PERP", key=2)["orders"] == []
+
+    reduce = net.ok_json("order", "place", "BTC-PERP", "sell", "0.001", "--reduce-only", key=2)
+    assert reduce["results"][0]["code"] == "ok" and int(reduce["results"][0]["filled_lots"]) == 10
+    account = net.ok_json("account", key=2)
+    position = next(p for p in account["positions"] if p["market"] == "BTC-PERP")
+    assert position["size"] == "0.001"
+
+    withdrawn = net.ok_json("withdraw", "USDC", "10", "--destination", "bank", key=2)
+    assert withdrawn["results"][0]["code"] == "ok"
+    isolated = net.ok_json("leverage", "ETH-PERP", "5", "--isolated", key=2)
+    assert isolated["results"][0]["code"] == "ok"
+
+    # Tables for people: the same data without --json.
+    table = net.run("account", key=2)
+    assert table.returncode == 0 and "BTC-PERP" in table.stdout and "{" not in table.stdout
+    trades = net.run("watch", "trades", "BTC-PERP", "--count", "1", "--seconds", "30", key=None)
+    assert trades.returncode == 0 and trades.stdout.strip(), trades.stderr
+
+
 def test_leverage(net: Net) -> None:
     ok = net.ok_json("leverage", "ETH-PERP", "10", key=1)
     assert ok["results"][0]["code"] == "ok"
