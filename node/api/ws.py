@@ -17,7 +17,6 @@ with close code 1008 and a reason, instead of letting the queue grow.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +35,7 @@ SUBSCRIPTIONS_PER_CONNECTION_MAX = 32
 CONNECTIONS_MAX = 1_000
 MESSAGE_BYTES_MAX = 4096
 CLOSE_POLICY = 1008
+CLOSE_TRY_AGAIN_LATER = 1013
 
 
 class Subscription:
@@ -188,18 +188,27 @@ class StreamHub:
     async def endpoint(self, websocket: WebSocket) -> None:
         if len(self.connections) >= CONNECTIONS_MAX:
             self.node.metrics.websocket_disconnects.labels(reason="too_many_connections").inc()
-            await websocket.close(code=1013, reason="too many WebSocket connections")
+            # Accepted first: a close during the handshake reaches the client as an HTTP 403,
+            # without the close code and reason.
+            await websocket.accept()
+            await websocket.close(
+                code=CLOSE_TRY_AGAIN_LATER, reason="too many WebSocket connections"
+            )
             return
-        await websocket.accept()
         conn = Connection()
+        # Counted before the handshake's await, so concurrent handshakes cannot pass the cap.
         self.connections.add(conn)
         self._count_connections()
         try:
+            await websocket.accept()
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer, websocket, conn, nursery.cancel_scope)
-                nursery.start_soon(self._watch_slow, websocket, conn, nursery.cancel_scope)
+                nursery.start_soon(self._count_slow, conn)
                 await self._reader(websocket, conn)
-                nursery.cancel_scope.cancel()
+                # A consumer found too slow: the writer is sending its close frame (the reader
+                # stops once the close starts) and ends the connection when it is out.
+                if not conn.too_slow:
+                    nursery.cancel_scope.cancel()
         except WebSocketDisconnect:
             pass
         finally:
@@ -215,19 +224,27 @@ class StreamHub:
         metrics.websocket_subscribers.set(self._subscriber_count())
 
     async def _writer(self, ws: WebSocket, conn: Connection, scope: trio.CancelScope) -> None:
+        """Sends the queue in order; for a consumer found too slow, the close frame instead of
+        the rest. The close is sent by this task, after the send in flight: the server's send
+        cannot be interrupted, and cancelling the close while it waits would drop the
+        connection without its code and reason."""
         try:
             async for text in conn.receive_channel:
+                if conn.too_slow:
+                    break
                 await ws.send_text(text)
+            if conn.too_slow:
+                await ws.close(code=CLOSE_POLICY, reason="consumer too slow; resubscribe")
         except (WebSocketDisconnect, RuntimeError):
-            scope.cancel()
+            pass
+        scope.cancel()
 
-    async def _watch_slow(self, ws: WebSocket, conn: Connection, scope: trio.CancelScope) -> None:
+    async def _count_slow(self, conn: Connection) -> None:
+        """Counts the disconnect when the consumer is found too slow (its close frame may wait
+        until the consumer reads what is already in flight)."""
         await conn.closed.wait()
         if conn.too_slow:
             self.node.metrics.websocket_disconnects.labels(reason="slow_consumer").inc()
-            with contextlib.suppress(RuntimeError):
-                await ws.close(code=CLOSE_POLICY, reason="consumer too slow; resubscribe")
-        scope.cancel()
 
     async def _reader(self, ws: WebSocket, conn: Connection) -> None:
         while True:
