@@ -8,6 +8,13 @@ stored events by height (``Store.get_events``); this index is a cache of the rec
 
 An item's cursor is ``"<height>.<index>"`` (its event position); pages go from newest to
 oldest and ``cursor`` asks for items strictly older than the given one.
+
+Because it is a cache, every list also says from which height on it is complete
+(``complete_from_height``): the first height the index saw, moved up when a full ring drops
+its oldest item, and, for an account, past the last time the index forgot an account (one
+forgotten then may have had items it no longer holds). An answer carries it, so a client
+asking for an older range learns that the node does not have it rather than reading an empty
+page as "nothing happened".
 """
 
 from __future__ import annotations
@@ -79,13 +86,34 @@ def event_body(event: Sequence[Any]) -> dict[str, Any] | None:
     return dict(zip(names, event[1:], strict=True))
 
 
+class Ring:
+    """One history list: its newest items, and the height from which it holds all of them."""
+
+    __slots__ = ("complete_from_height", "items")
+
+    def __init__(self, size: int, complete_from_height: int) -> None:
+        self.items: deque[HistoryItem] = deque(maxlen=size)
+        self.complete_from_height = complete_from_height
+
+    def append(self, item: HistoryItem) -> None:
+        items = self.items
+        if len(items) == items.maxlen:
+            # Items of the dropped one's height may remain, but not all of them.
+            self.complete_from_height = max(self.complete_from_height, items[0].height + 1)
+        items.append(item)
+
+
 class HistoryIndex:
-    def __init__(self) -> None:
-        self.trades: dict[int, deque[HistoryItem]] = {}
-        self.market_funding: dict[int, deque[HistoryItem]] = {}
-        self.accounts: OrderedDict[bytes, dict[str, deque[HistoryItem]]] = OrderedDict()
+    def __init__(self, start_height: int = 1) -> None:
+        self.trades: dict[int, Ring] = {}
+        self.market_funding: dict[int, Ring] = {}
+        self.accounts: OrderedDict[bytes, dict[str, Ring]] = OrderedDict()
+        self.start_height = start_height  # the first height whose events this index saw
+        self.last_forgotten_height = 0  # when an account was last dropped for the cap
+        self._height = start_height
 
     def add_block(self, height: int, timestamp_ms: int, events: Iterable[Sequence[Any]]) -> None:
+        self._height = height
         for index, event in enumerate(events):
             body = event_body(event)
             if body is None:
@@ -106,11 +134,10 @@ class HistoryIndex:
                 if kind in LEDGER_KINDS:
                     lists["ledger"].append(item)
 
-    @staticmethod
-    def _ring(table: dict[int, deque[HistoryItem]], key: int, size: int) -> deque[HistoryItem]:
+    def _ring(self, table: dict[int, Ring], key: int, size: int) -> Ring:
         ring = table.get(key)
         if ring is None:
-            ring = table[key] = deque(maxlen=size)
+            ring = table[key] = Ring(size, self.start_height)
         return ring
 
     @staticmethod
@@ -123,18 +150,37 @@ class HistoryIndex:
                 out.append(value)
         return out
 
-    def _account(self, who: bytes) -> dict[str, deque[HistoryItem]]:
+    def _account_complete_from(self) -> int:
+        """From which height an account the index does not hold now has no items."""
+        return max(self.start_height, self.last_forgotten_height + 1)
+
+    def _account(self, who: bytes) -> dict[str, Ring]:
         lists = self.accounts.pop(who, None)
         if lists is None:
-            lists = {k: deque(maxlen=ITEMS_PER_ACCOUNT_MAX) for k in ("fills", "funding", "ledger")}
+            since = self._account_complete_from()
+            lists = {k: Ring(ITEMS_PER_ACCOUNT_MAX, since) for k in ("fills", "funding", "ledger")}
         self.accounts[who] = lists
         while len(self.accounts) > ACCOUNTS_MAX:
             self.accounts.popitem(last=False)
+            self.last_forgotten_height = self._height
         return lists
 
-    def account_items(self, who: bytes, kind: str) -> Sequence[HistoryItem]:
+    def account_items(self, who: bytes, kind: str) -> tuple[Sequence[HistoryItem], int]:
+        """The account's items of one list and the height from which they are complete."""
         lists = self.accounts.get(who)
-        return () if lists is None else lists[kind]
+        if lists is None:
+            return (), self._account_complete_from()
+        ring = lists[kind]
+        return ring.items, ring.complete_from_height
+
+    def market_items(
+        self, table: dict[int, Ring], market_id: int
+    ) -> tuple[Sequence[HistoryItem], int]:
+        """A market's trades or funding and the height from which they are complete."""
+        ring = table.get(market_id)
+        if ring is None:
+            return (), self.start_height
+        return ring.items, ring.complete_from_height
 
 
 def page(

@@ -276,8 +276,13 @@ class Queries:
     def trades(self, text: str, limit: int) -> dict[str, Any]:
         market = self.lookup_market(text)
         self.backfill()
-        items = list(self.index.trades.get(market.market_id, ()))[-limit:]
-        return {"market": market.symbol, "trades": [self.trade_json(i) for i in reversed(items)]}
+        ring, complete_from = self.index.market_items(self.index.trades, market.market_id)
+        items = list(ring)[-limit:]
+        return {
+            "market": market.symbol,
+            "trades": [self.trade_json(i) for i in reversed(items)],
+            "complete_from_height": complete_from,
+        }
 
     def funding(
         self, text: str, from_ms: int, to_ms: int, cursor_text: str | None, limit: int
@@ -285,13 +290,13 @@ class Queries:
         market = self.lookup_market(text)
         cursor = _cursor(cursor_text)
         self.backfill()
-        items, next_cursor = page(
-            self.index.market_funding.get(market.market_id, ()), from_ms, to_ms, cursor, limit
-        )
+        ring, complete_from = self.index.market_items(self.index.market_funding, market.market_id)
+        items, next_cursor = page(ring, from_ms, to_ms, cursor, limit)
         return {
             "market": market.symbol,
             "funding": [self.event_json(i) for i in items],
             "next_cursor": next_cursor,
+            "complete_from_height": complete_from,
         }
 
     # ---- accounts --------------------------------------------------------------------------
@@ -413,13 +418,13 @@ class Queries:
         who = self.lookup_address(text)
         cursor = _cursor(cursor_text)
         self.backfill()
-        items, next_cursor = page(
-            self.index.account_items(who, kind), from_ms, to_ms, cursor, limit
-        )
+        ring, complete_from = self.index.account_items(who, kind)
+        items, next_cursor = page(ring, from_ms, to_ms, cursor, limit)
         return {
             "address": who.hex(),
             kind: [self.event_json(i) for i in items],
             "next_cursor": next_cursor,
+            "complete_from_height": complete_from,
         }
 
     def event_json(self, item: HistoryItem) -> dict[str, Any]:
@@ -458,16 +463,22 @@ class Queries:
         self._backfilled = True
         store = self.node.chain.store
         top = store.height
-        for height in range(max(1, top - BACKFILL_HEIGHTS + 1), top + 1):
+        # The newest heights whose events are all stored, oldest first: the index is complete
+        # from the first of them (a pruned or unreadable height ends the range).
+        found: list[tuple[int, int, list[Any]]] = []
+        for height in range(top, max(1, top - BACKFILL_HEIGHTS + 1) - 1, -1):
             raw_events = store.get_events(height)
             raw_block = store.get_block(height)
             if raw_events is None or raw_block is None:
-                continue
+                break
             try:
                 events = decode_raw(raw_events)
                 timestamp_ms = Block.from_wire(raw_block).header.timestamp_ms
             except DecodeError:
-                continue
+                break
+            found.append((height, timestamp_ms, events))
+        self.index.start_height = found[-1][0] if found else top + 1
+        for height, timestamp_ms, events in reversed(found):
             self.index.add_block(height, timestamp_ms, events)
         self.indexed_height = max(self.indexed_height, top)
 

@@ -126,7 +126,8 @@ class StreamHub:
             return {"bids": book["bids"], "asks": book["asks"]}
         if sub.channel == "trades":
             market = q.lookup_market(sub.market)
-            trades = [q.trade_json(i) for i in index.trades.get(market.market_id, ())]
+            recent, _ = index.market_items(index.trades, market.market_id)
+            trades = [q.trade_json(i) for i in recent]
             return {"trades": trades} if trades else None
         if sub.channel == "blocks":
             return {

@@ -172,6 +172,7 @@ async def test_history_routes_answer_and_page_without_gaps_or_repeats(tmp_path: 
                 assert market.status_code == 200, market.text
                 body = market.json()
                 assert (body["market"], body["next_cursor"]) == ("BTC-PERP", None)
+                assert body["complete_from_height"] == 1  # the index saw every height
                 assert [e["height"] for e in body["funding"]] == [5, 4, 3, 2, 1]
                 newest = body["funding"][0]
                 assert (newest["kind"], newest["market"], newest["rate_ppb"]) == (
@@ -187,6 +188,7 @@ async def test_history_routes_answer_and_page_without_gaps_or_repeats(tmp_path: 
                     ("funding_payment", "0.006"),
                 ]
                 ledger = (await http.get(f"/v1/accounts/{alice}/ledger")).json()
+                assert ledger["complete_from_height"] == 1
                 kinds = [(e["height"], e["kind"]) for e in ledger["ledger"][:3]]
                 assert kinds == [(5, "transfer"), (5, "funding_payment"), (5, "fill")]
                 assert len(ledger["ledger"]) == 15  # the oracle and funding events are not hers
@@ -233,7 +235,12 @@ async def test_history_routes_answer_and_page_without_gaps_or_repeats(tmp_path: 
 
                 # The cursor of an older item than everything left answers an empty last page.
                 tail = await http.get("/v1/markets/BTC-PERP/funding", params={"cursor": "1.0"})
-                assert tail.json() == {"market": "BTC-PERP", "funding": [], "next_cursor": None}
+                assert tail.json() == {
+                    "market": "BTC-PERP",
+                    "funding": [],
+                    "next_cursor": None,
+                    "complete_from_height": 1,
+                }
                 bad = await http.get("/v1/markets/BTC-PERP/funding", params={"cursor": "x"})
                 assert (bad.status_code, bad.json()["code"]) == (400, "bad_cursor")
             nursery.cancel_scope.cancel()
