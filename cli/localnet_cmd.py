@@ -23,7 +23,7 @@ from cli.errors import EXIT_OK, CliError
 from cli.trade_common import console as make_console
 from cli.trade_common import print_json, print_tables, table
 from localnet.net import DEFAULT_BASE_PORT, Localnet, LocalnetError, UpOptions, default_home
-from localnet.oracle import read_shift_ppm, write_shift_ppm
+from localnet.oracle import read_shift_ppm, source_factory, write_shift_ppm
 
 
 def register(sub: Any) -> None:
@@ -88,6 +88,13 @@ def cmd_up(args: argparse.Namespace) -> int:
         raise CliError("--validators must be 1..16 on one machine")
     if not 50 <= args.block_ms <= 60_000:
         raise CliError("--block-ms must be 50..60000")
+    if args.oracle_source is not None:
+        # Checked here: the feeders run in the background, where a bad source would only
+        # show as feeders that died.
+        try:
+            source_factory(args.oracle_source)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
     net = _net(args)
     opts = UpOptions(
         validators=args.validators,

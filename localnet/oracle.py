@@ -119,15 +119,29 @@ def shifted(ticks: int, shift_ppm: int, max_ticks: int) -> int:
     return max(1, min(max_ticks, ticks * (PPM + shift_ppm) // PPM))
 
 
+def source_factory(spec: str) -> Callable[[list[dict[str, Any]]], Any]:
+    """The factory a ``module:factory`` spec names; ValueError with a one-line reason.
+
+    The factory takes the node's market list (``GET /v1/markets``) and returns an object
+    with ``price_ticks(market, now_ms) -> int`` (:class:`PriceSource`)."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"oracle source {spec!r} is not module:factory")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"oracle source module {module_name!r} does not import: {exc}") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ValueError(f"oracle source {spec!r}: {module_name} has no callable {attr!r}")
+    return factory  # type: ignore[no-any-return]
+
+
 def load_source(spec: str | None, genesis: dict[str, Any], markets: list[dict[str, Any]]) -> Any:
     if spec is None:
         initial = {m["symbol"]: int(m["initial_price_ticks"]) for m in genesis["markets"]}
         return RandomWalk(int(genesis["genesis_time_ms"]), initial)
-    module_name, _, attr = spec.partition(":")
-    factory: Callable[[list[dict[str, Any]]], Any] = getattr(
-        importlib.import_module(module_name), attr
-    )
-    return factory(markets)
+    return source_factory(spec)(markets)
 
 
 def feed_once(

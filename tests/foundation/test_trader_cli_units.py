@@ -21,7 +21,14 @@ from cli.trade_cmd import build_place
 from cli.trade_common import Catalogue
 from consensus.types import COMMIT, BlockHeader, QCSignature, QuorumCert
 from consensus.verify import sign_vote
-from localnet.oracle import RandomWalk, read_shift_ppm, shifted, write_shift_ppm
+from localnet.oracle import (
+    RandomWalk,
+    load_source,
+    read_shift_ppm,
+    shifted,
+    source_factory,
+    write_shift_ppm,
+)
 from node.keys import write_key_file
 from state_machine.codec import encode
 from state_machine.crypto import Keypair
@@ -258,3 +265,34 @@ def test_json_output_of_a_refused_submission(
     out, err = capsys.readouterr()
     assert out == "" and printed.get("code", "not committed") in err
     assert len(posted) == 2
+
+
+def test_a_pluggable_oracle_source_is_loaded_or_refused_with_a_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "flat_prices.py").write_text(
+        "class Flat:\n"
+        "    def __init__(self, markets):\n"
+        "        self.ticks = {m['symbol']: 12345 for m in markets}\n"
+        "    def price_ticks(self, market, now_ms):\n"
+        "        return self.ticks[market['symbol']]\n"
+        "not_callable = 3\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    markets = [{"symbol": "BTC-PERP", "market_id": 2}]
+    source = load_source("flat_prices:Flat", {}, markets)
+    assert source.price_ticks(markets[0], 0) == 12345
+    for spec, reason in [
+        ("flat_prices", "is not module:factory"),
+        ("no_such_module_here:Flat", "does not import"),
+        ("flat_prices:Missing", "has no callable 'Missing'"),
+        ("flat_prices:not_callable", "has no callable 'not_callable'"),
+    ]:
+        with pytest.raises(ValueError, match=reason):
+            source_factory(spec)
+    # localnet up refuses it before starting anything.
+    home = tmp_path / "ln"
+    argv = ["localnet", "up", "--home", str(home), "--oracle-source", "flat_prices:Missing"]
+    assert main(argv) == 2
+    assert "has no callable 'Missing'" in capsys.readouterr().err
+    assert not home.exists()
