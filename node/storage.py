@@ -697,18 +697,6 @@ class Store:
         with self._env.begin() as txn:
             return _read_entries(txn, self._dbs)
 
-    def iter_entries(self, txn: Any) -> Iterator[tuple[bytes, bytes]]:
-        """Entries sorted by key inside a caller's read transaction (snapshot export).
-
-        Stored order is by slot, so this reads them all and sorts.
-        """
-        yield from _read_entries(txn, self._dbs)
-
-    def count_entries(self, txn: Any) -> int:
-        """Number of state entries, inside a caller's read transaction."""
-        entries: int = txn.stat(self._dbs["state"])["entries"]
-        return entries
-
     def read_txn(self) -> Any:
         """A read transaction (context manager) for several consistent reads."""
         return self._env.begin()

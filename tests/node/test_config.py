@@ -168,6 +168,10 @@ INVALID = [
     ("[consensus]\nblock_interval_ms = 0.5\n", "consensus.block_interval_ms must be an integer"),
     ("[mempool]\ntxs_max = true\n", "mempool.txs_max must be an integer, got a boolean"),
     ("[storage]\npruning_keep_blocks = -1\n", "storage.pruning_keep_blocks = -1 is out of range"),
+    (
+        "[storage]\nproof_history_heights = 100001\n",
+        "storage.proof_history_heights = 100001 is out of range",
+    ),
     ('[api]\nlisten = "localhost"\n', "api.listen"),
     ('[metrics]\nlisten = "127.0.0.1:99999"\n', "metrics.listen"),
     ('[metrics]\nenabled = "yes"\n', "metrics.enabled must be true or false"),

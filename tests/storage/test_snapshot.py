@@ -212,3 +212,5 @@ def test_export_at_a_past_height_is_the_state_of_that_height(
     for height in ("7", "99"):
         assert main([*argv, "--height", height]) == 2
         assert capsys.readouterr().err.startswith("error: cannot export height")
+    assert main([*argv, "--height", "-1"]) == 2
+    assert "--height must be 0 or more" in capsys.readouterr().err
