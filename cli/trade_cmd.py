@@ -56,7 +56,9 @@ U64_MAX = 2**64 - 1
 
 def register(sub: Any) -> None:
     _register_order(sub)
-    account = sub.add_parser("account", help="balances, positions (liquidation prices), margin")
+    account = sub.add_parser(
+        "account", help="balances, positions (liquidation prices), margin, open-order counts"
+    )
     account.add_argument("address", nargs="?", help="account address (default: --key's)")
     add_common_arguments(account, key=True)
     account.set_defaults(func=cmd_account)
@@ -119,13 +121,23 @@ def _register_order(sub: Any) -> None:
     place.add_argument("--tif", choices=tuple(TIF_BY_NAME), default=None)
     place.add_argument("--reduce-only", action="store_true")
     trigger = place.add_mutually_exclusive_group()
-    trigger.add_argument("--stop", metavar="PX", help="stop trigger price")
-    trigger.add_argument("--take-profit", metavar="PX", help="take-profit trigger price")
+    trigger.add_argument(
+        "--stop",
+        metavar="PX",
+        help="stop trigger price: the order waits (status waiting in 'order list') until the "
+        "mark reaches PX, then is placed (a limit order with --price, else a market order)",
+    )
+    trigger.add_argument(
+        "--take-profit", metavar="PX", help="take-profit trigger price (waits like --stop)"
+    )
     place.add_argument("--client-id", type=int, default=0)
     add_common_arguments(place, key=True)
     place.set_defaults(func=cmd_order_place)
 
-    cancel = order_sub.add_parser("cancel", help="cancel by order id, client id, or all")
+    cancel = order_sub.add_parser(
+        "cancel",
+        help="cancel by order id, client id, or all (waiting stop/take-profit orders included)",
+    )
     cancel.add_argument("market", help="market symbol (with --all: 'all' for every market)")
     cancel.add_argument("order_id", nargs="?", type=int)
     cancel.add_argument("--client-id", type=int)
@@ -141,7 +153,16 @@ def _register_order(sub: Any) -> None:
     add_common_arguments(amend, key=True)
     amend.set_defaults(func=cmd_order_amend)
 
-    listing = order_sub.add_parser("list", help="open orders of an account")
+    listing = order_sub.add_parser(
+        "list",
+        help="open orders of an account: resting orders and waiting stop/take-profit orders",
+        description=(
+            "Open orders of an account: resting orders (status resting) and stop/take-profit "
+            "orders waiting for their trigger price (status waiting; the trigger column says "
+            "when they fire, e.g. 'mark <= 57000'; price is their limit price, 'market' for "
+            "the market kinds). With --json: the body of GET /v1/accounts/{address}/orders."
+        ),
+    )
     listing.add_argument("address", nargs="?", help="account address (default: --key's)")
     listing.add_argument("--market", help="only this market")
     add_common_arguments(listing, key=True)
@@ -241,6 +262,12 @@ def _amend_target(args: argparse.Namespace, client: Any, market: MarketInfo) -> 
     current = next((o for o in orders if int(o["order_id"]) == args.order_id), None)
     if current is None or current["market"] != market.symbol:
         raise CliError(f"no open order {args.order_id} in {market.symbol}", 1)
+    if current.get("status") == "waiting":
+        raise CliError(
+            f"order {args.order_id} is a waiting {current.get('trigger_kind')} order; amend "
+            "changes resting orders only (cancel it and place it again)",
+            1,
+        )
     if price is None:
         price = market.price_to_ticks(current["price"])
     if size is None:
@@ -264,21 +291,45 @@ def cmd_order_list(args: argparse.Namespace) -> int:
             o["order_id"],
             o["market"],
             o["side"],
-            o["price"],
+            KIND_LABELS.get(int(o["kind"]), str(o["kind"])),
+            o.get("status", ""),
+            o["price"] if o["price"] is not None else "market",
+            trigger_label(o),
             o["size"],
             o["filled"],
+            "yes" if o.get("reduce_only") else "",
             o.get("client_id") or "",
         ]
         for o in orders
     ]
+    columns = ["order id", "market", "side", "kind", "status", "price", "trigger", "size"]
     print_tables(
         table(
             f"open orders of {address[:16]}... at height {body['height']}",
-            ["order id", "market", "side", "price", "size", "filled", "client id"],
+            [*columns, "filled", "reduce only", "client id"],
             rows,
         )
     )
     return EXIT_OK
+
+
+KIND_LABELS = {
+    KIND_LIMIT: "limit",
+    KIND_MARKET: "market",
+    KIND_STOP_MARKET: "stop market",
+    KIND_STOP_LIMIT: "stop limit",
+    KIND_TAKE_PROFIT_MARKET: "take-profit market",
+    KIND_TAKE_PROFIT_LIMIT: "take-profit limit",
+}
+
+
+def trigger_label(order: dict[str, Any]) -> str:
+    """When a waiting trigger fires, e.g. ``mark <= 57000``; empty for a resting order."""
+    price = order.get("trigger_price")
+    if price is None:
+        return ""
+    above = order.get("trigger_condition") == "mark_at_or_above"
+    return f"mark {'>=' if above else '<='} {price}"
 
 
 # ---- account and market data ---------------------------------------------------------------
@@ -327,13 +378,20 @@ def cmd_account(args: argparse.Namespace) -> int:
     margin = body.get("margin") or {}
     summary = table(
         "margin",
-        ["account value", "maintenance margin", "free collateral", "open orders"],
+        [
+            "account value",
+            "maintenance margin",
+            "free collateral",
+            "open orders",
+            "of which waiting triggers",
+        ],
         [
             [
                 margin.get("account_value"),
                 margin.get("maintenance_margin"),
                 margin.get("free_collateral"),
                 body.get("open_orders"),
+                body.get("waiting_triggers", 0),
             ]
         ],
     )

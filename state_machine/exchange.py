@@ -71,6 +71,7 @@ from state_machine.state import (
 from state_machine.triggers import (
     P_TRIGGER,
     TriggerBook,
+    account_triggers,
     cancel_trigger,
     place_trigger,
     trigger_from_entry,
@@ -192,14 +193,17 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "position_transfer": ("market_id", "from", "to", "size_lots", "price_ticks"),
     "insurance_payout": ("account", "market_id", "amount_atoms"),
     "adl": ("market_id", "bankrupt", "counterparty", "size_lots", "price_ticks"),
+    # A trigger order starts waiting; price_ticks is its limit price (0 for the market kinds).
     "trigger_accepted": (
         "market_id",
         "order_id",
         "account",
         "is_buy",
-        "kind",
+        "order_kind",  # not "kind": that names the event in its dict and JSON forms
         "trigger_price_ticks",
+        "price_ticks",
         "size_lots",
+        "client_id",
         "reduce_only",
     ),
     "trigger_cancelled": ("market_id", "order_id", "account", "reason"),
@@ -1354,11 +1358,7 @@ def process_cancel_all(st: ExchangeCore, acct: Account, a: CancelAll) -> ActionR
     victims = [o for o in acct.orders.values() if mid is None or o.market_id == mid]
     for o in victims:
         cancel_resting(st, o, R_USER)
-    # By id: a rebuilt state inserts triggers in key order, a replayed one in placement order.
-    trigs = sorted(
-        (t for t in acct.triggers.values() if mid is None or t.market_id == mid),
-        key=lambda t: t.order_id,
-    )
+    trigs = account_triggers(acct, mid)
     for t in trigs:
         cancel_trigger(st, t, R_USER)
     return ActionResult(OK, ST_CANCELLED, count=len(victims) + len(trigs))

@@ -22,6 +22,7 @@ from state_machine.margin import (
 )
 from state_machine.risk import liquidation_price_ticks
 from state_machine.state import ExchangeCore
+from state_machine.triggers import Trigger, account_triggers
 
 
 def book_levels(st: ExchangeCore, market_id: int, depth: int = 20) -> dict[str, Any] | None:
@@ -55,15 +56,37 @@ def order_dict(o: Order) -> dict[str, Any]:
     }
 
 
+def trigger_dict(t: Trigger) -> dict[str, Any]:
+    """A waiting trigger order in the open-order form (``status`` tells them apart)."""
+    return {
+        "order_id": t.order_id,
+        "market_id": t.market_id,
+        "account": t.account.pubkey,
+        "status": "waiting",
+        "is_buy": t.is_buy,
+        "kind": t.kind,
+        "trigger_price_ticks": t.trigger_price_ticks,
+        "price_ticks": t.price_ticks if t.is_limit else 0,
+        "size_lots": t.size_lots,
+        "client_id": t.client_id,
+        "reduce_only": t.reduce_only,
+        "timestamp_ms": t.timestamp_ms,
+    }
+
+
 def open_orders(
     st: ExchangeCore, account: bytes, market_id: int | None = None
 ) -> list[dict[str, Any]]:
+    """Resting orders, then waiting trigger orders by id (both count as open orders)."""
     acct = st.accounts.get(account)
     if acct is None:
         return []
-    return [
-        order_dict(o) for o in acct.orders.values() if market_id is None or o.market_id == market_id
+    resting = [
+        {**order_dict(o), "status": "resting"}
+        for o in acct.orders.values()
+        if market_id is None or o.market_id == market_id
     ]
+    return resting + [trigger_dict(t) for t in account_triggers(acct, market_id)]
 
 
 def account_summary(st: ExchangeCore, account: bytes) -> dict[str, Any]:
@@ -74,6 +97,7 @@ def account_summary(st: ExchangeCore, account: bytes) -> dict[str, Any]:
         "balances": [],
         "positions": [],
         "open_orders": 0,
+        "waiting_triggers": 0,
         "account_value_atoms": 0,
         "maintenance_margin_atoms": 0,
         "free_collateral_atoms": 0,
@@ -110,7 +134,8 @@ def account_summary(st: ExchangeCore, account: bytes) -> dict[str, Any]:
                 "liquidation_price_ticks": liquidation_price_ticks(st, acct, mid),
             }
         )
-    out["open_orders"] = len(acct.orders)
+    out["open_orders"] = len(acct.orders) + len(acct.triggers)
+    out["waiting_triggers"] = len(acct.triggers)
     out["account_value_atoms"] = cross_account_value_atoms(st, acct)
     out["maintenance_margin_atoms"] = cross_maintenance_atoms(st, acct)
     out["free_collateral_atoms"] = free_collateral(st, acct)

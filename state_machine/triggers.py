@@ -18,6 +18,15 @@ the highest, ties by sequence number (placement order).
 "Reduce-only by default when attached to a position": a trigger order placed while the account
 holds a position on the opposite side (a sell stop under a long) is reduce-only whatever its
 flag says; otherwise the flag decides.
+
+Events (one per change of a waiting trigger, in the order the block makes the changes, so the
+list is as deterministic as the state): ``trigger_accepted`` when it starts waiting (every field
+a client needs to show it as an open order), ``trigger_cancelled`` with the reason (``user``:
+cancel by id, by client id or cancel-all; ``liquidation``: its margin unit was liquidated) and
+``trigger_fired`` when the mark reaches it (with the code and id of the order then placed; a
+refused placement, e.g. a reduce-only trigger whose position is gone, is reported there and the
+trigger is gone too). A waiting trigger counts as an open order of its account: against the
+open-order limit, in cancel-all and in every API listing.
 """
 
 from __future__ import annotations
@@ -94,10 +103,24 @@ class Trigger:
         self.stored = False
 
     @property
+    def is_limit(self) -> bool:
+        """True for the kinds placed as a GTC limit order at ``price_ticks`` when they fire."""
+        return self.kind in (KIND_STOP_LIMIT, KIND_TAKE_PROFIT_LIMIT)
+
+    @property
+    def is_stop(self) -> bool:
+        """True for stops, False for take-profits."""
+        return self.kind in (KIND_STOP_MARKET, KIND_STOP_LIMIT)
+
+    @property
+    def placed_tif(self) -> int:
+        """The time in force of the order placed when it fires."""
+        return TIF_GTC if self.is_limit else TIF_IOC
+
+    @property
     def fires_up(self) -> bool:
         """True if it fires when the mark rises to the trigger (stop buy, take-profit sell)."""
-        is_stop = self.kind in (KIND_STOP_MARKET, KIND_STOP_LIMIT)
-        return self.is_buy == is_stop
+        return self.is_buy == self.is_stop
 
     def state_key(self) -> bytes:
         return (
@@ -172,6 +195,16 @@ class TriggerBook:
         return out
 
 
+def account_triggers(acct: Account, market_id: int | None = None) -> list[Trigger]:
+    """The account's waiting triggers (of one market, or all) by order id: a rebuilt state
+    holds them in key order, a replayed one in placement order, so callers must not use the
+    dict's order."""
+    return sorted(
+        (t for t in acct.triggers.values() if market_id is None or t.market_id == market_id),
+        key=lambda t: t.order_id,
+    )
+
+
 def trigger_book(st: ExchangeCore) -> TriggerBook:
     tb: TriggerBook | None = st.triggers
     check(tb is not None, "exchange state without a trigger book")
@@ -210,7 +243,9 @@ def place_trigger(st: ExchangeCore, acct: Account, a: PlaceOrder, size_lots: int
             a.is_buy,
             a.kind,
             a.trigger_price_ticks,
+            t.price_ticks if t.is_limit else 0,
             size_lots,
+            a.client_id,
             t.reduce_only,
         )
     )
@@ -233,13 +268,12 @@ def fire_triggers(st: ExchangeCore, mid: int, mark: int) -> None:
         st.touch(t)
         acct = t.account
         cid = t.client_id if t.client_id not in acct.client_ids else 0
-        is_market = t.kind not in (KIND_STOP_LIMIT, KIND_TAKE_PROFIT_LIMIT)
         order = PlaceOrder(
             mid,
             t.is_buy,
-            KIND_MARKET if is_market else KIND_LIMIT,
-            TIF_IOC if is_market else TIF_GTC,
-            0 if is_market else t.price_ticks,
+            KIND_LIMIT if t.is_limit else KIND_MARKET,
+            t.placed_tif,
+            t.price_ticks if t.is_limit else 0,
             t.size_lots,
             0,
             t.reduce_only,

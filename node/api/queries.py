@@ -38,6 +38,7 @@ from state_machine.margin import (
 )
 from state_machine.risk import funding_rate_8h_ppb, liquidation_price_ticks, unit_value_and_mm
 from state_machine.state import Account, Position
+from state_machine.triggers import Trigger, account_triggers
 from state_machine.tx import Transaction, WithdrawRequest
 from state_machine.txroot import inclusion_proof, tx_root
 
@@ -378,7 +379,10 @@ class Queries:
             "balances": balances,
             "positions": positions,
             "margin": summary,
-            "open_orders": len(acct.orders) if acct is not None else 0,
+            # Waiting triggers are open orders too (the open-order limit and cancel-all count
+            # them); ``waiting_triggers`` says how many of them are.
+            "open_orders": len(acct.orders) + len(acct.triggers) if acct is not None else 0,
+            "waiting_triggers": len(acct.triggers) if acct is not None else 0,
         }
 
     def open_orders(self, text: str) -> dict[str, Any]:
@@ -402,9 +406,39 @@ class Queries:
                     "kind": order.kind,
                     "reduce_only": order.reduce_only,
                     "timestamp_ms": order.timestamp_ms,
+                    "status": "resting",
+                    "trigger_kind": None,
+                    "trigger_price": None,
+                    "trigger_condition": None,
                 }
             )
+        if acct is not None:
+            orders.extend(self.trigger_json(t) for t in account_triggers(acct))
         return {"address": who.hex(), "height": st.height, "orders": orders}
+
+    def trigger_json(self, t: Trigger) -> dict[str, Any]:
+        """A waiting stop / take-profit in the open-order form: ``price`` is the limit price
+        (null for the market kinds), ``tif`` the one it is placed with when it fires."""
+        units = self.units[t.market_id]
+        size = units.lots_to_size(t.size_lots)
+        return {
+            "order_id": t.order_id,
+            "client_id": t.client_id,
+            "market": units.market.symbol,
+            "side": "buy" if t.is_buy else "sell",
+            "price": units.ticks_to_price(t.price_ticks) if t.is_limit else None,
+            "size": size,
+            "filled": "0",
+            "original_size": size,
+            "tif": t.placed_tif,
+            "kind": t.kind,
+            "reduce_only": t.reduce_only,
+            "timestamp_ms": t.timestamp_ms,
+            "status": "waiting",
+            "trigger_kind": "stop" if t.is_stop else "take_profit",
+            "trigger_price": units.ticks_to_price(t.trigger_price_ticks),
+            "trigger_condition": "mark_at_or_above" if t.fires_up else "mark_at_or_below",
+        }
 
     def history(
         self,

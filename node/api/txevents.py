@@ -4,13 +4,16 @@ The state machine emits one flat event list per block, and a block runs its acti
 (non-order actions, cancels, post-only orders, other orders), so the events of one transaction
 are interleaved with others'. They are attributed here by what identifies them:
 
-* order events (``order_accepted``, ``order_rested``, ``order_cancelled``, ``order_amended``)
-  and fills by order id: the ids the transaction's results report for its placements, cancels
-  and amends (order ids are unique for the chain's life); a fill belongs to every transaction
-  whose order took part in it (taker or maker);
+* order events (``order_accepted``, ``order_rested``, ``order_cancelled``, ``order_amended``,
+  and for stop / take-profit orders ``trigger_accepted`` and ``trigger_cancelled``) and fills
+  by order id: the ids the transaction's results report for its placements, cancels and amends
+  (order ids are unique for the chain's life, shared by resting orders and triggers); a fill
+  belongs to every transaction whose order took part in it (taker or maker);
+* ``trigger_fired`` by its ``trigger_id`` (a trigger placed at or through the mark fires at the
+  end of its own block), and then the events of the order it placed, by that order's id;
 * ``order_rejected`` by signer, market and client id of a rejected placement;
-* ``cancel_all``: the ``order_cancelled`` events of the signer with reason ``user`` in the
-  market (all markets if none was named);
+* ``cancel_all``: the ``order_cancelled`` and ``trigger_cancelled`` events of the signer with
+  reason ``user`` in the market (all markets if none was named);
 * ``transfer``, ``withdrawal``, ``leverage``, ``isolated_margin`` by signer and the action's
   own fields.
 
@@ -34,7 +37,15 @@ from state_machine.tx import (
     WithdrawRequest,
 )
 
-ORDER_EVENTS = ("order_accepted", "order_rested", "order_cancelled", "order_amended")
+ORDER_EVENTS = (
+    "order_accepted",
+    "order_rested",
+    "order_cancelled",
+    "order_amended",
+    "trigger_accepted",
+    "trigger_cancelled",
+)
+CANCEL_EVENTS = ("order_cancelled", "trigger_cancelled")
 
 
 class TxMatcher:
@@ -73,6 +84,8 @@ class TxMatcher:
             return body["order_id"] in self.order_ids or self._cancel_all_hit(kind, body)
         if kind == "fill":
             return bool({body["taker_order_id"], body["maker_order_id"]} & self.order_ids)
+        if kind == "trigger_fired":
+            return body["trigger_id"] in self.order_ids
         if kind == "order_rejected":
             return (
                 body["account"] == self.signer
@@ -82,7 +95,7 @@ class TxMatcher:
 
     def _cancel_all_hit(self, kind: str, body: dict[str, Any]) -> bool:
         return (
-            kind == "order_cancelled"
+            kind in CANCEL_EVENTS
             and body["account"] == self.signer
             and body["reason"] == "user"
             and bool({None, body["market_id"]} & self.cancel_all_markets)
@@ -113,6 +126,13 @@ def tx_event_indexes(
 ) -> list[int]:
     """Positions in the block's event list of the events that belong to ``tx``."""
     matcher = TxMatcher(tx, results)
+    # The order a trigger of this transaction placed when it fired in the same block: its
+    # events come before the ``trigger_fired`` that names it, hence this first pass.
+    for event in events:
+        if event and event[0] == "trigger_fired":
+            body = event_body(event)
+            if body is not None and body["trigger_id"] in matcher.order_ids and body["order_id"]:
+                matcher.order_ids.add(body["order_id"])
     out: list[int] = []
     for index, event in enumerate(events):
         body = event_body(event)
