@@ -603,6 +603,20 @@ def process_oracle_update(st: ExchangeCore, acct: Account, a: OracleUpdate) -> A
 # ---- orders -------------------------------------------------------------------------------------
 
 
+def open_order_count(acct: Account) -> int:
+    """Resting orders and waiting triggers: both are open orders under the per-account limit."""
+    return len(acct.orders) + len(acct.triggers)
+
+
+def client_id_open(acct: Account, cid: int) -> bool:
+    """True if a resting order or a waiting trigger of the account holds client id ``cid``."""
+    if not cid:
+        return False
+    if cid in acct.client_ids:
+        return True
+    return bool(acct.triggers) and any(t.client_id == cid for t in acct.triggers.values())
+
+
 def _reject(
     st: ExchangeCore, acct: Account, mid: int, cid: int, code: str, msg: str
 ) -> ActionResult:
@@ -662,9 +676,9 @@ def process_place_order(st: ExchangeCore, acct: Account, a: PlaceOrder) -> Actio
                 f"price {price} is more than {band} ppm from reference {ref}",
             )
         notional_price = price
-    if cid and cid in acct.client_ids:
+    if client_id_open(acct, cid):
         return _reject(st, acct, mid, cid, DUPLICATE_CLIENT_ID, f"client id {cid} is open")
-    if tif in (TIF_GTC, TIF_ALO) and len(acct.orders) >= st.max_open_orders:
+    if tif in (TIF_GTC, TIF_ALO) and open_order_count(acct) >= st.max_open_orders:
         return _reject(st, acct, mid, cid, TOO_MANY_ORDERS, "open order limit reached")
     perp = book.perp
     reduce_only = a.reduce_only
@@ -825,9 +839,9 @@ def process_place_trigger(st: ExchangeCore, acct: Account, a: PlaceOrder) -> Act
     limit_kind = a.kind in (KIND_STOP_LIMIT, KIND_TAKE_PROFIT_LIMIT)
     if limit_kind and (a.price_ticks == 0 or a.price_ticks > market.max_price_ticks):
         return _reject(st, acct, mid, cid, TICK_SIZE, "limit price out of range")
-    if cid and (cid in acct.client_ids or any(t.client_id == cid for t in acct.triggers.values())):
+    if client_id_open(acct, cid):
         return _reject(st, acct, mid, cid, DUPLICATE_CLIENT_ID, f"client id {cid} is open")
-    if len(acct.orders) + len(acct.triggers) >= st.max_open_orders:
+    if open_order_count(acct) >= st.max_open_orders:
         return _reject(st, acct, mid, cid, TOO_MANY_ORDERS, "open order limit reached")
     if not a.reduce_only and trig * a.size_lots * market.tick_lot_atoms < (
         market.min_notional_atoms

@@ -163,3 +163,40 @@ def test_liquidation_cancels_the_waiting_trigger_with_its_reason() -> None:
     assert kinds.index("liquidation") < kinds.index("trigger_cancelled")
     assert open_orders(h.state, a7) == []
     assert event_to_dict(h.last.events[kinds.index("trigger_cancelled")])["account"] == a7
+
+
+def test_a_reduce_only_trigger_whose_position_is_gone_is_refused_when_it_fires() -> None:
+    """Nothing cancels it when the position closes: it waits, and its firing reports the code."""
+    h = Harness()
+    h.one(A2, limit(BTC_PERP, False, 6_000_000, 100))
+    h.one(A1, limit(BTC_PERP, True, 6_000_000, 100))  # A1 long
+    stop = h.one(A1, trigger(BTC_PERP, False, KIND_STOP_MARKET, 5_900_000, 100))
+    h.one(A2, limit(BTC_PERP, True, 6_000_000, 100))
+    h.one(A1, limit(BTC_PERP, False, 6_000_000, 100))  # A1 flat again
+    assert [o["status"] for o in open_orders(h.state, A1)] == ["waiting"]
+    h.oracle(BTC_PERP, 5_890_000)
+    (fired,) = h.events("trigger_fired")
+    assert (fired["trigger_id"], fired["code"]) == (stop.order_id, "reduce_only_would_increase")
+    assert open_orders(h.state, A1) == []
+
+
+def test_a_waiting_trigger_holds_its_client_id_and_its_place_under_the_limit() -> None:
+    g = make_genesis()
+    g = dataclasses.replace(
+        g, parameters=dataclasses.replace(g.parameters, max_open_orders_per_account=2)
+    )
+    h = Harness(g)
+    assert (
+        h.one(A1, trigger(BTC_PERP, True, KIND_STOP_MARKET, 6_500_000, 10, client_id=5)).code
+        == "ok"
+    )
+    # A resting order may not take the client id a waiting trigger holds ...
+    assert (
+        h.one(A1, limit(BTC_PERP, True, 5_900_000, 10, client_id=5)).code == "duplicate_client_id"
+    )
+    assert h.one(A1, trigger(BTC_PERP, True, KIND_STOP_MARKET, 6_600_000, 10)).code == "ok"
+    # ... nor a place beyond the open-order limit, which the triggers fill here.
+    assert h.one(A1, limit(BTC_PERP, True, 5_900_000, 10)).code == "too_many_orders"
+    assert account_summary(h.state, A1)["open_orders"] == 2
+    h.one(A1, CancelByClientId(BTC_PERP, 5))
+    assert h.one(A1, limit(BTC_PERP, True, 5_900_000, 10, client_id=5)).status == "resting"
