@@ -73,6 +73,7 @@ from state_machine.triggers import (
     TriggerBook,
     account_triggers,
     cancel_trigger,
+    open_order_count,
     place_trigger,
     trigger_from_entry,
 )
@@ -601,11 +602,6 @@ def process_oracle_update(st: ExchangeCore, acct: Account, a: OracleUpdate) -> A
 
 
 # ---- orders -------------------------------------------------------------------------------------
-
-
-def open_order_count(acct: Account) -> int:
-    """Resting orders and waiting triggers: both are open orders under the per-account limit."""
-    return len(acct.orders) + len(acct.triggers)
 
 
 def client_id_open(acct: Account, cid: int) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from state_machine.book import Order
+from state_machine.exchange import ST_RESTING, ST_WAITING
 from state_machine.genesis import MARKET_KIND_NAMES
 from state_machine.margin import (
     cross_account_value_atoms,
@@ -22,7 +23,7 @@ from state_machine.margin import (
 )
 from state_machine.risk import liquidation_price_ticks
 from state_machine.state import ExchangeCore
-from state_machine.triggers import Trigger, account_triggers
+from state_machine.triggers import Trigger, account_triggers, open_order_count
 
 
 def book_levels(st: ExchangeCore, market_id: int, depth: int = 20) -> dict[str, Any] | None:
@@ -62,7 +63,7 @@ def trigger_dict(t: Trigger) -> dict[str, Any]:
         "order_id": t.order_id,
         "market_id": t.market_id,
         "account": t.account.pubkey,
-        "status": "waiting",
+        "status": ST_WAITING,
         "is_buy": t.is_buy,
         "kind": t.kind,
         "trigger_price_ticks": t.trigger_price_ticks,
@@ -82,7 +83,7 @@ def open_orders(
     if acct is None:
         return []
     resting = [
-        {**order_dict(o), "status": "resting"}
+        {**order_dict(o), "status": ST_RESTING}
         for o in acct.orders.values()
         if market_id is None or o.market_id == market_id
     ]
@@ -134,7 +135,7 @@ def account_summary(st: ExchangeCore, account: bytes) -> dict[str, Any]:
                 "liquidation_price_ticks": liquidation_price_ticks(st, acct, mid),
             }
         )
-    out["open_orders"] = len(acct.orders) + len(acct.triggers)
+    out["open_orders"] = open_order_count(acct)
     out["waiting_triggers"] = len(acct.triggers)
     out["account_value_atoms"] = cross_account_value_atoms(st, acct)
     out["maintenance_margin_atoms"] = cross_maintenance_atoms(st, acct)

@@ -205,6 +205,12 @@ def account_triggers(acct: Account, market_id: int | None = None) -> list[Trigge
     )
 
 
+def open_order_count(acct: Account) -> int:
+    """Resting orders and waiting triggers: both are open orders, under the per-account limit,
+    in cancel-all and in every listing."""
+    return len(acct.orders) + len(acct.triggers)
+
+
 def trigger_book(st: ExchangeCore) -> TriggerBook:
     tb: TriggerBook | None = st.triggers
     check(tb is not None, "exchange state without a trigger book")

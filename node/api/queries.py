@@ -28,7 +28,7 @@ from node.api.units import MarketUnits, atoms_to_decimal, format_fraction
 from node.keys import parse_address
 from node.storage import ProofAt, ProofHeightError
 from state_machine.codec import DecodeError, decode_raw
-from state_machine.exchange import EVENT_FIELDS
+from state_machine.exchange import EVENT_FIELDS, ST_RESTING, ST_WAITING
 from state_machine.genesis import MARKET_KIND_NAMES, Market
 from state_machine.margin import (
     free_collateral,
@@ -38,7 +38,7 @@ from state_machine.margin import (
 )
 from state_machine.risk import funding_rate_8h_ppb, liquidation_price_ticks, unit_value_and_mm
 from state_machine.state import Account, Position
-from state_machine.triggers import Trigger, account_triggers
+from state_machine.triggers import Trigger, account_triggers, open_order_count
 from state_machine.tx import Transaction, WithdrawRequest
 from state_machine.txroot import inclusion_proof, tx_root
 
@@ -381,7 +381,7 @@ class Queries:
             "margin": summary,
             # Waiting triggers are open orders too (the open-order limit and cancel-all count
             # them); ``waiting_triggers`` says how many of them are.
-            "open_orders": len(acct.orders) + len(acct.triggers) if acct is not None else 0,
+            "open_orders": open_order_count(acct) if acct is not None else 0,
             "waiting_triggers": len(acct.triggers) if acct is not None else 0,
         }
 
@@ -406,7 +406,7 @@ class Queries:
                     "kind": order.kind,
                     "reduce_only": order.reduce_only,
                     "timestamp_ms": order.timestamp_ms,
-                    "status": "resting",
+                    "status": ST_RESTING,
                     "trigger_kind": None,
                     "trigger_price": None,
                     "trigger_condition": None,
@@ -434,7 +434,7 @@ class Queries:
             "kind": t.kind,
             "reduce_only": t.reduce_only,
             "timestamp_ms": t.timestamp_ms,
-            "status": "waiting",
+            "status": ST_WAITING,
             "trigger_kind": "stop" if t.is_stop else "take_profit",
             "trigger_price": units.ticks_to_price(t.trigger_price_ticks),
             "trigger_condition": "mark_at_or_above" if t.fires_up else "mark_at_or_below",
