@@ -179,8 +179,20 @@ def test_triggers_reduce_only_cancel_all_withdraw_and_tables(net: Net) -> None:
     for placed in (take, stop):
         assert placed["results"][0]["code"] == "ok"
         assert placed["results"][0]["status"] == "waiting"
+        assert [e["kind"] for e in placed["events"]] == ["trigger_accepted"]
+    # Waiting, they are open orders: listed with their trigger, counted, in the table.
+    waiting = net.ok_json("order", "list", "--market", "BTC-PERP", key=2)["orders"]
+    ids = [take["results"][0]["order_id"], stop["results"][0]["order_id"]]
+    assert [(o["order_id"], o["status"]) for o in waiting] == [(i, "waiting") for i in ids]
+    assert [o["trigger_kind"] for o in waiting] == ["take_profit", "stop"]
+    assert waiting[1]["trigger_price"] == f"{mark * 0.95:.0f}" and waiting[1]["reduce_only"]
+    assert net.ok_json("account", key=2)["open_orders"] == 2
+    table = net.run("order", "list", "--market", "BTC-PERP", key=2)
+    assert table.returncode == 0 and f"mark <= {mark * 0.95:.0f}" in table.stdout
     every = net.ok_json("order", "cancel", "all", "--all", key=2)
-    assert every["results"][0]["code"] == "ok"
+    assert every["results"][0]["code"] == "ok" and every["results"][0]["count"] == 2
+    cancelled = [(e["kind"], e["order_id"], e["reason"]) for e in every["events"]]
+    assert cancelled == [("trigger_cancelled", i, "user") for i in ids]
     assert net.ok_json("order", "list", "--market", "BTC-PERP", key=2)["orders"] == []
 
     reduce = net.ok_json("order", "place", "BTC-PERP", "sell", "0.001", "--reduce-only", key=2)
