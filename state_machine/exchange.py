@@ -53,6 +53,7 @@ from state_machine.state import (
     P_ASSET,
     P_BALANCE,
     P_FEES,
+    P_INSURANCE,
     P_MARKET,
     P_META,
     P_NONCES,
@@ -192,6 +193,11 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "position_transfer": ("market_id", "from", "to", "size_lots", "price_ticks"),
     "insurance_payout": ("account", "market_id", "amount_atoms"),
     "adl": ("market_id", "bankrupt", "counterparty", "size_lots", "price_ticks"),
+    "vault_refused": ("account", "market_id", "reason", "value_atoms"),
+    "vault_under_water": ("equity_atoms", "maintenance_atoms"),
+    "vault_loss_limit": ("equity_atoms", "high_water_atoms"),
+    "vault_adl": ("market_id", "counterparty", "size_lots", "price_ticks"),
+    "socialised_loss": ("market_id", "bankrupt", "amount_atoms"),
     "trigger_accepted": (
         "market_id",
         "order_id",
@@ -399,6 +405,9 @@ class ExchangeState(ExchangeCore):
                 st.fee_pools[int.from_bytes(key[1:5], "big")].amount_atoms = v[0]
             elif p == P_ASSET:
                 st.asset_totals[int.from_bytes(key[1:5], "big")].amount_atoms = v[0]
+            elif p == P_INSURANCE:
+                check(key == st.vault_peak.state_key(), "vault record of an asset other than USDC")
+                st.vault_peak.amount_atoms = v[0]
             elif p == P_TRIGGER:
                 triggers.append((key, v))
             elif p == P_WITHDRAWAL:

@@ -467,6 +467,7 @@ def end_block_risk(st: ExchangeCore, now: int) -> None:
     n_dirty = len(st.dirty)
     for key in unhealthy:
         liquidate_key(st, idx, key, now)
+    vault_policy(st)
     # Units touched by this block's liquidations are looked at again next block.
     for key in changed_units(st, st.dirty[n_dirty:]):
         idx.pending[key] = None
@@ -685,7 +686,8 @@ def _move_position(
 
 
 def backstop(st: ExchangeCore, acct: Account, mid: int | None) -> None:
-    """Step 2 and 3: the vault takes the positions at mark, or ADL at the bankruptcy price."""
+    """Step 2 and 3: the vault takes the positions at mark if its policy allows, else ADL
+    (at the mark while the unit's value is not negative, else at its bankruptcy price)."""
     params = st.genesis.parameters
     vault_acct = st.account(VAULT)
     vault = st.balance(vault_acct, 0)
@@ -696,7 +698,8 @@ def backstop(st: ExchangeCore, acct: Account, mid: int | None) -> None:
         for p in positions
     )
     fee = min(-((-notional * params.liquidation_fee_ppm) // PPM), max(value, 0))
-    if value - fee >= 0 or vault.available_atoms >= -value:
+    refusal = vault_refusal(st, vault_acct, positions, fee, max(-value, 0))
+    if refusal is None:
         for pos in positions:
             if pos.size_lots:
                 mark = st.mstates[pos.market.market_id].mark_price_ticks
@@ -706,7 +709,13 @@ def backstop(st: ExchangeCore, acct: Account, mid: int | None) -> None:
             vault.available_atoms += fee
         st.events.append(("backstop", acct.pubkey, mid, value, fee))
     else:
-        adl(st, acct, mid, positions)
+        st.events.append(("vault_refused", acct.pubkey, mid, refusal, value))
+        adl(st, acct, mid, positions, at_mark=value >= 0)
+        if fee > 0:
+            # The fee the vault would have charged: a refused takeover costs the unit no less.
+            _pay(st, acct, mid, -fee)
+            vault.available_atoms += fee
+            st.events.append(("liquidation_fee", acct.pubkey, mid, fee))
     cover_bad_debt(st, acct, mid)
 
 
@@ -737,8 +746,11 @@ def cover_bad_debt(st: ExchangeCore, acct: Account, mid: int | None) -> None:
         debt = -st.balance(acct, 0).available_atoms
     if debt <= 0:
         return
-    vault = st.balance(st.account(VAULT), 0)
-    cover = min(debt, max(vault.available_atoms, 0))
+    vault_acct = st.account(VAULT)
+    vault = st.balance(vault_acct, 0)
+    # Never more than the vault's equity: a payout must not leave the vault under water.
+    equity, _ = unit_value_and_mm(st, vault_acct, None)
+    cover = min(debt, max(min(vault.available_atoms, equity), 0))
     if cover:
         vault.available_atoms -= cover
         _pay(st, acct, mid, cover)
@@ -792,21 +804,145 @@ def adl_ranking(st: ExchangeCore, market: Market, bankrupt: Account, long_side: 
     return [(a, pos) for _, _, a, pos in scored] + vault_entry
 
 
-def adl(st: ExchangeCore, acct: Account, mid: int | None, positions: list[Position]) -> None:
-    """Close the unit's positions at its bankruptcy price against ranked opposite positions."""
+def adl(
+    st: ExchangeCore,
+    acct: Account,
+    mid: int | None,
+    positions: list[Position],
+    at_mark: bool = False,
+) -> None:
+    """Close the unit's positions against ranked opposite positions, at the mark (``at_mark``:
+    the unit can pay for its own loss) or at its bankruptcy price (the counterparties take the
+    loss beyond the unit's value: a ``socialised_loss`` event says how much, against the mark).
+
+    The vault's own ADL is reported as ``vault_adl`` events, a trader's as ``adl``.
+    """
+    is_vault = acct.pubkey == VAULT
     for pos in positions:
         if pos.size_lots == 0:
             continue
         market = pos.market
-        p_b = bankruptcy_price_ticks(st, acct, mid, pos)
-        left = abs(pos.size_lots)
+        mark = st.mstates[market.market_id].mark_price_ticks
+        price = mark if at_mark else bankruptcy_price_ticks(st, acct, mid, pos)
+        size = abs(pos.size_lots)
+        left = size
         is_long = pos.size_lots > 0
         for other, opos in adl_ranking(st, market, acct, not is_long):
             if left == 0:
                 break
             q = min(left, abs(opos.size_lots))
             # The bankrupt side sells (if long) q to the counterparty, which closes its short.
-            _move_position(st, market, acct, other, q if is_long else -q, p_b)
-            st.events.append(("adl", market.market_id, acct.pubkey, other.pubkey, q, p_b))
+            _move_position(st, market, acct, other, q if is_long else -q, price)
+            if is_vault:
+                st.events.append(("vault_adl", market.market_id, other.pubkey, q, price))
+            else:
+                st.events.append(("adl", market.market_id, acct.pubkey, other.pubkey, q, price))
             left -= q
         check(left == 0, "positions do not net to zero")
+        loss = (price - mark if is_long else mark - price) * size * market.tick_lot_atoms
+        if loss > 0:
+            st.events.append(("socialised_loss", market.market_id, acct.pubkey, loss))
+
+
+# ---- the vault's own risk ------------------------------------------------------------------
+
+
+def vault_over_loss_limit(st: ExchangeCore, equity: int) -> bool:
+    """The vault lost more than ``vault_loss_limit_ppm`` of its equity high-water mark (kept
+    while it holds positions; 0, i.e. no limit to apply, while it holds none)."""
+    peak = st.vault_peak.amount_atoms
+    limit = st.genesis.parameters.vault_loss_limit_ppm
+    return peak > 0 and equity * PPM < peak * (PPM - limit)
+
+
+def vault_refusal(
+    st: ExchangeCore, vault: Account, positions: list[Position], fee: int, debt: int
+) -> str | None:
+    """Why the vault may not take ``positions`` over (None: it may).
+
+    ``loss_limit``: it is over its loss limit (it is closing what it has, not adding);
+    ``exposure_cap``: a market's vault position would grow past
+    ``vault_market_notional_max_atoms`` at the mark; ``margin``: after the takeover (fee in,
+    the unit's debt ``debt`` paid out) its equity would not cover the initial margin of its
+    positions at each market's maximum leverage (nor their maintenance margin), or its USDC
+    would not cover the debt. The vault takes only what it could have opened itself: a
+    takeover that left it at its maintenance margin would be closed again by the next move.
+    """
+    equity, _ = unit_value_and_mm(st, vault, None)
+    if vault_over_loss_limit(st, equity):
+        return "loss_limit"
+    sizes = {m: p.size_lots for m, p in vault.positions.items() if p.size_lots}
+    grown: set[int] = set()
+    for pos in positions:
+        m = pos.market.market_id
+        old = sizes.get(m, 0)
+        sizes[m] = old + pos.size_lots
+        if abs(sizes[m]) > abs(old):
+            grown.add(m)
+    cap = st.genesis.parameters.vault_market_notional_max_atoms
+    mm = 0  # the larger of initial (at max leverage) and maintenance margin, per market
+    for m in sorted(sizes):
+        market = st.markets[m]
+        notional = abs(sizes[m]) * st.mstates[m].mark_price_ticks * market.tick_lot_atoms
+        if m in grown and notional > cap:
+            return "exposure_cap"
+        mm += max(
+            maintenance_margin_atoms(market, notional),
+            -((-notional) // market.max_leverage),
+        )
+    usdc = vault.balances.get(0)
+    if equity + fee - debt < mm or (usdc.available_atoms if usdc else 0) < debt:
+        return "margin"
+    return None
+
+
+def vault_derisk(st: ExchangeCore, vault: Account) -> None:
+    """Reduce-only IOC market orders closing every vault position into the book, largest
+    notional first (the vault pays the taker fee like anyone)."""
+    from state_machine.exchange import place_internal_order
+
+    positions = sorted(
+        unit_positions(vault, None),
+        key=lambda p: (
+            -abs(p.size_lots)
+            * st.mstates[p.market.market_id].mark_price_ticks
+            * p.market.tick_lot_atoms,
+            p.market.market_id,
+        ),
+    )
+    for pos in positions:
+        s = pos.size_lots
+        place_internal_order(st, vault, pos.market.market_id, s < 0, abs(s), "vault_derisk")
+
+
+def vault_policy(st: ExchangeCore) -> None:
+    """The vault's own risk, after the block's liquidations: under water (equity below its
+    maintenance margin) it closes everything into the book and ADLs the rest in this block;
+    over its loss limit it closes into the book what the book takes. Then the high-water
+    mark follows its equity (reset while it holds no position)."""
+    vault = st.accounts.get(VAULT)
+    if vault is None or not unit_positions(vault, None):
+        _set_vault_peak(st, 0)
+        return
+    equity, mm = unit_value_and_mm(st, vault, None)
+    if equity < mm:
+        st.events.append(("vault_under_water", equity, mm))
+        vault_derisk(st, vault)
+        rest = sorted(unit_positions(vault, None), key=lambda p: p.market.market_id)
+        if rest:
+            equity, _ = unit_value_and_mm(st, vault, None)
+            adl(st, vault, None, rest, at_mark=equity >= 0)
+    elif vault_over_loss_limit(st, equity):
+        st.events.append(("vault_loss_limit", equity, st.vault_peak.amount_atoms))
+        vault_derisk(st, vault)
+    if not unit_positions(vault, None):
+        _set_vault_peak(st, 0)
+        return
+    equity, _ = unit_value_and_mm(st, vault, None)
+    _set_vault_peak(st, max(st.vault_peak.amount_atoms, equity, 0))
+
+
+def _set_vault_peak(st: ExchangeCore, amount_atoms: int) -> None:
+    if st.vault_peak.amount_atoms != amount_atoms:
+        st.vault_peak.amount_atoms = amount_atoms
+        st.touch(st.vault_peak)
