@@ -324,6 +324,7 @@ class ExchangeState(ExchangeCore):
         if genesis.parameters.insurance_fund_atoms:
             vault = st.account(VAULT)
             st.balance(vault, 0).available_atoms += genesis.parameters.insurance_fund_atoms
+            st.vault_peak.amount_atoms = genesis.parameters.insurance_fund_atoms
         for fb in genesis.balances:
             acct = st.account(fb.account)
             st.balance(acct, fb.asset_id).available_atoms += fb.amount_atoms

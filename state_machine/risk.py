@@ -848,8 +848,8 @@ def adl(
 
 
 def vault_over_loss_limit(st: ExchangeCore, equity: int) -> bool:
-    """The vault lost more than ``vault_loss_limit_ppm`` of its equity high-water mark (kept
-    while it holds positions; 0, i.e. no limit to apply, while it holds none)."""
+    """``equity`` is more than ``vault_loss_limit_ppm`` below the vault's high-water mark (its
+    highest equity at a block end since it last ended a block holding no position)."""
     peak = st.vault_peak.amount_atoms
     limit = st.genesis.parameters.vault_loss_limit_ppm
     return peak > 0 and equity * PPM < peak * (PPM - limit)
@@ -860,7 +860,9 @@ def vault_refusal(
 ) -> str | None:
     """Why the vault may not take ``positions`` over (None: it may).
 
-    ``loss_limit``: it is over its loss limit (it is closing what it has, not adding);
+    ``loss_limit``: after it (fee in, debt paid) the vault would be over its loss limit (a
+    vault over it is closing what it has, not adding; the limit also bounds what one episode
+    of takeovers can pay out of the fund for bad debt);
     ``exposure_cap``: a market's vault position would grow past
     ``vault_market_notional_max_atoms`` at the mark; ``margin``: after the takeover (fee in,
     the unit's debt ``debt`` paid out) its equity would not cover the initial margin of its
@@ -869,7 +871,7 @@ def vault_refusal(
     takeover that left it at its maintenance margin would be closed again by the next move.
     """
     equity, _ = unit_value_and_mm(st, vault, None)
-    if vault_over_loss_limit(st, equity):
+    if vault_over_loss_limit(st, equity + fee - debt):
         return "loss_limit"
     sizes = {m: p.size_lots for m, p in vault.positions.items() if p.size_lots}
     grown: set[int] = set()
@@ -919,12 +921,15 @@ def vault_policy(st: ExchangeCore) -> None:
     """The vault's own risk, after the block's liquidations: under water (equity below its
     maintenance margin) it closes everything into the book and ADLs the rest in this block;
     over its loss limit it closes into the book what the book takes. Then the high-water
-    mark follows its equity (reset while it holds no position)."""
+    mark follows its equity: the highest since it last held no position, its equity when it
+    holds none."""
     vault = st.accounts.get(VAULT)
-    if vault is None or not unit_positions(vault, None):
-        _set_vault_peak(st, 0)
+    if vault is None:
         return
     equity, mm = unit_value_and_mm(st, vault, None)
+    if not unit_positions(vault, None):
+        _set_vault_peak(st, max(equity, 0))
+        return
     if equity < mm:
         st.events.append(("vault_under_water", equity, mm))
         vault_derisk(st, vault)
@@ -935,11 +940,11 @@ def vault_policy(st: ExchangeCore) -> None:
     elif vault_over_loss_limit(st, equity):
         st.events.append(("vault_loss_limit", equity, st.vault_peak.amount_atoms))
         vault_derisk(st, vault)
-    if not unit_positions(vault, None):
-        _set_vault_peak(st, 0)
-        return
     equity, _ = unit_value_and_mm(st, vault, None)
-    _set_vault_peak(st, max(st.vault_peak.amount_atoms, equity, 0))
+    if not unit_positions(vault, None):
+        _set_vault_peak(st, max(equity, 0))
+    else:
+        _set_vault_peak(st, max(st.vault_peak.amount_atoms, equity, 0))
 
 
 def _set_vault_peak(st: ExchangeCore, amount_atoms: int) -> None:

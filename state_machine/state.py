@@ -22,9 +22,9 @@ prefix key                                  value (msgpack array)
 0x05   market_id(4) validator(32)           oracle submission: [price_ticks, timestamp_ms]
 0x06   signer(32)                           the signer's kept nonces (ascending)
 0x07   asset_id(4)                          fee pool: [amount_atoms]
-0x08   asset_id(4) (USDC: 0)                 vault equity high-water mark: [amount_atoms], kept
-                                            while the vault holds positions (the insurance
-                                            fund is the USDC balance of the vault account)
+0x08   asset_id(4) (USDC: 0)                 vault equity high-water mark: [amount_atoms] since
+                                            it last held no position (the insurance fund is
+                                            the USDC balance of the vault account)
 0x09   asset_id(4)                          asset totals: [withdrawn_atoms]
 0x0a   withdrawal_id(8)                     withdrawal: [account, asset_id, amount_atoms,
                                             destination, height]
