@@ -37,10 +37,29 @@ then margin units that may be unhealthy are found and liquidated, in key order.
   ``liquidation_partial_notional_atoms`` 20 % at a time, then a cooldown); (2) if it is below
   2/3 or the book did not absorb an order, the vault (the all-zero account whose USDC balance
   is the insurance fund) takes the positions over at the mark price, charging the liquidation
-  fee into the vault; (3) if that would leave a negative balance the vault cannot cover, the
-  positions are instead closed at the unit's bankruptcy price against opposite positions ranked
-  by (mark / entry, or entry / mark for shorts) x (notional / account value), i.e. ADL.
-  Accounts without positions never pay: only the vault and ADL counterparties absorb losses.
+  fee into the vault, if its policy allows (below); (3) else the positions are closed against
+  opposite positions ranked by (mark / entry, or entry / mark for shorts) x (notional /
+  account value), i.e. ADL: at the mark while the unit's value is not negative (the fee still
+  goes to the vault), else at the unit's bankruptcy price, the counterparties taking the loss
+  beyond its value (``socialised_loss``). Accounts without positions never pay: only the vault
+  and ADL counterparties absorb losses.
+* The vault's own risk (the lesson of Hyperliquid's JELLY incident, March 2025: a liquidator
+  that inherits every position can be made to hold far more than its capital carries). The
+  vault is an account like the others and its cross unit is margined like theirs. A takeover
+  is refused (``vault_refused``) if a market's vault position would grow past
+  ``vault_market_notional_max_atoms`` at the mark, if the vault's equity after it would not
+  cover the initial margin of its positions at each market's maximum leverage (it takes only
+  what it could have opened itself), or if it would leave the vault more than
+  ``vault_loss_limit_ppm`` below its equity high-water mark. After the block's liquidations,
+  in the same block: a vault whose equity is below its maintenance margin sends reduce-only
+  IOC orders for every position into the book and ADLs whatever the book did not take (at the
+  mark if its equity is not negative, else at its bankruptcy price: ``socialised_loss``), so
+  it never ends a block under water; a vault beyond its loss limit sends the same orders
+  into the book only (it is solvent: its positions wait for the book rather than being
+  forced on traders). The high-water mark (state key 0x08) is the highest equity at a block
+  end since the vault last ended a block flat, and its equity at such a block end; the limit
+  thus bounds one episode's losses, bad-debt payouts included. Payouts never exceed the
+  vault's equity.
 """
 
 from __future__ import annotations

@@ -44,6 +44,9 @@ LEDGER_KINDS = (
     "position_transfer",
     "insurance_payout",
     "adl",
+    "vault_refused",
+    "vault_adl",
+    "socialised_loss",
     "funding_payment",
     "fill",
 )
