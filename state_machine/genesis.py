@@ -537,13 +537,13 @@ def default_markets() -> tuple[tuple[Asset, ...], tuple[Market, ...]]:
 def default_genesis(
     chain_id: str,
     validator_pubkeys_and_powers: Sequence[tuple[bytes, int]],
-    funded_accounts: Sequence[bytes] | Sequence[tuple[bytes, int, int]] = (),
+    funded_accounts: Sequence[bytes | tuple[bytes, int, int]] = (),
     genesis_time_ms: int = 1_700_000_000_000,
     parameters: Parameters | None = None,
 ) -> Genesis:
     """A validated genesis with the default assets and markets.
 
-    ``funded_accounts`` is either public keys (each gets 1,000,000 USDC, 10 BTC and 100 ETH) or
+    ``funded_accounts`` holds public keys (each gets 1,000,000 USDC, 10 BTC and 100 ETH) and/or
     explicit ``(pubkey, asset_id, amount_atoms)`` triples.
     """
     assets, markets = default_markets()
