@@ -718,22 +718,22 @@ def backstop(st: ExchangeCore, acct: Account, mid: int | None) -> None:
     )
     fee = min(-((-notional * params.liquidation_fee_ppm) // PPM), max(value, 0))
     refusal = vault_refusal(st, vault_acct, positions, fee, max(-value, 0))
+    if fee > 0:
+        # Charged before the positions move: closing an isolated position releases its margin
+        # to cross, and a fee taken from the emptied record afterwards would read as bad debt.
+        # A refused takeover (ADL at the mark) costs the unit the same fee.
+        _pay(st, acct, mid, -fee)
+        vault.available_atoms += fee
     if refusal is None:
         for pos in positions:
             if pos.size_lots:
                 mark = st.mstates[pos.market.market_id].mark_price_ticks
                 _move_position(st, pos.market, acct, vault_acct, pos.size_lots, mark)
-        if fee > 0:
-            _pay(st, acct, mid, -fee)
-            vault.available_atoms += fee
         st.events.append(("backstop", acct.pubkey, mid, value, fee))
     else:
         st.events.append(("vault_refused", acct.pubkey, mid, refusal, value))
         adl(st, acct, mid, positions, at_mark=value >= 0)
         if fee > 0:
-            # The fee the vault would have charged: a refused takeover costs the unit no less.
-            _pay(st, acct, mid, -fee)
-            vault.available_atoms += fee
             st.events.append(("liquidation_fee", acct.pubkey, mid, fee))
     cover_bad_debt(st, acct, mid)
 

@@ -125,6 +125,39 @@ def test_a_bankrupt_unit_the_vault_can_carry_is_taken_over_and_its_debt_paid() -
     audit(h.state)
 
 
+def test_an_isolated_takeover_pays_its_fee_from_the_position_not_from_the_vault() -> None:
+    """The fee is taken before the position moves: closing an isolated position releases its
+    margin to cross, and a fee taken from the emptied record would be bad debt the vault
+    pays back to itself."""
+    h = leveraged(10_000)
+    h.one(A8, SetLeverage(BTC_PERP, 20, True))
+    h.one(A2, limit(BTC_PERP, False, ENTRY, 3_000))
+    assert h.one(A8, limit(BTC_PERP, True, ENTRY, 3_000)).status == "filled"
+    pos = h.state.accounts[A8].positions[BTC_PERP]
+    margin = pos.isolated_margin_atoms
+    assert margin == 3_000 * ENTRY // 20
+    cross = h.bal(A8, 0)[0]
+    price = 5_735_000  # A7 is gone at 5,895,000; A8's isolated value is below 2/3 of its MM
+    h.oracle(BTC_PERP, 5_895_000)
+    vault_before = h.bal(VAULT, 0)[0]
+    h.oracle(BTC_PERP, price)
+    value = margin + (price - ENTRY) * 3_000
+    mm = ceil_div(3_000 * price * 10_000, 10**6)
+    assert 0 < 3 * value < 2 * mm
+    fee = ceil_div(3_000 * price * FEE_PPM, 10**6)
+    (b,) = h.events("backstop")
+    assert (b["account"], b["market_id"], b["value_atoms"], b["fee_atoms"]) == (
+        A8,
+        BTC_PERP,
+        value,
+        fee,
+    )
+    assert not h.events("insurance_payout")
+    assert h.bal(VAULT, 0)[0] == vault_before + fee
+    assert h.bal(A8, 0)[0] == cross + value - fee and pos.isolated_margin_atoms == 0
+    audit(h.state)
+
+
 # ---- the vault under water -------------------------------------------------------------------
 
 
