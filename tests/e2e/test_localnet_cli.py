@@ -291,6 +291,7 @@ def test_liquidation_after_oracle_crash(net: Net) -> None:
     vault_before = net.ok_json("vault", key=None)
     crash = net.run("localnet", "oracle", "--home", str(net.home), "--crash", "30%", key=None)
     assert crash.returncode == 0, crash.stderr
+    assert "localnet logs leverage" in crash.stdout and " vault --node " in crash.stdout
     try:
 
         def oracle_crashed() -> bool:
