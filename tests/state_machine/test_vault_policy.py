@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from state_machine.audit import audit
-from state_machine.exchange import ExchangeState
+from state_machine.exchange import ExchangeState, event_to_dict
 from state_machine.genesis import Parameters, default_genesis
 from state_machine.risk import unit_value_and_mm
 from state_machine.state import VAULT
@@ -287,6 +287,33 @@ def check_vault_after_block(h: Harness) -> None:
     assert equity >= 0
     if "vault_under_water" in kinds:
         assert size(h, VAULT) == 0
+    check_every_loss_is_paid_or_socialised(h)
+
+
+def check_every_loss_is_paid_or_socialised(h: Harness) -> None:
+    """A unit handed to the backstop with a negative value: the vault paid its debt exactly
+    (``insurance_payout``) or ADL passed it to the counterparties, reported as a
+    ``socialised_loss`` of at least the debt (the bankruptcy price rounds against them by less
+    than a tick per lot)."""
+    assert h.last is not None
+    events = [event_to_dict(e) for e in h.last.events]
+    paid = {e["account"]: e["amount_atoms"] for e in events if e["kind"] == "insurance_payout"}
+    socialised: dict[bytes, int] = {}
+    for e in events:
+        if e["kind"] == "socialised_loss":
+            socialised[e["bankrupt"]] = socialised.get(e["bankrupt"], 0) + e["amount_atoms"]
+    for e in events:
+        if e["kind"] in ("backstop", "vault_refused") and e["value_atoms"] < 0:
+            debt = -e["value_atoms"]
+            if e["kind"] == "backstop":
+                assert paid.get(e["account"]) == debt
+            else:
+                lots = sum(
+                    a["size_lots"]
+                    for a in events
+                    if a["kind"] == "adl" and a["bankrupt"] == e["account"]
+                )
+                assert debt <= socialised[e["account"]] < debt + lots
 
 
 def replay(h: Harness, prices: list[int]) -> list[str]:
