@@ -530,10 +530,19 @@ def end_block(st: ExchangeCore, ctx: BlockContext) -> None:
 
 
 def place_internal_order(
-    st: ExchangeCore, acct: Account, market_id: int, is_buy: bool, size_lots: int, why: str
+    st: ExchangeCore,
+    acct: Account,
+    market_id: int,
+    is_buy: bool,
+    size_lots: int,
+    why: str,
+    worst_price_ticks: int = 0,
 ) -> int:
-    """A reduce-only IOC market order the engine sends for an account; returns lots filled."""
-    order = PlaceOrder(market_id, is_buy, KIND_MARKET, TIF_IOC, 0, size_lots, 0, True, 0, 0)
+    """A reduce-only IOC market order the engine sends for an account, filling no worse than
+    ``worst_price_ticks`` if given (and the band edge); returns lots filled."""
+    order = PlaceOrder(
+        market_id, is_buy, KIND_MARKET, TIF_IOC, worst_price_ticks, size_lots, 0, True, 0, 0
+    )
     res = process_place_order(st, acct, order)
     st.events.append(("internal_order", why, acct.pubkey, market_id, res.code, res.filled_lots))
     return res.filled_lots

@@ -918,8 +918,16 @@ def vault_refusal(
 
 
 def vault_derisk(st: ExchangeCore, vault: Account) -> None:
-    """Reduce-only IOC market orders closing every vault position into the book, largest
-    notional first (the vault pays the taker fee like anyone)."""
+    """Reduce-only IOC orders closing every vault position into the book, largest notional
+    first, each no worse than the price that would take the vault's equity (at least zero)
+    below zero: the book may reduce what the vault holds, never leave it flat and negative.
+
+    With equity ``E`` at the mark and ``q`` lots, the fills may lose at most
+    ``B = E - fee bound`` against the mark, so a long sells no lower than ``mark - B / q``
+    (per lot, in tick-lots) and a short buys no higher than ``mark + B / q``. The fee bound
+    is the taker fee on the largest notional such an order can fill (``q x mark + E``) plus an
+    atom of rounding per lot. The vault pays the taker fee like anyone.
+    """
     from state_machine.exchange import place_internal_order
 
     positions = sorted(
@@ -932,8 +940,17 @@ def vault_derisk(st: ExchangeCore, vault: Account) -> None:
         ),
     )
     for pos in positions:
+        market = pos.market
         s = pos.size_lots
-        place_internal_order(st, vault, pos.market.market_id, s < 0, abs(s), "vault_derisk")
+        q = abs(s)
+        tla = market.tick_lot_atoms
+        mark = st.mstates[market.market_id].mark_price_ticks
+        equity = max(unit_value_and_mm(st, vault, None)[0], 0)
+        fee_bound = -((-(q * mark * tla + equity) * market.taker_fee_ppm) // PPM) + q
+        slack_ticks = (equity - fee_bound) // (q * tla)  # floor: never past the budget
+        worst = mark - slack_ticks if s > 0 else mark + slack_ticks
+        worst = max(1, min(worst, market.max_price_ticks))  # the band edge applies too
+        place_internal_order(st, vault, market.market_id, s < 0, q, "vault_derisk", worst)
 
 
 def vault_policy(st: ExchangeCore) -> None:
@@ -951,7 +968,10 @@ def vault_policy(st: ExchangeCore) -> None:
         return
     if equity < mm:
         st.events.append(("vault_under_water", equity, mm))
-        vault_derisk(st, vault)
+        if equity >= 0:
+            # Bankrupt (equity < 0), the book could only add fees and slippage to a deficit
+            # that ADL passes on: it goes straight to ADL at its bankruptcy price.
+            vault_derisk(st, vault)
         rest = sorted(unit_positions(vault, None), key=lambda p: p.market.market_id)
         if rest:
             equity, _ = unit_value_and_mm(st, vault, None)

@@ -161,41 +161,70 @@ def test_an_isolated_takeover_pays_its_fee_from_the_position_not_from_the_vault(
 # ---- the vault under water -------------------------------------------------------------------
 
 
-def test_vault_under_water_closes_into_the_book_and_adls_the_rest_in_the_same_block() -> None:
-    """The vault takes A7's long at 58,950 with a 2,000 USDC fund; the price falls to 55,000:
-    its equity is below zero. In that block it sells what the only bid takes and ADLs the rest
-    against the short at its bankruptcy price; the loss beyond its equity is socialised."""
-    h = leveraged(2_000)
+def vault_with_a_long(fund_usdc: int) -> tuple[Harness, int]:
+    """The vault takes A7's 7,000 lots at 58,950 over; returns (harness, its equity then)."""
+    h = leveraged(fund_usdc)
     takeover = 5_895_000
     h.oracle(BTC_PERP, takeover)
     fee = ceil_div(LOTS * takeover * FEE_PPM, 10**6)
-    assert size(h, VAULT) == LOTS and h.bal(VAULT, 0)[0] == 2_000 * USDC + fee
-    assert h.state.vault_peak.amount_atoms == 2_000 * USDC + fee  # a new high
-    h.one(A3, limit(BTC_PERP, True, 5_400_000, 1_000))
-    mark = 5_500_000
+    assert size(h, VAULT) == LOTS and h.bal(VAULT, 0)[0] == fund_usdc * USDC + fee
+    assert h.state.vault_peak.amount_atoms == fund_usdc * USDC + fee  # a new high
+    return h, fund_usdc * USDC + fee
+
+
+def test_vault_under_water_closes_into_the_book_within_its_equity_and_adls_the_rest() -> None:
+    """Equity between zero and maintenance: the de-risk order takes the bids that leave the
+    vault's equity at or above zero, not the deeper one; the rest is ADL'd at the mark, in
+    the same block; nothing is socialised."""
+    h, equity0 = vault_with_a_long(2_000)
+    near, deep = 5_614_000, 5_400_000
+    h.one(A3, limit(BTC_PERP, True, near, 1_000))
+    h.one(A3, limit(BTC_PERP, True, deep, 5_000))
+    mark = 5_615_000
     h.oracle(BTC_PERP, mark)
-    equity = 2_000 * USDC + fee + (mark - takeover) * LOTS
-    assert equity < 0
+    equity = equity0 + (mark - 5_895_000) * LOTS
+    mm = ceil_div(LOTS * mark * 10_000, 10**6)
+    assert 0 <= equity < mm
     (u,) = h.events("vault_under_water")
-    assert u["equity_atoms"] == equity
-    assert u["maintenance_atoms"] == ceil_div(LOTS * mark * 10_000, 10**6)
+    assert (u["equity_atoms"], u["maintenance_atoms"]) == (equity, mm)
     (io,) = h.events("internal_order")
     assert (io["reason"], io["account"], io["filled_lots"]) == ("vault_derisk", VAULT, 1_000)
     (fill,) = h.events("fill")
-    taker_fee = fill["taker_fee_atoms"]
-    assert (fill["taker"], fill["price_ticks"]) == (VAULT, 5_400_000)
-    # after the fill: 6,000 lots left and the value below; the bankruptcy price makes it
-    # zero (rounded up, for a long)
-    value = equity - (mark - 5_400_000) * 1_000 - taker_fee
-    p_b = ceil_div(mark * 6_000 - value, 6_000)
-    assert p_b > mark
+    assert (fill["taker"], fill["price_ticks"], fill["size_lots"]) == (VAULT, near, 1_000)
+    adls = h.events("vault_adl")
+    assert [(e["counterparty"], e["size_lots"], e["price_ticks"]) for e in adls] == [
+        (A2, 6_000, mark)
+    ]
+    assert not h.events("socialised_loss")
+    left = equity - (mark - near) * 1_000 - fill["taker_fee_atoms"]
+    assert size(h, VAULT) == 0 and h.bal(VAULT, 0)[0] == left >= 0
+    assert size(h, A3) == 1_000  # the deep bid was not hit
+    assert h.state.vault_peak.amount_atoms == left  # flat: its equity
+    audit(h.state)
+
+
+def test_a_bankrupt_vault_is_adld_at_its_bankruptcy_price_and_the_loss_socialised() -> None:
+    """Equity below zero: the book could only add to the deficit, so every position goes
+    straight to ADL at the vault's bankruptcy price, in that block; the counterparties' loss
+    against the mark is the deficit, rounded up by less than a tick per lot."""
+    h, equity0 = vault_with_a_long(2_000)
+    h.one(A3, limit(BTC_PERP, True, 5_400_000, 1_000))
+    mark = 5_500_000
+    h.oracle(BTC_PERP, mark)
+    equity = equity0 + (mark - 5_895_000) * LOTS
+    assert equity < 0
+    (u,) = h.events("vault_under_water")
+    assert u["equity_atoms"] == equity
+    assert not h.events("internal_order") and not h.events("fill")
+    p_b = ceil_div(mark * LOTS - equity, LOTS)
     (adl,) = h.events("vault_adl")
-    assert (adl["counterparty"], adl["size_lots"], adl["price_ticks"]) == (A2, 6_000, p_b)
+    assert (adl["counterparty"], adl["size_lots"], adl["price_ticks"]) == (A2, LOTS, p_b)
     (loss,) = h.events("socialised_loss")
-    assert (loss["bankrupt"], loss["amount_atoms"]) == (VAULT, (p_b - mark) * 6_000)
-    assert size(h, VAULT) == 0 and size(h, A2) == -1_000
+    assert (loss["bankrupt"], loss["amount_atoms"]) == (VAULT, (p_b - mark) * LOTS)
+    assert -equity <= loss["amount_atoms"] < -equity + LOTS
+    assert size(h, VAULT) == 0 and size(h, A2) == 0 and size(h, A3) == 0
     # flat and not negative, up to the rounding of the price (less than one tick per lot)
-    assert 0 <= h.bal(VAULT, 0)[0] < 6_000
+    assert 0 <= h.bal(VAULT, 0)[0] < LOTS
     assert h.state.vault_peak.amount_atoms == h.bal(VAULT, 0)[0]  # flat: its equity
     audit(h.state)
 
