@@ -51,15 +51,17 @@ then margin units that may be unhealthy are found and liquidated, in key order.
   cover the initial margin of its positions at each market's maximum leverage (it takes only
   what it could have opened itself), or if it would leave the vault more than
   ``vault_loss_limit_ppm`` below its equity high-water mark. After the block's liquidations,
-  in the same block: a vault whose equity is below its maintenance margin sends reduce-only
-  IOC orders for every position into the book and ADLs whatever the book did not take (at the
-  mark if its equity is not negative, else at its bankruptcy price: ``socialised_loss``), so
-  it never ends a block under water; a vault beyond its loss limit sends the same orders
-  into the book only (it is solvent: its positions wait for the book rather than being
-  forced on traders). The high-water mark (state key 0x08) is the highest equity at a block
-  end since the vault last ended a block flat, and its equity at such a block end; the limit
-  thus bounds one episode's losses, bad-debt payouts included. Payouts never exceed the
-  vault's equity.
+  in the same block: a vault whose equity is below its maintenance margin but not negative
+  sends reduce-only IOC orders for every position into the book, each filling no worse than
+  the price that would take its equity below zero, and ADLs at the mark what the book did not
+  take; a bankrupt vault (equity below zero) is ADL'd at once at its bankruptcy price
+  (``socialised_loss``): the book could only add fees and slippage to its deficit. So it never
+  ends a block under water, nor flat and negative. A vault beyond its loss limit sends the
+  same bounded orders into the book only (it is solvent: its positions wait for the book
+  rather than being forced on traders). The high-water mark (state key 0x08) is the highest
+  equity at a block end since the vault last ended a block flat, and its equity at such a
+  block end; the limit thus bounds one episode's losses, bad-debt payouts included. Payouts
+  never exceed the vault's equity.
 """
 
 from __future__ import annotations
