@@ -100,6 +100,7 @@ ENTRY_KINDS = {
     0x05: "oracle",
     0x06: "nonces",
     0x07: "fee_pool",
+    0x08: "vault_peak",
     0x09: "asset_totals",
     0x0A: "withdrawal",
     0x0B: "trigger",

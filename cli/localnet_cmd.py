@@ -294,4 +294,9 @@ def cmd_oracle(args: argparse.Namespace) -> int:
         shift = parse_percent(args.pump)
     write_shift_ppm(net.home, shift)
     print(f"oracle feeders now shift every price by {shift / 10_000:+g}% (from their next update)")
+    if net.procs.alive("leverage"):
+        exe = perpbft_command()
+        api = net.api_urls()[0]
+        print(f"liquidations: {exe} localnet logs leverage --home {net.home}")
+        print(f"the vault:    {exe} vault --node {api}")
     return EXIT_OK

@@ -33,7 +33,7 @@ COMMAND_MODULES = (
 LIGHT_COMMANDS = {
     **dict.fromkeys(
         ("order", "account", "book", "trades", "funding", "transfer", "withdraw", "leverage",
-         "tx"),
+         "tx", "vault"),
         "cli.trade_cmd",
     ),
     "watch": "cli.watch_cmd",

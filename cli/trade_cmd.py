@@ -81,6 +81,11 @@ def register(sub: Any) -> None:
     add_common_arguments(funding, key=True)
     funding.set_defaults(func=cmd_funding)
 
+    vault = sub.add_parser("vault", help="the liquidation vault: equity, positions, recent steps")
+    vault.add_argument("--limit", type=int, default=10, help="recent ledger items (0: none)")
+    add_common_arguments(vault, key=True)
+    vault.set_defaults(func=cmd_vault)
+
     transfer = sub.add_parser("transfer", help="send an asset to another account")
     transfer.add_argument("to", help="recipient address")
     transfer.add_argument("asset", help="asset symbol, e.g. USDC")
@@ -482,6 +487,68 @@ def cmd_funding(args: argparse.Namespace) -> int:
         ],
     )
     print_tables(head, events)
+    return EXIT_OK
+
+
+def cmd_vault(args: argparse.Namespace) -> int:
+    if not 0 <= args.limit <= 1000:
+        raise CliError("--limit must be 0..1000")
+    with open_client(args) as client:
+        body = api_get(client, "/v1/vault")
+        ledger: list[dict[str, Any]] = []
+        if args.limit:
+            path = f"/v1/accounts/{body['address']}/ledger"
+            ledger = api_get(client, path, limit=args.limit).get("ledger", [])
+    if args.json:
+        print_json({**body, "ledger": ledger})
+        return EXIT_OK
+    head = table(
+        f"liquidation vault at height {body['height']}",
+        ["insurance fund", "equity", "maintenance", "under water", "high water", "de-risk below"],
+        [
+            [
+                body["insurance_fund"],
+                body["equity"],
+                body["maintenance_margin"],
+                "YES" if body["under_water"] else "no",
+                body["high_water"],
+                body["loss_limit_equity"],
+            ]
+        ],
+    )
+    positions = table(
+        f"positions (exposure cap {body['exposure_cap_per_market']} USDC per market)",
+        ["market", "side", "size", "entry", "mark", "notional", "unrealized pnl"],
+        [
+            [
+                p["market"],
+                p["side"],
+                p["size"],
+                p["entry_price"],
+                p["mark_price"],
+                p["notional"],
+                p["unrealized_pnl"],
+            ]
+            for p in body["positions"]
+        ],
+    )
+    steps = table(
+        "recent ledger",
+        ["height", "kind", "details"],
+        [
+            [
+                e.get("height"),
+                e.get("kind"),
+                ", ".join(
+                    f"{k}={v}"
+                    for k, v in e.items()
+                    if k not in ("kind", "height", "timestamp_ms", "cursor", "market_id")
+                ),
+            ]
+            for e in ledger
+        ],
+    )
+    print_tables(head, positions, steps)
     return EXIT_OK
 
 

@@ -3,8 +3,9 @@
 Layout of a localnet home (default ``$PERPBFT_LOCALNET_HOME``, else ``~/.perpbft-localnet``)::
 
     net/            the testnet (node homes, genesis.json, testnet.json, keys/demo*.json)
-    keys/           maker.json, taker.json (funded in genesis, used by the demo bots)
-    run/NAME.pid    one per background process: node0.., oracle0.., maker, taker
+    keys/           maker.json, taker.json, counterparty.json (funded in genesis, used by the
+                    demo bots), lev0.json.. (the leveraged accounts, LEVERAGED_USDC each)
+    run/NAME.pid    one per background process: node0.., oracle0.., maker, taker, leverage
     logs/NAME.log   their output
     oracle_control.json   the feeders' price shift (``perpbft localnet oracle``)
 
@@ -28,15 +29,20 @@ from typing import Any
 
 import httpx
 
+from localnet import leverage
 from localnet.procs import Procs
 from node.config import HomeError
 from node.keys import generate_keypair, read_key_file, write_key_file
 from node.testnet import write_testnet
+from state_machine.genesis import USDC, USDC_ASSET_ID, Parameters
 
 HOME_ENV = "PERPBFT_LOCALNET_HOME"
 DEFAULT_BASE_PORT = 26_656
 CHAIN_ID = "perpbft-localnet"
 BOT_KEYS = ("maker", "taker")
+# The localnet's insurance fund: enough for the vault to take some of the leveraged demo
+# accounts over (the rest goes to ADL), little enough that a crash shows its loss limit.
+INSURANCE_FUND_USDC = 50_000
 COMMIT_HEIGHT_MIN = 2
 STARTUP_TIMEOUT_S = 90.0
 
@@ -106,12 +112,11 @@ class Localnet:
         self.home.mkdir(parents=True, exist_ok=True)
         keys_dir = self.home / "keys"
         keys_dir.mkdir(mode=0o700, exist_ok=True)
-        bot_pubkeys = []
-        for name in BOT_KEYS:
-            key = generate_keypair()
-            write_key_file(keys_dir / f"{name}.json", key, force=True)
-            (keys_dir / f"{name}.json.nonce").unlink(missing_ok=True)
-            bot_pubkeys.append(key.public_key)
+        bot_pubkeys = [self.new_key(name) for name in (*BOT_KEYS, leverage.COUNTERPARTY)]
+        leveraged = [
+            (self.new_key(name), USDC_ASSET_ID, leverage.LEVERAGED_USDC * USDC)
+            for name in leverage.key_names()
+        ]
         try:
             write_testnet(
                 self.net,
@@ -121,9 +126,19 @@ class Localnet:
                 demo_accounts=opts.demo_accounts,
                 block_interval_ms=opts.block_ms,
                 extra_funded=[*bot_pubkeys, *opts.extra_funded],
+                extra_balances=leveraged,
+                parameters=Parameters(insurance_fund_atoms=INSURANCE_FUND_USDC * USDC),
             )
         except HomeError as exc:
             raise LocalnetError(str(exc)) from None
+
+    def new_key(self, name: str) -> bytes:
+        """A fresh key file ``keys/NAME.json`` (its nonce file removed); its public key."""
+        key = generate_keypair()
+        keys_dir = self.home / "keys"
+        write_key_file(keys_dir / f"{name}.json", key, force=True)
+        (keys_dir / f"{name}.json.nonce").unlink(missing_ok=True)
+        return key.public_key
 
     def check_reuse(self, opts: UpOptions) -> None:
         count = len(self.layout()["nodes"])
@@ -158,6 +173,9 @@ class Localnet:
             for seed, role in enumerate(BOT_KEYS, start=1):
                 argv = ["-m", "localnet.traffic", "--home", str(self.home), "--role", role]
                 self.start_once(role, [*argv, "--node", str(seed), "--seed", str(seed)])
+            if (self.home / "keys" / f"{leverage.COUNTERPARTY}.json").exists():
+                argv = ["-m", "localnet.leverage", "--home", str(self.home), "--node", "3"]
+                self.start_once("leverage", argv)
         progress("up", 1.0)
 
     def start_once(self, name: str, argv: list[str]) -> None:

@@ -7,6 +7,7 @@ Naming follows Prometheus conventions: ``perpbft_`` prefix, base units (seconds,
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
@@ -120,10 +121,58 @@ class Metrics:
         self.evidence = Counter(
             "perpbft_equivocation_evidence", "Equivocation evidence observed", registry=r
         )
+        self._init_vault_metrics(r)
+
+    def _init_vault_metrics(self, r: CollectorRegistry) -> None:
+        """The liquidation vault after each executed block (state_machine.queries.vault_summary)."""
+        self.vault_equity = Gauge(
+            "perpbft_vault_equity_usdc",
+            "Liquidation vault equity: insurance fund + unrealised PnL - pending funding",
+            registry=r,
+        )
+        self.vault_maintenance = Gauge(
+            "perpbft_vault_maintenance_margin_usdc",
+            "Maintenance margin of the vault's positions",
+            registry=r,
+        )
+        self.vault_under_water = Gauge(
+            "perpbft_vault_under_water",
+            "1 if vault equity is below its maintenance margin",
+            registry=r,
+        )
+        self.vault_loss_limit_equity = Gauge(
+            "perpbft_vault_loss_limit_equity_usdc",
+            "Equity below which the vault de-risks (its high-water mark less the loss limit)",
+            registry=r,
+        )
+        self.vault_exposure = Gauge(
+            "perpbft_vault_exposure_notional_usdc",
+            "Signed notional at the mark of the vault's position, by market",
+            ["market"],
+            registry=r,
+        )
+        self._vault_markets: set[str] = set()
 
     def watch_peers(self, source: PeerStatsSource) -> None:
         """Export the transport's own counters, read from ``source`` at each scrape."""
         self.registry.register(PeerStatsCollector(source))
+
+    def observe_vault(self, summary: dict[str, Any], symbols: dict[int, str]) -> None:
+        """Set the vault gauges from ``vault_summary`` (atoms); a market the vault left reads 0."""
+        usdc = 1e6
+        self.vault_equity.set(summary["equity_atoms"] / usdc)
+        self.vault_maintenance.set(summary["maintenance_atoms"] / usdc)
+        self.vault_under_water.set(1 if summary["under_water"] else 0)
+        self.vault_loss_limit_equity.set(summary["loss_limit_equity_atoms"] / usdc)
+        held: set[str] = set()
+        for m in summary["markets"]:
+            symbol = symbols.get(m["market_id"], str(m["market_id"]))
+            sign = 1 if m["size_lots"] > 0 else -1
+            self.vault_exposure.labels(symbol).set(sign * m["notional_atoms"] / usdc)
+            held.add(symbol)
+        for symbol in self._vault_markets - held:
+            self.vault_exposure.labels(symbol).set(0)
+        self._vault_markets |= held
 
     def render(self) -> bytes:
         """The registry in the Prometheus text exposition format."""

@@ -95,6 +95,7 @@ from state_machine.codec import MAX_MESSAGE_BYTES, Bytes, DecodeError, ListOf, e
 from state_machine.crypto import Keypair, verify
 from state_machine.genesis import Genesis
 from state_machine.nonces import NonceCheck
+from state_machine.queries import vault_summary
 from state_machine.tx import MAX_TX_BYTES, Transaction
 
 # Channel bytes at the start of every p2p frame.
@@ -157,6 +158,7 @@ class Node:
     def __init__(self, config: Config, genesis: Genesis, key: Keypair) -> None:
         self.config = config
         self.genesis = genesis
+        self._market_symbols = {m.market_id: m.symbol for m in genesis.markets}
         self.key = key
         self.chain_id = genesis.chain_id
         self.metrics = Metrics()
@@ -252,6 +254,7 @@ class Node:
         try:
             self.replica = self.build_replica(chain)
             self.metrics.height.set(chain.height)
+            self.metrics.observe_vault(vault_summary(chain.state), self._market_symbols)
             allowed = [v.pubkey for v in self.genesis.validators] + self.config.full_node_keys()
             self.peers = PeerManager(
                 self.key.seed,
@@ -404,6 +407,8 @@ class Node:
             self._gossip_txs(gossip)
         self.metrics.mempool_transactions.set(len(self.mempool))
         self.metrics.mempool_bytes.set(self.mempool.size_bytes)
+        if self.chain is not None:
+            self.metrics.observe_vault(vault_summary(self.chain.state), self._market_symbols)
 
     async def _verify(self, items: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
         """Verify on the signature pool; a handful inline, where the two thread hops (trio's
@@ -729,6 +734,8 @@ class Node:
             self.mempool.remove_stale(executed.timestamp_ms)
         self.metrics.mempool_transactions.set(len(self.mempool))
         self.metrics.mempool_bytes.set(self.mempool.size_bytes)
+        if self.chain is not None:
+            self.metrics.observe_vault(vault_summary(self.chain.state), self._market_symbols)
         for index, (tx_id, tx_result) in enumerate(
             zip(executed.tx_ids, executed.result.tx_results, strict=True)
         ):

@@ -28,7 +28,7 @@ from node.config import (
 )
 from node.keys import generate_keypair, write_key_file
 from p2p.address import PeerAddress
-from state_machine.genesis import default_genesis
+from state_machine.genesis import Parameters, default_genesis
 
 DEFAULT_BASE_PORT = 26_600
 DEFAULT_CHAIN_ID = "perpbft-localnet"
@@ -86,14 +86,18 @@ def write_testnet(
     log_format: str = "json",
     force: bool = False,
     extra_funded: Sequence[bytes] = (),
+    extra_balances: Sequence[tuple[bytes, int, int]] = (),
+    parameters: Parameters | None = None,
 ) -> TestnetLayout:
     """Write the network; ``extra_funded`` public keys are funded like the demo accounts but
-    get no key file (their owner, e.g. a load generator or the localnet bots, holds the keys)."""
+    get no key file (their owner, e.g. a load generator or the localnet bots, holds the keys);
+    ``extra_balances`` are explicit ``(pubkey, asset_id, amount_atoms)`` balances (the
+    localnet's small leveraged accounts); ``parameters`` replace the default ones."""
     if not 1 <= validators <= 64:
         raise HomeError("--validators must be between 1 and 64")
     if not 1 <= demo_accounts <= 1000:
         raise HomeError("--demo-accounts must be between 1 and 1000")
-    if len(extra_funded) > 10_000:
+    if len(extra_funded) + len(extra_balances) > 10_000:
         raise HomeError("at most 10,000 extra funded accounts")
     if not 1024 <= base_port <= 65_535 - 10 * validators:
         raise HomeError("--base-port leaves no room for the nodes' ports")
@@ -119,8 +123,9 @@ def write_testnet(
     genesis = default_genesis(
         chain_id,
         [(node_id, 1) for node_id in node_ids],
-        [*demo_pubkeys, *extra_funded],
+        [*demo_pubkeys, *extra_funded, *extra_balances],
         genesis_time_ms=genesis_time_ms if genesis_time_ms is not None else int(time.time() * 1000),
+        parameters=parameters,
     )
     genesis_text = genesis.to_json()
     (out / GENESIS_FILE).write_text(genesis_text)

@@ -53,6 +53,7 @@ from state_machine.state import (
     P_ASSET,
     P_BALANCE,
     P_FEES,
+    P_INSURANCE,
     P_MARKET,
     P_META,
     P_NONCES,
@@ -194,6 +195,11 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "position_transfer": ("market_id", "from", "to", "size_lots", "price_ticks"),
     "insurance_payout": ("account", "market_id", "amount_atoms"),
     "adl": ("market_id", "bankrupt", "counterparty", "size_lots", "price_ticks"),
+    "vault_refused": ("account", "market_id", "reason", "value_atoms"),
+    "vault_under_water": ("equity_atoms", "maintenance_atoms"),
+    "vault_loss_limit": ("equity_atoms", "high_water_atoms"),
+    "vault_adl": ("market_id", "counterparty", "size_lots", "price_ticks"),
+    "socialised_loss": ("market_id", "bankrupt", "amount_atoms"),
     # A trigger order starts waiting; price_ticks is its limit price (0 for the market kinds).
     "trigger_accepted": (
         "market_id",
@@ -323,6 +329,7 @@ class ExchangeState(ExchangeCore):
         if genesis.parameters.insurance_fund_atoms:
             vault = st.account(VAULT)
             st.balance(vault, 0).available_atoms += genesis.parameters.insurance_fund_atoms
+            st.vault_peak.amount_atoms = genesis.parameters.insurance_fund_atoms
         for fb in genesis.balances:
             acct = st.account(fb.account)
             st.balance(acct, fb.asset_id).available_atoms += fb.amount_atoms
@@ -404,6 +411,9 @@ class ExchangeState(ExchangeCore):
                 st.fee_pools[int.from_bytes(key[1:5], "big")].amount_atoms = v[0]
             elif p == P_ASSET:
                 st.asset_totals[int.from_bytes(key[1:5], "big")].amount_atoms = v[0]
+            elif p == P_INSURANCE:
+                check(key == st.vault_peak.state_key(), "vault record of an asset other than USDC")
+                st.vault_peak.amount_atoms = v[0]
             elif p == P_TRIGGER:
                 triggers.append((key, v))
             elif p == P_WITHDRAWAL:
@@ -525,10 +535,19 @@ def end_block(st: ExchangeCore, ctx: BlockContext) -> None:
 
 
 def place_internal_order(
-    st: ExchangeCore, acct: Account, market_id: int, is_buy: bool, size_lots: int, why: str
+    st: ExchangeCore,
+    acct: Account,
+    market_id: int,
+    is_buy: bool,
+    size_lots: int,
+    why: str,
+    worst_price_ticks: int = 0,
 ) -> int:
-    """A reduce-only IOC market order the engine sends for an account; returns lots filled."""
-    order = PlaceOrder(market_id, is_buy, KIND_MARKET, TIF_IOC, 0, size_lots, 0, True, 0, 0)
+    """A reduce-only IOC market order the engine sends for an account, filling no worse than
+    ``worst_price_ticks`` if given (and the band edge); returns lots filled."""
+    order = PlaceOrder(
+        market_id, is_buy, KIND_MARKET, TIF_IOC, worst_price_ticks, size_lots, 0, True, 0, 0
+    )
     res = process_place_order(st, acct, order)
     st.events.append(("internal_order", why, acct.pubkey, market_id, res.code, res.filled_lots))
     return res.filled_lots

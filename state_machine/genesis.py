@@ -153,6 +153,8 @@ class Parameters(Wire):
         ("liquidation_fee_ppm", U32),
         ("liquidation_partial_notional_atoms", U64),
         ("liquidation_cooldown_ms", U64),
+        ("vault_market_notional_max_atoms", U64),
+        ("vault_loss_limit_ppm", U32),
     )
     max_open_orders_per_account: int = 1000
     insurance_fund_atoms: int = 0
@@ -164,6 +166,11 @@ class Parameters(Wire):
     liquidation_fee_ppm: int = 5_000
     liquidation_partial_notional_atoms: int = 100_000 * 10**USDC_DECIMALS
     liquidation_cooldown_ms: int = 30_000
+    # Vault risk policy (risk.py, "The vault's own risk"): the largest notional at the mark the
+    # vault may hold in one market after a takeover (0: it never takes positions over), and
+    # the share of its equity high-water mark it may lose before it closes its positions.
+    vault_market_notional_max_atoms: int = 2_000_000 * 10**USDC_DECIMALS
+    vault_loss_limit_ppm: int = 200_000  # 20 %
 
 
 @wire
@@ -268,6 +275,14 @@ def validate_genesis(g: Genesis) -> None:
         raise _fail("parameters.funding_interval_ms", "must be positive")
     if totals.get(USDC_ASSET_ID, 0) + params.insurance_fund_atoms > MAX_SUPPLY_ATOMS:
         raise _fail("parameters.insurance_fund_atoms", "USDC supply exceeds 2**62")
+    _validate_vault_policy(params)
+
+
+def _validate_vault_policy(params: Parameters) -> None:
+    if params.vault_market_notional_max_atoms > MAX_NOTIONAL_ATOMS:
+        raise _fail("parameters.vault_market_notional_max_atoms", "at most 2**60")
+    if not 1 <= params.vault_loss_limit_ppm <= PPM:
+        raise _fail("parameters.vault_loss_limit_ppm", "between 1 and 1000000")
 
 
 def _validate_market(
@@ -522,13 +537,13 @@ def default_markets() -> tuple[tuple[Asset, ...], tuple[Market, ...]]:
 def default_genesis(
     chain_id: str,
     validator_pubkeys_and_powers: Sequence[tuple[bytes, int]],
-    funded_accounts: Sequence[bytes] | Sequence[tuple[bytes, int, int]] = (),
+    funded_accounts: Sequence[bytes | tuple[bytes, int, int]] = (),
     genesis_time_ms: int = 1_700_000_000_000,
     parameters: Parameters | None = None,
 ) -> Genesis:
     """A validated genesis with the default assets and markets.
 
-    ``funded_accounts`` is either public keys (each gets 1,000,000 USDC, 10 BTC and 100 ETH) or
+    ``funded_accounts`` holds public keys (each gets 1,000,000 USDC, 10 BTC and 100 ETH) and/or
     explicit ``(pubkey, asset_id, amount_atoms)`` triples.
     """
     assets, markets = default_markets()

@@ -12,6 +12,7 @@ from typing import Any
 from state_machine.book import Order
 from state_machine.exchange import ST_RESTING, ST_WAITING
 from state_machine.genesis import MARKET_KIND_NAMES
+from state_machine.invariants import PPM
 from state_machine.margin import (
     cross_account_value_atoms,
     cross_maintenance_atoms,
@@ -21,8 +22,8 @@ from state_machine.margin import (
     position_im_atoms,
     unrealized_pnl_atoms,
 )
-from state_machine.risk import liquidation_price_ticks
-from state_machine.state import ExchangeCore
+from state_machine.risk import liquidation_price_ticks, unit_value_and_mm
+from state_machine.state import VAULT, ExchangeCore
 from state_machine.triggers import Trigger, account_triggers, open_order_count
 
 
@@ -175,3 +176,48 @@ def market_info(st: ExchangeCore, market_id: int) -> dict[str, Any] | None:
 
 def markets(st: ExchangeCore) -> list[dict[str, Any]]:
     return [info for mid in st.markets if (info := market_info(st, mid)) is not None]
+
+
+def vault_summary(st: ExchangeCore) -> dict[str, Any]:
+    """The liquidation vault as its risk policy sees it (risk.py, "the vault's own risk").
+
+    ``equity_atoms`` (USDC + unrealised PnL - pending funding), ``maintenance_atoms``,
+    ``under_water`` (equity below maintenance: the vault is closed out at the block's end, so
+    a committed state shows it only if nothing could act), ``high_water_atoms`` and
+    ``loss_limit_equity_atoms`` (the equity below which it de-risks), and per market with a
+    position: ``size_lots``, ``entry_value``, ``mark_price_ticks``, ``notional_atoms`` at the
+    mark, ``unrealized_pnl_atoms`` and the ``cap_atoms`` the takeover rule applies.
+    """
+    params = st.genesis.parameters
+    vault = st.accounts.get(VAULT)
+    usdc = vault.balances.get(0) if vault is not None else None
+    equity, mm = unit_value_and_mm(st, vault, None) if vault is not None else (0, 0)
+    peak = st.vault_peak.amount_atoms
+    markets_out: list[dict[str, Any]] = []
+    for mid, pos in sorted(vault.positions.items()) if vault is not None else ():
+        if not pos.size_lots:
+            continue
+        mark = st.mstates[mid].mark_price_ticks
+        markets_out.append(
+            {
+                "market_id": mid,
+                "size_lots": pos.size_lots,
+                "entry_value": pos.entry_value,
+                "mark_price_ticks": mark,
+                "notional_atoms": abs(pos.size_lots) * mark * pos.market.tick_lot_atoms,
+                "unrealized_pnl_atoms": unrealized_pnl_atoms(pos, mark),
+                "cap_atoms": params.vault_market_notional_max_atoms,
+            }
+        )
+    limit_ppm = params.vault_loss_limit_ppm
+    return {
+        "height": st.height,
+        "usdc_atoms": usdc.available_atoms if usdc is not None else 0,
+        "equity_atoms": equity,
+        "maintenance_atoms": mm,
+        "under_water": equity < mm,
+        "high_water_atoms": peak,
+        "loss_limit_ppm": limit_ppm,
+        "loss_limit_equity_atoms": -((-peak * (PPM - limit_ppm)) // PPM),
+        "markets": markets_out,
+    }

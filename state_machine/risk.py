@@ -37,10 +37,31 @@ then margin units that may be unhealthy are found and liquidated, in key order.
   ``liquidation_partial_notional_atoms`` 20 % at a time, then a cooldown); (2) if it is below
   2/3 or the book did not absorb an order, the vault (the all-zero account whose USDC balance
   is the insurance fund) takes the positions over at the mark price, charging the liquidation
-  fee into the vault; (3) if that would leave a negative balance the vault cannot cover, the
-  positions are instead closed at the unit's bankruptcy price against opposite positions ranked
-  by (mark / entry, or entry / mark for shorts) x (notional / account value), i.e. ADL.
-  Accounts without positions never pay: only the vault and ADL counterparties absorb losses.
+  fee into the vault, if its policy allows (below); (3) else the positions are closed against
+  opposite positions ranked by (mark / entry, or entry / mark for shorts) x (notional /
+  account value), i.e. ADL: at the mark while the unit's value is not negative (the fee still
+  goes to the vault), else at the unit's bankruptcy price, the counterparties taking the loss
+  beyond its value (``socialised_loss``). Accounts without positions never pay: only the vault
+  and ADL counterparties absorb losses.
+* The vault's own risk (the lesson of Hyperliquid's JELLY incident, March 2025: a liquidator
+  that inherits every position can be made to hold far more than its capital carries). The
+  vault is an account like the others and its cross unit is margined like theirs. A takeover
+  is refused (``vault_refused``) if a market's vault position would grow past
+  ``vault_market_notional_max_atoms`` at the mark, if the vault's equity after it would not
+  cover the initial margin of its positions at each market's maximum leverage (it takes only
+  what it could have opened itself), or if it would leave the vault more than
+  ``vault_loss_limit_ppm`` below its equity high-water mark. After the block's liquidations,
+  in the same block: a vault whose equity is below its maintenance margin but not negative
+  sends reduce-only IOC orders for every position into the book, each filling no worse than
+  the price that would take its equity below zero, and ADLs at the mark what the book did not
+  take; a bankrupt vault (equity below zero) is ADL'd at once at its bankruptcy price
+  (``socialised_loss``): the book could only add fees and slippage to its deficit. So it never
+  ends a block under water, nor flat and negative. A vault beyond its loss limit sends the
+  same bounded orders into the book only (it is solvent: its positions wait for the book
+  rather than being forced on traders). The high-water mark (state key 0x08) is the highest
+  equity at a block end since the vault last ended a block flat, and its equity at such a
+  block end; the limit thus bounds one episode's losses, bad-debt payouts included. Payouts
+  never exceed the vault's equity.
 """
 
 from __future__ import annotations
@@ -467,6 +488,7 @@ def end_block_risk(st: ExchangeCore, now: int) -> None:
     n_dirty = len(st.dirty)
     for key in unhealthy:
         liquidate_key(st, idx, key, now)
+    vault_policy(st)
     # Units touched by this block's liquidations are looked at again next block.
     for key in changed_units(st, st.dirty[n_dirty:]):
         idx.pending[key] = None
@@ -685,7 +707,8 @@ def _move_position(
 
 
 def backstop(st: ExchangeCore, acct: Account, mid: int | None) -> None:
-    """Step 2 and 3: the vault takes the positions at mark, or ADL at the bankruptcy price."""
+    """Step 2 and 3: the vault takes the positions at mark if its policy allows, else ADL
+    (at the mark while the unit's value is not negative, else at its bankruptcy price)."""
     params = st.genesis.parameters
     vault_acct = st.account(VAULT)
     vault = st.balance(vault_acct, 0)
@@ -696,17 +719,24 @@ def backstop(st: ExchangeCore, acct: Account, mid: int | None) -> None:
         for p in positions
     )
     fee = min(-((-notional * params.liquidation_fee_ppm) // PPM), max(value, 0))
-    if value - fee >= 0 or vault.available_atoms >= -value:
+    refusal = vault_refusal(st, vault_acct, positions, fee, max(-value, 0))
+    if fee > 0:
+        # Charged before the positions move: closing an isolated position releases its margin
+        # to cross, and a fee taken from the emptied record afterwards would read as bad debt.
+        # A refused takeover (ADL at the mark) costs the unit the same fee.
+        _pay(st, acct, mid, -fee)
+        vault.available_atoms += fee
+    if refusal is None:
         for pos in positions:
             if pos.size_lots:
                 mark = st.mstates[pos.market.market_id].mark_price_ticks
                 _move_position(st, pos.market, acct, vault_acct, pos.size_lots, mark)
-        if fee > 0:
-            _pay(st, acct, mid, -fee)
-            vault.available_atoms += fee
         st.events.append(("backstop", acct.pubkey, mid, value, fee))
     else:
-        adl(st, acct, mid, positions)
+        st.events.append(("vault_refused", acct.pubkey, mid, refusal, value))
+        adl(st, acct, mid, positions, at_mark=value >= 0)
+        if fee > 0:
+            st.events.append(("liquidation_fee", acct.pubkey, mid, fee))
     cover_bad_debt(st, acct, mid)
 
 
@@ -737,8 +767,11 @@ def cover_bad_debt(st: ExchangeCore, acct: Account, mid: int | None) -> None:
         debt = -st.balance(acct, 0).available_atoms
     if debt <= 0:
         return
-    vault = st.balance(st.account(VAULT), 0)
-    cover = min(debt, max(vault.available_atoms, 0))
+    vault_acct = st.account(VAULT)
+    vault = st.balance(vault_acct, 0)
+    # Never more than the vault's equity: a payout must not leave the vault under water.
+    equity, _ = unit_value_and_mm(st, vault_acct, None)
+    cover = min(debt, max(min(vault.available_atoms, equity), 0))
     if cover:
         vault.available_atoms -= cover
         _pay(st, acct, mid, cover)
@@ -792,21 +825,170 @@ def adl_ranking(st: ExchangeCore, market: Market, bankrupt: Account, long_side: 
     return [(a, pos) for _, _, a, pos in scored] + vault_entry
 
 
-def adl(st: ExchangeCore, acct: Account, mid: int | None, positions: list[Position]) -> None:
-    """Close the unit's positions at its bankruptcy price against ranked opposite positions."""
+def adl(
+    st: ExchangeCore,
+    acct: Account,
+    mid: int | None,
+    positions: list[Position],
+    at_mark: bool = False,
+) -> None:
+    """Close the unit's positions against ranked opposite positions, at the mark (``at_mark``:
+    the unit can pay for its own loss) or at its bankruptcy price (the counterparties take the
+    loss beyond the unit's value: a ``socialised_loss`` event says how much, against the mark).
+
+    The vault's own ADL is reported as ``vault_adl`` events, a trader's as ``adl``.
+    """
+    is_vault = acct.pubkey == VAULT
     for pos in positions:
         if pos.size_lots == 0:
             continue
         market = pos.market
-        p_b = bankruptcy_price_ticks(st, acct, mid, pos)
-        left = abs(pos.size_lots)
+        mark = st.mstates[market.market_id].mark_price_ticks
+        price = mark if at_mark else bankruptcy_price_ticks(st, acct, mid, pos)
+        size = abs(pos.size_lots)
+        left = size
         is_long = pos.size_lots > 0
         for other, opos in adl_ranking(st, market, acct, not is_long):
             if left == 0:
                 break
             q = min(left, abs(opos.size_lots))
             # The bankrupt side sells (if long) q to the counterparty, which closes its short.
-            _move_position(st, market, acct, other, q if is_long else -q, p_b)
-            st.events.append(("adl", market.market_id, acct.pubkey, other.pubkey, q, p_b))
+            _move_position(st, market, acct, other, q if is_long else -q, price)
+            if is_vault:
+                st.events.append(("vault_adl", market.market_id, other.pubkey, q, price))
+            else:
+                st.events.append(("adl", market.market_id, acct.pubkey, other.pubkey, q, price))
             left -= q
         check(left == 0, "positions do not net to zero")
+        loss = (price - mark if is_long else mark - price) * size * market.tick_lot_atoms
+        if loss > 0:
+            st.events.append(("socialised_loss", market.market_id, acct.pubkey, loss))
+
+
+# ---- the vault's own risk ------------------------------------------------------------------
+
+
+def vault_over_loss_limit(st: ExchangeCore, equity: int) -> bool:
+    """``equity`` is more than ``vault_loss_limit_ppm`` below the vault's high-water mark (its
+    highest equity at a block end since it last ended a block holding no position)."""
+    peak = st.vault_peak.amount_atoms
+    limit = st.genesis.parameters.vault_loss_limit_ppm
+    return peak > 0 and equity * PPM < peak * (PPM - limit)
+
+
+def vault_refusal(
+    st: ExchangeCore, vault: Account, positions: list[Position], fee: int, debt: int
+) -> str | None:
+    """Why the vault may not take ``positions`` over (None: it may).
+
+    ``loss_limit``: after it (fee in, debt paid) the vault would be over its loss limit (a
+    vault over it is closing what it has, not adding; the limit also bounds what one episode
+    of takeovers can pay out of the fund for bad debt);
+    ``exposure_cap``: a market's vault position would grow past
+    ``vault_market_notional_max_atoms`` at the mark; ``margin``: after the takeover (fee in,
+    the unit's debt ``debt`` paid out) its equity would not cover the initial margin of its
+    positions at each market's maximum leverage (nor their maintenance margin), or its USDC
+    would not cover the debt. The vault takes only what it could have opened itself: a
+    takeover that left it at its maintenance margin would be closed again by the next move.
+    """
+    equity, _ = unit_value_and_mm(st, vault, None)
+    if vault_over_loss_limit(st, equity + fee - debt):
+        return "loss_limit"
+    sizes = {m: p.size_lots for m, p in vault.positions.items() if p.size_lots}
+    grown: set[int] = set()
+    for pos in positions:
+        m = pos.market.market_id
+        old = sizes.get(m, 0)
+        sizes[m] = old + pos.size_lots
+        if abs(sizes[m]) > abs(old):
+            grown.add(m)
+    cap = st.genesis.parameters.vault_market_notional_max_atoms
+    mm = 0  # the larger of initial (at max leverage) and maintenance margin, per market
+    for m in sorted(sizes):
+        market = st.markets[m]
+        notional = abs(sizes[m]) * st.mstates[m].mark_price_ticks * market.tick_lot_atoms
+        if m in grown and notional > cap:
+            return "exposure_cap"
+        mm += max(
+            maintenance_margin_atoms(market, notional),
+            -((-notional) // market.max_leverage),
+        )
+    usdc = vault.balances.get(0)
+    if equity + fee - debt < mm or (usdc.available_atoms if usdc else 0) < debt:
+        return "margin"
+    return None
+
+
+def vault_derisk(st: ExchangeCore, vault: Account) -> None:
+    """Reduce-only IOC orders closing every vault position into the book, largest notional
+    first, each no worse than the price that would take the vault's equity (at least zero)
+    below zero: the book may reduce what the vault holds, never leave it flat and negative.
+
+    With equity ``E`` at the mark and ``q`` lots, the fills may lose at most
+    ``B = E - fee bound`` against the mark, so a long sells no lower than ``mark - B / q``
+    (per lot, in tick-lots) and a short buys no higher than ``mark + B / q``. The fee bound
+    is the taker fee on the largest notional such an order can fill (``q x mark + E``) plus an
+    atom of rounding per lot. The vault pays the taker fee like anyone.
+    """
+    from state_machine.exchange import place_internal_order
+
+    positions = sorted(
+        unit_positions(vault, None),
+        key=lambda p: (
+            -abs(p.size_lots)
+            * st.mstates[p.market.market_id].mark_price_ticks
+            * p.market.tick_lot_atoms,
+            p.market.market_id,
+        ),
+    )
+    for pos in positions:
+        market = pos.market
+        s = pos.size_lots
+        q = abs(s)
+        tla = market.tick_lot_atoms
+        mark = st.mstates[market.market_id].mark_price_ticks
+        equity = max(unit_value_and_mm(st, vault, None)[0], 0)
+        fee_bound = -((-(q * mark * tla + equity) * market.taker_fee_ppm) // PPM) + q
+        slack_ticks = (equity - fee_bound) // (q * tla)  # floor: never past the budget
+        worst = mark - slack_ticks if s > 0 else mark + slack_ticks
+        worst = max(1, min(worst, market.max_price_ticks))  # the band edge applies too
+        place_internal_order(st, vault, market.market_id, s < 0, q, "vault_derisk", worst)
+
+
+def vault_policy(st: ExchangeCore) -> None:
+    """The vault's own risk, after the block's liquidations: under water (equity below its
+    maintenance margin) it closes everything into the book and ADLs the rest in this block;
+    over its loss limit it closes into the book what the book takes. Then the high-water
+    mark follows its equity: the highest since it last held no position, its equity when it
+    holds none."""
+    vault = st.accounts.get(VAULT)
+    if vault is None:
+        return
+    equity, mm = unit_value_and_mm(st, vault, None)
+    if not unit_positions(vault, None):
+        _set_vault_peak(st, max(equity, 0))
+        return
+    if equity < mm:
+        st.events.append(("vault_under_water", equity, mm))
+        if equity >= 0:
+            # Bankrupt (equity < 0), the book could only add fees and slippage to a deficit
+            # that ADL passes on: it goes straight to ADL at its bankruptcy price.
+            vault_derisk(st, vault)
+        rest = sorted(unit_positions(vault, None), key=lambda p: p.market.market_id)
+        if rest:
+            equity, _ = unit_value_and_mm(st, vault, None)
+            adl(st, vault, None, rest, at_mark=equity >= 0)
+    elif vault_over_loss_limit(st, equity):
+        st.events.append(("vault_loss_limit", equity, st.vault_peak.amount_atoms))
+        vault_derisk(st, vault)
+    equity, _ = unit_value_and_mm(st, vault, None)
+    if not unit_positions(vault, None):
+        _set_vault_peak(st, max(equity, 0))
+    else:
+        _set_vault_peak(st, max(st.vault_peak.amount_atoms, equity, 0))
+
+
+def _set_vault_peak(st: ExchangeCore, amount_atoms: int) -> None:
+    if st.vault_peak.amount_atoms != amount_atoms:
+        st.vault_peak.amount_atoms = amount_atoms
+        st.touch(st.vault_peak)

@@ -22,7 +22,9 @@ prefix key                                  value (msgpack array)
 0x05   market_id(4) validator(32)           oracle submission: [price_ticks, timestamp_ms]
 0x06   signer(32)                           the signer's kept nonces (ascending)
 0x07   asset_id(4)                          fee pool: [amount_atoms]
-0x08   (reserved; the insurance fund is the USDC balance of the vault account, all zero key)
+0x08   asset_id(4) (USDC: 0)                 vault equity high-water mark: [amount_atoms] since
+                                            it last held no position (the insurance fund is
+                                            the USDC balance of the vault account)
 0x09   asset_id(4)                          asset totals: [withdrawn_atoms]
 0x0a   withdrawal_id(8)                     withdrawal: [account, asset_id, amount_atoms,
                                             destination, height]
@@ -350,6 +352,7 @@ class ExchangeCore:
         "timestamp_ms",
         "triggers",
         "validator_power",
+        "vault_peak",
         "withdrawals",
     )
 
@@ -382,6 +385,8 @@ class ExchangeCore:
             m.market_id: {} for m in genesis.markets
         }
         self.withdrawals: dict[int, Withdrawal] = {}
+        # The vault's equity high-water mark since it last held no position (risk.py).
+        self.vault_peak = Pool(P_INSURANCE, 0)
         self.nonces = NonceTracker()
         self.nonce_entries: dict[bytes, NonceEntry] = {}
         self.dirty: list[Any] = []
@@ -509,6 +514,7 @@ class ExchangeCore:
         objs.extend(self.nonce_entries.values())
         objs.extend(self.fee_pools.values())
         objs.extend(self.asset_totals.values())
+        objs.append(self.vault_peak)
         objs.extend(self.withdrawals.values())
         if self.triggers is not None:
             objs.extend(self.triggers.by_id.values())

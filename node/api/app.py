@@ -318,6 +318,9 @@ class Api:
     async def account(self, request: Request) -> Response:
         return JSONResponse(self.queries.account(request.path_params["address"]))
 
+    async def vault(self, request: Request) -> Response:
+        return JSONResponse(self.queries.vault())
+
     async def account_orders(self, request: Request) -> Response:
         return JSONResponse(self.queries.open_orders(request.path_params["address"]))
 
@@ -471,6 +474,7 @@ def build_app(node: Node) -> Starlette:
         Route("/v1/accounts/{address}/funding", w("account_funding", api.account_history)),
         Route("/v1/accounts/{address}/ledger", w("ledger", api.account_history)),
         Route("/v1/proofs/accounts/{address}", w("proof", api.account_proof)),
+        Route("/v1/vault", w("vault", api.vault)),
         WebSocketRoute("/v1/ws", hub.endpoint),
     ]
 

@@ -44,10 +44,18 @@ LEDGER_KINDS = (
     "position_transfer",
     "insurance_payout",
     "adl",
+    "vault_refused",
+    "vault_under_water",
+    "vault_loss_limit",
+    "vault_adl",
+    "socialised_loss",
     "funding_payment",
     "fill",
 )
 ACCOUNT_FIELDS = ("account", "taker", "maker", "from", "to", "bankrupt", "counterparty")
+# The vault's own risk steps name no account: they go to the vault's (all-zero) history.
+VAULT_KINDS = ("vault_under_water", "vault_loss_limit", "vault_adl")
+VAULT_ADDRESS = bytes(32)
 
 
 class HistoryItem:
@@ -125,7 +133,10 @@ class HistoryIndex:
                 self._ring(self.trades, market_id, TRADES_PER_MARKET_MAX).append(item)
             if kind == "funding" and isinstance(market_id, int):
                 self._ring(self.market_funding, market_id, FUNDING_PER_MARKET_MAX).append(item)
-            for who in self.accounts_of(body):
+            accounts = self.accounts_of(body)
+            if kind in VAULT_KINDS and VAULT_ADDRESS not in accounts:
+                accounts.append(VAULT_ADDRESS)
+            for who in accounts:
                 lists = self._account(who)
                 if kind in FILL_KINDS:
                     lists["fills"].append(item)

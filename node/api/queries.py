@@ -36,8 +36,9 @@ from state_machine.margin import (
     pending_funding_atoms,
     unrealized_pnl_atoms,
 )
+from state_machine.queries import vault_summary
 from state_machine.risk import funding_rate_8h_ppb, liquidation_price_ticks, unit_value_and_mm
-from state_machine.state import Account, Position
+from state_machine.state import VAULT, Account, Position
 from state_machine.triggers import Trigger, account_triggers, open_order_count
 from state_machine.tx import Transaction, WithdrawRequest
 from state_machine.txroot import inclusion_proof, tx_root
@@ -438,6 +439,43 @@ class Queries:
             "trigger_kind": "stop" if t.is_stop else "take_profit",
             "trigger_price": units.ticks_to_price(t.trigger_price_ticks),
             "trigger_condition": "mark_at_or_above" if t.fires_up else "mark_at_or_below",
+        }
+
+    def vault(self) -> dict[str, Any]:
+        """The liquidation vault and its risk policy's view of it (``GET /v1/vault``)."""
+        st = self.state
+        v = vault_summary(st)
+        markets = []
+        for m in v["markets"]:
+            units = self.units[m["market_id"]]
+            size = m["size_lots"]
+            markets.append(
+                {
+                    "market": units.market.symbol,
+                    "side": "long" if size > 0 else "short",
+                    "size": units.lots_to_size(abs(size)),
+                    "entry_price": units.ticks_to_price(abs(m["entry_value"]) // abs(size)),
+                    "mark_price": units.ticks_to_price(m["mark_price_ticks"]),
+                    "notional": self.amount(0, m["notional_atoms"]),
+                    "unrealized_pnl": self.signed_usdc(m["unrealized_pnl_atoms"]),
+                    "exposure_cap": self.amount(0, m["cap_atoms"]),
+                }
+            )
+        return {
+            "address": VAULT.hex(),
+            "height": v["height"],
+            "insurance_fund": self.signed_usdc(v["usdc_atoms"]),
+            "equity": self.signed_usdc(v["equity_atoms"]),
+            "maintenance_margin": self.amount(0, v["maintenance_atoms"]),
+            "under_water": v["under_water"],
+            "high_water": self.amount(0, v["high_water_atoms"]),
+            "loss_limit_ppm": v["loss_limit_ppm"],
+            "loss_limit_equity": self.amount(0, v["loss_limit_equity_atoms"]),
+            "over_loss_limit": v["equity_atoms"] < v["loss_limit_equity_atoms"],
+            "exposure_cap_per_market": self.amount(
+                0, st.genesis.parameters.vault_market_notional_max_atoms
+            ),
+            "positions": markets,
         }
 
     def history(

@@ -97,7 +97,7 @@ def test_up_commits_blocks_with_trades(net: Net) -> None:
     status = net.ok_json("localnet", "status", "--home", str(net.home), key=None)
     assert len(status["nodes"]) == 4
     assert all(row["height"] >= 2 and row["peers"] == 3 for row in status["nodes"])
-    assert {"maker", "taker", "oracle0", "oracle3"} <= set(status["helpers"])
+    assert {"maker", "taker", "leverage", "oracle0", "oracle3"} <= set(status["helpers"])
 
     def trades() -> Any:
         body = net.ok_json("trades", "BTC-PERP", key=None)
@@ -299,8 +299,11 @@ def test_liquidation_after_oracle_crash(net: Net) -> None:
     bought = net.ok_json("order", "place", "BTC-PERP", "buy", "0.02", key=3)
     assert int(bought["results"][0]["filled_lots"]) == 200
 
+    net.wait_for("the leveraged demo accounts' positions", lambda: _bot_lines(net, " filled "))
+    vault_before = net.ok_json("vault", key=None)
     crash = net.run("localnet", "oracle", "--home", str(net.home), "--crash", "30%", key=None)
     assert crash.returncode == 0, crash.stderr
+    assert "localnet logs leverage" in crash.stdout and " vault --node " in crash.stdout
     try:
 
         def oracle_crashed() -> bool:
@@ -338,8 +341,32 @@ def test_liquidation_after_oracle_crash(net: Net) -> None:
             if e["height"] >= liquidation["height"] and e["kind"] != "liquidation"
         }
         assert closing & {"fill", "position_transfer", "backstop", "adl"}, closing
+
+        # The demo traffic's leveraged longs are liquidated too, as their bot's log shows; the
+        # vault ends solvent (what it could not carry was ADL'd, reported as socialised).
+        lines = net.wait_for(
+            "liquidations in the leverage bot's log",
+            lambda: _bot_lines(net, ": liquidation "),
+            timeout_s=30,
+        )
+        for line in lines:  # "levN ADDR: height H: liquidation value=V maintenance=M"
+            fields = dict(w.split("=", 1) for w in line.split(": liquidation ")[1].split())
+            assert Decimal(fields["value"]) < Decimal(fields["maintenance"]), line
+        vault = net.ok_json("vault", "--limit", "50", key=None)
+        assert vault["under_water"] is False and Decimal(vault["equity"]) >= 0
+        assert Decimal(vault_before["equity"]) > 0
+        taken = [e for e in vault["ledger"] if e["kind"] == "position_transfer"]
+        refused = _bot_lines(net, ": vault_refused ")
+        assert taken or refused, "the vault neither took a position over nor refused one"
     finally:
         net.run("localnet", "oracle", "--home", str(net.home), "--reset", key=None)
+
+
+def _bot_lines(net: Net, marker: str) -> list[str]:
+    """Lines of the leverage bot's log that contain ``marker``."""
+    logs = net.run("localnet", "logs", "leverage", "--home", str(net.home), "-n", "500", key=None)
+    assert logs.returncode == 0, logs.stderr
+    return [line for line in logs.stdout.splitlines() if marker in line]
 
 
 def _usdc(account: dict[str, Any]) -> float:

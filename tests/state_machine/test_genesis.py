@@ -83,6 +83,15 @@ def _mutated(fn) -> str:
         (lambda d: d["balances"][0].update(asset_id=9), "balances[0].asset_id"),
         (lambda d: d.update(chain_id="Bad Chain"), "chain_id"),
         (lambda d: d["parameters"].update(funding_interval_ms=0), "parameters.funding_interval"),
+        (lambda d: d["parameters"].update(vault_loss_limit_ppm=0), "parameters.vault_loss_limit"),
+        (
+            lambda d: d["parameters"].update(vault_loss_limit_ppm=1_000_001),
+            "parameters.vault_loss_limit_ppm",
+        ),
+        (
+            lambda d: d["parameters"].update(vault_market_notional_max_atoms=2**60 + 1),
+            "parameters.vault_market_notional_max_atoms",
+        ),
     ],
 )
 def test_invalid_genesis_names_the_field(mutate, field) -> None:

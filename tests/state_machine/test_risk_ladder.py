@@ -9,6 +9,7 @@ from fractions import Fraction
 import pytest
 
 from state_machine.audit import audit
+from state_machine.genesis import Parameters
 from state_machine.margin import maintenance_margin_atoms
 from state_machine.risk import liquidation_price_ticks, unit_value_and_mm
 from state_machine.state import VAULT
@@ -36,10 +37,15 @@ def ceil_div(a: int, b: int) -> int:
     return -((-a) // b)
 
 
+INSURANCE = 10_000 * USDC  # the vault's fund: enough margin to take 42,000 USDC at 50x
+
+
 def leveraged_long() -> Harness:
-    """acct(7): 1,000 USDC cross at 50x, long 7,000 lots at 60,000 bought from A2; empty book."""
+    """acct(7): 1,000 USDC cross at 50x, long 7,000 lots at 60,000 bought from A2; empty book;
+    a vault with an insurance fund of 10,000 USDC."""
     rich = [(a, 0, 10**6 * USDC) for a in (A1, A2, A3, A4)]
-    h = Harness(make_genesis(funded=[*rich, (A7, 0, 1_000 * USDC)]))
+    params = Parameters(insurance_fund_atoms=INSURANCE)
+    h = Harness(make_genesis(funded=[*rich, (A7, 0, 1_000 * USDC)], parameters=params))
     assert h.genesis.parameters.liquidation_fee_ppm == FEE_PPM
     h.one(A7, SetLeverage(BTC_PERP, 50, False))
     h.one(A2, limit(BTC_PERP, False, ENTRY, LOTS))
@@ -79,7 +85,7 @@ def test_backstop_takes_the_position_at_the_mark_and_charges_the_fee(price: int)
     assert (t["from"], t["to"], t["size_lots"], t["price_ticks"]) == (A7, VAULT, LOTS, price)
     vault_pos = h.state.accounts[VAULT].positions[BTC_PERP]
     assert (vault_pos.size_lots, vault_pos.entry_value) == (LOTS, LOTS * price)
-    assert h.bal(VAULT, 0) == (fee, 0)
+    assert h.bal(VAULT, 0) == (INSURANCE + fee, 0)
     assert h.bal(A7, 0) == (value - fee, 0) and size(h, A7) == 0
     assert not h.events("insurance_payout")
     audit(h.state)
@@ -114,7 +120,7 @@ def test_a_book_too_thin_for_the_liquidation_order_sends_the_rest_to_the_vault()
     assert (t["from"], t["to"], t["size_lots"], t["price_ticks"]) == (A7, VAULT, 6_000, mark)
     vault_pos = h.state.accounts[VAULT].positions[BTC_PERP]
     assert (vault_pos.size_lots, vault_pos.entry_value) == (6_000, 6_000 * mark)
-    assert h.bal(VAULT, 0) == (fee1 + fee2, 0)
+    assert h.bal(VAULT, 0) == (INSURANCE + fee1 + fee2, 0)
     assert h.bal(A7, 0) == (value2 - fee2, 0) and size(h, A7) == 0
     assert size(h, A3) == 1_000
     audit(h.state)
