@@ -120,6 +120,25 @@ class Metrics:
         self.evidence = Counter(
             "perpbft_equivocation_evidence", "Equivocation evidence observed", registry=r
         )
+        self.disk_free_bytes = Gauge(
+            "perpbft_disk_free_bytes",
+            "Free bytes on the data dir's file system (sampled every few seconds)",
+            registry=r,
+        )
+        self.state_audits = Counter(
+            "perpbft_state_audits",
+            "Whole-state conservation audits run, by result (ok, failed)",
+            ["result"],
+            registry=r,
+        )
+        self.state_audit_seconds = Histogram(
+            "perpbft_state_audit_seconds",
+            "Time of one whole-state audit",
+            buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=r,
+        )
+        for result in ("ok", "failed"):  # exported as 0 before the first audit
+            self.state_audits.labels(result=result)
 
     def watch_peers(self, source: PeerStatsSource) -> None:
         """Export the transport's own counters, read from ``source`` at each scrape."""
