@@ -7,7 +7,10 @@ the exchange's own invariants (conservation of every asset; books, order indexes
 open interest agreeing with each other). It walks the whole state, so the node runs it at
 start-up (on the state it has just rebuilt from disk, before it joins consensus) and every
 ``[storage] audit_every_blocks`` blocks (0: start-up only), on the working copy after the block
-is applied and before it is stored, so a state that fails is never written.
+is applied and before it is stored, so a state that fails is never written. The periodic audit
+runs on the event loop, not in a worker thread: API handlers on the loop may add to the state's
+dicts (an account looked up for the first time), and an audit iterating them from another
+thread would then fail for nothing; a whole-state walk also needs the state still.
 
 A failure is fatal (node/fatal.py): one ``fatal_audit_failed`` event naming the broken rule,
 and exit code EXIT_AUDIT_FAILED. Nothing the node could do next would be right: voting on,
