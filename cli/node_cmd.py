@@ -88,12 +88,15 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
+    from node.fatal import FatalExit
     from node.runner import StartError, run_home
 
     try:
         run_home(resolve_home(args.home))
     except StartError as exc:
         raise CliError(str(exc)) from None
+    except FatalExit as exc:  # already logged as one structured event
+        return exc.exit_code
     return EXIT_OK
 
 

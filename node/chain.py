@@ -142,6 +142,21 @@ class Chain:
             raise
 
     @classmethod
+    def open_existing(
+        cls, data_dir: Path, genesis: Genesis, *, map_size_bytes: int, walk_pages: bool = True
+    ) -> Chain:
+        """Open the chain data in ``data_dir``, which must exist (ChainError otherwise)."""
+        try:
+            store = Store.open(data_dir, map_size_bytes=map_size_bytes, walk_pages=walk_pages)
+        except StoreError as exc:
+            raise ChainError(str(exc)) from None
+        try:
+            return cls._rebuild(genesis, store)
+        except ChainError:
+            store.close()
+            raise
+
+    @classmethod
     def _rebuild(cls, genesis: Genesis, store: Store) -> Chain:
         meta = store.meta
         if meta.chain_id != genesis.chain_id:

@@ -237,6 +237,25 @@ class StorageSettings:
         lo=0,
         hi=PROOF_HISTORY_HEIGHTS_MAX,
     )
+    disk_free_start_min_bytes: int = _key(
+        256 * MIB,
+        "refuse to start with less free space on the data dir's file system (0 = no check)",
+        lo=0,
+        hi=2**62,
+    )
+    disk_free_ready_min_bytes: int = _key(
+        1024 * MIB,
+        "/readyz says not ready with less free space than this (0 = no check)",
+        lo=0,
+        hi=2**62,
+    )
+    audit_every_blocks: int = _key(
+        1_000,
+        "run the whole-state conservation audit every N blocks; it always runs at start-up "
+        "(0 = start-up only)",
+        lo=0,
+        hi=1_000_000_000,
+    )
 
 
 # Table name -> settings class, in file order; "" is the top level.

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from p2p.manager import PeerManagerStatistics
@@ -122,6 +122,25 @@ class Metrics:
             "perpbft_equivocation_evidence", "Equivocation evidence observed", registry=r
         )
         self._init_vault_metrics(r)
+        self.disk_free_bytes = Gauge(
+            "perpbft_disk_free_bytes",
+            "Free bytes on the data dir's file system (sampled every few seconds)",
+            registry=r,
+        )
+        self.state_audits = Counter(
+            "perpbft_state_audits",
+            "Whole-state conservation audits run, by result (ok, failed)",
+            ["result"],
+            registry=r,
+        )
+        self.state_audit_seconds = Histogram(
+            "perpbft_state_audit_seconds",
+            "Time of one whole-state audit",
+            buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=r,
+        )
+        for result in ("ok", "failed"):  # exported as 0 before the first audit
+            self.state_audits.labels(result=result)
 
     def _init_vault_metrics(self, r: CollectorRegistry) -> None:
         """The liquidation vault after each executed block (state_machine.queries.vault_summary)."""
@@ -230,6 +249,51 @@ class PeerStatsCollector(Collector):
         yield CounterMetricFamily(
             "perpbft_p2p_tcp_accepted", "TCP connections accepted", value=stats.tcp_accepted
         )
+        yield from _connection_metrics(stats)
+
+
+def _connection_metrics(stats: PeerManagerStatistics) -> Iterator[Metric]:
+    """Connection churn and queue depth: the counters an operator alerts on when links flap."""
+    # Two processes running one validator key (a failover left on) each keep reconnecting
+    # and replacing the other's connection: this counter climbs steadily on every peer.
+    yield CounterMetricFamily(
+        "perpbft_p2p_duplicate_connections_closed",
+        "Connections closed because another connection of the same peer key was kept",
+        value=stats.duplicates_closed,
+    )
+    yield _labelled(
+        "perpbft_p2p_disconnects",
+        "Peer connections closed by this node for a timeout, by reason",
+        {"idle_timeout": stats.idle_timeouts, "write_timeout": stats.write_timeouts},
+    )
+    yield CounterMetricFamily(
+        "perpbft_p2p_dial_attempts", "Outbound connection attempts", value=stats.dial_attempts
+    )
+    yield CounterMetricFamily(
+        "perpbft_p2p_dial_failures",
+        "Outbound connection attempts that failed before the handshake",
+        value=stats.dial_failures,
+    )
+    yield CounterMetricFamily(
+        "perpbft_p2p_accept_errors",
+        "Errors accepting inbound TCP connections (e.g. out of file descriptors)",
+        value=stats.accept_errors,
+    )
+    yield GaugeMetricFamily(
+        "perpbft_p2p_handshakes_pending",
+        "TLS handshakes in progress",
+        value=stats.handshakes_pending,
+    )
+    yield GaugeMetricFamily(
+        "perpbft_p2p_inbound_queue_frames",
+        "Frames from peers waiting for the node",
+        value=stats.inbound_queue_frames,
+    )
+    yield GaugeMetricFamily(
+        "perpbft_p2p_inbound_queue_bytes",
+        "Bytes from peers waiting for the node",
+        value=stats.inbound_queue_bytes,
+    )
 
 
 def _labelled(name: str, doc: str, counts: dict[str, int]) -> CounterMetricFamily:

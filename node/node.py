@@ -40,8 +40,9 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
+import lmdb
 import trio
 
 from consensus.config import ConsensusConfig
@@ -83,13 +84,17 @@ from consensus.types import (
 )
 from consensus.validators import ValidatorSet
 from consensus.verify import newview_signature_valid, proposal_signature_valid
+from node.audit_runner import Auditor
 from node.chain import Chain, Executed, genesis_state_root
 from node.config import Config
+from node.diskwatch import DiskWatch
+from node.fatal import NodeFatal, storage_failure
 from node.logs import fields, get_logger
 from node.mempool import Admit, Mempool, MempoolLimits, Prepared
 from node.metrics import Metrics
 from node.observe import ConsensusObserver
 from node.sigpool import SignaturePool
+from node.storage import StoreError
 from p2p.manager import PeerManager
 from state_machine.codec import MAX_MESSAGE_BYTES, Bytes, DecodeError, ListOf, encode
 from state_machine.crypto import Keypair, verify
@@ -119,6 +124,7 @@ INLINE_VERIFY_MAX = 4  # about 0.25 ms of the event loop
 ADMISSION_SLICE_S = 0.005
 
 log = get_logger("node")
+_T = TypeVar("_T")
 
 
 def now_ms() -> int:
@@ -163,6 +169,16 @@ class Node:
         self.chain_id = genesis.chain_id
         self.metrics = Metrics()
         self.observer = ConsensusObserver(self.metrics)
+        storage = config.storage
+        self.disk = DiskWatch(
+            config.data_path, storage.disk_free_ready_min_bytes, self.metrics.disk_free_bytes
+        )
+        self.auditor = Auditor(
+            storage.audit_every_blocks,
+            config.data_path,
+            self.metrics.state_audits,
+            self.metrics.state_audit_seconds,
+        )
         self.validators = ValidatorSet([(v.pubkey, v.power) for v in genesis.validators])
         self.is_validator = key.public_key in self.validators
         self.chain: Chain | None = None
@@ -210,6 +226,11 @@ class Node:
             self.config.data_path, self.genesis, map_size_bytes=self.config.storage.map_size_bytes
         )
         chain.store.proof_history_heights = self.config.storage.proof_history_heights
+        try:
+            self.auditor.check(chain.state, chain.height, "startup")
+        except NodeFatal:
+            chain.close()
+            raise
         return chain
 
     def consensus_config(self) -> ConsensusConfig:
@@ -270,6 +291,7 @@ class Node:
                 nursery.start_soon(self._admission_loop)
                 nursery.start_soon(self._consensus_loop)
                 nursery.start_soon(self._clock_loop)
+                nursery.start_soon(self.disk.run)
                 log.info(
                     "node_started",
                     extra=fields(
@@ -639,7 +661,9 @@ class Node:
         for action in actions:
             if isinstance(action, PersistSafety):
                 raw = action.safety.to_wire()
-                await trio.to_thread.run_sync(self.chain.store.write_safety_data, raw)
+                await self._storage_write(
+                    "safety record write", self.chain.store.write_safety_data, raw
+                )
             elif isinstance(action, Send):
                 if isinstance(action.message, Vote):
                     self.metrics.votes_sent.inc()
@@ -695,7 +719,14 @@ class Node:
         t0 = time.perf_counter()
         txs, ids, result = chain.apply(block)
         t1 = time.perf_counter()
-        root = await trio.to_thread.run_sync(chain.persist, block, qc, ids, result)
+        if self.auditor.due(block.height):  # before the block is stored (node/audit_runner.py)
+            self.auditor.check(chain.state, block.height, "block")  # on the loop: see there
+            t1_stored = time.perf_counter()
+        else:
+            t1_stored = t1
+        root = await self._storage_write(
+            f"commit of block {block.height}", chain.persist, block, qc, ids, result
+        )
         t2 = time.perf_counter()
         await self._maybe_prune(block.height)
         executed = Executed(
@@ -707,7 +738,7 @@ class Node:
             ids,
             result,
             t1 - t0,
-            t2 - t1,
+            t2 - t1_stored,
         )
         self._after_execution(executed)
         return BlockExecuted(executed.height, executed.block_hash, root)
@@ -721,7 +752,19 @@ class Node:
             return
         assert self.chain is not None
         store = self.chain.store
-        await trio.to_thread.run_sync(store.prune_blocks, max(keep, RECENT_BLOCKS_FOR_RESTORE))
+        keep_blocks = max(keep, RECENT_BLOCKS_FOR_RESTORE)
+        await self._storage_write("pruning", store.prune_blocks, keep_blocks)
+
+    async def _storage_write(self, operation: str, write: Callable[..., _T], *args: Any) -> _T:
+        """A store write in a worker thread (a py-lmdb write transaction stays on one thread).
+        A failed write stops the node with one ``fatal_storage_error`` event (node/fatal.py):
+        the working state is ahead of the disk, or the disk refuses writes."""
+        try:
+            return await trio.to_thread.run_sync(write, *args)
+        except (StoreError, lmdb.Error, OSError) as exc:
+            assert self.chain is not None
+            height = self.chain.height
+            raise storage_failure(exc, self.config.data_path, height, operation) from exc
 
     def _after_execution(self, executed: Executed) -> None:
         self.last_block_time_ms = executed.timestamp_ms

@@ -18,9 +18,12 @@ from hypercorn.trio import serve
 from node.api.app import build_app, build_metrics_app
 from node.chain import ChainError
 from node.config import Config, HomeError, load_config, lock_home
+from node.diskwatch import start_space_problem
+from node.fatal import FatalExit, NodeFatal, first_of
 from node.keys import KeyFileError, read_key_file
 from node.logs import configure_logging, fields, get_logger
 from node.node import Node
+from node.storage import StoreError
 from state_machine.genesis import Genesis, GenesisError, genesis_from_json
 
 log = get_logger("runner")
@@ -126,17 +129,35 @@ def run_home(home: Path) -> None:
     except HomeError as exc:
         raise StartError(str(exc)) from None
     with lock:
+        check_free_space(config)
         try:
             trio.run(serve_node, node)
-        except* ChainError as group:
-            raise StartError(str(first_leaf(group))) from None
-        except* OSError as group:
-            raise StartError(f"cannot start: {first_leaf(group)}") from None
+        except Exception as exc:
+            raise stop_reason(exc) from None
 
 
-def first_leaf(error: BaseException) -> BaseException:
-    """The first real exception inside (possibly nested) exception groups: nurseries nest
-    them, and the one-line message must name the cause, not the group."""
-    while isinstance(error, BaseExceptionGroup) and error.exceptions:
-        error = error.exceptions[0]
+def check_free_space(config: Config) -> None:
+    """Refuse to start below ``[storage] disk_free_start_min_bytes`` (node/diskwatch.py)."""
+    try:
+        problem = start_space_problem(config.data_path, config.storage.disk_free_start_min_bytes)
+    except OSError as exc:
+        raise StartError(f"cannot read the free space of {config.data_path}: {exc}") from None
+    if problem is not None:
+        raise StartError(problem)
+
+
+def stop_reason(error: Exception) -> Exception:
+    """What a node that ended with ``error`` exits with: a fatal failure is logged as its one
+    structured event (node/fatal.py) and exits with its code; a start-up failure is a
+    one-line StartError; anything else is a bug and keeps its traceback."""
+    fatal = first_of(error, NodeFatal)
+    if isinstance(fatal, NodeFatal):
+        log.critical(fatal.event, extra=fields(**fatal.fields, exit_code=fatal.exit_code))
+        return FatalExit(fatal.exit_code)
+    chain_error = first_of(error, ChainError) or first_of(error, StoreError)
+    if chain_error is not None:
+        return StartError(str(chain_error))
+    os_error = first_of(error, OSError)
+    if os_error is not None:
+        return StartError(f"cannot start: {os_error}")
     return error

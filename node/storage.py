@@ -498,6 +498,11 @@ class Store:
     def close(self) -> None:
         self._env.close()
 
+    def env_flags(self) -> dict[str, bool]:
+        """The flags the LMDB environment was really opened with (``sync``, ``metasync``...)."""
+        flags: dict[str, bool] = self._env.flags()
+        return flags
+
     def __enter__(self) -> Store:
         return self
 
@@ -876,16 +881,31 @@ def _put_initial(
 
 
 def _open_env(path: Path, map_size_bytes: int, create: bool = True) -> tuple[Any, dict[str, Any]]:
+    # The durability flags, each pinned by tests/storage/test_env_flags.py: a weaker setting
+    # passes every crash test that kills the process (the page cache survives SIGKILL) and
+    # only loses blocks when the machine itself stops, so it must fail a test instead.
     env = lmdb.open(
         str(path),
         map_size=map_size_bytes,
         max_dbs=MAX_DBS,
         subdir=True,
         create=create,
-        sync=True,  # a committed block survives power loss, not only a process crash
+        # fsync the data pages at every commit: a committed block (and a safety record, which
+        # consensus sends votes on) survives power loss, not only a process crash.
+        sync=True,
+        # fsync the meta page too; without it the last commits can vanish on power loss even
+        # though their votes and replies left the node.
         metasync=True,
-        readahead=False,  # random reads over a state larger than RAM: readahead only evicts
+        # Write through write(2), not a writable map: a stray write into the map by a bug in
+        # any C extension would silently corrupt committed pages, and writemap's own flushing
+        # (map_async) would weaken sync to "some time later".
+        writemap=False,
+        map_async=False,
+        # LMDB's reader lock table: snapshot export and the page walk read while the node
+        # writes; without it a writer could reuse pages a reader in another process uses.
         lock=True,
+        readonly=False,
+        readahead=False,  # random reads over a state larger than RAM: readahead only evicts
     )
     try:
         with env.begin(write=True) as txn:

@@ -1,8 +1,9 @@
 """Whole-state audits: conservation of funds and index consistency.
 
-These walk the entire state (O(accounts + orders)), so the node runs them on a schedule or at
-startup, not every block; the tests run them after every block. Each raises InvariantError
-naming the first broken rule.
+These walk the entire state (O(accounts + orders)), so the node runs them at start-up and every
+``[storage] audit_every_blocks`` blocks (node/audit_runner.py), not every block; the tests run
+them after every block, and the integration cluster harness on each node's stored state at
+teardown. Each raises InvariantError naming the first broken rule.
 
 Conservation (DESIGN section 4): for every asset,
 ``sum(available + held) + fee pool (+ for USDC: isolated margins + unrealised PnL of all

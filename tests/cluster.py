@@ -2,6 +2,12 @@
 
 Ports come from a randomly chosen free block, every process is killed when the cluster closes,
 and every wait has a deadline, so a test using it always stops by itself.
+
+When the cluster closes, after its processes are gone, every node's data dir is opened and the
+whole-state conservation audit runs on its state (``node.audit_runner.audit_stored_state``):
+whatever a test did to the network, no node may have stored a state that creates or loses
+money. A failure fails the test. A test that breaks a node's data on purpose exempts that node
+(``audit_exempt``).
 """
 
 from __future__ import annotations
@@ -21,10 +27,13 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from node.audit_runner import audit_stored_state
 from node.config import Config, init_home, load_config
 from node.keys import read_key_file
+from node.storage import store_path
 from node.testnet import TestnetLayout, write_testnet
 from state_machine.crypto import Keypair
+from state_machine.genesis import genesis_from_json
 
 STARTUP_TIMEOUT_S = 60.0
 
@@ -80,6 +89,8 @@ class Cluster:
         self.chain_id = chain_id
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.http = httpx.Client(timeout=10.0)
+        self.audit_exempt: set[int] = set()  # nodes whose data a test broke on purpose
+        self.audited_heights: dict[int, int] = {}  # filled by close()
 
     # ---- processes ---------------------------------------------------------------------
 
@@ -121,16 +132,44 @@ class Cluster:
             return proc.wait(timeout=30)
         return proc.returncode
 
-    def close(self) -> None:
+    def close(self, audit: bool = True) -> None:
+        """Kill every node, then (``audit``) audit each node's stored state."""
         for i in list(self.procs):
             self.kill(i)
         self.http.close()
+        if audit:
+            self.audit_all()
+
+    def audit_all(self) -> None:
+        """Run the conservation audit on every stopped node's data dir (a node that never
+        created its store is skipped). Cheap: no page walk (the nodes are our own and were
+        stopped by signals, which LMDB survives), one state rebuild per node."""
+        for i, home in enumerate(self.layout.homes):
+            if i in self.audit_exempt or self.running(i):
+                continue
+            config = load_config(home)
+            if not (store_path(config.data_path) / "data.mdb").exists():
+                continue
+            genesis = genesis_from_json(config.genesis_path.read_text(encoding="utf-8"))
+            try:
+                self.audited_heights[i] = audit_stored_state(
+                    config.data_path,
+                    genesis,
+                    map_size_bytes=config.storage.map_size_bytes,
+                    walk_pages=False,
+                )
+            except Exception as exc:
+                raise AssertionError(
+                    f"node {i}: the state stored in {config.data_path} fails the audit: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
 
     def __enter__(self) -> Cluster:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        # After a failed test, only clean up: the test's own failure is the one to read.
+        self.close(audit=exc_type is None)
 
     # ---- API ---------------------------------------------------------------------------
 

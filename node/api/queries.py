@@ -133,6 +133,7 @@ class Queries:
             reason = "not connected to a quorum of validators"
         elif syncing:
             reason = "no recent committed block"
+        reason = node.disk.not_ready_reason() or reason  # the operator's to fix, so first
         view = replica.view if replica is not None else 0
         return {
             "chain_id": node.chain_id,

@@ -63,3 +63,17 @@ def test_unknown_config_key(home: Path) -> None:
 def test_home_in_use(home: Path) -> None:
     with lock_home(load_config(home)):
         assert_refused(home, "in use")
+
+
+def test_too_little_free_disk(home: Path) -> None:
+    """The floor is real free space (statvfs of the data dir), set above what any disk has."""
+    config = home / "config" / "config.toml"
+    text = config.read_text()
+    assert "disk_free_start_min_bytes = " in text
+    config.write_text(
+        text.replace(
+            "disk_free_start_min_bytes = 268_435_456",
+            "disk_free_start_min_bytes = 4611686018427387904",
+        )
+    )
+    assert_refused(home, "free on the file system of", "storage.disk_free_start_min_bytes")
