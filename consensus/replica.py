@@ -429,7 +429,9 @@ class Replica:
         our latest NEW-VIEW (a fresh one for our view if the latest is older: we may have
         entered the view on a QC or a proposal, without announcing it), and our proposal if we
         lead this view and made one. Both are messages we already stand by: nothing new is
-        promised, so this is safe at any time, and it is bounded by the connection rate."""
+        promised, so this is safe at any time. The PersistSafety in front is redundant (what
+        they promise is on disk already) but keeps "no speech without a persist in the same
+        list" literally true, so the checkers stay simple: one safety write per reconnection."""
         if peer == self.me or peer not in self.validators or self.view == 0:
             return
         latest = self._latest_newview.get(self.me)

@@ -603,6 +603,7 @@ def test_a_reconnected_peer_gets_the_latest_newview_and_the_leaders_proposal() -
         resent += [a.message for a in out if isinstance(a, Send)]
     newviews = [m for m in resent if isinstance(m, NewView)]
     assert sorted(m.view for m in newviews) == [p.view] * 3
+    assert all(m == c.replicas[c.index(m.sender)[0]]._latest_newview[m.sender] for m in newviews)
     assert [m for m in resent if isinstance(m, Proposal)] == [p]
     # With them the returning replica is in the others' view and votes at once, no timer.
     c.deliver_all()
