@@ -15,6 +15,7 @@ import itertools
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from node.config import Config
@@ -66,7 +67,7 @@ def newview_times_s(cluster: Cluster, i: int, after_s: float) -> list[float]:
 def all_connected(cluster: Cluster) -> bool:
     try:
         return all(cluster.metric(i, "perpbft_p2p_peers") == len(NODES) - 1 for i in NODES)
-    except Exception:  # a restarted node's metrics server is not up yet
+    except httpx.HTTPError:  # a restarted node's metrics server is not up yet
         return False
 
 
