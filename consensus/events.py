@@ -61,7 +61,16 @@ class BlockExecuted:
     state_root: bytes
 
 
-Event = MessageReceived | TimerFired | ClockTick | PayloadAvailable | BlockExecuted
+@dataclasses.dataclass(frozen=True, slots=True)
+class PeerConnected:
+    """The validator with key ``peer`` has just (re)connected: whatever we sent it while it was
+    away is lost, so the replica re-sends its latest NEW-VIEW (and its proposal, if it leads
+    the current view and proposed)."""
+
+    peer: bytes
+
+
+Event = MessageReceived | TimerFired | ClockTick | PayloadAvailable | BlockExecuted | PeerConnected
 
 
 # ---- actions --------------------------------------------------------------------------------

@@ -16,6 +16,28 @@ Pure functions of times and views the replica passes in (the core never reads a 
   the power (so at least one honest validator) has given up on views below ``w``
   (:func:`joined_view`), it gives up too and sends its own NEW-VIEW for ``w``. Nobody runs ahead
   on its own, so honest replicas' views cannot drift apart by more than one.
+* Joining a later view on its proposal (:func:`joins_on_justify`, :func:`joins_on_timeout_cert`):
+  a replica that missed how the others got to view ``w`` (it was down, or cut off, when their
+  NEW-VIEWs went out) learns of ``w`` from the leader's proposal, which carries either a prepare
+  QC of ``w - 1`` or, when ``w - 1`` ended without one, the timeout certificate for ``w``
+  (CometBFT skips to a round on +2/3 of its messages for the same reason; Diem/Aptos carry a
+  TimeoutCertificate in the proposal's sync info).
+* Re-announcing on (re)connect: the driver reports each peer (re)connection and the replica
+  sends that peer its latest NEW-VIEW (see ``Replica``), so a NEW-VIEW broadcast while the
+  peer was away is not lost until the next, possibly doubled, timeout. Together, after a quorum
+  comes back the first view completes in about one view, whatever the backoff has grown to.
+
+Why jumping is safe: the voting rules (``safety.py``) never look at how a replica reached its
+view, so no view-entry rule can break safety; a view-entry rule can only hurt liveness, by
+letting a Byzantine minority drag honest replicas ahead. It cannot here: a prepare QC of
+``w - 1`` and a TC for ``w`` each hold signatures of more than 2/3 of the power, so of at least
+one honest validator, which voted in ``w - 1`` (QC) or signed NEW-VIEW for ``w`` (TC) only under
+these same rules. An honest NEW-VIEW for ``w`` is signed only once its sender is in ``w``, or
+has given up every view below ``w`` by its own timeout or by joining more than 1/3 that did
+(persisted first), so by induction on views certificates name only views honest validators
+reached or timed out into. And a TC for ``w`` means more than 2/3 of the power, so more than
+1/3 of honest power, will never vote below ``w`` again: no QC can form below ``w`` any more,
+and a replica that jumps to ``w`` gives up nothing that could still commit.
 """
 
 from __future__ import annotations
@@ -48,6 +70,19 @@ def timestamp_acceptable(
 ) -> bool:
     """Strictly later than the parent's, and at most ``max_drift_ms`` ahead of our clock."""
     return parent_timestamp_ms < timestamp_ms <= now_ms + max_drift_ms
+
+
+def joins_on_justify(proposal_view: int, justify_view: int, our_view: int) -> bool:
+    """Join the later view of a proposal whose justify QC is from the view right before it and
+    not older than ours: the QC shows that view finished its prepare phase, so a Byzantine
+    leader can pull replicas at most one view beyond a real QC."""
+    return proposal_view == justify_view + 1 and justify_view >= our_view
+
+
+def joins_on_timeout_cert(tc_view: int, proposal_view: int, our_view: int) -> bool:
+    """Join the later view of a proposal that carries a (valid) timeout certificate for exactly
+    that view: more than 2/3 of the power has left every view below it (argument above)."""
+    return proposal_view > our_view and tc_view == proposal_view
 
 
 def _highest_view_with(

@@ -9,15 +9,32 @@ verifier is libsodium's, see ``state_machine/crypto.py``). Rules:
   only votes it verified, and accepting padding would let two byte-different QCs certify the
   same thing;
 * the distinct signers must hold more than 2/3 of the voting power.
+
+A timeout certificate (TC) for view ``w`` is the same idea for NEW-VIEW messages: the NEW-VIEW
+signatures of validators holding more than 2/3 of the power, each for ``w`` or a later view.
+An honest replica signs NEW-VIEW for ``w`` only once it is in ``w`` or has given up every view
+below ``w`` (both persisted first), so a TC shows that a quorum will never vote below ``w``
+again. Rules (:func:`tc_valid`), stricter than for QCs because a TC is only ever built here:
+
+* ``view`` >= 1, at least one and at most as many entries as validators;
+* signers strictly increasing in genesis order (distinct, and one byte string per TC);
+* each signer a validator, each entry's view >= the TC's view, each signature valid over
+  ``newview_digest_signing_bytes(chain_id, entry.view, entry.high_qc_digest)``;
+* the signers hold more than 2/3 of the voting power.
 """
 
 from __future__ import annotations
 
 from consensus.types import (
     PHASES,
+    NewView,
     QCSignature,
     QuorumCert,
+    TimeoutCert,
+    TimeoutSignature,
     Vote,
+    newview_digest,
+    newview_digest_signing_bytes,
     vote_signing_bytes,
 )
 from consensus.validators import ValidatorSet
@@ -50,6 +67,41 @@ def qc_valid(qc: QuorumCert, chain_id: str, validators: ValidatorSet, genesis_ha
             seen.add(entry.signer)
             power += validators.power_of(entry.signer)
     return validators.is_quorum(power)
+
+
+def tc_valid(tc: TimeoutCert, chain_id: str, validators: ValidatorSet) -> bool:
+    """True iff ``tc`` proves that validators with more than 2/3 of the power sent NEW-VIEW
+    for ``tc.view`` or later (rules above)."""
+    if tc.view == 0 or not 1 <= len(tc.signatures) <= len(validators):
+        return False
+    previous_index = -1
+    power = 0
+    for entry in tc.signatures:
+        if entry.signer not in validators or entry.view < tc.view:
+            return False
+        index = validators.index_of(entry.signer)
+        if index <= previous_index:
+            return False  # not in genesis order, or a signer twice
+        previous_index = index
+        message = newview_digest_signing_bytes(chain_id, entry.view, entry.high_qc_digest)
+        if not verify(entry.signer, message, entry.signature):
+            return False
+        power += validators.power_of(entry.signer)
+    return validators.is_quorum(power)
+
+
+def timeout_cert(view: int, newviews: list[NewView], validators: ValidatorSet) -> TimeoutCert:
+    """The TC for ``view`` made of verified NEW-VIEWs for ``view`` or later, one per sender
+    (the caller checked that their senders form a quorum), in canonical order."""
+    entries = sorted(
+        (nv for nv in newviews if nv.view >= view and nv.sender in validators),
+        key=lambda nv: validators.index_of(nv.sender),
+    )
+    signatures = tuple(
+        TimeoutSignature(nv.sender, nv.view, newview_digest(nv.high_qc), nv.signature)
+        for nv in entries
+    )
+    return TimeoutCert(view, signatures)
 
 
 class VoteCollector:

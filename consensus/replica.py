@@ -36,10 +36,17 @@ Invariants (checked with :func:`consensus.check.check`, which survives ``python 
 
 Views advance on a DECIDE, on a valid QC from a later view (we were behind), on a proposal
 for the view right after its justify QC's (when that QC is from our view or later), and on a
-timeout certificate: NEW-VIEWs for the view
-(or later) from more than 2/3 of the power. A replica whose view timer fires stops voting in its
-view and broadcasts NEW-VIEW for the next one, but waits for the certificate before it moves;
-it joins a timeout as soon as more than 1/3 of the power has (see ``pacemaker.py``).
+timeout certificate (TC): NEW-VIEWs for the view (or later) from more than 2/3 of the power,
+either collected here or carried by the leader's proposal. A replica whose view timer fires
+stops voting in its view and broadcasts NEW-VIEW for the next one, but waits for the
+certificate before it moves; it joins a timeout as soon as more than 1/3 of the power has (see
+``pacemaker.py``, which also argues why these jumps are safe).
+
+Recovery after an outage must not wait for a timer: the survivors' timeouts may have doubled
+to the cap while the quorum was gone. So a leader whose view follows one that ended without a
+prepare QC attaches the TC for its view to its proposal, and on each ``PeerConnected`` the
+replica re-sends that peer its latest NEW-VIEW (and its proposal of the current view): a
+returning validator learns the view the others are in from them, at once.
 A replica that sees a height it lacks asks the sender for committed blocks with their commit QCs
 (``SyncRequest``) and commits them after checking each QC.
 """
@@ -61,6 +68,7 @@ from consensus.events import (
     Execute,
     MessageReceived,
     PayloadAvailable,
+    PeerConnected,
     PersistSafety,
     ReportEvidence,
     RequestPayload,
@@ -71,13 +79,21 @@ from consensus.events import (
 )
 from consensus.pacemaker import (
     joined_view,
+    joins_on_justify,
+    joins_on_timeout_cert,
     next_block_timestamp_ms,
     proposal_ready_at_ms,
     quorum_view,
     timestamp_acceptable,
     view_timeout_ms,
 )
-from consensus.quorum import VoteCollector, qc_valid, vote_signature_valid
+from consensus.quorum import (
+    VoteCollector,
+    qc_valid,
+    tc_valid,
+    timeout_cert,
+    vote_signature_valid,
+)
 from consensus.safety import (
     block_extends,
     not_voted_yet,
@@ -184,6 +200,7 @@ class Replica:
         self._valid_blocks: set[bytes] = set()
         self._latest_newview: dict[bytes, NewView] = {}
         self._announced_view = 0  # highest view we broadcast a NEW-VIEW for
+        self._own_proposal: Proposal | None = None  # our proposal of the view we are in
         self._collectors: dict[tuple[int, int, bytes], VoteCollector] = {}
         self._formed: set[tuple[int, int]] = set()
         self._seen_votes: dict[tuple[bytes, int, int], Vote] = {}
@@ -288,6 +305,8 @@ class Replica:
             self._on_payload(event)
         elif isinstance(event, BlockExecuted):
             self._on_executed(event)
+        elif isinstance(event, PeerConnected):
+            self._on_peer_connected(event.peer)
         else:
             raise TypeError(f"unknown event {type(event).__name__}")
         self._drain()
@@ -385,6 +404,16 @@ class Replica:
         self._try_propose()
 
     def _send_newview(self, view: int, *, broadcast: bool) -> None:
+        message = self._new_newview(view)
+        if broadcast:
+            self._announced_view = max(self._announced_view, view)
+            self._out.append(Broadcast(message))
+        elif self.validators.leader(view) != self.me:
+            self._out.append(Send(self.validators.leader(view), message))
+
+    def _new_newview(self, view: int) -> NewView:
+        """Sign NEW-VIEW for ``view`` (we are in it, or gave up every view below it) and record
+        it as our latest; the promise it states is persisted before it leaves."""
         high = self.safety.prepare_qc
         high_block = (
             self._pending.get(high.block_hash) if high.height > self.committed_height else None
@@ -393,11 +422,26 @@ class Replica:
         message = NewView(view, high, high_block, self.me, signature)
         self._record_newview(message)
         self._ensure_persisted()
-        if broadcast:
-            self._announced_view = max(self._announced_view, view)
-            self._out.append(Broadcast(message))
-        elif self.validators.leader(view) != self.me:
-            self._out.append(Send(self.validators.leader(view), message))
+        return message
+
+    def _on_peer_connected(self, peer: bytes) -> None:
+        """A peer (re)connected: what we broadcast while it was away never reached it. Send it
+        our latest NEW-VIEW (a fresh one for our view if the latest is older: we may have
+        entered the view on a QC or a proposal, without announcing it), and our proposal if we
+        lead this view and made one. Both are messages we already stand by: nothing new is
+        promised, so this is safe at any time. The PersistSafety in front is redundant (what
+        they promise is on disk already) but keeps "no speech without a persist in the same
+        list" literally true, so the checkers stay simple: one safety write per reconnection."""
+        if peer == self.me or peer not in self.validators or self.view == 0:
+            return
+        latest = self._latest_newview.get(self.me)
+        if latest is None or latest.view < self.view:
+            latest = self._new_newview(self.view)
+        self._ensure_persisted()
+        self._out.append(Send(peer, latest))
+        own = self._own_proposal
+        if own is not None and own.view == self.view:
+            self._out.append(Send(peer, own))
 
     def _prune_views(self, view: int) -> None:
         for v in [v for v in self._future if v < view]:
@@ -507,15 +551,22 @@ class Replica:
         if not p.block.payload_matches_header():
             return
         if p.view > self.view:
-            # Join a later view on its proposal only if the justify QC shows the view before it
-            # finished at least a phase and we are not past that: a Byzantine leader can then
-            # pull replicas at most one view beyond a real QC.
-            if p.justify.view >= self.view and p.view == p.justify.view + 1:
+            # Join a later view on its proposal only with a certificate that a quorum got
+            # there: a prepare QC of the view before, or a TC for the view (pacemaker.py).
+            if joins_on_justify(p.view, p.justify.view, self.view) or self._tc_lets_join(p):
                 self._enter_view(p.view, newview="none")
             else:
                 self._buffer(p.view, sender, p)
                 return
         self._consider_proposal(sender, p, block_hash)
+
+    def _tc_lets_join(self, p: Proposal) -> bool:
+        tc = p.timeout_cert
+        return (
+            tc is not None
+            and joins_on_timeout_cert(tc.view, p.view, self.view)
+            and tc_valid(tc, self.config.chain_id, self.validators)
+        )
 
     def _within_evidence_window(self, view: int) -> bool:
         """Signed messages we remember for equivocation checks: recent views and a bounded
@@ -814,25 +865,37 @@ class Replica:
         elif high.height == self.committed_height + 1:
             pending = self._pending.get(high.block_hash)
             if pending is None or pending.header.parent_hash != tip_hash:
-                self._request_sync(high_from, high.height - 1)
+                # Up to the QC's own height: its block may be committed at the peer (we missed
+                # the DECIDE, e.g. while down), and then only a sync brings it.
+                self._request_sync(high_from, high.height)
                 return
             block = pending  # re-propose the prepared but uncommitted block
         else:
-            self._request_sync(high_from, high.height - 1)
+            self._request_sync(high_from, high.height)
             return
         block_hash = block.block_hash()
         self._update_safety(proposed_view=view)
         self._ensure_persisted()
         signature = sign_proposal(self.key, self.config.chain_id, view, block_hash)
-        self._broadcast(Proposal(view, block, high, self.me, signature))
+        tc = None
+        if high.view + 1 < view:
+            # The view before ended without a prepare QC: replicas that missed the NEW-VIEWs
+            # which brought us here can only join with the certificate itself.
+            tc = timeout_cert(view, [self._latest_newview[k] for k in senders], self.validators)
+            check(tc_valid(tc, self.config.chain_id, self.validators), "built an invalid TC")
+        self._own_proposal = Proposal(view, block, high, self.me, signature, tc)
+        self._broadcast(self._own_proposal)
 
     def _choose_high_qc(self, senders: list[bytes]) -> tuple[QuorumCert, bytes]:
-        """The highest prepare QC among ours and the NEW-VIEWs of ``senders``, and who sent it."""
+        """The highest prepare QC among ours and the NEW-VIEWs of ``senders``, and who sent it:
+        a peer rather than ourselves when both hold it, since that is who we ask for the blocks
+        we lack (after a restart we may hold the QC but not its block, which they committed)."""
         high = self.safety.prepare_qc
         high_from = self.me
         for sender in sorted(senders, key=self.validators.index_of):
             qc = self._latest_newview[sender].high_qc
-            if (qc.view, qc.block_hash) > (high.view, high.block_hash):
+            key, best = (qc.view, qc.block_hash), (high.view, high.block_hash)
+            if key > best or (key == best and high_from == self.me):
                 high, high_from = qc, sender
         return high, high_from
 

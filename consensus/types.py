@@ -16,7 +16,9 @@ transaction, nor on another chain.
 * new-view: ``perpbft/newview/v1`` over ``[view, sha256(high_qc)]``
 
 A quorum certificate is a list of individual vote signatures (no aggregation scheme), so any
-signature inside a QC is also a vote and can be used as evidence.
+signature inside a QC is also a vote and can be used as evidence. A timeout certificate is, in
+the same way, a list of individual NEW-VIEW signatures, each with the view and QC digest it
+signed (so it is checked without the QCs themselves).
 
 Blocks
 ------
@@ -173,9 +175,17 @@ def proposal_signing_bytes(chain_id: str, view: int, block_hash: bytes) -> bytes
     return PROPOSAL_DOMAIN_TAG + chain_id.encode("ascii") + b"\x00" + encode([view, block_hash])
 
 
+def newview_digest(high_qc: QuorumCert) -> bytes:
+    """What a NEW-VIEW signature covers of its high QC."""
+    return sha256(high_qc.to_wire())
+
+
 def newview_signing_bytes(chain_id: str, view: int, high_qc: QuorumCert) -> bytes:
-    digest = sha256(high_qc.to_wire())
-    return NEWVIEW_DOMAIN_TAG + chain_id.encode("ascii") + b"\x00" + encode([view, digest])
+    return newview_digest_signing_bytes(chain_id, view, newview_digest(high_qc))
+
+
+def newview_digest_signing_bytes(chain_id: str, view: int, high_qc_digest: bytes) -> bytes:
+    return NEWVIEW_DOMAIN_TAG + chain_id.encode("ascii") + b"\x00" + encode([view, high_qc_digest])
 
 
 @wire
@@ -238,6 +248,40 @@ def genesis_qc(genesis_hash: bytes) -> QuorumCert:
     return QuorumCert(PREPARE, 0, 0, genesis_hash, ())
 
 
+@wire
+class TimeoutSignature(Wire):
+    """One validator's NEW-VIEW signature: it entered (or gave up every view before) ``view``;
+    ``high_qc_digest`` is the digest of the high QC that NEW-VIEW carried."""
+
+    WIRE = (
+        ("signer", PUBKEY),
+        ("view", U64),
+        ("high_qc_digest", HASH),
+        ("signature", SIGNATURE),
+    )
+    signer: bytes
+    view: int
+    high_qc_digest: bytes
+    signature: bytes
+
+
+@wire
+class TimeoutCert(Wire):
+    """NEW-VIEW signatures for ``view`` or later by validators holding more than 2/3 of the
+    power: proof that a quorum left every view below ``view``.
+
+    Canonical form (enforced by ``consensus.quorum.tc_valid``): signers distinct, in genesis
+    order, each a validator with a valid signature for a view >= ``view`` >= 1.
+    """
+
+    WIRE = (
+        ("view", U64),
+        ("signatures", ListOf(Struct(TimeoutSignature), MAX_VALIDATORS)),
+    )
+    view: int
+    signatures: tuple[TimeoutSignature, ...]
+
+
 # --------------------------------------------------------------------------------------------
 # Messages between replicas
 # --------------------------------------------------------------------------------------------
@@ -250,6 +294,10 @@ class Proposal(Wire):
     ``block`` is either a new block extending ``justify``'s block (``block.header.view ==
     view``) or ``justify``'s block itself, re-proposed unchanged because it was prepared in an
     earlier view but not committed.
+
+    ``timeout_cert`` is the certificate for ``view`` when the view before it ended without a
+    prepare QC (``justify.view + 1 < view``), so a replica still in an earlier view can join;
+    None otherwise. It is not covered by the signature: it proves itself.
     """
 
     TAG: ClassVar[int] = 1
@@ -259,12 +307,14 @@ class Proposal(Wire):
         ("justify", Struct(QuorumCert)),
         ("proposer", PUBKEY),
         ("signature", SIGNATURE),
+        ("timeout_cert", Optional(Struct(TimeoutCert))),
     )
     view: int
     block: Block
     justify: QuorumCert
     proposer: bytes
     signature: bytes
+    timeout_cert: TimeoutCert | None = None
 
 
 @wire

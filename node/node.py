@@ -56,6 +56,7 @@ from consensus.events import (
     Execute,
     MessageReceived,
     PayloadAvailable,
+    PeerConnected,
     PersistSafety,
     ReportEvidence,
     RequestPayload,
@@ -282,6 +283,7 @@ class Node:
                 self.config.transport_config(),
                 allowed_keys=allowed,
                 peers=self.config.peer_addresses(),
+                on_connected=self._on_peer_connected,
             )
             self.metrics.watch_peers(self.peers.statistics)
             async with trio.open_nursery() as nursery:
@@ -469,6 +471,13 @@ class Node:
         payload = bytes([channel]) + body
         if self.peers.send(peer, payload):
             self.metrics.p2p_sent_bytes.inc(len(payload))
+
+    def _on_peer_connected(self, peer: bytes) -> None:
+        """A validator (re)connected: the replica re-sends it its latest NEW-VIEW, which it
+        missed if it was broadcast while the peer was away (it may be waiting for exactly that
+        to rejoin the others' view). Queued like any event; never blocks the peer manager."""
+        if self.replica is not None and self._nursery is not None and peer in self.validators:
+            self._nursery.start_soon(self._events_tx.send, PeerConnected(peer))
 
     def _penalize(self, peer: bytes, reason: str) -> None:
         self.metrics.p2p_invalid_messages.labels(reason=reason).inc()

@@ -7,8 +7,10 @@ already sees: the event it fed, the view before and after, and the actions that 
   ``Committed`` action came with it (a DECIDE moves to the next view too; that is progress, not
   a view change). The reason is ``timeout`` if this node's view timer fired in the view it
   left, ``new_view`` if NEW-VIEW messages of others moved it (they timed out first), and
-  ``catch_up`` if a proposal, QC or sync response from a later view did (we were behind).
-  A jump over several views counts once.
+  ``catch_up`` if a proposal, QC or sync response from a later view did (we were behind),
+  ``timeout_cert`` if a proposal carrying a timeout certificate did (we missed the NEW-VIEWs
+  that moved the others, typically while down or disconnected). A jump over several views
+  counts once.
 * **QC formation** (``perpbft_qc_formation_seconds{phase}``): from the first time this node saw
   the proposal of a view (received, or broadcast as leader) to the first time it saw each QC
   of that view: the prepare QC (in PRE-COMMIT), the pre-commit QC (in COMMIT) and the commit QC
@@ -97,6 +99,9 @@ class ConsensusObserver:
             return "timeout"
         if isinstance(event, MessageReceived) and isinstance(event.message, NewView):
             return "new_view"
+        message = event.message if isinstance(event, MessageReceived) else None
+        if isinstance(message, Proposal) and message.timeout_cert is not None:
+            return "timeout_cert"
         return "catch_up"
 
 

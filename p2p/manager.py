@@ -187,7 +187,11 @@ class PeerManager:
         peers: Iterable[PeerAddress] = (),
         rng: random.Random | None = None,
         clock: Callable[[], float] | None = None,
+        on_connected: Callable[[bytes], None] | None = None,
     ) -> None:
+        """``on_connected(peer_id)`` is called (synchronously, so it must not block) each time
+        a connection to ``peer_id`` is registered: a connect or a reconnect, after which the
+        peer has missed whatever was sent while it was away."""
         config.validate()
         self._config = config
         self._tls = make_tls_contexts(node_seed)
@@ -199,6 +203,7 @@ class PeerManager:
         # Seeded by our own key: reproducible per node, different between nodes.
         self._rng = rng if rng is not None else random.Random(self.public_key)
         self._clock = clock
+        self._on_connected = on_connected
         self.inbound = InboundQueue(config.inbound_queue_frames, config.inbound_queue_bytes_max)
         self._peer_addresses: dict[bytes, PeerAddress] = {}
         self._connections: dict[bytes, Connection] = {}
@@ -604,6 +609,8 @@ class PeerManager:
         stats.remote_address = connection.remote_address
         stats.connects += 1
         self._notify()
+        if self._on_connected is not None:
+            self._on_connected(peer_id)
         return True
 
     def _unregister(self, connection: Connection) -> None:

@@ -19,6 +19,7 @@ from consensus import (
     Execute,
     MessageReceived,
     NewView,
+    PeerConnected,
     PersistSafety,
     Proposal,
     Replica,
@@ -33,9 +34,10 @@ from consensus import (
     Vote,
     payload_root,
 )
+from consensus.quorum import tc_valid
 from consensus.types import PREPARE, ProposalEquivocation, QCSignature, QuorumCert
 from consensus.verify import evidence_valid, sign_proposal, sign_vote
-from tests.consensus.harness import CHAIN_ID, Cluster
+from tests.consensus.harness import CHAIN_ID, Cluster, keys
 from tests.sim import Simulation, make_scenario
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -518,3 +520,137 @@ def test_prepared_block_survives_a_restart() -> None:
     c.run_until_height(3)
     final = c.safety[holder]
     assert final is not None and final.prepare_block is None
+
+
+# ---- rejoining the others' view after an outage ------------------------------------------------
+
+
+def others_moved_on(lagging_choice: int = 0) -> tuple[Cluster, int, Proposal]:
+    """Three of four replicas time out in view v while one (``lag``, never the leader of v+1)
+    is cut off: they move to v+1 on their NEW-VIEWs, and the leader of v+1 proposes with a
+    justify QC from v-1. Returns the cluster, ``lag`` (still in v, having seen none of it) and
+    the proposal addressed to it (taken off the queue, not delivered)."""
+    c = cluster_at_height(2)
+    c.deliver_all()
+    view = c.replicas[0].view
+    leader_next = c.index(c.validators.leader(view + 1))[0]
+    lag = [i for i in range(4) if i != leader_next][lagging_choice]
+    c.down = {lag}
+    for i in range(4):
+        if i != lag:
+            c.handle(i, TimerFired(TimerKind.VIEW, view))
+    c.deliver_all()
+    assert all(r.view == view + 1 for i, r in enumerate(c.replicas) if i != lag)
+    c.fire_propose_timers()
+    proposals = [m for j, _, m in c.queue if j == lag and isinstance(m, Proposal)]
+    assert len(proposals) == 1 and proposals[0].view == view + 1
+    assert c.replicas[lag].view == view
+    return c, lag, proposals[0]
+
+
+def test_a_proposal_after_a_timed_out_view_carries_the_timeout_certificate() -> None:
+    c, _, p = others_moved_on()
+    assert p.justify.view + 1 < p.view  # the view before ended without a prepare QC
+    tc = p.timeout_cert
+    assert tc is not None and tc.view == p.view
+    assert tc_valid(tc, CHAIN_ID, c.validators)
+    # In a view that follows its justify QC's the certificate is left out.
+    c.down = set()
+    c.run_until_height(4)
+    normal = [
+        a.message
+        for a in c.actions_of(c.index(c.validators.leader(c.replicas[0].view - 1))[0])
+        if isinstance(a, Broadcast) and isinstance(a.message, Proposal)
+    ]
+    assert normal and normal[-1].timeout_cert is None
+
+
+def test_a_replica_behind_joins_the_view_of_a_proposal_with_a_timeout_certificate() -> None:
+    c, lag, p = others_moved_on()
+    r = c.replicas[lag]
+    view = r.view
+    tc = p.timeout_cert
+    assert tc is not None
+    a, b, d = tc.signatures[:3]
+    forged = dataclasses.replace(d, signature=bytes(64))
+    refused = [
+        dataclasses.replace(p, timeout_cert=None),  # the pre-fix proposal: only buffered
+        dataclasses.replace(p, timeout_cert=dataclasses.replace(tc, signatures=(a, b))),
+        dataclasses.replace(p, timeout_cert=dataclasses.replace(tc, signatures=(a, b, forged))),
+        dataclasses.replace(p, timeout_cert=dataclasses.replace(tc, view=p.view - 1)),
+    ]
+    for bad in refused:
+        assert votes_in(r.handle(MessageReceived(p.proposer, bad))) == []
+        assert r.view == view
+    out = r.handle(MessageReceived(p.proposer, p))
+    assert r.view == p.view
+    assert [(v.phase, v.view) for v in votes_in(out)] == [(PREPARE, p.view)]
+    assert persist_before_speech_violations(out) == []
+
+
+def test_a_reconnected_peer_gets_the_latest_newview_and_the_leaders_proposal() -> None:
+    c, lag, p = others_moved_on()
+    lag_key = c.keys[lag].public_key
+    c.queue.clear()  # everything sent while it was away is lost
+    c.down = set()
+    resent: list[Any] = []
+    for i in range(4):
+        if i == lag:
+            continue
+        out = c.handle(i, PeerConnected(lag_key))
+        assert persist_before_speech_violations(out) == []
+        assert all(a.to == lag_key for a in out if isinstance(a, Send))
+        resent += [a.message for a in out if isinstance(a, Send)]
+    newviews = [m for m in resent if isinstance(m, NewView)]
+    assert sorted(m.view for m in newviews) == [p.view] * 3
+    assert all(m == c.replicas[c.index(m.sender)[0]]._latest_newview[m.sender] for m in newviews)
+    assert [m for m in resent if isinstance(m, Proposal)] == [p]
+    # With them the returning replica is in the others' view and votes at once, no timer.
+    c.deliver_all()
+    assert c.replicas[lag].view == p.view
+    assert c.replicas[lag].safety.voted_prepare_view == p.view
+    # Nothing for a key that is not a validator; the replica itself never sends to itself.
+    outsider = keys(5)[4].public_key
+    assert c.replicas[0].handle(PeerConnected(outsider)) == []
+    assert c.replicas[0].handle(PeerConnected(c.keys[0].public_key)) == []
+
+
+def test_a_replica_that_entered_its_view_silently_signs_a_fresh_newview_for_a_peer() -> None:
+    c, lag, p = others_moved_on()
+    r = c.replicas[lag]
+    r.handle(MessageReceived(p.proposer, p))  # enters p.view without announcing it
+    assert r._latest_newview[r.me].view < r.view
+    out = r.handle(PeerConnected(c.keys[(lag + 1) % 4].public_key))
+    sent = [a.message for a in out if isinstance(a, Send)]
+    assert [m.view for m in sent if isinstance(m, NewView)] == [p.view] and len(sent) == 1
+    assert persist_before_speech_violations(out) == []
+
+
+def test_after_quorum_returns_the_next_commit_needs_no_view_timer() -> None:
+    """Two of four down while the survivors' view timeouts double; the two restart in the
+    view they crashed in. With the NEW-VIEWs re-sent on reconnect, the next block commits
+    without any view timer firing (before, everyone waited for the survivors' next timeout)."""
+    c = cluster_at_height(2)
+    c.deliver_all()
+    height = c.replicas[0].committed_height
+    c.down = {2, 3}
+    for _ in range(4):
+        for i in (0, 1):
+            c.handle(i, TimerFired(TimerKind.VIEW, c.replicas[i].view))
+        c.deliver_all()
+    assert view_timer_delays(c.actions_of(0))[-1] == c.config.view_timeout_cap_ms
+    c.down = set()
+    for i in (2, 3):
+        c.replicas[i] = restore(c, i)
+        c.carry_out(i, "start", c.replicas[i].start(c.now))
+    c.deliver_all()
+    for i in (2, 3):
+        for j in range(4):
+            if j != i:
+                c.handle(j, PeerConnected(c.keys[i].public_key))
+                c.handle(i, PeerConnected(c.keys[j].public_key))
+    for _ in range(5):
+        c.deliver_all()
+        c.fire_propose_timers()
+    c.deliver_all()
+    assert all(r.committed_height > height for r in c.replicas)

@@ -11,13 +11,15 @@ from consensus import COMMIT, PRECOMMIT, PREPARE, QuorumCert, ValidatorSet
 from consensus.check import ConsensusInvariantError, check
 from consensus.pacemaker import (
     joined_view,
+    joins_on_justify,
+    joins_on_timeout_cert,
     next_block_timestamp_ms,
     proposal_ready_at_ms,
     quorum_view,
     timestamp_acceptable,
     view_timeout_ms,
 )
-from consensus.quorum import VoteCollector, qc_valid
+from consensus.quorum import VoteCollector, qc_valid, tc_valid, timeout_cert
 from consensus.safety import (
     block_extends,
     not_voted_yet,
@@ -26,8 +28,15 @@ from consensus.safety import (
     updated_high_qc,
     updated_lock,
 )
-from consensus.types import QCSignature, genesis_qc
-from consensus.verify import sign_vote
+from consensus.types import (
+    NewView,
+    QCSignature,
+    TimeoutCert,
+    TimeoutSignature,
+    genesis_qc,
+    newview_digest,
+)
+from consensus.verify import sign_newview, sign_vote
 from tests.conftest import REPO_ROOT
 from tests.consensus.harness import CHAIN_ID, keys
 
@@ -210,6 +219,84 @@ def test_timeout_certificate_and_join_views() -> None:
     assert joined_view({ks[0]: 9}, VALIDATORS) is None  # one validator alone cannot pull us
     outsider = keys(5)[4].public_key
     assert joined_view({ks[0]: 9, outsider: 9}, VALIDATORS) is None
+
+
+# ---- timeout certificates ------------------------------------------------------------------------
+
+
+def signed_newview(i: int, view: int, n: int = 4) -> NewView:
+    k = keys(n)[i]
+    high = signed_qc([0, 1, 2], view=2)
+    return NewView(view, high, None, k.public_key, sign_newview(k, CHAIN_ID, view, high))
+
+
+def signed_tc(
+    signers: list[int], view: int = 7, entry_views: list[int] | None = None
+) -> TimeoutCert:
+    views = entry_views or [view] * len(signers)
+    newviews = [signed_newview(i, v) for i, v in zip(signers, views, strict=True)]
+    return timeout_cert(view, newviews, VALIDATORS)
+
+
+def test_tc_needs_more_than_two_thirds_of_newviews_for_its_view_or_later() -> None:
+    assert tc_valid(signed_tc([0, 1, 2]), CHAIN_ID, VALIDATORS)
+    assert tc_valid(signed_tc([0, 1, 2, 3]), CHAIN_ID, VALIDATORS)
+    assert tc_valid(signed_tc([0, 1, 2], entry_views=[7, 9, 8]), CHAIN_ID, VALIDATORS)
+    assert not tc_valid(signed_tc([0, 1]), CHAIN_ID, VALIDATORS)
+    # NEW-VIEWs for an earlier view say nothing about leaving the views below ours.
+    lower = signed_tc([0, 1, 2], view=6)
+    assert not tc_valid(TimeoutCert(7, lower.signatures), CHAIN_ID, VALIDATORS)
+    assert not tc_valid(TimeoutCert(0, signed_tc([0, 1, 2], 1).signatures), CHAIN_ID, VALIDATORS)
+    assert not tc_valid(TimeoutCert(7, ()), CHAIN_ID, VALIDATORS)
+
+
+def test_tc_with_weighted_power() -> None:
+    ks = keys(4)
+    weighted = ValidatorSet([(ks[0].public_key, 5), *((k.public_key, 1) for k in ks[1:])])
+    tc = signed_tc([1, 2, 3])
+    assert not tc_valid(tc, CHAIN_ID, weighted)  # 3 of 8
+    assert tc_valid(signed_tc([0, 1]), CHAIN_ID, weighted)  # 6 of 8
+
+
+def test_tc_signers_must_be_distinct_and_in_genesis_order() -> None:
+    tc = signed_tc([0, 1, 2])
+    a, b, c = tc.signatures
+    assert not tc_valid(TimeoutCert(7, (a, c, b)), CHAIN_ID, VALIDATORS)
+    assert not tc_valid(TimeoutCert(7, (a, b, b)), CHAIN_ID, VALIDATORS)
+    assert not tc_valid(TimeoutCert(7, (a, a, b, c)), CHAIN_ID, VALIDATORS)
+    # The builder puts any set of NEW-VIEWs in the one canonical order.
+    shuffled = [signed_newview(i, 7) for i in (2, 0, 1)]
+    assert timeout_cert(7, shuffled, VALIDATORS) == tc
+
+
+def test_tc_signer_outside_the_set_or_bad_signature_is_invalid() -> None:
+    tc = signed_tc([0, 1, 2])
+    outsider = keys(5)[4]
+    high = signed_qc([0, 1, 2], view=2)
+    forged = TimeoutSignature(
+        outsider.public_key, 7, newview_digest(high), sign_newview(outsider, CHAIN_ID, 7, high)
+    )
+    assert not tc_valid(TimeoutCert(7, (*tc.signatures, forged)), CHAIN_ID, VALIDATORS)
+    a, b, c = tc.signatures
+    zeroed = TimeoutSignature(c.signer, c.view, c.high_qc_digest, bytes(64))
+    assert not tc_valid(TimeoutCert(7, (a, b, zeroed)), CHAIN_ID, VALIDATORS)
+    # The signature binds the entry's view, its QC digest and the chain.
+    raised = TimeoutSignature(c.signer, c.view + 1, c.high_qc_digest, c.signature)
+    assert not tc_valid(TimeoutCert(7, (a, b, raised)), CHAIN_ID, VALIDATORS)
+    other_qc = TimeoutSignature(c.signer, c.view, b"\x33" * 32, c.signature)
+    assert not tc_valid(TimeoutCert(7, (a, b, other_qc)), CHAIN_ID, VALIDATORS)
+    assert not tc_valid(tc, "another-chain", VALIDATORS)
+
+
+def test_join_a_later_view_on_its_proposal() -> None:
+    assert joins_on_justify(proposal_view=6, justify_view=5, our_view=5)
+    assert joins_on_justify(proposal_view=6, justify_view=5, our_view=3)
+    assert not joins_on_justify(proposal_view=7, justify_view=5, our_view=5)  # a view between
+    assert not joins_on_justify(proposal_view=6, justify_view=5, our_view=6)  # not later
+    assert joins_on_timeout_cert(tc_view=7, proposal_view=7, our_view=6)
+    assert joins_on_timeout_cert(tc_view=7, proposal_view=7, our_view=2)
+    assert not joins_on_timeout_cert(tc_view=6, proposal_view=7, our_view=5)  # not its view
+    assert not joins_on_timeout_cert(tc_view=7, proposal_view=7, our_view=7)
 
 
 # ---- the invariant helper -----------------------------------------------------------------------

@@ -56,6 +56,8 @@ def test_consensus_types_are_covered_by_the_codec_property_tests() -> None:
         "ProposalEquivocation",
         "BlockHeader",
         "Block",
+        "TimeoutCert",
+        "TimeoutSignature",
     } <= names
 
 

@@ -5,6 +5,7 @@ actions."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ from consensus.types import (
     PreCommit,
     Proposal,
     QuorumCert,
+    TimeoutCert,
+    TimeoutSignature,
     genesis_qc,
 )
 from node.api.app import build_app
@@ -375,4 +378,10 @@ def test_consensus_observer_times_qcs_and_names_view_changes() -> None:
     observer.observe(6, 9, MessageReceived(peer, proposal(9)), [])
     assert sample(metrics, "perpbft_view_changes_total", reason="timeout") == 1
     assert sample(metrics, "perpbft_view_changes_total", reason="new_view") == 1
+    assert sample(metrics, "perpbft_view_changes_total", reason="catch_up") == 1
+    # A proposal carrying a timeout certificate: we missed the NEW-VIEWs that moved the others.
+    tc = TimeoutCert(12, (TimeoutSignature(peer, 12, b"\x00" * 32, bytes(64)),))
+    with_tc = dataclasses.replace(proposal(12), timeout_cert=tc)
+    observer.observe(9, 12, MessageReceived(peer, with_tc), [])
+    assert sample(metrics, "perpbft_view_changes_total", reason="timeout_cert") == 1
     assert sample(metrics, "perpbft_view_changes_total", reason="catch_up") == 1

@@ -317,6 +317,33 @@ async def test_reconnects_after_a_peer_restarts() -> None:
             nursery.cancel_scope.cancel()
 
 
+async def test_on_connected_reports_each_connect_and_reconnect_with_the_peer_reachable() -> None:
+    """The node re-sends consensus state to a peer that (re)connected: the callback comes for
+    every registered connection, and a frame sent from inside it reaches the peer."""
+    a, b = make_nodes(2)
+    seen: list[bytes] = []
+    with trio.fail_after(TEST_TIMEOUT_S):
+        async with trio.open_nursery() as nursery:
+
+            def greet(peer: bytes) -> None:
+                seen.append(peer)
+                assert ma.send(peer, b"hello %d" % len(seen))
+
+            ma = PeerManager(a.seed, FAST, allowed_keys=[a.key, b.key], on_connected=greet)
+            await nursery.start(ma.run)
+            mb = manager(b, [a, b])
+            port_b = await nursery.start(mb.run)
+            ma.add_peer(address(b, port_b))
+            assert await mb.inbound.receive() == InboundFrame(a.key, b"hello 1")
+            mb.stop()
+            await ma.wait_disconnected(b.key)
+            restarted = manager(b, [a, b], dataclasses.replace(FAST, listen_port=port_b))
+            await nursery.start(restarted.run)  # a redials it (only a dials: one connection)
+            assert await restarted.inbound.receive() == InboundFrame(a.key, b"hello 2")
+            assert seen == [b.key, b.key]
+            nursery.cancel_scope.cancel()
+
+
 async def test_penalties_disconnect_and_ban_until_the_ban_expires() -> None:
     a, b = make_nodes(2)
     now_s = [1000.0]  # the manager's clock for scores and bans, moved by the test

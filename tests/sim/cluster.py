@@ -9,7 +9,9 @@ the next action of the list; Execute runs the block on the node's application af
 delay and stores block, QC and state together, then feeds BlockExecuted. A crash loses
 everything else: the replica object, queued executions, timers and messages in flight. Half of
 the crashes strike part-way through a list of actions (only a prefix is carried out), which is
-where persisting before speaking matters.
+where persisting before speaking matters. A restart reconnects: the restarted node and every
+node that is up each get ``PeerConnected`` for the other, one network delay later, as the p2p
+layer reports a new connection.
 
 Checkers run as the simulation goes: no two honest nodes commit different blocks at a height,
 every honest node computes the same state root at each height, the core's own invariant checks
@@ -38,6 +40,7 @@ from consensus import (
     Execute,
     MessageReceived,
     PayloadAvailable,
+    PeerConnected,
     PersistSafety,
     Proposal,
     QuorumCert,
@@ -121,6 +124,9 @@ class Scenario:
     payload_factory: Callable[[random.Random, int], tuple[bytes, ...]] | None = None
     check_payload: Callable[[Block], bool] | None = check_payload
     check_liveness: bool = True
+    # If set: the first commit after the last fault healed (for crashes: the last restart,
+    # when the quorum is back) must come within this many ms (``Simulation.recovery_ms``).
+    recovery_window_ms: float | None = None
 
 
 def validator_key(i: int) -> Keypair:
@@ -155,8 +161,8 @@ class SimNode:
 
 
 # Event kinds in the heap.
-DELIVER, TIMER, PAYLOAD, EXECUTED, CRASH, RESTART = range(6)
-KIND_NAMES = ["deliver", "timer", "payload", "executed", "crash", "restart"]
+DELIVER, TIMER, PAYLOAD, EXECUTED, CRASH, RESTART, CONNECT = range(7)
+KIND_NAMES = ["deliver", "timer", "payload", "executed", "crash", "restart", "connect"]
 
 
 class Simulation:
@@ -174,6 +180,8 @@ class Simulation:
         self.commit_latencies_ms: list[float] = []
         self.evidence: list[Any] = []
         self.resume_ms: float | None = None
+        self.recovery_ms: float | None = None  # last fault healed -> first commit after it
+        self.healed_at_ms: float | None = None
         keys = [validator_key(i) for i in range(scenario.validators)]
         self.validators = ValidatorSet([(k.public_key, 1) for k in keys])
         self.config = ConsensusConfig(
@@ -258,6 +266,7 @@ class Simulation:
             + [end for _, end in sc.silent.values() if end != math.inf]
         )
         self.run_until(healed_at)
+        self.healed_at_ms = healed_at
         if not sc.check_liveness:
             return self
         honest = [n for n in self.nodes if n.honest]
@@ -274,7 +283,16 @@ class Simulation:
                 )
             self.step()
         self.resume_ms = self.now - healed_at
+        self._check_recovery()
         return self
+
+    def _check_recovery(self) -> None:
+        window = self.scenario.recovery_window_ms
+        if window is not None and (self.recovery_ms is None or self.recovery_ms > window):
+            self.fail(
+                f"recovery: the first commit after the faults healed (t={self.healed_at_ms:.0f})"
+                f" came {self.recovery_ms} ms later, more than {window:.0f} ms"
+            )
 
     def run_until(self, until: float) -> None:
         while self._heap and self._heap[0][0] <= until:
@@ -307,6 +325,8 @@ class Simulation:
             event: Any = MessageReceived(sender_key, message)
         elif kind == TIMER:
             event = TimerFired(payload[0], payload[1])
+        elif kind == CONNECT:
+            event = PeerConnected(payload)
         else:
             event = PayloadAvailable(payload[0], payload[1], payload[2])
         self._handle(node, KIND_NAMES[kind], event)
@@ -471,6 +491,8 @@ class Simulation:
         seen = self.commits.get(action.height)
         if seen is None:
             self.commits[action.height] = (action.block_hash, node.node_id)
+            if self.healed_at_ms is not None and self.recovery_ms is None:
+                self.recovery_ms = self.now - self.healed_at_ms
         elif seen[0] != action.block_hash:
             self.fail(
                 f"safety: height {action.height} committed as {seen[0].hex()[:16]} by "
@@ -525,6 +547,17 @@ class Simulation:
         node.last_tick = self.local_ms(node)
         self.trace.append((self.now, node.node_id, "restart", None, []))
         self._apply(node, "start", None, node.replica.start(node.last_tick))
+        self._reconnect(node)
+
+    def _reconnect(self, node: SimNode) -> None:
+        """The restarted node's connections come up: both ends are told, after a delay."""
+        lo, hi = self.scenario.delay_ms
+        for other in self.nodes:
+            if other is node or not other.up or other.key.public_key == node.key.public_key:
+                continue
+            at = self.now + self.rng.uniform(lo, hi)
+            self._push(at, CONNECT, other.node_id, other.epoch, node.key.public_key)
+            self._push(at, CONNECT, node.node_id, node.epoch, other.key.public_key)
 
     # ---- Byzantine proposers -------------------------------------------------------------------
 
@@ -564,9 +597,10 @@ def describe(obj: Any) -> str:
         return f"bcast {describe(obj.message)}"
     if isinstance(obj, Proposal):
         b = obj.block.header
+        tc = "" if obj.timeout_cert is None else f" tc=v{obj.timeout_cert.view}"
         return (
             f"Proposal(v={obj.view} h={b.height} {obj.block.block_hash().hex()[:8]} "
-            f"justify=v{obj.justify.view})"
+            f"justify=v{obj.justify.view}{tc})"
         )
     if isinstance(obj, QuorumCert):
         return f"QC(p{obj.phase} v={obj.view} h={obj.height} {obj.block_hash.hex()[:8]})"
@@ -599,6 +633,8 @@ def describe(obj: Any) -> str:
         return f"payload(v={obj.view} h={obj.height} txs={len(obj.payload)})"
     if isinstance(obj, RequestPayload):
         return f"request_payload(v={obj.view} h={obj.height})"
+    if isinstance(obj, PeerConnected):
+        return f"connected({obj.peer.hex()[:6]})"
     if isinstance(obj, ClockTick):
         return f"tick({obj.now_ms - GENESIS_TIME_MS})"
     if isinstance(obj, ReportEvidence):

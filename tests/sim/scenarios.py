@@ -88,6 +88,35 @@ def crash(rng: random.Random) -> Scenario:
     )
 
 
+OUTAGE_VIEW_TIMEOUT_BASE_MS = 1_500
+OUTAGE_VIEW_TIMEOUT_CAP_MS = 60_000
+OUTAGE_RECOVERY_WINDOW_MS = 2 * OUTAGE_VIEW_TIMEOUT_BASE_MS
+
+
+def outage(rng: random.Random, outage_ms: float | None = None) -> Scenario:
+    """Two of four validators crash together and stay down long enough for the survivors'
+    view timeouts to double many times (up to a one-minute cap), then both come back.
+
+    The quorum is back when they restart: the first commit must follow within about one base
+    view timeout, however long the survivors' current timeout has grown
+    (``recovery_window_ms``: two base timeouts, room for one view that fails fast, e.g. when
+    its leader lacks the block of its high QC; ``outage_ms`` fixes the length of the outage).
+    """
+    n = 4
+    down = rng.sample(range(n), 2)
+    at = rng.uniform(500, 3_000)
+    back = at + (outage_ms if outage_ms is not None else rng.uniform(15_000, 90_000))
+    return Scenario(
+        "outage",
+        validators=n,
+        delay_ms=(0.5, rng.uniform(2, 40)),
+        crashes=[(down[0], at, back), (down[1], at, back)],
+        view_timeout_base_ms=OUTAGE_VIEW_TIMEOUT_BASE_MS,
+        view_timeout_cap_ms=OUTAGE_VIEW_TIMEOUT_CAP_MS,
+        recovery_window_ms=OUTAGE_RECOVERY_WINDOW_MS,
+    )
+
+
 def skew(rng: random.Random) -> Scenario:
     n = _validators(rng)
     drift = 1_000
@@ -216,6 +245,7 @@ SCENARIOS: dict[str, Callable[[random.Random], Scenario]] = {
     "lossy": lossy,
     "partition": partition,
     "crash": crash,
+    "outage": outage,
     "skew": skew,
     "silent": silent,
     "twins": twins,
