@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from p2p.manager import PeerManagerStatistics
@@ -151,8 +151,35 @@ class PeerStatsCollector(Collector):
         yield _labelled(
             "perpbft_p2p_handshakes_failed",
             "Inbound or outbound connections that failed the TLS handshake, by reason",
-            {"tls": stats.handshake_failures, "timeout": stats.handshake_timeouts},
+            {
+                "tls": stats.handshake_failures,
+                "timeout": stats.handshake_timeouts,
+                "silent": stats.handshake_silent_timeouts,
+            },
         )
+        yield _labelled(
+            "perpbft_p2p_handshakes_refused",
+            "Inbound connections closed at accept for lack of a pending-handshake slot, by cap",
+            {
+                "per_host": stats.handshakes_refused_per_host,
+                "public_full": stats.handshakes_refused_public_full,
+                "reserved_full": stats.handshakes_refused_reserved_full,
+            },
+        )
+        yield CounterMetricFamily(
+            "perpbft_p2p_handshakes_evicted",
+            "Silent inbound connections closed to give their slot to a newer one",
+            value=stats.handshakes_evicted,
+        )
+        pending = GaugeMetricFamily(
+            "perpbft_p2p_handshakes_pending",
+            "Inbound connections waiting for their handshake, by slot pool",
+            labels=["pool"],
+        )
+        reserved = stats.handshakes_pending_reserved
+        pending.add_metric(["public"], stats.handshakes_pending - reserved)
+        pending.add_metric(["reserved"], reserved)
+        yield pending
         yield _labelled(
             "perpbft_p2p_connections_rejected",
             "Handshaken connections refused, by reason",
