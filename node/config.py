@@ -172,6 +172,18 @@ class P2PSettings:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class SyncSettings:
+    """Block sync served to peers (a small request can ask for megabytes: metered per peer)."""
+
+    serve_bytes_per_s: int = _key(
+        16 * MIB, "block sync bytes served to one peer per second", lo=1024, hi=64 * 1024 * MIB
+    )
+    serve_burst_bytes: int = _key(
+        32 * MIB, "block sync bytes one peer may take at once", lo=64 * 1024, hi=64 * 1024 * MIB
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class ApiSettings:
     """Public HTTP + WebSocket API."""
 
@@ -258,6 +270,7 @@ SECTIONS: dict[str, type] = {
     "mempool": MempoolSettings,
     "log": LogSettings,
     "storage": StorageSettings,
+    "sync": SyncSettings,
 }
 
 
@@ -274,6 +287,7 @@ class Config:
     mempool: MempoolSettings = MempoolSettings()
     log: LogSettings = LogSettings()
     storage: StorageSettings = StorageSettings()
+    sync: SyncSettings = SyncSettings()
 
     def path(self, relative: str) -> Path:
         return self.home / Path(relative).expanduser()

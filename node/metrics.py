@@ -118,7 +118,33 @@ class Metrics:
             registry=r,
         )
         self.evidence = Counter(
-            "perpbft_equivocation_evidence", "Equivocation evidence observed", registry=r
+            "perpbft_equivocation_evidence",
+            "Equivocations proven (both signatures verified), once per validator and view",
+            registry=r,
+        )
+        self.evidence_ignored = Counter(
+            "perpbft_evidence_ignored",
+            "Equivocation evidence not counted, by reason (duplicate, forged)",
+            ["reason"],
+            registry=r,
+        )
+        self.sync_requests = Counter(
+            "perpbft_sync_requests",
+            "Block sync requests from peers, by peer type and outcome (served, empty, refused)",
+            ["peer_type", "outcome"],
+            registry=r,
+        )
+        self.sync_served_bytes = Counter(
+            "perpbft_sync_served_bytes",
+            "Bytes of block sync answers sent, by peer type",
+            ["peer_type"],
+            registry=r,
+        )
+        self.sync_served_blocks = Counter(
+            "perpbft_sync_served_blocks",
+            "Blocks sent in block sync answers, by peer type",
+            ["peer_type"],
+            registry=r,
         )
 
     def watch_peers(self, source: PeerStatsSource) -> None:

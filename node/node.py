@@ -55,6 +55,7 @@ from consensus.events import (
     Execute,
     MessageReceived,
     PayloadAvailable,
+    PeerFault,
     PersistSafety,
     ReportEvidence,
     RequestPayload,
@@ -69,15 +70,17 @@ from consensus.types import (
     PHASE_NAMES,
     Block,
     Commit,
-    CommittedBlock,
     Decide,
+    Evidence,
     Message,
     NewView,
     PreCommit,
     Proposal,
+    ProposalEquivocation,
     SyncRequest,
     SyncResponse,
     Vote,
+    VoteEquivocation,
     decode_message,
     encode_message,
 )
@@ -85,11 +88,13 @@ from consensus.validators import ValidatorSet
 from consensus.verify import newview_signature_valid, proposal_signature_valid
 from node.chain import Chain, Executed, genesis_state_root
 from node.config import Config
+from node.evidence import EvidenceBook, EvidenceVerdict, offender_and_view
 from node.logs import fields, get_logger
 from node.mempool import Admit, Mempool, MempoolLimits, Prepared
 from node.metrics import Metrics
 from node.observe import ConsensusObserver
 from node.sigpool import SignaturePool
+from node.sync_serve import SyncServeBudget, read_committed_blocks
 from p2p.manager import PeerManager
 from state_machine.codec import MAX_MESSAGE_BYTES, Bytes, DecodeError, ListOf, encode
 from state_machine.crypto import Keypair, verify
@@ -163,6 +168,10 @@ class Node:
         self.observer = ConsensusObserver(self.metrics)
         self.validators = ValidatorSet([(v.pubkey, v.power) for v in genesis.validators])
         self.is_validator = key.public_key in self.validators
+        self.evidence_book = EvidenceBook(self.chain_id, self.validators)
+        self.sync_budget = SyncServeBudget(
+            config.sync.serve_bytes_per_s, config.sync.serve_burst_bytes
+        )
         self.chain: Chain | None = None
         self.replica: Replica | None = None
         self.peers: PeerManager | None = None
@@ -567,35 +576,53 @@ class Node:
         except DecodeError:
             self._penalize(peer, "malformed_evidence")
             return
+        if not isinstance(evidence, VoteEquivocation | ProposalEquivocation):
+            self._penalize(peer, "malformed_evidence")  # the union decodes to nothing else
+            return
+        self._take_evidence(evidence, peer)
+
+    def _take_evidence(self, evidence: Evidence, peer: bytes | None) -> None:
+        """Count, log and gossip equivocation evidence once it is proven, once per validator
+        and view (see ``node/evidence.py``). ``peer``: who sent it (None: our replica)."""
+        verdict = self.evidence_book.consider(evidence)
+        if verdict is not EvidenceVerdict.NEW:
+            self.metrics.evidence_ignored.labels(reason=verdict.value).inc()
+            if verdict is EvidenceVerdict.FORGED and peer is not None:
+                self._penalize(peer, "forged_evidence")
+            return
         self.metrics.evidence.inc()
-        log.warning(
-            "equivocation_evidence_received",
-            extra=fields(peer=peer.hex()[:16], kind=type(evidence).__name__),
-        )
+        offender, view = offender_and_view(evidence)
+        about = fields(offender=offender.hex()[:16], view=view, kind=type(evidence).__name__)
+        if peer is None:
+            log.warning("equivocation", extra=about)
+        else:
+            log.warning("equivocation_evidence_received", extra={**about, "peer": peer.hex()[:16]})
+        self._broadcast_frame(CHANNEL_EVIDENCE, encode(EVIDENCE.dump(evidence)))
 
     async def _serve_sync(self, peer: bytes, request: SyncRequest) -> None:
+        """Answer from storage within the peer's sync budget (``node/sync_serve.py``)."""
         assert self.chain is not None
         chain = self.chain
         cfg = self.consensus_config()
+        peer_type = "validator" if peer in self.validators else "full_node"
+        allowance = self.sync_budget.admit(peer, time.monotonic())
+        if allowance is None:
+            self.metrics.sync_requests.labels(peer_type=peer_type, outcome="refused").inc()
+            return
         count = min(request.max_blocks, cfg.sync_batch_blocks)
-        start = max(1, request.from_height)
-
-        def read() -> list[CommittedBlock]:
-            out: list[CommittedBlock] = []
-            size = 0
-            for height in range(start, min(chain.height, start + count - 1) + 1):
-                entry = chain.committed_block(height)
-                if entry is None:
-                    break
-                size += entry.block.payload_bytes()
-                if out and size > cfg.sync_response_max_bytes:
-                    break
-                out.append(entry)
-            return out
-
-        blocks = await trio.to_thread.run_sync(read)
-        if blocks:
-            self._send_frame(peer, CHANNEL_CONSENSUS, encode_message(SyncResponse(tuple(blocks))))
+        max_bytes = min(cfg.sync_response_max_bytes, allowance)
+        blocks = await trio.to_thread.run_sync(
+            read_committed_blocks, chain, request.from_height, count, max_bytes
+        )
+        if not blocks:
+            self.metrics.sync_requests.labels(peer_type=peer_type, outcome="empty").inc()
+            return
+        body = encode_message(SyncResponse(tuple(blocks)))
+        self.sync_budget.charge(peer, len(body) + 1, time.monotonic())
+        self.metrics.sync_requests.labels(peer_type=peer_type, outcome="served").inc()
+        self.metrics.sync_served_bytes.labels(peer_type=peer_type).inc(len(body) + 1)
+        self.metrics.sync_served_blocks.labels(peer_type=peer_type).inc(len(blocks))
+        self._send_frame(peer, CHANNEL_CONSENSUS, body)
 
     # ---- the consensus loop --------------------------------------------------------------
 
@@ -653,9 +680,9 @@ class Node:
             elif isinstance(action, Committed):
                 self._on_committed(action)
             elif isinstance(action, ReportEvidence):
-                self.metrics.evidence.inc()
-                log.warning("equivocation", extra=fields(kind=type(action.evidence).__name__))
-                self._broadcast_frame(CHANNEL_EVIDENCE, encode(EVIDENCE.dump(action.evidence)))
+                self._take_evidence(action.evidence, None)
+            elif isinstance(action, PeerFault):
+                self._penalize(action.peer, action.reason)
 
     def _record_signed(self, message: Message) -> None:
         """Opt-in (log level debug) record of each signature of ours that leaves the node,
