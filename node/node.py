@@ -592,11 +592,13 @@ class Node:
             return
         self.metrics.evidence.inc()
         offender, view = offender_and_view(evidence)
-        about = fields(offender=offender.hex()[:16], view=view, kind=type(evidence).__name__)
+        about = {"offender": offender.hex()[:16], "view": view, "kind": type(evidence).__name__}
         if peer is None:
-            log.warning("equivocation", extra=about)
+            log.warning("equivocation", extra=fields(**about))
         else:
-            log.warning("equivocation_evidence_received", extra={**about, "peer": peer.hex()[:16]})
+            log.warning(
+                "equivocation_evidence_received", extra=fields(**about, peer=peer.hex()[:16])
+            )
         self._broadcast_frame(CHANNEL_EVIDENCE, encode(EVIDENCE.dump(evidence)))
 
     async def _serve_sync(self, peer: bytes, request: SyncRequest) -> None:
