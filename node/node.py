@@ -93,6 +93,7 @@ from node.logs import fields, get_logger
 from node.mempool import Admit, Mempool, MempoolLimits, Prepared
 from node.metrics import Metrics
 from node.observe import ConsensusObserver
+from node.preverify import BLOCK_MISMATCH, blocks_to_preverify
 from node.sigpool import SignaturePool
 from node.sync_serve import SyncServeBudget, read_committed_blocks
 from p2p.manager import PeerManager
@@ -493,11 +494,14 @@ class Node:
             # The replica would drop it silently; an honest peer never sends a bad signature.
             self._penalize(peer, "bad_signature")
             return
+        if isinstance(
+            message, Proposal | NewView | SyncResponse
+        ) and not await self._preverify_blocks(message):
+            self._penalize(peer, BLOCK_MISMATCH)
+            return
         if isinstance(message, Vote):
             self.metrics.votes_received.inc()
         self._count_if_old(message)
-        if isinstance(message, Proposal | NewView | SyncResponse):
-            await self._preverify_blocks(message)
         if self.replica is not None:
             await self._events_tx.send(MessageReceived(peer, message))
 
@@ -511,17 +515,15 @@ class Node:
         if view is not None and view + OLD_MESSAGE_VIEWS < self.replica.view:
             self.metrics.consensus_old_messages.labels(kind=type(message).__name__).inc()
 
-    async def _preverify_blocks(self, message: Message) -> None:
-        """Decode and verify the transactions of any block in ``message`` on the thread pool,
-        so the replica's synchronous payload check finds them in the cache."""
-        blocks: list[Block] = []
-        if isinstance(message, Proposal):
-            blocks.append(message.block)
-        elif isinstance(message, NewView) and message.high_block is not None:
-            blocks.append(message.high_block)
-        elif isinstance(message, SyncResponse):
-            blocks.extend(entry.block for entry in message.blocks)
+    async def _preverify_blocks(self, message: Message) -> bool:
+        """Decode and verify the transactions of the blocks in ``message`` the replica could
+        use (``node/preverify.py``) on the thread pool, so the replica's synchronous payload
+        check finds them in the cache. False if the message carries a block no honest
+        validator sends."""
         assert self.chain is not None
+        blocks, fault = blocks_to_preverify(message, self.chain.height, self.validators)
+        if fault:
+            return False
         cache = self.chain.decoded
         pending: list[tuple[bytes, Any, bytes, bytes]] = []
         for block in blocks:
@@ -535,11 +537,12 @@ class Node:
                 signing = tx.signing_bytes()
                 pending.append((raw, tx, signing, tx.tx_id_from(signing)))
         if not pending:
-            return
+            return True
         items = [(tx.signer, signing, tx.signature) for _, tx, signing, _ in pending]
         verdicts = await trio.to_thread.run_sync(self.sigpool.verify_many, items)
         for (raw, tx, _, tx_id), ok in zip(pending, verdicts, strict=True):
             cache.put(raw, tx, tx_id, ok)
+        return True
 
     def _check_payload(self, block: Block) -> bool:
         """Replica hook: every transaction decodes and carries a valid signature."""
