@@ -569,6 +569,8 @@ class PeerManager:
         """Wait until the connection sends something: "" then; "silent" if it sent nothing for
         ``handshake_silent_timeout_ms``, "evicted" if a newer connection took its slot (counted
         by the accept loop)."""
+        if not self._slots.holds(token):
+            return "evicted"  # before this task even started
         silent_s = self._config.handshake_silent_timeout_ms / 1000
         scope = trio.CancelScope(deadline=accepted_s + silent_s)
         self._silent_scopes[token] = scope
