@@ -145,6 +145,15 @@ class ReportEvidence:
     evidence: Evidence
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class PeerFault:
+    """A message from ``peer`` failed a check that an honest validator's messages always pass
+    (e.g. it carries a QC whose signatures do not verify): count it against that peer."""
+
+    peer: bytes
+    reason: str
+
+
 Action = (
     PersistSafety
     | Send
@@ -154,4 +163,5 @@ Action = (
     | Execute
     | Committed
     | ReportEvidence
+    | PeerFault
 )

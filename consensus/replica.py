@@ -69,6 +69,7 @@ from consensus.events import (
     MessageReceived,
     PayloadAvailable,
     PeerConnected,
+    PeerFault,
     PersistSafety,
     ReportEvidence,
     RequestPayload,
@@ -212,6 +213,7 @@ class Replica:
         self._payload: tuple[bytes, ...] | None = None
         self._propose_timer_view = 0
         self._qc_cache: dict[QuorumCert, bool] = {}
+        self._message_sender: bytes | None = None
         self._sync_requested: tuple[int, int] | None = None
         self._sync_target = 0
         self._out: list[Action] = []
@@ -294,6 +296,7 @@ class Replica:
     def handle(self, event: Event) -> list[Action]:
         """Process one event; return the actions to carry out, in order."""
         self._out = []
+        self._message_sender = None
         if isinstance(event, MessageReceived):
             self._on_message(event.sender, event.message, local=False)
         elif isinstance(event, ClockTick):
@@ -374,6 +377,9 @@ class Replica:
             if len(self._qc_cache) >= MAX_QC_CACHE:
                 self._qc_cache.clear()
             self._qc_cache[qc] = cached
+        if not cached and self._message_sender is not None:
+            # Honest replicas only pass on QCs they verified: a forged one is the sender's fault.
+            self._out.append(PeerFault(self._message_sender, "invalid_qc"))
         return cached
 
     def _remember_block(self, block: Block, block_hash: bytes) -> None:
@@ -513,6 +519,8 @@ class Replica:
     # ---- messages ---------------------------------------------------------------------------
 
     def _on_message(self, sender: bytes, message: Message, local: bool) -> None:
+        # Whom a failed QC check is held against (see _qc_ok); our own messages: no one.
+        self._message_sender = None if local or sender == self.me else sender
         if isinstance(message, Proposal):
             self._on_proposal(sender, message, local)
         elif isinstance(message, Vote):

@@ -139,7 +139,10 @@ class P2PSettings:
     outbound_queue_bytes_max: int = _key(
         32 * MIB, "bytes waiting to be sent to one peer", lo=1024, hi=64 * 1024 * MIB
     )
-    handshake_timeout_ms: int = _key(5_000, "TCP connect + TLS handshake limit", lo=10, hi=600_000)
+    handshake_timeout_ms: int = _key(3_000, "TCP connect + TLS handshake limit", lo=10, hi=600_000)
+    handshake_silent_timeout_ms: int = _key(
+        1_000, "an inbound connection that sends nothing this long is closed", lo=10, hi=600_000
+    )
     idle_timeout_ms: int = _key(
         30_000, "a peer silent this long is disconnected", lo=10, hi=3_600_000
     )
@@ -153,13 +156,31 @@ class P2PSettings:
     dial_backoff_max_ms: int = _key(10_000, "longest redial delay", lo=1, hi=3_600_000)
     connections_max: int = _key(256, "most peer connections", lo=1, hi=100_000)
     handshakes_pending_max: int = _key(
-        64, "most TLS handshakes in progress at once", lo=1, hi=100_000
+        64, "most inbound handshakes at once from hosts not known as validators'", lo=1, hi=100_000
+    )
+    handshakes_per_host_max: int = _key(
+        4, "most inbound handshakes at once from one such host", lo=1, hi=100_000
+    )
+    handshakes_reserved_max: int = _key(
+        32, "most inbound handshakes at once from known validators' hosts", lo=1, hi=100_000
     )
     penalty_threshold: int = _key(
         100, "penalty points (10 per invalid message) that ban a peer", lo=1, hi=1_000_000
     )
     penalty_decay_per_s: int = _key(1, "penalty points forgiven per second", lo=0, hi=1_000_000)
     ban_ms: int = _key(600_000, "how long a banned peer is refused", lo=0, hi=30 * 86_400_000)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SyncSettings:
+    """Block sync served to peers (a small request can ask for megabytes: metered per peer)."""
+
+    serve_bytes_per_s: int = _key(
+        16 * MIB, "block sync bytes served to one peer per second", lo=1024, hi=64 * 1024 * MIB
+    )
+    serve_burst_bytes: int = _key(
+        32 * MIB, "block sync bytes one peer may take at once", lo=64 * 1024, hi=64 * 1024 * MIB
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -268,6 +289,7 @@ SECTIONS: dict[str, type] = {
     "mempool": MempoolSettings,
     "log": LogSettings,
     "storage": StorageSettings,
+    "sync": SyncSettings,
 }
 
 
@@ -284,6 +306,7 @@ class Config:
     mempool: MempoolSettings = MempoolSettings()
     log: LogSettings = LogSettings()
     storage: StorageSettings = StorageSettings()
+    sync: SyncSettings = SyncSettings()
 
     def path(self, relative: str) -> Path:
         return self.home / Path(relative).expanduser()
@@ -322,6 +345,7 @@ class Config:
             outbound_queue_frames=p2p.outbound_queue_frames,
             outbound_queue_bytes_max=p2p.outbound_queue_bytes_max,
             handshake_timeout_ms=p2p.handshake_timeout_ms,
+            handshake_silent_timeout_ms=p2p.handshake_silent_timeout_ms,
             idle_timeout_ms=p2p.idle_timeout_ms,
             keepalive_interval_ms=p2p.keepalive_interval_ms,
             write_timeout_ms=p2p.write_timeout_ms,
@@ -329,6 +353,8 @@ class Config:
             dial_backoff_max_ms=p2p.dial_backoff_max_ms,
             connections_max=p2p.connections_max,
             handshakes_pending_max=p2p.handshakes_pending_max,
+            handshakes_per_host_max=p2p.handshakes_per_host_max,
+            handshakes_reserved_max=p2p.handshakes_reserved_max,
             penalty_threshold=p2p.penalty_threshold,
             penalty_decay_per_s=p2p.penalty_decay_per_s,
             ban_ms=p2p.ban_ms,

@@ -119,7 +119,33 @@ class Metrics:
             registry=r,
         )
         self.evidence = Counter(
-            "perpbft_equivocation_evidence", "Equivocation evidence observed", registry=r
+            "perpbft_equivocation_evidence",
+            "Equivocations proven (both signatures verified), once per validator and view",
+            registry=r,
+        )
+        self.evidence_ignored = Counter(
+            "perpbft_evidence_ignored",
+            "Equivocation evidence not counted, by reason (duplicate, forged)",
+            ["reason"],
+            registry=r,
+        )
+        self.sync_requests = Counter(
+            "perpbft_sync_requests",
+            "Block sync requests from peers, by peer type and outcome (served, empty, refused)",
+            ["peer_type", "outcome"],
+            registry=r,
+        )
+        self.sync_served_bytes = Counter(
+            "perpbft_sync_served_bytes",
+            "Bytes of block sync answers sent, by peer type",
+            ["peer_type"],
+            registry=r,
+        )
+        self.sync_served_blocks = Counter(
+            "perpbft_sync_served_blocks",
+            "Blocks sent in block sync answers, by peer type",
+            ["peer_type"],
+            registry=r,
         )
         self._init_vault_metrics(r)
         self.disk_free_bytes = Gauge(
@@ -219,8 +245,35 @@ class PeerStatsCollector(Collector):
         yield _labelled(
             "perpbft_p2p_handshakes_failed",
             "Inbound or outbound connections that failed the TLS handshake, by reason",
-            {"tls": stats.handshake_failures, "timeout": stats.handshake_timeouts},
+            {
+                "tls": stats.handshake_failures,
+                "timeout": stats.handshake_timeouts,
+                "silent": stats.handshake_silent_timeouts,
+            },
         )
+        yield _labelled(
+            "perpbft_p2p_handshakes_refused",
+            "Inbound connections closed at accept for lack of a pending-handshake slot, by cap",
+            {
+                "per_host": stats.handshakes_refused_per_host,
+                "public_full": stats.handshakes_refused_public_full,
+                "reserved_full": stats.handshakes_refused_reserved_full,
+            },
+        )
+        yield CounterMetricFamily(
+            "perpbft_p2p_handshakes_evicted",
+            "Silent inbound connections closed to give their slot to a newer one",
+            value=stats.handshakes_evicted,
+        )
+        pending = GaugeMetricFamily(
+            "perpbft_p2p_handshakes_pending",
+            "Inbound connections waiting for their handshake, by slot pool",
+            labels=["pool"],
+        )
+        reserved = stats.handshakes_pending_reserved
+        pending.add_metric(["public"], stats.handshakes_pending - reserved)
+        pending.add_metric(["reserved"], reserved)
+        yield pending
         yield _labelled(
             "perpbft_p2p_connections_rejected",
             "Handshaken connections refused, by reason",

@@ -57,6 +57,7 @@ from consensus.events import (
     MessageReceived,
     PayloadAvailable,
     PeerConnected,
+    PeerFault,
     PersistSafety,
     ReportEvidence,
     RequestPayload,
@@ -71,15 +72,17 @@ from consensus.types import (
     PHASE_NAMES,
     Block,
     Commit,
-    CommittedBlock,
     Decide,
+    Evidence,
     Message,
     NewView,
     PreCommit,
     Proposal,
+    ProposalEquivocation,
     SyncRequest,
     SyncResponse,
     Vote,
+    VoteEquivocation,
     decode_message,
     encode_message,
 )
@@ -89,13 +92,16 @@ from node.audit_runner import Auditor
 from node.chain import Chain, Executed, genesis_state_root
 from node.config import Config
 from node.diskwatch import DiskWatch
+from node.evidence import EvidenceBook, EvidenceVerdict, offender_and_view
 from node.fatal import NodeFatal, storage_failure
 from node.logs import fields, get_logger
 from node.mempool import Admit, Mempool, MempoolLimits, Prepared
 from node.metrics import Metrics
 from node.observe import ConsensusObserver
+from node.preverify import BLOCK_MISMATCH, blocks_to_preverify
 from node.sigpool import SignaturePool
 from node.storage import StoreError
+from node.sync_serve import SyncServeBudget, read_committed_blocks
 from p2p.manager import PeerManager
 from state_machine.codec import MAX_MESSAGE_BYTES, Bytes, DecodeError, ListOf, encode
 from state_machine.crypto import Keypair, verify
@@ -182,6 +188,10 @@ class Node:
         )
         self.validators = ValidatorSet([(v.pubkey, v.power) for v in genesis.validators])
         self.is_validator = key.public_key in self.validators
+        self.evidence_book = EvidenceBook(self.chain_id, self.validators)
+        self.sync_budget = SyncServeBudget(
+            config.sync.serve_bytes_per_s, config.sync.serve_burst_bytes
+        )
         self.chain: Chain | None = None
         self.replica: Replica | None = None
         self.peers: PeerManager | None = None
@@ -520,11 +530,14 @@ class Node:
             # The replica would drop it silently; an honest peer never sends a bad signature.
             self._penalize(peer, "bad_signature")
             return
+        if isinstance(
+            message, Proposal | NewView | SyncResponse
+        ) and not await self._preverify_blocks(message):
+            self._penalize(peer, BLOCK_MISMATCH)
+            return
         if isinstance(message, Vote):
             self.metrics.votes_received.inc()
         self._count_if_old(message)
-        if isinstance(message, Proposal | NewView | SyncResponse):
-            await self._preverify_blocks(message)
         if self.replica is not None:
             await self._events_tx.send(MessageReceived(peer, message))
 
@@ -538,17 +551,15 @@ class Node:
         if view is not None and view + OLD_MESSAGE_VIEWS < self.replica.view:
             self.metrics.consensus_old_messages.labels(kind=type(message).__name__).inc()
 
-    async def _preverify_blocks(self, message: Message) -> None:
-        """Decode and verify the transactions of any block in ``message`` on the thread pool,
-        so the replica's synchronous payload check finds them in the cache."""
-        blocks: list[Block] = []
-        if isinstance(message, Proposal):
-            blocks.append(message.block)
-        elif isinstance(message, NewView) and message.high_block is not None:
-            blocks.append(message.high_block)
-        elif isinstance(message, SyncResponse):
-            blocks.extend(entry.block for entry in message.blocks)
+    async def _preverify_blocks(self, message: Message) -> bool:
+        """Decode and verify the transactions of the blocks in ``message`` the replica could
+        use (``node/preverify.py``) on the thread pool, so the replica's synchronous payload
+        check finds them in the cache. False if the message carries a block no honest
+        validator sends."""
         assert self.chain is not None
+        blocks, fault = blocks_to_preverify(message, self.chain.height, self.validators)
+        if fault:
+            return False
         cache = self.chain.decoded
         pending: list[tuple[bytes, Any, bytes, bytes]] = []
         for block in blocks:
@@ -562,11 +573,12 @@ class Node:
                 signing = tx.signing_bytes()
                 pending.append((raw, tx, signing, tx.tx_id_from(signing)))
         if not pending:
-            return
+            return True
         items = [(tx.signer, signing, tx.signature) for _, tx, signing, _ in pending]
         verdicts = await trio.to_thread.run_sync(self.sigpool.verify_many, items)
         for (raw, tx, _, tx_id), ok in zip(pending, verdicts, strict=True):
             cache.put(raw, tx, tx_id, ok)
+        return True
 
     def _check_payload(self, block: Block) -> bool:
         """Replica hook: every transaction decodes and carries a valid signature."""
@@ -603,35 +615,55 @@ class Node:
         except DecodeError:
             self._penalize(peer, "malformed_evidence")
             return
+        if not isinstance(evidence, VoteEquivocation | ProposalEquivocation):
+            self._penalize(peer, "malformed_evidence")  # the union decodes to nothing else
+            return
+        self._take_evidence(evidence, peer)
+
+    def _take_evidence(self, evidence: Evidence, peer: bytes | None) -> None:
+        """Count, log and gossip equivocation evidence once it is proven, once per validator
+        and view (see ``node/evidence.py``). ``peer``: who sent it (None: our replica)."""
+        verdict = self.evidence_book.consider(evidence)
+        if verdict is not EvidenceVerdict.NEW:
+            self.metrics.evidence_ignored.labels(reason=verdict.value).inc()
+            if verdict is EvidenceVerdict.FORGED and peer is not None:
+                self._penalize(peer, "forged_evidence")
+            return
         self.metrics.evidence.inc()
-        log.warning(
-            "equivocation_evidence_received",
-            extra=fields(peer=peer.hex()[:16], kind=type(evidence).__name__),
-        )
+        offender, view = offender_and_view(evidence)
+        about = {"offender": offender.hex()[:16], "view": view, "kind": type(evidence).__name__}
+        if peer is None:
+            log.warning("equivocation", extra=fields(**about))
+        else:
+            log.warning(
+                "equivocation_evidence_received", extra=fields(**about, peer=peer.hex()[:16])
+            )
+        self._broadcast_frame(CHANNEL_EVIDENCE, encode(EVIDENCE.dump(evidence)))
 
     async def _serve_sync(self, peer: bytes, request: SyncRequest) -> None:
+        """Answer from storage within the peer's sync budget (``node/sync_serve.py``)."""
         assert self.chain is not None
         chain = self.chain
         cfg = self.consensus_config()
+        peer_type = "validator" if peer in self.validators else "full_node"
+        allowance = self.sync_budget.admit(peer, time.monotonic())
+        if allowance is None:
+            self.metrics.sync_requests.labels(peer_type=peer_type, outcome="refused").inc()
+            return
         count = min(request.max_blocks, cfg.sync_batch_blocks)
-        start = max(1, request.from_height)
-
-        def read() -> list[CommittedBlock]:
-            out: list[CommittedBlock] = []
-            size = 0
-            for height in range(start, min(chain.height, start + count - 1) + 1):
-                entry = chain.committed_block(height)
-                if entry is None:
-                    break
-                size += entry.block.payload_bytes()
-                if out and size > cfg.sync_response_max_bytes:
-                    break
-                out.append(entry)
-            return out
-
-        blocks = await trio.to_thread.run_sync(read)
-        if blocks:
-            self._send_frame(peer, CHANNEL_CONSENSUS, encode_message(SyncResponse(tuple(blocks))))
+        max_bytes = min(cfg.sync_response_max_bytes, allowance)
+        blocks = await trio.to_thread.run_sync(
+            read_committed_blocks, chain, request.from_height, count, max_bytes
+        )
+        if not blocks:
+            self.metrics.sync_requests.labels(peer_type=peer_type, outcome="empty").inc()
+            return
+        body = encode_message(SyncResponse(tuple(blocks)))
+        self.sync_budget.charge(peer, len(body) + 1, time.monotonic())
+        self.metrics.sync_requests.labels(peer_type=peer_type, outcome="served").inc()
+        self.metrics.sync_served_bytes.labels(peer_type=peer_type).inc(len(body) + 1)
+        self.metrics.sync_served_blocks.labels(peer_type=peer_type).inc(len(blocks))
+        self._send_frame(peer, CHANNEL_CONSENSUS, body)
 
     # ---- the consensus loop --------------------------------------------------------------
 
@@ -691,9 +723,9 @@ class Node:
             elif isinstance(action, Committed):
                 self._on_committed(action)
             elif isinstance(action, ReportEvidence):
-                self.metrics.evidence.inc()
-                log.warning("equivocation", extra=fields(kind=type(action.evidence).__name__))
-                self._broadcast_frame(CHANNEL_EVIDENCE, encode(EVIDENCE.dump(action.evidence)))
+                self._take_evidence(action.evidence, None)
+            elif isinstance(action, PeerFault):
+                self._penalize(action.peer, action.reason)
 
     def _record_signed(self, message: Message) -> None:
         """Opt-in (log level debug) record of each signature of ours that leaves the node,

@@ -25,8 +25,12 @@ class TransportConfig:
     outbound_queue_bytes_max: int = 32 * MIB
     # Most bytes joined into one write (write coalescing).
     write_coalesce_bytes_max: int = 256 * 1024
-    # TCP connect + TLS handshake + identity check, either direction.
-    handshake_timeout_ms: int = 5_000
+    # TCP connect + TLS handshake + identity check, either direction. Short: a pending
+    # handshake holds a slot that idle sockets would otherwise keep from validators.
+    handshake_timeout_ms: int = 3_000
+    # An inbound connection that sends no byte for this long is closed (an honest client
+    # sends its TLS ClientHello at once); until then it is "silent" and may be evicted.
+    handshake_silent_timeout_ms: int = 1_000
     # A connection that delivers no byte for this long is dead (half-open or silent).
     idle_timeout_ms: int = 30_000
     # An empty frame is sent after this long without other traffic, so an idle but healthy
@@ -39,7 +43,11 @@ class TransportConfig:
     # A connection that lived this long resets its dial backoff.
     backoff_reset_after_ms: int = 10_000
     connections_max: int = 256
+    # Pending inbound handshakes from hosts other than known validators' (see
+    # ``HandshakeSlots``), from one such host, and from known validators' hosts.
     handshakes_pending_max: int = 64
+    handshakes_per_host_max: int = 4
+    handshakes_reserved_max: int = 32
     penalty_threshold: int = 100
     penalty_decay_per_s: int = 1
     ban_ms: int = 600_000
@@ -55,6 +63,7 @@ class TransportConfig:
             "outbound_queue_bytes_max": (1024, 64 * 1024 * MIB),
             "write_coalesce_bytes_max": (1024, 64 * MIB),
             "handshake_timeout_ms": (10, 600_000),
+            "handshake_silent_timeout_ms": (10, 600_000),
             "idle_timeout_ms": (10, 3_600_000),
             "keepalive_interval_ms": (5, 3_600_000),
             "write_timeout_ms": (10, 3_600_000),
@@ -63,6 +72,8 @@ class TransportConfig:
             "backoff_reset_after_ms": (0, 3_600_000),
             "connections_max": (1, 100_000),
             "handshakes_pending_max": (1, 100_000),
+            "handshakes_per_host_max": (1, 100_000),
+            "handshakes_reserved_max": (1, 100_000),
             "penalty_threshold": (1, 1_000_000),
             "penalty_decay_per_s": (0, 1_000_000),
             "ban_ms": (0, 30 * 24 * 3_600_000),
@@ -81,5 +92,7 @@ class TransportConfig:
             raise ValueError("outbound_queue_bytes_max must hold at least one largest frame")
         if self.frame_bytes_max > self.inbound_queue_bytes_max:
             raise ValueError("inbound_queue_bytes_max must hold at least one largest frame")
+        if self.handshake_silent_timeout_ms > self.handshake_timeout_ms:
+            raise ValueError("handshake_silent_timeout_ms must not exceed handshake_timeout_ms")
         if self.dial_backoff_base_ms > self.dial_backoff_max_ms:
             raise ValueError("dial_backoff_base_ms must not exceed dial_backoff_max_ms")

@@ -6,11 +6,16 @@ A node knows a fixed set of public keys it will talk to (the genesis validators 
 configured full nodes: ``allowed_keys``) and, for some of them, where to dial them
 (``PeerAddress``). The manager runs, under one nursery started with ``nursery.start``:
 
-* an accept loop per listening socket. Each accepted TCP connection gets a task that runs the
-  TLS 1.3 handshake under ``handshake_timeout_ms`` and then pins the peer's key (see
-  ``p2p/tls.py``). At most ``handshakes_pending_max`` handshakes run at once and at most
-  ``connections_max`` connections exist; anything beyond is closed at once and counted, so a
-  flood of sockets costs a file descriptor for a moment, not a task per socket;
+* an accept loop per listening socket. Each accepted TCP connection takes a pending-handshake
+  slot (``HandshakeSlots`` in ``p2p/policy.py``) and gets a task that waits for its first
+  byte (``handshake_silent_timeout_ms``), runs the TLS 1.3 handshake under
+  ``handshake_timeout_ms`` from the accept and then pins the peer's key (see ``p2p/tls.py``).
+  Slots are capped per source host and in all, with a separate pool for the hosts of known
+  validators; a newcomer over a cap displaces the oldest connection under it that has not
+  sent a byte yet, else it is closed at once and counted. So a flood of idle sockets costs a
+  file descriptor for a moment and churns among itself, while a validator's connection, which
+  sends its ClientHello at once, keeps its slot. Outbound dials take no inbound slot. At most
+  ``connections_max`` connections and pending handshakes exist;
 * a dial loop per configured peer: dial, handshake, check that the key is the one expected,
   run the connection; when it ends, wait ``Backoff`` (exponential, capped, jittered by an RNG
   seeded per node) and dial again. A loop whose peer is already connected (it dialed us)
@@ -50,6 +55,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import ipaddress
 import random
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
@@ -67,7 +73,7 @@ from p2p.connection import (
     PeerStatistics,
 )
 from p2p.frames import encode_frame
-from p2p.policy import AbuseScore, Backoff, keep_new_connection
+from p2p.policy import AbuseScore, Backoff, HandshakeSlots, keep_new_connection
 from p2p.tls import PUBLIC_KEY_BYTES, make_tls_contexts, peer_public_key
 
 PENALTY_POINTS_DEFAULT = 10
@@ -142,6 +148,7 @@ class PeerManagerStatistics:
     listen_port: int = 0
     connected_peers: int = 0
     handshakes_pending: int = 0
+    handshakes_pending_reserved: int = 0  # of which from known validators' hosts
     inbound_queue_frames: int = 0
     inbound_queue_bytes: int = 0
     tcp_accepted: int = 0
@@ -149,6 +156,11 @@ class PeerManagerStatistics:
     rejected_over_limit: int = 0
     handshake_failures: int = 0  # not TLS, bad TLS, or no certificate / wrong protocol
     handshake_timeouts: int = 0
+    handshake_silent_timeouts: int = 0  # no byte at all within handshake_silent_timeout_ms
+    handshakes_evicted: int = 0  # silent, displaced by a newer connection over a cap
+    handshakes_refused_per_host: int = 0
+    handshakes_refused_public_full: int = 0
+    handshakes_refused_reserved_full: int = 0
     rejected_unknown_key: int = 0
     rejected_identity_mismatch: int = 0  # dialed peer presented another (allowed) key
     rejected_self: int = 0
@@ -214,7 +226,18 @@ class PeerManager:
         }
         self._banned_until_s: dict[bytes, float] = {}
         self._counters = PeerManagerStatistics()
-        self._handshakes_pending = 0
+        self._slots = HandshakeSlots(
+            config.handshakes_pending_max,
+            config.handshakes_per_host_max,
+            config.handshakes_reserved_max,
+        )
+        # Cancel scopes of inbound connections still waiting for their first byte, by slot.
+        self._silent_scopes: dict[int, trio.CancelScope] = {}
+        # Hosts whose connections use the reserved slots: configured peers' IP addresses and
+        # where each allowed key was last seen (one per key: bounded by the allowed set).
+        self._configured_hosts: set[str] = set()
+        self._seen_hosts: dict[bytes, str] = {}
+        self._reserved_hosts: frozenset[str] = frozenset()
         self._changed = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._started = False
@@ -264,6 +287,10 @@ class PeerManager:
             raise ValueError(f"peer {key.hex()} is not in the allowed set (or is this node)")
         is_new = key not in self._peer_addresses
         self._peer_addresses[key] = address
+        host = _ip_text(address.host)
+        if host is not None:
+            self._configured_hosts.add(host)
+            self._refresh_reserved_hosts()
         if is_new and self._nursery is not None:
             self._nursery.start_soon(self._dial_loop, key)
 
@@ -349,7 +376,8 @@ class PeerManager:
         return dataclasses.replace(
             self._counters,
             connected_peers=len(self._connections),
-            handshakes_pending=self._handshakes_pending,
+            handshakes_pending=len(self._slots),
+            handshakes_pending_reserved=self._slots.count(reserved=True),
             inbound_queue_frames=len(self.inbound),
             inbound_queue_bytes=self.inbound.queued_bytes,
             bytes_in=sum(p.bytes_in for p in peers.values()),
@@ -431,25 +459,51 @@ class PeerManager:
                 await trio.sleep(ACCEPT_RETRY_DELAY_S)
                 continue
             self._counters.tcp_accepted += 1
-            in_use = len(self._connections) + self._handshakes_pending
-            if (
-                self._handshakes_pending >= self._config.handshakes_pending_max
-                or in_use >= self._config.connections_max
-            ):
-                self._counters.rejected_over_limit += 1
+            token = self._take_handshake_slot(stream)
+            if token is None:
                 self._notify()
                 await trio.aclose_forcefully(stream)
                 continue
-            self._handshakes_pending += 1
-            nursery.start_soon(self._serve_inbound, stream)
+            nursery.start_soon(self._serve_inbound, stream, token)
 
-    async def _serve_inbound(self, stream: trio.SocketStream) -> None:
+    def _take_handshake_slot(self, stream: trio.SocketStream) -> int | None:
+        """A pending-handshake slot for a just-accepted connection, or None (counted)."""
+        if len(self._connections) + len(self._slots) >= self._config.connections_max:
+            self._counters.rejected_over_limit += 1
+            return None
+        host = _remote_host(stream)
+        token, evicted, refusal = self._slots.admit(host, reserved=host in self._reserved_hosts)
+        if evicted is not None:
+            self._counters.handshakes_evicted += 1
+            scope = self._silent_scopes.pop(evicted, None)
+            if scope is not None:
+                scope.cancel()
+        if refusal == "per_host":
+            self._counters.handshakes_refused_per_host += 1
+        elif refusal == "public_full":
+            self._counters.handshakes_refused_public_full += 1
+        elif refusal == "reserved_full":
+            self._counters.handshakes_refused_reserved_full += 1
+        return token
+
+    async def _serve_inbound(self, stream: trio.SocketStream, token: int) -> None:
         remote_address = _remote_address(stream)
-        deadline_s = trio.current_time() + self._config.handshake_timeout_ms / 1000
+        accepted_s = trio.current_time()
+        deadline_s = accepted_s + self._config.handshake_timeout_ms / 1000
+        ssl_stream = None
         try:
-            ssl_stream = await self._handshake(stream, server_side=True, deadline_s=deadline_s)
+            silence = await self._wait_first_byte(stream, token, accepted_s)
+            if not silence:
+                ssl_stream = await self._handshake(stream, server_side=True, deadline_s=deadline_s)
+            else:
+                self._slots.release(token)
+                await trio.aclose_forcefully(stream)
+                # Counted after the close, so a counter never runs ahead of the state.
+                if silence == "silent":
+                    self._counters.handshake_silent_timeouts += 1
         finally:
-            self._handshakes_pending -= 1
+            self._silent_scopes.pop(token, None)
+            self._slots.release(token)
             self._notify()
         if ssl_stream is None:
             return
@@ -457,6 +511,7 @@ class PeerManager:
         if not self._admit(peer_id, expected=None) or peer_id is None:
             await trio.aclose_forcefully(ssl_stream)
             return
+        self._learn_host(peer_id, _remote_host(stream))
         connection = self._new_connection(
             ssl_stream, peer_id, peer_id, Direction.INBOUND, remote_address
         )
@@ -502,6 +557,7 @@ class PeerManager:
         if not self._admit(peer_key, expected=peer_id):
             await trio.aclose_forcefully(ssl_stream)
             return None
+        self._learn_host(peer_id, _remote_host(tcp))
         connection = self._new_connection(
             ssl_stream,
             peer_id,
@@ -511,6 +567,40 @@ class PeerManager:
         )
         await self._run_connection(connection)
         return trio.current_time() - connection.opened_at_s
+
+    async def _wait_first_byte(
+        self, stream: trio.SocketStream, token: int, accepted_s: float
+    ) -> str:
+        """Wait until the connection sends something: "" then; "silent" if it sent nothing for
+        ``handshake_silent_timeout_ms``, "evicted" if a newer connection took its slot (counted
+        by the accept loop)."""
+        if not self._slots.holds(token):
+            return "evicted"  # before this task even started
+        silent_s = self._config.handshake_silent_timeout_ms / 1000
+        scope = trio.CancelScope(deadline=accepted_s + silent_s)
+        self._silent_scopes[token] = scope
+        with scope:
+            await trio.lowlevel.wait_readable(stream.socket)
+        self._silent_scopes.pop(token, None)
+        if not self._slots.holds(token):
+            return "evicted"
+        if scope.cancelled_caught:
+            return "silent"
+        self._slots.mark_spoken(token)
+        return ""
+
+    def _learn_host(self, peer_id: bytes, host: str) -> None:
+        """An allowed peer was just authenticated at ``host``: its later connections from
+        there use the reserved handshake slots."""
+        if host == "?" or self._seen_hosts.get(peer_id) == host:
+            return
+        self._seen_hosts[peer_id] = host
+        self._refresh_reserved_hosts()
+
+    def _refresh_reserved_hosts(self) -> None:
+        self._reserved_hosts = frozenset(self._configured_hosts) | frozenset(
+            self._seen_hosts.values()
+        )
 
     async def _handshake(
         self, stream: trio.SocketStream, *, server_side: bool, deadline_s: float
@@ -634,6 +724,26 @@ class PeerManager:
         elif reason is CloseReason.WRITE_TIMEOUT:
             self._counters.write_timeouts += 1
         self._notify()
+
+
+def _ip_text(host: str) -> str | None:
+    """The canonical text of an IP address (an IPv4-mapped IPv6 one as IPv4); None for a name."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
+def _remote_host(stream: trio.SocketStream) -> str:
+    """The connection's source IP, canonical (what per-host limits count); "?" if unknown."""
+    try:
+        host = str(stream.socket.getpeername()[0])
+    except OSError:
+        return "?"
+    return _ip_text(host) or host
 
 
 def _remote_address(stream: trio.SocketStream) -> str:

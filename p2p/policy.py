@@ -2,12 +2,14 @@
 
 * :class:`Backoff`: when to redial a peer after a failure;
 * :class:`AbuseScore`: how much misbehaviour a peer may show before it is banned;
-* :func:`keep_new_connection`: which of two connections to the same peer survives.
+* :func:`keep_new_connection`: which of two connections to the same peer survives;
+* :class:`HandshakeSlots`: which inbound connections may wait for a handshake.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 from p2p.check import check
 
@@ -91,3 +93,109 @@ def keep_new_connection(
     check(new_dialer in (local_key, peer_key), "new dialer is neither end")
     preferred_dialer = min(local_key, peer_key)
     return new_dialer == preferred_dialer or existing_dialer != preferred_dialer
+
+
+class HandshakeSlots:
+    """Which inbound connections may hold a pending-handshake slot, and which one to drop.
+
+    An inbound TCP connection costs a task and a file descriptor until its TLS handshake ends,
+    so pending handshakes are capped. A single global cap lets anyone who can open sockets
+    fill it with silent connections and keep validators out, so the slots are split:
+
+    * **reserved**: connections from the hosts of known validators (configured addresses,
+      and addresses a validator was last seen connecting from or answering at). Capped by
+      ``reserved_max``, with no per-host cap, because several validators may share one host
+      (a localnet, a NAT);
+    * **public**: everyone else, capped by ``per_host_max`` per source host and by
+      ``public_max`` in all.
+
+    A connection is *silent* until its first byte arrives. An honest client sends its TLS
+    ClientHello right after connecting, so a silent connection is at best a slow one; when a
+    cap is reached, the newcomer takes the slot of the oldest silent connection under that
+    cap (same host for the per-host cap, same class otherwise). Only when every slot under the
+    cap has spoken is the newcomer refused. So a flood of idle sockets churns among itself
+    while a validator's connection, which speaks at once, keeps its slot.
+
+    Pure bookkeeping: tokens are ints chosen here; the caller closes what it is told to.
+    """
+
+    __slots__ = (
+        "_by_host",
+        "_entries",
+        "_next_token",
+        "per_host_max",
+        "public_max",
+        "reserved_max",
+    )
+
+    def __init__(self, public_max: int, per_host_max: int, reserved_max: int) -> None:
+        check(public_max > 0 and per_host_max > 0 and reserved_max > 0, "slot caps must be > 0")
+        self.public_max = public_max
+        self.per_host_max = per_host_max
+        self.reserved_max = reserved_max
+        # token -> (host, reserved, spoken), in admission order (oldest first).
+        self._entries: dict[int, tuple[str, bool, bool]] = {}
+        self._by_host: dict[str, int] = {}  # public slots per host
+        self._next_token = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def count(self, *, reserved: bool) -> int:
+        return sum(1 for _, r, _ in self._entries.values() if r == reserved)
+
+    def admit(self, host: str, *, reserved: bool) -> tuple[int | None, int | None, str]:
+        """``(token, evicted, refusal)``: the new connection's token (None if refused), the
+        token of the silent connection it displaced (None if none), and why it was refused
+        (``"per_host"``, ``"public_full"``, ``"reserved_full"``; "" when admitted)."""
+        evicted: int | None = None
+        if not reserved and self._by_host.get(host, 0) >= self.per_host_max:
+            evicted = self._oldest_silent(lambda h, r: h == host and not r)
+            if evicted is None:
+                return None, None, "per_host"
+        elif self.count(reserved=reserved) >= (self.reserved_max if reserved else self.public_max):
+            evicted = self._oldest_silent(lambda h, r: r == reserved)
+            if evicted is None:
+                return None, None, "reserved_full" if reserved else "public_full"
+        if evicted is not None:
+            self.release(evicted)
+        token = self._next_token
+        self._next_token += 1
+        self._entries[token] = (host, reserved, False)
+        if not reserved:
+            self._by_host[host] = self._by_host.get(host, 0) + 1
+        return token, evicted, ""
+
+    def host_count(self, host: str) -> int:
+        """Public slots held by ``host``."""
+        return self._by_host.get(host, 0)
+
+    def mark_spoken(self, token: int) -> bool:
+        """The connection's first byte arrived; False if it was evicted meanwhile."""
+        entry = self._entries.get(token)
+        if entry is None:
+            return False
+        self._entries[token] = (entry[0], entry[1], True)
+        return True
+
+    def holds(self, token: int) -> bool:
+        return token in self._entries
+
+    def release(self, token: int) -> None:
+        """Free the slot (handshake over, failed or evicted); unknown tokens are ignored."""
+        entry = self._entries.pop(token, None)
+        if entry is None or entry[1]:
+            return
+        host = entry[0]
+        left = self._by_host[host] - 1
+        check(left >= 0, "per-host handshake count went negative")
+        if left:
+            self._by_host[host] = left
+        else:
+            del self._by_host[host]
+
+    def _oldest_silent(self, matches: Callable[[str, bool], bool]) -> int | None:
+        for token, (host, reserved, spoken) in self._entries.items():
+            if not spoken and matches(host, reserved):
+                return token
+        return None

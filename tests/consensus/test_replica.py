@@ -16,10 +16,12 @@ from consensus import (
     Broadcast,
     CommittedBlock,
     ConsensusInvariantError,
+    Decide,
     Execute,
     MessageReceived,
     NewView,
     PeerConnected,
+    PeerFault,
     PersistSafety,
     Proposal,
     Replica,
@@ -654,3 +656,34 @@ def test_after_quorum_returns_the_next_commit_needs_no_view_timer() -> None:
         c.fire_propose_timers()
     c.deliver_all()
     assert all(r.committed_height > height for r in c.replicas)
+def forged_copy(qc: QuorumCert) -> QuorumCert:
+    """``qc`` with every signature replaced by zeros: the same claim, no proof."""
+    signatures = tuple(QCSignature(s.signer, bytes(64)) for s in qc.signatures)
+    return QuorumCert(qc.phase, qc.view, qc.height, qc.block_hash, signatures)
+
+
+def test_a_forged_qc_is_reported_against_its_sender_and_a_genuine_old_one_is_not() -> None:
+    c = cluster_at_height(3)
+    replica, sender = c.replicas[0], c.keys[1].public_key
+    entry = c.replicas[1].committed_block(2)
+    assert entry is not None
+    forged = Decide(forged_copy(entry.commit_qc))
+    faults = [
+        a for a in replica.handle(MessageReceived(sender, forged)) if isinstance(a, PeerFault)
+    ]
+    assert faults == [PeerFault(sender, "invalid_qc")]
+    # Again (the verdict is cached): each forged message is reported.
+    again = replica.handle(MessageReceived(sender, forged))
+    assert [a for a in again if isinstance(a, PeerFault)] == faults
+    # A genuine DECIDE of a past view is stale, not a fault.
+    genuine = replica.handle(MessageReceived(sender, Decide(entry.commit_qc)))
+    assert not any(isinstance(a, PeerFault) for a in genuine)
+    # The same holds for the QCs in a sync response.
+    bad_sync = SyncResponse((CommittedBlock(entry.block, forged.qc),))
+    fresh = Replica(c.config, c.keys[0], c.validators)
+    fresh.start(c.now)
+    first = c.replicas[1].committed_block(1)
+    assert first is not None
+    out = fresh.handle(MessageReceived(sender, SyncResponse((first, *bad_sync.blocks))))
+    assert [a for a in out if isinstance(a, PeerFault)] == [PeerFault(sender, "invalid_qc")]
+    assert [a.block.height for a in out if isinstance(a, Execute)] == [1]

@@ -22,9 +22,11 @@ import node.node
 import node.sigpool
 from consensus.types import (
     COMMIT,
+    PREPARE,
     Block,
     BlockHeader,
     CommittedBlock,
+    NewView,
     Proposal,
     QuorumCert,
     SyncResponse,
@@ -189,3 +191,40 @@ async def test_a_copy_with_another_signature_is_verified_and_rejected(
     assert await gossip_in(n, [with_bad_signature(fresh)]) == [Admit.BAD_SIGNATURE]
     assert await client_submit(n, [fresh]) == [Admit.OK]
     assert counting.of(fresh) == 1 and counting.of(with_bad_signature(fresh)) == 1
+
+
+def newview_of(block: Block, certified_hash: bytes) -> NewView:
+    qc = QuorumCert(PREPARE, 1, 1, certified_hash, ())
+    return NewView(2, qc, block, VALIDATOR.public_key, b"\x00" * 64)
+
+
+async def test_blocks_the_replica_could_not_use_are_not_verified(
+    local_node: Node, counting: CountingVerify
+) -> None:
+    """Verifying a block's transactions ahead of the replica costs one Ed25519 check each:
+    it is spent only on blocks that pass the replica's cheap checks. A proposal or NEW-VIEW
+    that no honest validator sends is refused (and counted against the sender)."""
+    n = local_node
+    raws = [order_tx(now_ms() + i) for i in range(8)]
+    block = block_of(raws)
+    other = block_of(raws[:1])
+
+    # A NEW-VIEW whose block is not the one its high QC certifies.
+    assert not await n._preverify_blocks(newview_of(block, other.block_hash()))
+    # A proposal whose payload is not the one its header commits to.
+    tampered = Block(block.header, tuple(raws[:4]))
+    assert not await n._preverify_blocks(
+        Proposal(1, tampered, genesis_qc(b"\x00" * 32), VALIDATOR.public_key, b"\x00" * 64)
+    )
+    # A proposal by a validator that does not lead the view.
+    assert not await n._preverify_blocks(
+        Proposal(1, block, genesis_qc(b"\x00" * 32), PEER, b"\x00" * 64)
+    )
+    # A sync answer whose QC certifies another block: skipped, not a fault.
+    wrong_qc = QuorumCert(COMMIT, 1, 1, other.block_hash(), ())
+    assert await n._preverify_blocks(SyncResponse((CommittedBlock(block, wrong_qc),)))
+    assert not counting.calls
+
+    # The matching NEW-VIEW block is verified, once.
+    assert await n._preverify_blocks(newview_of(block, block.block_hash()))
+    assert all(counting.of(raw) == 1 for raw in raws)

@@ -19,7 +19,7 @@ from p2p import FrameDecoder, FrameTooLarge, OutboundQueue, PeerAddress, Transpo
 from p2p.address import parse_host_port
 from p2p.check import InvariantError, check
 from p2p.frames import KEEPALIVE_FRAME, encode_frame
-from p2p.policy import AbuseScore, Backoff, keep_new_connection
+from p2p.policy import AbuseScore, Backoff, HandshakeSlots, keep_new_connection
 from p2p.tls import anchor_certificate, node_certificate, public_key_of_certificate
 from state_machine.crypto import Keypair
 from tests.conftest import REPO_ROOT
@@ -227,3 +227,71 @@ def test_p2p_knows_nothing_of_blocks_or_orders() -> None:
                 continue
             for name in names:
                 assert name.split(".")[0] not in forbidden, f"{path.name} imports {name}"
+
+
+def test_handshake_slots_cap_each_host_and_evict_its_oldest_silent_connection() -> None:
+    slots = HandshakeSlots(public_max=10, per_host_max=2, reserved_max=4)
+    first, _, _ = slots.admit("10.0.0.1", reserved=False)
+    second, _, _ = slots.admit("10.0.0.1", reserved=False)
+    assert first is not None and second is not None
+    third, evicted, refusal = slots.admit("10.0.0.1", reserved=False)
+    assert (evicted, refusal) == (first, "") and third is not None
+    assert not slots.holds(first) and not slots.mark_spoken(first)
+    assert slots.mark_spoken(second) and slots.mark_spoken(third)
+    # Every slot of the host has spoken: nothing to displace, the newcomer is refused.
+    assert slots.admit("10.0.0.1", reserved=False) == (None, None, "per_host")
+    other, evicted, _ = slots.admit("10.0.0.2", reserved=False)
+    assert other is not None and evicted is None
+    slots.release(second)
+    slots.release(second)  # a second release is a no-op
+    assert slots.admit("10.0.0.1", reserved=False)[0] is not None
+    assert len(slots) == 3
+
+
+def test_handshake_slots_pools_are_separate_and_full_pools_evict_or_refuse() -> None:
+    slots = HandshakeSlots(public_max=3, per_host_max=3, reserved_max=2)
+    public = [slots.admit(f"10.0.1.{i}", reserved=False)[0] for i in range(3)]
+    assert all(token is not None for token in public)
+    # Full public pool: the oldest silent public connection makes room, whatever its host.
+    newcomer, evicted, _ = slots.admit("10.0.1.9", reserved=False)
+    assert newcomer is not None and evicted == public[0]
+    for token in (*public[1:], newcomer):
+        assert token is not None and slots.mark_spoken(token)
+    assert slots.admit("10.0.1.10", reserved=False) == (None, None, "public_full")
+    # The reserved pool is untouched by the public one and has no per-host cap.
+    reserved = [slots.admit("127.0.0.1", reserved=True)[0] for _ in range(2)]
+    assert all(token is not None for token in reserved)
+    assert slots.count(reserved=True) == 2 and slots.count(reserved=False) == 3
+    again, evicted, _ = slots.admit("127.0.0.1", reserved=True)
+    assert again is not None and evicted == reserved[0]
+    for token in (reserved[1], again):
+        assert token is not None and slots.mark_spoken(token)
+    assert slots.admit("127.0.0.1", reserved=True) == (None, None, "reserved_full")
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["admit", "speak", "release"]), st.integers(0, 5), st.booleans()),
+        max_size=200,
+    )
+)
+def test_handshake_slots_never_exceed_their_caps(ops: list[tuple[str, int, bool]]) -> None:
+    slots = HandshakeSlots(public_max=4, per_host_max=2, reserved_max=3)
+    live: list[int] = []
+    for op, n, reserved in ops:
+        if op == "admit":
+            token, evicted, _ = slots.admit(f"h{n % 3}", reserved=reserved)
+            if evicted is not None:
+                live.remove(evicted)
+            if token is not None:
+                live.append(token)
+        elif live:
+            token = live[n % len(live)]
+            if op == "speak":
+                slots.mark_spoken(token)
+            else:
+                slots.release(token)
+                live.remove(token)
+        assert len(slots) == len(live)
+        assert slots.count(reserved=True) <= 3 and slots.count(reserved=False) <= 4
+        assert all(slots.host_count(f"h{i}") <= 2 for i in range(3))

@@ -239,17 +239,32 @@ async def test_random_bytes_are_rejected_and_the_node_keeps_working() -> None:
             nursery.cancel_scope.cancel()
 
 
-async def test_silent_socket_hits_the_handshake_timeout() -> None:
+async def test_silent_socket_hits_the_silent_timeout() -> None:
     a, b = make_nodes(2)
-    config = dataclasses.replace(FAST, handshake_timeout_ms=200)
+    config = dataclasses.replace(FAST, handshake_silent_timeout_ms=200)
     with trio.fail_after(TEST_TIMEOUT_S):
         async with trio.open_nursery() as nursery:
             m = manager(a, [a, b], config)
             port = await nursery.start(m.run)
             silent = await trio.open_tcp_stream("127.0.0.1", port)
             await read_until_closed(silent)  # the node hangs up on us
+            stats = await m.wait_statistics(lambda s: s.handshake_silent_timeouts == 1)
+            assert stats.handshakes_pending == 0 and stats.handshake_timeouts == 0
+            nursery.cancel_scope.cancel()
+
+
+async def test_stalled_handshake_hits_the_handshake_timeout() -> None:
+    a, b = make_nodes(2)
+    config = dataclasses.replace(FAST, handshake_silent_timeout_ms=200, handshake_timeout_ms=400)
+    with trio.fail_after(TEST_TIMEOUT_S):
+        async with trio.open_nursery() as nursery:
+            m = manager(a, [a, b], config)
+            port = await nursery.start(m.run)
+            stalled = await trio.open_tcp_stream("127.0.0.1", port)
+            await stalled.send_all(b"\x16\x03\x01")  # the start of a ClientHello, then nothing
+            await read_until_closed(stalled)
             stats = await m.wait_statistics(lambda s: s.handshake_timeouts == 1)
-            assert stats.handshakes_pending == 0
+            assert stats.handshakes_pending == 0 and stats.handshake_silent_timeouts == 0
             nursery.cancel_scope.cancel()
 
 
@@ -420,22 +435,91 @@ async def test_slow_peer_gets_bounded_queues_and_loses_the_oldest_frames() -> No
 
 
 async def test_pending_handshakes_are_limited() -> None:
+    """Connections that have started a handshake keep their slots; a newcomer over the cap is
+    closed at once. Silent ones are displaced by newcomers instead."""
     a, b = make_nodes(2)
-    config = dataclasses.replace(FAST, handshakes_pending_max=2, handshake_timeout_ms=10_000)
+    config = dataclasses.replace(
+        FAST, handshakes_pending_max=2, handshakes_per_host_max=2, handshake_timeout_ms=10_000
+    )
     with trio.fail_after(TEST_TIMEOUT_S):
         async with trio.open_nursery() as nursery:
             m = manager(a, [a, b], config)
             port = await nursery.start(m.run)
-            sockets = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(2)]
-            await m.wait_statistics(lambda s: s.handshakes_pending == 2)
+            silent = await trio.open_tcp_stream("127.0.0.1", port)
+            await m.wait_statistics(lambda s: s.handshakes_pending == 1)
+            talking = []
+            for _ in range(2):
+                stream = await trio.open_tcp_stream("127.0.0.1", port)
+                await stream.send_all(b"\x16\x03\x01")  # a ClientHello begins, then stalls
+                talking.append(stream)
+            await read_until_closed(silent)  # displaced by the second talking connection
+            await m.wait_statistics(lambda s: s.handshakes_evicted == 1)
             extra = await trio.open_tcp_stream("127.0.0.1", port)
             await read_until_closed(extra)  # closed at once, not left waiting
             stats: PeerManagerStatistics = await m.wait_statistics(
-                lambda s: s.rejected_over_limit == 1
+                lambda s: s.handshakes_refused_per_host == 1
             )
-            assert stats.handshakes_pending == 2
-            for sock in sockets:
-                await sock.aclose()
+            assert stats.handshakes_pending == 2 and stats.handshakes_pending_reserved == 0
+            for stream in talking:
+                await stream.aclose()
+            nursery.cancel_scope.cancel()
+
+
+async def keep_idle_sockets_open(port: int, count: int, local_address: str) -> None:
+    """``count`` idle TCP connections to ``port`` from ``local_address``, each reopened as soon
+    as the node closes it (a flood of unauthenticated clients), until cancelled."""
+
+    async def one() -> None:
+        while True:
+            try:
+                stream = await trio.open_tcp_stream("127.0.0.1", port, local_address=local_address)
+            except OSError:
+                await trio.sleep(0.01)
+                continue
+            await read_until_closed(stream)
+            await stream.aclose()
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(count):
+            nursery.start_soon(one)
+
+
+@pytest.mark.parametrize("flood_from", ["127.0.0.1", "127.0.0.2"])
+async def test_a_validator_connects_through_a_flood_of_idle_sockets(flood_from: str) -> None:
+    """A flood of idle sockets, reopened as they are closed, from another host (public slots:
+    the per-host cap holds it) or from the validators' own host (a localnet: reserved slots,
+    where newcomers displace the silent sockets): a validator dialing in still connects."""
+    a, b = make_nodes(2)
+    config = dataclasses.replace(
+        FAST,
+        idle_timeout_ms=30_000,
+        handshakes_pending_max=8,
+        handshakes_per_host_max=2,
+        handshakes_reserved_max=8,
+        # Long enough that no idle socket times out while the validator dials: only
+        # displacing silent sockets lets it in.
+        handshake_silent_timeout_ms=10_000,
+        handshake_timeout_ms=10_000,
+    )
+    with trio.fail_after(TEST_TIMEOUT_S):
+        async with trio.open_nursery() as nursery:
+            ma = manager(a, [a, b], config)
+            # A knows where B lives (127.0.0.1) but B alone dials: the way in is A's listener.
+            ma.add_peer(PeerAddress(b.key, "127.0.0.1", 1))
+            port = await nursery.start(ma.run)
+            nursery.start_soon(keep_idle_sockets_open, port, 40, flood_from)
+            await ma.wait_statistics(lambda s: s.tcp_accepted >= 60)  # the flood is on
+            mb = manager(b, [a, b], config)
+            await nursery.start(mb.run)
+            mb.add_peer(address(a, port))
+            with trio.fail_after(3):
+                await ma.wait_connected(b.key)
+            assert mb.send(a.key, b"through the flood")
+            assert await ma.inbound.receive() == InboundFrame(b.key, b"through the flood")
+            stats = ma.statistics()
+            assert stats.handshakes_evicted > 0
+            if flood_from == "127.0.0.2":  # one host of the public pool: its cap holds
+                assert stats.handshakes_pending_reserved == 0 and stats.handshakes_pending <= 2
             nursery.cancel_scope.cancel()
 
 

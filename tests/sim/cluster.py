@@ -41,6 +41,7 @@ from consensus import (
     MessageReceived,
     PayloadAvailable,
     PeerConnected,
+    PeerFault,
     PersistSafety,
     Proposal,
     QuorumCert,
@@ -406,6 +407,8 @@ class Simulation:
                 self._on_committed(node, action)
             elif isinstance(action, ReportEvidence):
                 self._on_evidence(node, action.evidence)
+            elif isinstance(action, PeerFault):
+                self._on_peer_fault(node, action)
         if crash_after is not None:
             self._crash(node)
 
@@ -511,6 +514,13 @@ class Simulation:
         index = self.validators.index_of(culprit)
         if index not in self.scenario.byzantine:
             self.fail(f"n{node.node_id} reported evidence against honest validator {index}")
+
+    def _on_peer_fault(self, node: SimNode, fault: PeerFault) -> None:
+        """A node blamed a peer (the node would penalise and in the end ban it): never an
+        honest one, whatever the network did to its messages."""
+        index = self.validators.index_of(fault.peer)
+        if index not in self.scenario.byzantine:
+            self.fail(f"n{node.node_id} reported {fault.reason} against honest validator {index}")
 
     # ---- crash and restart -------------------------------------------------------------------
 
