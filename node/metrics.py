@@ -333,11 +333,6 @@ def _connection_metrics(stats: PeerManagerStatistics) -> Iterator[Metric]:
         value=stats.accept_errors,
     )
     yield GaugeMetricFamily(
-        "perpbft_p2p_handshakes_pending",
-        "TLS handshakes in progress",
-        value=stats.handshakes_pending,
-    )
-    yield GaugeMetricFamily(
         "perpbft_p2p_inbound_queue_frames",
         "Frames from peers waiting for the node",
         value=stats.inbound_queue_frames,
