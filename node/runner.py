@@ -13,9 +13,9 @@ from pathlib import Path
 
 import trio
 from hypercorn.config import Config as HyperConfig
-from hypercorn.trio import serve
 
 from node.api.app import build_app, build_metrics_app
+from node.api.server import serve_api
 from node.chain import ChainError
 from node.config import Config, HomeError, load_config, lock_home
 from node.keys import KeyFileError, read_key_file
@@ -70,11 +70,11 @@ async def serve_node(
         # while, and meanwhile /livez says the process is alive and the rest answer 503
         # "starting" instead of refusing connections.
         binds: list[str] = await nursery.start(
-            serve, build_app(node), hyper_config(config.api.listen)
+            serve_api, build_app(node), hyper_config(config.api.listen)
         )
         if config.metrics.enabled:
             metrics_binds: list[str] = await nursery.start(
-                serve, build_metrics_app(node), hyper_config(config.metrics.listen)
+                serve_api, build_metrics_app(node), hyper_config(config.metrics.listen)
             )
             binds += metrics_binds
         log.info("api_listening", extra=fields(binds=binds))

@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from hypercorn.trio import serve
 from prometheus_client.parser import text_string_to_metric_families
 from trio_websocket import (
     ConnectionClosed,
@@ -27,13 +26,13 @@ from trio_websocket import (
     wrap_client_stream,
 )
 
-import node.api.ws
 from consensus.events import Execute
 from consensus.types import COMMIT, Block, BlockHeader, QuorumCert, payload_root
 from node.api.app import LIVENESS_SILENCE_S, build_app, build_metrics_app
 from node.api.queries import READY_BLOCK_AGE_S
+from node.api.server import serve_api
 from node.api.ws import OUTBOUND_QUEUE_MAX
-from node.config import Config
+from node.config import ApiSettings, Config
 from node.node import Node, now_ms
 from state_machine.crypto import Keypair
 from state_machine.genesis import Genesis, default_genesis
@@ -51,9 +50,10 @@ DECIMAL = re.compile(r"^(0|[1-9][0-9]*)(\.[0-9]*[1-9])?$")  # the API's decimal 
 
 
 @contextmanager
-def opened_node(home: Path, genesis: Genesis = GENESIS) -> Iterator[Node]:
-    """A node whose store is open (as after start-up), without consensus or p2p running."""
-    n = Node(Config(home=home), genesis, VALIDATOR)
+def opened_node(home: Path, genesis: Genesis = GENESIS, **api: Any) -> Iterator[Node]:
+    """A node whose store is open (as after start-up), without consensus or p2p running;
+    ``api`` overrides ``[api]`` settings."""
+    n = Node(Config(home=home, api=ApiSettings(**api)), genesis, VALIDATOR)
     n.chain = n.open_chain()
     n.ready.set()
     try:
@@ -67,7 +67,7 @@ def opened_node(home: Path, genesis: Genesis = GENESIS) -> Iterator[Node]:
 async def served(app: Any) -> AsyncIterator[tuple[str, trio.Nursery]]:
     """``app`` on a free loopback port: (base URL, the nursery it runs in)."""
     async with trio.open_nursery() as nursery:
-        base = (await nursery.start(serve, app, local_server_config()))[0]
+        base = (await nursery.start(serve_api, app, local_server_config()))[0]
         yield base, nursery
         nursery.cancel_scope.cancel()
 
@@ -227,11 +227,8 @@ async def test_a_consumer_that_does_not_read_is_closed_with_1008_and_others_are_
             assert (gauge("connections"), gauge("subscribers")) == (0, 0)
 
 
-async def test_connections_over_the_cap_are_closed_with_1013(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(node.api.ws, "CONNECTIONS_MAX", 1)
-    with opened_node(tmp_path) as n:
+async def test_connections_over_the_cap_are_closed_with_1013(tmp_path: Path) -> None:
+    with opened_node(tmp_path, websocket_connections_max=1) as n:
         app = build_app(n)
         async with served(app) as (base, _):
             url = ws_url(base)
