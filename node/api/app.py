@@ -556,6 +556,8 @@ def build_app(node: Node) -> Starlette:
         exception_handlers={404: not_found, 405: method_not_allowed, 500: server_error},
         lifespan=lifespan,
     )
+    # A trailing slash is a 404 like any other unknown path, not a body-less 307 redirect.
+    app.router.redirect_slashes = False
     app.state.api = api
     app.state.hub = hub
     settings = node.config.api

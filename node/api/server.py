@@ -36,6 +36,7 @@ from typing import Any
 import h11
 import trio
 from hypercorn.config import Config as HyperConfig
+from hypercorn.events import Updated
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.events import Response
 from hypercorn.protocol.h11 import H11Protocol
@@ -167,6 +168,12 @@ class ApiConnection(TCPServer):
     ) -> None:
         super().__init__(app, config, context, state, stream)  # type: ignore[arg-type]
         self.limits = limits
+        self.client_gone = False
+
+    async def protocol_send(self, event: Any) -> None:
+        if isinstance(event, Updated) and self.client_gone:
+            return  # no keep-alive timer once the client has left
+        await super().protocol_send(event)
 
     async def run(self) -> None:
         socket = self.stream.socket
@@ -207,6 +214,11 @@ class ApiConnection(TCPServer):
                 await self.protocol.initiate()
                 await self.idle_task.restart(self._task_group, self._idle_timeout)
                 await self._read_data()
+                # The client is gone: without this the task group (and the connection's slot)
+                # would wait out the keep-alive timer, which a response finishing just now
+                # may even restart.
+                self.client_gone = True
+                await self.idle_task.stop()
         except OSError:
             pass
         finally:
