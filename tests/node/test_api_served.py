@@ -6,6 +6,7 @@ mempool metrics, and the market fields. Blocks are executed by the node's own ex
 from __future__ import annotations
 
 import json
+import logging
 import re
 import socket
 import time
@@ -249,6 +250,101 @@ async def test_connections_over_the_cap_are_closed_with_1013(tmp_path: Path) -> 
             async with open_websocket_url(url) as third:  # the slot is free again
                 await send(third, op="ping")
                 assert await message(third) == {"type": "pong"}
+
+
+async def test_a_client_that_never_reads_is_disconnected_within_the_write_timeout(
+    tmp_path: Path,
+) -> None:
+    """Its close frame cannot be sent either (the send in flight never completes), so the
+    node aborts the socket: gone within about 1.5 write timeouts, without reading a byte."""
+    with opened_node(tmp_path, websocket_write_timeout_ms=300) as n:
+        app = build_app(n)
+        hub = app.state.hub
+
+        def disconnects(reason: str) -> float:
+            return sample(n.metrics, "perpbft_websocket_disconnects_total", reason=reason)
+
+        async with served(app) as (base, _), unread_client(base) as never_reads:
+            for sub_id in range(32):
+                await send(never_reads, op="subscribe", id=sub_id, channel="blocks")
+            await until(lambda: len(hub.connections) == 1, "connected")
+            conn = next(iter(hub.connections))
+            await until(lambda: len(conn.subs) == 32, "subscribed")
+            blocks = 0
+            while conn.send_started_s is None or trio.current_time() - conn.send_started_s < 0.3:
+                assert blocks < 500, "the node's sends to it never blocked"
+                await execute_block(n, [])
+                blocks += 1
+                await trio.sleep(0.005)
+            stuck_at = trio.current_time()
+            await until(lambda: conn not in hub.connections, "the connection is gone")
+            assert trio.current_time() - stuck_at < 2.0
+            assert disconnects("write_timeout") == 1
+            # The node still serves others.
+            async with open_websocket_url(ws_url(base)) as other:
+                await send(other, op="ping")
+                assert await message(other) == {"type": "pong"}
+
+
+async def test_connections_from_one_address_are_capped(tmp_path: Path) -> None:
+    with opened_node(tmp_path, websocket_connections_per_client_max=2) as n:
+        app = build_app(n)
+        async with served(app) as (base, _):
+            url = ws_url(base)
+            async with open_websocket_url(url) as first, open_websocket_url(url) as second:
+                for ws in (first, second):
+                    await send(ws, op="ping")
+                    assert await message(ws) == {"type": "pong"}
+                async with open_websocket_url(url) as third:
+                    with pytest.raises(ConnectionClosed) as closed, trio.fail_after(5):
+                        await third.get_message()
+                code, reason = close_of(closed.value)
+                assert code == 1013 and "from this address" in reason
+            reason = "too_many_client_connections"
+            assert sample(n.metrics, "perpbft_websocket_disconnects_total", reason=reason) == 1
+            await until(lambda: not app.state.hub.connections, "both closed")
+            async with open_websocket_url(url) as again:  # the address's slots are free again
+                await send(again, op="ping")
+                assert await message(again) == {"type": "pong"}
+
+
+async def test_a_client_sending_too_fast_gets_rate_limited_then_closed(tmp_path: Path) -> None:
+    with opened_node(tmp_path, websocket_messages_per_s=1, websocket_message_burst=3) as n:
+        async with served(build_app(n)) as (base, _), open_websocket_url(ws_url(base)) as ws:
+            for _ in range(4):
+                await send(ws, op="ping")
+            answers = [await message(ws) for _ in range(4)]
+            assert answers[:3] == [{"type": "pong"}] * 3
+            assert answers[3]["code"] == "rate_limited"
+            with pytest.raises(ConnectionClosed) as closed, trio.fail_after(5):
+                await ws.get_message()
+            code, reason = close_of(closed.value)
+            assert code == 1008 and "too many messages" in reason
+    assert sample(n.metrics, "perpbft_websocket_disconnects_total", reason="rate_limited") == 1
+
+
+async def test_binary_frames_and_deep_json_are_malformed_and_the_connection_stays(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with opened_node(tmp_path) as n:
+        async with served(build_app(n)) as (base, _), open_websocket_url(ws_url(base)) as ws:
+            await ws.send_message(b'{"op": "ping"}')
+            binary = await message(ws)
+            assert (binary["type"], binary["code"]) == ("error", "malformed")
+            assert "binary" in binary["message"]
+            await ws.send_message("[" * 2000 + "]" * 2000)
+            deep = await message(ws)
+            assert (deep["code"], deep["message"]) == (
+                "malformed",
+                "JSON nested deeper than 32 levels",
+            )
+            await ws.send_message('{"op": "ping", "x": ' + "[" * 2000)
+            assert (await message(ws))["code"] == "malformed"
+            await ws.send_message('{"op": "ping"')
+            assert (await message(ws))["code"] == "malformed_json"
+            await send(ws, op="ping")
+            assert await message(ws) == {"type": "pong"}
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 # ---- health ------------------------------------------------------------------------------------
