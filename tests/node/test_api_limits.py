@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -519,3 +521,31 @@ async def test_a_lagging_event_loop_sheds_requests_but_not_health_probes(tmp_pat
             assert (await http.get("/v1/status")).status_code == 200
     assert sample(n.metrics, "perpbft_api_requests_total", route="status", status="503") == 1
     assert sample(n.metrics, "perpbft_api_event_loop_lag_seconds") < 0.1
+
+
+def test_the_node_lifts_its_open_files_limit_to_what_the_connection_caps_need(
+    tmp_path: Path,
+) -> None:
+    """In a child process (limits are per process): a soft limit of 512 is raised to the
+    API's and the peers' connection caps plus the node's own files, within the hard limit."""
+    script = (
+        "import resource, sys\n"
+        "from pathlib import Path\n"
+        "from node.config import Config\n"
+        "from node.runner import raise_open_files_limit, OTHER_FILES\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard))\n"
+        "config = Config(home=Path(sys.argv[1]))\n"
+        "raise_open_files_limit(config)\n"
+        "needed = config.api.connections_max + config.p2p.connections_max + OTHER_FILES\n"
+        "want = needed if hard == resource.RLIM_INFINITY else min(hard, needed)\n"
+        "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0] == want)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).parents[2],
+    )
+    assert done.stdout.strip() == "True", done.stderr
