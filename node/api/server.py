@@ -65,6 +65,7 @@ ERROR_CODES = {
 # Key of the connection's hard abort in each request's ASGI ``scope["state"]``.
 ABORT_KEY = "perpbft.abort_connection"
 REFUSED_READ_TIMEOUT_S = 1.0  # how long a refused connection may take to send its request
+REFUSING_MAX = 256  # refused connections being answered at once
 
 
 def error_body(status: int, code: str | None = None, message: str | None = None) -> bytes:
@@ -93,6 +94,7 @@ class ConnectionLimits:
         self.metrics = metrics
         self.by_client: dict[str, int] = {}
         self.total = 0
+        self.refusing = 0  # refused connections still being answered
 
     def acquire(self, client: str) -> tuple[int, str, str] | None:
         """Take a slot for ``client``; None if granted, else (status, code, message)."""
@@ -186,8 +188,7 @@ class ApiConnection(TCPServer):
         address = client[0] if client is not None else "unknown"
         refusal = self.limits.acquire(address) if self.limits is not None else None
         if refusal is not None:
-            with trio.CancelScope(shield=True):
-                await self._refuse(*refusal)
+            await self._refuse(*refusal)
             return
         try:
             await self._serve(client, server)
@@ -233,7 +234,20 @@ class ApiConnection(TCPServer):
 
     async def _refuse(self, status: int, code: str, message: str) -> None:
         """One JSON answer, then close. The request is read first (briefly, boundedly) so the
-        close does not reset the connection under the answer before the client reads it."""
+        close does not reset the connection under the answer before the client reads it.
+        At most ``REFUSING_MAX`` connections are answered at once; past that (a flood) they
+        are closed at once, so refusing costs no more than the caps allow."""
+        limits = self.limits
+        if limits is None or limits.refusing >= REFUSING_MAX:
+            await self.stream.aclose()
+            return
+        limits.refusing += 1
+        try:
+            await self._answer_and_close(status, code, message)
+        finally:
+            limits.refusing -= 1
+
+    async def _answer_and_close(self, status: int, code: str, message: str) -> None:
         with trio.move_on_after(REFUSED_READ_TIMEOUT_S):
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 await self.stream.receive_some(MAX_RECV)
