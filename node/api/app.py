@@ -370,17 +370,19 @@ class Api:
         proofs = await trio.to_thread.run_sync(self.queries.prove_account, who, height)
         proof_height = proofs[0].height
         found = await trio.to_thread.run_sync(self.queries.certificate, proof_height + 1)
-        if found is not None:
-            certificate = found
-        elif proof_height < self.queries.committed_height():
-            raise ApiError(
-                404,
-                "height_not_provable",
-                f"block {proof_height + 1}, which certifies the state at {proof_height}, "
-                "is no longer stored",
-            )
-        else:  # the latest height: its certificate is the next block
-            certificate = await self.wait_certificate(proof_height + 1)
+        if found is None and proof_height < self.queries.committed_height():
+            # Block h + 1 may have committed between the first read and the height's: only a
+            # second miss means it is gone (pruned).
+            found = await trio.to_thread.run_sync(self.queries.certificate, proof_height + 1)
+            if found is None:
+                raise ApiError(
+                    404,
+                    "height_not_provable",
+                    f"block {proof_height + 1}, which certifies the state at {proof_height}, "
+                    "is no longer stored",
+                )
+        # At the latest height the certificate is the next block, which may not exist yet.
+        certificate = found if found is not None else await self.wait_certificate(proof_height + 1)
         return JSONResponse(self.queries.account_proof_json(who, proofs, *certificate))
 
     async def wait_certificate(self, height: int) -> tuple[Block, QuorumCert]:

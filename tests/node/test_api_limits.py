@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 import sys
 import threading
@@ -26,6 +27,7 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.routing import Route
+from trio_websocket import ConnectionClosed, open_websocket_url
 
 import node.api.app
 from node.api.app import build_app
@@ -35,7 +37,14 @@ from node.api.txjson import transaction_to_json
 from node.node import Node, now_ms
 from state_machine.tx import CancelAll, sign_transaction
 from tests.node.test_api_pieces import ALICE, GENESIS, local_server_config, sample
-from tests.node.test_api_served import execute_block, opened_node, order, served, until
+from tests.node.test_api_served import (
+    execute_block,
+    opened_node,
+    order,
+    served,
+    until,
+    ws_url,
+)
 
 # ---- the parsers ---------------------------------------------------------------------------
 
@@ -371,11 +380,16 @@ async def raw_connection(base: str, source: str = "127.0.0.1") -> AsyncIterator[
         await stream.aclose()
 
 
-async def read_all(stream: trio.SocketStream, timeout_s: float = 5) -> bytes:
+async def read_all(stream: trio.SocketStream, timeout_s: float = 10) -> bytes:
+    """One response: until its body is complete by its content-length, or the server closes."""
     data = b""
     with trio.move_on_after(timeout_s):
         while chunk := await stream.receive_some():
             data += chunk
+            head, sep, body = data.partition(b"\r\n\r\n")
+            length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+            if sep and length and len(body) >= int(length.group(1)):
+                break
     return data
 
 
@@ -422,7 +436,7 @@ async def exchange(base: str, *chunks: bytes) -> tuple[int, dict[str, str], Any]
             except trio.BrokenResourceError:  # the server answered and closed already
                 break
             await trio.sleep(0.01)
-        return parse_response(await read_all(stream, 2))
+        return parse_response(await read_all(stream))
 
 
 async def test_parser_errors_have_json_codes_and_http2_is_never_spoken(tmp_path: Path) -> None:
@@ -516,6 +530,14 @@ async def test_a_lagging_event_loop_sheds_requests_but_not_health_probes(tmp_pat
             n.loop_heartbeat_s = time.monotonic()
             assert (await http.get("/livez")).status_code == 200
             assert (await http.get("/readyz")).json()["code"] == "not_ready"  # answered, not shed
+            async with open_websocket_url(ws_url(base)) as ws:  # new streams are refused too
+                with pytest.raises(ConnectionClosed) as closed, trio.fail_after(20):
+                    await ws.get_message()
+            assert closed.value.reason is not None
+            assert (closed.value.reason.code, closed.value.reason.reason) == (
+                1013,
+                "the node is overloaded; retry later",
+            )
             hog.cancel()
             await until(lambda: not lag.overloaded(), "the lag is back under the threshold")
             assert (await http.get("/v1/status")).status_code == 200
