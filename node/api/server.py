@@ -18,12 +18,13 @@ the TLS and QUIC parts left out (the API is plain HTTP on loopback or behind a p
 * :class:`JsonH11Protocol` ignores ``Upgrade: h2c`` (a server may ignore Upgrade, RFC 9110
   section 7.8), and gives every response hypercorn makes itself (parser errors, a failed
   WebSocket handshake) the API's JSON body ``{"code", "message"}``. The prior-knowledge HTTP/2
-  preface parses as an HTTP/2.0 request, which the app answers ``505``.
+  preface parses as an HTTP/2.0 request, answered ``505`` and closed.
 
-The overrides touch ``H11Protocol._check_protocol``, ``_send_error_response`` and
-``stream_send``: private hypercorn methods, so ``pyproject.toml`` pins hypercorn below 0.19 and
-``tests/node/test_api_limits.py`` checks each behaviour on a real socket.
-"""
+The overrides touch ``H11Protocol._check_protocol``, ``_create_stream``,
+``_send_error_response`` and ``stream_send``: private hypercorn methods, so ``pyproject.toml``
+pins hypercorn below 0.19 and ``tests/node/test_api_limits.py`` checks each behaviour on a
+real socket. Each connection's ASGI ``scope["state"]`` carries ``ABORT_KEY``, a function that
+closes its socket at once (for the WebSocket write timeout, ``node.api.ws``)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from typing import Any
 import h11
 import trio
 from hypercorn.config import Config as HyperConfig
-from hypercorn.events import Updated
+from hypercorn.events import Closed, Updated
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.events import Response
 from hypercorn.protocol.h11 import H11Protocol
@@ -61,6 +62,7 @@ ERROR_CODES = {
     413: ("body_too_large", "the request is too large"),
     431: ("headers_too_large", "the request line or headers are too large"),
     500: ("internal_error", "the node failed to answer; see its logs"),
+    505: ("http_version_not_supported", "the API speaks HTTP/1.1 only"),
 }
 # Key of the connection's hard abort in each request's ASGI ``scope["state"]``.
 ABORT_KEY = "perpbft.abort_connection"
@@ -135,6 +137,15 @@ class JsonH11Protocol(H11Protocol):
         # Neither the h2c upgrade nor the prior-knowledge switch: the request is answered in
         # HTTP/1.1 (the preface's "PRI * HTTP/2.0" reaches the app, which answers 505).
         return
+
+    async def _create_stream(self, request: h11.Request) -> None:
+        if request.http_version not in (b"1.0", b"1.1"):
+            # The HTTP/2 prior-knowledge preface ("PRI * HTTP/2.0"): answered and closed here,
+            # before the rest of the preface could be parsed as a second request.
+            await self._send_error_response(505)
+            await self.send(Closed())
+            return
+        await super()._create_stream(request)
 
     async def _send_error_response(self, status_code: int) -> None:
         """A request the parser refused (400, 431, ...): JSON, then the connection closes."""
