@@ -188,6 +188,42 @@ class ApiSettings:
     """Public HTTP + WebSocket API."""
 
     listen: str = _key("127.0.0.1:26657", "host:port of the HTTP API", parse=parse_host_port)
+    # Limits per client address; behind a reverse proxy every client has the proxy's address.
+    client_rate_per_s: int = _key(
+        200, "requests per second per client address (token bucket refill)", lo=1, hi=1_000_000
+    )
+    client_burst: int = _key(400, "requests a client address may send at once", lo=1, hi=10_000_000)
+    connections_max: int = _key(
+        2_000, "open HTTP and WebSocket connections in all", lo=1, hi=1_000_000
+    )
+    connections_per_client_max: int = _key(
+        64, "open HTTP and WebSocket connections per client address", lo=1, hi=1_000_000
+    )
+    websocket_connections_max: int = _key(
+        1_000, "open WebSocket connections in all", lo=1, hi=1_000_000
+    )
+    websocket_connections_per_client_max: int = _key(
+        16, "open WebSocket connections per client address", lo=1, hi=1_000_000
+    )
+    websocket_messages_per_s: int = _key(
+        20, "messages per second a WebSocket client may send (token bucket)", lo=1, hi=1_000_000
+    )
+    websocket_message_burst: int = _key(
+        40, "messages a WebSocket client may send at once", lo=1, hi=10_000_000
+    )
+    websocket_write_timeout_ms: int = _key(
+        10_000,
+        "a WebSocket client that takes longer to accept one message is disconnected",
+        lo=10,
+        hi=3_600_000,
+    )
+    shed_loop_lag_ms: int = _key(
+        200,
+        "answer 503 overloaded (health probes excepted) while the event loop lags this much "
+        "(smoothed); 0 never sheds",
+        lo=0,
+        hi=60_000,
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

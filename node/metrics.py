@@ -100,6 +100,20 @@ class Metrics:
             ["route", "status"],
             registry=r,
         )
+        self.api_connections = Gauge(
+            "perpbft_api_connections", "Open HTTP API connections (WebSocket included)", registry=r
+        )
+        self.api_connections_refused = Counter(
+            "perpbft_api_connections_refused",
+            "HTTP API connections refused at accept, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.api_event_loop_lag = Gauge(
+            "perpbft_api_event_loop_lag_seconds",
+            "How late the event loop runs a periodic timer (smoothed over about a second)",
+            registry=r,
+        )
         self.websocket_subscribers = Gauge(
             "perpbft_websocket_subscribers", "Active WebSocket subscriptions", registry=r
         )

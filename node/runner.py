@@ -8,14 +8,15 @@ one LMDB transaction (see node/storage.py).
 from __future__ import annotations
 
 import gc
+import resource
 import signal
 from pathlib import Path
 
 import trio
 from hypercorn.config import Config as HyperConfig
-from hypercorn.trio import serve
 
 from node.api.app import build_app, build_metrics_app
+from node.api.server import serve_api
 from node.chain import ChainError
 from node.config import Config, HomeError, load_config, lock_home
 from node.diskwatch import start_space_problem
@@ -32,6 +33,8 @@ log = get_logger("runner")
 # short-lived objects (orders, events, results); at CPython's default of 700 the collector runs
 # hundreds of times per block, each pass also walking the surviving young objects.
 GC_GEN0_THRESHOLD = 50_000
+# Descriptors besides the API's and the peers' connections: LMDB, logs, listeners, threads.
+OTHER_FILES = 256
 
 
 class StartError(Exception):
@@ -73,11 +76,11 @@ async def serve_node(
         # while, and meanwhile /livez says the process is alive and the rest answer 503
         # "starting" instead of refusing connections.
         binds: list[str] = await nursery.start(
-            serve, build_app(node), hyper_config(config.api.listen)
+            serve_api, build_app(node), hyper_config(config.api.listen)
         )
         if config.metrics.enabled:
             metrics_binds: list[str] = await nursery.start(
-                serve, build_metrics_app(node), hyper_config(config.metrics.listen)
+                serve_api, build_metrics_app(node), hyper_config(config.metrics.listen)
             )
             binds += metrics_binds
         log.info("api_listening", extra=fields(binds=binds))
@@ -121,9 +124,28 @@ def prepare(home: Path) -> tuple[Config, Genesis, Node]:
     return config, genesis, node
 
 
+def raise_open_files_limit(config: Config) -> None:
+    """Lift the soft open-files limit (often 1,024) toward what the connection caps allow, so
+    a full API cannot starve the peers or the store of descriptors; the hard limit bounds it,
+    and a warning says when the caps cannot all be honoured."""
+    needed = config.api.connections_max + config.p2p.connections_max + OTHER_FILES
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = needed if hard == resource.RLIM_INFINITY else min(hard, needed)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < needed:
+        log.warning(
+            "open_files_limit_low",
+            extra=fields(
+                hard_limit=hard, needed=needed, api_connections_max=config.api.connections_max
+            ),
+        )
+
+
 def run_home(home: Path) -> None:
     config, _, node = prepare(home)
     configure_logging(config.log.format, config.log.level, context=node.log_context)
+    raise_open_files_limit(config)
     try:
         lock = lock_home(config)
     except HomeError as exc:

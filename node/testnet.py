@@ -139,7 +139,15 @@ def write_testnet(
             home=home,
             node=NodeSettings(moniker=f"node{i}", genesis_file=f"config/{GENESIS_FILE}"),
             p2p=P2PSettings(listen=f"127.0.0.1:{ports[i].p2p}", peers=peers),
-            api=ApiSettings(listen=f"127.0.0.1:{ports[i].api}"),
+            # One load generator on loopback is every client of a localnet: the per-address
+            # limits are lifted (the totals and load shedding stay).
+            api=ApiSettings(
+                listen=f"127.0.0.1:{ports[i].api}",
+                client_rate_per_s=1_000_000,
+                client_burst=1_000_000,
+                connections_per_client_max=ApiSettings().connections_max,
+                websocket_connections_per_client_max=ApiSettings().websocket_connections_max,
+            ),
             metrics=MetricsSettings(listen=f"127.0.0.1:{ports[i].metrics}"),
             consensus=ConsensusSettings(block_interval_ms=block_interval_ms),
             log=LogSettings(format=log_format),

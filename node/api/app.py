@@ -3,28 +3,36 @@
 Every error is a 4xx/5xx JSON body ``{"code": ..., "message": ...}`` with a machine-readable
 code; docs/API.md lists the routes, fields and codes. Request bodies are bounded
 (``BODY_BYTES_MAX``) and requests are rate limited per client address and, for submissions,
-per signer (429 with ``Retry-After``).
+per signer (429 with ``Retry-After``). Integers in paths and queries and JSON bodies are parsed
+by ``node.api.params`` only, with ranges and a nesting limit. While the event loop lags
+(``node.api.overload``) requests other than the health probes are shed with 503. A client that
+hangs up mid-request is counted with status 499 and logged at debug level: it is the client's
+event, not the node's failure. Connections are capped and served HTTP/1.1 only by
+``node.api.server``.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from consensus.types import Block, QuorumCert
-from node.api.queries import Queries, QueryError
+from node.api.overload import LoopLag
+from node.api.params import INT_MAX, InputError, parse_json, parse_uint
+from node.api.queries import Queries
 from node.api.ratelimit import RateLimiter, retry_after_header
+from node.api.server import ConnectionLimits
 from node.api.txjson import TxJsonError, transaction_from_json
 from node.chain import Executed
-from node.logs import get_logger
+from node.logs import fields, get_logger
 from node.mempool import Admit
 from node.node import Node, wait_timeout_s
 from node.observe import refresh_peer_gauge
@@ -37,8 +45,6 @@ BODY_BYTES_MAX = 64 * 1024
 BATCH_TXS_MAX = 1_000
 BATCH_BODY_BYTES_MAX = 2 * 1024 * 1024
 TX_BATCH = ListOf(Bytes(max_len=MAX_TX_BYTES), BATCH_TXS_MAX, min_len=1)
-CLIENT_RATE_PER_S = 2_000.0
-CLIENT_BURST = 4_000
 SIGNER_RATE_PER_S = 500.0
 SIGNER_BURST = 1_000
 PROOF_CERTIFY_WAIT_S = 10.0
@@ -66,13 +72,23 @@ ADMIT_MESSAGES = {
 }
 
 
-class ApiError(Exception):
+class ApiError(InputError):
+    """An error answer with optional headers (``Retry-After``)."""
+
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+        super().__init__(status, code, message)
         self.headers = headers or {}
+
+
+class ClientGone(Response):
+    """The "answer" to a client that hung up mid-request: counted as 499 (the status proxies
+    use for it), never sent, since nobody is there to read it."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=499)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        return
 
 
 def error_response(
@@ -91,38 +107,54 @@ class Api:
         self.node = node
         self.queries = Queries(node)
         self.clock = clock
-        self.client_limits = RateLimiter(CLIENT_RATE_PER_S, CLIENT_BURST)
+        settings = node.config.api
+        self.client_limits = RateLimiter(float(settings.client_rate_per_s), settings.client_burst)
+        self.lag = LoopLag(settings.shed_loop_lag_ms / 1000, node.metrics)
         self.signer_limits = RateLimiter(SIGNER_RATE_PER_S, SIGNER_BURST)
         self.block_committed = trio.Event()
 
     # ---- plumbing ------------------------------------------------------------------------
 
     def wrap(self, route_name: str, handler: Handler, *, limited: bool = True) -> Handler:
-        """Count the request and turn errors into JSON; ``limited`` applies the per-address
-        rate limit (health probes are exempt: a busy client sharing the prober's address must
-        not make a healthy node look dead)."""
+        """Count the request and turn errors into JSON; ``limited`` applies load shedding and
+        the per-address rate limit (health probes are exempt from both: an overloaded node is
+        alive, and a busy client sharing the prober's address must not make a healthy node
+        look dead)."""
         metrics = self.node.metrics
 
         async def endpoint(request: Request) -> Response:
             try:
-                client = request.client.host if request.client else "unknown"
-                wait = self.client_limits.take(client, self.clock()) if limited else 0.0
-                if wait:
-                    raise ApiError(
-                        429,
-                        "rate_limited",
-                        "too many requests from this address",
-                        {"Retry-After": retry_after_header(wait)},
-                    )
+                if limited:
+                    self.admit(request)
                 response = await handler(request)
             except ApiError as exc:
                 response = error_response(exc.status, exc.code, exc.message, exc.headers)
-            except QueryError as exc:
+            except InputError as exc:
                 response = error_response(exc.status, exc.code, exc.message)
+            except ClientDisconnect:
+                log.debug("api_client_disconnected", extra=fields(route=route_name))
+                response = ClientGone()
             metrics.api_requests.labels(route=route_name, status=str(response.status_code)).inc()
             return response
 
         return endpoint
+
+    def admit(self, request: Request) -> None:
+        """Shed while the event loop lags, then the client address's rate limit."""
+        if self.lag.overloaded():
+            retry = str(self.lag.retry_after_s())
+            raise ApiError(
+                503, "overloaded", "the node is overloaded; retry later", {"Retry-After": retry}
+            )
+        client = request.client.host if request.client else "unknown"
+        wait = self.client_limits.take(client, self.clock())
+        if wait:
+            raise ApiError(
+                429,
+                "rate_limited",
+                "too many requests from this address",
+                {"Retry-After": retry_after_header(wait)},
+            )
 
     async def read_body(self, request: Request, limit: int = BODY_BYTES_MAX) -> bytes:
         declared = request.headers.get("content-length")
@@ -265,10 +297,7 @@ class Api:
             return body
         if ctype not in ("application/json", ""):
             raise ApiError(415, "unsupported_media_type", f"content type {ctype!r}")
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise ApiError(400, "malformed_json", "request body is not valid JSON") from None
+        data = parse_json(body)
         try:
             tx = transaction_from_json(
                 data, self.queries.market_units_by_id, self.queries.decimals.get
@@ -306,8 +335,8 @@ class Api:
         return JSONResponse(
             self.queries.funding(
                 request.path_params["market"],
-                _int_param(request, "from", 0, 0, 2**63),
-                _int_param(request, "to", 2**63, 0, 2**63),
+                _int_param(request, "from", 0, 0, INT_MAX),
+                _int_param(request, "to", INT_MAX, 0, INT_MAX),
                 request.query_params.get("cursor"),
                 _int_param(request, "limit", 100, 1, 1000),
             )
@@ -330,8 +359,8 @@ class Api:
             self.queries.history(
                 request.path_params["address"],
                 kind,
-                _int_param(request, "from", 0, 0, 2**63),
-                _int_param(request, "to", 2**63, 0, 2**63),
+                _int_param(request, "from", 0, 0, INT_MAX),
+                _int_param(request, "to", INT_MAX, 0, INT_MAX),
                 request.query_params.get("cursor"),
                 _int_param(request, "limit", 100, 1, 1000),
             )
@@ -340,21 +369,23 @@ class Api:
     async def account_proof(self, request: Request) -> Response:
         who = self.queries.lookup_address(request.path_params["address"])
         height_text = request.query_params.get("height")
-        height = _int_param(request, "height", 0, 0, 2**63) if height_text else None
+        height = _int_param(request, "height", 0, 0, INT_MAX) if height_text else None
         proofs = await trio.to_thread.run_sync(self.queries.prove_account, who, height)
         proof_height = proofs[0].height
         found = await trio.to_thread.run_sync(self.queries.certificate, proof_height + 1)
-        if found is not None:
-            certificate = found
-        elif proof_height < self.queries.committed_height():
-            raise ApiError(
-                404,
-                "height_not_provable",
-                f"block {proof_height + 1}, which certifies the state at {proof_height}, "
-                "is no longer stored",
-            )
-        else:  # the latest height: its certificate is the next block
-            certificate = await self.wait_certificate(proof_height + 1)
+        if found is None and proof_height < self.queries.committed_height():
+            # Block h + 1 may have committed between the first read and the height's: only a
+            # second miss means it is gone (pruned).
+            found = await trio.to_thread.run_sync(self.queries.certificate, proof_height + 1)
+            if found is None:
+                raise ApiError(
+                    404,
+                    "height_not_provable",
+                    f"block {proof_height + 1}, which certifies the state at {proof_height}, "
+                    "is no longer stored",
+                )
+        # At the latest height the certificate is the next block, which may not exist yet.
+        certificate = found if found is not None else await self.wait_certificate(proof_height + 1)
         return JSONResponse(self.queries.account_proof_json(who, proofs, *certificate))
 
     async def wait_certificate(self, height: int) -> tuple[Block, QuorumCert]:
@@ -389,14 +420,7 @@ def _rejected(tx_id: bytes | None, code: str, message: str) -> dict[str, Any]:
 
 def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
     text = request.query_params.get(name)
-    if text is None:
-        return default
-    if not text.isdigit() or len(text) > 20:
-        raise ApiError(400, "bad_parameter", f"{name} must be a non-negative integer")
-    value = int(text)
-    if not lo <= value <= hi:
-        raise ApiError(400, "bad_parameter", f"{name} must be between {lo} and {hi}")
-    return value
+    return default if text is None else parse_uint(text, name, lo, hi)
 
 
 def _wait_param(request: Request) -> bool:
@@ -417,6 +441,9 @@ def _float_param(request: Request, name: str) -> float | None:
         raise ApiError(400, "bad_parameter", f"{name} must be a number") from None
 
 
+HTTP_VERSIONS = ("1.0", "1.1")
+
+
 class ApiApp(Starlette):
     """Starlette with a fast path for the submission routes.
 
@@ -433,25 +460,44 @@ class ApiApp(Starlette):
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
+            if scope.get("http_version") not in HTTP_VERSIONS:
+                # The HTTP/2 preface ("PRI * HTTP/2.0") and anything else not HTTP/1.x.
+                response = error_response(
+                    505,
+                    "http_version_not_supported",
+                    "the API speaks HTTP/1.1 only",
+                    {"Connection": "close"},
+                )
+                self.count(response, "unmatched")
+                await response(scope, receive, send)
+                return
             handler = self.fast.get((scope["method"], scope["path"]))
             if handler is not None:
                 try:
                     response = await handler(Request(scope, receive))
                 except Exception:
-                    log.exception("api_handler_failed")
-                    response = error_response(
-                        500, "internal_error", "the node failed to answer; see its logs"
+                    log.exception("api_request_failed")
+                    response = self.count(
+                        error_response(
+                            500, "internal_error", "the node failed to answer; see its logs"
+                        ),
+                        "error",
                     )
                 await response(scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
+
+    def count(self, response: Response, route: str) -> Response:
+        node: Node = self.state.api.node
+        node.metrics.api_requests.labels(route=route, status=str(response.status_code)).inc()
+        return response
 
 
 def build_app(node: Node) -> Starlette:
     from node.api.ws import StreamHub
 
     api = Api(node)
-    hub = StreamHub(node, api.queries)
+    hub = StreamHub(node, api.queries, node.config.api, api.lag)
     node.subscribe(hub.on_block)
     node.subscribe(api.on_block)
     w = api.wrap
@@ -502,13 +548,28 @@ def build_app(node: Node) -> Starlette:
         ("POST", "/v1/txs"): w("submit_tx", api.submit_tx),
         ("POST", "/v1/txs/batch"): w("submit_batch", api.submit_batch),
     }
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(api.lag.run)
+            yield
+            nursery.cancel_scope.cancel()
+
     app = ApiApp(
         fast,
         routes=routes,
         exception_handlers={404: not_found, 405: method_not_allowed, 500: server_error},
+        lifespan=lifespan,
     )
+    # A trailing slash is a 404 like any other unknown path, not a body-less 307 redirect.
+    app.router.redirect_slashes = False
     app.state.api = api
     app.state.hub = hub
+    settings = node.config.api
+    app.state.connection_limits = ConnectionLimits(
+        settings.connections_max, settings.connections_per_client_max, node.metrics
+    )
     return app
 
 

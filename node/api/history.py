@@ -23,6 +23,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from node.api.params import plain_uint
 from state_machine.exchange import EVENT_FIELDS
 
 TRADES_PER_MARKET_MAX = 2_000
@@ -82,9 +83,10 @@ def parse_cursor(text: str | None) -> tuple[int, int] | None:
     if text is None:
         return None
     h, sep, i = text.partition(".")
-    if not sep or not h.isdigit() or not i.isdigit() or len(text) > 40:
+    height, index = plain_uint(h), plain_uint(i)
+    if not sep or height is None or index is None:
         raise ValueError("cursor must look like <height>.<index>")
-    return int(h), int(i)
+    return height, index
 
 
 def event_body(event: Sequence[Any]) -> dict[str, Any] | None:

@@ -22,6 +22,7 @@ from node.api.history import (
     page,
     parse_cursor,
 )
+from node.api.params import INT_MAX, InputError, parse_uint, plain_uint
 from node.api.txevents import tx_event_indexes
 from node.api.txjson import snake
 from node.api.units import MarketUnits, atoms_to_decimal, format_fraction
@@ -50,12 +51,8 @@ READY_BLOCK_AGE_S = 10.0
 TX_RESULT_FIELDS = ("code", "message", "order_id", "filled_lots", "status", "count")
 
 
-class QueryError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+class QueryError(InputError):
+    """A read the node cannot answer as asked (the status says whose side it is on)."""
 
 
 def _cursor(text: str | None) -> tuple[int, int] | None:
@@ -89,8 +86,9 @@ class Queries:
 
     def lookup_market(self, text: str) -> Market:
         market = self.by_symbol.get(text.upper())
-        if market is None and text.isdigit() and len(text) < 10:
-            market = self.node.genesis.market(int(text))
+        market_id = plain_uint(text, digits_max=9) if market is None else None
+        if market_id is not None:
+            market = self.node.genesis.market(market_id)
         if market is None:
             raise QueryError(404, "unknown_market", f"no market {text[:40]!r}")
         return market
@@ -563,9 +561,7 @@ class Queries:
             raise QueryError(503, "starting", "the node is still starting")
         if text == "latest":
             return chain.height
-        if not text.isdigit() or len(text) > 20:
-            raise QueryError(400, "bad_height", "height must be a number or 'latest'")
-        return int(text)
+        return parse_uint(text, "height", 0, INT_MAX, code="bad_height")
 
     def block(self, text: str) -> dict[str, Any]:
         height = self._parse_height(text)

@@ -33,6 +33,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from node.api.params import plain_uint
 from node.api.units import MarketUnits, UnitError, decimal_to_atoms
 from state_machine import codec
 from state_machine.codec import DecodeError
@@ -65,11 +66,14 @@ ACTION_TYPES: dict[str, type[codec.Wire]] = {snake(c.__name__): c for c in ACTIO
 
 
 def _int_value(value: Any, where: str) -> Any:
-    if isinstance(value, str) and value.isdigit() and len(value) <= 20:
-        return int(value)
-    if isinstance(value, str) and value.startswith("-") and value[1:].isdigit():
-        return int(value)
-    return value  # left for the codec to reject with a precise reason
+    """A decimal string of at most 20 ASCII digits (a u64 or i64) as its integer; anything
+    else is left for the codec to reject with a precise reason."""
+    if not isinstance(value, str):
+        return value
+    magnitude = plain_uint(value.removeprefix("-"), digits_max=20)
+    if magnitude is None:
+        return value
+    return -magnitude if value.startswith("-") else magnitude
 
 
 def _value_from_json(value: Any, spec: codec.Spec, where: str) -> Any:

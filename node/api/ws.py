@@ -12,27 +12,45 @@ Protocol (JSON text frames):
   ``{"type": "error", "code": ..., "message": ...}``.
 
 Each connection has a bounded outbound queue. A consumer too slow to keep up is disconnected
-with close code 1008 and a reason, instead of letting the queue grow.
+with close code 1008 and a reason, instead of letting the queue grow. The close frame waits
+behind the send in flight, and a send to a client that stopped reading never completes (the
+server shields socket writes from cancellation), so a watchdog per connection aborts the
+socket itself (``node.api.server.ABORT_KEY``) when one send has taken longer than the write
+timeout: a client that never reads is gone within about 1.5 write timeouts.
+
+Limits: connections in all and per client address (over either: accepted, then closed with
+1013), client messages per connection (a token bucket; over it: the ``rate_limited`` error,
+then close 1008), message size, subscriptions. Client input that is not a JSON text object
+(a binary frame, bad JSON, nesting deeper than ``JSON_DEPTH_MAX``) is answered with an error
+message and the connection stays open; nothing a client sends closes it with 1011.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from node.api.history import HistoryIndex, HistoryItem, event_body
+from node.api.overload import LoopLag
+from node.api.params import InputError, parse_json
 from node.api.queries import Queries, QueryError
+from node.api.ratelimit import RateLimiter
+from node.api.server import ABORT_KEY
+from node.logs import fields, get_logger
 
 if TYPE_CHECKING:
     from node.chain import Executed
+    from node.config import ApiSettings
     from node.node import Node
+
+log = get_logger("api")
 
 OUTBOUND_QUEUE_MAX = 256
 SUBSCRIPTIONS_PER_CONNECTION_MAX = 32
-CONNECTIONS_MAX = 1_000
 MESSAGE_BYTES_MAX = 4096
 CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN_LATER = 1013
@@ -53,15 +71,34 @@ class Subscription:
         self.last: Any = None
 
 
+class Close:
+    """Queued after the last message a connection gets: the writer sends this close frame."""
+
+    __slots__ = ("code", "reason")
+
+    def __init__(self, code: int, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+
+
 class Connection:
-    def __init__(self) -> None:
-        self.send_channel, self.receive_channel = trio.open_memory_channel[str](OUTBOUND_QUEUE_MAX)
+    def __init__(
+        self, client: str = "unknown", messages_per_s: float = 20.0, message_burst: int = 40
+    ) -> None:
+        self.send_channel, self.receive_channel = trio.open_memory_channel[str | Close](
+            OUTBOUND_QUEUE_MAX
+        )
+        self.client = client
         self.subs: dict[Any, Subscription] = {}
         self.too_slow = False
+        self.closing = False  # a close is queued: nothing more is read or queued
         self.closed = trio.Event()
+        self.messages = RateLimiter(messages_per_s, message_burst, keys_max=1)
+        # When the send in flight started (trio clock), None between sends: the watchdog's.
+        self.send_started_s: float | None = None
 
     def push(self, message: dict[str, Any]) -> None:
-        if self.too_slow:
+        if self.too_slow or self.closing:
             return
         try:
             self.send_channel.send_nowait(json.dumps(message, separators=(",", ":")))
@@ -69,12 +106,29 @@ class Connection:
             self.too_slow = True
             self.closed.set()
 
+    def close_after_queue(self, code: int, reason: str) -> None:
+        """Close once what is queued is sent (an error message explaining the close, say)."""
+        if self.too_slow or self.closing:
+            return
+        try:
+            self.send_channel.send_nowait(Close(code, reason))
+            self.closing = True
+        except (trio.WouldBlock, trio.ClosedResourceError):
+            self.too_slow = True
+            self.closed.set()
+
 
 class StreamHub:
-    def __init__(self, node: Node, queries: Queries) -> None:
+    def __init__(
+        self, node: Node, queries: Queries, settings: ApiSettings, lag: LoopLag | None = None
+    ) -> None:
         self.node = node
         self.queries = queries
+        self.settings = settings
+        self.lag = lag
+        self.write_timeout_s = settings.websocket_write_timeout_ms / 1000
         self.connections: set[Connection] = set()
+        self.by_client: dict[str, int] = {}
 
     # ---- per block -----------------------------------------------------------------------
 
@@ -187,34 +241,56 @@ class StreamHub:
     # ---- the endpoint --------------------------------------------------------------------
 
     async def endpoint(self, websocket: WebSocket) -> None:
-        if len(self.connections) >= CONNECTIONS_MAX:
-            self.node.metrics.websocket_disconnects.labels(reason="too_many_connections").inc()
+        client = websocket.client.host if websocket.client else "unknown"
+        refusal = self.refusal(client)
+        if refusal is not None:
+            reason, text = refusal
+            self.node.metrics.websocket_disconnects.labels(reason=reason).inc()
             # Accepted first: a close during the handshake reaches the client as an HTTP 403,
             # without the close code and reason.
             await websocket.accept()
-            await websocket.close(
-                code=CLOSE_TRY_AGAIN_LATER, reason="too many WebSocket connections"
-            )
+            await websocket.close(code=CLOSE_TRY_AGAIN_LATER, reason=text)
             return
-        conn = Connection()
-        # Counted before the handshake's await, so concurrent handshakes cannot pass the cap.
+        settings = self.settings
+        conn = Connection(
+            client, float(settings.websocket_messages_per_s), settings.websocket_message_burst
+        )
+        # Counted before the handshake's await, so concurrent handshakes cannot pass the caps.
         self.connections.add(conn)
+        self.by_client[client] = self.by_client.get(client, 0) + 1
         self._count_connections()
         try:
             await websocket.accept()
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer, websocket, conn, nursery.cancel_scope)
                 nursery.start_soon(self._count_slow, conn)
+                nursery.start_soon(self._watchdog, websocket, conn)
                 await self._reader(websocket, conn)
-                # A consumer found too slow: the writer is sending its close frame (the reader
-                # stops once the close starts) and ends the connection when it is out.
-                if not conn.too_slow:
+                # A consumer found too slow or being closed: the writer is sending its close
+                # frame (the reader stops once the close starts) and ends the connection when
+                # it is out, or the watchdog aborts it.
+                if not (conn.too_slow or conn.closing):
                     nursery.cancel_scope.cancel()
         except WebSocketDisconnect:
             pass
         finally:
             self.connections.discard(conn)
+            left = self.by_client[client] - 1
+            if left:
+                self.by_client[client] = left
+            else:
+                del self.by_client[client]
             self._count_connections()
+
+    def refusal(self, client: str) -> tuple[str, str] | None:
+        """Why a new connection from ``client`` is refused (metric reason, close reason)."""
+        if self.lag is not None and self.lag.overloaded():
+            return "overloaded", "the node is overloaded; retry later"
+        if len(self.connections) >= self.settings.websocket_connections_max:
+            return "too_many_connections", "too many WebSocket connections"
+        if self.by_client.get(client, 0) >= self.settings.websocket_connections_per_client_max:
+            return "too_many_client_connections", "too many WebSocket connections from this address"
+        return None
 
     def _subscriber_count(self) -> int:
         return sum(len(c.subs) for c in self.connections)
@@ -228,17 +304,46 @@ class StreamHub:
         """Sends the queue in order; for a consumer found too slow, the close frame instead of
         the rest. The close is sent by this task, after the send in flight: the server's send
         cannot be interrupted, and cancelling the close while it waits would drop the
-        connection without its code and reason."""
+        connection without its code and reason (the watchdog ends a send that never does)."""
         try:
-            async for text in conn.receive_channel:
+            async for item in conn.receive_channel:
                 if conn.too_slow:
                     break
-                await ws.send_text(text)
+                if isinstance(item, Close):
+                    await self._timed(conn, ws.close(code=item.code, reason=item.reason))
+                    break
+                await self._timed(conn, ws.send_text(item))
             if conn.too_slow:
-                await ws.close(code=CLOSE_POLICY, reason="consumer too slow; resubscribe")
+                reason = "consumer too slow; resubscribe"
+                await self._timed(conn, ws.close(code=CLOSE_POLICY, reason=reason))
         except (WebSocketDisconnect, RuntimeError):
             pass
         scope.cancel()
+
+    @staticmethod
+    async def _timed(conn: Connection, send: Any) -> None:
+        conn.send_started_s = trio.current_time()
+        try:
+            await send
+        finally:
+            conn.send_started_s = None
+
+    async def _watchdog(self, ws: WebSocket, conn: Connection) -> None:
+        """Aborts the connection when one send has been in flight longer than the write
+        timeout: its client stopped reading (and maybe its close frame is stuck too)."""
+        timeout_s = self.write_timeout_s
+        while True:
+            await trio.sleep(timeout_s / 2)
+            started = conn.send_started_s
+            if started is None or trio.current_time() - started <= timeout_s:
+                continue
+            self.node.metrics.websocket_disconnects.labels(reason="write_timeout").inc()
+            log.info("websocket_write_timeout", extra=fields(client=conn.client))
+            abort: Callable[[], None] | None = ws.scope.get("state", {}).get(ABORT_KEY)
+            if abort is not None:
+                abort()
+            conn.closed.set()
+            return
 
     async def _count_slow(self, conn: Connection) -> None:
         """Counts the disconnect when the consumer is found too slow (its close frame may wait
@@ -248,25 +353,39 @@ class StreamHub:
             self.node.metrics.websocket_disconnects.labels(reason="slow_consumer").inc()
 
     async def _reader(self, ws: WebSocket, conn: Connection) -> None:
-        while True:
+        while not conn.closing:
             try:
-                text = await ws.receive_text()
+                received = await ws.receive()
             except (WebSocketDisconnect, RuntimeError):
                 return
-            if len(text) > MESSAGE_BYTES_MAX:
-                conn.push(
-                    error("message_too_large", f"messages are limited to {MESSAGE_BYTES_MAX}")
-                )
-                continue
+            if received["type"] == "websocket.disconnect":
+                return
+            if conn.messages.take("", trio.current_time()):
+                self.node.metrics.websocket_disconnects.labels(reason="rate_limited").inc()
+                limit = self.settings.websocket_messages_per_s
+                conn.push(error("rate_limited", f"more than {limit} messages per second"))
+                conn.close_after_queue(CLOSE_POLICY, "too many messages")
+                return
             try:
-                message = json.loads(text)
-            except ValueError:
-                conn.push(error("malformed_json", "message is not valid JSON"))
-                continue
-            if not isinstance(message, dict):
-                conn.push(error("malformed", "message must be a JSON object"))
+                message = self.parse(received.get("text"))
+            except InputError as exc:
+                conn.push(error(exc.code, exc.message))
                 continue
             self.handle(conn, message)
+
+    @staticmethod
+    def parse(text: str | None) -> dict[str, Any]:
+        """A client message as a dict; InputError says what is wrong with it."""
+        if text is None:
+            raise InputError(400, "malformed", "messages must be JSON text frames, not binary")
+        if len(text) > MESSAGE_BYTES_MAX:
+            raise InputError(
+                400, "message_too_large", f"messages are limited to {MESSAGE_BYTES_MAX}"
+            )
+        message = parse_json(text)
+        if not isinstance(message, dict):
+            raise InputError(400, "malformed", "message must be a JSON object")
+        return message
 
     def handle(self, conn: Connection, message: dict[str, Any]) -> None:
         op = message.get("op")
@@ -292,7 +411,7 @@ class StreamHub:
         try:
             self._configure(sub, message)
             data = self.snapshot(sub)
-        except QueryError as exc:
+        except InputError as exc:
             conn.push(error(exc.code, exc.message, sub_id))
             return
         conn.subs[sub_id] = sub

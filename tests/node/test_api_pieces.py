@@ -13,7 +13,6 @@ import httpx
 import pytest
 import trio
 from hypercorn.config import Config as HyperConfig
-from hypercorn.trio import serve
 from prometheus_client.parser import text_string_to_metric_families
 
 from consensus.events import Broadcast, Committed, MessageReceived, TimerFired, TimerKind
@@ -33,6 +32,7 @@ from consensus.types import (
 )
 from node.api.app import build_app
 from node.api.ratelimit import RateLimiter
+from node.api.server import serve_api
 from node.api.txevents import tx_event_indexes
 from node.api.txjson import TxJsonError, transaction_from_json, transaction_to_json
 from node.api.units import MarketUnits
@@ -82,7 +82,7 @@ async def test_rate_limit_body_limit_and_errors_on_a_real_server(tmp_path: Path)
     api.signer_limits.take(ALICE.public_key.hex(), api.clock())  # ALICE's bucket is empty
     try:
         async with trio.open_nursery() as nursery:
-            base = (await nursery.start(serve, app, local_server_config()))[0]
+            base = (await nursery.start(serve_api, app, local_server_config()))[0]
             async with httpx.AsyncClient(base_url=base) as http:
                 # Not started: reads answer 503 "starting"; liveness is about the loop.
                 live = await http.get("/livez")
@@ -168,7 +168,7 @@ async def test_history_routes_answer_and_page_without_gaps_or_repeats(tmp_path: 
     alice = ALICE.public_key.hex()
     try:
         async with trio.open_nursery() as nursery:
-            base = (await nursery.start(serve, app, local_server_config()))[0]
+            base = (await nursery.start(serve_api, app, local_server_config()))[0]
             async with httpx.AsyncClient(base_url=base) as http:
                 # Whole lists in one page: 200, newest first, decimal strings.
                 market = await http.get("/v1/markets/btc-perp/funding")

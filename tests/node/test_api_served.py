@@ -6,6 +6,7 @@ mempool metrics, and the market fields. Blocks are executed by the node's own ex
 from __future__ import annotations
 
 import json
+import logging
 import re
 import socket
 import time
@@ -18,7 +19,6 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from hypercorn.trio import serve
 from prometheus_client.parser import text_string_to_metric_families
 from trio_websocket import (
     ConnectionClosed,
@@ -27,13 +27,13 @@ from trio_websocket import (
     wrap_client_stream,
 )
 
-import node.api.ws
 from consensus.events import Execute
 from consensus.types import COMMIT, Block, BlockHeader, QuorumCert, payload_root
 from node.api.app import LIVENESS_SILENCE_S, build_app, build_metrics_app
 from node.api.queries import READY_BLOCK_AGE_S
+from node.api.server import serve_api
 from node.api.ws import OUTBOUND_QUEUE_MAX
-from node.config import Config
+from node.config import ApiSettings, Config
 from node.node import Node, now_ms
 from state_machine.crypto import Keypair
 from state_machine.genesis import Genesis, default_genesis
@@ -51,9 +51,10 @@ DECIMAL = re.compile(r"^(0|[1-9][0-9]*)(\.[0-9]*[1-9])?$")  # the API's decimal 
 
 
 @contextmanager
-def opened_node(home: Path, genesis: Genesis = GENESIS) -> Iterator[Node]:
-    """A node whose store is open (as after start-up), without consensus or p2p running."""
-    n = Node(Config(home=home), genesis, VALIDATOR)
+def opened_node(home: Path, genesis: Genesis = GENESIS, **api: Any) -> Iterator[Node]:
+    """A node whose store is open (as after start-up), without consensus or p2p running;
+    ``api`` overrides ``[api]`` settings."""
+    n = Node(Config(home=home, api=ApiSettings(**api)), genesis, VALIDATOR)
     n.chain = n.open_chain()
     n.ready.set()
     try:
@@ -67,7 +68,7 @@ def opened_node(home: Path, genesis: Genesis = GENESIS) -> Iterator[Node]:
 async def served(app: Any) -> AsyncIterator[tuple[str, trio.Nursery]]:
     """``app`` on a free loopback port: (base URL, the nursery it runs in)."""
     async with trio.open_nursery() as nursery:
-        base = (await nursery.start(serve, app, local_server_config()))[0]
+        base = (await nursery.start(serve_api, app, local_server_config()))[0]
         yield base, nursery
         nursery.cancel_scope.cancel()
 
@@ -227,11 +228,8 @@ async def test_a_consumer_that_does_not_read_is_closed_with_1008_and_others_are_
             assert (gauge("connections"), gauge("subscribers")) == (0, 0)
 
 
-async def test_connections_over_the_cap_are_closed_with_1013(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(node.api.ws, "CONNECTIONS_MAX", 1)
-    with opened_node(tmp_path) as n:
+async def test_connections_over_the_cap_are_closed_with_1013(tmp_path: Path) -> None:
+    with opened_node(tmp_path, websocket_connections_max=1) as n:
         app = build_app(n)
         async with served(app) as (base, _):
             url = ws_url(base)
@@ -252,6 +250,101 @@ async def test_connections_over_the_cap_are_closed_with_1013(
             async with open_websocket_url(url) as third:  # the slot is free again
                 await send(third, op="ping")
                 assert await message(third) == {"type": "pong"}
+
+
+async def test_a_client_that_never_reads_is_disconnected_within_the_write_timeout(
+    tmp_path: Path,
+) -> None:
+    """Its close frame cannot be sent either (the send in flight never completes), so the
+    node aborts the socket: gone within about 1.5 write timeouts, without reading a byte."""
+    with opened_node(tmp_path, websocket_write_timeout_ms=300) as n:
+        app = build_app(n)
+        hub = app.state.hub
+
+        def disconnects(reason: str) -> float:
+            return sample(n.metrics, "perpbft_websocket_disconnects_total", reason=reason)
+
+        async with served(app) as (base, _), unread_client(base) as never_reads:
+            for sub_id in range(32):
+                await send(never_reads, op="subscribe", id=sub_id, channel="blocks")
+            await until(lambda: len(hub.connections) == 1, "connected")
+            conn = next(iter(hub.connections))
+            await until(lambda: len(conn.subs) == 32, "subscribed")
+            blocks = 0
+            while conn.send_started_s is None or trio.current_time() - conn.send_started_s < 0.3:
+                assert blocks < 500, "the node's sends to it never blocked"
+                await execute_block(n, [])
+                blocks += 1
+                await trio.sleep(0.005)
+            stuck_at = trio.current_time()
+            await until(lambda: conn not in hub.connections, "the connection is gone")
+            assert trio.current_time() - stuck_at < 2.0
+            assert disconnects("write_timeout") == 1
+            # The node still serves others.
+            async with open_websocket_url(ws_url(base)) as other:
+                await send(other, op="ping")
+                assert await message(other) == {"type": "pong"}
+
+
+async def test_connections_from_one_address_are_capped(tmp_path: Path) -> None:
+    with opened_node(tmp_path, websocket_connections_per_client_max=2) as n:
+        app = build_app(n)
+        async with served(app) as (base, _):
+            url = ws_url(base)
+            async with open_websocket_url(url) as first, open_websocket_url(url) as second:
+                for ws in (first, second):
+                    await send(ws, op="ping")
+                    assert await message(ws) == {"type": "pong"}
+                async with open_websocket_url(url) as third:
+                    with pytest.raises(ConnectionClosed) as closed, trio.fail_after(5):
+                        await third.get_message()
+                code, reason = close_of(closed.value)
+                assert code == 1013 and "from this address" in reason
+            reason = "too_many_client_connections"
+            assert sample(n.metrics, "perpbft_websocket_disconnects_total", reason=reason) == 1
+            await until(lambda: not app.state.hub.connections, "both closed")
+            async with open_websocket_url(url) as again:  # the address's slots are free again
+                await send(again, op="ping")
+                assert await message(again) == {"type": "pong"}
+
+
+async def test_a_client_sending_too_fast_gets_rate_limited_then_closed(tmp_path: Path) -> None:
+    with opened_node(tmp_path, websocket_messages_per_s=1, websocket_message_burst=3) as n:
+        async with served(build_app(n)) as (base, _), open_websocket_url(ws_url(base)) as ws:
+            for _ in range(4):
+                await send(ws, op="ping")
+            answers = [await message(ws) for _ in range(4)]
+            assert answers[:3] == [{"type": "pong"}] * 3
+            assert answers[3]["code"] == "rate_limited"
+            with pytest.raises(ConnectionClosed) as closed, trio.fail_after(5):
+                await ws.get_message()
+            code, reason = close_of(closed.value)
+            assert code == 1008 and "too many messages" in reason
+    assert sample(n.metrics, "perpbft_websocket_disconnects_total", reason="rate_limited") == 1
+
+
+async def test_binary_frames_and_deep_json_are_malformed_and_the_connection_stays(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with opened_node(tmp_path) as n:
+        async with served(build_app(n)) as (base, _), open_websocket_url(ws_url(base)) as ws:
+            await ws.send_message(b'{"op": "ping"}')
+            binary = await message(ws)
+            assert (binary["type"], binary["code"]) == ("error", "malformed")
+            assert "binary" in binary["message"]
+            await ws.send_message("[" * 2000 + "]" * 2000)
+            deep = await message(ws)
+            assert (deep["code"], deep["message"]) == (
+                "malformed",
+                "JSON nested deeper than 32 levels",
+            )
+            await ws.send_message('{"op": "ping", "x": ' + "[" * 2000)
+            assert (await message(ws))["code"] == "malformed"
+            await ws.send_message('{"op": "ping"')
+            assert (await message(ws))["code"] == "malformed_json"
+            await send(ws, op="ping")
+            assert await message(ws) == {"type": "pong"}
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 # ---- health ------------------------------------------------------------------------------------

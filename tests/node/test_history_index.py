@@ -87,4 +87,3 @@ def test_backfill_indexes_the_newest_unbroken_run_of_stored_heights(
     items, since = q.index.account_items(A, "ledger")
     assert [i.height for i in items] == [7, 8, 9, 10] and since == missing + 1
     assert q.index.account_items(C, "ledger") == ((), missing + 1)
-
