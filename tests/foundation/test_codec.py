@@ -22,6 +22,7 @@ from state_machine.tx import (
     Transaction,
     Transfer,
 )
+from tests.conftest import examples
 from tests.wire_strategies import all_wire_types, strategy_for
 
 WIRE_TYPES = all_wire_types()
@@ -34,7 +35,7 @@ def test_every_transaction_type_is_discovered() -> None:
 
 
 @pytest.mark.parametrize("cls", WIRE_TYPES, ids=IDS)
-@settings(max_examples=30)
+@settings(max_examples=examples(30))
 @given(data=st.data())
 def test_roundtrip_object(cls: type[codec.Wire], data: st.DataObject) -> None:
     value = data.draw(strategy_for(cls))
@@ -43,7 +44,7 @@ def test_roundtrip_object(cls: type[codec.Wire], data: st.DataObject) -> None:
 
 
 @pytest.mark.parametrize("cls", WIRE_TYPES, ids=IDS)
-@settings(max_examples=30)
+@settings(max_examples=examples(30))
 @given(data=st.data())
 def test_roundtrip_bytes(cls: type[codec.Wire], data: st.DataObject) -> None:
     encoded = data.draw(strategy_for(cls)).to_wire()
@@ -104,7 +105,7 @@ def decode_or_decode_error(cls: type[codec.Wire], data: bytes) -> codec.Wire | N
 
 
 @pytest.mark.parametrize("cls", WIRE_TYPES, ids=IDS)
-@settings(max_examples=50)
+@settings(max_examples=examples(50))
 @given(data=st.data())
 def test_mutated_bytes_only_raise_decode_error(cls: type[codec.Wire], data: st.DataObject) -> None:
     encoded = data.draw(strategy_for(cls)).to_wire()
@@ -112,13 +113,13 @@ def test_mutated_bytes_only_raise_decode_error(cls: type[codec.Wire], data: st.D
 
 
 @pytest.mark.parametrize("cls", WIRE_TYPES, ids=IDS)
-@settings(max_examples=50)
+@settings(max_examples=examples(50))
 @given(blob=st.binary(max_size=300))
 def test_random_bytes_only_raise_decode_error(cls: type[codec.Wire], blob: bytes) -> None:
     decode_or_decode_error(cls, blob)
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 @given(
     obj=st.recursive(
         st.none()

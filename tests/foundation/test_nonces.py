@@ -12,6 +12,7 @@ from state_machine.nonces import (
     NonceCheck,
     NonceTracker,
 )
+from tests.conftest import examples
 
 NOW = 1_800_000_000_000
 A = b"\x01" * 32
@@ -60,7 +61,7 @@ def test_restore_keeps_highest() -> None:
     assert t.accept(A, NOW + 199, NOW) is NonceCheck.USED
 
 
-@settings(max_examples=150)
+@settings(max_examples=examples(150))
 @given(
     nonces=st.lists(st.integers(NOW - 300, NOW + 300), max_size=400),
     times=st.lists(st.integers(-5, 5), min_size=1, max_size=5),

@@ -17,6 +17,7 @@ from state_machine.tx import (
     Transaction,
     sign_transaction,
 )
+from tests.conftest import examples
 from tests.wire_strategies import strategy_for
 
 CHAIN = "perpbft-test"
@@ -43,7 +44,7 @@ def test_take_batch_counts_actions() -> None:
     assert len(pool.take_batch(100, 10**9, actions_max=10)) == 1
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(strategy_for(Transaction))
 def test_signing_bytes_from_the_wire_equal_encoding_again(tx: Transaction) -> None:
     """The admission shortcut gives exactly the bytes the signature covers, for any

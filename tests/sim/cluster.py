@@ -15,7 +15,8 @@ layer reports a new connection.
 
 Checkers run as the simulation goes: no two honest nodes commit different blocks at a height,
 every honest node computes the same state root at each height, the core's own invariant checks
-never fire on an honest node, evidence never names an honest validator; and, after the last
+never fire on an honest node, evidence never names an honest validator, no honest node sends a
+vote before the safety record that promises it is persisted; and, after the last
 fault healed, every honest node commits new blocks within ``liveness_window_ms``.
 """
 
@@ -54,6 +55,7 @@ from consensus import (
     TimerFired,
     TimerKind,
     ValidatorSet,
+    Vote,
     decode_message,
     encode_message,
 )
@@ -372,6 +374,7 @@ class Simulation:
             if isinstance(action, PersistSafety):
                 node.safety = action.safety
             elif isinstance(action, Send):
+                self._check_vote_persisted(node, action.message)
                 self._send(node, [action.to], action.message)
             elif isinstance(action, Broadcast):
                 message = action.message
@@ -411,6 +414,18 @@ class Simulation:
                 self._on_peer_fault(node, action)
         if crash_after is not None:
             self._crash(node)
+
+    def _check_vote_persisted(self, node: SimNode, message: Any) -> None:
+        """The replica's contract: a vote leaves only after the PersistSafety that promises not
+        to vote again in its view and phase was carried out (else a crash between the two lets
+        the restarted node vote twice)."""
+        if not node.honest or not isinstance(message, Vote):
+            return
+        if node.safety is None or node.safety.voted_view(message.phase) < message.view:
+            self.fail(
+                f"persistence: n{node.node_id} sent a vote (phase {message.phase}, view "
+                f"{message.view}) before persisting the promise not to vote again"
+            )
 
     def _silenced(self, node: SimNode, message: Any) -> bool:
         window = self.scenario.silent.get(node.node_id)
@@ -573,7 +588,7 @@ class Simulation:
 
     def _byzantine_proposal(self, node: SimNode, proposal: Proposal) -> None:
         """Send one proposal to half of the other validators and a conflicting block of the same
-        view (another payload) to the other half."""
+        view (another payload) to the other half and to one of the first half."""
         replica = node.replica
         assert replica is not None
         others = [k for k in self.by_key if k != node.key.public_key]
@@ -592,6 +607,9 @@ class Simulation:
         )
         self._send(node, others[:half], proposal)
         self._send(node, others[half:], alternative)
+        # One peer of the first half gets both: without that overlap no honest node ever holds
+        # two signed proposals of the view, and the evidence path would go untested.
+        self._send(node, others[:1], alternative)
 
 
 def describe(obj: Any) -> str:

@@ -59,6 +59,7 @@ from state_machine.tx import (
     OracleUpdate,
     PlaceOrder,
 )
+from tests.conftest import examples
 from tests.state_machine.helpers import (
     BTC_PERP,
     BTC_SPOT,
@@ -588,10 +589,10 @@ class PerpEngineVsReference(BookModel):
 
 
 EngineVsReference.TestCase.settings = settings(
-    max_examples=150, stateful_step_count=50, deadline=None
+    max_examples=examples(150), stateful_step_count=50, deadline=None
 )
 TestEngineVsReference = EngineVsReference.TestCase
 PerpEngineVsReference.TestCase.settings = settings(
-    max_examples=150, stateful_step_count=50, deadline=None
+    max_examples=examples(150), stateful_step_count=50, deadline=None
 )
 TestPerpEngineVsReference = PerpEngineVsReference.TestCase

@@ -28,9 +28,7 @@ level's oldest unnamed order for ids from before the file).
 from __future__ import annotations
 
 import csv
-from pathlib import Path
-
-import pytest
+import re
 
 from state_machine.exchange import ActionResult, BlockContext, ExchangeState, apply_block
 from state_machine.genesis import (
@@ -241,7 +239,6 @@ class Replay:
                     self.unexplained.append(f"named orders at {side}@{p} exceed the file")
 
 
-@pytest.mark.skipif(not LOBSTER.is_dir(), reason="shared vectors not present")
 def test_lobster_replay_matches_every_row() -> None:
     msgs, rows = load()
     rp = Replay()
@@ -321,4 +318,15 @@ def test_lobster_replay_matches_every_row() -> None:
 
 
 def test_vectors_dir_is_where_the_readme_says() -> None:
-    assert Path(LOBSTER).name == "lobster"
+    """Every folder or file a heading of tests/vectors/README.md names exists where the tests
+    read it, and the LOBSTER folder holds the files the replay needs."""
+    readme = (VECTORS_DIR / "README.md").read_text(encoding="utf-8")
+    named = re.findall(r"^#+ (\S+/\S*) ", readme, flags=re.MULTILINE)
+    assert "lobster/" in named
+    missing = [name for name in named if not (VECTORS_DIR / name).exists()]
+    assert not missing, f"named in {VECTORS_DIR / 'README.md'} but absent: {missing}"
+    assert sorted(p.name for p in LOBSTER.iterdir()) == [
+        "AAPL_2012-06-21_34200000_57600000_message_10.csv",
+        "AAPL_2012-06-21_34200000_57600000_orderbook_10.csv",
+        "LOBSTER_SampleFiles_ReadMe.txt",
+    ]

@@ -45,6 +45,7 @@ from state_machine.tx import (
     OracleUpdate,
     SetLeverage,
 )
+from tests.conftest import examples
 from tests.state_machine.helpers import (
     BTC_PERP,
     CHAIN,
@@ -492,7 +493,7 @@ def test_partial_liquidation_with_cooldown() -> None:
 # ---- properties --------------------------------------------------------------------------
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(
     moves=st.lists(st.integers(-150_000, 150_000), min_size=1, max_size=6),
     levs=st.lists(st.integers(1, 50), min_size=6, max_size=6),

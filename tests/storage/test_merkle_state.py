@@ -23,6 +23,7 @@ from state_machine.merkle_state import (
     prove_from_nodes,
     verify_proof,
 )
+from tests.conftest import examples
 
 # A tiny shape makes splits and collapses happen with a handful of keys.
 TINY = TreeShape(min_depth=1, bucket_cap=2)
@@ -57,7 +58,7 @@ def test_empty_tree_root_is_the_empty_node_hash() -> None:
     assert not verify_proof(tree.root(), b"anything", b"", tree.prove(b"anything"))
 
 
-@settings(max_examples=80)
+@settings(max_examples=examples(80))
 @given(shape=SHAPES, blocks=st.lists(writes_st, min_size=1, max_size=6))
 def test_incremental_root_equals_rebuilt_root_and_store_matches(shape, blocks) -> None:
     tree = MerkleState(shape)
@@ -89,7 +90,7 @@ def test_root_is_independent_of_write_order(shape, entries, data) -> None:
     assert a.root() == b.root()
 
 
-@settings(max_examples=120)
+@settings(max_examples=examples(120))
 @given(
     shape=SHAPES,
     entries=st.dictionaries(keys, values, min_size=1, max_size=40),

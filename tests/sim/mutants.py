@@ -1,0 +1,89 @@
+"""Broken replicas and a broken application, each aimed at one checker of the simulator.
+
+A checker that never fails proves nothing. Each mutant below breaks one rule the way a real
+bug would, and ``tests/consensus/test_mutants.py`` asserts that the checker meant to catch it
+does so within a bounded number of seeds, while the real replica survives the same seeds.
+
+* :class:`VotesBeforePersisting`: sends its votes before the PersistSafety that records them
+  (a driver that writes the safety record after answering). Caught by the persistence check.
+* :class:`VotesTwice`: accepts a second, different proposal of a view and votes for it too.
+  Caught by the evidence check (evidence names an honest validator) under Twins.
+* :class:`NoLock`: ignores the lock (``safe_node`` always true). Caught by the safety check
+  under :func:`twin_stale_leaders` (Twins of a leader that withholds DECIDE).
+* :class:`NondeterministicKV`: an application whose state root depends on something local to
+  the node (an instance number, standing for a PID, a clock or a hash seed) once a block holds
+  more than two transactions. Caught by the state-root check.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from consensus import Action, PersistSafety, Replica
+from consensus.types import Block, Proposal
+from tests.sim.app import KVApp
+from tests.sim.byzantine import StaleLeader
+from tests.sim.cluster import Scenario
+from tests.sim.scenarios import make_scenario
+
+
+class VotesBeforePersisting(Replica):
+    """Carries out every other action of a list before its PersistSafety actions."""
+
+    def handle(self, event: object) -> list[Action]:
+        actions = super().handle(event)  # type: ignore[arg-type]
+        persists = [a for a in actions if isinstance(a, PersistSafety)]
+        return [a for a in actions if not isinstance(a, PersistSafety)] + persists
+
+
+class VotesTwice(Replica):
+    """Votes for every valid proposal of a view, not only the first one it saw."""
+
+    def _may_vote(self, last_voted_view: int, view: int) -> bool:
+        return True
+
+    def _equivocating_proposal(self, p: Proposal, block_hash: bytes) -> bool:
+        super()._equivocating_proposal(p, block_hash)  # still reports the leader
+        return False
+
+
+class NoLock(Replica):
+    """Votes for any valid proposal, ignoring the lock (``safe_node`` disabled)."""
+
+    def _safe_node(self, extends_locked_block: bool, justify_view: int, locked_view: int) -> bool:
+        return True
+
+
+_instances = itertools.count()
+
+
+class NondeterministicKV(KVApp):
+    """Mixes a per-node value into the root of blocks with more than two transactions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.local = next(_instances)
+
+    def copy(self) -> KVApp:
+        other = NondeterministicKV()
+        other.kv, other.root, other.height = dict(self.kv), self.root, self.height
+        return other
+
+    def apply(self, block: Block) -> bytes:
+        root = super().apply(block)
+        if len(block.payload) > 2:
+            self.kv[b"local"] = b"%d" % self.local
+            mixed = int.from_bytes(root, "big") ^ self.local
+            self.root = root = mixed.to_bytes(32, "big")
+        return root
+
+
+def twin_stale_leaders(seed: int) -> Scenario:
+    """The ``stale`` scenario (seven validators, 0 and 1 Byzantine leaders that withhold DECIDE
+    and then propose on a stale tip) with a twin of validator 0 (node 7, same key, same
+    behaviour), so the conflicting proposals also come from two machines under one key."""
+    scenario = make_scenario("stale", seed)
+    scenario.name = "stale-twins"  # not in SCENARIOS: replay it through this function
+    scenario.twins = {7: 0}
+    scenario.node_classes = {0: StaleLeader, 1: StaleLeader, 7: StaleLeader}
+    return scenario
