@@ -12,6 +12,7 @@ money. A failure fails the test. A test that breaks a node's data on purpose exe
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -286,3 +287,21 @@ class Cluster:
             headers={"content-type": "application/msgpack"},
             timeout=40.0,
         )
+
+
+def view_timeouts_with_signed_record(
+    base_ms: int, cap_ms: int
+) -> Callable[[Config], Config]:
+    """A ``configure`` hook: the given view timeouts, and debug logs (every signature a node
+    sends is logged as a ``signed`` line, which the fault tests read)."""
+
+    def configure(config: Config) -> Config:
+        return dataclasses.replace(
+            config,
+            consensus=dataclasses.replace(
+                config.consensus, view_timeout_base_ms=base_ms, view_timeout_cap_ms=cap_ms
+            ),
+            log=dataclasses.replace(config.log, level="debug"),
+        )
+
+    return configure

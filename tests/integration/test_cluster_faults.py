@@ -8,7 +8,6 @@ every signature of every node over all the faults of the module.
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import os
 import random
@@ -18,8 +17,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from node.config import Config, load_config
-from tests.cluster import Cluster
+from node.config import load_config
+from tests.cluster import Cluster, view_timeouts_with_signed_record
 from tests.integration.load import Load
 
 pytestmark = pytest.mark.slow
@@ -34,16 +33,9 @@ VIEW_TIMEOUT_CAP_MS = 4_000
 CATCH_UP_TIMEOUT_S = 60.0
 
 
-def fast_views_with_signed_record(config: Config) -> Config:
-    return dataclasses.replace(
-        config,
-        consensus=dataclasses.replace(
-            config.consensus,
-            view_timeout_base_ms=VIEW_TIMEOUT_BASE_MS,
-            view_timeout_cap_ms=VIEW_TIMEOUT_CAP_MS,
-        ),
-        log=dataclasses.replace(config.log, level="debug"),
-    )
+fast_views_with_signed_record = view_timeouts_with_signed_record(
+    VIEW_TIMEOUT_BASE_MS, VIEW_TIMEOUT_CAP_MS
+)
 
 
 @pytest.fixture(scope="module")

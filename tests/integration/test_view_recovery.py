@@ -10,7 +10,6 @@ timeout really grew: each timeout broadcasts a NEW-VIEW, and the gaps between th
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import time
 from collections.abc import Iterator
@@ -18,8 +17,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from node.config import Config
-from tests.cluster import Cluster
+from tests.cluster import Cluster, view_timeouts_with_signed_record
 
 pytestmark = pytest.mark.slow
 
@@ -34,16 +32,9 @@ OUTAGE_S = 31.0
 RECOVERY_BOUND_S = 3 * VIEW_TIMEOUT_BASE_MS / 1000
 
 
-def defaults_with_signed_record(config: Config) -> Config:
-    return dataclasses.replace(
-        config,
-        consensus=dataclasses.replace(
-            config.consensus,
-            view_timeout_base_ms=VIEW_TIMEOUT_BASE_MS,
-            view_timeout_cap_ms=VIEW_TIMEOUT_CAP_MS,
-        ),
-        log=dataclasses.replace(config.log, level="debug"),
-    )
+defaults_with_signed_record = view_timeouts_with_signed_record(
+    VIEW_TIMEOUT_BASE_MS, VIEW_TIMEOUT_CAP_MS
+)
 
 
 @pytest.fixture(scope="module")
