@@ -13,6 +13,7 @@ import pytest
 from consensus import Replica, SetTimer, TimerKind
 from tests.sim import SCENARIOS, Simulation, make_scenario
 from tests.sim.cluster import SimulationFailure
+from tests.sim.mutants import NoLock
 from tests.sim.scenarios import OUTAGE_RECOVERY_WINDOW_MS, outage
 
 SEEDS_PER_SCENARIO = 30  # x 11 scenarios = 330 runs
@@ -98,13 +99,6 @@ def test_same_seed_replays_identically() -> None:
     assert a.format_trace() != c.format_trace()
 
 
-class NoLockReplica(Replica):
-    """Test-only: votes for any valid proposal, ignoring the lock (``safe_node`` disabled)."""
-
-    def _safe_node(self, extends_locked_block: bool, justify_view: int, locked_view: int) -> bool:
-        return True
-
-
 def test_simulator_catches_a_replica_without_the_lock_rule() -> None:
     """The checkers can fail: with the lock rule disabled on every honest replica, the
     'stale' scenario (Byzantine leaders that withhold DECIDE and then propose a conflicting
@@ -113,7 +107,7 @@ def test_simulator_catches_a_replica_without_the_lock_rule() -> None:
     caught = []
     for seed in range(20):
         scenario = make_scenario("stale", seed)
-        scenario.replica_cls = NoLockReplica
+        scenario.replica_cls = NoLock
         try:
             Simulation(scenario, seed).run()
         except SimulationFailure as exc:
