@@ -15,12 +15,12 @@ from cli.errors import EXIT_OK
 
 # bench name -> module implementing add_arguments(parser) and run(args) -> dict
 BENCHMARKS = {
-    "verify": "cli.bench_verify",
-    "matching": "cli.bench_matching",
-    "risk": "cli.bench_risk",
-    "state-root": "cli.bench_state_root",
-    "localnet": "cli.bench_localnet",
-    "consensus": "cli.bench_consensus",
+    "verify": "bench.verify",
+    "matching": "bench.matching",
+    "risk": "bench.risk",
+    "state-root": "bench.state_root",
+    "localnet": "bench.localnet",
+    "consensus": "bench.consensus",
 }
 
 

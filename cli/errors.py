@@ -1,14 +1,11 @@
-"""Command-line failure with an exit code (0 ok, 1 rejected, 2 usage or connection error)."""
+"""Command-line failure with an exit code (0 ok, 1 rejected, 2 usage or connection error).
+
+Defined in ``client.errors`` (the localnet's programs raise it too); the commands import it
+from here.
+"""
 
 from __future__ import annotations
 
-EXIT_OK = 0
-EXIT_REJECTED = 1
-EXIT_USAGE = 2
+from client.errors import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, CliError
 
-
-class CliError(Exception):
-    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
-        super().__init__(message)
-        self.message = message
-        self.exit_code = exit_code
+__all__ = ["EXIT_OK", "EXIT_REJECTED", "EXIT_USAGE", "CliError"]

@@ -16,7 +16,6 @@ from typing import Any
 from cli.errors import EXIT_OK, CliError
 from cli.trade_common import (
     Catalogue,
-    MarketInfo,
     add_common_arguments,
     address_argument,
     api_get,
@@ -27,6 +26,7 @@ from cli.trade_common import (
     sign_and_submit,
     table,
 )
+from client.markets import MarketInfo
 from node.keys import parse_address
 from state_machine.tx import (
     KIND_LIMIT,

@@ -1,6 +1,6 @@
 """Shared plumbing of the trader commands: options, the market catalogue, signing, output.
 
-Everything here talks to a node through its public HTTP API (:class:`cli.client.NodeClient`)
+Everything here talks to a node through its public HTTP API (:class:`client.http.NodeClient`)
 and to local key files; nothing reads a node's data directory. Prices, sizes and amounts are
 decimal strings at the edge and are converted to ticks, lots and atoms exactly, with the tick,
 lot and decimals the node publishes at ``GET /v1/markets`` (a value that is not a whole number
@@ -14,20 +14,20 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from cli.client import DEFAULT_NODE_URL, ApiError, NodeClient
 from cli.errors import EXIT_OK, EXIT_REJECTED, CliError
-from cli.nonces import next_nonce
-from node.api.units import UnitError, format_fraction, parse_decimal
-from node.keys import KeyFileError, address_of, read_key_file
+from client.http import DEFAULT_NODE_URL, ApiError, NodeClient
+from client.markets import MarketInfo
+from client.signing import load_key_file, sign_actions
+from node.api.units import UnitError, parse_decimal
+from node.keys import address_of
 from state_machine.crypto import Keypair
-from state_machine.tx import Action, sign_transaction
+from state_machine.tx import Action
 
 NODE_ENV = "PERPBFT_NODE"
 KEY_ENV = "PERPBFT_KEY"
@@ -68,10 +68,7 @@ def key_path(args: argparse.Namespace) -> Path:
 
 def load_key(args: argparse.Namespace) -> tuple[Path, Keypair]:
     path = key_path(args)
-    try:
-        return path, read_key_file(path)
-    except KeyFileError as exc:
-        raise CliError(str(exc)) from None
+    return path, load_key_file(path)
 
 
 def address_argument(args: argparse.Namespace, given: str | None) -> str:
@@ -83,43 +80,6 @@ def address_argument(args: argparse.Namespace, given: str | None) -> str:
 
 
 # ---- the market catalogue ------------------------------------------------------------------
-
-
-class MarketInfo:
-    """One market as the node publishes it, with exact tick and lot arithmetic."""
-
-    def __init__(self, body: dict[str, Any]) -> None:
-        self.body = body
-        self.market_id = int(body["market_id"])
-        self.symbol = str(body["symbol"])
-        self.kind = str(body["kind"])
-        self.tick = parse_decimal(body["tick_size"], "tick_size")
-        self.lot = parse_decimal(body["lot_size"], "lot_size")
-
-    def price_to_ticks(self, text: str, what: str = "price") -> int:
-        return _whole_units(text, self.tick, what, "tick", body=self.body["tick_size"])
-
-    def size_to_lots(self, text: str, what: str = "size") -> int:
-        return _whole_units(text, self.lot, what, "lot", body=self.body["lot_size"])
-
-    def ticks_to_price(self, ticks: int) -> str:
-        return format_fraction(ticks * self.tick)
-
-    def lots_to_size(self, lots: int) -> str:
-        return format_fraction(lots * self.lot)
-
-
-def _whole_units(text: str, unit: Fraction, what: str, unit_name: str, body: str) -> int:
-    try:
-        value = parse_decimal(text, what)
-    except UnitError as exc:
-        raise CliError(exc.message) from None
-    count = value / unit
-    if count.denominator != 1:
-        raise CliError(f"{what} {text} is not a whole number of {unit_name}s ({body})")
-    if count.numerator == 0:
-        raise CliError(f"{what} must be positive")
-    return int(count.numerator)
 
 
 class Catalogue:
@@ -183,7 +143,7 @@ def sign_and_submit(
     node's verdict form ``{"tx_id", "status": "rejected", "code", "message"}``."""
     path, key = load_key(args)
     status = api_get(client, "/v1/status")
-    tx = sign_transaction(key, str(status["chain_id"]), next_nonce(path), list(actions))
+    tx = sign_actions(path, str(status["chain_id"]), actions, key)
     try:
         answer: dict[str, Any] = client.submit(tx, wait_commit=True)
     except ApiError as exc:

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cli.client import ApiError, NodeClient
-from cli.errors import CliError
-from cli.nonces import next_nonce
-from cli.trade_common import MarketInfo
+from client.errors import CliError
+from client.http import ApiError, NodeClient
+from client.markets import MarketInfo
+from client.signing import sign_actions
 from node.keys import read_key_file
 from state_machine.tx import (
     KIND_LIMIT,
@@ -37,7 +37,6 @@ from state_machine.tx import (
     PlaceOrder,
     SetLeverage,
     Transfer,
-    sign_transaction,
 )
 
 USDC = 10**6
@@ -96,8 +95,7 @@ class LeverageBot:
         self.round = 0
 
     def send(self, key_path: Path, actions: list[Action]) -> dict[str, Any]:
-        key = read_key_file(key_path)
-        tx = sign_transaction(key, self.chain_id, next_nonce(key_path), actions)
+        tx = sign_actions(key_path, self.chain_id, actions)
         answer: dict[str, Any] = self.client.submit(tx, wait_commit=True)
         return answer
 

@@ -29,11 +29,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from cli.client import ApiError, NodeClient
-from cli.errors import CliError
-from cli.nonces import next_nonce
-from node.keys import read_key_file
-from state_machine.tx import OraclePrice, OracleUpdate, sign_transaction
+from client.errors import CliError
+from client.http import ApiError, NodeClient
+from client.signing import sign_actions
+from state_machine.tx import OraclePrice, OracleUpdate
 
 CONTROL_FILE = "oracle_control.json"
 PPM = 1_000_000
@@ -161,8 +160,7 @@ def feed_once(
         ticks = shifted(source.price_ticks(m, now), shift_ppm, max_ticks[m["symbol"]])
         prices.append(OraclePrice(int(m["market_id"]), ticks))
         sent.append((str(m["symbol"]), ticks))
-    key = read_key_file(key_path)
-    tx = sign_transaction(key, chain_id, next_nonce(key_path), [OracleUpdate(tuple(prices))])
+    tx = sign_actions(key_path, chain_id, [OracleUpdate(tuple(prices))])
     client.submit(tx, wait_commit=False)
     return sent
 

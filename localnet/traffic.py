@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cli.client import ApiError, NodeClient
-from cli.errors import CliError
-from cli.nonces import next_nonce
-from cli.trade_common import MarketInfo
+from client.errors import CliError
+from client.http import ApiError, NodeClient
+from client.markets import MarketInfo
+from client.signing import sign_actions
 from node.keys import read_key_file
 from state_machine.tx import (
     KIND_LIMIT,
@@ -35,7 +35,6 @@ from state_machine.tx import (
     Action,
     CancelAll,
     PlaceOrder,
-    sign_transaction,
 )
 
 LEVELS = 5
@@ -73,7 +72,7 @@ class Bot:
         return [MarketInfo(m) for m in self.client.get("/v1/markets")["markets"]]
 
     def send(self, actions: list[Action]) -> dict[str, Any]:
-        tx = sign_transaction(self.key, self.chain_id, next_nonce(self.key_path), actions)
+        tx = sign_actions(self.key_path, self.chain_id, actions, self.key)
         answer: dict[str, Any] = self.client.submit(tx, wait_commit=True)
         return answer
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cli import bench_consensus
+from bench import consensus as bench_consensus
 
 
 def test_bench_consensus_reports_events_and_latency() -> None:
@@ -23,4 +23,4 @@ def test_bench_consensus_reports_events_and_latency() -> None:
 def test_bench_is_registered() -> None:
     from cli.bench import BENCHMARKS
 
-    assert BENCHMARKS["consensus"] == "cli.bench_consensus"
+    assert BENCHMARKS["consensus"] == "bench.consensus"

@@ -3,7 +3,7 @@ mix of accounts, and the lines it prints for liquidation events."""
 
 from __future__ import annotations
 
-from cli.trade_common import MarketInfo
+from client.markets import MarketInfo
 from localnet.leverage import BOOK, describe, key_names, lot_value_atoms, market_amount
 
 

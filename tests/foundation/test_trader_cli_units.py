@@ -12,13 +12,13 @@ from typing import Any
 import httpx
 import pytest
 
-from cli.client import NodeClient
 from cli.errors import CliError
 from cli.lightclient import expected_account_keys, verify_account_proof
 from cli.localnet_cmd import parse_percent
 from cli.main import build_parser, main
 from cli.trade_cmd import build_place
 from cli.trade_common import Catalogue
+from client.http import NodeClient
 from consensus.types import COMMIT, BlockHeader, QCSignature, QuorumCert
 from consensus.verify import sign_vote
 from localnet.oracle import (

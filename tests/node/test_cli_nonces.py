@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cli.nonces import next_nonce, nonce_path
+from client.nonces import next_nonce, nonce_path
 
 
 def test_monotonic_even_when_clock_stands_still(tmp_path: Path) -> None:
@@ -19,7 +19,7 @@ def test_monotonic_even_when_clock_stands_still(tmp_path: Path) -> None:
 def test_concurrent_processes_never_collide(tmp_path: Path) -> None:
     key = tmp_path / "k.json"
     code = (
-        "import sys; from pathlib import Path; from cli.nonces import next_nonce;"
+        "import sys; from pathlib import Path; from client.nonces import next_nonce;"
         "print('\\n'.join(str(next_nonce(Path(sys.argv[1]), 777)) for _ in range(50)))"
     )
     procs = [

@@ -6,7 +6,7 @@ import gc
 from pathlib import Path
 from typing import Any
 
-from cli.bench_state_root import _exchange_worker
+from bench.state_root import _exchange_worker
 from tests.state_machine.helpers import run_bench
 
 TIMINGS = ("update_ms", "commit_ms", "update_cpu_ms", "commit_cpu_ms", "peak_rss_mb")

@@ -14,7 +14,7 @@ import os
 import time
 from pathlib import Path
 
-from cli.errors import CliError
+from client.errors import CliError
 
 
 def nonce_path(key_file: Path) -> Path:

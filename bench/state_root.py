@@ -22,7 +22,7 @@ of two kinds:
   probability ``CROSS_PROBABILITY``, an IOC order through the book of a perp market, which
   fills against other accounts' resting orders so both sides hold perp positions; (3) more
   resting orders, round robin over the accounts, until the state has ``total_keys`` entries.
-  The measured blocks are real order flow, drawn by :class:`cli.bench_matching.Workload` (adds
+  The measured blocks are real order flow, drawn by :class:`bench.matching.Workload` (adds
   near the touch, cancels, crossing orders, amends) and applied with ``apply_block``; the
   number of actions per block is adjusted from the blocks before so that the block's write set
   (``BlockResult.writes``) has about ``--changed-keys`` keys. Each block is committed as the
@@ -63,7 +63,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cli.errors import CliError
+from client.errors import CliError
 from node.storage import DEFAULT_PROOF_HISTORY_HEIGHTS, PROOF_HISTORY_HEIGHTS_MAX
 
 if TYPE_CHECKING:
@@ -203,7 +203,7 @@ def _run_worker(total_keys: int, args: argparse.Namespace) -> dict[str, Any]:
         "proof_history": args.proof_history,
     }
     try:
-        cmd = [sys.executable, "-m", "cli.bench_state_root", json.dumps(params)]
+        cmd = [sys.executable, "-m", "bench.state_root", json.dumps(params)]
         proc = subprocess.run(
             cmd, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S, check=False
         )
@@ -497,12 +497,10 @@ def _rss_mb() -> int | None:
 
 
 def _exchange_worker(params: dict[str, Any]) -> dict[str, Any]:
-    from cli.bench_matching import Workload
+    from bench.matching import Workload
     from node.storage import Store
-    from state_machine.codec import encode
 
     total_keys: int = params["total_keys"]
-    changed_keys: int = params["changed_keys"]
     started = time.perf_counter()
     builder = ExchangeBuilder(total_keys)
     builder.build(total_keys)
@@ -512,10 +510,7 @@ def _exchange_worker(params: dict[str, Any]) -> dict[str, Any]:
     gc.collect()
     rss_state_mb = _rss_mb()
     entries = state.entries()
-    kinds: dict[str, int] = {}
-    for key, _ in entries:
-        name = ENTRY_KINDS.get(key[0], f"prefix_{key[0]:02x}")
-        kinds[name] = kinds.get(name, 0) + 1
+    kinds = _entry_kinds(entries)
     n_entries = len(entries)
     store = Store.create(Path(params["work_dir"]), CHAIN, state.genesis_hash, entries)
     store.proof_history_heights = params["proof_history"]
@@ -529,33 +524,9 @@ def _exchange_worker(params: dict[str, Any]) -> dict[str, Any]:
     work = Workload(state, builder.accounts, seed=total_keys)
     work.nonce = builder.nonce
     builder.apply_s = 0.0
-    seen_actions = 0
-    seen_writes = 0
-    n_actions = max(1, changed_keys // 2)
-    sizes: list[int] = []
-    actions: list[int] = []
-    apply_ms: list[float] = []
-
-    def next_block(height: int) -> BlockWrites:
-        nonlocal n_actions, seen_actions, seen_writes
-        txs = work.block(n_actions)
-        apply_before = builder.apply_s
-        res = builder.apply(txs)
-        writes: list[tuple[bytes, bytes | None]] = res.writes
-        ids = [tr.tx_id for tr in res.tx_results]
-        tx_results = [(i, encode(tr.to_obj())) for i, tr in zip(ids, res.tx_results, strict=True)]
-        if height > params["warmup"]:
-            sizes.append(len(writes))
-            actions.append(n_actions)
-            apply_ms.append((builder.apply_s - apply_before) * 1000)
-        seen_actions += n_actions
-        seen_writes += len(writes)
-        n_actions = max(1, round(changed_keys * seen_actions / max(1, seen_writes)))
-        block = b"".join(tx.to_wire() for tx in txs)
-        return writes, tx_results, encode(res.events), block
-
+    flow = _FlowBlocks(builder, work, params["changed_keys"], params["warmup"])
     # The store counts heights from its creation (the state's heights are ahead by the build).
-    measured = _measure(store, next_block, params["blocks"], params["warmup"])
+    measured = _measure(store, flow.next_block, params["blocks"], params["warmup"])
     if params.get("verify"):  # tests: the store followed the exchange state block by block
         from state_machine.merkle_state import MerkleState
 
@@ -568,11 +539,7 @@ def _exchange_worker(params: dict[str, Any]) -> dict[str, Any]:
             "requested_keys": total_keys,
             "entries": kinds,
             "accounts": len(builder.accounts),
-            "changed_keys_per_block": round(statistics.median(sizes)),
-            "changed_keys_per_block_min": min(sizes),
-            "changed_keys_per_block_max": max(sizes),
-            "actions_per_block": round(statistics.median(actions)),
-            "apply_ms": round(statistics.median(apply_ms), 1),
+            **flow.figures(),
             "rss_state_mb": rss_state_mb,
             "rss_store_mb": rss_store_mb,
             "build_actions": build_actions,
@@ -581,6 +548,62 @@ def _exchange_worker(params: dict[str, Any]) -> dict[str, Any]:
         }
     )
     return result
+
+
+def _entry_kinds(entries: list[tuple[bytes, bytes]]) -> dict[str, int]:
+    """How many state entries of each record kind (by key prefix)."""
+    kinds: dict[str, int] = {}
+    for key, _ in entries:
+        name = ENTRY_KINDS.get(key[0], f"prefix_{key[0]:02x}")
+        kinds[name] = kinds.get(name, 0) + 1
+    return kinds
+
+
+class _FlowBlocks:
+    """The measured blocks' order flow: each block's action count follows the write sets
+    seen so far, so that a block changes about ``changed_keys`` state keys."""
+
+    def __init__(self, builder: ExchangeBuilder, work: Any, changed_keys: int, warmup: int):
+        self.builder = builder
+        self.work = work
+        self.changed_keys = changed_keys
+        self.warmup = warmup
+        self.seen_actions = 0
+        self.seen_writes = 0
+        self.n_actions = max(1, changed_keys // 2)
+        self.sizes: list[int] = []
+        self.actions: list[int] = []
+        self.apply_ms: list[float] = []
+
+    def next_block(self, height: int) -> BlockWrites:
+        from state_machine.codec import encode
+
+        txs = self.work.block(self.n_actions)
+        apply_before = self.builder.apply_s
+        res = self.builder.apply(txs)
+        writes: list[tuple[bytes, bytes | None]] = res.writes
+        ids = [tr.tx_id for tr in res.tx_results]
+        tx_results = [(i, encode(tr.to_obj())) for i, tr in zip(ids, res.tx_results, strict=True)]
+        if height > self.warmup:
+            self.sizes.append(len(writes))
+            self.actions.append(self.n_actions)
+            self.apply_ms.append((self.builder.apply_s - apply_before) * 1000)
+        self.seen_actions += self.n_actions
+        self.seen_writes += len(writes)
+        self.n_actions = max(
+            1, round(self.changed_keys * self.seen_actions / max(1, self.seen_writes))
+        )
+        block = b"".join(tx.to_wire() for tx in txs)
+        return writes, tx_results, encode(res.events), block
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "changed_keys_per_block": round(statistics.median(self.sizes)),
+            "changed_keys_per_block_min": min(self.sizes),
+            "changed_keys_per_block_max": max(self.sizes),
+            "actions_per_block": round(statistics.median(self.actions)),
+            "apply_ms": round(statistics.median(self.apply_ms), 1),
+        }
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ import msgpack
 import trio
 from trio_websocket import open_websocket_url
 
-from cli.errors import CliError
+from client.errors import CliError
 from localnet.net import Localnet, LocalnetError, UpOptions
 from state_machine.crypto import Keypair, sha256
 from state_machine.tx import KIND_LIMIT, TIF_GTC, Action, PlaceOrder, sign_transaction

@@ -1,7 +1,7 @@
 """HTTP client of a node's public API, used by the command line and the localnet tools.
 
 It speaks only the documented API (docs/API.md), exactly as a user's own program would.
-Connection failures become :class:`cli.errors.CliError` with exit code 2; an API error reply
+Connection failures become :class:`client.errors.CliError` with exit code 2; an API error reply
 (4xx/5xx with ``code`` and ``message``) becomes :class:`ApiError`, which commands turn into
 exit code 1 (a rejection) or 2 (a usage error), as fits.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from cli.errors import CliError
+from client.errors import CliError
 from state_machine.tx import Transaction
 
 DEFAULT_NODE_URL = "http://127.0.0.1:26657"

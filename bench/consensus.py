@@ -23,7 +23,7 @@ import sys
 import time
 from typing import Any
 
-from cli.errors import CliError
+from client.errors import CliError
 from consensus import (
     BlockExecuted,
     Broadcast,

@@ -28,8 +28,10 @@ import sys
 import time
 from bisect import insort
 from collections import deque
+from dataclasses import dataclass, field
 from typing import Any
 
+from client.errors import CliError
 from state_machine.exchange import BlockContext, ExchangeState, apply_block
 from state_machine.genesis import default_genesis
 from state_machine.tx import (
@@ -219,10 +221,21 @@ def bare_loop(flow: list[tuple[Any, ...]], n_markets: int) -> float:
     return time.perf_counter() - t0
 
 
+@dataclass
+class EngineRun:
+    """What applying the workload through the real engine measured."""
+
+    flow: list[tuple[Any, ...]] = field(default_factory=list)
+    engine_s: float = 0.0
+    engine_cpu_s: float = 0.0
+    done: int = 0
+    height: int = 0
+    codes: dict[str, int] = field(default_factory=dict)
+    fills: int = 0
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.actions < 1 or args.accounts < 2 or args.block_actions < 1:
-        from cli.errors import CliError
-
         raise CliError("--actions, --accounts and --block-actions must be positive")
     accounts = [(i + 1).to_bytes(32, "big") for i in range(args.accounts)]
     validators = [(bytes([0xF0 + i]) * 32, 1) for i in range(4)]
@@ -234,68 +247,75 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
-    flow: list[tuple[Any, ...]] = []
-    engine_s = 0.0
-    engine_cpu_s = 0.0
-    done = 0
-    height = 0
-    codes: dict[str, int] = {}
-    fills = 0
     profiler = None
     if args.profile:
         import cProfile
 
         profiler = cProfile.Profile()
     print(f"applying {args.actions} actions in blocks of {args.block_actions}...", file=sys.stderr)
-    while done < args.actions:
-        n = min(args.block_actions, args.actions - done)
+    measured = apply_workload(state, work, args.actions, args.block_actions, profiler)
+    if profiler is not None:
+        import pstats
+
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(25)
+    return report(args, measured, len(state.orders))
+
+
+def apply_workload(
+    state: ExchangeState, work: Workload, actions: int, block_actions: int, profiler: Any
+) -> EngineRun:
+    """Apply ``actions`` actions in blocks through ``apply_block``, timing only the engine."""
+    out = EngineRun()
+    while out.done < actions:
+        n = min(block_actions, actions - out.done)
         txs = work.block(n)
         tx_ids = [bytes(32)] * len(txs)  # ids are the caller's business; not timed here
-        height += 1
-        ctx = BlockContext(height, T0 + 500 * height, b"")
+        out.height += 1
+        ctx = BlockContext(out.height, T0 + 500 * out.height, b"")
         if profiler is not None:
             profiler.enable()
         t0 = time.perf_counter()
         c0 = time.process_time()
         res = apply_block(state, ctx, txs, tx_ids)
-        engine_s += time.perf_counter() - t0
-        engine_cpu_s += time.process_time() - c0
+        out.engine_s += time.perf_counter() - t0
+        out.engine_cpu_s += time.process_time() - c0
         if profiler is not None:
             profiler.disable()
-        done += n
+        out.done += n
         for tr in res.tx_results:
             for ar in tr.actions:
-                codes[ar.code] = codes.get(ar.code, 0) + 1
-        fills += sum(1 for e in res.events if e[0] == "fill")
-        flow.extend(flow_of_block(txs, res.tx_results))
-    if profiler is not None:
-        import pstats
+                out.codes[ar.code] = out.codes.get(ar.code, 0) + 1
+        out.fills += sum(1 for e in res.events if e[0] == "fill")
+        out.flow.extend(flow_of_block(txs, res.tx_results))
+    return out
 
-        pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(25)
+
+def report(args: argparse.Namespace, m: EngineRun, open_orders: int) -> dict[str, Any]:
+    """Time the bare loop over the same flow, print both figures, return the result dict."""
     c0 = time.process_time()
-    bare_s = bare_loop(flow, len(MARKETS))
+    bare_s = bare_loop(m.flow, len(MARKETS))
     bare_cpu_s = time.process_time() - c0
-    rate = done / engine_s
-    bare_rate = len(flow) / bare_s
-    open_orders = len(state.orders)
+    rate = m.done / m.engine_s
+    bare_rate = len(m.flow) / bare_s
     print(
-        f"engine: {rate:,.0f} actions/s ({done} actions, {height} blocks, {fills} fills, "
-        f"{open_orders} open orders at the end; {done / engine_cpu_s:,.0f} per CPU second); "
+        f"engine: {rate:,.0f} actions/s ({m.done} actions, {m.height} blocks, {m.fills} fills, "
+        f"{open_orders} open orders at the end; {m.done / m.engine_cpu_s:,.0f} per CPU second); "
         f"bare loop: {bare_rate:,.0f} actions/s",
         file=sys.stderr,
     )
     print(
-        "result codes: " + ", ".join(f"{k}={v}" for k, v in sorted(codes.items())), file=sys.stderr
+        "result codes: " + ", ".join(f"{k}={v}" for k, v in sorted(m.codes.items())),
+        file=sys.stderr,
     )
     return {
         "bench": "matching",
-        "actions": done,
+        "actions": m.done,
         "actions_per_s": round(rate),
         "bare_loop_actions_per_s": round(bare_rate),
-        "actions_per_cpu_s": round(done / engine_cpu_s),
-        "bare_loop_actions_per_cpu_s": round(len(flow) / bare_cpu_s),
-        "fills": fills,
-        "blocks": height,
+        "actions_per_cpu_s": round(m.done / m.engine_cpu_s),
+        "bare_loop_actions_per_cpu_s": round(len(m.flow) / bare_cpu_s),
+        "fills": m.fills,
+        "blocks": m.height,
         "seed": args.seed,
         "gc_freeze": bool(args.gc_freeze),
     }

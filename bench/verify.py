@@ -14,6 +14,7 @@ from typing import Any
 
 import nacl.bindings
 
+from client.errors import CliError
 from node.sigpool import SignaturePool, default_threads
 from state_machine.crypto import Keypair
 from state_machine.tx import KIND_LIMIT, TIF_GTC, PlaceOrder, sign_transaction
@@ -27,8 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.count < 1 or args.keys < 1 or args.threads < 1:
-        from cli.errors import CliError
-
         raise CliError("--count, --keys and --threads must be positive")
     keys = [Keypair(i.to_bytes(32, "big")) for i in range(1, args.keys + 1)]
     print(f"signing {args.count} transactions with {args.keys} keys...", file=sys.stderr)
