@@ -11,7 +11,7 @@ from tests.conftest import REPO_ROOT
 
 PURE_PACKAGES = ("consensus", "state_machine")
 FORBIDDEN_MODULES = {"trio", "lmdb", "socket", "time", "random", "threading", "asyncio"}
-FORBIDDEN_PACKAGES = {"node", "p2p", "cli", "localnet"}
+FORBIDDEN_PACKAGES = {"node", "p2p", "cli", "localnet", "client", "bench"}
 # Also banned in pure code: ways around the rules above.
 FORBIDDEN_EXTRA = {"concurrent", "multiprocessing", "secrets", "os", "datetime", "subprocess"}
 
