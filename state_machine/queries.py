@@ -14,8 +14,6 @@ from state_machine.exchange import ST_RESTING, ST_WAITING
 from state_machine.genesis import MARKET_KIND_NAMES
 from state_machine.invariants import PPM
 from state_machine.margin import (
-    cross_account_value_atoms,
-    cross_maintenance_atoms,
     free_collateral,
     maintenance_margin_atoms,
     pending_funding_atoms,
@@ -23,7 +21,7 @@ from state_machine.margin import (
     unrealized_pnl_atoms,
 )
 from state_machine.risk import liquidation_price_ticks, unit_value_and_mm
-from state_machine.state import VAULT, ExchangeCore
+from state_machine.state import VAULT, Account, ExchangeCore, Position
 from state_machine.triggers import Trigger, account_triggers, open_order_count
 
 
@@ -92,10 +90,18 @@ def open_orders(
 
 
 def account_summary(st: ExchangeCore, account: bytes) -> dict[str, Any]:
-    """Balances, positions with entry, unrealised PnL and margin, and cross-margin totals."""
+    """Balances, positions with entry, unrealised PnL and margin, and cross-margin totals.
+
+    The one derivation of an account's summary: ``GET /v1/accounts/{address}`` and the
+    WebSocket account channel format this dict. Balances with nothing available or held, and
+    flat positions without isolated margin, are left out. The cross unit's value and
+    maintenance are exactly what the liquidation check sees (pending funding included), and
+    ``liquidatable`` is value below maintenance.
+    """
     acct = st.accounts.get(account)
     out: dict[str, Any] = {
         "account": account,
+        "exists": acct is not None,
         "balances": [],
         "positions": [],
         "open_orders": 0,
@@ -103,45 +109,55 @@ def account_summary(st: ExchangeCore, account: bytes) -> dict[str, Any]:
         "account_value_atoms": 0,
         "maintenance_margin_atoms": 0,
         "free_collateral_atoms": 0,
+        "liquidatable": False,
     }
     if acct is None:
         return out
     out["balances"] = [
         {"asset_id": aid, "available_atoms": b.available_atoms, "held_atoms": b.held_atoms}
         for aid, b in sorted(acct.balances.items())
+        if b.available_atoms or b.held_atoms
     ]
-    for mid, pos in sorted(acct.positions.items()):
-        if pos.size_lots == 0 and pos.isolated_margin_atoms == 0 and pos.realized_pnl_atoms == 0:
-            continue
-        price = st.mstates[mid].mark_price_ticks
-        size = pos.size_lots
-        notional = abs(size) * price * pos.market.tick_lot_atoms
-        out["positions"].append(
-            {
-                "market_id": mid,
-                "size_lots": size,
-                # Entry price in ticks, rounded toward zero; entry_value is the exact basis.
-                "entry_price_ticks": abs(pos.entry_value) // abs(size) if size else 0,
-                "entry_value": pos.entry_value,
-                "mark_price_ticks": price,
-                "notional_atoms": notional,
-                "unrealized_pnl_atoms": unrealized_pnl_atoms(pos, price),
-                "realized_pnl_atoms": pos.realized_pnl_atoms,
-                "leverage": pos.leverage,
-                "isolated": pos.isolated,
-                "isolated_margin_atoms": pos.isolated_margin_atoms,
-                "initial_margin_atoms": position_im_atoms(pos, price),
-                "maintenance_margin_atoms": maintenance_margin_atoms(pos.market, notional),
-                "pending_funding_atoms": pending_funding_atoms(st, pos),
-                "liquidation_price_ticks": liquidation_price_ticks(st, acct, mid),
-            }
-        )
+    out["positions"] = [
+        position_summary(st, acct, pos)
+        for _, pos in sorted(acct.positions.items())
+        if pos.size_lots or pos.isolated_margin_atoms
+    ]
+    value, maintenance = unit_value_and_mm(st, acct, None)
     out["open_orders"] = open_order_count(acct)
     out["waiting_triggers"] = len(acct.triggers)
-    out["account_value_atoms"] = cross_account_value_atoms(st, acct)
-    out["maintenance_margin_atoms"] = cross_maintenance_atoms(st, acct)
+    out["account_value_atoms"] = value
+    out["maintenance_margin_atoms"] = maintenance
     out["free_collateral_atoms"] = free_collateral(st, acct)
+    out["liquidatable"] = value < maintenance
     return out
+
+
+def position_summary(st: ExchangeCore, acct: Account, pos: Position) -> dict[str, Any]:
+    """One position at the current mark: size, entry, PnL, margin, funding, liquidation."""
+    mid = pos.market.market_id
+    price = st.mstates[mid].mark_price_ticks
+    size = pos.size_lots
+    notional = abs(size) * price * pos.market.tick_lot_atoms
+    return {
+        "market_id": mid,
+        "size_lots": size,
+        # Entry price in ticks, rounded toward zero; entry_value is the exact basis.
+        "entry_price_ticks": abs(pos.entry_value) // abs(size) if size else 0,
+        "entry_value": pos.entry_value,
+        "mark_price_ticks": price,
+        "notional_atoms": notional,
+        "unrealized_pnl_atoms": unrealized_pnl_atoms(pos, price),
+        "realized_pnl_atoms": pos.realized_pnl_atoms,
+        "leverage": pos.leverage,
+        "isolated": pos.isolated,
+        "isolated_margin_atoms": pos.isolated_margin_atoms,
+        "initial_margin_atoms": position_im_atoms(pos, price),
+        "maintenance_margin_atoms": maintenance_margin_atoms(pos.market, notional),
+        "pending_funding_atoms": pending_funding_atoms(st, pos),
+        # 0 when no mark price would liquidate it (or it is flat).
+        "liquidation_price_ticks": liquidation_price_ticks(st, acct, mid),
+    }
 
 
 def market_info(st: ExchangeCore, market_id: int) -> dict[str, Any] | None:

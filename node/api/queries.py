@@ -31,16 +31,10 @@ from node.storage import ProofAt, ProofHeightError
 from state_machine.codec import DecodeError, decode_raw
 from state_machine.exchange import EVENT_FIELDS, ST_RESTING, ST_WAITING
 from state_machine.genesis import MARKET_KIND_NAMES, Market
-from state_machine.margin import (
-    free_collateral,
-    maintenance_margin_atoms,
-    pending_funding_atoms,
-    unrealized_pnl_atoms,
-)
-from state_machine.queries import vault_summary
-from state_machine.risk import funding_rate_8h_ppb, liquidation_price_ticks, unit_value_and_mm
-from state_machine.state import VAULT, Account, Position
-from state_machine.triggers import Trigger, account_triggers, open_order_count
+from state_machine.queries import account_summary, vault_summary
+from state_machine.risk import funding_rate_8h_ppb
+from state_machine.state import VAULT
+from state_machine.triggers import Trigger, account_triggers
 from state_machine.tx import Transaction, WithdrawRequest
 from state_machine.txroot import inclusion_proof, tx_root
 
@@ -302,39 +296,29 @@ class Queries:
 
     # ---- accounts --------------------------------------------------------------------------
 
-    def position_json(self, acct: Account, pos: Position) -> dict[str, Any]:
-        market = pos.market
-        units = self.units[market.market_id]
-        st = self.state
-        mark = st.mstates[market.market_id].mark_price_ticks
-        size = pos.size_lots
-        notional = abs(size) * mark * market.tick_lot_atoms
-        entry_price = ""
-        if size:
-            entry_price = units.ticks_to_price(abs(pos.entry_value) // abs(size))
-        out: dict[str, Any] = {
-            "market": market.symbol,
+    def position_json(self, pos: dict[str, Any]) -> dict[str, Any]:
+        """A position of ``state_machine.queries.account_summary`` in the API's units."""
+        units = self.units[pos["market_id"]]
+        size = pos["size_lots"]
+        liquidation = pos["liquidation_price_ticks"]
+        return {
+            "market": units.market.symbol,
             "side": "long" if size > 0 else "short" if size < 0 else "flat",
             "size": units.lots_to_size(abs(size)),
-            "entry_price": entry_price or None,
-            "mark_price": units.ticks_to_price(mark),
-            "unrealized_pnl": self.signed_usdc(unrealized_pnl_atoms(pos, mark)),
-            "realized_pnl": self.signed_usdc(pos.realized_pnl_atoms),
-            "notional": self.amount(0, notional),
-            "maintenance_margin": self.amount(0, maintenance_margin_atoms(market, notional)),
-            "leverage": pos.leverage,
-            "margin_mode": "isolated" if pos.isolated else "cross",
-            "isolated_margin": self.amount(0, pos.isolated_margin_atoms),
-            "pending_funding": self.signed_usdc(pending_funding_atoms(st, pos)),
-            "liquidation_price": self.liquidation_price(acct, pos),
+            "entry_price": units.ticks_to_price(pos["entry_price_ticks"]) if size else None,
+            "mark_price": units.ticks_to_price(pos["mark_price_ticks"]),
+            "unrealized_pnl": self.signed_usdc(pos["unrealized_pnl_atoms"]),
+            "realized_pnl": self.signed_usdc(pos["realized_pnl_atoms"]),
+            "notional": self.amount(0, pos["notional_atoms"]),
+            "maintenance_margin": self.amount(0, pos["maintenance_margin_atoms"]),
+            "leverage": pos["leverage"],
+            "margin_mode": "isolated" if pos["isolated"] else "cross",
+            "isolated_margin": self.amount(0, pos["isolated_margin_atoms"]),
+            "pending_funding": self.signed_usdc(pos["pending_funding_atoms"]),
+            # The mark price at which the position's margin unit reaches maintenance (others
+            # fixed), as the risk engine computes it; None when no price would liquidate it.
+            "liquidation_price": units.ticks_to_price(liquidation) if liquidation else None,
         }
-        return out
-
-    def liquidation_price(self, acct: Account, pos: Position) -> str | None:
-        """The mark price at which the position's margin unit reaches maintenance (others
-        fixed), as the risk engine computes it; None when no price would liquidate it."""
-        ticks = liquidation_price_ticks(self.state, acct, pos.market.market_id)
-        return self.units[pos.market.market_id].ticks_to_price(ticks) if ticks else None
 
     def signed_usdc(self, atoms: int) -> str:
         text = self.amount(0, abs(atoms))
@@ -343,46 +327,33 @@ class Queries:
     def account(self, text: str) -> dict[str, Any]:
         who = self.lookup_address(text)
         st = self.state
-        acct = st.accounts.get(who)
-        balances = []
-        positions = []
-        summary: dict[str, Any] = {}
-        if acct is not None:
-            for asset_id in sorted(acct.balances):
-                bal = acct.balances[asset_id]
-                if bal.available_atoms == 0 and bal.held_atoms == 0:
-                    continue
-                balances.append(
-                    {
-                        "asset": self.symbols[asset_id],
-                        "available": self.amount(asset_id, bal.available_atoms),
-                        "held": self.amount(asset_id, bal.held_atoms),
-                    }
-                )
-            positions = [
-                self.position_json(acct, acct.positions[mid])
-                for mid in sorted(acct.positions)
-                if acct.positions[mid].size_lots or acct.positions[mid].isolated_margin_atoms
-            ]
-            # The cross unit's value and maintenance exactly as the liquidation check sees
-            # them (pending funding included).
-            value, maintenance = unit_value_and_mm(st, acct, None)
-            summary = {
-                "account_value": self.signed_usdc(value),
-                "maintenance_margin": self.amount(0, maintenance),
-                "free_collateral": self.signed_usdc(free_collateral(st, acct)),
-                "liquidatable": value < maintenance,
+        s = account_summary(st, who)
+        balances = [
+            {
+                "asset": self.symbols[b["asset_id"]],
+                "available": self.amount(b["asset_id"], b["available_atoms"]),
+                "held": self.amount(b["asset_id"], b["held_atoms"]),
+            }
+            for b in s["balances"]
+        ]
+        margin: dict[str, Any] = {}
+        if s["exists"]:
+            margin = {
+                "account_value": self.signed_usdc(s["account_value_atoms"]),
+                "maintenance_margin": self.amount(0, s["maintenance_margin_atoms"]),
+                "free_collateral": self.signed_usdc(s["free_collateral_atoms"]),
+                "liquidatable": s["liquidatable"],
             }
         return {
             "address": who.hex(),
             "height": st.height,
             "balances": balances,
-            "positions": positions,
-            "margin": summary,
+            "positions": [self.position_json(p) for p in s["positions"]],
+            "margin": margin,
             # Waiting triggers are open orders too (the open-order limit and cancel-all count
             # them); ``waiting_triggers`` says how many of them are.
-            "open_orders": open_order_count(acct) if acct is not None else 0,
-            "waiting_triggers": len(acct.triggers) if acct is not None else 0,
+            "open_orders": s["open_orders"],
+            "waiting_triggers": s["waiting_triggers"],
         }
 
     def open_orders(self, text: str) -> dict[str, Any]:
