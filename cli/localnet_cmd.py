@@ -19,7 +19,7 @@ from typing import Any
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cli.errors import EXIT_OK, CliError
+from cli.errors import EXIT_OK, EXIT_REJECTED, CliError
 from cli.trade_common import console as make_console
 from cli.trade_common import print_json, print_tables, table
 from localnet.net import DEFAULT_BASE_PORT, Localnet, LocalnetError, UpOptions, default_home
@@ -207,7 +207,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     helpers = net.helpers_status()
     if args.json:
         print_json({"nodes": rows, "helpers": helpers})
-        return EXIT_OK
+        return status_exit_code(rows)
     print_tables(
         table(
             f"localnet {net.home}",
@@ -230,7 +230,14 @@ def cmd_status(args: argparse.Namespace) -> int:
             "helpers", ["process", "pid"], [[n, p or "down"] for n, p in sorted(helpers.items())]
         ),
     )
-    return EXIT_OK
+    return status_exit_code(rows)
+
+
+def status_exit_code(rows: list[dict[str, Any]]) -> int:
+    """0 when every validator runs and says it is ready, else 1 (scripts and health checks
+    test the exit code; a localnet that does not exist is a usage error, 2)."""
+    healthy = all(r["pid"] and r["ready"] for r in rows)
+    return EXIT_OK if healthy and rows else EXIT_REJECTED
 
 
 def cmd_logs(args: argparse.Namespace) -> int:

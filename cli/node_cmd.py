@@ -9,6 +9,7 @@ from typing import Any
 
 from cli.errors import EXIT_OK, CliError
 from node.config import HOME_ENV, Config, HomeError, init_home, load_config, resolve_home
+from node.testnet import DEFAULT_BASE_PORT
 
 
 def add_home_argument(parser: argparse.ArgumentParser) -> None:
@@ -53,7 +54,12 @@ def register(sub: Any) -> None:
     testnet.add_argument("--validators", type=int, default=4)
     testnet.add_argument("--out", type=Path, required=True, help="directory for the homes")
     testnet.add_argument("--chain-id", default="perpbft-localnet")
-    testnet.add_argument("--base-port", type=int, default=26_600)
+    testnet.add_argument(
+        "--base-port",
+        type=int,
+        default=DEFAULT_BASE_PORT,
+        help=f"node i uses base+10i (p2p), +1 (API), +2 (metrics); default {DEFAULT_BASE_PORT}",
+    )
     testnet.add_argument("--demo-accounts", type=int, default=4)
     testnet.add_argument("--block-ms", type=int, default=500)
     testnet.add_argument("--force", action="store_true", help="write into a non-empty --out")

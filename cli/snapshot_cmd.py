@@ -25,6 +25,7 @@ from cli.errors import EXIT_OK, CliError
 from node.config import HomeError, load_config, lock_home, resolve_home
 from node.snapshot import SnapshotError, export_snapshot, import_snapshot, read_snapshot
 from node.storage import DEFAULT_MAP_SIZE_BYTES, Store, StoreError
+from state_machine.genesis import GenesisError, genesis_from_json
 from state_machine.merkle_state import MerkleState
 
 
@@ -46,6 +47,12 @@ def register(sub: Any) -> None:
     imp.add_argument("file", type=Path, help="snapshot file to read")
     _add_location(imp)
     imp.add_argument("--expect-root", help="hex state root the snapshot must have")
+    imp.add_argument(
+        "--genesis",
+        type=Path,
+        default=None,
+        help="genesis file the snapshot's chain must match (default: the home's genesis)",
+    )
     imp.add_argument("--json", action="store_true", help="print JSON instead of text")
     imp.set_defaults(func=cmd_import)
 
@@ -117,18 +124,26 @@ def cmd_import(args: argparse.Namespace) -> int:
     expect_root = _parse_root(args.expect_root)
     data_dir, map_size = _data_dir_and_map_size(args)
     lock = None
+    genesis_path = args.genesis
     if args.data is None:
         try:
-            lock = lock_home(load_config(resolve_home(args.home)))
+            config = load_config(resolve_home(args.home))
+            lock = lock_home(config)
         except HomeError as exc:
             raise CliError(str(exc)) from None
+        genesis_path = genesis_path or config.genesis_path
     try:
+        expect_genesis = _genesis_identity(genesis_path) if genesis_path else None
         with import_snapshot(
-            args.file, data_dir, expect_root=expect_root, map_size_bytes=map_size
+            args.file,
+            data_dir,
+            expect_root=expect_root,
+            map_size_bytes=map_size,
+            expect_genesis=expect_genesis,
         ) as store:
             meta = store.meta
             entries = len(store.tree)
-    except (StoreError, SnapshotError) as exc:
+    except (StoreError, SnapshotError, GenesisError) as exc:
         raise CliError(str(exc)) from None
     finally:
         if lock is not None:
@@ -146,6 +161,21 @@ def cmd_import(args: argparse.Namespace) -> int:
     )
     _print(result, args.json, text)
     return EXIT_OK
+
+
+def _genesis_identity(path: Path) -> tuple[str, bytes]:
+    """(chain id, genesis hash) of a genesis file; a home without one cannot check a
+    snapshot's chain, so the import is refused until the genesis is in place."""
+    try:
+        genesis = genesis_from_json(path.read_bytes())
+    except FileNotFoundError:
+        raise CliError(
+            f"genesis file {path} does not exist: put the chain's genesis there first (or "
+            "name one with --genesis) so the snapshot's chain can be checked"
+        ) from None
+    except OSError as exc:
+        raise CliError(f"cannot read genesis file {path}: {exc.strerror}") from None
+    return genesis.chain_id, genesis.hash()
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

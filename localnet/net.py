@@ -33,11 +33,12 @@ from localnet import leverage
 from localnet.procs import Procs
 from node.config import HomeError
 from node.keys import generate_keypair, read_key_file, write_key_file
+from node.testnet import DEFAULT_BASE_PORT as TESTNET_BASE_PORT
 from node.testnet import write_testnet
 from state_machine.genesis import USDC, USDC_ASSET_ID, Parameters
 
 HOME_ENV = "PERPBFT_LOCALNET_HOME"
-DEFAULT_BASE_PORT = 26_656
+DEFAULT_BASE_PORT = TESTNET_BASE_PORT  # the same network layout as `perpbft testnet`
 CHAIN_ID = "perpbft-localnet"
 BOT_KEYS = ("maker", "taker")
 # The localnet's insurance fund: enough for the vault to take some of the leveraged demo

@@ -269,15 +269,35 @@ def _decode(cls: type[_W], raw: bytes, what: str) -> _W:
         raise SnapshotError(f"snapshot {what} is malformed: {exc.reason}") from None
 
 
+def check_snapshot_chain(header: SnapshotHeader, chain_id: str, genesis_hash: bytes) -> None:
+    """Raise SnapshotError unless the snapshot is of the chain with this genesis."""
+    if header.chain_id != chain_id:
+        raise SnapshotError(
+            f"snapshot is of chain {header.chain_id!r}, this node's genesis is {chain_id!r}"
+        )
+    if header.genesis_hash != genesis_hash:
+        raise SnapshotError(
+            f"snapshot genesis hash {header.genesis_hash.hex()} differs from this node's "
+            f"genesis {genesis_hash.hex()} (same chain id {chain_id!r}, another genesis)"
+        )
+
+
 def import_snapshot(
     snapshot_path: Path,
     data_dir: Path,
     *,
     expect_root: bytes | None = None,
     map_size_bytes: int = DEFAULT_MAP_SIZE_BYTES,
+    expect_genesis: tuple[str, bytes] | None = None,
 ) -> Store:
-    """Verify ``snapshot_path`` and create a store from it in the empty ``data_dir``."""
+    """Verify ``snapshot_path`` and create a store from it in the empty ``data_dir``.
+
+    ``expect_genesis`` (chain id, genesis hash) refuses another chain's snapshot here, before
+    anything is written, rather than leaving a store that ``start`` would refuse later.
+    """
     header, entries = read_snapshot(snapshot_path)
+    if expect_genesis is not None:
+        check_snapshot_chain(header, *expect_genesis)
     tree = MerkleState.from_entries(entries)
     if tree.root() != header.state_root:
         raise SnapshotError(

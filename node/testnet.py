@@ -30,7 +30,8 @@ from node.keys import generate_keypair, write_key_file
 from p2p.address import PeerAddress
 from state_machine.genesis import Parameters, default_genesis
 
-DEFAULT_BASE_PORT = 26_600
+# node0 gets p2p 26656 and API 26657: the CometBFT ports and the command line's default --node.
+DEFAULT_BASE_PORT = 26_656
 DEFAULT_CHAIN_ID = "perpbft-localnet"
 GENESIS_FILE = "genesis.json"
 
