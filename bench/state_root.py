@@ -144,6 +144,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise CliError("--warmup-blocks must not be negative")
     if not 0 <= args.proof_history <= PROOF_HISTORY_HEIGHTS_MAX:
         raise CliError(f"--proof-history must be 0..{PROOF_HISTORY_HEIGHTS_MAX}")
+    check_work_dir(args.dir)
     state_kind = "exchange" if args.exchange else "random"
     results = []
     load_before = round(os.getloadavg()[0], 2)
@@ -191,8 +192,21 @@ def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 2) if b else None
 
 
+def check_work_dir(path: Path | None) -> None:
+    """--dir must be an existing directory we may write in (checked before any work)."""
+    if path is None:
+        return
+    if not path.is_dir():
+        raise CliError(f"--dir {path} is not an existing directory")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise CliError(f"--dir {path} is not writable")
+
+
 def _run_worker(total_keys: int, args: argparse.Namespace) -> dict[str, Any]:
-    work_dir = Path(tempfile.mkdtemp(prefix="perpbft-bench-", dir=args.dir))
+    try:
+        work_dir = Path(tempfile.mkdtemp(prefix="perpbft-bench-", dir=args.dir))
+    except OSError as exc:
+        raise CliError(f"cannot create a work directory in {args.dir}: {exc.strerror}") from None
     params = {
         "total_keys": total_keys,
         "changed_keys": args.changed_keys,

@@ -15,10 +15,12 @@ from typing import Any
 
 from cli.errors import EXIT_OK, CliError
 from cli.trade_common import (
+    TIME_COLUMN,
     Catalogue,
     add_common_arguments,
     address_argument,
     api_get,
+    format_time_ms,
     open_client,
     print_committed,
     print_json,
@@ -347,8 +349,10 @@ def cmd_account(args: argparse.Namespace) -> int:
     if args.json:
         print_json(body)
         return EXIT_OK
+    # The 64-hex address on a line of its own: in a table title it wraps over three lines.
+    print(f"account {body['address']}")
     balances = table(
-        f"account {body['address']} at height {body['height']}",
+        f"balances at height {body['height']}",
         ["asset", "available", "held"],
         [[b["asset"], b["available"], b["held"]] for b in body["balances"]],
     )
@@ -436,12 +440,11 @@ def cmd_trades(args: argparse.Namespace) -> int:
         print_json(body)
         return EXIT_OK
     rows = [
-        [t["height"], t["timestamp_ms"], t["taker_side"], t["price"], t["size"]]
+        [t["height"], format_time_ms(t["timestamp_ms"]), t["taker_side"], t["price"], t["size"]]
         for t in body["trades"]
     ]
-    print_tables(
-        table(f"{body['market']} trades", ["height", "time ms", "taker", "price", "size"], rows)
-    )
+    columns = ["height", TIME_COLUMN, "taker", "price", "size"]
+    print_tables(table(f"{body['market']} trades", columns, rows))
     return EXIT_OK
 
 
@@ -472,11 +475,11 @@ def cmd_funding(args: argparse.Namespace) -> int:
     )
     events = table(
         "funding payments",
-        ["height", "time ms", "details"],
+        ["height", TIME_COLUMN, "details"],
         [
             [
                 e.get("height"),
-                e.get("timestamp_ms"),
+                format_time_ms(e.get("timestamp_ms")),
                 ", ".join(
                     f"{k}={v}"
                     for k, v in e.items()

@@ -14,6 +14,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -193,13 +194,18 @@ def print_committed(
     return EXIT_OK if ok else EXIT_REJECTED
 
 
+# The result's ``order_id`` field carries the id an action created; named by what it is.
+CREATED_ID_NAMES = {"withdraw_request": "withdrawal_id"}
+
+
 def describe_result(result: dict[str, Any], market: MarketInfo | None) -> str:
     code = result.get("code")
     if code != "ok":
         return f"REJECTED {code}: {result.get('message', '')}"
     parts = ["ok"]
     if result.get("order_id"):
-        parts.append(f"order_id={result['order_id']}")
+        name = CREATED_ID_NAMES.get(str(result.get("action")), "order_id")
+        parts.append(f"{name}={result['order_id']}")
     if result.get("status"):
         parts.append(f"status={result['status']}")
     filled = int(result.get("filled_lots") or 0)
@@ -215,6 +221,16 @@ def describe_result(result: dict[str, Any], market: MarketInfo | None) -> str:
 
 
 PIPE_WIDTH = 200  # columns for tables written to a pipe or file
+TIME_COLUMN = "time (UTC)"
+
+
+def format_time_ms(ms: Any) -> str:
+    """Epoch milliseconds as UTC date and time to the millisecond, for tables (``--json``
+    keeps the number); empty when absent."""
+    if not isinstance(ms, int) or isinstance(ms, bool) or ms < 0:
+        return ""
+    stamp = datetime.fromtimestamp(ms // 1000, tz=UTC)
+    return f"{stamp:%Y-%m-%d %H:%M:%S}.{ms % 1000:03d}"
 
 
 def console(stderr: bool = False) -> Console:

@@ -18,10 +18,15 @@ from urllib.parse import urlsplit
 import trio
 from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 
-from cli.errors import EXIT_OK, EXIT_REJECTED, CliError
-from cli.trade_common import add_common_arguments, console, node_url, table
+from cli.errors import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, CliError
+from cli.trade_common import add_common_arguments, console, format_time_ms, node_url, table
 
 MESSAGE_BYTES_MAX = 4 * 1024 * 1024
+# Error codes that mean the subscription itself was wrong (an unknown market, a bad depth):
+# exit 2 like the same mistake in `perpbft book`; any other refusal exits 1.
+USAGE_ERROR_CODES = frozenset(
+    {"unknown_market", "bad_market", "bad_depth", "bad_address", "unknown_channel", "malformed"}
+)
 
 
 def register(sub: Any) -> None:
@@ -55,7 +60,9 @@ class Watch:
     def on_message(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
         if kind == "error":
-            raise CliError(f"{message.get('code')}: {message.get('message')}", EXIT_REJECTED)
+            code = message.get("code")
+            exit_code = EXIT_USAGE if code in USAGE_ERROR_CODES else EXIT_REJECTED
+            raise CliError(f"{code}: {message.get('message')}", exit_code)
         if kind not in ("snapshot", "update"):
             return
         if message.get("seq") != self.expected_seq:
@@ -82,7 +89,8 @@ class Watch:
         trades = data.get("trades", [])
         for t in reversed(trades) if message["type"] == "snapshot" else trades:
             self.console.print(
-                f"{t['height']:>8} {t['taker_side']:<4} {t['size']:>12} @ {t['price']}"
+                f"{format_time_ms(t.get('timestamp_ms'))} {t['height']:>8} "
+                f"{t['taker_side']:<4} {t['size']:>12} @ {t['price']}"
             )
 
 

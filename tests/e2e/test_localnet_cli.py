@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -203,14 +204,21 @@ def test_triggers_reduce_only_cancel_all_withdraw_and_tables(net: Net) -> None:
 
     withdrawn = net.ok_json("withdraw", "USDC", "10", "--destination", "bank", key=2)
     assert withdrawn["results"][0]["code"] == "ok"
+    text = net.run("withdraw", "USDC", "1", key=2)  # the id is named as a withdrawal's
+    assert text.returncode == 0 and "ok withdrawal_id=" in text.stdout, text.stdout
     isolated = net.ok_json("leverage", "ETH-PERP", "5", "--isolated", key=2)
     assert isolated["results"][0]["code"] == "ok"
 
     # Tables for people: the same data without --json.
     table = net.run("account", key=2)
     assert table.returncode == 0 and "BTC-PERP" in table.stdout and "{" not in table.stdout
+    address = net.address(2)
+    assert table.stdout.splitlines()[0] == f"account {address}"  # whole, on one line
     trades = net.run("watch", "trades", "BTC-PERP", "--count", "1", "--seconds", "30", key=None)
     assert trades.returncode == 0 and trades.stdout.strip(), trades.stderr
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} ", trades.stdout), trades.stdout
+    listed = net.run("trades", "BTC-PERP", key=None)
+    assert "time (UTC)" in listed.stdout and re.search(r"\d\d:\d\d:\d\d\.\d{3}", listed.stdout)
 
 
 def test_leverage(net: Net) -> None:
@@ -230,6 +238,8 @@ def test_rejections_and_usage_errors_have_codes(net: Net) -> None:
     assert tick.returncode == 2 and "tick" in tick.stderr and "Traceback" not in tick.stderr
     market = net.run("book", "DOGE-PERP", key=None)
     assert market.returncode == 2 and "no market" in market.stderr
+    watched = net.run("watch", "book", "DOGE-PERP", "--seconds", "20", key=None)
+    assert watched.returncode == 2 and "unknown_market" in watched.stderr, watched.stderr
     no_key = net.run("order", "place", "BTC-PERP", "buy", "0.01", key=None)
     assert no_key.returncode == 2 and "--key" in no_key.stderr
     down = net.run("book", "BTC-PERP", key=None, node="http://127.0.0.1:1")

@@ -3,6 +3,7 @@ exit codes scripts can test, one-line errors instead of tracebacks."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 from pathlib import Path
@@ -10,7 +11,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from cli.errors import CliError
 from cli.main import main
+from cli.trade_common import describe_result, format_time_ms
+from cli.watch_cmd import Watch
 from client.http import DEFAULT_NODE_URL
 from node.config import ApiSettings, P2PSettings
 from node.testnet import DEFAULT_BASE_PORT, ports_for
@@ -38,3 +42,34 @@ def test_localnet_status_exits_1_while_nodes_are_down(
     assert main(["localnet", "status", "--home", str(home)]) == 1
     assert "down" in capsys.readouterr().out
     assert main(["localnet", "status", "--home", str(tmp_path / "none")]) == 2
+
+
+def test_times_in_tables_are_utc_dates() -> None:
+    assert format_time_ms(1_795_310_580_123) == "2026-11-22 01:23:00.123"
+    assert format_time_ms(0) == "1970-01-01 00:00:00.000"
+    assert format_time_ms(None) == "" and format_time_ms(-1) == ""
+
+
+def test_a_withdrawal_result_names_its_withdrawal_id() -> None:
+    result = {"action": "withdraw_request", "code": "ok", "order_id": 1}
+    assert describe_result(result, None) == "ok withdrawal_id=1"
+    order = {"action": "place_order", "code": "ok", "order_id": 7, "status": "resting"}
+    assert describe_result(order, None) == "ok order_id=7 status=resting"
+
+
+@pytest.mark.parametrize(("code", "exit_code"), [("unknown_market", 2), ("rate_limited", 1)])
+def test_watch_error_exit_codes_match_the_book_command(code: str, exit_code: int) -> None:
+    """`watch book NOPE` is the same mistake as `book NOPE`: exit 2; a refusal exits 1."""
+    args = argparse.Namespace(count=None, json=True, channel="book", market="NOPE")
+    with pytest.raises(CliError) as caught:
+        Watch(args).on_message({"type": "error", "code": code, "message": "no"})
+    assert caught.value.exit_code == exit_code
+
+
+def test_bench_state_root_with_a_missing_dir_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nonexistent"
+    assert main(["bench", "state-root", "--dir", str(missing), "--sizes", "100"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: --dir {missing} is not an existing directory\n"
