@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from cli.errors import EXIT_USAGE, CliError
+from node.version import version_line
 
 # Command groups, in help order. Each module has register(subparsers).
 COMMAND_MODULES = (
@@ -46,6 +47,7 @@ def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentP
         prog="perpbft",
         description="perpbft: validator node and client of a BFT exchange chain",
     )
+    parser.add_argument("--version", action="version", version=version_line())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in modules:

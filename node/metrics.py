@@ -9,16 +9,40 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from node.version import build_info
 from p2p.manager import PeerManagerStatistics
 
 PeerStatsSource = Callable[[], PeerManagerStatistics | None]
 
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 INTERVAL_BUCKETS_S = (0.1, 0.25, 0.4, 0.5, 0.6, 0.75, 1.0, 1.5, 2.0, 5.0, 10.0)
+
+
+def register_process_metrics(r: CollectorRegistry) -> None:
+    """The process and its platform beside the node's own metrics: ``process_*`` (CPU
+    seconds, resident memory, open and maximum file descriptors, start time), ``python_gc_*``
+    (collections per generation) and ``python_info``, plus ``perpbft_build_info`` (always 1,
+    labelled with the version and the Python it runs on)."""
+    ProcessCollector(registry=r)
+    PlatformCollector(registry=r)
+    GCCollector(registry=r)
+    Info("perpbft_build", "The running perpbft release and its Python", registry=r).info(
+        build_info()
+    )
 
 
 class Metrics:
@@ -162,6 +186,7 @@ class Metrics:
             registry=r,
         )
         self._init_vault_metrics(r)
+        register_process_metrics(r)
         self.disk_free_bytes = Gauge(
             "perpbft_disk_free_bytes",
             "Free bytes on the data dir's file system (sampled every few seconds)",

@@ -28,6 +28,7 @@ from node.api.txjson import snake
 from node.api.units import MarketUnits, atoms_to_decimal, format_fraction
 from node.keys import parse_address
 from node.storage import ProofAt, ProofHeightError
+from node.version import version
 from state_machine.codec import DecodeError, decode_raw
 from state_machine.exchange import EVENT_FIELDS, ST_RESTING, ST_WAITING
 from state_machine.genesis import MARKET_KIND_NAMES, Market
@@ -150,6 +151,7 @@ class Queries:
             "syncing": syncing,
             "ready": reason == "",
             "not_ready_reason": reason,
+            "version": version(),
         }
 
     # ---- markets ---------------------------------------------------------------------------

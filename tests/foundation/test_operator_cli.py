@@ -4,12 +4,14 @@ exit codes scripts can test, one-line errors instead of tracebacks."""
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import random
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from prometheus_client import generate_latest
 
 from cli.errors import CliError
 from cli.main import main
@@ -17,7 +19,9 @@ from cli.trade_common import describe_result, format_time_ms
 from cli.watch_cmd import Watch
 from client.http import DEFAULT_NODE_URL
 from node.config import ApiSettings, P2PSettings
+from node.metrics import Metrics
 from node.testnet import DEFAULT_BASE_PORT, ports_for
+from node.version import build_info
 
 
 def test_testnet_and_command_line_defaults_agree() -> None:
@@ -73,3 +77,21 @@ def test_bench_state_root_with_a_missing_dir_is_one_line(
     assert main(["bench", "state-root", "--dir", str(missing), "--sizes", "100"]) == 2
     err = capsys.readouterr().err
     assert err == f"error: --dir {missing} is not an existing directory\n"
+
+
+def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"perpbft {importlib.metadata.version('perpbft')} (")
+
+
+def test_build_info_and_process_metrics_are_exported() -> None:
+    text = generate_latest(Metrics().registry).decode()
+    info = build_info()
+    assert f'perpbft_build_info{{implementation="{info["implementation"]}"' in text
+    assert f'version="{info["version"]}"' in text
+    for name in ("process_resident_memory_bytes", "process_open_fds", "process_cpu_seconds_total"):
+        assert f"\n{name} " in text, name
+    assert "python_gc_collections_total{generation=" in text
