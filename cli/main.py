@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "cli.proof_cmd",
     "cli.localnet_cmd",
     "cli.bench",
+    "cli.completion_cmd",
 )
 
 
@@ -52,6 +53,7 @@ def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentP
     sub.required = True
     for name in modules:
         importlib.import_module(name).register(sub)
+    parser.set_defaults(root_parser=parser)  # for `perpbft completion`
     return parser
 
 

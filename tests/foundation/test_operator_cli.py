@@ -7,6 +7,7 @@ import argparse
 import importlib.metadata
 import json
 import random
+import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -95,3 +96,27 @@ def test_build_info_and_process_metrics_are_exported() -> None:
     for name in ("process_resident_memory_bytes", "process_open_fds", "process_cpu_seconds_total"):
         assert f"\n{name} " in text, name
     assert "python_gc_collections_total{generation=" in text
+
+
+def complete(script: str, line: str) -> list[str]:
+    """What bash offers for ``line`` (the cursor at its end) with the generated script."""
+    program = (
+        f"{script}\nCOMP_WORDS=({line}); "
+        + ('COMP_WORDS+=(""); ' if line.endswith(" ") else "")
+        + 'COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); _perpbft; printf "%s\\n" "${COMPREPLY[@]}"'
+    )
+    done = subprocess.run(["bash", "-c", program], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return [w for w in done.stdout.split("\n") if w]
+
+
+def test_bash_completion_follows_the_command_tree(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["completion", "bash"]) == 0
+    script = capsys.readouterr().out
+    assert complete(script, "perpbft ben") == ["bench"]
+    assert complete(script, "perpbft bench state-root --d") == ["--dir"]
+    assert complete(script, "perpbft start --h") == ["--help", "--home"]
+    assert complete(script, "perpbft watch ")[:2] == ["book", "trades"]
+    assert complete(script, "perpbft completion ") == ["bash", "zsh", "--help"]
+    assert main(["completion", "zsh"]) == 0
+    assert "bashcompinit" in capsys.readouterr().out
