@@ -19,6 +19,7 @@ from node.version import version_line
 # Command groups, in help order. Each module has register(subparsers).
 COMMAND_MODULES = (
     "cli.node_cmd",
+    "cli.config_cmd",
     "cli.keys_cmd",
     "cli.snapshot_cmd",
     "cli.trade_cmd",

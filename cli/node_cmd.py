@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from cli.errors import EXIT_OK, CliError
 from node.config import HOME_ENV, Config, HomeError, init_home, load_config, resolve_home
+from node.overrides import (
+    Override,
+    config_fields,
+    env_name,
+    env_overrides,
+    flag_name,
+    flag_overrides,
+)
 from node.testnet import DEFAULT_BASE_PORT
+
+CONFIG_DEST = "config:"  # argparse dest prefix of the config key flags
 
 
 def add_home_argument(parser: argparse.ArgumentParser) -> None:
@@ -44,8 +55,15 @@ def register(sub: Any) -> None:
     init.add_argument("--json", action="store_true", help="print JSON instead of text")
     init.set_defaults(func=cmd_init)
 
-    start = sub.add_parser("start", help="run the node of a home until SIGINT/SIGTERM")
+    start = sub.add_parser(
+        "start",
+        help="run the node of a home until SIGINT/SIGTERM",
+        description="Run the node of a home. Every config key can be set for this run by a "
+        "flag (--p2p.listen HOST:PORT) or an environment variable (PERPBFT_P2P__LISTEN); "
+        "a flag beats the environment, which beats the file. See: perpbft config show.",
+    )
     add_home_argument(start)
+    add_config_flags(start)
     start.set_defaults(func=cmd_start)
 
     testnet = sub.add_parser(
@@ -93,12 +111,39 @@ def cmd_init(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """A --SECTION.KEY flag for every config key (node/overrides.py)."""
+    group = parser.add_argument_group("config keys (override the config file and environment)")
+    for dotted, (_, field) in config_fields().items():
+        group.add_argument(
+            flag_name(dotted),
+            dest=CONFIG_DEST + dotted,
+            default=None,
+            metavar="VALUE",
+            help=f"{field.metadata['doc']} (env {env_name(dotted)})",
+        )
+
+
+def config_overrides(args: argparse.Namespace) -> list[Override]:
+    """The environment's and then the flags' config keys (later wins), as a usage error if
+    one is not a valid value."""
+    flags = {
+        name.removeprefix(CONFIG_DEST): value
+        for name, value in vars(args).items()
+        if name.startswith(CONFIG_DEST)
+    }
+    try:
+        return [*env_overrides(os.environ), *flag_overrides(flags)]
+    except HomeError as exc:
+        raise CliError(str(exc)) from None
+
+
 def cmd_start(args: argparse.Namespace) -> int:
     from node.fatal import FatalExit
     from node.runner import StartError, run_home
 
     try:
-        run_home(resolve_home(args.home))
+        run_home(resolve_home(args.home), config_overrides(args))
     except StartError as exc:
         raise CliError(str(exc)) from None
     except FatalExit as exc:  # already logged as one structured event

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import resource
 import signal
+from collections.abc import Sequence
 from pathlib import Path
 
 import trio
@@ -24,6 +25,7 @@ from node.fatal import FatalExit, NodeFatal, first_of
 from node.keys import KeyFileError, read_key_file
 from node.logs import configure_logging, fields, get_logger
 from node.node import Node
+from node.overrides import Override, apply_overrides
 from node.storage import StoreError
 from state_machine.genesis import Genesis, GenesisError, genesis_from_json
 
@@ -110,9 +112,9 @@ def tune_gc_after_load() -> None:
     log.info("gc_frozen", extra=fields(frozen_objects=gc.get_freeze_count()))
 
 
-def prepare(home: Path) -> tuple[Config, Genesis, Node]:
+def prepare(home: Path, overrides: Sequence[Override] = ()) -> tuple[Config, Genesis, Node]:
     try:
-        config = load_config(home)
+        config = apply_overrides(load_config(home), overrides)
     except HomeError as exc:
         raise StartError(str(exc)) from None
     genesis = load_genesis(config.genesis_path)
@@ -142,8 +144,10 @@ def raise_open_files_limit(config: Config) -> None:
         )
 
 
-def run_home(home: Path) -> None:
-    config, _, node = prepare(home)
+def run_home(home: Path, overrides: Sequence[Override] = ()) -> None:
+    """Run the node of ``home`` with its config file and ``overrides`` (flags, environment:
+    node/overrides.py) until a signal stops it."""
+    config, _, node = prepare(home, overrides)
     configure_logging(config.log.format, config.log.level, context=node.log_context)
     raise_open_files_limit(config)
     try:
