@@ -20,6 +20,7 @@ from node.version import version_line
 COMMAND_MODULES = (
     "cli.node_cmd",
     "cli.config_cmd",
+    "cli.maintenance_cmd",
     "cli.keys_cmd",
     "cli.snapshot_cmd",
     "cli.trade_cmd",

@@ -844,6 +844,74 @@ class Store:
         self._meta = meta
         return stop - first
 
+    # -- rollback --------------------------------------------------------------------------------
+
+    def roll_back_one_height(self) -> int:
+        """Undo the last committed block in one write transaction; return the new height.
+
+        The block's undo record restores every state entry and inner node it overwrote; its
+        block, QC, events, indexes and results are deleted; the metadata names the block below
+        with the root recorded before the block. The restored entries are rebuilt into a tree
+        and checked against that root before the transaction commits, so a rollback either
+        lands exactly on the previous state or changes nothing. The consensus safety record is
+        not touched: the validator keeps every promise it made at the undone height (it will
+        not vote again in a view it voted in), and simply executes the block again when it
+        syncs it. Needs the undo record (``proof_history_heights`` > 0; an imported snapshot's
+        first height has none) and the block below (not pruned).
+        """
+        if self._broken is not None:
+            raise StoreError(f"store unusable after a failed commit ({self._broken}); reopen it")
+        height = self._meta.height
+        if height == 0:
+            raise StoreError("nothing to roll back: the store is at the genesis state")
+        dbs = self._dbs
+        with self._env.begin(write=True) as txn:
+            undo = self._undo_record(txn, height)
+            meta = dataclasses.replace(
+                self._meta,
+                height=height - 1,
+                block_hash=self._block_hash_below(txn, height),
+                state_root=undo.root_before,
+            )
+            _restore(txn, dbs["state"], undo.state)
+            _restore(txn, dbs["nodes"], undo.nodes)
+            self._delete_height(txn, height)
+            txn.delete(height_key(height), db=dbs["undo"])
+            tree = MerkleState.from_entries(_read_entries(txn, dbs))
+            stored_nodes = {bytes(k): bytes(v) for k, v in txn.cursor(db=dbs["nodes"])}
+            if tree.root() != undo.root_before or stored_nodes != dict(_inner_nodes(tree)):
+                raise StoreCorruptError(  # raising aborts the transaction
+                    f"rollback of height {height} gives root {tree.root().hex()}, the undo "
+                    f"record says {undo.root_before.hex()}; nothing was changed"
+                )
+            txn.put(_META_KEY, meta.to_wire(), db=dbs["meta"])
+        self._meta = meta
+        self._tree = tree
+        self._deep_inner_ids = {
+            nid for nid, _ in _inner_nodes(tree) if nid[0] >= tree.shape.min_depth
+        }
+        return meta.height
+
+    def _undo_record(self, txn: Any, height: int) -> UndoRecord:
+        raw = txn.get(height_key(height), db=self._dbs["undo"])
+        if raw is None:
+            raise StoreError(
+                f"no undo record of height {height} (storage.proof_history_heights = 0, or the "
+                "store starts at an imported snapshot): it cannot be rolled back"
+            )
+        return UndoRecord.from_bytes(unseal(bytes(raw), f"undo record of height {height}"))
+
+    def _block_hash_below(self, txn: Any, height: int) -> bytes:
+        """The hash of block ``height - 1`` (empty for the genesis state)."""
+        below = height - 1
+        if below == 0:
+            return b""
+        raw = txn.get(height_key(below), db=self._dbs["heights"])
+        if below < self._meta.base_height or raw is None:
+            raise StoreError(f"block {below} is not stored (pruned): cannot roll back to it")
+        index = _decode(HeightIndex, unseal(bytes(raw), "height index"), "height index")
+        return index.block_hash
+
     def _delete_height(self, txn: Any, height: int) -> None:
         hk = height_key(height)
         dbs = self._dbs
@@ -858,6 +926,16 @@ class Store:
                     txn.delete(tx_id, db=dbs["results"])
         for name in ("blocks", "qcs", "events", "heights"):
             txn.delete(hk, db=dbs[name])
+
+
+def _restore(txn: Any, db: Any, previous: Sequence[tuple[bytes, bytes | None]]) -> None:
+    """Put back the values an undo record saved (None: the key was absent), in reverse, so
+    a key saved twice ends with its first, oldest value."""
+    for key, old in reversed(previous):
+        if old is None:
+            txn.delete(key, db=db)
+        else:
+            txn.put(key, old, db=db)
 
 
 def _put_initial(
