@@ -1,17 +1,29 @@
 # perpbft build entry points. `make test` works on a fresh machine: it creates the virtual
-# environment, installs the package with its test extra, then lints, type-checks and tests.
+# environment, installs the pinned, hash-checked dependencies of requirements.lock from PyPI
+# and the package itself, then lints, type-checks and tests. `make lock` refreshes the lock
+# after a change of pyproject.toml's dependencies (docs/OPERATIONS.md).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: test test-fast lint typecheck pytest localnet clean
+.PHONY: test test-fast lint typecheck pytest localnet clean lock
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --require-hashes -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
+
+# Re-pin every dependency (test tools included) at the newest versions pyproject.toml allows,
+# with the hashes of their files on the index.
+lock:
+	python3 -m venv $(VENV)-lock
+	$(VENV)-lock/bin/pip install --quiet pip-tools
+	$(VENV)-lock/bin/pip-compile --quiet --upgrade --allow-unsafe --extra=test \
+		--generate-hashes --strip-extras --output-file=requirements.lock pyproject.toml
+	rm -rf $(VENV)-lock
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
