@@ -22,7 +22,7 @@ def declared() -> list[Requirement]:
 def pinned() -> dict[str, tuple[Version, int]]:
     """Package -> (pinned version, number of hashes)."""
     text = (REPO_ROOT / "requirements.lock").read_text()
-    out = {}
+    out: dict[str, tuple[Version, int]] = {}
     for block in re.split(r"\n(?=[A-Za-z0-9])", text):
         match = re.match(r"([A-Za-z0-9_.-]+)==([^ \\\n]+)", block)
         if match:
