@@ -22,10 +22,11 @@ from typing import Any
 
 from cli.errors import EXIT_OK, CliError
 from cli.node_cmd import add_home_argument, load_home_config
-from node.chain import Chain, ChainError
 from node.config import LOCK_FILE_NAME, Config, HomeError, lock_home
-from node.runner import StartError, load_genesis
-from node.storage import Store, StoreError, StoreMissingError
+
+# node.chain, node.runner and node.storage (LMDB, the exchange, the API server) are imported
+# by the commands that use them: every `perpbft` command imports this module to build its
+# parser, and most never touch a store.
 
 
 def register(sub: Any) -> None:
@@ -62,6 +63,8 @@ def confirm_reset(args: argparse.Namespace, config: Config) -> None:
 
 def read_safety_record(config: Config, forget: bool) -> bytes | None:
     """The stored safety record (None: no store, or --unsafe-forget-safety on a bad one)."""
+    from node.storage import Store, StoreError, StoreMissingError
+
     try:
         with Store.open(config.data_path, map_size_bytes=config.storage.map_size_bytes) as s:
             return s.read_safety_data()
@@ -77,6 +80,10 @@ def read_safety_record(config: Config, forget: bool) -> bytes | None:
 
 
 def cmd_reset(args: argparse.Namespace) -> int:
+    from node.chain import Chain, ChainError
+    from node.runner import StartError, load_genesis
+    from node.storage import StoreError
+
     config = load_home_config(args.home)
     confirm_reset(args, config)
     try:
@@ -123,6 +130,10 @@ def delete_chain_data(config: Config) -> list[str]:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
+    from node.chain import Chain, ChainError
+    from node.runner import StartError, load_genesis
+    from node.storage import StoreError
+
     config = load_home_config(args.home)
     map_size = config.storage.map_size_bytes
     try:
