@@ -32,6 +32,8 @@ from node.api.ratelimit import RateLimiter, retry_after_header
 from node.api.server import ConnectionLimits
 from node.api.txjson import TxJsonError, transaction_from_json
 from node.chain import Executed
+from node.indexer.innode import run_in_node
+from node.indexer.reads import HistoryReads
 from node.logs import fields, get_logger
 from node.mempool import Admit
 from node.node import Node, wait_timeout_s
@@ -112,6 +114,9 @@ class Api:
         self.lag = LoopLag(settings.shed_loop_lag_ms / 1000, node.metrics)
         self.signer_limits = RateLimiter(SIGNER_RATE_PER_S, SIGNER_BURST)
         self.block_committed = trio.Event()
+        # History from the indexer's database; None: the in-memory recent history only.
+        indexing = node.config.indexer.mode != "off"
+        self.history: HistoryReads | None = HistoryReads(self.queries) if indexing else None
 
     # ---- plumbing ------------------------------------------------------------------------
 
@@ -329,18 +334,51 @@ class Api:
 
     async def trades(self, request: Request) -> Response:
         limit = _int_param(request, "limit", 50, 1, 1000)
-        return JSONResponse(self.queries.trades(request.path_params["market"], limit))
+        market = request.path_params["market"]
+        history = self.database()
+        if history is not None:
+            return JSONResponse(await history.trades(market, limit))
+        return JSONResponse(self.queries.trades(market, limit))
 
     async def funding(self, request: Request) -> Response:
+        args = (
+            request.path_params["market"],
+            _int_param(request, "from", 0, 0, INT_MAX),
+            _int_param(request, "to", INT_MAX, 0, INT_MAX),
+            request.query_params.get("cursor"),
+            _int_param(request, "limit", 100, 1, 1000),
+        )
+        history = self.database()
+        if history is not None:
+            return JSONResponse(await history.funding(*args))
+        return JSONResponse(self.queries.funding(*args))
+
+    async def candles(self, request: Request) -> Response:
         return JSONResponse(
-            self.queries.funding(
+            await self.indexed().candles(
                 request.path_params["market"],
+                request.query_params.get("interval"),
                 _int_param(request, "from", 0, 0, INT_MAX),
                 _int_param(request, "to", INT_MAX, 0, INT_MAX),
-                request.query_params.get("cursor"),
-                _int_param(request, "limit", 100, 1, 1000),
+                _int_param(request, "limit", 300, 1, 1000),
             )
         )
+
+    async def stats(self, request: Request) -> Response:
+        return JSONResponse(await self.indexed().stats(request.path_params["market"]))
+
+    def database(self) -> HistoryReads | None:
+        """The history database's reads, None while it is not open (or configured off): the
+        recent in-memory history answers then, with its own ``complete_from_height``."""
+        history = self.history
+        return history if history is not None and history.db is not None else None
+
+    def indexed(self) -> HistoryReads:
+        if self.history is None:
+            raise ApiError(
+                404, "history_disabled", "this node keeps no history database ([indexer] mode)"
+            )
+        return self.history
 
     # ---- accounts ------------------------------------------------------------------------
 
@@ -355,16 +393,18 @@ class Api:
 
     async def account_history(self, request: Request) -> Response:
         kind = request.url.path.rsplit("/", 1)[-1]
-        return JSONResponse(
-            self.queries.history(
-                request.path_params["address"],
-                kind,
-                _int_param(request, "from", 0, 0, INT_MAX),
-                _int_param(request, "to", INT_MAX, 0, INT_MAX),
-                request.query_params.get("cursor"),
-                _int_param(request, "limit", 100, 1, 1000),
-            )
+        args = (
+            request.path_params["address"],
+            kind,
+            _int_param(request, "from", 0, 0, INT_MAX),
+            _int_param(request, "to", INT_MAX, 0, INT_MAX),
+            request.query_params.get("cursor"),
+            _int_param(request, "limit", 100, 1, 1000),
         )
+        history = self.database()
+        if history is not None:
+            return JSONResponse(await history.history(*args))
+        return JSONResponse(self.queries.history(*args))
 
     async def account_proof(self, request: Request) -> Response:
         who = self.queries.lookup_address(request.path_params["address"])
@@ -497,7 +537,9 @@ def build_app(node: Node) -> Starlette:
     from node.api.ws import StreamHub
 
     api = Api(node)
-    hub = StreamHub(node, api.queries, node.config.api, api.lag)
+    hub = StreamHub(node, api.queries, node.config.api, api.lag, api.history)
+    # The recent in-memory history follows committed blocks itself, before the hub reads it.
+    node.subscribe(api.queries.on_executed)
     node.subscribe(hub.on_block)
     node.subscribe(api.on_block)
     w = api.wrap
@@ -514,6 +556,8 @@ def build_app(node: Node) -> Starlette:
         Route("/v1/markets/{market}/book", w("book", api.book)),
         Route("/v1/markets/{market}/trades", w("trades", api.trades)),
         Route("/v1/markets/{market}/funding", w("market_funding", api.funding)),
+        Route("/v1/markets/{market}/candles", w("candles", api.candles)),
+        Route("/v1/markets/{market}/stats", w("market_stats", api.stats)),
         Route("/v1/accounts/{address}", w("account", api.account)),
         Route("/v1/accounts/{address}/orders", w("orders", api.account_orders)),
         Route("/v1/accounts/{address}/fills", w("fills", api.account_history)),
@@ -553,6 +597,8 @@ def build_app(node: Node) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(api.lag.run)
+            if api.history is not None:
+                nursery.start_soon(run_in_node, node, api.history, [hub.on_candles])
             yield
             nursery.cancel_scope.cancel()
 
