@@ -82,11 +82,11 @@ class DataDirSource:
             self.env = lmdb.open(
                 str(path), readonly=True, max_dbs=MAX_DBS, subdir=True, lock=True
             )
-            with self.env.begin() as txn:
-                self.dbs = {
-                    name: self.env.open_db(name.encode(), txn=txn, create=False)
-                    for name in ("blocks", "events")
-                }
+            # Without a transaction argument py-lmdb opens the handles in one of its own that
+            # it commits (handles opened in an aborted read transaction are discarded).
+            self.dbs = {
+                name: self.env.open_db(name.encode(), create=False) for name in ("blocks", "events")
+            }
         except lmdb.Error as exc:
             raise SourceError(f"cannot open {path}: {exc}") from None
 
