@@ -48,9 +48,9 @@ async def run_in_node(
     """Open the database for ``reads`` and, in ``in_process`` mode, index the node's blocks."""
     await node.ready.wait()
     db = await open_with_retry(node.config)
-    reads.db = db
     try:
         if node.config.indexer.mode != "in_process":
+            reads.db = db
             await trio.sleep_forever()
         chain = node.chain
         if chain is None:
@@ -58,7 +58,8 @@ async def run_in_node(
         indexer = Indexer(db, StoreSource(chain.store), node.config.indexer.blocks_per_commit_max)
         service = IndexerService(indexer, node.metrics)
         service.listeners.extend(listeners)
-        reads.service = service
+        # Both at once: a read never finds the database without the indexer to wait for.
+        reads.service, reads.db = service, db
         unsubscribe = node.subscribe(service.on_block)
         log.info(
             "indexer_started",
@@ -68,8 +69,7 @@ async def run_in_node(
             await service.run()
         finally:
             unsubscribe()
-            reads.service = None
     finally:
-        reads.db = None
+        reads.db = reads.service = None
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(db.close)
