@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from consensus.types import Block, QuorumCert
+from node.api.openapi import openapi, route_index
 from node.api.overload import LoopLag
 from node.api.params import INT_MAX, InputError, parse_json, parse_uint
 from node.api.queries import Queries
@@ -543,7 +544,19 @@ def build_app(node: Node) -> Starlette:
     node.subscribe(hub.on_block)
     node.subscribe(api.on_block)
     w = api.wrap
+    schema: dict[str, Any] = {}
+
+    async def index(request: Request) -> Response:
+        return JSONResponse(route_index(routes))
+
+    async def openapi_json(request: Request) -> Response:
+        if not schema:  # generated once, from the routes as served
+            schema.update(openapi(routes))
+        return JSONResponse(schema)
+
     routes = [
+        Route("/", w("index", index)),
+        Route("/openapi.json", w("openapi", openapi_json)),
         Route("/livez", w("livez", api.livez, limited=False)),
         Route("/readyz", w("readyz", api.readyz, limited=False)),
         Route("/v1/status", w("status", api.status)),
