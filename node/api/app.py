@@ -365,6 +365,17 @@ class Api:
             )
         )
 
+    async def pnl(self, request: Request) -> Response:
+        return JSONResponse(
+            await self.indexed().pnl(
+                request.path_params["address"],
+                request.query_params.get("interval"),
+                _int_param(request, "from", 0, 0, INT_MAX),
+                _int_param(request, "to", INT_MAX, 0, INT_MAX),
+                _int_param(request, "limit", 300, 1, 1000),
+            )
+        )
+
     async def stats(self, request: Request) -> Response:
         return JSONResponse(await self.indexed().stats(request.path_params["market"]))
 
@@ -576,6 +587,7 @@ def build_app(node: Node) -> Starlette:
         Route("/v1/accounts/{address}/fills", w("fills", api.account_history)),
         Route("/v1/accounts/{address}/funding", w("account_funding", api.account_history)),
         Route("/v1/accounts/{address}/ledger", w("ledger", api.account_history)),
+        Route("/v1/accounts/{address}/pnl", w("pnl", api.pnl)),
         Route("/v1/proofs/accounts/{address}", w("proof", api.account_proof)),
         Route("/v1/vault", w("vault", api.vault)),
         WebSocketRoute("/v1/ws", hub.endpoint),

@@ -255,6 +255,22 @@ class Ledger(TypedDict):
     complete_from_height: int
 
 
+class PnlPoint(TypedDict):
+    start_ms: int
+    realized_pnl: Decimal
+    fees: Decimal
+    funding: Decimal
+    net: Decimal
+    cumulative_net: Decimal
+
+
+class PnlSeries(TypedDict):
+    address: Hex
+    interval: str
+    points: list[PnlPoint]
+    complete_from_height: int
+
+
 class AccountProof(TypedDict):
     address: Hex
     height: int

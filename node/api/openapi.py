@@ -115,6 +115,15 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
         "everything that moved the account's balances", {200: m.Ledger, **ERRORS},
         _history_params(),
     ),
+    ("GET", "/v1/accounts/{address}/pnl"): RouteDoc(
+        "PnL series: realised PnL, fees, funding per hour or day, oldest first",
+        {200: m.PnlSeries, **ERRORS},
+        (Param("interval", {"type": "string", "enum": ["1h", "1d"]}, "bucket length",
+               required=True),
+         Param("from", uint(), "earliest bucket start, ms"),
+         Param("to", uint(), "latest bucket start, ms"),
+         Param("limit", {**uint(1, 1000), "default": 300}, "buckets (the newest)")),
+    ),
     ("GET", "/v1/proofs/accounts/{address}"): RouteDoc(
         "Merkle proofs of the account's state with the certifying header and QC",
         {200: m.AccountProof, **ERRORS},

@@ -12,6 +12,8 @@ Tables (the same SQL on both engines; only the byte type and the placeholder dif
 * ``market_events``: per market, its trades (``fill``) and funding settlements (``funding``).
 * ``candles``: OHLCV per market, interval and start, in ticks and lots; the quote volume
   (ticks x lots, which can outgrow 64 bits over a day) is a decimal integer string.
+* ``pnl``: per account, interval (1h, 1d) and start, the realised PnL of its fills, the
+  trading fees and the funding it paid, in USDC atoms (the PnL series).
 
 Only the indexer writes, from one thread; readers (the API) have their own connection.
 """
@@ -40,6 +42,8 @@ from state_machine.codec import encode
 SCHEMA_VERSION = 1
 ACCOUNT_LISTS = ("fills", "funding", "ledger")
 MARKET_LISTS = ("trades", "funding")
+# PnL series intervals by name.
+PNL_INTERVALS_MS = {"1h": 3_600_000, "1d": 86_400_000}
 # Candle intervals by name; a candle starts at a multiple of its length (Unix ms).
 INTERVALS_MS = {
     "1m": 60_000,
@@ -126,6 +130,10 @@ _SCHEMA = (
         open_ticks BIGINT NOT NULL, high_ticks BIGINT NOT NULL, low_ticks BIGINT NOT NULL,
         close_ticks BIGINT NOT NULL, volume_lots BIGINT NOT NULL, quote TEXT NOT NULL,
         trades BIGINT NOT NULL, PRIMARY KEY (market_id, interval_ms, start_ms))""",
+    """CREATE TABLE IF NOT EXISTS pnl (
+        account {blob} NOT NULL, interval_ms BIGINT NOT NULL, start_ms BIGINT NOT NULL,
+        realized BIGINT NOT NULL, fees BIGINT NOT NULL, funding_paid BIGINT NOT NULL,
+        PRIMARY KEY (account, interval_ms, start_ms))""",
 )
 _CANDLE_COLUMNS = (
     "market_id, interval_ms, start_ms, open_ticks, high_ticks, low_ticks, close_ticks, "
@@ -133,12 +141,16 @@ _CANDLE_COLUMNS = (
 )
 
 
+Rows = list[tuple[Any, ...]]
+
+
 def block_rows(
     block: BlockEvents,
-) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]], list[Candle]]:
-    """The rows one block adds: events, account list entries, market list entries, and its
-    fills as one-trade candles of every interval (merged by the caller)."""
-    events, accounts, markets, fills = [], [], [], []
+) -> tuple[Rows, Rows, Rows, list[Candle], list[PnlPart]]:
+    """The rows one block adds: events, account list entries, market list entries, its
+    fills as one-trade candles of every interval and its PnL parts (both merged by the
+    caller)."""
+    events, accounts, markets, fills, pnl = [], [], [], [], []
     h, ts = block.height, block.timestamp_ms
     for idx, event in enumerate(block.events):
         body = event_body(event)
@@ -153,7 +165,8 @@ def block_rows(
             markets.append((market_id, "trades" if kind == "fill" else "funding", h, idx, ts))
         if kind == "fill":
             fills.extend(fill_candles(body, ts))
-    return events, accounts, markets, fills
+        pnl.extend(pnl_parts(kind, body, ts))
+    return events, accounts, markets, fills, pnl
 
 
 def account_lists(kind: str, body: dict[str, Any]) -> list[tuple[bytes, str]]:
@@ -181,6 +194,38 @@ def fill_candles(body: dict[str, Any], timestamp_ms: int) -> list[Candle]:
         )
         for length in INTERVALS_MS.values()
     ]  # fmt: skip
+
+
+PnlKey = tuple[bytes, int, int]  # account, interval, start
+PnlPart = tuple[PnlKey, int, int, int]  # key, realised, fees, funding paid
+
+
+def pnl_parts(kind: str, body: dict[str, Any], timestamp_ms: int) -> list[PnlPart]:
+    """What an event adds to its accounts' PnL buckets: (key, realised, fees, funding paid)."""
+    if kind == "fill":
+        sides = [
+            (body["taker"], body["taker_realized_pnl_atoms"], body["taker_fee_atoms"], 0),
+            (body["maker"], body["maker_realized_pnl_atoms"], body["maker_fee_atoms"], 0),
+        ]
+    elif kind == "funding_payment":
+        sides = [(body["account"], 0, 0, body["amount_atoms"])]
+    else:
+        return []
+    return [
+        ((who, length, timestamp_ms - timestamp_ms % length), realized, fee, paid)
+        for who, realized, fee, paid in sides
+        for length in PNL_INTERVALS_MS.values()
+    ]
+
+
+def sum_pnl(parts: Sequence[PnlPart]) -> dict[PnlKey, list[int]]:
+    out: dict[PnlKey, list[int]] = {}
+    for key, realized, fee, paid in parts:
+        have = out.setdefault(key, [0, 0, 0])
+        have[0] += realized
+        have[1] += fee
+        have[2] += paid
+    return out
 
 
 def merge_candles(parts: Sequence[Candle]) -> dict[tuple[int, int, int], Candle]:
@@ -295,8 +340,10 @@ class IndexDb:
                 "events": [], "account_events": [], "market_events": [],
             }  # fmt: skip
             candle_parts: list[Candle] = []
+            pnl: list[PnlPart] = []
             for block in blocks:
-                events, accounts, markets, fills = block_rows(block)
+                events, accounts, markets, fills, block_pnl = block_rows(block)
+                pnl += block_pnl
                 rows["events"] += events
                 rows["account_events"] += accounts
                 rows["market_events"] += markets
@@ -306,6 +353,7 @@ class IndexDb:
             for table, table_rows in rows.items():
                 self._insert(cur, table, 5, table_rows)
             changed = self._upsert_candles(cur, merge_candles(candle_parts))
+            self._add_pnl(cur, sum_pnl(pnl))
             cur.execute(
                 self._sql(
                     "UPDATE progress SET height = ?, first_height = ?, timestamp_ms = ? "
@@ -359,6 +407,20 @@ class IndexDb:
             )
             out.append(candle)
         return out
+
+    def _add_pnl(self, cur: Any, sums: dict[PnlKey, list[int]]) -> None:
+        rows = [(*key, *values) for key, values in sums.items()]
+        if rows:
+            cur.executemany(
+                self._sql(
+                    "INSERT INTO pnl VALUES (?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (account, interval_ms, start_ms) DO UPDATE SET "
+                    "realized = pnl.realized + excluded.realized, "
+                    "fees = pnl.fees + excluded.fees, "
+                    "funding_paid = pnl.funding_paid + excluded.funding_paid"
+                ),
+                rows,
+            )
 
     # ---- reading (the API) -----------------------------------------------------------------
 
@@ -428,10 +490,31 @@ class IndexDb:
         )
         return [_candle_of(r) for r in reversed(rows)]
 
+    def pnl_series(
+        self, account: bytes, interval_ms: int, from_ms: int, to_ms: int, limit: int
+    ) -> tuple[list[tuple[int, int, int, int]], tuple[int, int, int]]:
+        """The newest ``limit`` buckets starting in [from_ms, to_ms], oldest first, as
+        (start_ms, realised, fees, funding paid); and the totals of the buckets before them."""
+        rows = self._read(
+            "SELECT start_ms, realized, fees, funding_paid FROM pnl WHERE account = ? "
+            "AND interval_ms = ? AND start_ms >= ? AND start_ms <= ? "
+            "ORDER BY start_ms DESC LIMIT ?",
+            (account, interval_ms, from_ms, to_ms, limit),
+        )
+        buckets = [(int(a), int(b), int(c), int(d)) for a, b, c, d in reversed(rows)]
+        first = buckets[0][0] if buckets else to_ms + 1
+        before = self._read(
+            "SELECT COALESCE(SUM(realized), 0), COALESCE(SUM(fees), 0), "
+            "COALESCE(SUM(funding_paid), 0) FROM pnl "
+            "WHERE account = ? AND interval_ms = ? AND start_ms < ?",
+            (account, interval_ms, first),
+        )[0]
+        return buckets, (int(before[0]), int(before[1]), int(before[2]))
+
     def counts(self) -> dict[str, int]:
         """Rows per table (for operators and tests)."""
         out = {}
-        for table in ("events", "account_events", "market_events", "candles"):
+        for table in ("events", "account_events", "market_events", "candles", "pnl"):
             out[table] = int(self._read(f"SELECT COUNT(*) FROM {table}", ())[0][0])
         return out
 

@@ -18,7 +18,7 @@ import trio
 from node.api.history import HistoryItem, parse_cursor
 from node.api.queries import Queries, QueryError
 from node.api.units import format_fraction
-from node.indexer.db import INTERVALS_MS, Candle, IndexDb, Row
+from node.indexer.db import INTERVALS_MS, PNL_INTERVALS_MS, Candle, IndexDb, Row
 from state_machine.codec import decode_raw
 from state_machine.exchange import EVENT_FIELDS
 
@@ -182,6 +182,41 @@ class HistoryReads:
         height = db.progress().height
         found = db.candles(market_id, length_ms, 0, 2**62, WS_CANDLES_MAX)
         return [self.candle_json(c) for c in found], height
+
+    async def pnl(
+        self, text: str, interval: str | None, from_ms: int, to_ms: int, limit: int
+    ) -> dict[str, Any]:
+        """The account's PnL series: per bucket the realised PnL of its fills, its trading
+        fees and its funding (positive: received), their net and the running total of the
+        net since the account's first indexed bucket."""
+        who = self.queries.lookup_address(text)
+        length = PNL_INTERVALS_MS.get(interval or "")
+        if length is None:
+            raise QueryError(
+                400, "bad_interval", f"interval must be one of {', '.join(PNL_INTERVALS_MS)}"
+            )
+
+        def read(db: IndexDb) -> tuple[Any, Any, int]:
+            buckets, before = db.pnl_series(who, length, from_ms, to_ms, limit)
+            return buckets, before, db.progress().first_height
+
+        buckets, before, first = await self._run(read)
+        usdc = self.queries.signed_usdc
+        total = before[0] - before[1] - before[2]
+        points = []
+        for start_ms, realized, fees, paid in buckets:
+            net = realized - fees - paid
+            total += net
+            points.append({
+                "start_ms": start_ms, "realized_pnl": usdc(realized), "fees": usdc(fees),
+                "funding": usdc(-paid), "net": usdc(net), "cumulative_net": usdc(total),
+            })  # fmt: skip
+        return {
+            "address": who.hex(),
+            "interval": interval,
+            "points": points,
+            "complete_from_height": first,
+        }
 
     async def stats(self, text: str) -> dict[str, Any]:
         market = self.queries.lookup_market(text)

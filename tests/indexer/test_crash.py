@@ -30,6 +30,7 @@ TABLES = {
     "account_events": "account, list, height, idx",
     "market_events": "market_id, list, height, idx",
     "candles": "market_id, interval_ms, start_ms",
+    "pnl": "account, interval_ms, start_ms",
     "progress": "id",
 }
 

@@ -41,7 +41,7 @@ def test_progress_and_rows_are_written_together_and_a_height_only_once(index_db:
     progress = index_db.progress()
     assert (progress.height, progress.first_height, progress.timestamp_ms) == (1, 1, 1000)
     assert index_db.counts() == {
-        "events": 5, "account_events": 8, "market_events": 2, "candles": 6,
+        "events": 5, "account_events": 8, "market_events": 2, "candles": 6, "pnl": 4,
     }  # fmt: skip
     with pytest.raises(IndexDbError, match="already indexed"):
         index_db.write_blocks([BlockEvents(1, 1000, history_events(1))], first_height=1)
@@ -146,3 +146,25 @@ async def test_history_routes_from_the_database_answer_as_the_memory_history(
             assert (bad.status_code, bad.json()["code"]) == (400, "bad_cursor")
         nursery.cancel_scope.cancel()
     assert json.dumps(db_settings)  # the backend under test is in the test id
+
+
+def test_pnl_buckets_sum_fills_and_funding_and_carry_the_total_before_a_page(
+    index_db: IndexDb,
+) -> None:
+    hour = 3_600_000
+    alice = ALICE.public_key
+    fill_event = ("fill", 2, 600, 1, True, 1, 2, alice, BOB.public_key, 30, 10, 500, -500)
+    index_db.write_blocks(
+        [
+            BlockEvents(1, 5 * hour + 1, [fill_event, ("funding_payment", alice, 2, 7)]),
+            BlockEvents(2, 5 * hour + 2, [fill_event]),
+            BlockEvents(3, 6 * hour, [("funding_payment", alice, 2, -4)]),
+        ],
+        first_height=1,
+    )
+    buckets, before = index_db.pnl_series(alice, hour, 0, 2**62, 10)
+    assert buckets == [(5 * hour, 1000, 60, 7), (6 * hour, 0, 0, -4)] and before == (0, 0, 0)
+    buckets, before = index_db.pnl_series(alice, hour, 0, 2**62, 1)
+    assert buckets == [(6 * hour, 0, 0, -4)] and before == (1000, 60, 7)
+    maker, _ = index_db.pnl_series(BOB.public_key, hour, 0, 2**62, 10)
+    assert maker == [(5 * hour, -1000, 20, 0)]

@@ -82,6 +82,22 @@ async def test_the_node_indexes_stored_and_new_blocks_and_serves_all_of_them(
             empty = (await http.get("/v1/markets/ETH-PERP/stats")).json()
             assert (empty["trades"], empty["open"], empty["change_pct"]) == (0, None, None)
 
+            # The PnL series adds up the account's fills (realised PnL and fees).
+            series = (await http.get(f"/v1/accounts/{alice}/pnl?interval=1h")).json()
+            mine = [(f, "taker" if f["taker"] == alice else "maker") for f in fills]
+            realized = sum(Fraction(f[f"{s}_realized_pnl"]) for f, s in mine)
+            fees = sum(Fraction(f[f"{s}_fee"]) for f, s in mine)
+            points = series["points"]
+            assert sum(Fraction(p["realized_pnl"]) for p in points) == realized
+            assert sum(Fraction(p["fees"]) for p in points) == fees
+            assert Fraction(points[-1]["cumulative_net"]) == realized - fees
+            assert realized != 0 and fees > 0
+            if len(points) > 1:  # the running total counts the buckets before the page
+                last = (await http.get(f"/v1/accounts/{alice}/pnl?interval=1h&limit=1")).json()
+                assert last["points"] == points[-1:]
+            bad = await http.get(f"/v1/accounts/{alice}/pnl?interval=1m")
+            assert (bad.status_code, bad.json()["code"]) == (400, "bad_interval")
+
             for query, code in [
                 ("interval=2m", "bad_interval"),
                 ("", "bad_interval"),

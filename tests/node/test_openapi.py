@@ -48,6 +48,7 @@ async def test_every_route_answers_as_its_schema_says(tmp_path: Path) -> None:
             values = {"market": "BTC-PERP", "address": alice, "height": "2", "tx_id": tx_id}
             queries = {
                 "/v1/markets/{market}/candles": {"interval": "1m"},
+                "/v1/accounts/{address}/pnl": {"interval": "1h"},
                 "/v1/proofs/accounts/{address}": {"height": "2"},
             }
             covered = set()
