@@ -183,6 +183,17 @@ class SyncSettings:
     )
 
 
+_ORIGIN_RE = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+
+
+def cors_origin_list(text: str) -> list[str]:
+    """``[api] cors_origins`` as a list; each is * or scheme://host[:port]."""
+    origins = [o.strip() for o in text.split(",") if o.strip()]
+    for origin in origins:
+        if origin != "*" and not _ORIGIN_RE.fullmatch(origin):
+            raise ValueError(f"{origin!r} is not * or an origin like https://app.example.com")
+    return origins
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class ApiSettings:
     """Public HTTP + WebSocket API."""
@@ -223,6 +234,12 @@ class ApiSettings:
         "(smoothed); 0 never sheds",
         lo=0,
         hi=60_000,
+    )
+    cors_origins: str = _key(
+        "",
+        "browser origins allowed to call the API, comma-separated (https://app.example.com); "
+        "* for any; empty: none (same-origin only)",
+        parse=cors_origin_list,
     )
 
 
