@@ -330,7 +330,11 @@ class Api:
         return JSONResponse(self.queries.markets())
 
     async def market(self, request: Request) -> Response:
-        return JSONResponse(self.queries.market(request.path_params["market"]))
+        body = self.queries.market(request.path_params["market"])
+        history = self.database()
+        if history is not None:  # absent while the history database is not open
+            body["stats_24h"] = await history.stats(body["symbol"])
+        return JSONResponse(body)
 
     async def book(self, request: Request) -> Response:
         depth = _int_param(request, "depth", 20, 1, 500)

@@ -92,6 +92,19 @@ class MarginTier(TypedDict):
     maintenance_rate_ppm: int
 
 
+class MarketStats(TypedDict):
+    market: str
+    window_s: int
+    open: Decimal | None
+    high: Decimal | None
+    low: Decimal | None
+    last: Decimal | None
+    volume: Decimal
+    quote_volume: Decimal
+    trades: int
+    change_pct: Decimal | None
+
+
 class MarketAnswer(TypedDict):
     market_id: int
     symbol: str
@@ -120,6 +133,7 @@ class MarketAnswer(TypedDict):
     last_funding_rate_ppb: int | None
     funding_interval_ms: int | None
     next_funding_ms: int | None
+    stats_24h: NotRequired[MarketStats]
 
 
 class AssetAnswer(TypedDict):
@@ -180,19 +194,6 @@ class Candles(TypedDict):
     interval: str
     candles: list[Candle]
     complete_from_height: int
-
-
-class MarketStats(TypedDict):
-    market: str
-    window_s: int
-    open: Decimal | None
-    high: Decimal | None
-    low: Decimal | None
-    last: Decimal | None
-    volume: Decimal
-    quote_volume: Decimal
-    trades: int
-    change_pct: Decimal | None
 
 
 class Balance(TypedDict):

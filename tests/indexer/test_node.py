@@ -79,6 +79,8 @@ async def test_the_node_indexes_stored_and_new_blocks_and_serves_all_of_them(
             assert Fraction(stats["volume"]) == BLOCKS * 10 * LOT
             change = (prices[-1] - prices[0]) / prices[0] * 100
             assert abs(Fraction(stats["change_pct"]) - change) <= Fraction(1, 200)
+            market = (await http.get("/v1/markets/BTC-PERP")).json()
+            assert market["stats_24h"] == stats
             empty = (await http.get("/v1/markets/ETH-PERP/stats")).json()
             assert (empty["trades"], empty["open"], empty["change_pct"]) == (0, None, None)
 
