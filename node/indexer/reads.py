@@ -9,6 +9,7 @@ so a client that saw its transaction commit then finds it in its history.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -50,7 +51,7 @@ def change_pct(open_ticks: int, last_ticks: int) -> str:
     """Percentage change, rounded half away from zero to 2 decimals."""
     pct = Fraction(last_ticks - open_ticks, open_ticks) * 100
     sign = -1 if pct < 0 else 1
-    hundredths = (abs(pct) * 100 + Fraction(1, 2)).__floor__()
+    hundredths = math.floor(abs(pct) * 100 + Fraction(1, 2))
     return format_fraction(Fraction(sign * hundredths, 100))
 
 
