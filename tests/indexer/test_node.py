@@ -150,3 +150,18 @@ async def test_without_a_history_database_candles_are_refused_and_history_is_rec
         assert trades.status_code == 200
     assert not (tmp_path / "data").exists()  # no database file was created
     await trio.lowlevel.checkpoint()
+
+
+async def test_the_recent_history_follows_blocks_itself_not_through_the_hub(
+    tmp_path: Path,
+) -> None:
+    """The in-memory recent history subscribes to committed blocks directly: without the
+    WebSocket hub it still sees every block."""
+    with opened_node(tmp_path) as node:
+        app = build_app(node)
+        node._subscribers.remove(app.state.hub.on_block)  # no WebSocket hub at all
+        await add_trade_blocks(node, 2)
+        queries = app.state.api.queries
+        assert queries.indexed_height == 2
+        items, _ = queries.index.market_items(queries.index.trades, 2)
+        assert [i.height for i in items] == [1, 2]
