@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "cli.maintenance_cmd",
     "cli.keys_cmd",
     "cli.snapshot_cmd",
+    "cli.indexer_cmd",
     "cli.trade_cmd",
     "cli.watch_cmd",
     "cli.proof_cmd",

@@ -183,6 +183,17 @@ class SyncSettings:
     )
 
 
+_ORIGIN_RE = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+
+
+def cors_origin_list(text: str) -> list[str]:
+    """``[api] cors_origins`` as a list; each is * or scheme://host[:port]."""
+    origins = [o.strip() for o in text.split(",") if o.strip()]
+    for origin in origins:
+        if origin != "*" and not _ORIGIN_RE.fullmatch(origin):
+            raise ValueError(f"{origin!r} is not * or an origin like https://app.example.com")
+    return origins
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class ApiSettings:
     """Public HTTP + WebSocket API."""
@@ -223,6 +234,12 @@ class ApiSettings:
         "(smoothed); 0 never sheds",
         lo=0,
         hi=60_000,
+    )
+    cors_origins: str = _key(
+        "",
+        "browser origins allowed to call the API, comma-separated (https://app.example.com); "
+        "* for any; empty: none (same-origin only)",
+        parse=cors_origin_list,
     )
 
 
@@ -315,6 +332,30 @@ class StorageSettings:
     )
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class IndexerSettings:
+    """The history indexer (node/indexer/): committed blocks' events in a database."""
+
+    mode: str = _key(
+        "in_process",
+        "in_process: the node indexes its blocks; external: `perpbft indexer` does and the "
+        "node serves history from its database; off: recent in-memory history only",
+        choices=("in_process", "external", "off"),
+    )
+    backend: str = _key(
+        "sqlite", "database: sqlite (one file) or postgresql", choices=("sqlite", "postgresql")
+    )
+    sqlite_file: str = _key(
+        "data/index.sqlite3", "SQLite database file (relative to the home)", parse=_parse_path
+    )
+    postgresql_dsn: str = _key(
+        "", "PostgreSQL connection string (libpq form), for backend = postgresql"
+    )
+    blocks_per_commit_max: int = _key(
+        200, "blocks written in one database transaction while catching up", lo=1, hi=100_000
+    )
+
+
 # Table name -> settings class, in file order; "" is the top level.
 SECTIONS: dict[str, type] = {
     "": NodeSettings,
@@ -326,6 +367,7 @@ SECTIONS: dict[str, type] = {
     "log": LogSettings,
     "storage": StorageSettings,
     "sync": SyncSettings,
+    "indexer": IndexerSettings,
 }
 
 
@@ -343,6 +385,7 @@ class Config:
     log: LogSettings = LogSettings()
     storage: StorageSettings = StorageSettings()
     sync: SyncSettings = SyncSettings()
+    indexer: IndexerSettings = IndexerSettings()
 
     def path(self, relative: str) -> Path:
         return self.home / Path(relative).expanduser()
@@ -502,6 +545,9 @@ def _check_cross_fields(where: str, config: Config) -> None:
         if host_port[1] != 0 and host_port in seen:
             raise ConfigError(f"{where}: {key} = {text!r} is already used by {seen[host_port]}")
         seen[host_port] = key
+    indexer = config.indexer
+    if indexer.mode != "off" and indexer.backend == "postgresql" and not indexer.postgresql_dsn:
+        raise ConfigError(f"{where}: indexer.backend = postgresql needs indexer.postgresql_dsn")
     peer_keys = [address.public_key for address in config.peer_addresses()]
     if len(set(peer_keys)) != len(peer_keys):
         raise ConfigError(f"{where}: p2p.peers lists one public key twice")

@@ -150,6 +150,17 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.indexer_height = Gauge(
+            "perpbft_indexer_height", "Last height the history indexer wrote", registry=r
+        )
+        self.indexer_events = Counter(
+            "perpbft_indexer_events", "Events the history indexer wrote", registry=r
+        )
+        self.indexer_failures = Counter(
+            "perpbft_indexer_failures",
+            "History indexer steps that failed (database unreachable, ...); retried",
+            registry=r,
+        )
         self.consensus_old_messages = Counter(
             "perpbft_consensus_old_messages",
             "Consensus messages from views well behind ours (dropped), by kind",

@@ -20,11 +20,14 @@ from typing import Any
 
 import trio
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from consensus.types import Block, QuorumCert
+from node.api.openapi import openapi, route_index
 from node.api.overload import LoopLag
 from node.api.params import INT_MAX, InputError, parse_json, parse_uint
 from node.api.queries import Queries
@@ -32,6 +35,9 @@ from node.api.ratelimit import RateLimiter, retry_after_header
 from node.api.server import ConnectionLimits
 from node.api.txjson import TxJsonError, transaction_from_json
 from node.chain import Executed
+from node.config import ApiSettings, cors_origin_list
+from node.indexer.innode import run_in_node
+from node.indexer.reads import HistoryReads
 from node.logs import fields, get_logger
 from node.mempool import Admit
 from node.node import Node, wait_timeout_s
@@ -112,6 +118,9 @@ class Api:
         self.lag = LoopLag(settings.shed_loop_lag_ms / 1000, node.metrics)
         self.signer_limits = RateLimiter(SIGNER_RATE_PER_S, SIGNER_BURST)
         self.block_committed = trio.Event()
+        # History from the indexer's database; None: the in-memory recent history only.
+        indexing = node.config.indexer.mode != "off"
+        self.history: HistoryReads | None = HistoryReads(self.queries) if indexing else None
 
     # ---- plumbing ------------------------------------------------------------------------
 
@@ -321,7 +330,11 @@ class Api:
         return JSONResponse(self.queries.markets())
 
     async def market(self, request: Request) -> Response:
-        return JSONResponse(self.queries.market(request.path_params["market"]))
+        body = self.queries.market(request.path_params["market"])
+        history = self.database()
+        if history is not None:  # absent while the history database is not open
+            body["stats_24h"] = await history.stats(body["symbol"])
+        return JSONResponse(body)
 
     async def book(self, request: Request) -> Response:
         depth = _int_param(request, "depth", 20, 1, 500)
@@ -329,18 +342,62 @@ class Api:
 
     async def trades(self, request: Request) -> Response:
         limit = _int_param(request, "limit", 50, 1, 1000)
-        return JSONResponse(self.queries.trades(request.path_params["market"], limit))
+        market = request.path_params["market"]
+        history = self.database()
+        if history is not None:
+            return JSONResponse(await history.trades(market, limit))
+        return JSONResponse(self.queries.trades(market, limit))
 
     async def funding(self, request: Request) -> Response:
+        args = (
+            request.path_params["market"],
+            _int_param(request, "from", 0, 0, INT_MAX),
+            _int_param(request, "to", INT_MAX, 0, INT_MAX),
+            request.query_params.get("cursor"),
+            _int_param(request, "limit", 100, 1, 1000),
+        )
+        history = self.database()
+        if history is not None:
+            return JSONResponse(await history.funding(*args))
+        return JSONResponse(self.queries.funding(*args))
+
+    async def candles(self, request: Request) -> Response:
         return JSONResponse(
-            self.queries.funding(
+            await self.indexed().candles(
                 request.path_params["market"],
+                request.query_params.get("interval"),
                 _int_param(request, "from", 0, 0, INT_MAX),
                 _int_param(request, "to", INT_MAX, 0, INT_MAX),
-                request.query_params.get("cursor"),
-                _int_param(request, "limit", 100, 1, 1000),
+                _int_param(request, "limit", 300, 1, 1000),
             )
         )
+
+    async def pnl(self, request: Request) -> Response:
+        return JSONResponse(
+            await self.indexed().pnl(
+                request.path_params["address"],
+                request.query_params.get("interval"),
+                _int_param(request, "from", 0, 0, INT_MAX),
+                _int_param(request, "to", INT_MAX, 0, INT_MAX),
+                _int_param(request, "limit", 300, 1, 1000),
+            )
+        )
+
+    async def stats(self, request: Request) -> Response:
+        return JSONResponse(await self.indexed().stats(request.path_params["market"]))
+
+    def database(self) -> HistoryReads | None:
+        """The history database's reads, None while it is not open (or configured off): the
+        recent in-memory history answers then, with its own ``complete_from_height``."""
+        history = self.history
+        return history if history is not None and history.db is not None else None
+
+    def indexed(self) -> HistoryReads:
+        if self.history is None:
+            raise ApiError(
+                404, "history_disabled", "this node keeps no history database ([indexer] mode)"
+            )
+        return self.history
 
     # ---- accounts ------------------------------------------------------------------------
 
@@ -355,16 +412,18 @@ class Api:
 
     async def account_history(self, request: Request) -> Response:
         kind = request.url.path.rsplit("/", 1)[-1]
-        return JSONResponse(
-            self.queries.history(
-                request.path_params["address"],
-                kind,
-                _int_param(request, "from", 0, 0, INT_MAX),
-                _int_param(request, "to", INT_MAX, 0, INT_MAX),
-                request.query_params.get("cursor"),
-                _int_param(request, "limit", 100, 1, 1000),
-            )
+        args = (
+            request.path_params["address"],
+            kind,
+            _int_param(request, "from", 0, 0, INT_MAX),
+            _int_param(request, "to", INT_MAX, 0, INT_MAX),
+            request.query_params.get("cursor"),
+            _int_param(request, "limit", 100, 1, 1000),
         )
+        history = self.database()
+        if history is not None:
+            return JSONResponse(await history.history(*args))
+        return JSONResponse(self.queries.history(*args))
 
     async def account_proof(self, request: Request) -> Response:
         who = self.queries.lookup_address(request.path_params["address"])
@@ -454,9 +513,14 @@ class ApiApp(Starlette):
     a logged 500, as the middleware would make it. Every other request takes the normal path.
     """
 
-    def __init__(self, fast: dict[tuple[str, str], Handler], **kwargs: Any) -> None:
+    def __init__(
+        self, fast: dict[tuple[str, str], Handler], cors: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.fast = fast
+        # With CORS configured a browser's request (it sends Origin) takes the normal path,
+        # where the CORS middleware answers preflights and adds the allow headers.
+        self.cors = cors
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -472,6 +536,8 @@ class ApiApp(Starlette):
                 await response(scope, receive, send)
                 return
             handler = self.fast.get((scope["method"], scope["path"]))
+            if handler is not None and self.cors and _has_origin(scope):
+                handler = None
             if handler is not None:
                 try:
                     response = await handler(Request(scope, receive))
@@ -493,15 +559,50 @@ class ApiApp(Starlette):
         return response
 
 
+def _has_origin(scope: Any) -> bool:
+    return any(name == b"origin" for name, _ in scope.get("headers", ()))
+
+
+def cors_middleware(settings: ApiSettings) -> list[Middleware]:
+    """``[api] cors_origins`` as Starlette's CORS middleware (none when empty)."""
+    origins = cors_origin_list(settings.cors_origins)
+    if not origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["content-type"],
+            expose_headers=["retry-after"],
+            max_age=600,
+        )
+    ]
+
+
 def build_app(node: Node) -> Starlette:
     from node.api.ws import StreamHub
 
     api = Api(node)
-    hub = StreamHub(node, api.queries, node.config.api, api.lag)
+    hub = StreamHub(node, api.queries, node.config.api, api.lag, api.history)
+    # The recent in-memory history follows committed blocks itself, before the hub reads it.
+    node.subscribe(api.queries.on_executed)
     node.subscribe(hub.on_block)
     node.subscribe(api.on_block)
     w = api.wrap
+    schema: dict[str, Any] = {}
+
+    async def index(request: Request) -> Response:
+        return JSONResponse(route_index(routes))
+
+    async def openapi_json(request: Request) -> Response:
+        if not schema:  # generated once, from the routes as served
+            schema.update(openapi(routes))
+        return JSONResponse(schema)
+
     routes = [
+        Route("/", w("index", index)),
+        Route("/openapi.json", w("openapi", openapi_json)),
         Route("/livez", w("livez", api.livez, limited=False)),
         Route("/readyz", w("readyz", api.readyz, limited=False)),
         Route("/v1/status", w("status", api.status)),
@@ -514,11 +615,14 @@ def build_app(node: Node) -> Starlette:
         Route("/v1/markets/{market}/book", w("book", api.book)),
         Route("/v1/markets/{market}/trades", w("trades", api.trades)),
         Route("/v1/markets/{market}/funding", w("market_funding", api.funding)),
+        Route("/v1/markets/{market}/candles", w("candles", api.candles)),
+        Route("/v1/markets/{market}/stats", w("market_stats", api.stats)),
         Route("/v1/accounts/{address}", w("account", api.account)),
         Route("/v1/accounts/{address}/orders", w("orders", api.account_orders)),
         Route("/v1/accounts/{address}/fills", w("fills", api.account_history)),
         Route("/v1/accounts/{address}/funding", w("account_funding", api.account_history)),
         Route("/v1/accounts/{address}/ledger", w("ledger", api.account_history)),
+        Route("/v1/accounts/{address}/pnl", w("pnl", api.pnl)),
         Route("/v1/proofs/accounts/{address}", w("proof", api.account_proof)),
         Route("/v1/vault", w("vault", api.vault)),
         WebSocketRoute("/v1/ws", hub.endpoint),
@@ -553,11 +657,16 @@ def build_app(node: Node) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(api.lag.run)
+            if api.history is not None:
+                nursery.start_soon(run_in_node, node, api.history, [hub.on_candles])
             yield
             nursery.cancel_scope.cancel()
 
+    middleware = cors_middleware(node.config.api)
     app = ApiApp(
         fast,
+        cors=bool(middleware),
+        middleware=middleware,
         routes=routes,
         exception_handlers={404: not_found, 405: method_not_allowed, 500: server_error},
         lifespan=lifespan,

@@ -40,6 +40,7 @@ from state_machine.tx import Transaction, WithdrawRequest
 from state_machine.txroot import inclusion_proof, tx_root
 
 if TYPE_CHECKING:
+    from node.chain import Executed
     from node.node import Node
 
 READY_BLOCK_AGE_S = 10.0
@@ -493,6 +494,10 @@ class Queries:
         return body
 
     # ---- history feed ------------------------------------------------------------------------
+
+    def on_executed(self, executed: Executed) -> None:
+        """``Node.subscribe`` callback: the recent history follows committed blocks."""
+        self.on_block(executed.height, executed.timestamp_ms, executed.result.events)
 
     def on_block(self, height: int, timestamp_ms: int, events: list[Any]) -> None:
         self.backfill()

@@ -4,7 +4,8 @@ Protocol (JSON text frames):
 
 * client: ``{"op": "subscribe", "id": 1, "channel": "book", "market": "BTC-PERP",
   "depth": 10}``; channels ``book`` (market, depth), ``trades`` (market), ``blocks``,
-  ``account`` (address); ``{"op": "unsubscribe", "id": 1}``; ``{"op": "ping"}``.
+  ``account`` (address), ``candles`` (market, interval; from the history database, updated
+  when the indexer has written a block); ``{"op": "unsubscribe", "id": 1}``; ``{"op": "ping"}``.
 * server: ``{"type": "snapshot", "id": 1, "channel": ..., "seq": 0, "height": H, "data": ...}``
   once, then ``{"type": "update", "id": 1, "seq": n, "height": H, "data": ...}`` after every
   block that changes the subscription, with ``seq`` increasing by exactly one per message of
@@ -40,6 +41,8 @@ from node.api.params import InputError, parse_json
 from node.api.queries import Queries, QueryError
 from node.api.ratelimit import RateLimiter
 from node.api.server import ABORT_KEY
+from node.indexer.db import Candle
+from node.indexer.reads import HistoryReads, interval_ms
 from node.logs import fields, get_logger
 
 if TYPE_CHECKING:
@@ -57,7 +60,9 @@ CLOSE_TRY_AGAIN_LATER = 1013
 
 
 class Subscription:
-    __slots__ = ("address", "channel", "depth", "height", "last", "market", "seq", "sub_id")
+    __slots__ = (
+        "address", "channel", "depth", "height", "interval_ms", "last", "market", "seq", "sub_id",
+    )  # fmt: skip
 
     def __init__(self, sub_id: Any, channel: str) -> None:
         self.sub_id = sub_id
@@ -65,6 +70,7 @@ class Subscription:
         self.market = ""
         self.depth = 10
         self.address = ""
+        self.interval_ms = 0
         self.seq = 0
         # Height the snapshot reflects: updates of blocks at or below it are already in it.
         self.height = 0
@@ -120,10 +126,16 @@ class Connection:
 
 class StreamHub:
     def __init__(
-        self, node: Node, queries: Queries, settings: ApiSettings, lag: LoopLag | None = None
+        self,
+        node: Node,
+        queries: Queries,
+        settings: ApiSettings,
+        lag: LoopLag | None = None,
+        history: HistoryReads | None = None,
     ) -> None:
         self.node = node
         self.queries = queries
+        self.history = history
         self.settings = settings
         self.lag = lag
         self.write_timeout_s = settings.websocket_write_timeout_ms / 1000
@@ -133,7 +145,6 @@ class StreamHub:
     # ---- per block -----------------------------------------------------------------------
 
     def on_block(self, executed: Executed) -> None:
-        self.queries.on_block(executed.height, executed.timestamp_ms, executed.result.events)
         if not self.connections:
             return
         block_index = HistoryIndex()
@@ -163,6 +174,37 @@ class StreamHub:
                     }
                 )
 
+    def on_candles(self, height: int, candles: list[Candle]) -> None:
+        """The indexer wrote blocks up to ``height``: the candles they changed, as stored, to
+        each ``candles`` subscription of their market and interval."""
+        if not candles or self.history is None:
+            return
+        history = self.history
+        changed: dict[tuple[int, int], list[Candle]] = {}
+        for candle in candles:
+            changed.setdefault((candle.market_id, candle.interval_ms), []).append(candle)
+        for conn in list(self.connections):
+            for sub in list(conn.subs.values()):
+                if sub.channel != "candles" or height <= sub.height:
+                    continue
+                market = self.queries.lookup_market(sub.market)
+                mine = changed.get((market.market_id, sub.interval_ms))
+                if not mine:
+                    continue
+                sub.seq += 1
+                sub.height = height
+                data = {"candles": [history.candle_json(c) for c in mine]}
+                conn.push(
+                    {
+                        "type": "update",
+                        "id": sub.sub_id,
+                        "channel": sub.channel,
+                        "seq": sub.seq,
+                        "height": height,
+                        "data": data,
+                    }
+                )
+
     @staticmethod
     def changed(sub: Subscription, data: Any) -> Any:
         """A book update only when its levels differ from what this subscriber last got."""
@@ -175,6 +217,8 @@ class StreamHub:
 
     def update_data(self, sub: Subscription, executed: Executed, index: HistoryIndex) -> Any:
         q = self.queries
+        if sub.channel == "candles":
+            return None  # sent by on_candles once the indexer has written the block
         if sub.channel == "book":
             book = q.book(sub.market, sub.depth)
             return {"bids": book["bids"], "asks": book["asks"]}
@@ -213,6 +257,17 @@ class StreamHub:
             "account": q.account(sub.address),
             "orders": q.open_orders(sub.address)["orders"],
         }
+
+    async def candles_snapshot(self, sub: Subscription) -> Any:
+        """The last candles from the database (read in a worker thread)."""
+        history = self.history
+        if history is None:
+            raise QueryError(404, "history_disabled", "this node keeps no history database")
+        market_id = self.queries.lookup_market(sub.market).market_id
+        candles, sub.height = await trio.to_thread.run_sync(
+            history.recent_candles, market_id, sub.interval_ms
+        )
+        return {"candles": candles}
 
     def snapshot(self, sub: Subscription) -> Any:
         """The subscription's current data; sets ``sub.height`` to the height it reflects.
@@ -371,7 +426,7 @@ class StreamHub:
             except InputError as exc:
                 conn.push(error(exc.code, exc.message))
                 continue
-            self.handle(conn, message)
+            await self.handle(conn, message)
 
     @staticmethod
     def parse(text: str | None) -> dict[str, Any]:
@@ -387,7 +442,7 @@ class StreamHub:
             raise InputError(400, "malformed", "message must be a JSON object")
         return message
 
-    def handle(self, conn: Connection, message: dict[str, Any]) -> None:
+    async def handle(self, conn: Connection, message: dict[str, Any]) -> None:
         op = message.get("op")
         if op == "ping":
             conn.push({"type": "pong"})
@@ -410,7 +465,10 @@ class StreamHub:
         sub = Subscription(sub_id, str(message.get("channel", "")))
         try:
             self._configure(sub, message)
-            data = self.snapshot(sub)
+            if sub.channel == "candles":
+                data = await self.candles_snapshot(sub)
+            else:
+                data = self.snapshot(sub)
         except InputError as exc:
             conn.push(error(exc.code, exc.message, sub_id))
             return
@@ -429,7 +487,7 @@ class StreamHub:
 
     def _configure(self, sub: Subscription, message: dict[str, Any]) -> None:
         q = self.queries
-        if sub.channel in ("book", "trades"):
+        if sub.channel in ("book", "trades", "candles"):
             market = message.get("market")
             if not isinstance(market, str):
                 raise QueryError(400, "bad_market", "market is required")
@@ -438,6 +496,8 @@ class StreamHub:
             if not isinstance(depth, int) or isinstance(depth, bool) or not 1 <= depth <= 100:
                 raise QueryError(400, "bad_depth", "depth must be 1..100")
             sub.depth = depth
+            if sub.channel == "candles":
+                sub.interval_ms = interval_ms(message.get("interval"))
         elif sub.channel == "account":
             address = message.get("address")
             if not isinstance(address, str):
@@ -445,7 +505,9 @@ class StreamHub:
             sub.address = q.lookup_address(address).hex()
         elif sub.channel != "blocks":
             raise QueryError(
-                400, "unknown_channel", "channel must be book, trades, blocks or account"
+                400,
+                "unknown_channel",
+                "channel must be book, trades, blocks, account or candles",
             )
 
 

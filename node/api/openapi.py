@@ -1,0 +1,259 @@
+"""OpenAPI 3.1 of the API, generated from the app's own routes and the answer models.
+
+Paths and methods come from the Starlette route table ``build_app`` serves (so a route cannot
+be served without being described: :func:`openapi` refuses a route with no entry in
+``ROUTE_DOCS``); each entry names its query parameters and its answer models
+(``node.api.models``), turned into JSON Schema by :func:`schema_of` from their type hints.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Union, get_args, get_origin, get_type_hints, is_typeddict
+
+from starlette.routing import Route
+
+from node.api import models as m
+
+DECIMAL_PATTERN = r"^-?(0|[1-9][0-9]*)(\.[0-9]*[1-9])?$"
+HEX_PATTERN = r"^[0-9a-f]*$"
+INT_MAX = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    name: str
+    schema: dict[str, Any]
+    description: str
+    required: bool = False
+
+
+def uint(lo: int = 0, hi: int = INT_MAX) -> dict[str, Any]:
+    return {"type": "integer", "minimum": lo, "maximum": hi}
+
+
+def _history_params(limit_default: int = 100) -> tuple[Param, ...]:
+    return (
+        Param("from", uint(), "earliest block time, ms (inclusive)"),
+        Param("to", uint(), "latest block time, ms (inclusive)"),
+        Param("cursor", {"type": "string", "pattern": r"^[0-9]+\.[0-9]+$"},
+              "items strictly older than this one (the previous page's next_cursor)"),
+        Param("limit", {**uint(1, 1000), "default": limit_default}, "items per page"),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class RouteDoc:
+    summary: str
+    responses: dict[int, type]
+    params: tuple[Param, ...] = ()
+    body: str | None = None  # request media types, for POST
+    tags: tuple[str, ...] = field(default=())
+
+
+ERRORS = {400: m.Error, 404: m.Error, 429: m.Error, 503: m.Error}
+
+# (method, path) -> what it does; every served route must be here.
+ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
+    ("GET", "/"): RouteDoc("the routes and where the OpenAPI schema is", {200: m.Index}),
+    ("GET", "/openapi.json"): RouteDoc("this schema (OpenAPI 3.1)", {200: dict}),
+    ("GET", "/livez"): RouteDoc("liveness: the event loop runs", {200: m.Health, 503: m.Error}),
+    ("GET", "/readyz"): RouteDoc("readiness: quorum connected, recent block",
+                                 {200: m.Health, 503: m.Error}),
+    ("GET", "/v1/status"): RouteDoc("height, view, peers, readiness", {200: m.Status}),
+    ("POST", "/v1/txs"): RouteDoc(
+        "submit one signed transaction (msgpack or JSON)",
+        {200: m.CommittedTx, 202: m.Submitted, 409: m.Error, 413: m.Error, **ERRORS},
+        (Param("wait", {"type": "string", "enum": ["commit"]}, "wait for the commit"),
+         Param("timeout_s", {"type": "number"}, "how long to wait for the commit")),
+        body="application/msgpack, application/json",
+    ),
+    ("POST", "/v1/txs/batch"): RouteDoc(
+        "submit many signed transactions (a msgpack array of their bytes)",
+        {200: m.BatchSubmitted, 413: m.Error, **ERRORS}, body="application/msgpack",
+    ),
+    ("GET", "/v1/txs/{tx_id}"): RouteDoc("a committed or pending transaction",
+                                         {200: m.CommittedTx, 202: m.Submitted, **ERRORS}),
+    ("GET", "/v1/blocks/{height}"): RouteDoc("a stored block and its commit QC",
+                                             {200: m.BlockAnswer, **ERRORS}),
+    ("GET", "/v1/markets"): RouteDoc("every market and asset", {200: m.Markets}),
+    ("GET", "/v1/markets/{market}"): RouteDoc("one market", {200: m.MarketAnswer, **ERRORS}),
+    ("GET", "/v1/markets/{market}/book"): RouteDoc(
+        "price levels", {200: m.Book, **ERRORS},
+        (Param("depth", {**uint(1, 500), "default": 20}, "levels per side"),),
+    ),
+    ("GET", "/v1/markets/{market}/trades"): RouteDoc(
+        "recent trades, newest first", {200: m.Trades, **ERRORS},
+        (Param("limit", {**uint(1, 1000), "default": 50}, "trades"),),
+    ),
+    ("GET", "/v1/markets/{market}/funding"): RouteDoc(
+        "funding settlements, newest first", {200: m.MarketFunding, **ERRORS}, _history_params()
+    ),
+    ("GET", "/v1/markets/{market}/candles"): RouteDoc(
+        "OHLCV candles, oldest first", {200: m.Candles, **ERRORS},
+        (Param("interval", {"type": "string", "enum": ["1m", "5m", "15m", "1h", "4h", "1d"]},
+               "candle length", required=True),
+         Param("from", uint(), "earliest candle start, ms"),
+         Param("to", uint(), "latest candle start, ms"),
+         Param("limit", {**uint(1, 1000), "default": 300}, "candles (the newest)")),
+    ),
+    ("GET", "/v1/markets/{market}/stats"): RouteDoc("rolling 24 h statistics",
+                                                    {200: m.MarketStats, **ERRORS}),
+    ("GET", "/v1/accounts/{address}"): RouteDoc("balances, positions, margin",
+                                                {200: m.AccountAnswer, **ERRORS}),
+    ("GET", "/v1/accounts/{address}/orders"): RouteDoc("open orders and waiting triggers",
+                                                       {200: m.Orders, **ERRORS}),
+    ("GET", "/v1/accounts/{address}/fills"): RouteDoc(
+        "the account's fills, newest first", {200: m.Fills, **ERRORS}, _history_params()
+    ),
+    ("GET", "/v1/accounts/{address}/funding"): RouteDoc(
+        "the account's funding payments", {200: m.AccountFunding, **ERRORS}, _history_params()
+    ),
+    ("GET", "/v1/accounts/{address}/ledger"): RouteDoc(
+        "everything that moved the account's balances", {200: m.Ledger, **ERRORS},
+        _history_params(),
+    ),
+    ("GET", "/v1/accounts/{address}/pnl"): RouteDoc(
+        "PnL series: realised PnL, fees, funding per hour or day, oldest first",
+        {200: m.PnlSeries, **ERRORS},
+        (Param("interval", {"type": "string", "enum": ["1h", "1d"]}, "bucket length",
+               required=True),
+         Param("from", uint(), "earliest bucket start, ms"),
+         Param("to", uint(), "latest bucket start, ms"),
+         Param("limit", {**uint(1, 1000), "default": 300}, "buckets (the newest)")),
+    ),
+    ("GET", "/v1/proofs/accounts/{address}"): RouteDoc(
+        "Merkle proofs of the account's state with the certifying header and QC",
+        {200: m.AccountProof, **ERRORS},
+        (Param("height", uint(), "a recent past height (default: the latest)"),),
+    ),
+    ("GET", "/v1/vault"): RouteDoc("the liquidation vault and its risk policy", {200: m.Vault}),
+}  # fmt: skip
+
+
+# ---- JSON Schema from type hints ---------------------------------------------------------
+
+
+def schema_of(tp: Any, components: dict[str, Any]) -> dict[str, Any]:
+    """The JSON Schema of a type hint; TypedDicts go to ``components`` and are referenced."""
+    if is_typeddict(tp):
+        name = tp.__name__
+        if name not in components:
+            components[name] = {}  # placeholder: a model may refer to itself
+            components[name] = _object_schema(tp, components)
+        return {"$ref": f"#/components/schemas/{name}"}
+    origin = get_origin(tp)
+    if origin is typing.Annotated:
+        base, *extras = get_args(tp)
+        pattern = {"decimal": DECIMAL_PATTERN, "hex": HEX_PATTERN}[extras[0]]
+        return {**schema_of(base, components), "pattern": pattern}
+    if origin in (Union, types.UnionType):
+        return {"anyOf": [schema_of(a, components) for a in get_args(tp)]}
+    if origin is list:
+        (item,) = get_args(tp)
+        return {"type": "array", "items": schema_of(item, components)}
+    if origin is dict or tp is dict:
+        return {"type": "object"}
+    simple = {int: "integer", str: "string", bool: "boolean", float: "number",
+              type(None): "null"}  # fmt: skip
+    if tp in simple:
+        return {"type": simple[tp]}
+    if tp is Any:
+        return {}
+    raise TypeError(f"no JSON Schema for {tp!r}")
+
+
+def _object_schema(model: Any, components: dict[str, Any]) -> dict[str, Any]:
+    hints = get_type_hints(model, include_extras=True)
+    properties = {}
+    required = []
+    for name, hint in hints.items():
+        # Read from the hint: with postponed annotations ``__required_keys__`` misses it.
+        if get_origin(hint) is typing.NotRequired:
+            (hint,) = get_args(hint)
+        else:
+            required.append(name)
+        properties[name] = schema_of(hint, components)
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": sorted(required),
+        "additionalProperties": model in m.OPEN_MODELS,
+    }
+
+
+# ---- the document --------------------------------------------------------------------------
+
+
+def served_routes(routes: list[Any]) -> list[tuple[str, str]]:
+    """(method, path) of every HTTP route of the app (HEAD, which Starlette adds, aside)."""
+    out = []
+    for route in routes:
+        if isinstance(route, Route):
+            for method in sorted(route.methods or ()):
+                if method != "HEAD":
+                    out.append((method, route.path))
+    return out
+
+
+def openapi(routes: list[Any], version: str = "1") -> dict[str, Any]:
+    components: dict[str, Any] = {}
+    paths: dict[str, Any] = {}
+    for method, path in served_routes(routes):
+        doc = ROUTE_DOCS.get((method, path))
+        if doc is None:
+            raise KeyError(f"{method} {path} is served but has no ROUTE_DOCS entry")
+        paths.setdefault(path, {})[method.lower()] = _operation(method, path, doc, components)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "perpbft node API", "version": version,
+                 "description": "Every route of a perpbft node; see docs/API.md."},
+        "paths": paths,
+        "components": {"schemas": components},
+    }  # fmt: skip
+
+
+def _operation(method: str, path: str, doc: RouteDoc, components: dict[str, Any]) -> Any:
+    params = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in _path_names(path)
+    ]
+    params += [
+        {"name": p.name, "in": "query", "required": p.required, "schema": p.schema,
+         "description": p.description}
+        for p in doc.params
+    ]  # fmt: skip
+    responses = {
+        str(status): {
+            "description": "ok" if status < 300 else "error (see docs/API.md for the codes)",
+            "content": {"application/json": {"schema": schema_of(model, components)}},
+        }
+        for status, model in doc.responses.items()
+    }
+    operation: dict[str, Any] = {
+        "summary": doc.summary,
+        "operationId": method.lower() + "".join(c if c.isalnum() else "_" for c in path),
+        "parameters": params,
+        "responses": responses,
+    }
+    if doc.body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {t.strip(): {} for t in doc.body.split(",")},
+        }
+    return operation
+
+
+def _path_names(path: str) -> list[str]:
+    return [part[1:-1] for part in path.split("/") if part.startswith("{")]
+
+
+def route_index(routes: list[Any]) -> dict[str, Any]:
+    """``GET /``: every route with its summary."""
+    listed = []
+    for method, path in served_routes(routes):
+        doc = ROUTE_DOCS.get((method, path))
+        listed.append({"method": method, "path": path, "summary": doc.summary if doc else ""})
+    return {"openapi": "/openapi.json", "routes": listed}

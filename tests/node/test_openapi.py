@@ -1,0 +1,133 @@
+"""The OpenAPI schema describes every served route, and real answers of every route (and of
+its errors) validate against it; ``GET /`` lists the routes; CORS origins are configurable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jsonschema
+import msgpack
+import pytest
+
+from node.api.app import build_app
+from node.api.openapi import ROUTE_DOCS, served_routes
+from node.config import ConfigError, parse_config
+from node.node import now_ms
+from tests.indexer.chain import add_trade_blocks
+from tests.node.test_api_pieces import ALICE
+from tests.node.test_api_served import opened_node, order, served, until
+
+
+def check(spec: dict[str, Any], method: str, path: str, answer: httpx.Response) -> None:
+    """The answer's status is documented for the route and its body fits the schema."""
+    responses = spec["paths"][path][method.lower()]["responses"]
+    assert str(answer.status_code) in responses, (method, path, answer.status_code, answer.text)
+    schema = responses[str(answer.status_code)]["content"]["application/json"]["schema"]
+    validator = jsonschema.Draft202012Validator({**schema, "components": spec["components"]})
+    errors = [e.message for e in validator.iter_errors(answer.json())]
+    assert not errors, (method, path, errors[:3])
+
+
+async def test_every_route_answers_as_its_schema_says(tmp_path: Path) -> None:
+    with opened_node(tmp_path) as node:
+        await add_trade_blocks(node, 3)
+        app = build_app(node)
+        async with served(app) as (base, nursery), httpx.AsyncClient(base_url=base) as http:
+            nursery.start_soon(node._admission_loop)
+            await until(lambda: app.state.api.history.db is not None, "database open")
+            spec = (await http.get("/openapi.json")).json()
+            assert spec["openapi"] == "3.1.0"
+            served_pairs = served_routes(app.routes)
+            assert {(m, p) for m, p in served_pairs} == set(ROUTE_DOCS)
+            assert sum(len(v) for v in spec["paths"].values()) == len(ROUTE_DOCS)
+            index = (await http.get("/")).json()
+            assert [(r["method"], r["path"]) for r in index["routes"]] == served_pairs
+
+            alice = ALICE.public_key.hex()
+            tx_id = (await http.get("/v1/blocks/2")).json()["tx_ids"][0]
+            values = {"market": "BTC-PERP", "address": alice, "height": "2", "tx_id": tx_id}
+            queries = {
+                "/v1/markets/{market}/candles": {"interval": "1m"},
+                "/v1/accounts/{address}/pnl": {"interval": "1h"},
+                "/v1/proofs/accounts/{address}": {"height": "2"},
+            }
+            covered = set()
+            for method, path in served_pairs:
+                if method != "GET":
+                    continue
+                url = path.format(**values)
+                check(spec, method, path, await http.get(url, params=queries.get(path, {})))
+                covered.add((method, path))
+            # Errors are documented answers too.
+            errors = [
+                ("/v1/markets/{market}", "/v1/markets/NOPE"),
+                ("/v1/markets/{market}/candles", "/v1/markets/BTC-PERP/candles?interval=9m"),
+                ("/v1/accounts/{address}/fills", f"/v1/accounts/{alice}/fills?cursor=x"),
+                ("/v1/txs/{tx_id}", "/v1/txs/00"),
+                ("/v1/blocks/{height}", "/v1/blocks/999"),
+            ]
+            for path, url in errors:
+                answer = await http.get(url)
+                assert answer.status_code in (400, 404), url
+                check(spec, "GET", path, answer)
+
+            raw = order(ALICE, now_ms(), True, 5_900_000, 1)
+            one = await http.post(
+                "/v1/txs", content=raw, headers={"content-type": "application/msgpack"}
+            )
+            assert one.status_code == 202
+            check(spec, "POST", "/v1/txs", one)
+            again = await http.post(
+                "/v1/txs", content=raw, headers={"content-type": "application/msgpack"}
+            )
+            check(spec, "POST", "/v1/txs", again)  # 409 duplicate
+            batch = await http.post(
+                "/v1/txs/batch",
+                content=msgpack.packb([order(ALICE, now_ms() + 1, True, 5_900_000, 1), b"x"]),
+                headers={"content-type": "application/msgpack"},
+            )
+            assert batch.status_code == 200
+            check(spec, "POST", "/v1/txs/batch", batch)
+            covered |= {("POST", "/v1/txs"), ("POST", "/v1/txs/batch")}
+            assert covered == set(ROUTE_DOCS)
+
+
+async def test_cors_origins_are_configurable_and_cover_the_submission_fast_path(
+    tmp_path: Path,
+) -> None:
+    allowed, other = "https://app.example.com", "https://evil.example.com"
+    with opened_node(tmp_path, cors_origins=f"{allowed}, http://localhost:5173") as node:
+        app = build_app(node)
+        async with served(app) as (base, nursery), httpx.AsyncClient(base_url=base) as http:
+            nursery.start_soon(node._admission_loop)
+            status = await http.get("/v1/status", headers={"origin": allowed})
+            assert status.headers["access-control-allow-origin"] == allowed
+            refused = await http.get("/v1/status", headers={"origin": other})
+            assert "access-control-allow-origin" not in refused.headers
+            preflight = await http.options(
+                "/v1/txs",
+                headers={"origin": allowed, "access-control-request-method": "POST",
+                         "access-control-request-headers": "content-type"},
+            )  # fmt: skip
+            assert preflight.status_code == 200
+            assert "POST" in preflight.headers["access-control-allow-methods"]
+            raw = order(ALICE, now_ms(), True, 5_900_000, 1)
+            submitted = await http.post(
+                "/v1/txs",
+                content=raw,
+                headers={"content-type": "application/msgpack", "origin": allowed},
+            )
+            assert submitted.status_code == 202
+            assert submitted.headers["access-control-allow-origin"] == allowed
+    with opened_node(tmp_path / "none") as node:
+        async with served(build_app(node)) as (base, _), httpx.AsyncClient(base_url=base) as http:
+            plain = await http.get("/v1/status", headers={"origin": allowed})
+            assert "access-control-allow-origin" not in plain.headers
+
+
+def test_a_bad_cors_origin_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cors_origins"):
+        parse_config('[api]\ncors_origins = "app.example.com"\n', tmp_path)
+    assert parse_config('[api]\ncors_origins = "*"\n', tmp_path).api.cors_origins == "*"
