@@ -99,6 +99,22 @@ def _parse_path(text: str) -> str:
     return text
 
 
+def _parse_origin(text: str) -> str:
+    """A config entry of ``cors_allowed_origins``: ``*`` or ``scheme://host[:port]``."""
+    if text == "*":
+        return text
+    scheme, sep, rest = text.partition("://")
+    if (
+        scheme not in ("http", "https")
+        or not sep
+        or not rest
+        or any(c in rest for c in "/?#@ \t")
+        or text != text.lower()
+    ):
+        raise ValueError("must be '*' or a lowercase origin like http://127.0.0.1:8080 (no path)")
+    return text
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class NodeSettings:
     """Top-level keys."""
@@ -216,6 +232,12 @@ class ApiSettings:
         "a WebSocket client that takes longer to accept one message is disconnected",
         lo=10,
         hi=3_600_000,
+    )
+    cors_allowed_origins: tuple[str, ...] = _key(
+        (),
+        'origins (scheme://host[:port]) whose web pages may call this API, or "*" for any; '
+        "none: no CORS headers (the page at /app on this node needs none)",
+        parse=_parse_origin,
     )
     shed_loop_lag_ms: int = _key(
         200,

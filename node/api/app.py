@@ -31,6 +31,7 @@ from node.api.queries import Queries
 from node.api.ratelimit import RateLimiter, retry_after_header
 from node.api.server import ConnectionLimits
 from node.api.txjson import TxJsonError, transaction_from_json
+from node.api.webapp import Cors, WebAppRoute, apply_cors, install_cors
 from node.chain import Executed
 from node.logs import fields, get_logger
 from node.mempool import Admit
@@ -457,6 +458,7 @@ class ApiApp(Starlette):
     def __init__(self, fast: dict[tuple[str, str], Handler], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.fast = fast
+        self.cors: Cors | None = None  # set by node.api.webapp.install_webapp
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -470,6 +472,10 @@ class ApiApp(Starlette):
                 )
                 self.count(response, "unmatched")
                 await response(scope, receive, send)
+                return
+            send, preflight_status = await apply_cors(self.cors, scope, send)
+            if preflight_status is not None:
+                self.count(Response(status_code=preflight_status), "cors_preflight")
                 return
             handler = self.fast.get((scope["method"], scope["path"]))
             if handler is not None:
@@ -522,6 +528,7 @@ def build_app(node: Node) -> Starlette:
         Route("/v1/proofs/accounts/{address}", w("proof", api.account_proof)),
         Route("/v1/vault", w("vault", api.vault)),
         WebSocketRoute("/v1/ws", hub.endpoint),
+        WebAppRoute(w),
     ]
 
     def counted(response: Response, route: str = "unmatched") -> Response:
@@ -566,6 +573,7 @@ def build_app(node: Node) -> Starlette:
     app.router.redirect_slashes = False
     app.state.api = api
     app.state.hub = hub
+    install_cors(app, node.config.api.cors_allowed_origins)
     settings = node.config.api
     app.state.connection_limits = ConnectionLimits(
         settings.connections_max, settings.connections_per_client_max, node.metrics
