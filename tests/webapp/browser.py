@@ -88,3 +88,21 @@ def load_codec(page: Any) -> None:
         content=f'import * as c from "{STATIC_ORIGIN}/app/js/codec.js"; window.codec = c;',
     )
     page.wait_for_function("window.codec !== undefined")
+
+
+def wait_js(page: Any, expression: str, what: str, timeout_s: float = 30.0) -> Any:
+    """Poll ``expression`` in the page until it is truthy; returns its value.
+
+    ``page.wait_for_function`` evaluates a string with ``eval``, which the page's
+    Content-Security-Policy forbids (as it should); ``evaluate`` goes through the debugging
+    protocol and keeps the policy on, so the page is tested as users get it."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = page.evaluate(expression)
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        page.wait_for_timeout(200)
