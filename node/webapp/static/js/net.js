@@ -3,7 +3,8 @@
 // Stream: one WebSocket to /v1/ws carrying every subscription of the page. Each subscription
 // keeps the seq of its last message; a jump (lost messages) re-subscribes it, which makes the
 // node send a fresh snapshot. A closed socket reconnects with backoff (0.5 s doubling to
-// 10 s) and re-subscribes everything. The page pings every 20 s so idle proxies keep it open.
+// 10 s) and re-subscribes everything; a subscription refused with `starting` (the node is
+// still opening its store) is asked again a second later. The page pings every 20 s so idle proxies keep it open.
 
 export class ApiError extends Error {
   constructor(status, code, message) {
@@ -54,6 +55,7 @@ export class Api {
 const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 10_000;
 const PING_MS = 20_000;
+const STARTING_RETRY_MS = 1_000;
 
 export class Stream {
   constructor(base, onState) {
@@ -120,8 +122,11 @@ export class Stream {
     let message;
     try { message = JSON.parse(text); } catch { return; }
     if (message.type === "error") {
-      for (const sub of this.subs.values()) {
-        if (sub.id === message.id) sub.handler("error", message);
+      for (const [name, sub] of this.subs) {
+        if (sub.id !== message.id) continue;
+        // A node still opening its store refuses subscriptions for a moment: ask again.
+        if (message.code === "starting") setTimeout(() => this.subscribe(name), STARTING_RETRY_MS);
+        else sub.handler("error", message);
       }
       return;
     }
