@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: test test-fast lint typecheck pytest localnet clean
+.PHONY: test test-fast lint typecheck pytest browser localnet clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -19,8 +19,20 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) browser
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# The web page's tests drive Debian's Chromium (never a browser download). Installed when
+# missing and we are root on Debian (apt-get update first); quick when already there.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@if [ -x "$(CHROMIUM)" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null; then \
+		echo "installing Debian's chromium for the browser tests"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	else \
+		echo "make: no $(CHROMIUM): the browser tests will skip (apt-get install chromium)" >&2; \
+	fi
 
 test: lint typecheck pytest
 
