@@ -294,11 +294,13 @@ def test_the_chart_draws_candles(cluster: Cluster, page: Any) -> None:
     wait_js(page, "window.perpbftPage.candles > 0", "candles on the chart")
     assert page.evaluate("window.perpbftPage.candleSeries.data().length") >= 1
     assert page.locator("#chart canvas").count() > 0
-    # A new trade reaches the chart over the candles channel.
-    place(cluster, 0, True, 6_150_000, 10)
+    # A new trade (at the resting ask of 61,000; every earlier trade was at 59,000) reaches
+    # the chart over the candles channel.
+    assert not page.evaluate("window.perpbftPage.candleSeries.data().some((c) => c.high > 59000)")
+    place(cluster, 0, True, 6_100_000, 10)
     wait_js(
         page,
-        "window.perpbftPage.candleSeries.data().some((c) => c.high >= 61500)",
+        "window.perpbftPage.candleSeries.data().some((c) => c.high >= 61000)",
         "the new trade's candle",
     )
     shot(page, "chart")
