@@ -134,20 +134,30 @@ function refreshMarketsSoon() {
   marketsTimer = setTimeout(() => { marketsTimer = null; renderMarkets(); }, 2000);
 }
 
+// REST paths name a market by its id: a spot symbol ("BTC/USDC") has a slash.
+function marketPath(symbol) {
+  return `/v1/markets/${page.bySymbol[symbol].market_id}`;
+}
+
+function marketHash(symbol) {
+  return `#/market/${encodeURIComponent(symbol)}`;
+}
+
 async function statsOf(symbol) {
-  try { return await page.api.get(`/v1/markets/${symbol}/stats`); } catch { return null; }
+  try { return await page.api.get(`${marketPath(symbol)}/stats`); } catch { return null; }
 }
 
 async function renderMarkets() {
   let list;
   try { list = (await page.api.get("/v1/markets")).markets; } catch (err) { banner(errorText(err)); return; }
+  for (const m of list) page.bySymbol[m.symbol] = m;
   const stats = await Promise.all(list.map((m) => statsOf(m.symbol)));
   rows("#markets-table tbody", list.map((m, i) => [m, stats[i]]), ([m, s]) => {
     const change = s && s.change_pct !== null ? s.change_pct : null;
     const changeCell = el("td", { class: change === null ? "" : change.startsWith("-") ? "down" : "up" },
       change === null ? "–" : `${change}%`);
     const state = m.best_bid || m.best_ask ? "trading" : "no orders";
-    return [link(m.symbol, `#/market/${m.symbol}`), m.kind, m.last_trade_price ?? "–", m.mark_price,
+    return [link(m.symbol, marketHash(m.symbol)), m.kind, m.last_trade_price ?? "–", m.mark_price,
       changeCell, s ? s.volume : "–", m.kind === "perp" ? `${m.funding_rate_8h_ppm} ppm` : "–",
       m.kind === "perp" ? m.open_interest : "–", state];
   });
@@ -201,7 +211,7 @@ function onCandles(type, message) {
 
 async function loadCandles(symbol, interval) {
   try {
-    const body = await page.api.get(`/v1/markets/${symbol}/candles?interval=${interval}&limit=300`);
+    const body = await page.api.get(`${marketPath(symbol)}/candles?interval=${interval}&limit=300`);
     onCandles("snapshot", { data: body });
   } catch (err) {
     $("#chart-status").textContent = `candles unavailable: ${errorText(err)}`;
@@ -255,8 +265,8 @@ async function renderMarketFacts() {
   const symbol = page.market;
   try {
     const [m, stats, funding] = await Promise.all([
-      page.api.get(`/v1/markets/${symbol}`), statsOf(symbol),
-      page.bySymbol[symbol].kind === "perp" ? page.api.get(`/v1/markets/${symbol}/funding?limit=8`) : null,
+      page.api.get(marketPath(symbol)), statsOf(symbol),
+      page.bySymbol[symbol].kind === "perp" ? page.api.get(`${marketPath(symbol)}/funding?limit=8`) : null,
     ]);
     page.bySymbol[symbol] = m;
     const change = stats && stats.change_pct !== null ? ` · 24h ${stats.change_pct}%` : "";
@@ -277,7 +287,7 @@ async function renderMarketFacts() {
 function enterMarket(symbol) {
   if (!page.bySymbol[symbol]) symbol = page.markets.find((m) => m.kind === "perp")?.symbol || page.markets[0]?.symbol;
   if (!symbol) return;
-  $("#nav-market").setAttribute("href", `#/market/${symbol}`);
+  $("#nav-market").setAttribute("href", marketHash(symbol));
   $("#market-select").value = symbol;
   ensureChart();
   if (page.market !== symbol || !page.stream.subs.has("book")) {
@@ -708,7 +718,7 @@ function start() {
     localStorage.setItem(NODE_STORAGE, url);
     connect(url);
   });
-  $("#market-select").addEventListener("change", (e) => { location.hash = `#/market/${e.target.value}`; });
+  $("#market-select").addEventListener("change", (e) => { location.hash = marketHash(e.target.value); });
   $("#interval-select").addEventListener("change", (e) => { page.interval = e.target.value; page.candleSeries.setData([]); page.volumeSeries.setData([]); subscribeCandles(); });
   $("#order-kind").addEventListener("change", syncTicket);
   $("#order-form").addEventListener("submit", submitOrder);
