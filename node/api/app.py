@@ -458,7 +458,7 @@ class ApiApp(Starlette):
     def __init__(self, fast: dict[tuple[str, str], Handler], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.fast = fast
-        self.cors: Cors | None = None  # set by node.api.webapp.install_webapp
+        self.cors: Cors | None = None  # set by node.api.webapp.install_cors
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":

@@ -309,3 +309,62 @@ def test_the_chart_draws_candles(cluster: Cluster, page: Any) -> None:
         "the new trade's candle",
     )
     shot(page, "chart")
+
+
+def test_market_and_take_profit_orders_from_the_ticket(cluster: Cluster, page: Any) -> None:
+    page.goto(cluster.api(0) + "/app/#/market/BTC-PERP")
+    wait_text(page, "#book-asks", "61500")
+    page.check("input[name=side][value=buy]")
+    page.select_option("#order-kind", "market")
+    assert page.is_hidden("#row-trigger") and page.is_hidden("#row-tif")
+    page.fill("#order-price", "")
+    page.fill("#order-size", "0.001")
+    page.uncheck("#order-reduce-only")
+    page.evaluate("window.perpbftPage.lastOrder = null")
+    page.click("#order-submit")
+    order = last_order(page)
+    assert order["verdict"]["ok"], order
+    assert order["answer"]["results"][0]["status"] == "filled"
+    page.check("input[name=side][value=sell]")
+    page.select_option("#order-kind", "take_profit_limit")
+    assert page.is_visible("#row-trigger") and page.is_visible("#row-price")
+    page.fill("#order-trigger", "65000")
+    page.fill("#order-price", "64000")
+    page.fill("#order-size", "0.001")
+    page.check("#order-reduce-only")
+    page.evaluate("window.perpbftPage.lastOrder = null")
+    page.click("#order-submit")
+    order = last_order(page)
+    assert order["verdict"]["ok"], order
+    assert order["answer"]["results"][0]["status"] == "waiting"
+    page.uncheck("#order-reduce-only")
+    goto_hash(page, "#/account")
+    wait_text(page, "#orders", "take_profit @ 65000")
+
+
+def test_a_key_created_in_the_page_signs_and_the_node_refuses_its_unfunded_order(
+    cluster: Cluster, page: Any
+) -> None:
+    goto_hash(page, "#/keys")
+    assert "unencrypted" in text(page, "#view-keys")
+    page.click("#key-create")
+    wait_text(page, "#key-result", "created key")
+    address = text(page, "#key-address")
+    assert len(address) == 64 and address != demo_address(cluster, 0)
+    goto_hash(page, "#/market/BTC-PERP")
+    page.check("input[name=side][value=buy]")
+    page.select_option("#order-kind", "limit")
+    page.fill("#order-price", "59000")
+    page.fill("#order-size", "0.01")
+    page.evaluate("window.perpbftPage.lastOrder = null")
+    page.click("#order-submit")
+    order = last_order(page)
+    # The signature verified (the node executed it as this key's transaction) and the
+    # exchange refused the order: the account has no collateral.
+    assert order["answer"]["signer"] == address
+    assert not order["verdict"]["ok"]
+    wait_text(page, "#order-result", "refused by the node: insufficient")
+    shot(page, "unfunded-refusal")
+    goto_hash(page, "#/keys")
+    page.click("#key-forget")
+    wait_text(page, "#key-address", "none")
