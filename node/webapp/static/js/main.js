@@ -156,7 +156,7 @@ async function renderMarkets() {
     const change = s && s.change_pct !== null ? s.change_pct : null;
     const changeCell = el("td", { class: change === null ? "" : change.startsWith("-") ? "down" : "up" },
       change === null ? "–" : `${change}%`);
-    const state = m.best_bid || m.best_ask ? "trading" : "no orders";
+    const state = m.best_bid && m.best_ask ? "two-sided book" : m.best_bid || m.best_ask ? "one-sided book" : "empty book";
     return [link(m.symbol, marketHash(m.symbol)), m.kind, m.last_trade_price ?? "–", m.mark_price,
       changeCell, s ? s.volume : "–", m.kind === "perp" ? `${m.funding_rate_8h_ppm} ppm` : "–",
       m.kind === "perp" ? m.open_interest : "–", state];
