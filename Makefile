@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: test test-fast lint typecheck pytest postgresql localnet clean lock
+.PHONY: test test-fast lint typecheck pytest postgresql browser localnet clean lock
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -31,7 +31,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-pytest: $(STAMP) postgresql
+pytest: $(STAMP) postgresql browser
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # The indexer tests start a real PostgreSQL server (tests/indexer/pgserver.py), from Debian's
@@ -47,10 +47,22 @@ postgresql:
 		echo "PostgreSQL is not installed and cannot be (not root on Debian): its tests skip"; \
 	fi
 
+# The web page's tests drive Debian's Chromium (never a browser download). Installed when
+# missing and we are root on Debian (apt-get update first); quick when already there.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@if [ -x "$(CHROMIUM)" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null; then \
+		echo "installing Debian's chromium for the browser tests"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	else \
+		echo "make: no $(CHROMIUM): the browser tests will skip (apt-get install chromium)" >&2; \
+	fi
+
 test: lint typecheck pytest
 
 # Everything but the slow end-to-end tests, for quick local iterations.
-test-fast: lint typecheck postgresql
+test-fast: lint typecheck postgresql browser
 	$(VENV)/bin/pytest -m 'not slow' $(PYTEST_ARGS)
 
 # Four validators, oracle feeders and demo traders in the background; LOCALNET_ARGS passes

@@ -141,8 +141,14 @@ def up_summary(net: Localnet) -> dict[str, Any]:
         "nodes": layout["nodes"],
         "demo_keys": keys,
         "demo_address": net.demo_address(0) if keys else None,
+        "web_page": web_page_url(layout["nodes"][0]["api"]),
         "processes": net.running(),
     }
+
+
+def web_page_url(api: str) -> str:
+    """The trading page and explorer every node serves (node/api/webapp.py)."""
+    return api.rstrip("/") + "/app/"
 
 
 def print_summary(s: dict[str, Any]) -> None:
@@ -159,6 +165,11 @@ def print_summary(s: dict[str, Any]) -> None:
     api = s["nodes"][0]["api"]
     key = s["demo_keys"][0] if s["demo_keys"] else "KEY"
     home = s["home"]
+    console.print(f"\nweb page: {s['web_page']}", soft_wrap=True)
+    console.print(
+        f"  (import {key} under Key to trade; load {s['genesis']} under Explorer to check proofs)",
+        soft_wrap=True,
+    )
     console.print("\ntry:")
     exe = perpbft_command()
     for line in (

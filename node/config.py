@@ -99,6 +99,22 @@ def _parse_path(text: str) -> str:
     return text
 
 
+def _parse_origin(text: str) -> str:
+    """A config entry of ``cors_allowed_origins``: ``*`` or ``scheme://host[:port]``."""
+    if text == "*":
+        return text
+    scheme, sep, rest = text.partition("://")
+    if (
+        scheme not in ("http", "https")
+        or not sep
+        or not rest
+        or any(c in rest for c in "/?#@ \t")
+        or text != text.lower()
+    ):
+        raise ValueError("must be '*' or a lowercase origin like http://127.0.0.1:8080 (no path)")
+    return text
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class NodeSettings:
     """Top-level keys."""
@@ -183,17 +199,6 @@ class SyncSettings:
     )
 
 
-_ORIGIN_RE = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
-
-
-def cors_origin_list(text: str) -> list[str]:
-    """``[api] cors_origins`` as a list; each is * or scheme://host[:port]."""
-    origins = [o.strip() for o in text.split(",") if o.strip()]
-    for origin in origins:
-        if origin != "*" and not _ORIGIN_RE.fullmatch(origin):
-            raise ValueError(f"{origin!r} is not * or an origin like https://app.example.com")
-    return origins
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class ApiSettings:
     """Public HTTP + WebSocket API."""
@@ -228,18 +233,18 @@ class ApiSettings:
         lo=10,
         hi=3_600_000,
     )
+    cors_allowed_origins: tuple[str, ...] = _key(
+        (),
+        'origins (scheme://host[:port]) whose web pages may call this API, or "*" for any; '
+        "none: no CORS headers (the page at /app on this node needs none)",
+        parse=_parse_origin,
+    )
     shed_loop_lag_ms: int = _key(
         200,
         "answer 503 overloaded (health probes excepted) while the event loop lags this much "
         "(smoothed); 0 never sheds",
         lo=0,
         hi=60_000,
-    )
-    cors_origins: str = _key(
-        "",
-        "browser origins allowed to call the API, comma-separated (https://app.example.com); "
-        "* for any; empty: none (same-origin only)",
-        parse=cors_origin_list,
     )
 
 

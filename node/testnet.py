@@ -148,6 +148,8 @@ def write_testnet(
                 client_burst=1_000_000,
                 connections_per_client_max=ApiSettings().connections_max,
                 websocket_connections_per_client_max=ApiSettings().websocket_connections_max,
+                # The page at any node's /app may point at any other node of the testnet.
+                cors_allowed_origins=tuple(f"http://127.0.0.1:{p.api}" for p in ports),
             ),
             metrics=MetricsSettings(listen=f"127.0.0.1:{ports[i].metrics}"),
             consensus=ConsensusSettings(block_interval_ms=block_interval_ms),

@@ -20,8 +20,6 @@ from typing import Any
 
 import trio
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -34,8 +32,8 @@ from node.api.queries import Queries
 from node.api.ratelimit import RateLimiter, retry_after_header
 from node.api.server import ConnectionLimits
 from node.api.txjson import TxJsonError, transaction_from_json
+from node.api.webapp import Cors, WebAppRoute, apply_cors, install_cors
 from node.chain import Executed
-from node.config import ApiSettings, cors_origin_list
 from node.indexer.innode import run_in_node
 from node.indexer.reads import HistoryReads
 from node.logs import fields, get_logger
@@ -513,14 +511,10 @@ class ApiApp(Starlette):
     a logged 500, as the middleware would make it. Every other request takes the normal path.
     """
 
-    def __init__(
-        self, fast: dict[tuple[str, str], Handler], cors: bool = False, **kwargs: Any
-    ) -> None:
+    def __init__(self, fast: dict[tuple[str, str], Handler], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.fast = fast
-        # With CORS configured a browser's request (it sends Origin) takes the normal path,
-        # where the CORS middleware answers preflights and adds the allow headers.
-        self.cors = cors
+        self.cors: Cors | None = None  # set by node.api.webapp.install_cors
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -535,9 +529,11 @@ class ApiApp(Starlette):
                 self.count(response, "unmatched")
                 await response(scope, receive, send)
                 return
+            send, preflight_status = await apply_cors(self.cors, scope, send)
+            if preflight_status is not None:
+                self.count(Response(status_code=preflight_status), "cors_preflight")
+                return
             handler = self.fast.get((scope["method"], scope["path"]))
-            if handler is not None and self.cors and _has_origin(scope):
-                handler = None
             if handler is not None:
                 try:
                     response = await handler(Request(scope, receive))
@@ -557,27 +553,6 @@ class ApiApp(Starlette):
         node: Node = self.state.api.node
         node.metrics.api_requests.labels(route=route, status=str(response.status_code)).inc()
         return response
-
-
-def _has_origin(scope: Any) -> bool:
-    return any(name == b"origin" for name, _ in scope.get("headers", ()))
-
-
-def cors_middleware(settings: ApiSettings) -> list[Middleware]:
-    """``[api] cors_origins`` as Starlette's CORS middleware (none when empty)."""
-    origins = cors_origin_list(settings.cors_origins)
-    if not origins:
-        return []
-    return [
-        Middleware(
-            CORSMiddleware,
-            allow_origins=origins,
-            allow_methods=["GET", "POST"],
-            allow_headers=["content-type"],
-            expose_headers=["retry-after"],
-            max_age=600,
-        )
-    ]
 
 
 def build_app(node: Node) -> Starlette:
@@ -626,6 +601,7 @@ def build_app(node: Node) -> Starlette:
         Route("/v1/proofs/accounts/{address}", w("proof", api.account_proof)),
         Route("/v1/vault", w("vault", api.vault)),
         WebSocketRoute("/v1/ws", hub.endpoint),
+        WebAppRoute(w),
     ]
 
     def counted(response: Response, route: str = "unmatched") -> Response:
@@ -662,11 +638,8 @@ def build_app(node: Node) -> Starlette:
             yield
             nursery.cancel_scope.cancel()
 
-    middleware = cors_middleware(node.config.api)
     app = ApiApp(
         fast,
-        cors=bool(middleware),
-        middleware=middleware,
         routes=routes,
         exception_handlers={404: not_found, 405: method_not_allowed, 500: server_error},
         lifespan=lifespan,
@@ -675,6 +648,7 @@ def build_app(node: Node) -> Starlette:
     app.router.redirect_slashes = False
     app.state.api = api
     app.state.hub = hub
+    install_cors(app, node.config.api.cors_allowed_origins)
     settings = node.config.api
     app.state.connection_limits = ConnectionLimits(
         settings.connections_max, settings.connections_per_client_max, node.metrics

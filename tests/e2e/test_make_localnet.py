@@ -72,6 +72,7 @@ def test_make_localnet_in_a_fresh_clone_trades(clone: Path, tmp_path: Path) -> N
         assert make.returncode == 0, f"make localnet failed:\n{make.stdout[-3000:]}\n{make.stderr}"
         assert perpbft.exists(), "make localnet did not build the clone's own .venv"
         assert "http://127.0.0.1:" in make.stdout + make.stderr  # it printed the endpoints
+        assert f"web page: http://127.0.0.1:{base_port + 1}/app/" in make.stdout
         height, trades = wait_for_trades(f"http://127.0.0.1:{base_port + 1}")
         print(f"make localnet: trading at height {height} after {time.monotonic() - started:.0f} s")
         assert trades > 0

@@ -1,5 +1,5 @@
 """The OpenAPI schema describes every served route, and real answers of every route (and of
-its errors) validate against it; ``GET /`` lists the routes; CORS origins are configurable."""
+its errors) validate against it; ``GET /`` lists the routes."""
 
 from __future__ import annotations
 
@@ -9,11 +9,9 @@ from typing import Any
 import httpx
 import jsonschema
 import msgpack
-import pytest
 
 from node.api.app import build_app
 from node.api.openapi import ROUTE_DOCS, served_routes
-from node.config import ConfigError, parse_config
 from node.node import now_ms
 from tests.indexer.chain import add_trade_blocks
 from tests.node.test_api_pieces import ALICE
@@ -92,42 +90,3 @@ async def test_every_route_answers_as_its_schema_says(tmp_path: Path) -> None:
             check(spec, "POST", "/v1/txs/batch", batch)
             covered |= {("POST", "/v1/txs"), ("POST", "/v1/txs/batch")}
             assert covered == set(ROUTE_DOCS)
-
-
-async def test_cors_origins_are_configurable_and_cover_the_submission_fast_path(
-    tmp_path: Path,
-) -> None:
-    allowed, other = "https://app.example.com", "https://evil.example.com"
-    with opened_node(tmp_path, cors_origins=f"{allowed}, http://localhost:5173") as node:
-        app = build_app(node)
-        async with served(app) as (base, nursery), httpx.AsyncClient(base_url=base) as http:
-            nursery.start_soon(node._admission_loop)
-            status = await http.get("/v1/status", headers={"origin": allowed})
-            assert status.headers["access-control-allow-origin"] == allowed
-            refused = await http.get("/v1/status", headers={"origin": other})
-            assert "access-control-allow-origin" not in refused.headers
-            preflight = await http.options(
-                "/v1/txs",
-                headers={"origin": allowed, "access-control-request-method": "POST",
-                         "access-control-request-headers": "content-type"},
-            )  # fmt: skip
-            assert preflight.status_code == 200
-            assert "POST" in preflight.headers["access-control-allow-methods"]
-            raw = order(ALICE, now_ms(), True, 5_900_000, 1)
-            submitted = await http.post(
-                "/v1/txs",
-                content=raw,
-                headers={"content-type": "application/msgpack", "origin": allowed},
-            )
-            assert submitted.status_code == 202
-            assert submitted.headers["access-control-allow-origin"] == allowed
-    with opened_node(tmp_path / "none") as node:
-        async with served(build_app(node)) as (base, _), httpx.AsyncClient(base_url=base) as http:
-            plain = await http.get("/v1/status", headers={"origin": allowed})
-            assert "access-control-allow-origin" not in plain.headers
-
-
-def test_a_bad_cors_origin_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="cors_origins"):
-        parse_config('[api]\ncors_origins = "app.example.com"\n', tmp_path)
-    assert parse_config('[api]\ncors_origins = "*"\n', tmp_path).api.cors_origins == "*"
