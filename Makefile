@@ -22,7 +22,8 @@ lock:
 	python3 -m venv $(VENV)-lock
 	$(VENV)-lock/bin/pip install --quiet pip-tools
 	$(VENV)-lock/bin/pip-compile --quiet --upgrade --allow-unsafe --extra=test \
-		--generate-hashes --strip-extras --output-file=requirements.lock pyproject.toml
+		--generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links \
+		--output-file=requirements.lock pyproject.toml
 	rm -rf $(VENV)-lock
 
 lint: $(STAMP)
