@@ -331,7 +331,11 @@ class Api:
         body = self.queries.market(request.path_params["market"])
         history = self.database()
         if history is not None:  # absent while the history database is not open
-            body["stats_24h"] = await history.stats(body["symbol"])
+            try:
+                body["stats_24h"] = await history.stats(body["symbol"])
+            except InputError as exc:
+                if exc.status != 503:
+                    raise
         return JSONResponse(body)
 
     async def book(self, request: Request) -> Response:

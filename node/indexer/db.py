@@ -59,6 +59,18 @@ class IndexDbError(Exception):
     """The history database cannot be used (wrong schema, unreachable server)."""
 
 
+def _driver_errors() -> tuple[type[Exception], ...]:
+    try:
+        import psycopg  # optional: only operators who chose PostgreSQL install it
+    except ImportError:
+        return (sqlite3.Error, IndexDbError)
+    return (sqlite3.Error, psycopg.Error, IndexDbError)
+
+
+# What a database read may raise when the database, not the request, is at fault.
+DB_ERRORS = _driver_errors()
+
+
 @dataclass(frozen=True, slots=True)
 class BlockEvents:
     """One committed block as the indexer sees it."""

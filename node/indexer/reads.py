@@ -19,12 +19,15 @@ import trio
 from node.api.history import HistoryItem, parse_cursor
 from node.api.queries import Queries, QueryError
 from node.api.units import format_fraction
-from node.indexer.db import INTERVALS_MS, PNL_INTERVALS_MS, Candle, IndexDb, Row
+from node.indexer.db import DB_ERRORS, INTERVALS_MS, PNL_INTERVALS_MS, Candle, IndexDb, Row
+from node.logs import fields, get_logger
 from state_machine.codec import decode_raw
 from state_machine.exchange import EVENT_FIELDS
 
 if TYPE_CHECKING:
     from node.indexer.indexer import IndexerService
+
+log = get_logger("indexer")
 
 STATS_WINDOW_MS = 86_400_000
 CANDLES_PER_WINDOW_MAX = STATS_WINDOW_MS // INTERVALS_MS["1m"]
@@ -70,7 +73,13 @@ class HistoryReads:
         service = self.service
         if service is not None and self.queries.node.chain is not None:
             await service.wait_indexed(self.queries.committed_height(), INDEX_WAIT_S)
-        return await trio.to_thread.run_sync(read, db)
+        try:
+            return await trio.to_thread.run_sync(read, db)
+        except DB_ERRORS as exc:
+            log.warning("history_read_failed", extra=fields(error=str(exc)[:200]))
+            raise QueryError(
+                503, "history_unavailable", "the history database did not answer; retry later"
+            ) from None
 
     def item(self, row: Row) -> HistoryItem:
         event = decode_raw(row.body)

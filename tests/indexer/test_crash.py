@@ -23,7 +23,7 @@ from tests.indexer.chain import build_chain
 
 BLOCKS = 1_500
 BLOCKS_PER_COMMIT = 2
-KILLS = 10
+KILLS = 16
 KILL_DELAY_S_MAX = 0.004  # after a seen commit: lands anywhere in the next batch's work
 TABLES = {
     "events": "height, idx",

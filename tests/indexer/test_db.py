@@ -26,6 +26,7 @@ from tests.node.test_api_pieces import (
     history_events,
     local_server_config,
 )
+from tests.node.test_api_served import opened_node, served, until
 
 MINUTE_MS = 60_000
 
@@ -168,3 +169,21 @@ def test_pnl_buckets_sum_fills_and_funding_and_carry_the_total_before_a_page(
     assert buckets == [(6 * hour, 0, 0, -4)] and before == (1000, 60, 7)
     maker, _ = index_db.pnl_series(BOB.public_key, hour, 0, 2**62, 10)
     assert maker == [(5 * hour, -1000, 20, 0)]
+
+
+async def test_a_database_that_fails_a_read_is_a_503_and_the_market_answer_stays(
+    tmp_path: Path,
+) -> None:
+    with opened_node(tmp_path) as node:
+        app = build_app(node)
+        history = app.state.api.history
+        async with served(app) as (base, _), httpx.AsyncClient(base_url=base) as http:
+            await until(lambda: history.db is not None, "database open")
+            history.db._r.close()  # the reader connection is gone: reads fail in the driver
+            for path in ("/v1/markets/BTC-PERP/candles?interval=1m",
+                         f"/v1/accounts/{ALICE.public_key.hex()}/fills"):  # fmt: skip
+                answer = await http.get(path)
+                assert (answer.status_code, answer.json()["code"]) == (503, "history_unavailable")
+            market = await http.get("/v1/markets/BTC-PERP")
+            assert market.status_code == 200, market.text
+            assert "stats_24h" not in market.json()
