@@ -39,8 +39,47 @@ from collections.abc import Sequence
 from typing import Any
 
 from state_machine.book import Book, BookSide, Level, Order
+from state_machine.clob.checks import (
+    Reject,
+    balance_error,
+    band_error,
+    lots_error,
+    margin_error,
+    market_order_limit,
+    min_notional_error,
+    notional_atoms,
+    post_only_error,
+    price_error,
+    spot_hold_asset,
+    spot_hold_atoms,
+    trade_fee_atoms,
+)
+from state_machine.clob.codes import (
+    DUPLICATE_CLIENT_ID,
+    FOK_NOT_FILLED,
+    INSUFFICIENT_BALANCE,
+    INSUFFICIENT_MARGIN,
+    INVALID_ORDER,
+    NO_LIQUIDITY,
+    NO_REFERENCE_PRICE,
+    NOT_PERP,
+    R_IOC,
+    R_REDUCE_ONLY,
+    R_SELF_TRADE,
+    R_USER,
+    REDUCE_ONLY_WOULD_INCREASE,
+    SELF_TRADE,
+    ST_CANCELLED,
+    ST_FILLED,
+    ST_PARTIAL,
+    ST_RESTING,
+    ST_WAITING,
+    TICK_SIZE,
+    TOO_MANY_ORDERS,
+    UNKNOWN_ORDER,
+)
 from state_machine.genesis import MARKET_PERP, Genesis, Market, validate_genesis
-from state_machine.invariants import PPM, check
+from state_machine.invariants import check, div_ceil
 from state_machine.margin import (
     free_collateral,
     position_im_atoms,
@@ -111,44 +150,13 @@ BAD_VERSION = "bad_version"
 EXPIRED = "expired"
 UNKNOWN_MARKET = "unknown_market"
 UNKNOWN_ASSET = "unknown_asset"
-UNKNOWN_ORDER = "unknown_order"
-INVALID_ORDER = "invalid_order"
-LOT_SIZE = "lot_size"
-TICK_SIZE = "tick_size"
-PRICE_BAND = "price_band"
-NO_REFERENCE_PRICE = "no_reference_price"
-MIN_NOTIONAL = "min_notional"
-DUPLICATE_CLIENT_ID = "duplicate_client_id"
-TOO_MANY_ORDERS = "too_many_orders"
-REDUCE_ONLY_WOULD_INCREASE = "reduce_only_would_increase"
-POST_ONLY_WOULD_CROSS = "post_only_would_cross"
-FOK_NOT_FILLED = "fok_not_filled"
-NO_LIQUIDITY = "no_liquidity"
-SELF_TRADE = "self_trade"
-INSUFFICIENT_BALANCE = "insufficient_balance"
-INSUFFICIENT_MARGIN = "insufficient_margin"
 INVALID_AMOUNT = "invalid_amount"
 INVALID_RECIPIENT = "invalid_recipient"
-NOT_PERP = "not_perp"
 INVALID_LEVERAGE = "invalid_leverage"
 POSITION_OPEN = "position_open"
 NOT_ISOLATED = "not_isolated"
 NO_POSITION = "no_position"
 NOT_VALIDATOR = "not_validator"
-
-# Order statuses reported in results and events.
-ST_RESTING = "resting"
-ST_PARTIAL = "partially_filled"
-ST_FILLED = "filled"
-ST_CANCELLED = "cancelled"
-ST_WAITING = "waiting"  # a trigger order waiting for its trigger price
-
-# Cancel reasons.
-R_USER = "user"
-R_IOC = "ioc"
-R_SELF_TRADE = "self_trade"
-R_REDUCE_ONLY = "reduce_only"
-R_AMEND = "amend"
 
 # Event kinds and their fields (after the kind). The API serves these; keep them stable.
 EVENT_FIELDS: dict[str, tuple[str, ...]] = {
@@ -640,163 +648,132 @@ def _reject(
 
 
 def process_place_order(st: ExchangeCore, acct: Account, a: PlaceOrder) -> ActionResult:
+    """Check a new order (nothing changes if it is refused), then accept it: reserve its spot
+    hold, match it and rest or cancel the remainder. Trigger kinds wait off the book."""
     mid = a.market_id
     book = st.books.get(mid)
-    cid = a.client_id
     if book is None:
-        return _reject(st, acct, mid, cid, UNKNOWN_MARKET, f"no market {mid}")
-    market = book.market
-    kind = a.kind
-    size = a.size_lots
-    if size == 0 or size > market.max_order_lots:
-        return _reject(
-            st, acct, mid, cid, LOT_SIZE, f"size must be 1..{market.max_order_lots} lots"
-        )
-    if kind in TRIGGER_KINDS:
+        return _reject(st, acct, mid, a.client_id, UNKNOWN_MARKET, f"no market {mid}")
+    err = lots_error(book.market, a.size_lots)
+    if err is not None:
+        return _reject(st, acct, mid, a.client_id, err[0], err[1])
+    if a.kind in TRIGGER_KINDS:
         return process_place_trigger(st, acct, a)
+    err, price, size, tif, pos, bal, hold = check_place_order(st, acct, book, a)
+    if err is not None:
+        return _reject(st, acct, mid, a.client_id, err[0], err[1])
+    return accept_order(st, acct, book, a, price, size, tif, pos, bal, hold)
+
+
+def order_limit_price(book: Book, a: PlaceOrder) -> tuple[Reject | None, int, int, int]:
+    """(error, limit price, price the notional is taken at, effective time in force)."""
+    market = book.market
     ms = book.mstate
     ref = ms.oracle_price_ticks or ms.last_trade_price_ticks
-    is_buy = a.is_buy
     tif = a.tif
-    band = market.price_band_ppm
-    if kind == KIND_MARKET:
+    if a.kind == KIND_MARKET:
         if tif == TIF_ALO:
-            return _reject(st, acct, mid, cid, INVALID_ORDER, "a market order cannot be post-only")
+            return (INVALID_ORDER, "a market order cannot be post-only"), 0, 0, tif
         if tif != TIF_FOK:
             tif = TIF_IOC
         if ref == 0:
-            return _reject(st, acct, mid, cid, NO_REFERENCE_PRICE, "no oracle or last trade")
-        if is_buy:
-            price = min(ref * (PPM + band) // PPM, market.max_price_ticks)
-            if a.price_ticks:
-                price = min(price, a.price_ticks)
-        else:
-            price = max(-((-ref * (PPM - band)) // PPM), 1)
-            if a.price_ticks:
-                price = max(price, a.price_ticks)
-        notional_price = ref
-    else:
-        price = a.price_ticks
-        if price == 0 or price > market.max_price_ticks:
-            return _reject(
-                st, acct, mid, cid, TICK_SIZE, f"price must be 1..{market.max_price_ticks} ticks"
-            )
-        if ref and (price * PPM > ref * (PPM + band) or price * PPM < ref * (PPM - band)):
-            return _reject(
-                st,
-                acct,
-                mid,
-                cid,
-                PRICE_BAND,
-                f"price {price} is more than {band} ppm from reference {ref}",
-            )
-        notional_price = price
+            return (NO_REFERENCE_PRICE, "no oracle or last trade"), 0, 0, tif
+        return None, market_order_limit(market, ref, a.is_buy, a.price_ticks), ref, tif
+    price = a.price_ticks
+    err = price_error(market, price)
+    if err is None:
+        err = band_error(market, ref, price)
+    return err, price, price, tif
+
+
+def check_place_order(
+    st: ExchangeCore, acct: Account, book: Book, a: PlaceOrder
+) -> tuple[Reject | None, int, int, int, Position | None, Balance | None, int]:
+    """Every check of a new (non-trigger) order, in a fixed order (the first failure is the
+    result): (error, limit price, size, time in force, perp position, spot balance, hold)."""
+    err, price, notional_price, tif = order_limit_price(book, a)
+    size = a.size_lots
+    if err is not None:
+        return err, price, size, tif, None, None, 0
+    cid = a.client_id
     if client_id_open(acct, cid):
-        return _reject(st, acct, mid, cid, DUPLICATE_CLIENT_ID, f"client id {cid} is open")
+        return (DUPLICATE_CLIENT_ID, f"client id {cid} is open"), price, size, tif, None, None, 0
     if tif in (TIF_GTC, TIF_ALO) and open_order_count(acct) >= st.max_open_orders:
-        return _reject(st, acct, mid, cid, TOO_MANY_ORDERS, "open order limit reached")
-    perp = book.perp
-    reduce_only = a.reduce_only
-    pos: Position | None = None
-    if perp:
-        pos = acct.positions.get(mid)
-        if pos is None:
-            pos = st.position(acct, market)
-        if reduce_only:
-            s = pos.size_lots
-            if s == 0 or (s > 0) == is_buy:
-                return _reject(
-                    st,
-                    acct,
-                    mid,
-                    cid,
-                    REDUCE_ONLY_WOULD_INCREASE,
-                    "reduce-only order would open or increase a position",
-                )
-            if size > abs(s):
-                size = abs(s)  # a reduce-only order is never larger than the position
-    elif reduce_only:
-        return _reject(st, acct, mid, cid, INVALID_ORDER, "reduce-only applies to perpetuals")
-    tla = market.tick_lot_atoms
-    if not reduce_only and notional_price * size * tla < market.min_notional_atoms:
-        return _reject(
-            st, acct, mid, cid, MIN_NOTIONAL, f"notional below {market.min_notional_atoms} atoms"
-        )
-    opp = book.asks if is_buy else book.bids
-    if tif == TIF_ALO:
-        best = opp.best_price()
-        if best and (price >= best if is_buy else price <= best):
-            return _reject(
-                st,
-                acct,
-                mid,
-                cid,
-                POST_ONLY_WOULD_CROSS,
-                f"post-only order at {price} would cross {best}",
-            )
-    elif tif == TIF_FOK and not fok_fillable(st, market, opp, acct, is_buy, price, size, a.stp):
-        return _reject(st, acct, mid, cid, FOK_NOT_FILLED, "fill-or-kill cannot fill entirely")
-    hold = 0
-    bal: Balance | None = None
-    if perp:
-        if not reduce_only:
-            mark = ms.mark_price_ticks
-            if mark == 0:
-                return _reject(st, acct, mid, cid, NO_REFERENCE_PRICE, "no oracle price")
-            adverse = (price - mark if is_buy else mark - price) * size * tla
-            if adverse < 0:
-                adverse = 0
+        return (TOO_MANY_ORDERS, "open order limit reached"), price, size, tif, None, None, 0
+    err, size, pos = reduce_only_size(st, acct, book, a)
+    market = book.market
+    if err is None:
+        err = min_notional_error(market, notional_price, size, a.reduce_only)
+    if err is None:
+        opp = book.asks if a.is_buy else book.bids
+        if tif == TIF_ALO:
+            err = post_only_error(opp, a.is_buy, price)
+        elif tif == TIF_FOK and not fok_fillable(
+            st, market, opp, acct, a.is_buy, price, size, a.stp
+        ):
+            err = (FOK_NOT_FILLED, "fill-or-kill cannot fill entirely")
+    if err is not None:
+        return err, price, size, tif, pos, None, 0
+    if book.perp:
+        if not a.reduce_only:
             fee_ppm = market.maker_fee_ppm if tif == TIF_ALO else market.taker_fee_ppm
-            fee = -((-(price * size * tla * fee_ppm)) // PPM)
-            if is_buy:
-                fc = free_collateral(st, acct, mid, size, 0)
-            else:
-                fc = free_collateral(st, acct, mid, 0, size)
-            if fc - adverse - fee < 0:
-                return _reject(
-                    st,
-                    acct,
-                    mid,
-                    cid,
-                    INSUFFICIENT_MARGIN,
-                    f"free collateral {fc} atoms does not cover the order",
-                )
-    else:
-        if is_buy:
-            asset = market.quote_asset_id
-            hold = price * size * tla
-        else:
-            asset = market.base_asset_id
-            hold = size * market.lot_base_atoms
-        bal = acct.balances.get(asset)
-        if bal is None:
-            bal = st.balance(acct, asset)
-        if bal.available_atoms < hold:
-            return _reject(
-                st,
-                acct,
-                mid,
-                cid,
-                INSUFFICIENT_BALANCE,
-                f"needs {hold} atoms, {bal.available_atoms} available",
-            )
+            err = margin_error(st, acct, market, a.is_buy, price, size, size, fee_ppm)
+        return err, price, size, tif, pos, None, 0
+    hold = spot_hold_atoms(market, a.is_buy, price, size)
+    asset = spot_hold_asset(market, a.is_buy)
+    bal = acct.balances.get(asset)
+    if bal is None:
+        bal = st.balance(acct, asset)
+    return balance_error(bal.available_atoms, hold), price, size, tif, pos, bal, hold
+
+
+def reduce_only_size(
+    st: ExchangeCore, acct: Account, book: Book, a: PlaceOrder
+) -> tuple[Reject | None, int, Position | None]:
+    """Perps: the account's position record (created if none) and the order's size, a
+    reduce-only order cut to the position it reduces. Spot: reduce-only is refused."""
+    size = a.size_lots
+    if not book.perp:
+        if a.reduce_only:
+            return (INVALID_ORDER, "reduce-only applies to perpetuals"), size, None
+        return None, size, None
+    mid = a.market_id
+    pos = acct.positions.get(mid)
+    if pos is None:
+        pos = st.position(acct, book.market)
+    if a.reduce_only:
+        s = pos.size_lots
+        if s == 0 or (s > 0) == a.is_buy:
+            why = "reduce-only order would open or increase a position"
+            return (REDUCE_ONLY_WOULD_INCREASE, why), size, pos
+        if size > abs(s):
+            size = abs(s)  # a reduce-only order is never larger than the position
+    return None, size, pos
+
+
+def accept_order(
+    st: ExchangeCore,
+    acct: Account,
+    book: Book,
+    a: PlaceOrder,
+    price: int,
+    size: int,
+    tif: int,
+    pos: Position | None,
+    bal: Balance | None,
+    hold: int,
+) -> ActionResult:
+    """A checked order gets its id and hold, then rests at once or goes to matching."""
+    mid = a.market_id
+    is_buy = a.is_buy
+    cid = a.client_id
+    reduce_only = a.reduce_only
     seq = st.next_seq
     st.next_seq = seq + 1
     order = Order(
-        seq,
-        seq,
-        mid,
-        acct,
-        is_buy,
-        price,
-        size,
-        cid,
-        tif,
-        reduce_only,
-        a.stp,
-        st.timestamp_ms,
-        kind,
-    )
+        seq, seq, mid, acct, is_buy, price, size, cid, tif, reduce_only, a.stp,
+        st.timestamp_ms, a.kind,
+    )  # fmt: skip
     if bal is not None:
         bal.available_atoms -= hold
         bal.held_atoms += hold
@@ -808,8 +785,8 @@ def process_place_order(st: ExchangeCore, acct: Account, a: PlaceOrder) -> Actio
     events.append(
         ("order_accepted", mid, seq, acct.pubkey, is_buy, price, size, tif, cid, reduce_only)
     )
-    keys = opp.keys
-    if (tif in (TIF_GTC, TIF_ALO)) and (
+    keys = (book.asks if is_buy else book.bids).keys
+    if tif in (TIF_GTC, TIF_ALO) and (
         not keys or ((-keys[-1] > price) if is_buy else (keys[-1] < price))
     ):
         # Fast path, the common case for makers: nothing to match, rest at once. Same effect
@@ -838,7 +815,7 @@ def process_place_order(st: ExchangeCore, acct: Account, a: PlaceOrder) -> Actio
         st.dirty.append(order)
         events.append(("order_rested", mid, seq, acct.pubkey, price, size))
         return ActionResult(OK, ST_RESTING, seq, 0, ST_RESTING)
-    return execute_order(st, market, book, order)
+    return execute_order(st, book.market, book, order)
 
 
 def process_place_trigger(st: ExchangeCore, acct: Account, a: PlaceOrder) -> ActionResult:
@@ -846,24 +823,21 @@ def process_place_trigger(st: ExchangeCore, acct: Account, a: PlaceOrder) -> Act
     mid = a.market_id
     cid = a.client_id
     market = st.markets[mid]
+    err: Reject | None = None
     if not market.is_perp:
-        return _reject(st, acct, mid, cid, NOT_PERP, "trigger orders are for perpetuals")
-    trig = a.trigger_price_ticks
-    if trig == 0 or trig > market.max_price_ticks:
-        return _reject(st, acct, mid, cid, TICK_SIZE, "trigger price out of range")
-    limit_kind = a.kind in (KIND_STOP_LIMIT, KIND_TAKE_PROFIT_LIMIT)
-    if limit_kind and (a.price_ticks == 0 or a.price_ticks > market.max_price_ticks):
-        return _reject(st, acct, mid, cid, TICK_SIZE, "limit price out of range")
-    if client_id_open(acct, cid):
-        return _reject(st, acct, mid, cid, DUPLICATE_CLIENT_ID, f"client id {cid} is open")
-    if open_order_count(acct) >= st.max_open_orders:
-        return _reject(st, acct, mid, cid, TOO_MANY_ORDERS, "open order limit reached")
-    if not a.reduce_only and trig * a.size_lots * market.tick_lot_atoms < (
-        market.min_notional_atoms
-    ):
-        return _reject(
-            st, acct, mid, cid, MIN_NOTIONAL, f"notional below {market.min_notional_atoms} atoms"
-        )
+        err = (NOT_PERP, "trigger orders are for perpetuals")
+    if err is None:
+        err = price_error(market, a.trigger_price_ticks, "trigger price")
+    if err is None and a.kind in (KIND_STOP_LIMIT, KIND_TAKE_PROFIT_LIMIT):
+        err = price_error(market, a.price_ticks, "limit price")
+    if err is None and client_id_open(acct, cid):
+        err = (DUPLICATE_CLIENT_ID, f"client id {cid} is open")
+    if err is None and open_order_count(acct) >= st.max_open_orders:
+        err = (TOO_MANY_ORDERS, "open order limit reached")
+    if err is None:
+        err = min_notional_error(market, a.trigger_price_ticks, a.size_lots, a.reduce_only)
+    if err is not None:
+        return _reject(st, acct, mid, cid, err[0], err[1])
     t = place_trigger(st, acct, a, a.size_lots)
     return ActionResult(OK, ST_WAITING, t.order_id, 0, ST_WAITING)
 
@@ -888,17 +862,11 @@ def execute_order(st: ExchangeCore, market: Market, book: Book, order: Order) ->
     if not stop and tif in (TIF_GTC, TIF_ALO):
         if market.kind != MARKET_PERP:
             # The hold now only needs to cover the resting remainder at the limit price.
-            need = (
-                order.price_ticks * remaining * market.tick_lot_atoms
-                if is_buy
-                else remaining * market.lot_base_atoms
-            )
+            need = spot_hold_atoms(market, is_buy, order.price_ticks, remaining)
             excess = order.hold_atoms - need
             check(excess >= 0, "spot hold below the resting need")
             if excess:
-                bal = order.account.balances[
-                    market.quote_asset_id if is_buy else market.base_asset_id
-                ]
+                bal = order.account.balances[spot_hold_asset(market, is_buy)]
                 bal.held_atoms -= excess
                 bal.available_atoms += excess
                 order.hold_atoms = need
@@ -967,8 +935,7 @@ def _release_hold(st: ExchangeCore, market: Market, order: Order) -> None:
     """Return a finished or cancelled order's spot hold to the available balance."""
     hold = order.hold_atoms
     if hold:
-        asset = market.quote_asset_id if order.is_buy else market.base_asset_id
-        bal = order.account.balances[asset]
+        bal = order.account.balances[spot_hold_asset(market, order.is_buy)]
         bal.held_atoms -= hold
         bal.available_atoms += hold
         order.hold_atoms = 0
@@ -1152,7 +1119,7 @@ def settle_spot_fill(
     st: ExchangeCore, market: Market, taker: Order, maker: Order, price: int, qty: int
 ) -> None:
     """Move base and quote between the two accounts; fees in the asset each one receives."""
-    quote_atoms = price * qty * market.tick_lot_atoms
+    quote_atoms = notional_atoms(market, price, qty)
     base_atoms = qty * market.lot_base_atoms
     if taker.is_buy:
         buyer, seller = taker, maker
@@ -1160,8 +1127,8 @@ def settle_spot_fill(
     else:
         buyer, seller = maker, taker
         buyer_fee_ppm, seller_fee_ppm = market.maker_fee_ppm, market.taker_fee_ppm
-    base_fee = -((-base_atoms * buyer_fee_ppm) // PPM)
-    quote_fee = -((-quote_atoms * seller_fee_ppm) // PPM)
+    base_fee = trade_fee_atoms(base_atoms, buyer_fee_ppm)
+    quote_fee = trade_fee_atoms(quote_atoms, seller_fee_ppm)
     qa = market.quote_asset_id
     ba = market.base_asset_id
     bacct = buyer.account
@@ -1249,14 +1216,14 @@ def apply_position_fill(
         pos.entry_value += price * d
         pos.size_lots = s + d
         if pos.isolated:
-            im = -((-(price * abs(d) * tla)) // pos.leverage)
+            im = div_ceil(price * abs(d) * tla, pos.leverage)
             usdc.available_atoms -= im
             pos.isolated_margin_atoms += im
     else:
         abs_s = s if s > 0 else -s
         abs_d = d if d > 0 else -d
         q = abs_d if abs_d < abs_s else abs_s
-        removed = -((-pos.entry_value * q) // abs_s)
+        removed = div_ceil(pos.entry_value * q, abs_s)
         realized = ((price * q if s > 0 else -price * q) - removed) * tla
         pos.entry_value -= removed
         s_new = s + (q if d > 0 else -q)
@@ -1280,7 +1247,7 @@ def apply_position_fill(
             pos.entry_value = price * signed_rest
             s_new = signed_rest
             if pos.isolated:
-                im = -((-(price * rest * tla)) // pos.leverage)
+                im = div_ceil(price * rest * tla, pos.leverage)
                 usdc.available_atoms -= im
                 pos.isolated_margin_atoms += im
         pos.size_lots = s_new
@@ -1294,9 +1261,9 @@ def settle_perp_fill(
     st: ExchangeCore, market: Market, taker: Order, maker: Order, price: int, qty: int
 ) -> None:
     mid = market.market_id
-    notional = price * qty * market.tick_lot_atoms
-    tfee = -((-notional * market.taker_fee_ppm) // PPM)
-    mfee = -((-notional * market.maker_fee_ppm) // PPM)
+    notional = notional_atoms(market, price, qty)
+    tfee = trade_fee_atoms(notional, market.taker_fee_ppm)
+    mfee = trade_fee_atoms(notional, market.maker_fee_ppm)
     tacct = taker.account
     macct = maker.account
     tpos = tacct.positions[mid]
@@ -1406,81 +1373,95 @@ def process_amend_order(st: ExchangeCore, acct: Account, a: AmendOrder) -> Actio
     market = st.markets[order.market_id]
     price = a.price_ticks
     size = a.size_lots
-    oid = order.order_id
-    if size == 0 or size > market.max_order_lots:
-        return ActionResult(LOT_SIZE, f"size must be 1..{market.max_order_lots} lots")
-    if price == 0 or price > market.max_price_ticks:
-        return ActionResult(TICK_SIZE, f"price must be 1..{market.max_price_ticks} ticks")
     ms = st.mstates[market.market_id]
-    ref = ms.oracle_price_ticks or ms.last_trade_price_ticks
-    band = market.price_band_ppm
-    if ref and (price * PPM > ref * (PPM + band) or price * PPM < ref * (PPM - band)):
-        return ActionResult(PRICE_BAND, f"price {price} is more than {band} ppm from {ref}")
-    tla = market.tick_lot_atoms
-    if not order.reduce_only and price * size * tla < market.min_notional_atoms:
-        return ActionResult(MIN_NOTIONAL, f"notional below {market.min_notional_atoms} atoms")
-    perp = market.kind == MARKET_PERP
+    err = lots_error(market, size)
+    if err is None:
+        err = price_error(market, price)
+    if err is None:
+        err = band_error(market, ms.oracle_price_ticks or ms.last_trade_price_ticks, price)
+    if err is None:
+        err = min_notional_error(market, price, size, order.reduce_only)
+    if err is not None:
+        return ActionResult(err[0], err[1])
+    if price == order.price_ticks and size <= order.size_lots:
+        return shrink_order(st, acct, market, order, size)
+    err = check_amend_requeue(st, acct, market, order, price, size)
+    if err is not None:
+        return ActionResult(err[0], err[1])
+    return requeue_order(st, acct, market, order, price, size)
+
+
+def shrink_order(
+    st: ExchangeCore, acct: Account, market: Market, order: Order, size: int
+) -> ActionResult:
+    """Shrink in place at the same price: time priority kept, the excess reservation freed."""
+    delta = order.size_lots - size
+    price = order.price_ticks
+    if delta:
+        order.size_lots = size
+        order.orig_lots -= delta
+        check(order.level is not None, "amended order not resting")
+        assert order.level is not None
+        order.level.total_lots -= delta
+        if market.kind == MARKET_PERP:
+            if not order.reduce_only:
+                pos = acct.positions[order.market_id]
+                if order.is_buy:
+                    pos.buy_lots -= delta
+                else:
+                    pos.sell_lots -= delta
+        else:
+            need = spot_hold_atoms(market, order.is_buy, price, size)
+            excess = order.hold_atoms - need
+            bal = acct.balances[spot_hold_asset(market, order.is_buy)]
+            bal.held_atoms -= excess
+            bal.available_atoms += excess
+            order.hold_atoms = need
+            st.touch(bal)
+        st.touch(order)
+    oid = order.order_id
+    st.events.append(("order_amended", order.market_id, oid, acct.pubkey, price, size, order.seq))
+    return ActionResult(OK, ST_RESTING, oid, 0, ST_RESTING)
+
+
+def check_amend_requeue(
+    st: ExchangeCore, acct: Account, market: Market, order: Order, price: int, size: int
+) -> Reject | None:
+    """The checks of an amend that loses priority: post-only, then margin or balance.
+
+    The margin check prices the fee at the taker rate whatever the order's time in force
+    (stricter than a new post-only order, which is checked at the maker rate).
+    """
     is_buy = order.is_buy
-    old = order.size_lots
-    if price == order.price_ticks and size <= old:
-        # Shrink in place: time priority kept.
-        delta = old - size
-        if delta:
-            order.size_lots = size
-            order.orig_lots -= delta
-            check(order.level is not None, "amended order not resting")
-            assert order.level is not None
-            order.level.total_lots -= delta
-            if perp:
-                if not order.reduce_only:
-                    pos = acct.positions[order.market_id]
-                    if is_buy:
-                        pos.buy_lots -= delta
-                    else:
-                        pos.sell_lots -= delta
-            else:
-                need = price * size * tla if is_buy else size * market.lot_base_atoms
-                excess = order.hold_atoms - need
-                bal = acct.balances[market.quote_asset_id if is_buy else market.base_asset_id]
-                bal.held_atoms -= excess
-                bal.available_atoms += excess
-                order.hold_atoms = need
-                st.touch(bal)
-            st.touch(order)
-        st.events.append(
-            ("order_amended", order.market_id, oid, acct.pubkey, price, size, order.seq)
-        )
-        return ActionResult(OK, ST_RESTING, oid, 0, ST_RESTING)
-    book = st.books[order.market_id]
-    opp = book.asks if is_buy else book.bids
     if order.tif == TIF_ALO:
-        best = opp.best_price()
-        if best and (price >= best if is_buy else price <= best):
-            return ActionResult(POST_ONLY_WOULD_CROSS, f"amended price {price} would cross")
-    if perp:
-        if not order.reduce_only:
-            ms_mark = ms.mark_price_ticks
-            adverse = (price - ms_mark if is_buy else ms_mark - price) * size * tla
-            if adverse < 0:
-                adverse = 0
-            d = size - old
-            fc = free_collateral(st, acct, order.market_id, d if is_buy else 0, 0 if is_buy else d)
-            fee = -((-(price * size * tla * market.taker_fee_ppm)) // PPM)
-            if fc - adverse - fee < 0:
-                return ActionResult(INSUFFICIENT_MARGIN, f"free collateral {fc} atoms too low")
-    else:
-        need = price * size * tla if is_buy else size * market.lot_base_atoms
-        bal = acct.balances[market.quote_asset_id if is_buy else market.base_asset_id]
-        if bal.available_atoms + order.hold_atoms < need:
-            return ActionResult(INSUFFICIENT_BALANCE, f"needs {need} atoms")
-    # Lose priority: take the order off the book (releasing its reservations), then re-enter
-    # it with the same id and a new sequence number.
-    side = book.side(is_buy)
-    side.remove(order)
-    _unindex(st, order)
-    _release_hold(st, market, order)
-    if perp and not order.reduce_only:
-        pos = acct.positions[order.market_id]
+        book = st.books[order.market_id]
+        err = post_only_error(book.asks if is_buy else book.bids, is_buy, price)
+        if err is not None:
+            return err
+    if market.kind == MARKET_PERP:
+        if order.reduce_only:
+            return None
+        added = size - order.size_lots
+        return margin_error(st, acct, market, is_buy, price, size, added, market.taker_fee_ppm)
+    need = spot_hold_atoms(market, is_buy, price, size)
+    bal = acct.balances[spot_hold_asset(market, is_buy)]
+    return balance_error(bal.available_atoms + order.hold_atoms, need)
+
+
+def requeue_order(
+    st: ExchangeCore, acct: Account, market: Market, prev: Order, price: int, size: int
+) -> ActionResult:
+    """Lose priority: take the order off the book (releasing its reservations), then re-enter
+    it with the same id and a new sequence number, matched like a new order."""
+    book = st.books[prev.market_id]
+    is_buy = prev.is_buy
+    old = prev.size_lots
+    book.side(is_buy).remove(prev)
+    _unindex(st, prev)
+    _release_hold(st, market, prev)
+    perp = market.kind == MARKET_PERP
+    if perp and not prev.reduce_only:
+        pos = acct.positions[prev.market_id]
         if is_buy:
             pos.buy_lots -= old
         else:
@@ -1489,28 +1470,17 @@ def process_amend_order(st: ExchangeCore, acct: Account, a: AmendOrder) -> Actio
     st.next_seq = seq + 1
     # A fresh object: the old one may still sit dead in its level's deque (lazy removal) and
     # must never come back to life there.
-    prev = order
+    oid = prev.order_id
     order = Order(
-        oid,
-        seq,
-        prev.market_id,
-        acct,
-        is_buy,
-        price,
-        size,
-        prev.client_id,
-        prev.tif,
-        prev.reduce_only,
-        prev.stp,
-        st.timestamp_ms,
-        prev.kind,
-    )
+        oid, seq, prev.market_id, acct, is_buy, price, size, prev.client_id, prev.tif,
+        prev.reduce_only, prev.stp, st.timestamp_ms, prev.kind,
+    )  # fmt: skip
     order.orig_lots = prev.orig_lots + size - old
     order.filled_lots = prev.filled_lots
     order.stored = prev.stored
     if not perp:
-        bal = acct.balances[market.quote_asset_id if is_buy else market.base_asset_id]
-        need = price * size * tla if is_buy else size * market.lot_base_atoms
+        bal = acct.balances[spot_hold_asset(market, is_buy)]
+        need = spot_hold_atoms(market, is_buy, price, size)
         bal.available_atoms -= need
         bal.held_atoms += need
         order.hold_atoms = need
@@ -1661,6 +1631,8 @@ DISPATCH: dict[type, Any] = {
 
 __all__ = [
     "EVENT_FIELDS",
+    "ST_RESTING",
+    "ST_WAITING",
     "ActionResult",
     "BlockContext",
     "BlockResult",
