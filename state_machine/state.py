@@ -44,7 +44,9 @@ from state_machine.codec import encode
 from state_machine.crypto import sha256
 from state_machine.genesis import Genesis, Market
 from state_machine.invariants import check
+from state_machine.liquidation.index import RiskIndex
 from state_machine.nonces import NonceTracker
+from state_machine.triggers.records import Trigger, TriggerBook
 
 P_META = 0x00
 P_BALANCE = 0x01
@@ -172,7 +174,7 @@ class Account:
         self.positions: dict[int, Position] = {}
         self.orders: dict[int, Order] = {}  # order_id -> open order, in placement order
         self.client_ids: dict[int, Order] = {}  # client_id -> open order
-        self.triggers: dict[int, Any] = {}  # order_id -> untriggered trigger order
+        self.triggers: dict[int, Trigger] = {}  # order_id -> untriggered trigger order
 
 
 class MarketState:
@@ -385,14 +387,14 @@ class ExchangeCore:
             m.market_id: {} for m in genesis.markets
         }
         self.withdrawals: dict[int, Withdrawal] = {}
-        # The vault's equity high-water mark since it last held no position (risk.py).
+        # The vault's equity high-water mark since it last held no position (liquidation/risk.py).
         self.vault_peak = Pool(P_INSURANCE, 0)
         self.nonces = NonceTracker()
         self.nonce_entries: dict[bytes, NonceEntry] = {}
         self.dirty: list[Any] = []
         self.events: list[tuple[Any, ...]] = []
-        self.risk: Any = None  # risk.RiskIndex, derived data (set by exchange.ExchangeState)
-        self.triggers: Any = None  # triggers.TriggerBook (set by exchange.ExchangeState)
+        self.risk = RiskIndex()  # derived data (liquidation/index.py), rebuilt on first use
+        self.triggers = TriggerBook()  # waiting trigger orders (triggers/records.py)
 
     # ---- dirty tracking ---------------------------------------------------------------------
     def touch(self, obj: Any) -> None:
@@ -516,8 +518,7 @@ class ExchangeCore:
         objs.extend(self.asset_totals.values())
         objs.append(self.vault_peak)
         objs.extend(self.withdrawals.values())
-        if self.triggers is not None:
-            objs.extend(self.triggers.by_id.values())
+        objs.extend(self.triggers.by_id.values())
         return objs
 
     def entries(self) -> list[tuple[bytes, bytes]]:

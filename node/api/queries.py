@@ -28,19 +28,21 @@ from node.api.txjson import snake
 from node.api.units import MarketUnits, atoms_to_decimal, format_fraction
 from node.keys import parse_address
 from node.storage import ProofAt, ProofHeightError
+from state_machine.clob.codes import ST_RESTING, ST_WAITING
 from state_machine.codec import DecodeError, decode_raw
-from state_machine.exchange import EVENT_FIELDS, ST_RESTING, ST_WAITING
 from state_machine.genesis import MARKET_KIND_NAMES, Market
-from state_machine.margin import (
+from state_machine.liquidation.risk import liquidation_price_ticks, unit_value_and_mm
+from state_machine.perpetuals.funding import funding_rate_8h_ppb
+from state_machine.perpetuals.margin import (
     free_collateral,
     maintenance_margin_atoms,
     pending_funding_atoms,
     unrealized_pnl_atoms,
 )
 from state_machine.queries import vault_summary
-from state_machine.risk import funding_rate_8h_ppb, liquidation_price_ticks, unit_value_and_mm
+from state_machine.results import EVENT_FIELDS
 from state_machine.state import VAULT, Account, Position
-from state_machine.triggers import Trigger, account_triggers, open_order_count
+from state_machine.triggers.records import Trigger, account_triggers, open_order_count
 from state_machine.tx import Transaction, WithdrawRequest
 from state_machine.txroot import inclusion_proof, tx_root
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from state_machine.book import BookSide
 from state_machine.clob.codes import (
-    INSUFFICIENT_BALANCE,
-    INSUFFICIENT_MARGIN,
     LOT_SIZE,
     MIN_NOTIONAL,
     NO_REFERENCE_PRICE,
@@ -24,7 +22,8 @@ from state_machine.clob.codes import (
 )
 from state_machine.genesis import Market
 from state_machine.invariants import PPM, mul_ppm_ceil, mul_ppm_floor
-from state_machine.margin import free_collateral
+from state_machine.perpetuals.margin import free_collateral
+from state_machine.results import INSUFFICIENT_BALANCE, INSUFFICIENT_MARGIN
 from state_machine.state import Account, ExchangeCore
 
 Reject = tuple[str, str]

@@ -17,9 +17,6 @@ POST_ONLY_WOULD_CROSS = "post_only_would_cross"
 FOK_NOT_FILLED = "fok_not_filled"
 NO_LIQUIDITY = "no_liquidity"
 SELF_TRADE = "self_trade"
-INSUFFICIENT_BALANCE = "insufficient_balance"
-INSUFFICIENT_MARGIN = "insufficient_margin"
-NOT_PERP = "not_perp"
 
 # Order statuses reported in results and events.
 ST_RESTING = "resting"

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from state_machine.audit import audit
-from state_machine.exchange import ExchangeState, event_to_dict
+from state_machine.exchange import ExchangeState
 from state_machine.genesis import (
     Asset,
     FundedBalance,
@@ -20,16 +20,16 @@ from state_machine.genesis import (
     Parameters,
     default_genesis,
 )
-from state_machine.margin import pending_funding_atoms
-from state_machine.queries import account_summary
-from state_machine.risk import (
-    funding_rate_8h_ppb,
-    interval_rate_ppb,
+from state_machine.liquidation.risk import (
     liquidation_price_ticks,
-    median3,
     unit_positions,
     unit_value_and_mm,
 )
+from state_machine.perpetuals.funding import funding_rate_8h_ppb, interval_rate_ppb
+from state_machine.perpetuals.margin import pending_funding_atoms
+from state_machine.prices.mark import median3
+from state_machine.queries import account_summary
+from state_machine.results import event_to_dict
 from state_machine.state import VAULT
 from state_machine.tx import (
     KIND_STOP_LIMIT,
@@ -628,7 +628,7 @@ def test_trigger_margin_is_checked_when_it_fires() -> None:
 
 
 def test_one_pass_unit_evaluation_matches_the_reference_functions() -> None:
-    from state_machine.risk import band_for, evaluate_unit, risk_index, unit_key
+    from state_machine.liquidation.risk import band_for, evaluate_unit, risk_index, unit_key
 
     g, traders = crash_genesis(60, insurance_usdc=500)
     h = Harness(g)
