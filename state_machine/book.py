@@ -127,6 +127,15 @@ class Order:
             self.kind,
         ]
 
+    @classmethod
+    def from_state(cls, market_id: int, v: list[Any], account: Account) -> Order:
+        """The inverse of :meth:`state_obj` (``account`` is the record of ``v[2]``)."""
+        o = cls(v[0], v[1], market_id, account, v[3], v[4], v[5], v[8], v[9], v[10], v[11], v[13],
+                v[14])  # fmt: skip
+        o.orig_lots, o.filled_lots, o.hold_atoms = v[6], v[7], v[12]
+        o.stored = True
+        return o
+
     def __repr__(self) -> str:
         side = "B" if self.is_buy else "S"
         return f"Order#{self.order_id}({side} {self.size_lots}@{self.price_ticks} seq={self.seq})"

@@ -43,7 +43,7 @@ state from its entries.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from state_machine.accounts.transfers import process_transfer, process_withdraw
@@ -135,84 +135,27 @@ class ExchangeState(ExchangeCore):
     def from_entries(
         cls, genesis: Genesis, entries: Sequence[tuple[bytes, bytes]]
     ) -> ExchangeState:
-        """Rebuild the full in-memory state (books in time priority, indexes) from entries."""
+        """Rebuild the full in-memory state (books in time priority, indexes) from entries.
 
+        Each record is decoded by its own inverse of ``state_obj`` (state.py, book.py,
+        triggers/records.py); orders rest again in sequence order, so time priority is kept.
+        """
         st = cls(genesis)  # its risk index evaluates every margin unit at the first end_block
         orders: list[Order] = []
         triggers: list[tuple[bytes, Any]] = []
         for key, value in entries:
             v = decode_raw(value)
             p = key[0]
-            if p == P_META:
-                check(v[0] == st.genesis_hash, "entries belong to another genesis")
-                st.height, st.timestamp_ms, st.next_seq, st.next_withdrawal_id = v[1:5]
-            elif p == P_BALANCE:
-                acct = st.account(key[1:33])
-                bal = st.balance(acct, int.from_bytes(key[33:37], "big"))
-                bal.available_atoms, bal.held_atoms = v
-            elif p == P_POSITION:
-                acct = st.account(key[1:33])
-                market = st.markets[int.from_bytes(key[33:37], "big")]
-                pos = st.position(acct, market)
-                (
-                    pos.size_lots,
-                    pos.entry_value,
-                    pos.realized_pnl_atoms,
-                    pos.leverage,
-                    pos.isolated,
-                    pos.isolated_margin_atoms,
-                    pos.funding_index,
-                    pos.liquidation_cooldown_ms,
-                ) = v
-            elif p == P_ORDER:
-                mid = int.from_bytes(key[1:5], "big")
-                acct = st.account(v[2])
-                o = Order(
-                    v[0], v[1], mid, acct, v[3], v[4], v[5], v[8], v[9], v[10], v[11], v[13], v[14]
-                )
-                o.orig_lots, o.filled_lots, o.hold_atoms = v[6], v[7], v[12]
-                o.stored = True
-                orders.append(o)
-            elif p == P_MARKET:
-                ms = st.mstates[int.from_bytes(key[1:5], "big")]
-                (
-                    ms.oracle_price_ticks,
-                    ms.oracle_time_ms,
-                    ms.mark_price_ticks,
-                    ms.last_trade_price_ticks,
-                    ms.last_trade_time_ms,
-                    ms.open_interest_lots,
-                    ms.volume_lots,
-                    ms.basis_ema_ticks,
-                    ms.mark_time_ms,
-                    ms.funding_index,
-                    ms.next_funding_ms,
-                    ms.premium_sum_ppb,
-                    ms.premium_samples,
-                    ms.funding_dust_scaled,
-                    ms.funding_rate_ppb,
-                ) = v
-            elif p == P_ORACLE:
-                mid = int.from_bytes(key[1:5], "big")
-                sub = OracleSubmission(mid, key[5:37], v[0], v[1])
-                st.oracle_subs[mid][sub.validator] = sub
-            elif p == P_NONCES:
-                st.nonces.restore(key[1:33], v)
-                st.nonce_entry(key[1:33])
-            elif p == P_FEES:
-                st.fee_pools[int.from_bytes(key[1:5], "big")].amount_atoms = v[0]
-            elif p == P_ASSET:
-                st.asset_totals[int.from_bytes(key[1:5], "big")].amount_atoms = v[0]
-            elif p == P_INSURANCE:
-                check(key == st.vault_peak.state_key(), "vault record of an asset other than USDC")
-                st.vault_peak.amount_atoms = v[0]
+            if p == P_ORDER:
+                orders.append(Order.from_state(int.from_bytes(key[1:5], "big"), v,
+                                               st.account(v[2])))  # fmt: skip
             elif p == P_TRIGGER:
                 triggers.append((key, v))
-            elif p == P_WITHDRAWAL:
-                wid = int.from_bytes(key[1:9], "big")
-                st.withdrawals[wid] = Withdrawal(wid, v[0], v[1], v[2], v[3], v[4])
             else:
-                check(False, f"unknown state key prefix {p}")
+                load = LOADERS.get(p)
+                check(load is not None, f"unknown state key prefix {p}")
+                assert load is not None
+                load(st, key, v)
         for key, v in triggers:
             t = trigger_from_entry(st, key, v)
             t.stored = True
@@ -223,6 +166,67 @@ class ExchangeState(ExchangeCore):
             o.dirty = False
         st.dirty = []
         return st
+
+
+def _load_meta(st: ExchangeCore, key: bytes, v: list[Any]) -> None:
+    st.restore_meta(v)
+
+
+def _load_balance(st: ExchangeCore, key: bytes, v: list[Any]) -> None:
+    st.balance(st.account(key[1:33]), int.from_bytes(key[33:37], "big")).restore(v)
+
+
+def _load_position(st: ExchangeCore, key: bytes, v: list[Any]) -> None:
+    market = st.markets[int.from_bytes(key[33:37], "big")]
+    st.position(st.account(key[1:33]), market).restore(v)
+
+
+def _load_market(st: ExchangeCore, key: bytes, v: list[Any]) -> None:
+    st.mstates[int.from_bytes(key[1:5], "big")].restore(v)
+
+
+def _load_oracle(st: ExchangeCore, key: bytes, v: list[Any]) -> None:
+    sub = OracleSubmission.from_state(key, v)
+    st.oracle_subs[sub.market_id][sub.validator] = sub
+
+
+def _load_nonces(st: ExchangeCore, key: bytes, v: list[Any]) -> None:
+    st.nonces.restore(key[1:33], v)
+    st.nonce_entry(key[1:33])
+
+
+def _load_fees(st: ExchangeCore, key: bytes, v: list[Any]) -> None:
+    st.fee_pools[int.from_bytes(key[1:5], "big")].restore(v)
+
+
+def _load_asset_total(st: ExchangeCore, key: bytes, v: list[Any]) -> None:
+    st.asset_totals[int.from_bytes(key[1:5], "big")].restore(v)
+
+
+def _load_vault_peak(st: ExchangeCore, key: bytes, v: list[Any]) -> None:
+    check(key == st.vault_peak.state_key(), "vault record of an asset other than USDC")
+    st.vault_peak.restore(v)
+
+
+def _load_withdrawal(st: ExchangeCore, key: bytes, v: list[Any]) -> None:
+    w = Withdrawal.from_state(key, v)
+    st.withdrawals[w.withdrawal_id] = w
+
+
+# Decoder of each record kind by key prefix (orders and triggers are collected first, then
+# indexed in order: see from_entries).
+LOADERS: dict[int, Callable[[ExchangeCore, bytes, list[Any]], None]] = {
+    P_META: _load_meta,
+    P_BALANCE: _load_balance,
+    P_POSITION: _load_position,
+    P_MARKET: _load_market,
+    P_ORACLE: _load_oracle,
+    P_NONCES: _load_nonces,
+    P_FEES: _load_fees,
+    P_ASSET: _load_asset_total,
+    P_INSURANCE: _load_vault_peak,
+    P_WITHDRAWAL: _load_withdrawal,
+}
 
 
 # Execution class of each non-placement action (DESIGN section 4): 0 non-order actions,

@@ -88,6 +88,10 @@ class Balance:
             return None
         return [self.available_atoms, self.held_atoms]
 
+    def restore(self, v: list[Any]) -> None:
+        """The inverse of :meth:`state_obj`."""
+        self.available_atoms, self.held_atoms = v
+
 
 class Position:
     """An account's record in one perp market: position, leverage, margin mode.
@@ -153,6 +157,19 @@ class Position:
             self.funding_index,
             self.liquidation_cooldown_ms,
         ]
+
+    def restore(self, v: list[Any]) -> None:
+        """The inverse of :meth:`state_obj`."""
+        (
+            self.size_lots,
+            self.entry_value,
+            self.realized_pnl_atoms,
+            self.leverage,
+            self.isolated,
+            self.isolated_margin_atoms,
+            self.funding_index,
+            self.liquidation_cooldown_ms,
+        ) = v
 
 
 def default_leverage(market: Market) -> int:
@@ -241,6 +258,26 @@ class MarketState:
             self.funding_rate_ppb,
         ]
 
+    def restore(self, v: list[Any]) -> None:
+        """The inverse of :meth:`state_obj`."""
+        (
+            self.oracle_price_ticks,
+            self.oracle_time_ms,
+            self.mark_price_ticks,
+            self.last_trade_price_ticks,
+            self.last_trade_time_ms,
+            self.open_interest_lots,
+            self.volume_lots,
+            self.basis_ema_ticks,
+            self.mark_time_ms,
+            self.funding_index,
+            self.next_funding_ms,
+            self.premium_sum_ppb,
+            self.premium_samples,
+            self.funding_dust_scaled,
+            self.funding_rate_ppb,
+        ) = v
+
     def reference_price(self) -> int:
         """The price orders are banded around: the oracle, else the last trade, else 0."""
         return self.oracle_price_ticks or self.last_trade_price_ticks
@@ -262,6 +299,11 @@ class OracleSubmission:
     def state_obj(self) -> list[Any] | None:
         return [self.price_ticks, self.timestamp_ms]
 
+    @classmethod
+    def from_state(cls, key: bytes, v: list[Any]) -> OracleSubmission:
+        """The inverse of :meth:`state_key` and :meth:`state_obj`."""
+        return cls(int.from_bytes(key[1:5], "big"), key[5:37], v[0], v[1])
+
 
 class Pool:
     """A single amount under a key: fee pool, insurance fund or withdrawn total of an asset."""
@@ -279,6 +321,10 @@ class Pool:
 
     def state_obj(self) -> list[Any] | None:
         return None if self.amount_atoms == 0 else [self.amount_atoms]
+
+    def restore(self, v: list[Any]) -> None:
+        """The inverse of :meth:`state_obj`."""
+        self.amount_atoms = v[0]
 
 
 class Withdrawal:
@@ -308,6 +354,11 @@ class Withdrawal:
 
     def state_obj(self) -> list[Any] | None:
         return [self.account, self.asset_id, self.amount_atoms, self.destination, self.height]
+
+    @classmethod
+    def from_state(cls, key: bytes, v: list[Any]) -> Withdrawal:
+        """The inverse of :meth:`state_key` and :meth:`state_obj`."""
+        return cls(int.from_bytes(key[1:9], "big"), v[0], v[1], v[2], v[3], v[4])
 
 
 class NonceEntry:
@@ -439,64 +490,33 @@ class ExchangeCore:
             self.next_withdrawal_id,
         ]
 
+    def restore_meta(self, v: list[Any]) -> None:
+        """The inverse of :meth:`meta_obj`."""
+        check(v[0] == self.genesis_hash, "entries belong to another genesis")
+        self.height, self.timestamp_ms, self.next_seq, self.next_withdrawal_id = v[1:5]
+
     def take_writes(self) -> list[tuple[bytes, bytes | None]]:
         """Serialise the dirty objects (and meta) into a sorted write set; clear dirty marks."""
         out: dict[bytes, bytes | None] = {META_KEY: encode(self.meta_obj())}
         # One packer per call: msgpack.packb builds a Packer per value, which costs more than
-        # the packing itself. Same canonical bytes as codec.encode. The common types are
-        # serialised inline (same keys and values as their state_key/state_obj): this loop
-        # runs for every order, balance, position and signer a block touched.
+        # the packing itself. Same canonical bytes as codec.encode. Every record is encoded by
+        # its own state_key/state_obj, the same ones entries() uses, and decoded by the
+        # inverse next to it (from_state / restore), which ExchangeState.from_entries uses.
         pack = msgpack.Packer(use_bin_type=True).pack
         for obj in self.dirty:
             obj.dirty = False
             t = type(obj)
-            if t is Order:
-                key = b"\x03" + obj.market_id.to_bytes(4, "big") + obj.order_id.to_bytes(8, "big")
+            if t is Order or t is Trigger:
                 if not obj.live:
                     # An order placed and gone within the block never existed in storage.
                     if obj.stored:
-                        out[key] = None
+                        out[obj.state_key()] = None
                         obj.stored = False
                     continue
                 obj.stored = True
-                out[key] = pack(
-                    [
-                        obj.order_id,
-                        obj.seq,
-                        obj.account.pubkey,
-                        obj.is_buy,
-                        obj.price_ticks,
-                        obj.size_lots,
-                        obj.orig_lots,
-                        obj.filled_lots,
-                        obj.client_id,
-                        obj.tif,
-                        obj.reduce_only,
-                        obj.stp,
-                        obj.hold_atoms,
-                        obj.timestamp_ms,
-                        obj.kind,
-                    ]
-                )
-            elif t is Balance:
-                key = b"\x01" + obj.owner + obj.asset_id.to_bytes(4, "big")
-                if obj.available_atoms == 0 and obj.held_atoms == 0:
-                    out[key] = None
-                else:
-                    out[key] = pack([obj.available_atoms, obj.held_atoms])
-            elif t is NonceEntry:
-                kept = obj.tracker.kept_list(obj.signer)
-                out[b"\x06" + obj.signer] = pack(kept) if kept else None
-            elif t is Position:
-                value = obj.state_obj()
-                out[obj.state_key()] = None if value is None else pack(value)
+                out[obj.state_key()] = pack(obj.state_obj())
             else:
                 value = obj.state_obj()
-                stored = getattr(obj, "stored", None)
-                if stored is not None:  # trigger orders: like orders, skip never-stored deletions
-                    if value is None and not stored:
-                        continue
-                    obj.stored = value is not None
                 out[obj.state_key()] = None if value is None else pack(value)
         self.dirty = []
         # Keys are unique, so sorting on the key alone gives the same order as sorting the

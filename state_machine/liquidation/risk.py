@@ -70,14 +70,13 @@ from typing import Any
 from state_machine.clob.matching import cancel_resting
 from state_machine.clob.place import place_internal_order
 from state_machine.genesis import Market
-from state_machine.invariants import PPM, check
+from state_machine.invariants import PPM, check, div_ceil, div_floor, mul_ppm_ceil
 from state_machine.liquidation.index import Band, RiskIndex
 from state_machine.perpetuals.margin import (
     RATE_SCALE,
     maintenance_margin_atoms,
     pending_funding_atoms,
     tier_deductions_ppm,
-    tier_table,
 )
 from state_machine.perpetuals.positions import apply_position_fill
 from state_machine.state import VAULT, Account, Balance, ExchangeCore, MarketState, Position
@@ -142,7 +141,7 @@ def liquidation_price_ticks(st: ExchangeCore, acct: Account, market_id: int) -> 
         den = tla * (s * PPM - abs(s) * r)
         if den == 0:
             continue
-        p = -((-num) // den) if s > 0 else num // den
+        p = div_ceil(num, den) if s > 0 else div_floor(num, den)
         if p <= 0:
             continue
         n = abs(s) * p * tla
@@ -200,7 +199,7 @@ def make_bands(
     return [
         (
             mid,
-            -((-m * (RATE_SCALE - tau)) // RATE_SCALE),
+            div_ceil(m * (RATE_SCALE - tau), RATE_SCALE),
             m * (RATE_SCALE + tau) // RATE_SCALE,
             f - tau * m,
             f + tau * m,
@@ -356,12 +355,9 @@ def evaluate_unit(st: ExchangeCore, idx: RiskIndex, key: bytes, now: int) -> boo
         value += (price * s - pos.entry_value) * tla
         fi = ms.funding_index - pos.funding_index
         if fi and s:
-            value -= -((-(s * fi * tla)) // RATE_SCALE)
+            value -= div_ceil(s * fi * tla, RATE_SCALE)
         notional = (s if s > 0 else -s) * price * tla
-        for floor, mmr, deduction in tier_table(market):
-            if floor <= notional:
-                mm -= (deduction - notional * mmr) // PPM
-                break
+        mm += maintenance_margin_atoms(market, notional)
     if value < mm:
         return True
     bands = make_bands(st, positions, value, mm)
@@ -452,7 +448,7 @@ def liquidate_unit(
             if q * mark * market.tick_lot_atoms > params.liquidation_partial_notional_atoms:
                 if now < pos.liquidation_cooldown_ms:
                     continue
-                q = -((-q) // 5)
+                q = div_ceil(q, 5)
                 pos.liquidation_cooldown_ms = now + params.liquidation_cooldown_ms
                 st.touch(pos)
             filled = place_internal_order(st, acct, pmid, s < 0, q, "liquidation")
@@ -519,7 +515,7 @@ def backstop(st: ExchangeCore, acct: Account, mid: int | None) -> None:
         abs(p.size_lots) * st.mstates[p.market.market_id].mark_price_ticks * p.market.tick_lot_atoms
         for p in positions
     )
-    fee = min(-((-notional * params.liquidation_fee_ppm) // PPM), max(value, 0))
+    fee = min(mul_ppm_ceil(notional, params.liquidation_fee_ppm), max(value, 0))
     refusal = vault_refusal(st, vault_acct, positions, fee, max(-value, 0))
     if fee > 0:
         # Charged before the positions move: closing an isolated position releases its margin
@@ -589,7 +585,7 @@ def bankruptcy_price_ticks(st: ExchangeCore, acct: Account, mid: int | None, pos
     v0 = value - (price * s - pos.entry_value) * tla
     num = pos.entry_value * tla - v0
     den = s * tla
-    p = -((-num) // den) if s > 0 else num // den
+    p = div_ceil(num, den) if s > 0 else div_floor(num, den)
     return max(p, 1)
 
 
@@ -709,7 +705,7 @@ def vault_refusal(
             return "exposure_cap"
         mm += max(
             maintenance_margin_atoms(market, notional),
-            -((-notional) // market.max_leverage),
+            div_ceil(notional, market.max_leverage),
         )
     usdc = vault.balances.get(0)
     if equity + fee - debt < mm or (usdc.available_atoms if usdc else 0) < debt:
@@ -745,7 +741,7 @@ def vault_derisk(st: ExchangeCore, vault: Account) -> None:
         tla = market.tick_lot_atoms
         mark = st.mstates[market.market_id].mark_price_ticks
         equity = max(unit_value_and_mm(st, vault, None)[0], 0)
-        fee_bound = -((-(q * mark * tla + equity) * market.taker_fee_ppm) // PPM) + q
+        fee_bound = mul_ppm_ceil(q * mark * tla + equity, market.taker_fee_ppm) + q
         slack_ticks = (equity - fee_bound) // (q * tla)  # floor: never past the budget
         worst = mark - slack_ticks if s > 0 else mark + slack_ticks
         worst = max(1, min(worst, market.max_price_ticks))  # the band edge applies too

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from state_machine.book import Book, BookSide
 from state_machine.genesis import Market
+from state_machine.invariants import div_ceil
 from state_machine.perpetuals.margin import RATE_SCALE
 from state_machine.state import ExchangeCore, MarketState
 
@@ -41,7 +42,7 @@ def impact_terms(side: BookSide, notional_atoms: int, tla: int) -> tuple[int, in
         price = lv.price_ticks
         level_notional = price * lv.total_lots * tla
         if level_notional >= need:
-            q = -((-need) // (price * tla))  # lots to cover the rest, rounded up
+            q = div_ceil(need, price * tla)  # lots to cover the rest, rounded up
             return cost + price * q, lots + q
         cost += price * lv.total_lots
         lots += lv.total_lots
