@@ -36,7 +36,7 @@ from state_machine.genesis import MARKET_PERP, Market
 from state_machine.invariants import check
 from state_machine.perpetuals.positions import apply_position_fill
 from state_machine.results import OK, ActionResult
-from state_machine.state import Account, ExchangeCore
+from state_machine.state import Account, ExchangeCore, MarketState
 from state_machine.tx import STP_CANCEL_BOTH, STP_CANCEL_RESTING, STP_CANCEL_TAKER, TIF_ALO, TIF_GTC
 
 
@@ -313,6 +313,30 @@ def fok_fillable(
     return False
 
 
+def record_fill(
+    st: ExchangeCore,
+    ms: MarketState,
+    taker: Order,
+    maker: Order,
+    price: int,
+    qty: int,
+    taker_fee_atoms: int,
+    maker_fee_atoms: int,
+    taker_pnl_atoms: int,
+    maker_pnl_atoms: int,
+) -> None:
+    """A fill's market statistics (last trade, volume) and its ``fill`` event."""
+    ms.last_trade_price_ticks = price
+    ms.last_trade_time_ms = st.timestamp_ms
+    ms.volume_lots += qty
+    st.touch(ms)
+    st.events.append(
+        ("fill", ms.market.market_id, price, qty, taker.is_buy, taker.order_id, maker.order_id,
+         taker.account.pubkey, maker.account.pubkey, taker_fee_atoms, maker_fee_atoms,
+         taker_pnl_atoms, maker_pnl_atoms)
+    )  # fmt: skip
+
+
 def settle_spot_fill(
     st: ExchangeCore, market: Market, taker: Order, maker: Order, price: int, qty: int
 ) -> None:
@@ -365,28 +389,7 @@ def settle_spot_fill(
         tfee, mfee = base_fee, quote_fee
     else:
         tfee, mfee = quote_fee, base_fee
-    ms = st.mstates[market.market_id]
-    ms.last_trade_price_ticks = price
-    ms.last_trade_time_ms = st.timestamp_ms
-    ms.volume_lots += qty
-    touch(ms)
-    st.events.append(
-        (
-            "fill",
-            market.market_id,
-            price,
-            qty,
-            taker.is_buy,
-            taker.order_id,
-            maker.order_id,
-            taker.account.pubkey,
-            maker.account.pubkey,
-            tfee,
-            mfee,
-            0,
-            0,
-        )
-    )
+    record_fill(st, st.mstates[market.market_id], taker, maker, price, qty, tfee, mfee, 0, 0)
 
 
 def settle_perp_fill(
@@ -426,24 +429,4 @@ def settle_perp_fill(
         + (m_new if m_new > 0 else 0)
         - (m_old if m_old > 0 else 0)
     )
-    ms.last_trade_price_ticks = price
-    ms.last_trade_time_ms = st.timestamp_ms
-    ms.volume_lots += qty
-    st.touch(ms)
-    st.events.append(
-        (
-            "fill",
-            mid,
-            price,
-            qty,
-            taker.is_buy,
-            taker.order_id,
-            maker.order_id,
-            tacct.pubkey,
-            macct.pubkey,
-            tfee,
-            mfee,
-            tpnl,
-            mpnl,
-        )
-    )
+    record_fill(st, ms, taker, maker, price, qty, tfee, mfee, tpnl, mpnl)
