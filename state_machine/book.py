@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from state_machine.invariants import check
 
 if TYPE_CHECKING:
-    from state_machine.state import Account
+    from state_machine.accounts.records import Account
 
 COMPACT_MIN_DEAD = 32
 # An order's state key; one precompiled struct is twice as fast as to_bytes and concatenation

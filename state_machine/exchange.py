@@ -46,6 +46,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from state_machine.accounts.records import P_BALANCE, P_WITHDRAWAL, VAULT, Account, Withdrawal
 from state_machine.accounts.transfers import process_transfer, process_withdraw
 from state_machine.book import Order
 from state_machine.clob.amend import process_amend_order
@@ -63,8 +64,10 @@ from state_machine.liquidation.risk import end_block_liquidations, funded_price
 from state_machine.nonces import NonceCheck
 from state_machine.perpetuals.funding import process_funding
 from state_machine.perpetuals.positions import process_adjust_isolated_margin, process_set_leverage
+from state_machine.perpetuals.records import P_POSITION
 from state_machine.prices.mark import update_mark
 from state_machine.prices.oracle import process_oracle_update, update_oracle
+from state_machine.prices.records import P_MARKET, P_ORACLE, OracleSubmission
 from state_machine.results import (
     BAD_VERSION,
     EXPIRED,
@@ -77,21 +80,12 @@ from state_machine.results import (
 )
 from state_machine.state import (
     P_ASSET,
-    P_BALANCE,
     P_FEES,
     P_INSURANCE,
-    P_MARKET,
     P_META,
     P_NONCES,
-    P_ORACLE,
     P_ORDER,
-    P_POSITION,
-    P_WITHDRAWAL,
-    VAULT,
-    Account,
     ExchangeCore,
-    OracleSubmission,
-    Withdrawal,
 )
 from state_machine.triggers.fire import fire_triggers
 from state_machine.triggers.records import P_TRIGGER, trigger_from_entry

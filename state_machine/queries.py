@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from state_machine.accounts.records import VAULT
 from state_machine.book import Order
 from state_machine.clob.codes import ST_RESTING, ST_WAITING
 from state_machine.genesis import MARKET_KIND_NAMES
@@ -23,7 +24,7 @@ from state_machine.perpetuals.margin import (
     position_im_atoms,
     unrealized_pnl_atoms,
 )
-from state_machine.state import VAULT, ExchangeCore
+from state_machine.state import ExchangeCore
 from state_machine.triggers.records import Trigger, account_triggers, open_order_count
 
 

@@ -39,6 +39,7 @@ from typing import Any
 
 import msgpack
 
+from state_machine.accounts.records import Account, Balance, Withdrawal
 from state_machine.book import Book, Order
 from state_machine.codec import encode
 from state_machine.crypto import sha256
@@ -46,263 +47,22 @@ from state_machine.genesis import Genesis, Market
 from state_machine.invariants import check
 from state_machine.liquidation.index import RiskIndex
 from state_machine.nonces import NonceTracker
+from state_machine.perpetuals.records import Position, default_leverage
+from state_machine.prices.records import MarketState, OracleSubmission
 from state_machine.triggers.records import Trigger, TriggerBook
 
 P_META = 0x00
-P_BALANCE = 0x01
-P_POSITION = 0x02
 P_ORDER = 0x03
-P_MARKET = 0x04
-P_ORACLE = 0x05
 P_NONCES = 0x06
 P_FEES = 0x07
 P_INSURANCE = 0x08
 P_ASSET = 0x09
-P_WITHDRAWAL = 0x0A
 
 META_KEY = b"\x00\x00"
 
 
 def _u32(x: int) -> bytes:
     return x.to_bytes(4, "big")
-
-
-class Balance:
-    __slots__ = ("asset_id", "available_atoms", "dirty", "held_atoms", "owner", "risk_floor")
-
-    def __init__(self, owner: bytes, asset_id: int, available_atoms: int = 0) -> None:
-        self.owner = owner
-        self.asset_id = asset_id
-        self.available_atoms = available_atoms
-        self.held_atoms = 0
-        self.dirty = False
-        # USDC available when the risk engine last evaluated the owner's cross unit (derived,
-        # not stored): a balance that has not fallen below it cannot have hurt the unit.
-        self.risk_floor: int | None = None
-
-    def state_key(self) -> bytes:
-        return b"\x01" + self.owner + _u32(self.asset_id)
-
-    def state_obj(self) -> list[Any] | None:
-        if self.available_atoms == 0 and self.held_atoms == 0:
-            return None
-        return [self.available_atoms, self.held_atoms]
-
-    def restore(self, v: list[Any]) -> None:
-        """The inverse of :meth:`state_obj`."""
-        self.available_atoms, self.held_atoms = v
-
-
-class Position:
-    """An account's record in one perp market: position, leverage, margin mode.
-
-    ``entry_value`` is the signed cost basis in tick-lots (sum of price_ticks * lots, positive
-    for a long): exact, so unrealised PnL is ``(price * size - entry_value) * tick_lot_atoms``.
-    ``buy_lots``/``sell_lots`` are the open non-reduce-only order sizes (derived from the orders,
-    not stored) used by the initial-margin rule.
-    """
-
-    __slots__ = (
-        "buy_lots",
-        "dirty",
-        "entry_value",
-        "funding_index",
-        "isolated",
-        "isolated_margin_atoms",
-        "leverage",
-        "liquidation_cooldown_ms",
-        "market",
-        "owner",
-        "realized_pnl_atoms",
-        "sell_lots",
-        "size_lots",
-    )
-
-    def __init__(self, owner: bytes, market: Market, leverage: int) -> None:
-        self.owner = owner
-        self.market = market
-        self.size_lots = 0
-        self.entry_value = 0
-        self.realized_pnl_atoms = 0
-        self.leverage = leverage
-        self.isolated = False
-        self.isolated_margin_atoms = 0
-        self.funding_index = 0
-        self.liquidation_cooldown_ms = 0  # no partial liquidation before this block time
-        self.buy_lots = 0
-        self.sell_lots = 0
-        self.dirty = False
-
-    def state_key(self) -> bytes:
-        return b"\x02" + self.owner + _u32(self.market.market_id)
-
-    def state_obj(self) -> list[Any] | None:
-        if (
-            self.size_lots == 0
-            and self.entry_value == 0
-            and self.realized_pnl_atoms == 0
-            and self.leverage == default_leverage(self.market)
-            and not self.isolated
-            and self.isolated_margin_atoms == 0
-            and self.liquidation_cooldown_ms == 0
-        ):
-            return None
-        return [
-            self.size_lots,
-            self.entry_value,
-            self.realized_pnl_atoms,
-            self.leverage,
-            self.isolated,
-            self.isolated_margin_atoms,
-            self.funding_index,
-            self.liquidation_cooldown_ms,
-        ]
-
-    def restore(self, v: list[Any]) -> None:
-        """The inverse of :meth:`state_obj`."""
-        (
-            self.size_lots,
-            self.entry_value,
-            self.realized_pnl_atoms,
-            self.leverage,
-            self.isolated,
-            self.isolated_margin_atoms,
-            self.funding_index,
-            self.liquidation_cooldown_ms,
-        ) = v
-
-
-def default_leverage(market: Market) -> int:
-    """Leverage of an account that never set one: 10x, or the market's maximum if lower."""
-    return min(10, market.max_leverage)
-
-
-VAULT = bytes(32)  # the liquidation vault; no one can sign for the all-zero (small-order) key
-
-
-class Account:
-    """Not itself a state entry: its balances and positions are."""
-
-    __slots__ = ("balances", "client_ids", "orders", "positions", "pubkey", "triggers")
-
-    def __init__(self, pubkey: bytes) -> None:
-        self.pubkey = pubkey
-        self.balances: dict[int, Balance] = {}
-        self.positions: dict[int, Position] = {}
-        self.orders: dict[int, Order] = {}  # order_id -> open order, in placement order
-        self.client_ids: dict[int, Order] = {}  # client_id -> open order
-        self.triggers: dict[int, Trigger] = {}  # order_id -> untriggered trigger order
-
-
-class MarketState:
-    __slots__ = (
-        "basis_ema_ticks",
-        "dirty",
-        "funding_dust_scaled",
-        "funding_index",
-        "funding_rate_ppb",
-        "last_trade_price_ticks",
-        "last_trade_time_ms",
-        "mark_price_ticks",
-        "mark_time_ms",
-        "market",
-        "next_funding_ms",
-        "open_interest_lots",
-        "oracle_price_ticks",
-        "oracle_time_ms",
-        "premium_samples",
-        "premium_sum_ppb",
-        "volume_lots",
-    )
-
-    def __init__(self, market: Market) -> None:
-        self.market = market
-        self.oracle_price_ticks = market.initial_price_ticks
-        self.oracle_time_ms = 0
-        # Price used for margin; equals the oracle until the risk engine computes a mark.
-        self.mark_price_ticks = market.initial_price_ticks
-        self.last_trade_price_ticks = 0
-        self.last_trade_time_ms = 0
-        self.open_interest_lots = 0
-        self.volume_lots = 0
-        # Risk engine (perps): EMA of book mid minus oracle, funding accumulators.
-        self.basis_ema_ticks = 0
-        self.mark_time_ms = 0
-        self.funding_index = 0  # cumulative sum of interval rate (ppb) x oracle price (ticks)
-        self.next_funding_ms = 0
-        self.premium_sum_ppb = 0
-        self.premium_samples = 0
-        self.funding_dust_scaled = 0  # rounding surplus of settled funding, atoms x 1e9
-        self.funding_rate_ppb = 0  # the last interval's rate
-        self.dirty = False
-
-    def state_key(self) -> bytes:
-        return b"\x04" + _u32(self.market.market_id)
-
-    def state_obj(self) -> list[Any] | None:
-        return [
-            self.oracle_price_ticks,
-            self.oracle_time_ms,
-            self.mark_price_ticks,
-            self.last_trade_price_ticks,
-            self.last_trade_time_ms,
-            self.open_interest_lots,
-            self.volume_lots,
-            self.basis_ema_ticks,
-            self.mark_time_ms,
-            self.funding_index,
-            self.next_funding_ms,
-            self.premium_sum_ppb,
-            self.premium_samples,
-            self.funding_dust_scaled,
-            self.funding_rate_ppb,
-        ]
-
-    def restore(self, v: list[Any]) -> None:
-        """The inverse of :meth:`state_obj`."""
-        (
-            self.oracle_price_ticks,
-            self.oracle_time_ms,
-            self.mark_price_ticks,
-            self.last_trade_price_ticks,
-            self.last_trade_time_ms,
-            self.open_interest_lots,
-            self.volume_lots,
-            self.basis_ema_ticks,
-            self.mark_time_ms,
-            self.funding_index,
-            self.next_funding_ms,
-            self.premium_sum_ppb,
-            self.premium_samples,
-            self.funding_dust_scaled,
-            self.funding_rate_ppb,
-        ) = v
-
-    def reference_price(self) -> int:
-        """The price orders are banded around: the oracle, else the last trade, else 0."""
-        return self.oracle_price_ticks or self.last_trade_price_ticks
-
-
-class OracleSubmission:
-    __slots__ = ("dirty", "market_id", "price_ticks", "timestamp_ms", "validator")
-
-    def __init__(self, market_id: int, validator: bytes, price_ticks: int, ts: int) -> None:
-        self.market_id = market_id
-        self.validator = validator
-        self.price_ticks = price_ticks
-        self.timestamp_ms = ts
-        self.dirty = False
-
-    def state_key(self) -> bytes:
-        return b"\x05" + _u32(self.market_id) + self.validator
-
-    def state_obj(self) -> list[Any] | None:
-        return [self.price_ticks, self.timestamp_ms]
-
-    @classmethod
-    def from_state(cls, key: bytes, v: list[Any]) -> OracleSubmission:
-        """The inverse of :meth:`state_key` and :meth:`state_obj`."""
-        return cls(int.from_bytes(key[1:5], "big"), key[5:37], v[0], v[1])
 
 
 class Pool:
@@ -325,40 +85,6 @@ class Pool:
     def restore(self, v: list[Any]) -> None:
         """The inverse of :meth:`state_obj`."""
         self.amount_atoms = v[0]
-
-
-class Withdrawal:
-    __slots__ = (
-        "account",
-        "amount_atoms",
-        "asset_id",
-        "destination",
-        "dirty",
-        "height",
-        "withdrawal_id",
-    )
-
-    def __init__(
-        self, wid: int, account: bytes, asset_id: int, amount: int, dest: bytes, height: int
-    ) -> None:
-        self.withdrawal_id = wid
-        self.account = account
-        self.asset_id = asset_id
-        self.amount_atoms = amount
-        self.destination = dest
-        self.height = height
-        self.dirty = False
-
-    def state_key(self) -> bytes:
-        return b"\x0a" + self.withdrawal_id.to_bytes(8, "big")
-
-    def state_obj(self) -> list[Any] | None:
-        return [self.account, self.asset_id, self.amount_atoms, self.destination, self.height]
-
-    @classmethod
-    def from_state(cls, key: bytes, v: list[Any]) -> Withdrawal:
-        """The inverse of :meth:`state_key` and :meth:`state_obj`."""
-        return cls(int.from_bytes(key[1:9], "big"), v[0], v[1], v[2], v[3], v[4])
 
 
 class NonceEntry:

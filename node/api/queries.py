@@ -28,6 +28,7 @@ from node.api.txjson import snake
 from node.api.units import MarketUnits, atoms_to_decimal, format_fraction
 from node.keys import parse_address
 from node.storage import ProofAt, ProofHeightError
+from state_machine.accounts.records import VAULT, Account
 from state_machine.clob.codes import ST_RESTING, ST_WAITING
 from state_machine.codec import DecodeError, decode_raw
 from state_machine.genesis import MARKET_KIND_NAMES, Market
@@ -39,9 +40,9 @@ from state_machine.perpetuals.margin import (
     pending_funding_atoms,
     unrealized_pnl_atoms,
 )
+from state_machine.perpetuals.records import Position
 from state_machine.queries import vault_summary
 from state_machine.results import EVENT_FIELDS
-from state_machine.state import VAULT, Account, Position
 from state_machine.triggers.records import Trigger, account_triggers, open_order_count
 from state_machine.tx import Transaction, WithdrawRequest
 from state_machine.txroot import inclusion_proof, tx_root

@@ -5,6 +5,7 @@ non-negative (perpetuals/margin.py).
 
 from __future__ import annotations
 
+from state_machine.accounts.records import Account, Withdrawal
 from state_machine.perpetuals.margin import free_collateral
 from state_machine.results import (
     INSUFFICIENT_BALANCE,
@@ -14,7 +15,7 @@ from state_machine.results import (
     UNKNOWN_ASSET,
     ActionResult,
 )
-from state_machine.state import Account, ExchangeCore, Withdrawal
+from state_machine.state import ExchangeCore
 from state_machine.tx import Transfer, WithdrawRequest
 
 INVALID_RECIPIENT = "invalid_recipient"

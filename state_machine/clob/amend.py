@@ -8,6 +8,7 @@ order (clob/checks.py).
 
 from __future__ import annotations
 
+from state_machine.accounts.records import Account
 from state_machine.book import Order
 from state_machine.clob.checks import (
     Reject,
@@ -26,7 +27,7 @@ from state_machine.clob.matching import _release_hold, _unindex, execute_order
 from state_machine.genesis import MARKET_PERP, Market
 from state_machine.invariants import check
 from state_machine.results import OK, ActionResult
-from state_machine.state import Account, ExchangeCore
+from state_machine.state import ExchangeCore
 from state_machine.tx import TIF_ALO, AmendOrder
 
 

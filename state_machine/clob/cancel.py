@@ -4,10 +4,11 @@ waiting trigger orders are open orders too and are cancelled the same way.
 
 from __future__ import annotations
 
+from state_machine.accounts.records import Account
 from state_machine.clob.codes import R_USER, ST_CANCELLED, UNKNOWN_ORDER
 from state_machine.clob.matching import cancel_resting
 from state_machine.results import OK, UNKNOWN_MARKET, ActionResult
-from state_machine.state import Account, ExchangeCore
+from state_machine.state import ExchangeCore
 from state_machine.triggers.records import account_triggers, cancel_trigger
 from state_machine.tx import CancelAll, CancelByClientId, CancelOrder
 

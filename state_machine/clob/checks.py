@@ -11,6 +11,7 @@ The amounts the checks and the engine share are named here too: an order's notio
 
 from __future__ import annotations
 
+from state_machine.accounts.records import Account
 from state_machine.book import BookSide
 from state_machine.clob.codes import (
     LOT_SIZE,
@@ -24,7 +25,7 @@ from state_machine.genesis import Market
 from state_machine.invariants import PPM, mul_ppm_ceil, mul_ppm_floor
 from state_machine.perpetuals.margin import free_collateral
 from state_machine.results import INSUFFICIENT_BALANCE, INSUFFICIENT_MARGIN
-from state_machine.state import Account, ExchangeCore
+from state_machine.state import ExchangeCore
 
 Reject = tuple[str, str]
 

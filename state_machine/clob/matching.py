@@ -13,6 +13,7 @@ out flat on purpose (no per-order helper calls).
 
 from __future__ import annotations
 
+from state_machine.accounts.records import Account
 from state_machine.book import Book, BookSide, Order
 from state_machine.clob.checks import (
     notional_atoms,
@@ -35,8 +36,9 @@ from state_machine.clob.codes import (
 from state_machine.genesis import MARKET_PERP, Market
 from state_machine.invariants import check
 from state_machine.perpetuals.positions import apply_position_fill
+from state_machine.prices.records import MarketState
 from state_machine.results import OK, ActionResult
-from state_machine.state import Account, ExchangeCore, MarketState
+from state_machine.state import ExchangeCore
 from state_machine.tx import STP_CANCEL_BOTH, STP_CANCEL_RESTING, STP_CANCEL_TAKER, TIF_ALO, TIF_GTC
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from bisect import insort
 
+from state_machine.accounts.records import Account, Balance
 from state_machine.book import Book, Level, Order
 from state_machine.clob.checks import (
     Reject,
@@ -35,8 +36,9 @@ from state_machine.clob.codes import (
     TOO_MANY_ORDERS,
 )
 from state_machine.clob.matching import execute_order, fok_fillable
+from state_machine.perpetuals.records import Position
 from state_machine.results import NOT_PERP, OK, UNKNOWN_MARKET, ActionResult
-from state_machine.state import Account, Balance, ExchangeCore, Position
+from state_machine.state import ExchangeCore
 from state_machine.triggers.records import open_order_count, place_trigger
 from state_machine.tx import (
     KIND_MARKET,

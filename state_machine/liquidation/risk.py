@@ -67,6 +67,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from state_machine.accounts.records import VAULT, Account, Balance
 from state_machine.clob.matching import cancel_resting
 from state_machine.clob.place import place_internal_order
 from state_machine.genesis import Market
@@ -80,7 +81,9 @@ from state_machine.perpetuals.margin import (
     tier_table,
 )
 from state_machine.perpetuals.positions import apply_position_fill
-from state_machine.state import VAULT, Account, Balance, ExchangeCore, MarketState, Position
+from state_machine.perpetuals.records import Position
+from state_machine.prices.records import MarketState
+from state_machine.state import ExchangeCore
 from state_machine.triggers.records import cancel_trigger
 
 CROSS = 0xFFFFFFFF  # unit key suffix of an account's cross unit

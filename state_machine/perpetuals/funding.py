@@ -13,7 +13,8 @@ from state_machine.book import Book, BookSide
 from state_machine.genesis import Market
 from state_machine.invariants import div_ceil
 from state_machine.perpetuals.margin import RATE_SCALE
-from state_machine.state import ExchangeCore, MarketState
+from state_machine.prices.records import MarketState
+from state_machine.state import ExchangeCore
 
 HOUR_MS = 3_600_000
 

@@ -32,9 +32,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from state_machine.accounts.records import VAULT, Account
 from state_machine.genesis import MarginTier, Market
 from state_machine.invariants import PPM, div_ceil
-from state_machine.state import VAULT, Account, ExchangeCore, Position
+from state_machine.perpetuals.records import Position
+from state_machine.state import ExchangeCore
 
 RATE_SCALE = 10**9  # funding rates and indexes are in parts per billion
 

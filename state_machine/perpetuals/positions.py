@@ -5,6 +5,7 @@ moves) and the position settings actions (``process_set_leverage``,
 
 from __future__ import annotations
 
+from state_machine.accounts.records import Account
 from state_machine.genesis import MARKET_PERP, Market
 from state_machine.invariants import check, div_ceil
 from state_machine.perpetuals.margin import (
@@ -21,7 +22,7 @@ from state_machine.results import (
     UNKNOWN_MARKET,
     ActionResult,
 )
-from state_machine.state import Account, ExchangeCore
+from state_machine.state import ExchangeCore
 from state_machine.tx import AdjustIsolatedMargin, SetLeverage
 
 INVALID_LEVERAGE = "invalid_leverage"

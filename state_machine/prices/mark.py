@@ -7,7 +7,8 @@ book, the oracle. The EMA is in block time: each block moves it by
 from __future__ import annotations
 
 from state_machine.book import Book
-from state_machine.state import ExchangeCore, MarketState
+from state_machine.prices.records import MarketState
+from state_machine.state import ExchangeCore
 
 
 def median3(a: int, b: int, c: int) -> int:

@@ -5,10 +5,12 @@ each block so that stale submissions drop out).
 
 from __future__ import annotations
 
+from state_machine.accounts.records import Account
 from state_machine.clob.codes import INVALID_ORDER, TICK_SIZE
 from state_machine.genesis import Market
+from state_machine.prices.records import OracleSubmission
 from state_machine.results import OK, UNKNOWN_MARKET, ActionResult
-from state_machine.state import Account, ExchangeCore, OracleSubmission
+from state_machine.state import ExchangeCore
 from state_machine.tx import OracleUpdate
 
 NOT_VALIDATOR = "not_validator"

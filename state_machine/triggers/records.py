@@ -45,7 +45,8 @@ from state_machine.tx import (
 )
 
 if TYPE_CHECKING:  # typing only: the state module holds a TriggerBook
-    from state_machine.state import Account, ExchangeCore
+    from state_machine.accounts.records import Account
+    from state_machine.state import ExchangeCore
 
 P_TRIGGER = 0x0B
 

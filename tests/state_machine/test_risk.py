@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from state_machine.accounts.records import VAULT
 from state_machine.audit import audit
 from state_machine.exchange import ExchangeState
 from state_machine.genesis import (
@@ -38,7 +39,6 @@ from state_machine.perpetuals.margin import (
 from state_machine.prices.mark import median3
 from state_machine.queries import account_summary
 from state_machine.results import event_to_dict
-from state_machine.state import VAULT
 from state_machine.tx import (
     KIND_STOP_LIMIT,
     KIND_STOP_MARKET,

@@ -8,11 +8,11 @@ from fractions import Fraction
 
 import pytest
 
+from state_machine.accounts.records import VAULT
 from state_machine.audit import audit
 from state_machine.genesis import Parameters
 from state_machine.liquidation.risk import liquidation_price_ticks, unit_value_and_mm
 from state_machine.perpetuals.margin import maintenance_margin_atoms
-from state_machine.state import VAULT
 from state_machine.tx import KIND_STOP_MARKET, OraclePrice, OracleUpdate, SetLeverage
 from tests.state_machine.helpers import (
     BTC_PERP,

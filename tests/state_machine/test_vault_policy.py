@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import pytest
 
+from state_machine.accounts.records import VAULT
 from state_machine.audit import audit
 from state_machine.exchange import ExchangeState
 from state_machine.genesis import Parameters, default_genesis
 from state_machine.liquidation.risk import unit_value_and_mm
 from state_machine.results import event_to_dict
-from state_machine.state import VAULT
 from state_machine.tx import OraclePrice, OracleUpdate, SetLeverage
 from tests.state_machine.helpers import (
     BTC_PERP,
