@@ -16,7 +16,6 @@ from __future__ import annotations
 from state_machine.accounts.records import Account
 from state_machine.book import Book, BookSide, Order
 from state_machine.clob.checks import (
-    notional_atoms,
     spot_hold_asset,
     spot_hold_atoms,
     trade_fee_atoms,
@@ -343,7 +342,7 @@ def settle_spot_fill(
     st: ExchangeCore, market: Market, taker: Order, maker: Order, price: int, qty: int
 ) -> None:
     """Move base and quote between the two accounts; fees in the asset each one receives."""
-    quote_atoms = notional_atoms(market, price, qty)
+    quote_atoms = price * qty * market.tick_lot_atoms  # notional_atoms, inlined (per fill)
     base_atoms = qty * market.lot_base_atoms
     if taker.is_buy:
         buyer, seller = taker, maker
@@ -398,7 +397,7 @@ def settle_perp_fill(
     st: ExchangeCore, market: Market, taker: Order, maker: Order, price: int, qty: int
 ) -> None:
     mid = market.market_id
-    notional = notional_atoms(market, price, qty)
+    notional = price * qty * market.tick_lot_atoms  # notional_atoms, inlined (per fill)
     tfee = trade_fee_atoms(notional, market.taker_fee_ppm)
     mfee = trade_fee_atoms(notional, market.maker_fee_ppm)
     tacct = taker.account
