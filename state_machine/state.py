@@ -90,15 +90,16 @@ class Pool:
 class NonceEntry:
     """Adapter giving one signer's kept nonces a state key (the tracker owns the list)."""
 
-    __slots__ = ("dirty", "signer", "tracker")
+    __slots__ = ("dirty", "key", "signer", "tracker")
 
     def __init__(self, tracker: NonceTracker, signer: bytes) -> None:
         self.tracker = tracker
         self.signer = signer
         self.dirty = False
+        self.key = b"\x06" + signer  # the state key (fixed for life)
 
     def state_key(self) -> bytes:
-        return b"\x06" + self.signer
+        return self.key
 
     def state_obj(self) -> list[Any] | None:
         kept = self.tracker.kept_list(self.signer)
@@ -241,6 +242,10 @@ class ExchangeCore:
                     continue
                 obj.stored = True
                 out[obj.state_key()] = pack(obj.state_obj())
+            elif t is Balance or t is Position or t is NonceEntry:
+                # The records written most often keep their (fixed) key in an attribute.
+                value = obj.state_obj()
+                out[obj.key] = None if value is None else pack(value)
             else:
                 value = obj.state_obj()
                 out[obj.state_key()] = None if value is None else pack(value)

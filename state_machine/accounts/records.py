@@ -19,7 +19,7 @@ def _u32(x: int) -> bytes:
 
 
 class Balance:
-    __slots__ = ("asset_id", "available_atoms", "dirty", "held_atoms", "owner", "risk_floor")
+    __slots__ = ("asset_id", "available_atoms", "dirty", "held_atoms", "key", "owner", "risk_floor")
 
     def __init__(self, owner: bytes, asset_id: int, available_atoms: int = 0) -> None:
         self.owner = owner
@@ -27,12 +27,13 @@ class Balance:
         self.available_atoms = available_atoms
         self.held_atoms = 0
         self.dirty = False
+        self.key = b"\x01" + owner + _u32(asset_id)  # the state key (fixed for life)
         # USDC available when the risk engine last evaluated the owner's cross unit (derived,
         # not stored): a balance that has not fallen below it cannot have hurt the unit.
         self.risk_floor: int | None = None
 
     def state_key(self) -> bytes:
-        return b"\x01" + self.owner + _u32(self.asset_id)
+        return self.key
 
     def state_obj(self) -> list[Any] | None:
         if self.available_atoms == 0 and self.held_atoms == 0:

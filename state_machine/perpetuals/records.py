@@ -29,6 +29,7 @@ class Position:
         "funding_index",
         "isolated",
         "isolated_margin_atoms",
+        "key",
         "leverage",
         "liquidation_cooldown_ms",
         "market",
@@ -52,9 +53,10 @@ class Position:
         self.buy_lots = 0
         self.sell_lots = 0
         self.dirty = False
+        self.key = b"\x02" + owner + _u32(market.market_id)  # the state key (fixed for life)
 
     def state_key(self) -> bytes:
-        return b"\x02" + self.owner + _u32(self.market.market_id)
+        return self.key
 
     def state_obj(self) -> list[Any] | None:
         if (
