@@ -8,12 +8,15 @@ message is dropped, not raised.
 
 from __future__ import annotations
 
+from state_machine.invariants import InvariantError
+from state_machine.invariants import check as shared_check
 
-class ConsensusInvariantError(RuntimeError):
+
+class ConsensusInvariantError(InvariantError):
     """One of the core's own invariants does not hold. The driver must halt the node."""
 
 
 def check(condition: bool, message: str) -> None:
-    """Raise :class:`ConsensusInvariantError` with ``message`` unless ``condition`` holds."""
-    if not condition:
-        raise ConsensusInvariantError(message)
+    """Raise :class:`ConsensusInvariantError` with ``message`` unless ``condition`` holds
+    (the project's one helper, state_machine.invariants.check)."""
+    shared_check(condition, message, ConsensusInvariantError)

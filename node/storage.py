@@ -88,6 +88,8 @@ import lmdb
 import msgpack
 
 from state_machine.codec import U32, U64, Bytes, DecodeError, ListOf, Wire, wire
+from state_machine.invariants import InvariantError
+from state_machine.invariants import check as shared_check
 from state_machine.merkle_state import (
     DEFAULT_SHAPE,
     HASH_BYTES,
@@ -153,10 +155,13 @@ class StoreMissingError(StoreError):
     """There is no store in the data dir."""
 
 
+class StoreInvariantError(StoreError, InvariantError):
+    """The store's own invariant does not hold: a bug, not damaged data."""
+
+
 def check(cond: bool, msg: str) -> None:
-    """Our own invariant (a bug if it fails); survives ``python -O``."""
-    if not cond:
-        raise StoreError(f"internal invariant failed: {msg}")
+    """Our own invariant (a bug if it fails); survives ``python -O`` (the shared helper)."""
+    shared_check(cond, msg, StoreInvariantError)
 
 
 @wire

@@ -8,11 +8,14 @@ connections, not with checks.
 
 from __future__ import annotations
 
+from state_machine.invariants import InvariantError as SharedInvariantError
+from state_machine.invariants import check as shared_check
 
-class InvariantError(AssertionError):
+
+class InvariantError(SharedInvariantError, AssertionError):
     """One of our own invariants does not hold: a bug, not bad input."""
 
 
 def check(condition: bool, message: str) -> None:
-    if not condition:
-        raise InvariantError(message)
+    """The project's one helper (state_machine.invariants.check) with the transport's error."""
+    shared_check(condition, message, InvariantError)

@@ -16,7 +16,7 @@ transfers between these terms, never creation.
 from __future__ import annotations
 
 from state_machine.invariants import check
-from state_machine.margin import RATE_SCALE, pending_funding_scaled
+from state_machine.perpetuals.margin import RATE_SCALE, pending_funding_scaled
 from state_machine.state import ExchangeCore
 
 

@@ -29,14 +29,18 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections import deque
+from struct import Struct
 from typing import TYPE_CHECKING, Any
 
 from state_machine.invariants import check
 
 if TYPE_CHECKING:
-    from state_machine.state import Account
+    from state_machine.accounts.records import Account
 
 COMPACT_MIN_DEAD = 32
+# An order's state key; one precompiled struct is twice as fast as to_bytes and concatenation
+# (the key is built for every order a block writes).
+_ORDER_KEY = Struct(">BIQ").pack
 
 
 class Order:
@@ -104,7 +108,8 @@ class Order:
 
     # state entry -------------------------------------------------------------------------
     def state_key(self) -> bytes:
-        return b"\x03" + self.market_id.to_bytes(4, "big") + self.order_id.to_bytes(8, "big")
+        """0x03, market id (u32), order id (u64), big-endian."""
+        return _ORDER_KEY(0x03, self.market_id, self.order_id)
 
     def state_obj(self) -> list[Any] | None:
         if not self.live:
@@ -126,6 +131,15 @@ class Order:
             self.timestamp_ms,
             self.kind,
         ]
+
+    @classmethod
+    def from_state(cls, market_id: int, v: list[Any], account: Account) -> Order:
+        """The inverse of :meth:`state_obj` (``account`` is the record of ``v[2]``)."""
+        o = cls(v[0], v[1], market_id, account, v[3], v[4], v[5], v[8], v[9], v[10], v[11], v[13],
+                v[14])  # fmt: skip
+        o.orig_lots, o.filled_lots, o.hold_atoms = v[6], v[7], v[12]
+        o.stored = True
+        return o
 
     def __repr__(self) -> str:
         side = "B" if self.is_buy else "S"

@@ -166,8 +166,9 @@ class Parameters(Wire):
     liquidation_fee_ppm: int = 5_000
     liquidation_partial_notional_atoms: int = 100_000 * 10**USDC_DECIMALS
     liquidation_cooldown_ms: int = 30_000
-    # Vault risk policy (risk.py, "The vault's own risk"): the largest notional at the mark the
-    # vault may hold in one market after a takeover (0: it never takes positions over), and
+    # Vault risk policy (liquidation/risk.py, "The vault's own risk"): the largest notional at
+    # the mark the vault may hold in one market after a takeover (0: it never takes positions
+    # over), and
     # the share of its equity high-water mark it may lose before it closes its positions.
     vault_market_notional_max_atoms: int = 2_000_000 * 10**USDC_DECIMALS
     vault_loss_limit_ppm: int = 200_000  # 20 %

@@ -1,7 +1,8 @@
 """Invariant checks and integer rounding shared by the exchange modules.
 
 Users' mistakes are result codes; a failed :func:`check` is *our* bug (a broken invariant), so
-it raises :class:`InvariantError`, which the node treats as fatal for the block. ``assert`` is
+it raises :class:`InvariantError` (or the subclass its caller names), which the node treats
+as fatal. ``assert`` is
 not used for these because ``python -O`` strips it.
 
 Rounding is always explicit and always in the exchange's favour: what a user owes is rounded up
@@ -15,13 +16,18 @@ PPM = 1_000_000
 
 
 class InvariantError(RuntimeError):
-    """An internal invariant of the state machine does not hold (never a user error)."""
+    """An internal invariant does not hold (a bug, never a user's or a peer's mistake)."""
 
 
-def check(cond: bool, msg: str) -> None:
-    """Raise InvariantError(msg) unless ``cond``; survives ``python -O``."""
+def check(cond: bool, msg: str, error: type[InvariantError] = InvariantError) -> None:
+    """Raise ``error(msg)`` unless ``cond``; survives ``python -O``.
+
+    The one invariant helper of the project: the state machine uses it as is, and consensus,
+    p2p, the trie and the node's storage pass their own subclass of :class:`InvariantError`
+    (``consensus.check``, ``p2p.check``...), so that a failure says whose invariant broke.
+    """
     if not cond:
-        raise InvariantError(msg)
+        raise error(msg)
 
 
 def div_floor(num: int, den: int) -> int:

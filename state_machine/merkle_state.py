@@ -62,6 +62,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 from state_machine.codec import Bytes, DecodeError, ListOf, Wire, wire
+from state_machine.invariants import InvariantError, check
 
 HASH_BYTES = 32
 RECORD_BYTES = 2 * HASH_BYTES
@@ -82,14 +83,13 @@ Write = tuple[bytes, bytes | None]  # (key, value or None = delete)
 NodeUpdate = tuple[bytes, bytes | None]  # (node id, node value or None = delete)
 
 
-class MerkleInvariantError(RuntimeError):
+class MerkleInvariantError(InvariantError):
     """The tree's own invariants are broken: a bug or corrupted input, never a user mistake."""
 
 
 def _check(cond: bool, msg: str) -> None:
-    """Invariant check that survives ``python -O`` (unlike ``assert``)."""
-    if not cond:
-        raise MerkleInvariantError(msg)
+    """Invariant check that survives ``python -O`` (the shared helper, the tree's error)."""
+    check(cond, msg, MerkleInvariantError)
 
 
 @dataclass(frozen=True, slots=True)

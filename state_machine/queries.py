@@ -9,20 +9,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from state_machine.accounts.records import VAULT, Account
 from state_machine.book import Order
-from state_machine.exchange import ST_RESTING, ST_WAITING
+from state_machine.clob.codes import ST_RESTING, ST_WAITING
 from state_machine.genesis import MARKET_KIND_NAMES
 from state_machine.invariants import PPM
-from state_machine.margin import (
+from state_machine.liquidation.risk import liquidation_price_ticks, unit_value_and_mm
+from state_machine.perpetuals.margin import (
     free_collateral,
     maintenance_margin_atoms,
     pending_funding_atoms,
     position_im_atoms,
     unrealized_pnl_atoms,
 )
-from state_machine.risk import liquidation_price_ticks, unit_value_and_mm
-from state_machine.state import VAULT, Account, ExchangeCore, Position
-from state_machine.triggers import Trigger, account_triggers, open_order_count
+from state_machine.perpetuals.records import Position
+from state_machine.state import ExchangeCore
+from state_machine.triggers.records import Trigger, account_triggers, open_order_count
 
 
 def book_levels(st: ExchangeCore, market_id: int, depth: int = 20) -> dict[str, Any] | None:
@@ -195,7 +197,7 @@ def markets(st: ExchangeCore) -> list[dict[str, Any]]:
 
 
 def vault_summary(st: ExchangeCore) -> dict[str, Any]:
-    """The liquidation vault as its risk policy sees it (risk.py, "the vault's own risk").
+    """The liquidation vault as its risk policy sees it (liquidation/risk.py).
 
     ``equity_atoms`` (USDC + unrealised PnL - pending funding), ``maintenance_atoms``,
     ``under_water`` (equity below maintenance: the vault is closed out at the block's end, so

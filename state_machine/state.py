@@ -39,226 +39,30 @@ from typing import Any
 
 import msgpack
 
+from state_machine.accounts.records import Account, Balance, Withdrawal
 from state_machine.book import Book, Order
 from state_machine.codec import encode
 from state_machine.crypto import sha256
 from state_machine.genesis import Genesis, Market
 from state_machine.invariants import check
+from state_machine.liquidation.index import RiskIndex
 from state_machine.nonces import NonceTracker
+from state_machine.perpetuals.records import Position, default_leverage
+from state_machine.prices.records import MarketState, OracleSubmission
+from state_machine.triggers.records import Trigger, TriggerBook
 
 P_META = 0x00
-P_BALANCE = 0x01
-P_POSITION = 0x02
 P_ORDER = 0x03
-P_MARKET = 0x04
-P_ORACLE = 0x05
 P_NONCES = 0x06
 P_FEES = 0x07
 P_INSURANCE = 0x08
 P_ASSET = 0x09
-P_WITHDRAWAL = 0x0A
 
 META_KEY = b"\x00\x00"
 
 
 def _u32(x: int) -> bytes:
     return x.to_bytes(4, "big")
-
-
-class Balance:
-    __slots__ = ("asset_id", "available_atoms", "dirty", "held_atoms", "owner", "risk_floor")
-
-    def __init__(self, owner: bytes, asset_id: int, available_atoms: int = 0) -> None:
-        self.owner = owner
-        self.asset_id = asset_id
-        self.available_atoms = available_atoms
-        self.held_atoms = 0
-        self.dirty = False
-        # USDC available when the risk engine last evaluated the owner's cross unit (derived,
-        # not stored): a balance that has not fallen below it cannot have hurt the unit.
-        self.risk_floor: int | None = None
-
-    def state_key(self) -> bytes:
-        return b"\x01" + self.owner + _u32(self.asset_id)
-
-    def state_obj(self) -> list[Any] | None:
-        if self.available_atoms == 0 and self.held_atoms == 0:
-            return None
-        return [self.available_atoms, self.held_atoms]
-
-
-class Position:
-    """An account's record in one perp market: position, leverage, margin mode.
-
-    ``entry_value`` is the signed cost basis in tick-lots (sum of price_ticks * lots, positive
-    for a long): exact, so unrealised PnL is ``(price * size - entry_value) * tick_lot_atoms``.
-    ``buy_lots``/``sell_lots`` are the open non-reduce-only order sizes (derived from the orders,
-    not stored) used by the initial-margin rule.
-    """
-
-    __slots__ = (
-        "buy_lots",
-        "dirty",
-        "entry_value",
-        "funding_index",
-        "isolated",
-        "isolated_margin_atoms",
-        "leverage",
-        "liquidation_cooldown_ms",
-        "market",
-        "owner",
-        "realized_pnl_atoms",
-        "sell_lots",
-        "size_lots",
-    )
-
-    def __init__(self, owner: bytes, market: Market, leverage: int) -> None:
-        self.owner = owner
-        self.market = market
-        self.size_lots = 0
-        self.entry_value = 0
-        self.realized_pnl_atoms = 0
-        self.leverage = leverage
-        self.isolated = False
-        self.isolated_margin_atoms = 0
-        self.funding_index = 0
-        self.liquidation_cooldown_ms = 0  # no partial liquidation before this block time
-        self.buy_lots = 0
-        self.sell_lots = 0
-        self.dirty = False
-
-    def state_key(self) -> bytes:
-        return b"\x02" + self.owner + _u32(self.market.market_id)
-
-    def state_obj(self) -> list[Any] | None:
-        if (
-            self.size_lots == 0
-            and self.entry_value == 0
-            and self.realized_pnl_atoms == 0
-            and self.leverage == default_leverage(self.market)
-            and not self.isolated
-            and self.isolated_margin_atoms == 0
-            and self.liquidation_cooldown_ms == 0
-        ):
-            return None
-        return [
-            self.size_lots,
-            self.entry_value,
-            self.realized_pnl_atoms,
-            self.leverage,
-            self.isolated,
-            self.isolated_margin_atoms,
-            self.funding_index,
-            self.liquidation_cooldown_ms,
-        ]
-
-
-def default_leverage(market: Market) -> int:
-    """Leverage of an account that never set one: 10x, or the market's maximum if lower."""
-    return min(10, market.max_leverage)
-
-
-VAULT = bytes(32)  # the liquidation vault; no one can sign for the all-zero (small-order) key
-
-
-class Account:
-    """Not itself a state entry: its balances and positions are."""
-
-    __slots__ = ("balances", "client_ids", "orders", "positions", "pubkey", "triggers")
-
-    def __init__(self, pubkey: bytes) -> None:
-        self.pubkey = pubkey
-        self.balances: dict[int, Balance] = {}
-        self.positions: dict[int, Position] = {}
-        self.orders: dict[int, Order] = {}  # order_id -> open order, in placement order
-        self.client_ids: dict[int, Order] = {}  # client_id -> open order
-        self.triggers: dict[int, Any] = {}  # order_id -> untriggered trigger order
-
-
-class MarketState:
-    __slots__ = (
-        "basis_ema_ticks",
-        "dirty",
-        "funding_dust_scaled",
-        "funding_index",
-        "funding_rate_ppb",
-        "last_trade_price_ticks",
-        "last_trade_time_ms",
-        "mark_price_ticks",
-        "mark_time_ms",
-        "market",
-        "next_funding_ms",
-        "open_interest_lots",
-        "oracle_price_ticks",
-        "oracle_time_ms",
-        "premium_samples",
-        "premium_sum_ppb",
-        "volume_lots",
-    )
-
-    def __init__(self, market: Market) -> None:
-        self.market = market
-        self.oracle_price_ticks = market.initial_price_ticks
-        self.oracle_time_ms = 0
-        # Price used for margin; equals the oracle until the risk engine computes a mark.
-        self.mark_price_ticks = market.initial_price_ticks
-        self.last_trade_price_ticks = 0
-        self.last_trade_time_ms = 0
-        self.open_interest_lots = 0
-        self.volume_lots = 0
-        # Risk engine (perps): EMA of book mid minus oracle, funding accumulators.
-        self.basis_ema_ticks = 0
-        self.mark_time_ms = 0
-        self.funding_index = 0  # cumulative sum of interval rate (ppb) x oracle price (ticks)
-        self.next_funding_ms = 0
-        self.premium_sum_ppb = 0
-        self.premium_samples = 0
-        self.funding_dust_scaled = 0  # rounding surplus of settled funding, atoms x 1e9
-        self.funding_rate_ppb = 0  # the last interval's rate
-        self.dirty = False
-
-    def state_key(self) -> bytes:
-        return b"\x04" + _u32(self.market.market_id)
-
-    def state_obj(self) -> list[Any] | None:
-        return [
-            self.oracle_price_ticks,
-            self.oracle_time_ms,
-            self.mark_price_ticks,
-            self.last_trade_price_ticks,
-            self.last_trade_time_ms,
-            self.open_interest_lots,
-            self.volume_lots,
-            self.basis_ema_ticks,
-            self.mark_time_ms,
-            self.funding_index,
-            self.next_funding_ms,
-            self.premium_sum_ppb,
-            self.premium_samples,
-            self.funding_dust_scaled,
-            self.funding_rate_ppb,
-        ]
-
-    def reference_price(self) -> int:
-        """The price orders are banded around: the oracle, else the last trade, else 0."""
-        return self.oracle_price_ticks or self.last_trade_price_ticks
-
-
-class OracleSubmission:
-    __slots__ = ("dirty", "market_id", "price_ticks", "timestamp_ms", "validator")
-
-    def __init__(self, market_id: int, validator: bytes, price_ticks: int, ts: int) -> None:
-        self.market_id = market_id
-        self.validator = validator
-        self.price_ticks = price_ticks
-        self.timestamp_ms = ts
-        self.dirty = False
-
-    def state_key(self) -> bytes:
-        return b"\x05" + _u32(self.market_id) + self.validator
-
-    def state_obj(self) -> list[Any] | None:
-        return [self.price_ticks, self.timestamp_ms]
 
 
 class Pool:
@@ -278,48 +82,24 @@ class Pool:
     def state_obj(self) -> list[Any] | None:
         return None if self.amount_atoms == 0 else [self.amount_atoms]
 
-
-class Withdrawal:
-    __slots__ = (
-        "account",
-        "amount_atoms",
-        "asset_id",
-        "destination",
-        "dirty",
-        "height",
-        "withdrawal_id",
-    )
-
-    def __init__(
-        self, wid: int, account: bytes, asset_id: int, amount: int, dest: bytes, height: int
-    ) -> None:
-        self.withdrawal_id = wid
-        self.account = account
-        self.asset_id = asset_id
-        self.amount_atoms = amount
-        self.destination = dest
-        self.height = height
-        self.dirty = False
-
-    def state_key(self) -> bytes:
-        return b"\x0a" + self.withdrawal_id.to_bytes(8, "big")
-
-    def state_obj(self) -> list[Any] | None:
-        return [self.account, self.asset_id, self.amount_atoms, self.destination, self.height]
+    def restore(self, v: list[Any]) -> None:
+        """The inverse of :meth:`state_obj`."""
+        self.amount_atoms = v[0]
 
 
 class NonceEntry:
     """Adapter giving one signer's kept nonces a state key (the tracker owns the list)."""
 
-    __slots__ = ("dirty", "signer", "tracker")
+    __slots__ = ("dirty", "key", "signer", "tracker")
 
     def __init__(self, tracker: NonceTracker, signer: bytes) -> None:
         self.tracker = tracker
         self.signer = signer
         self.dirty = False
+        self.key = b"\x06" + signer  # the state key (fixed for life)
 
     def state_key(self) -> bytes:
-        return b"\x06" + self.signer
+        return self.key
 
     def state_obj(self) -> list[Any] | None:
         kept = self.tracker.kept_list(self.signer)
@@ -385,14 +165,14 @@ class ExchangeCore:
             m.market_id: {} for m in genesis.markets
         }
         self.withdrawals: dict[int, Withdrawal] = {}
-        # The vault's equity high-water mark since it last held no position (risk.py).
+        # The vault's equity high-water mark since it last held no position (liquidation/risk.py).
         self.vault_peak = Pool(P_INSURANCE, 0)
         self.nonces = NonceTracker()
         self.nonce_entries: dict[bytes, NonceEntry] = {}
         self.dirty: list[Any] = []
         self.events: list[tuple[Any, ...]] = []
-        self.risk: Any = None  # risk.RiskIndex, derived data (set by exchange.ExchangeState)
-        self.triggers: Any = None  # triggers.TriggerBook (set by exchange.ExchangeState)
+        self.risk = RiskIndex()  # derived data (liquidation/index.py), rebuilt on first use
+        self.triggers = TriggerBook()  # waiting trigger orders (triggers/records.py)
 
     # ---- dirty tracking ---------------------------------------------------------------------
     def touch(self, obj: Any) -> None:
@@ -437,64 +217,37 @@ class ExchangeCore:
             self.next_withdrawal_id,
         ]
 
+    def restore_meta(self, v: list[Any]) -> None:
+        """The inverse of :meth:`meta_obj`."""
+        check(v[0] == self.genesis_hash, "entries belong to another genesis")
+        self.height, self.timestamp_ms, self.next_seq, self.next_withdrawal_id = v[1:5]
+
     def take_writes(self) -> list[tuple[bytes, bytes | None]]:
         """Serialise the dirty objects (and meta) into a sorted write set; clear dirty marks."""
         out: dict[bytes, bytes | None] = {META_KEY: encode(self.meta_obj())}
         # One packer per call: msgpack.packb builds a Packer per value, which costs more than
-        # the packing itself. Same canonical bytes as codec.encode. The common types are
-        # serialised inline (same keys and values as their state_key/state_obj): this loop
-        # runs for every order, balance, position and signer a block touched.
+        # the packing itself. Same canonical bytes as codec.encode. Every record is encoded by
+        # its own state_key/state_obj, the same ones entries() uses, and decoded by the
+        # inverse next to it (from_state / restore), which ExchangeState.from_entries uses.
         pack = msgpack.Packer(use_bin_type=True).pack
         for obj in self.dirty:
             obj.dirty = False
             t = type(obj)
-            if t is Order:
-                key = b"\x03" + obj.market_id.to_bytes(4, "big") + obj.order_id.to_bytes(8, "big")
+            if t is Order or t is Trigger:
                 if not obj.live:
                     # An order placed and gone within the block never existed in storage.
                     if obj.stored:
-                        out[key] = None
+                        out[obj.state_key()] = None
                         obj.stored = False
                     continue
                 obj.stored = True
-                out[key] = pack(
-                    [
-                        obj.order_id,
-                        obj.seq,
-                        obj.account.pubkey,
-                        obj.is_buy,
-                        obj.price_ticks,
-                        obj.size_lots,
-                        obj.orig_lots,
-                        obj.filled_lots,
-                        obj.client_id,
-                        obj.tif,
-                        obj.reduce_only,
-                        obj.stp,
-                        obj.hold_atoms,
-                        obj.timestamp_ms,
-                        obj.kind,
-                    ]
-                )
-            elif t is Balance:
-                key = b"\x01" + obj.owner + obj.asset_id.to_bytes(4, "big")
-                if obj.available_atoms == 0 and obj.held_atoms == 0:
-                    out[key] = None
-                else:
-                    out[key] = pack([obj.available_atoms, obj.held_atoms])
-            elif t is NonceEntry:
-                kept = obj.tracker.kept_list(obj.signer)
-                out[b"\x06" + obj.signer] = pack(kept) if kept else None
-            elif t is Position:
+                out[obj.state_key()] = pack(obj.state_obj())
+            elif t is Balance or t is Position or t is NonceEntry:
+                # The records written most often keep their (fixed) key in an attribute.
                 value = obj.state_obj()
-                out[obj.state_key()] = None if value is None else pack(value)
+                out[obj.key] = None if value is None else pack(value)
             else:
                 value = obj.state_obj()
-                stored = getattr(obj, "stored", None)
-                if stored is not None:  # trigger orders: like orders, skip never-stored deletions
-                    if value is None and not stored:
-                        continue
-                    obj.stored = value is not None
                 out[obj.state_key()] = None if value is None else pack(value)
         self.dirty = []
         # Keys are unique, so sorting on the key alone gives the same order as sorting the
@@ -516,8 +269,7 @@ class ExchangeCore:
         objs.extend(self.asset_totals.values())
         objs.append(self.vault_peak)
         objs.extend(self.withdrawals.values())
-        if self.triggers is not None:
-            objs.extend(self.triggers.by_id.values())
+        objs.extend(self.triggers.by_id.values())
         return objs
 
     def entries(self) -> list[tuple[bytes, bytes]]:

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from node.api.params import plain_uint
-from state_machine.exchange import EVENT_FIELDS
+from state_machine.results import EVENT_FIELDS
 
 TRADES_PER_MARKET_MAX = 2_000
 FUNDING_PER_MARKET_MAX = 2_000

@@ -29,13 +29,14 @@ from node.api.units import MarketUnits, atoms_to_decimal, format_fraction
 from node.keys import parse_address
 from node.storage import ProofAt, ProofHeightError
 from node.version import version
+from state_machine.accounts.records import VAULT
+from state_machine.clob.codes import ST_RESTING, ST_WAITING
 from state_machine.codec import DecodeError, decode_raw
-from state_machine.exchange import EVENT_FIELDS, ST_RESTING, ST_WAITING
 from state_machine.genesis import MARKET_KIND_NAMES, Market
+from state_machine.perpetuals.funding import funding_rate_8h_ppb
 from state_machine.queries import account_summary, vault_summary
-from state_machine.risk import funding_rate_8h_ppb
-from state_machine.state import VAULT
-from state_machine.triggers import Trigger, account_triggers
+from state_machine.results import EVENT_FIELDS
+from state_machine.triggers.records import Trigger, account_triggers
 from state_machine.tx import Transaction, WithdrawRequest
 from state_machine.txroot import inclusion_proof, tx_root
 

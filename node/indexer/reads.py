@@ -22,7 +22,7 @@ from node.api.units import format_fraction
 from node.indexer.db import DB_ERRORS, INTERVALS_MS, PNL_INTERVALS_MS, Candle, IndexDb, Row
 from node.logs import fields, get_logger
 from state_machine.codec import decode_raw
-from state_machine.exchange import EVENT_FIELDS
+from state_machine.results import EVENT_FIELDS
 
 if TYPE_CHECKING:
     from node.indexer.indexer import IndexerService

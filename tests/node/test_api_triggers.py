@@ -18,7 +18,7 @@ from node.api.app import build_app
 from node.api.txevents import ORDER_EVENTS
 from node.keys import write_key_file
 from node.node import now_ms
-from state_machine.exchange import EVENT_FIELDS
+from state_machine.results import EVENT_FIELDS
 from state_machine.tx import (
     KIND_LIMIT,
     KIND_STOP_MARKET,

@@ -16,9 +16,9 @@ from state_machine.exchange import (
     BlockResult,
     ExchangeState,
     apply_block,
-    event_to_dict,
 )
 from state_machine.genesis import Genesis, Parameters, default_genesis
+from state_machine.results import event_to_dict
 from state_machine.tx import (
     KIND_LIMIT,
     STP_CANCEL_RESTING,

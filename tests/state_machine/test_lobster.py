@@ -29,8 +29,15 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Callable
 
-from state_machine.exchange import ActionResult, BlockContext, ExchangeState, apply_block
+from state_machine.exchange import (
+    ActionResult,
+    BlockContext,
+    BlockResult,
+    ExchangeState,
+    apply_block,
+)
 from state_machine.genesis import (
     Asset,
     FundedBalance,
@@ -155,6 +162,7 @@ class Replay:
         self.preexisting: dict[tuple[int, int], list[int]] = {}  # level -> engine ids, oldest 1st
         self.reveals = 0
         self.unexplained: list[str] = []
+        self.on_block: Callable[[BlockResult], None] | None = None  # the pin test hashes blocks
 
     def block(self, signer: bytes, action: Action) -> ActionResult:
         self.height += 1
@@ -162,6 +170,8 @@ class Replay:
         ctx = BlockContext(self.height, T0 + self.height, b"")
         res = apply_block(self.st, ctx, [tx(signer, [action], self.nonce)])
         self.events = res.events
+        if self.on_block is not None:
+            self.on_block(res)
         return res.tx_results[0].actions[0]
 
     def add_preexisting(self, side: int, price: int, qty: int) -> None:
@@ -239,9 +249,10 @@ class Replay:
                     self.unexplained.append(f"named orders at {side}@{p} exceed the file")
 
 
-def test_lobster_replay_matches_every_row() -> None:
+def replay(rp: Replay) -> tuple[int, int, int, list[str]]:
+    """Drive the whole file through ``rp``; (rows matched, named executions, executions,
+    mismatches)."""
     msgs, rows = load()
-    rp = Replay()
     for (side, price), qty in sorted(initial_book(msgs, rows).items(), key=lambda kv: -kv[0][1]):
         rp.add_preexisting(side, price, qty)
     st = rp.st
@@ -305,6 +316,13 @@ def test_lobster_replay_matches_every_row() -> None:
         assert len(rp.unexplained) == before or not ok, rp.unexplained[before:]
         bound = {1: boundary(rows[k], 1), -1: boundary(rows[k], -1)}
         assert rp.engine_levels() == row_levels(rows[k]), k
+    return matched, named_ok, executions, mismatches
+
+
+def test_lobster_replay_matches_every_row() -> None:
+    rp = Replay()
+    matched, named_ok, executions, mismatches = replay(rp)
+    rows = load()[1]
     rate = matched / len(rows)
     print(
         f"LOBSTER replay: {matched}/{len(rows)} rows matched ({rate:.2%}); "

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from state_machine.accounts.records import VAULT
 from state_machine.audit import audit
-from state_machine.exchange import ExchangeState, event_to_dict
+from state_machine.exchange import ExchangeState
 from state_machine.genesis import (
     Asset,
     FundedBalance,
@@ -20,17 +21,24 @@ from state_machine.genesis import (
     Parameters,
     default_genesis,
 )
-from state_machine.margin import pending_funding_atoms
-from state_machine.queries import account_summary
-from state_machine.risk import (
-    funding_rate_8h_ppb,
-    interval_rate_ppb,
+from state_machine.invariants import PPM
+from state_machine.liquidation.risk import (
+    evaluate_unit,
     liquidation_price_ticks,
-    median3,
+    risk_index,
+    unit_key,
     unit_positions,
     unit_value_and_mm,
 )
-from state_machine.state import VAULT
+from state_machine.perpetuals.funding import funding_rate_8h_ppb, interval_rate_ppb
+from state_machine.perpetuals.margin import (
+    maintenance_margin_atoms,
+    pending_funding_atoms,
+    unrealized_pnl_atoms,
+)
+from state_machine.prices.mark import median3
+from state_machine.queries import account_summary
+from state_machine.results import event_to_dict
 from state_machine.tx import (
     KIND_STOP_LIMIT,
     KIND_STOP_MARKET,
@@ -628,7 +636,7 @@ def test_trigger_margin_is_checked_when_it_fires() -> None:
 
 
 def test_one_pass_unit_evaluation_matches_the_reference_functions() -> None:
-    from state_machine.risk import band_for, evaluate_unit, risk_index, unit_key
+    from state_machine.liquidation.risk import band_for, evaluate_unit, risk_index, unit_key
 
     g, traders = crash_genesis(60, insurance_usdc=500)
     h = Harness(g)
@@ -705,3 +713,39 @@ def test_bench_risk_prints_json_last_line() -> None:
     assert last["bench"] == "risk"
     (r,) = last["results"]
     assert r["positions"] >= 500 and r["block_ms"] > 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    floors=st.lists(st.integers(1, 10**13), min_size=0, max_size=5, unique=True),
+    mmr_steps=st.lists(st.integers(1, 60_000), min_size=6, max_size=6),
+    size=st.integers(-(10**7), 10**7).filter(lambda x: x != 0),
+    mark=st.integers(1, 10**8),
+    entry=st.integers(1, 10**8),
+    below=st.booleans(),
+)
+def test_inlined_maintenance_margin_equals_the_named_rule(
+    floors: list[int], mmr_steps: list[int], size: int, mark: int, entry: int, below: bool
+) -> None:
+    """evaluate_unit inlines maintenance_margin_atoms (its hot path). With the unit's value set
+    to the named rule's MM, or one atom below it, the inlined verdict must flip exactly there:
+    any difference between the two computations would put one of the cases on the wrong side.
+    """
+    g0 = make_genesis()
+    perp = g0.markets[BTC_PERP]
+    first = min(mmr_steps[0], PPM // (2 * perp.max_leverage))
+    mmrs = [first + sum(mmr_steps[1 : j + 1]) for j in range(len(floors) + 1)]
+    tiers = tuple(MarginTier(f, r) for f, r in zip([0, *sorted(floors)], mmrs, strict=True))
+    market = dataclasses.replace(perp, margin_tiers=tiers)
+    markets = tuple(market if m.market_id == BTC_PERP else m for m in g0.markets)
+    state = ExchangeState.from_genesis(dataclasses.replace(g0, markets=markets))
+    who = acct(9)
+    account = state.account(who)
+    pos = state.position(account, state.markets[BTC_PERP])
+    pos.size_lots, pos.entry_value = size, entry * size
+    state.mstates[BTC_PERP].mark_price_ticks = mark
+    notional = abs(size) * mark * market.tick_lot_atoms
+    mm = maintenance_margin_atoms(state.markets[BTC_PERP], notional)
+    state.balance(account, 0).available_atoms = mm - unrealized_pnl_atoms(pos, mark) - below
+    idx = risk_index(state)
+    assert evaluate_unit(state, idx, unit_key(who, None), T0) == below

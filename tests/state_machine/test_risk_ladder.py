@@ -8,11 +8,11 @@ from fractions import Fraction
 
 import pytest
 
+from state_machine.accounts.records import VAULT
 from state_machine.audit import audit
 from state_machine.genesis import Parameters
-from state_machine.margin import maintenance_margin_atoms
-from state_machine.risk import liquidation_price_ticks, unit_value_and_mm
-from state_machine.state import VAULT
+from state_machine.liquidation.risk import liquidation_price_ticks, unit_value_and_mm
+from state_machine.perpetuals.margin import maintenance_margin_atoms
 from state_machine.tx import KIND_STOP_MARKET, OraclePrice, OracleUpdate, SetLeverage
 from tests.state_machine.helpers import (
     BTC_PERP,
@@ -207,7 +207,7 @@ def test_adl_ranks_counterparties_and_closes_at_the_bankruptcy_price() -> None:
 
 
 def test_adl_ranking_puts_a_counterparty_without_value_first() -> None:
-    from state_machine.risk import adl_ranking
+    from state_machine.liquidation.risk import adl_ranking
 
     h = adl_harness()
     h.oracle(BTC_PERP, 5_990_000)  # everyone healthy

@@ -7,9 +7,9 @@ import dataclasses
 import pytest
 
 from state_machine.audit import audit
-from state_machine.exchange import event_to_dict
 from state_machine.genesis import MarginTier, Parameters
-from state_machine.margin import maintenance_margin_atoms, tier_deductions_ppm
+from state_machine.perpetuals.margin import maintenance_margin_atoms, tier_deductions_ppm
+from state_machine.results import event_to_dict
 from state_machine.tx import (
     KIND_MARKET,
     KIND_STOP_MARKET,

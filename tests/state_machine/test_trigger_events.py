@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from state_machine.exchange import ExchangeState, event_to_dict
+from state_machine.exchange import ExchangeState
 from state_machine.genesis import FundedBalance
 from state_machine.queries import account_summary, open_orders
+from state_machine.results import event_to_dict
 from state_machine.tx import (
     KIND_STOP_LIMIT,
     KIND_STOP_MARKET,

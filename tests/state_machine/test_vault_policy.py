@@ -1,4 +1,4 @@
-"""The vault's own risk policy (risk.py, "the vault's own risk"): takeovers refused by the
+"""The vault's own risk policy (liquidation/risk.py): takeovers refused by the
 exposure cap, the margin rule and the loss limit; a vault under water closed into the book
 and ADL'd in the same block; the loss limit's de-risk orders and high-water mark; and crash
 replays with many leveraged accounts in which the vault ends every block solvent or flat,
@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import pytest
 
+from state_machine.accounts.records import VAULT
 from state_machine.audit import audit
-from state_machine.exchange import ExchangeState, event_to_dict
+from state_machine.exchange import ExchangeState
 from state_machine.genesis import Parameters, default_genesis
-from state_machine.risk import unit_value_and_mm
-from state_machine.state import VAULT
+from state_machine.liquidation.risk import unit_value_and_mm
+from state_machine.results import event_to_dict
 from state_machine.tx import OraclePrice, OracleUpdate, SetLeverage
 from tests.state_machine.helpers import (
     BTC_PERP,

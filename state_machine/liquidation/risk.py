@@ -1,11 +1,10 @@
-"""Perpetuals risk engine: mark price, funding, liquidation prices, the liquidation ladder, ADL.
+"""Liquidations: margin units, the risk index, the liquidation ladder, the vault and ADL.
 
 Theory of operation
 -------------------
-Everything runs at the end of each block (``end_block_risk``), after the block's trades, in a
-fixed order: for every perp market (by id) the mark price is updated and a funding premium is
-sampled (a funding interval that ends settles its rate into the market's cumulative index),
-then margin units that may be unhealthy are found and liquidated, in key order.
+Everything runs at the end of each block (``end_block_liquidations``), after the block's
+trades and after every perp market's mark price, funding and triggers (exchange.end_block):
+margin units that may be unhealthy are found and liquidated, in key order.
 
 * Mark = median(oracle, oracle + EMA of (book mid - oracle), median(best bid, best ask, last
   trade)); with an empty or one-sided book, the oracle. The EMA is in block time: each block
@@ -15,7 +14,7 @@ then margin units that may be unhealthy are found and liquidated, in key order.
   for it contributes 0). At the end of an interval the average premium P gives the 8-hour rate
   ``F = P + clamp(interest - P, -clamp, +clamp)``; the interval pays ``F * interval / 8 h``,
   capped at ``funding_cap_ppm_per_hour`` per hour, on notional at the oracle price: the
-  market's index grows by rate x oracle, and each position settles lazily (margin.py).
+  market's index grows by rate x oracle, and each position settles lazily (perpetuals/margin.py).
 * Margin units: an account's cross positions form one unit; each isolated position is its
   own. A unit is unhealthy when its value (collateral + unrealised PnL - pending funding) is
   below its maintenance margin.
@@ -66,144 +65,28 @@ then margin units that may be unhealthy are found and liquidated, in key order.
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
 from typing import Any
 
-from state_machine.book import Book, BookSide
+from state_machine.accounts.records import VAULT, Account, Balance
+from state_machine.clob.matching import cancel_resting
+from state_machine.clob.place import place_internal_order
 from state_machine.genesis import Market
-from state_machine.invariants import PPM, check
-from state_machine.margin import (
+from state_machine.invariants import PPM, check, div_ceil, div_floor, mul_ppm_ceil
+from state_machine.liquidation.index import Band, RiskIndex
+from state_machine.perpetuals.margin import (
     RATE_SCALE,
     maintenance_margin_atoms,
     pending_funding_atoms,
+    tier_deductions_ppm,
     tier_table,
 )
-from state_machine.state import VAULT, Account, Balance, ExchangeCore, MarketState, Position
+from state_machine.perpetuals.positions import apply_position_fill
+from state_machine.perpetuals.records import Position
+from state_machine.prices.records import MarketState
+from state_machine.state import ExchangeCore
+from state_machine.triggers.records import cancel_trigger
 
-HOUR_MS = 3_600_000
-EIGHT_HOURS_MS = 8 * HOUR_MS
 CROSS = 0xFFFFFFFF  # unit key suffix of an account's cross unit
-
-
-# ---- mark price ------------------------------------------------------------------------------
-
-
-def median3(a: int, b: int, c: int) -> int:
-    if a > b:
-        a, b = b, a
-    if b > c:
-        b = c
-    return a if a > b else b
-
-
-def update_mark(st: ExchangeCore, ms: MarketState, book: Book, now: int, ema_ms: int) -> int:
-    """Advance the basis EMA to ``now`` and recompute the mark price."""
-    oracle = ms.oracle_price_ticks
-    bb = book.bids.best_price()
-    ba = book.asks.best_price()
-    if oracle == 0:
-        return ms.mark_price_ticks
-    if not bb or not ba:
-        mark = oracle
-    else:
-        mid = (bb + ba) // 2
-        dt = now - ms.mark_time_ms if ms.mark_time_ms else 0
-        if dt > 0:
-            ms.basis_ema_ticks += ((mid - oracle - ms.basis_ema_ticks) * dt) // (dt + ema_ms)
-        last = ms.last_trade_price_ticks or mid
-        mark = median3(oracle, oracle + ms.basis_ema_ticks, median3(bb, ba, last))
-        if mark < 1:
-            mark = 1
-    ms.mark_time_ms = now
-    ms.mark_price_ticks = mark
-    st.touch(ms)
-    return mark
-
-
-# ---- funding ---------------------------------------------------------------------------------
-
-
-def funding_rate_8h_ppb(premium_ppb: int, interest_ppb: int, clamp_ppb: int) -> int:
-    """F = P + clamp(interest - P, -clamp, +clamp) (an 8-hour rate, ppb)."""
-    d = interest_ppb - premium_ppb
-    if d > clamp_ppb:
-        d = clamp_ppb
-    elif d < -clamp_ppb:
-        d = -clamp_ppb
-    return premium_ppb + d
-
-
-def impact_terms(side: BookSide, notional_atoms: int, tla: int) -> tuple[int, int] | None:
-    """(cost in tick-lots, lots) to trade ``notional_atoms`` against a side, or None if thin."""
-    need = notional_atoms
-    cost = 0
-    lots = 0
-    sign = 1 if side.is_bid else -1
-    for k in reversed(side.keys):
-        lv = side.levels[sign * k]
-        price = lv.price_ticks
-        level_notional = price * lv.total_lots * tla
-        if level_notional >= need:
-            q = -((-need) // (price * tla))  # lots to cover the rest, rounded up
-            return cost + price * q, lots + q
-        cost += price * lv.total_lots
-        lots += lv.total_lots
-        need -= level_notional
-    return None
-
-
-def premium_ppb(book: Book, oracle: int, market: Market) -> int:
-    """max(impact bid - oracle, 0) - max(oracle - impact ask, 0), over the oracle, in ppb."""
-    if oracle == 0 or market.impact_notional_atoms == 0:
-        return 0
-    tla = market.tick_lot_atoms
-    up = down = 0
-    bid = impact_terms(book.bids, market.impact_notional_atoms, tla)
-    if bid is not None:
-        cost, lots = bid
-        if cost > oracle * lots:
-            up = (cost - oracle * lots) * RATE_SCALE // (lots * oracle)
-    ask = impact_terms(book.asks, market.impact_notional_atoms, tla)
-    if ask is not None:
-        cost, lots = ask
-        if oracle * lots > cost:
-            down = (oracle * lots - cost) * RATE_SCALE // (lots * oracle)
-    return up - down
-
-
-def interval_rate_ppb(f8_ppb: int, interval_ms: int, cap_ppm_per_hour: int) -> int:
-    """The rate one interval pays: F/8 per hour scaled to the interval, capped."""
-    rate = f8_ppb * interval_ms // EIGHT_HOURS_MS
-    cap = cap_ppm_per_hour * 1000 * interval_ms // HOUR_MS
-    return max(-cap, min(cap, rate))
-
-
-def process_funding(st: ExchangeCore, ms: MarketState, book: Book, now: int) -> None:
-    params = st.genesis.parameters
-    interval = params.funding_interval_ms
-    if ms.next_funding_ms == 0:
-        g0 = st.genesis.genesis_time_ms
-        ms.next_funding_ms = g0 + ((now - g0) // interval + 1) * interval
-    ms.premium_sum_ppb += premium_ppb(book, ms.oracle_price_ticks, ms.market)
-    ms.premium_samples += 1
-    st.touch(ms)
-    if now < ms.next_funding_ms:
-        return
-    avg = ms.premium_sum_ppb // ms.premium_samples
-    f8 = funding_rate_8h_ppb(
-        avg, params.funding_interest_ppm_8h * 1000, params.funding_clamp_ppm * 1000
-    )
-    rate = interval_rate_ppb(f8, interval, params.funding_cap_ppm_per_hour)
-    ms.funding_index += rate * ms.oracle_price_ticks
-    ms.funding_rate_ppb = rate
-    ms.premium_sum_ppb = 0
-    ms.premium_samples = 0
-    while ms.next_funding_ms <= now:
-        ms.next_funding_ms += interval
-    st.events.append(("funding", ms.market.market_id, rate, f8, avg, ms.funding_index))
-
-
-# ---- margin units ------------------------------------------------------------------------------
 
 
 def unit_key(owner: bytes, market_id: int | None) -> bytes:
@@ -262,7 +145,7 @@ def liquidation_price_ticks(st: ExchangeCore, acct: Account, market_id: int) -> 
         den = tla * (s * PPM - abs(s) * r)
         if den == 0:
             continue
-        p = -((-num) // den) if s > 0 else num // den
+        p = div_ceil(num, den) if s > 0 else div_floor(num, den)
         if p <= 0:
             continue
         n = abs(s) * p * tla
@@ -273,79 +156,14 @@ def liquidation_price_ticks(st: ExchangeCore, acct: Account, market_id: int) -> 
 
 
 def _deductions(market: Market) -> list[int]:
-    from state_machine.margin import tier_deductions_ppm
 
     return tier_deductions_ppm(market.margin_tiers)
-
-
-# ---- the risk index --------------------------------------------------------------------------
-
-
-Band = tuple[int, int, int, int, int]  # (market, mark lo, mark hi, funded lo, funded hi)
 
 
 def funded_price(ms: MarketState) -> int:
     """Mark minus the funding index, scaled by 1e9: a position's value moves with it exactly
     (``value = size * funded_price * tick_lot_atoms / 1e9 + constant``), funding included."""
     return ms.mark_price_ticks * RATE_SCALE - ms.funding_index
-
-
-class RiskIndex:
-    """Price bands of healthy units (derived, not stored); see the module docstring."""
-
-    __slots__ = ("bands", "edges", "pending", "ready", "watch")
-
-    def __init__(self) -> None:
-        # (market, edge kind) -> sorted (edge, unit); kinds: 0 mark lo, 1 mark hi,
-        # 2 funded lo, 3 funded hi
-        self.edges: dict[tuple[int, int], list[tuple[int, bytes]]] = {}
-        self.bands: dict[bytes, list[Band]] = {}
-        self.watch: dict[bytes, None] = {}  # units looked at every block
-        self.pending: dict[bytes, None] = {}  # units changed by liquidations, for next block
-        self.ready = False
-
-    def drop(self, key: bytes) -> None:
-        for band in self.bands.pop(key, ()):
-            mid = band[0]
-            for kind in range(4):
-                lst = self.edges[(mid, kind)]
-                item = (band[kind + 1], key)
-                i = bisect_left(lst, item)
-                check(i < len(lst) and lst[i] == item, "risk band missing")
-                del lst[i]
-
-    def add(self, key: bytes, bands: list[Band]) -> None:
-        self.bands[key] = bands
-        edges = self.edges
-        for band in bands:
-            mid = band[0]
-            for kind in range(4):
-                insort(edges.setdefault((mid, kind), []), (band[kind + 1], key))
-
-    def place(self, key: bytes, bands: list[Band] | None) -> None:
-        """Band a healthy unit, or watch it every block if it has no sound band."""
-        if bands is None:
-            self.watch[key] = None
-        else:
-            self.add(key, bands)
-
-    def crossed(self, mid: int, mark: int, funded: int) -> list[bytes]:
-        """Units whose band in ``mid`` no longer contains the mark or the funded price."""
-        out: list[bytes] = []
-        for kind, price in ((0, mark), (2, funded)):
-            lo = self.edges.get((mid, kind))
-            if lo:
-                i = len(lo)
-                while i > 0 and lo[i - 1][0] > price:
-                    i -= 1
-                out.extend(k for _, k in lo[i:])
-            hi = self.edges.get((mid, kind + 1))
-            if hi:
-                j = 0
-                while j < len(hi) and hi[j][0] < price:
-                    j += 1
-                out.extend(k for _, k in hi[:j])
-        return out
 
 
 def risk_index(st: ExchangeCore) -> RiskIndex:
@@ -385,7 +203,7 @@ def make_bands(
     return [
         (
             mid,
-            -((-m * (RATE_SCALE - tau)) // RATE_SCALE),
+            div_ceil(m * (RATE_SCALE - tau), RATE_SCALE),
             m * (RATE_SCALE + tau) // RATE_SCALE,
             f - tau * m,
             f + tau * m,
@@ -456,21 +274,13 @@ def changed_units(st: ExchangeCore, objs: list[Any]) -> list[bytes]:
     return out
 
 
-def end_block_risk(st: ExchangeCore, now: int) -> None:
-    """Marks, funding, then liquidations (called from end_block)."""
-    from state_machine.triggers import fire_triggers
+def end_block_liquidations(st: ExchangeCore, marks: list[tuple[int, int, int]], now: int) -> None:
+    """The end-of-block hook: find and liquidate unhealthy units, then the vault's policy.
 
+    ``marks`` holds (market, new mark, funded price) of every perp market, in market order,
+    computed just before (exchange.end_block).
+    """
     idx = risk_index(st)
-    params = st.genesis.parameters
-    marks: list[tuple[int, int, int]] = []
-    for mid, book in st.books.items():
-        if not book.perp:
-            continue
-        ms = book.mstate
-        mark = update_mark(st, ms, book, now, params.mark_ema_ms)
-        process_funding(st, ms, book, now)
-        fire_triggers(st, mid, mark)
-        marks.append((mid, mark, funded_price(ms)))
     todo: dict[bytes, None] = dict.fromkeys(changed_units(st, st.dirty))
     for mid, mark, funded in marks:
         for key in idx.crossed(mid, mark, funded):
@@ -549,11 +359,14 @@ def evaluate_unit(st: ExchangeCore, idx: RiskIndex, key: bytes, now: int) -> boo
         value += (price * s - pos.entry_value) * tla
         fi = ms.funding_index - pos.funding_index
         if fi and s:
-            value -= -((-(s * fi * tla)) // RATE_SCALE)
+            value -= div_ceil(s * fi * tla, RATE_SCALE)
         notional = (s if s > 0 else -s) * price * tla
+        # maintenance_margin_atoms inlined (this runs for every unit a block touched);
+        # test_risk.py's property test_inlined_maintenance_margin_equals_the_named_rule
+        # proves the two equal.
         for floor, mmr, deduction in tier_table(market):
             if floor <= notional:
-                mm -= (deduction - notional * mmr) // PPM
+                mm += div_ceil(notional * mmr - deduction, PPM)
                 break
     if value < mm:
         return True
@@ -597,9 +410,6 @@ def liquidate_key(st: ExchangeCore, idx: RiskIndex, key: bytes, now: int) -> Non
     idx.place(key, band_for(st, acct, mid, value, mm))
 
 
-# ---- the ladder --------------------------------------------------------------------------
-
-
 def liquidate_unit(
     st: ExchangeCore,
     idx: RiskIndex,
@@ -609,7 +419,6 @@ def liquidate_unit(
     mm: int,
     now: int,
 ) -> None:
-    from state_machine.exchange import cancel_resting, place_internal_order
 
     params = st.genesis.parameters
     st.events.append(("liquidation", acct.pubkey, mid, value, mm))
@@ -623,7 +432,6 @@ def liquidate_unit(
         )
         if in_unit:
             cancel_resting(st, o, "liquidation")
-    from state_machine.triggers import cancel_trigger
 
     for t in sorted(acct.triggers.values(), key=lambda t: t.order_id):
         in_unit = (
@@ -650,7 +458,7 @@ def liquidate_unit(
             if q * mark * market.tick_lot_atoms > params.liquidation_partial_notional_atoms:
                 if now < pos.liquidation_cooldown_ms:
                     continue
-                q = -((-q) // 5)
+                q = div_ceil(q, 5)
                 pos.liquidation_cooldown_ms = now + params.liquidation_cooldown_ms
                 st.touch(pos)
             filled = place_internal_order(st, acct, pmid, s < 0, q, "liquidation")
@@ -690,7 +498,6 @@ def _move_position(
     st: ExchangeCore, market: Market, src: Account, dst: Account, qty: int, price: int
 ) -> None:
     """``src`` sells ``qty`` (negative: buys) of its position to ``dst`` at ``price``, no fee."""
-    from state_machine.exchange import apply_position_fill
 
     mid = market.market_id
     ms = st.mstates[mid]
@@ -718,7 +525,7 @@ def backstop(st: ExchangeCore, acct: Account, mid: int | None) -> None:
         abs(p.size_lots) * st.mstates[p.market.market_id].mark_price_ticks * p.market.tick_lot_atoms
         for p in positions
     )
-    fee = min(-((-notional * params.liquidation_fee_ppm) // PPM), max(value, 0))
+    fee = min(mul_ppm_ceil(notional, params.liquidation_fee_ppm), max(value, 0))
     refusal = vault_refusal(st, vault_acct, positions, fee, max(-value, 0))
     if fee > 0:
         # Charged before the positions move: closing an isolated position releases its margin
@@ -788,7 +595,7 @@ def bankruptcy_price_ticks(st: ExchangeCore, acct: Account, mid: int | None, pos
     v0 = value - (price * s - pos.entry_value) * tla
     num = pos.entry_value * tla - v0
     den = s * tla
-    p = -((-num) // den) if s > 0 else num // den
+    p = div_ceil(num, den) if s > 0 else div_floor(num, den)
     return max(p, 1)
 
 
@@ -865,9 +672,6 @@ def adl(
             st.events.append(("socialised_loss", market.market_id, acct.pubkey, loss))
 
 
-# ---- the vault's own risk ------------------------------------------------------------------
-
-
 def vault_over_loss_limit(st: ExchangeCore, equity: int) -> bool:
     """``equity`` is more than ``vault_loss_limit_ppm`` below the vault's high-water mark (its
     highest equity at a block end since it last ended a block holding no position)."""
@@ -911,7 +715,7 @@ def vault_refusal(
             return "exposure_cap"
         mm += max(
             maintenance_margin_atoms(market, notional),
-            -((-notional) // market.max_leverage),
+            div_ceil(notional, market.max_leverage),
         )
     usdc = vault.balances.get(0)
     if equity + fee - debt < mm or (usdc.available_atoms if usdc else 0) < debt:
@@ -930,7 +734,6 @@ def vault_derisk(st: ExchangeCore, vault: Account) -> None:
     is the taker fee on the largest notional such an order can fill (``q x mark + E``) plus an
     atom of rounding per lot. The vault pays the taker fee like anyone.
     """
-    from state_machine.exchange import place_internal_order
 
     positions = sorted(
         unit_positions(vault, None),
@@ -948,7 +751,7 @@ def vault_derisk(st: ExchangeCore, vault: Account) -> None:
         tla = market.tick_lot_atoms
         mark = st.mstates[market.market_id].mark_price_ticks
         equity = max(unit_value_and_mm(st, vault, None)[0], 0)
-        fee_bound = -((-(q * mark * tla + equity) * market.taker_fee_ppm) // PPM) + q
+        fee_bound = mul_ppm_ceil(q * mark * tla + equity, market.taker_fee_ppm) + q
         slack_ticks = (equity - fee_bound) // (q * tla)  # floor: never past the budget
         worst = mark - slack_ticks if s > 0 else mark + slack_ticks
         worst = max(1, min(worst, market.max_price_ticks))  # the band edge applies too

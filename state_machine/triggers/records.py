@@ -32,13 +32,10 @@ open-order limit, in cancel-all and in every API listing.
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from state_machine.invariants import check
-from state_machine.state import Account, ExchangeCore
 from state_machine.tx import (
-    KIND_LIMIT,
-    KIND_MARKET,
     KIND_STOP_LIMIT,
     KIND_STOP_MARKET,
     KIND_TAKE_PROFIT_LIMIT,
@@ -46,6 +43,10 @@ from state_machine.tx import (
     TIF_IOC,
     PlaceOrder,
 )
+
+if TYPE_CHECKING:  # typing only: the state module holds a TriggerBook
+    from state_machine.accounts.records import Account
+    from state_machine.state import ExchangeCore
 
 P_TRIGGER = 0x0B
 
@@ -262,40 +263,3 @@ def cancel_trigger(st: ExchangeCore, t: Trigger, reason: str) -> None:
     trigger_book(st).remove(t)
     st.touch(t)
     st.events.append(("trigger_cancelled", t.market_id, t.order_id, t.account.pubkey, reason))
-
-
-def fire_triggers(st: ExchangeCore, mid: int, mark: int) -> None:
-    """Place every trigger order of ``mid`` that the mark reached (deterministic order)."""
-    from state_machine.exchange import process_place_order
-
-    tb = trigger_book(st)
-    for t in tb.fired(mid, mark):
-        tb.remove(t)
-        st.touch(t)
-        acct = t.account
-        cid = t.client_id if t.client_id not in acct.client_ids else 0
-        order = PlaceOrder(
-            mid,
-            t.is_buy,
-            KIND_LIMIT if t.is_limit else KIND_MARKET,
-            t.placed_tif,
-            t.price_ticks if t.is_limit else 0,
-            t.size_lots,
-            0,
-            t.reduce_only,
-            cid,
-            t.stp,
-        )
-        res = process_place_order(st, acct, order)
-        st.events.append(
-            (
-                "trigger_fired",
-                mid,
-                t.order_id,
-                acct.pubkey,
-                mark,
-                res.code,
-                res.order_id,
-                res.filled_lots,
-            )
-        )

@@ -32,9 +32,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from state_machine.accounts.records import VAULT, Account
 from state_machine.genesis import MarginTier, Market
-from state_machine.invariants import PPM
-from state_machine.state import VAULT, Account, ExchangeCore, Position
+from state_machine.invariants import PPM, div_ceil
+from state_machine.perpetuals.records import Position
+from state_machine.state import ExchangeCore
 
 RATE_SCALE = 10**9  # funding rates and indexes are in parts per billion
 
@@ -53,7 +55,7 @@ def pending_funding_scaled(st: ExchangeCore, pos: Position) -> int:
 def pending_funding_atoms(st: ExchangeCore, pos: Position) -> int:
     """Pending funding rounded in the exchange's favour (owed up, due down)."""
     scaled = pending_funding_scaled(st, pos)
-    return -((-scaled) // RATE_SCALE)
+    return div_ceil(scaled, RATE_SCALE)
 
 
 def settle_funding(st: ExchangeCore, acct: Account, pos: Position) -> int:
@@ -68,7 +70,7 @@ def settle_funding(st: ExchangeCore, acct: Account, pos: Position) -> int:
     st.touch(pos)
     if scaled == 0:
         return 0
-    amount = -((-scaled) // RATE_SCALE)
+    amount = div_ceil(scaled, RATE_SCALE)
     if pos.isolated:
         pos.isolated_margin_atoms -= amount
     else:
@@ -123,7 +125,7 @@ def maintenance_margin_atoms(market: Market, notional_atoms: int) -> int:
     """MM = notional * mmr - deduction of the notional's tier, rounded up."""
     for floor, mmr, deduction in tier_table(market):
         if floor <= notional_atoms:
-            return -((deduction - notional_atoms * mmr) // PPM)
+            return div_ceil(notional_atoms * mmr - deduction, PPM)
     return 0
 
 
@@ -134,7 +136,7 @@ def unrealized_pnl_atoms(pos: Position, price_ticks: int) -> int:
 def position_im_atoms(pos: Position, price_ticks: int) -> int:
     """IM of the position alone (no orders) at the position's leverage, rounded up."""
     n = abs(pos.size_lots) * price_ticks * pos.market.tick_lot_atoms
-    return -((-n) // pos.leverage)
+    return div_ceil(n, pos.leverage)
 
 
 def free_collateral(
@@ -174,7 +176,8 @@ def free_collateral(
             value += (price * s - pos.entry_value) * tla
             fi = mstates[mid].funding_index - pos.funding_index
             if fi and s:
-                value -= -((-(s * fi * tla)) // RATE_SCALE)
+                value -= -((-(s * fi * tla)) // RATE_SCALE)  # div_ceil, inlined (hot)
+        # div_ceil inlined: this loop runs for every perp order placed or amended.
         im -= (-(exposure * price * tla)) // pos.leverage
     return value - im
 

@@ -1,0 +1,71 @@
+"""Accounts: transfers between accounts and withdrawal requests (``process_transfer``,
+``process_withdraw``). USDC may leave an account only while its free collateral stays
+non-negative (perpetuals/margin.py).
+"""
+
+from __future__ import annotations
+
+from state_machine.accounts.records import Account, Withdrawal
+from state_machine.perpetuals.margin import free_collateral
+from state_machine.results import (
+    INSUFFICIENT_BALANCE,
+    INSUFFICIENT_MARGIN,
+    INVALID_AMOUNT,
+    OK,
+    UNKNOWN_ASSET,
+    ActionResult,
+)
+from state_machine.state import ExchangeCore
+from state_machine.tx import Transfer, WithdrawRequest
+
+INVALID_RECIPIENT = "invalid_recipient"
+
+
+def _usdc_movable(st: ExchangeCore, acct: Account, asset_id: int, amount: int) -> ActionResult:
+    """Check that ``amount`` of an asset may leave the account's available balance."""
+    if amount == 0:
+        return ActionResult(INVALID_AMOUNT, "amount must be positive")
+    if asset_id not in st.fee_pools:
+        return ActionResult(UNKNOWN_ASSET, f"no asset {asset_id}")
+    bal = acct.balances.get(asset_id)
+    avail = bal.available_atoms if bal is not None else 0
+    if avail < amount:
+        return ActionResult(INSUFFICIENT_BALANCE, f"{avail} atoms available")
+    if asset_id == 0 and acct.positions and free_collateral(st, acct) - amount < 0:
+        return ActionResult(INSUFFICIENT_MARGIN, "would leave initial margin uncovered")
+    return ActionResult(OK, "ok")
+
+
+def process_transfer(st: ExchangeCore, acct: Account, a: Transfer) -> ActionResult:
+    if a.to == acct.pubkey:
+        return ActionResult(INVALID_RECIPIENT, "cannot transfer to yourself")
+    res = _usdc_movable(st, acct, a.asset_id, a.amount_atoms)
+    if res.code != OK:
+        return res
+    src = acct.balances[a.asset_id]
+    dst = st.balance(st.account(a.to), a.asset_id)
+    src.available_atoms -= a.amount_atoms
+    dst.available_atoms += a.amount_atoms
+    st.touch(src)
+    st.touch(dst)
+    st.events.append(("transfer", acct.pubkey, a.to, a.asset_id, a.amount_atoms))
+    return res
+
+
+def process_withdraw(st: ExchangeCore, acct: Account, a: WithdrawRequest) -> ActionResult:
+    res = _usdc_movable(st, acct, a.asset_id, a.amount_atoms)
+    if res.code != OK:
+        return res
+    bal = acct.balances[a.asset_id]
+    bal.available_atoms -= a.amount_atoms
+    st.touch(bal)
+    wid = st.next_withdrawal_id
+    st.next_withdrawal_id = wid + 1
+    w = Withdrawal(wid, acct.pubkey, a.asset_id, a.amount_atoms, a.destination, st.height)
+    st.withdrawals[wid] = w
+    st.touch(w)
+    total = st.asset_totals[a.asset_id]
+    total.amount_atoms += a.amount_atoms
+    st.touch(total)
+    st.events.append(("withdrawal", wid, acct.pubkey, a.asset_id, a.amount_atoms, a.destination))
+    return ActionResult(OK, "ok", order_id=wid)

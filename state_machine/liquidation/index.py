@@ -1,0 +1,69 @@
+"""The risk index: price bands of healthy margin units (derived data, never stored), so that
+a block evaluates only the units a mark move may have hurt. See liquidation/risk.py.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, insort
+
+from state_machine.invariants import check
+
+Band = tuple[int, int, int, int, int]  # (market, mark lo, mark hi, funded lo, funded hi)
+
+
+class RiskIndex:
+    """Price bands of healthy units (derived, not stored); see the module docstring."""
+
+    __slots__ = ("bands", "edges", "pending", "ready", "watch")
+
+    def __init__(self) -> None:
+        # (market, edge kind) -> sorted (edge, unit); kinds: 0 mark lo, 1 mark hi,
+        # 2 funded lo, 3 funded hi
+        self.edges: dict[tuple[int, int], list[tuple[int, bytes]]] = {}
+        self.bands: dict[bytes, list[Band]] = {}
+        self.watch: dict[bytes, None] = {}  # units looked at every block
+        self.pending: dict[bytes, None] = {}  # units changed by liquidations, for next block
+        self.ready = False
+
+    def drop(self, key: bytes) -> None:
+        for band in self.bands.pop(key, ()):
+            mid = band[0]
+            for kind in range(4):
+                lst = self.edges[(mid, kind)]
+                item = (band[kind + 1], key)
+                i = bisect_left(lst, item)
+                check(i < len(lst) and lst[i] == item, "risk band missing")
+                del lst[i]
+
+    def add(self, key: bytes, bands: list[Band]) -> None:
+        self.bands[key] = bands
+        edges = self.edges
+        for band in bands:
+            mid = band[0]
+            for kind in range(4):
+                insort(edges.setdefault((mid, kind), []), (band[kind + 1], key))
+
+    def place(self, key: bytes, bands: list[Band] | None) -> None:
+        """Band a healthy unit, or watch it every block if it has no sound band."""
+        if bands is None:
+            self.watch[key] = None
+        else:
+            self.add(key, bands)
+
+    def crossed(self, mid: int, mark: int, funded: int) -> list[bytes]:
+        """Units whose band in ``mid`` no longer contains the mark or the funded price."""
+        out: list[bytes] = []
+        for kind, price in ((0, mark), (2, funded)):
+            lo = self.edges.get((mid, kind))
+            if lo:
+                i = len(lo)
+                while i > 0 and lo[i - 1][0] > price:
+                    i -= 1
+                out.extend(k for _, k in lo[i:])
+            hi = self.edges.get((mid, kind + 1))
+            if hi:
+                j = 0
+                while j < len(hi) and hi[j][0] < price:
+                    j += 1
+                out.extend(k for _, k in hi[:j])
+        return out
