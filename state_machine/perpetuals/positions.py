@@ -37,6 +37,23 @@ NOT_ISOLATED = "not_isolated"
 NO_POSITION = "no_position"
 
 
+def partial_close_release_atoms(margin_atoms: int, realized_atoms: int, q: int, abs_s: int) -> int:
+    """Isolated margin released to cross when ``q`` of ``abs_s`` lots close with PnL
+    ``realized_atoms`` (the position stays open).
+
+    A profitable close releases its pro-rata share of the margin after the PnL. A losing close
+    releases at most what the closed lots themselves have left (their margin share plus their
+    loss), never margin of the lots that stay: otherwise closing a bankrupt isolated position in
+    parts (ADL at its bankruptcy price against several counterparties) would move part of the
+    remaining lots' margin to cross and leave the isolated record in debt.
+    """
+    shared = (margin_atoms + realized_atoms) * q // abs_s
+    if realized_atoms < 0:
+        own = margin_atoms * q // abs_s + realized_atoms
+        shared = min(shared, own)
+    return shared if shared > 0 else 0
+
+
 def apply_position_fill(
     st: ExchangeCore, acct: Account, market: Market, d: int, price: int, fee_atoms: int
 ) -> int:
@@ -80,7 +97,7 @@ def apply_position_fill(
                 # record for the risk engine (vault / ADL), never taken from cross collateral.
                 release = iso if iso > 0 else 0
             else:
-                release = iso * q // abs_s if iso > 0 else 0
+                release = partial_close_release_atoms(pos.isolated_margin_atoms, realized, q, abs_s)
             pos.isolated_margin_atoms = iso - release
             usdc.available_atoms += release
         else:

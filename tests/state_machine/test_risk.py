@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from state_machine.accounts.records import VAULT
@@ -507,6 +507,11 @@ def test_partial_liquidation_with_cooldown() -> None:
     levs=st.lists(st.integers(1, 50), min_size=6, max_size=6),
     sizes=st.lists(st.integers(200, 5_000), min_size=6, max_size=6),
     insurance=st.sampled_from([0, 100, 10_000]),
+)
+# A bankrupt isolated long ADL'd in two parts at its bankruptcy price: the first, partial close
+# released margin of the lot that stayed, leaving the isolated record in debt.
+@example(
+    moves=[-75449], levs=[16, 14, 1, 1, 12, 1], sizes=[201, 200, 200, 200, 200, 200], insurance=0
 )
 def test_random_price_paths_keep_funds_conserved(
     moves: list[int], levs: list[int], sizes: list[int], insurance: int
