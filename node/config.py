@@ -315,6 +315,21 @@ class StorageSettings:
     )
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class RoleSettings:
+    """What this node is: a validator that votes, or a full node that follows the chain."""
+
+    mode: str = _key(
+        "validator",
+        "validator (votes if the node key is in the validator set, else follows) or full "
+        "(never votes: follows, serves the API, forwards transactions)",
+        choices=("validator", "full"),
+    )
+    api_enabled: bool = _key(
+        True, "serve the public HTTP API (a validator behind sentry full nodes turns it off)"
+    )
+
+
 # Table name -> settings class, in file order; "" is the top level.
 SECTIONS: dict[str, type] = {
     "": NodeSettings,
@@ -326,6 +341,7 @@ SECTIONS: dict[str, type] = {
     "log": LogSettings,
     "storage": StorageSettings,
     "sync": SyncSettings,
+    "role": RoleSettings,
 }
 
 
@@ -343,6 +359,7 @@ class Config:
     log: LogSettings = LogSettings()
     storage: StorageSettings = StorageSettings()
     sync: SyncSettings = SyncSettings()
+    role: RoleSettings = RoleSettings()
 
     def path(self, relative: str) -> Path:
         return self.home / Path(relative).expanduser()

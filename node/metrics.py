@@ -162,6 +162,7 @@ class Metrics:
             registry=r,
         )
         self._init_vault_metrics(r)
+        self._init_follow_metrics(r)
         self.disk_free_bytes = Gauge(
             "perpbft_disk_free_bytes",
             "Free bytes on the data dir's file system (sampled every few seconds)",
@@ -181,6 +182,32 @@ class Metrics:
         )
         for result in ("ok", "failed"):  # exported as 0 before the first audit
             self.state_audits.labels(result=result)
+
+    def _init_follow_metrics(self, r: CollectorRegistry) -> None:
+        """A full node following the chain (node/follower.py)."""
+        self.follow_blocks = Counter(
+            "perpbft_follow_blocks",
+            "Committed blocks a full node verified and stored, by source (proposal, sync)",
+            ["source"],
+            registry=r,
+        )
+        self.follow_refused = Counter(
+            "perpbft_follow_refused_blocks",
+            "Committed blocks from peers refused by a full node, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.follow_requests = Counter(
+            "perpbft_follow_sync_requests",
+            "Block sync requests a full node sent, by peer type",
+            ["peer_type"],
+            registry=r,
+        )
+        self.follow_target_height = Gauge(
+            "perpbft_follow_target_height",
+            "Highest committed height a full node has heard of (its lag: this minus height)",
+            registry=r,
+        )
 
     def _init_vault_metrics(self, r: CollectorRegistry) -> None:
         """The liquidation vault after each executed block (state_machine.queries.vault_summary)."""

@@ -73,14 +73,17 @@ class Cluster:
         demo_accounts: int = 4,
         chain_id: str = "perpbft-test",
         configure: Callable[[Config], Config] | None = None,
+        full_nodes: int = 0,
     ) -> None:
-        """``configure`` rewrites each validator's config before any node starts."""
+        """``configure`` rewrites each node's config before any node starts; ``full_nodes``
+        adds that many full nodes (indexes ``validators ..``) following the validators."""
         self.root = root
         self.layout: TestnetLayout = write_testnet(
             root / "net",
             validators,
             chain_id=chain_id,
-            base_port=free_base_port(validators),
+            base_port=free_base_port(validators + full_nodes),
+            full_nodes=full_nodes,
             demo_accounts=demo_accounts,
             block_interval_ms=block_ms,
         )
