@@ -330,6 +330,43 @@ class RoleSettings:
     )
 
 
+def _parse_trust_hash(text: str) -> str:
+    if text and (len(text) != 64 or any(c not in "0123456789abcdef" for c in text)):
+        raise ValueError("must be empty or a block hash of 64 lowercase hex characters")
+    return text
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StateSyncSettings:
+    """State sync: start an empty node from a peer's snapshot; take snapshots for others."""
+
+    enabled: bool = _key(
+        False, "on an empty data dir, fetch a recent snapshot from peers before block sync"
+    )
+    trust_height: int = _key(
+        0,
+        "with trust_hash: take only the snapshot at this height (0 = any snapshot certified "
+        "by the genesis validators)",
+        lo=0,
+        hi=2**62,
+    )
+    trust_hash: str = _key(
+        "",
+        "hex hash of the block at trust_height, from a source you trust",
+        parse=_parse_trust_hash,
+    )
+    discovery_ms: int = _key(
+        3_000, "how long to collect peers' snapshot offers before choosing", lo=10, hi=600_000
+    )
+    chunk_timeout_ms: int = _key(
+        10_000, "a chunk not received in this time is asked of another peer", lo=10, hi=600_000
+    )
+    snapshot_interval: int = _key(
+        0, "take a snapshot every this many heights (0 = take none)", lo=0, hi=2**62
+    )
+    snapshot_keep_recent: int = _key(2, "snapshots kept; older ones are deleted", lo=1, hi=1_000)
+
+
 # Table name -> settings class, in file order; "" is the top level.
 SECTIONS: dict[str, type] = {
     "": NodeSettings,
@@ -342,6 +379,7 @@ SECTIONS: dict[str, type] = {
     "storage": StorageSettings,
     "sync": SyncSettings,
     "role": RoleSettings,
+    "statesync": StateSyncSettings,
 }
 
 
@@ -360,6 +398,7 @@ class Config:
     storage: StorageSettings = StorageSettings()
     sync: SyncSettings = SyncSettings()
     role: RoleSettings = RoleSettings()
+    statesync: StateSyncSettings = StateSyncSettings()
 
     def path(self, relative: str) -> Path:
         return self.home / Path(relative).expanduser()
@@ -519,6 +558,8 @@ def _check_cross_fields(where: str, config: Config) -> None:
         if host_port[1] != 0 and host_port in seen:
             raise ConfigError(f"{where}: {key} = {text!r} is already used by {seen[host_port]}")
         seen[host_port] = key
+    if bool(config.statesync.trust_height) != bool(config.statesync.trust_hash):
+        raise ConfigError(f"{where}: statesync.trust_height and trust_hash go together")
     peer_keys = [address.public_key for address in config.peer_addresses()]
     if len(set(peer_keys)) != len(peer_keys):
         raise ConfigError(f"{where}: p2p.peers lists one public key twice")

@@ -163,6 +163,7 @@ class Metrics:
         )
         self._init_vault_metrics(r)
         self._init_follow_metrics(r)
+        self._init_statesync_metrics(r)
         self.disk_free_bytes = Gauge(
             "perpbft_disk_free_bytes",
             "Free bytes on the data dir's file system (sampled every few seconds)",
@@ -206,6 +207,35 @@ class Metrics:
         self.follow_target_height = Gauge(
             "perpbft_follow_target_height",
             "Highest committed height a full node has heard of (its lag: this minus height)",
+            registry=r,
+        )
+
+    def _init_statesync_metrics(self, r: CollectorRegistry) -> None:
+        """State sync, restoring and serving (node/statesync.py)."""
+        self.statesync_refused = Counter(
+            "perpbft_statesync_refused",
+            "Snapshot offers, chunks and snapshots refused while state-syncing, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.statesync_chunks = Counter(
+            "perpbft_statesync_chunks",
+            "Snapshot chunks verified while state-syncing, by source (peer, resumed)",
+            ["source"],
+            registry=r,
+        )
+        self.statesync_restored_height = Gauge(
+            "perpbft_statesync_restored_height",
+            "Height of the snapshot this node was state-synced from (0: none)",
+            registry=r,
+        )
+        self.snapshots_taken = Counter(
+            "perpbft_snapshots_taken", "Snapshots this node took for state sync", registry=r
+        )
+        self.snapshot_chunks_served = Counter(
+            "perpbft_snapshot_chunks_served",
+            "Snapshot chunks served to peers, by outcome (served, missing, refused)",
+            ["outcome"],
             registry=r,
         )
 

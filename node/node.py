@@ -104,6 +104,7 @@ from node.metrics import Metrics
 from node.observe import ConsensusObserver
 from node.preverify import BLOCK_MISMATCH, blocks_to_preverify
 from node.sigpool import SignaturePool
+from node.statesync_run import CHANNEL_STATESYNC, StateSyncer
 from node.storage import StoreError
 from node.sync_serve import SyncServeBudget, read_committed_blocks
 from p2p.manager import PeerManager
@@ -227,6 +228,7 @@ class Node:
         self.loop_heartbeat_s = time.monotonic()
         self.p2p_listen_port = 0
         self.ready = trio.Event()
+        self.statesync = StateSyncer(self)
 
     # ---- context for logs ----------------------------------------------------------------
 
@@ -290,14 +292,12 @@ class Node:
         )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        chain = await trio.to_thread.run_sync(self.open_chain)
-        self.chain = chain
-        if chain.height > 0:
-            self._tip_hash = chain.store.meta.block_hash
+        # A node that state-syncs needs its peers before it has a store; any other opens its
+        # store first, so a broken one stops it before it binds a port.
+        restoring = self.statesync.needed()
+        if not restoring:
+            self.chain = await trio.to_thread.run_sync(self.open_chain)
         try:
-            self.replica = self.build_replica(chain)
-            self.metrics.height.set(chain.height)
-            self.metrics.observe_vault(vault_summary(chain.state), self._market_symbols)
             allowed = [v.pubkey for v in self.genesis.validators] + self.config.full_node_keys()
             self.peers = PeerManager(
                 self.key.seed,
@@ -311,6 +311,17 @@ class Node:
                 self._nursery = nursery
                 self.p2p_listen_port = await nursery.start(self.peers.run)
                 nursery.start_soon(self._peer_inbound_loop)
+                if restoring:
+                    await self.statesync.restore()
+                    self.chain = await trio.to_thread.run_sync(self.open_chain)
+                chain = self.chain
+                assert chain is not None
+                if chain.height > 0:
+                    self._tip_hash = chain.store.meta.block_hash
+                self.replica = self.build_replica(chain)
+                self.metrics.height.set(chain.height)
+                self.metrics.observe_vault(vault_summary(chain.state), self._market_symbols)
+                await self.statesync.load_local()
                 nursery.start_soon(self._admission_loop)
                 nursery.start_soon(self._consensus_loop)
                 nursery.start_soon(self._clock_loop)
@@ -328,7 +339,8 @@ class Node:
                 self.ready.set()
         finally:
             self.sigpool.close()
-            await trio.to_thread.run_sync(chain.close)
+            if self.chain is not None:
+                await trio.to_thread.run_sync(self.chain.close)
 
     def stop(self) -> None:
         if self._nursery is not None:
@@ -519,7 +531,11 @@ class Node:
                 self._penalize(peer, "empty_frame")
                 continue
             channel, body = payload[0], bytes(payload[1:])
-            if channel == CHANNEL_CONSENSUS:
+            if channel == CHANNEL_STATESYNC:
+                await self.statesync.on_frame(peer, body)
+            elif self.chain is None:
+                continue  # state-syncing: nothing to check blocks or transactions against
+            elif channel == CHANNEL_CONSENSUS:
                 await self._on_consensus_frame(peer, body)
             elif channel == CHANNEL_TXS:
                 self._on_tx_gossip(peer, body)
@@ -717,10 +733,13 @@ class Node:
         stores blocks: takes the peers' proposals, DECIDEs and sync answers, and asks for the
         blocks it lacks (``node/follower.py``)."""
         while True:
+            event: Event | None = None
             with trio.move_on_after(FOLLOW_TICK_S):
                 event = await self._events_rx.receive()
-                if isinstance(event, MessageReceived):
-                    await self._follow_message(event.sender, event.message)
+            # Outside the timeout: a block's execution and its store write must never be cut
+            # in two (the state would run ahead of the disk).
+            if isinstance(event, MessageReceived):
+                await self._follow_message(event.sender, event.message)
             self._maybe_request_blocks()
 
     async def _follow_message(self, peer: bytes, message: Message) -> None:
@@ -922,6 +941,7 @@ class Node:
         self.metrics.block_persist_seconds.observe(executed.persist_s)
         self.metrics.block_transactions.observe(len(executed.txs))
         self.mempool.remove(executed.tx_ids)
+        self.statesync.after_block(executed.height)
         if executed.height % 20 == 0:
             self.mempool.remove_stale(executed.timestamp_ms)
         self.metrics.mempool_transactions.set(len(self.mempool))
