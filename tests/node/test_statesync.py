@@ -67,9 +67,9 @@ GENESIS_HASH = genesis_block(GENESIS_TIME_MS).block_hash()
 ENTRIES_PER_TEST_CHUNK = 2
 
 
-def new_node(home: Path, key: Keypair, **statesync: int | bool) -> Node:
+def new_node(home: Path, key: Keypair, statesync: StateSyncSettings | None = None) -> Node:
     config = Config(
-        home=home, role=RoleSettings(mode="full"), statesync=StateSyncSettings(**statesync)
+        home=home, role=RoleSettings(mode="full"), statesync=statesync or StateSyncSettings()
     )
     n = Node(config, GENESIS, key)
     n.peers = PeerManager(key.seed, config.transport_config(), allowed_keys=[])
@@ -146,7 +146,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 @pytest.fixture
 def syncer(tmp_path: Path) -> Iterator[Node]:
-    n = new_node(tmp_path, SYNCER, enabled=True, chunk_timeout_ms=100)
+    n = new_node(tmp_path, SYNCER, StateSyncSettings(enabled=True, chunk_timeout_ms=100))
     yield n
     n.sigpool.close()
     if n.chain is not None:
