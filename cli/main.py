@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "cli.node_cmd",
     "cli.keys_cmd",
     "cli.snapshot_cmd",
+    "cli.genesis_cmd",
     "cli.trade_cmd",
     "cli.watch_cmd",
     "cli.proof_cmd",

@@ -699,7 +699,12 @@ def _write_private_text(path: Path, text: str, mode: int) -> None:
 
 
 def init_home(
-    home: Path, *, moniker: str | None = None, force: bool = False, config: Config | None = None
+    home: Path,
+    *,
+    moniker: str | None = None,
+    force: bool = False,
+    config: Config | None = None,
+    role: str | None = None,
 ) -> InitResult:
     """Create a node home: config/config.toml, config/node_key.json (0600) and data/.
 
@@ -716,6 +721,8 @@ def init_home(
         except ValueError as exc:
             raise ConfigError(f"moniker {chosen!r} {exc}") from None
         config = dataclasses.replace(config, node=dataclasses.replace(config.node, moniker=chosen))
+    if role is not None:  # ``perpbft init --full-node``
+        config = dataclasses.replace(config, role=dataclasses.replace(config.role, mode=role))
     if home.exists() and not home.is_dir():
         raise HomeError(f"{home} exists and is not a directory")
     config_path = home / CONFIG_FILE
