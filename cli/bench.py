@@ -21,6 +21,7 @@ BENCHMARKS = {
     "state-root": "cli.bench_state_root",
     "localnet": "cli.bench_localnet",
     "consensus": "cli.bench_consensus",
+    "statesync": "cli.bench_statesync",
 }
 
 

@@ -51,6 +51,7 @@ CHANNEL_STATESYNC = 4
 INBOX_MAX = 256
 FRAME_OVERHEAD_BYTES = 1024
 PROGRESS_EVERY_CHUNKS = 50
+PEER_WAIT_S = 0.05
 
 log = get_logger("statesync")
 
@@ -226,7 +227,11 @@ class StateSyncer:
         return 0 if peers is None else len(peers.connected_peers())
 
     async def _discover(self) -> None:
-        """Ask every peer for offers and collect them for ``discovery_ms``."""
+        """Ask every peer for offers and collect them for ``discovery_ms`` (at start-up, once
+        the first peer is connected: a request sent to nobody would waste the round)."""
+        with trio.move_on_after(self.settings.discovery_ms / 1000):
+            while self._peer_count() == 0:
+                await trio.sleep(PEER_WAIT_S)
         self.node._broadcast_frame(CHANNEL_STATESYNC, SnapshotsRequest().to_wire())
         with trio.move_on_after(self.settings.discovery_ms / 1000):
             while True:
