@@ -229,6 +229,7 @@ class Node:
         self.p2p_listen_port = 0
         self.ready = trio.Event()
         self.statesync = StateSyncer(self)
+        self._consensus_config: ConsensusConfig | None = None
 
     # ---- context for logs ----------------------------------------------------------------
 
@@ -256,6 +257,13 @@ class Node:
         return chain
 
     def consensus_config(self) -> ConsensusConfig:
+        """Built once: its genesis state root rebuilds the whole genesis state (seconds for
+        100,000 funded accounts), and sync serving and following ask for it per request."""
+        if self._consensus_config is None:
+            self._consensus_config = self._build_consensus_config()
+        return self._consensus_config
+
+    def _build_consensus_config(self) -> ConsensusConfig:
         frame_max = self.config.p2p.frame_bytes_max
         # A proposal or sync response must fit in one frame with room for headers and QCs.
         payload_max = max(64 * 1024, frame_max - 256 * 1024)
