@@ -73,6 +73,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="with --rate max: most uncommitted transactions (default 20,000 orders' worth)",
     )
+    parser.add_argument(
+        "--full-nodes",
+        type=int,
+        default=0,
+        help="add N full nodes and send the load to them instead of the validators; the "
+        "result adds the first full node's lag behind node0",
+    )
     parser.add_argument("--home", type=Path, default=None, help="localnet home (default: temp)")
     parser.add_argument("--keep", action="store_true", help="leave the localnet running")
     parser.add_argument("--base-port", type=int, default=None)
@@ -124,6 +131,7 @@ class Stats:
         self.last_commit = 0.0
         self.send_done = False
         self.node_cpu_s = 0.0
+        self.block_seen_s: dict[str, dict[int, float]] = {}  # api -> height -> first seen
 
     @property
     def inflight(self) -> int:
@@ -261,6 +269,18 @@ class LoadGenerator:
                     seen_at = time.monotonic()
                     nursery.start_soon(self.account_block, http, int(data["height"]), seen_at)
 
+    async def watch_heights(self, api: str, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """When each block was first announced by ``api``'s WebSocket (follower lag)."""
+        seen = self.stats.block_seen_s.setdefault(api, {})
+        ws_url = api.replace("http://", "ws://") + "/v1/ws"
+        async with open_websocket_url(ws_url, max_message_size=16 * 1024 * 1024) as ws:
+            await ws.send_message(json.dumps({"op": "subscribe", "id": 1, "channel": "blocks"}))
+            task_status.started()
+            while True:
+                message = json.loads(await ws.get_message())
+                if message.get("type") == "update":
+                    seen.setdefault(int(message["data"]["height"]), time.monotonic())
+
     async def account_block(self, http: httpx.AsyncClient, height: int, seen_at: float) -> None:
         body = (await http.get(f"/v1/blocks/{height}")).json()
         stats = self.stats
@@ -286,9 +306,11 @@ class LoadGenerator:
             )
             last = s.sent
 
-    async def run(self, apis: list[str]) -> Stats:
+    async def run(self, apis: list[str], lag_apis: list[str]) -> Stats:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.watch_blocks, apis[0])
+            for api in lag_apis:
+                await nursery.start(self.watch_heights, api)
             nursery.start_soon(self.progress)
             self.start = trio.current_time()
             async with trio.open_nursery() as senders:
@@ -349,7 +371,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         home = Path(tempfile.mkdtemp(prefix="perpbft-bench-")) if temp else args.home
     net = Localnet(home)
     keys = load_keys(args.accounts)
-    base_port = args.base_port or _free_base_port(args.validators)
+    base_port = args.base_port or _free_base_port(args.validators + args.full_nodes)
     opts = UpOptions(
         validators=args.validators,
         block_ms=args.block_ms,
@@ -359,6 +381,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         oracle=False,
         traffic=False,
         extra_funded=[k.public_key for k in keys],
+        full_nodes=args.full_nodes,
     )
     if args.attach is not None:
         args.keep = True  # never stop a localnet this run did not start
@@ -371,12 +394,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         chain_id = net.layout()["chain_id"]
         print(f"pre-signing {count} transactions of {args.batch} orders", file=sys.stderr)
         txs = presign(keys, chain_id, count, args.batch)
-        ports = [int(url.rsplit(":", 1)[1]) for url in net.api_urls()]
+        urls = net.api_urls()
+        # The load goes to the full nodes if there are any, else to the validators.
+        targets = urls[args.validators :] or urls
+        ports = [int(url.rsplit(":", 1)[1]) for url in targets]
+        lag_apis = [urls[0], urls[args.validators]] if args.full_nodes else []
         offered = "max" if rate is None else f"{rate:g} tx/s"
         print(f"offering {offered} for {args.duration:g} s", file=sys.stderr, flush=True)
         gen = LoadGenerator(ports, txs, rate, args)
         cpu_before = node_cpu_s(net)
-        stats = trio.run(gen.run, net.api_urls())
+        stats = trio.run(gen.run, urls, lag_apis)
         stats.node_cpu_s = node_cpu_s(net) - cpu_before
         rss = [net.procs.peak_rss_mb(name) for name in net.node_names()]
     except LocalnetError as exc:
@@ -419,6 +446,22 @@ def result(
             round(1000 * s.node_cpu_s / s.committed, 3) if s.committed else None
         ),
         "load_average_1m": round(os.getloadavg()[0], 1),
+        "full_nodes": args.full_nodes,
+        "follower_lag_s": follower_lag(s),
+    }
+
+
+def follower_lag(s: Stats) -> dict[str, Any] | None:
+    """How long after node0 the first full node announced each block (both seen)."""
+    if len(s.block_seen_s) != 2:
+        return None
+    leader, follower = s.block_seen_s.values()
+    lags = [follower[h] - t for h, t in leader.items() if h in follower]
+    return {
+        "blocks": len(lags),
+        "p50": percentile(lags, 0.50),
+        "p99": percentile(lags, 0.99),
+        "max": max(lags) if lags else None,
     }
 
 

@@ -21,6 +21,7 @@ BENCHMARKS = {
     "state-root": "bench.state_root",
     "localnet": "bench.localnet",
     "consensus": "bench.consensus",
+    "statesync": "bench.statesync",
 }
 
 

@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "cli.keys_cmd",
     "cli.snapshot_cmd",
     "cli.indexer_cmd",
+    "cli.genesis_cmd",
     "cli.trade_cmd",
     "cli.watch_cmd",
     "cli.proof_cmd",

@@ -52,6 +52,12 @@ def register(sub: Any) -> None:
         action="store_true",
         help="rewrite config/config.toml of an initialised home (an existing node key is kept)",
     )
+    init.add_argument(
+        "--full-node",
+        action="store_true",
+        help="a full node: never votes, follows the validators, serves the API "
+        '([role] mode = "full")',
+    )
     init.add_argument("--json", action="store_true", help="print JSON instead of text")
     init.set_defaults(func=cmd_init)
 
@@ -80,6 +86,15 @@ def register(sub: Any) -> None:
     )
     testnet.add_argument("--demo-accounts", type=int, default=4)
     testnet.add_argument("--block-ms", type=int, default=500)
+    testnet.add_argument(
+        "--full-nodes", type=int, default=0, help="full nodes to add after the validators"
+    )
+    testnet.add_argument(
+        "--hosts",
+        default="",
+        help="comma-separated host names or addresses, one per node (validators first); each "
+        "node listens on its own, with the same ports on every host (default: all 127.0.0.1)",
+    )
     testnet.add_argument("--force", action="store_true", help="write into a non-empty --out")
     testnet.add_argument("--json", action="store_true", help="print JSON instead of text")
     testnet.set_defaults(func=cmd_testnet)
@@ -88,7 +103,9 @@ def register(sub: Any) -> None:
 def cmd_init(args: argparse.Namespace) -> int:
     home = resolve_home(args.home)
     try:
-        result = init_home(home, moniker=args.moniker, force=args.force)
+        result = init_home(
+            home, moniker=args.moniker, force=args.force, role="full" if args.full_node else None
+        )
     except HomeError as exc:
         raise CliError(str(exc)) from None
     summary = {
@@ -164,6 +181,8 @@ def cmd_testnet(args: argparse.Namespace) -> int:
             demo_accounts=args.demo_accounts,
             block_interval_ms=args.block_ms,
             force=args.force,
+            full_nodes=args.full_nodes,
+            hosts=tuple(h.strip() for h in args.hosts.split(",") if h.strip()),
         )
     except (HomeError, GenesisError) as exc:
         raise CliError(str(exc)) from None
@@ -171,7 +190,10 @@ def cmd_testnet(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"wrote {len(layout.homes)} validator homes to {layout.out}")
+        print(
+            f"wrote {layout.validators} validator and {layout.full_nodes} full node homes to "
+            f"{layout.out}"
+        )
         for node in summary["nodes"]:  # type: ignore[attr-defined]
             print(f"  {node['home']}  api {node['api']}  p2p {node['p2p']}")
         print(f"demo keys: {', '.join(str(p) for p in layout.demo_keys)}")

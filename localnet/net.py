@@ -69,6 +69,7 @@ class UpOptions:
     traffic: bool = True
     extra_funded: Sequence[bytes] = ()
     oracle_source: str | None = None
+    full_nodes: int = 0  # full nodes after the validators (nodes N..), following them
 
 
 class Localnet:
@@ -129,6 +130,7 @@ class Localnet:
                 extra_funded=[*bot_pubkeys, *opts.extra_funded],
                 extra_balances=leveraged,
                 parameters=Parameters(insurance_fund_atoms=INSURANCE_FUND_USDC * USDC),
+                full_nodes=opts.full_nodes,
             )
         except HomeError as exc:
             raise LocalnetError(str(exc)) from None

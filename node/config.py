@@ -361,6 +361,58 @@ class IndexerSettings:
     )
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class RoleSettings:
+    """What this node is: a validator that votes, or a full node that follows the chain."""
+
+    mode: str = _key(
+        "validator",
+        "validator (votes if the node key is in the validator set, else follows) or full "
+        "(never votes: follows, serves the API, forwards transactions)",
+        choices=("validator", "full"),
+    )
+    api_enabled: bool = _key(
+        True, "serve the public HTTP API (a validator behind sentry full nodes turns it off)"
+    )
+
+
+def _parse_trust_hash(text: str) -> str:
+    if text and (len(text) != 64 or any(c not in "0123456789abcdef" for c in text)):
+        raise ValueError("must be empty or a block hash of 64 lowercase hex characters")
+    return text
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StateSyncSettings:
+    """State sync: start an empty node from a peer's snapshot; take snapshots for others."""
+
+    enabled: bool = _key(
+        False, "on an empty data dir, fetch a recent snapshot from peers before block sync"
+    )
+    trust_height: int = _key(
+        0,
+        "with trust_hash: take only the snapshot at this height (0 = any snapshot certified "
+        "by the genesis validators)",
+        lo=0,
+        hi=2**62,
+    )
+    trust_hash: str = _key(
+        "",
+        "hex hash of the block at trust_height, from a source you trust",
+        parse=_parse_trust_hash,
+    )
+    discovery_ms: int = _key(
+        3_000, "how long to collect peers' snapshot offers before choosing", lo=10, hi=600_000
+    )
+    chunk_timeout_ms: int = _key(
+        10_000, "a chunk not received in this time is asked of another peer", lo=10, hi=600_000
+    )
+    snapshot_interval: int = _key(
+        0, "take a snapshot every this many heights (0 = take none)", lo=0, hi=2**62
+    )
+    snapshot_keep_recent: int = _key(2, "snapshots kept; older ones are deleted", lo=1, hi=1_000)
+
+
 # Table name -> settings class, in file order; "" is the top level.
 SECTIONS: dict[str, type] = {
     "": NodeSettings,
@@ -373,6 +425,8 @@ SECTIONS: dict[str, type] = {
     "storage": StorageSettings,
     "sync": SyncSettings,
     "indexer": IndexerSettings,
+    "role": RoleSettings,
+    "statesync": StateSyncSettings,
 }
 
 
@@ -391,6 +445,8 @@ class Config:
     storage: StorageSettings = StorageSettings()
     sync: SyncSettings = SyncSettings()
     indexer: IndexerSettings = IndexerSettings()
+    role: RoleSettings = RoleSettings()
+    statesync: StateSyncSettings = StateSyncSettings()
 
     def path(self, relative: str) -> Path:
         return self.home / Path(relative).expanduser()
@@ -553,6 +609,8 @@ def _check_cross_fields(where: str, config: Config) -> None:
     indexer = config.indexer
     if indexer.mode != "off" and indexer.backend == "postgresql" and not indexer.postgresql_dsn:
         raise ConfigError(f"{where}: indexer.backend = postgresql needs indexer.postgresql_dsn")
+    if bool(config.statesync.trust_height) != bool(config.statesync.trust_hash):
+        raise ConfigError(f"{where}: statesync.trust_height and trust_hash go together")
     peer_keys = [address.public_key for address in config.peer_addresses()]
     if len(set(peer_keys)) != len(peer_keys):
         raise ConfigError(f"{where}: p2p.peers lists one public key twice")
@@ -692,7 +750,12 @@ def _write_private_text(path: Path, text: str, mode: int) -> None:
 
 
 def init_home(
-    home: Path, *, moniker: str | None = None, force: bool = False, config: Config | None = None
+    home: Path,
+    *,
+    moniker: str | None = None,
+    force: bool = False,
+    config: Config | None = None,
+    role: str | None = None,
 ) -> InitResult:
     """Create a node home: config/config.toml, config/node_key.json (0600) and data/.
 
@@ -709,6 +772,8 @@ def init_home(
         except ValueError as exc:
             raise ConfigError(f"moniker {chosen!r} {exc}") from None
         config = dataclasses.replace(config, node=dataclasses.replace(config.node, moniker=chosen))
+    if role is not None:  # ``perpbft init --full-node``
+        config = dataclasses.replace(config, role=dataclasses.replace(config.role, mode=role))
     if home.exists() and not home.is_dir():
         raise HomeError(f"{home} exists and is not a directory")
     config_path = home / CONFIG_FILE

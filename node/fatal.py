@@ -147,3 +147,18 @@ def storage_failure(exc: BaseException, data_dir: Path, height: int, operation: 
         height=height,
         action=action,
     )
+
+
+def state_diverged(height: int, ours: bytes, certified: bytes) -> NodeFatal:
+    """The fatal event of a full node whose state root after ``height`` differs from the root
+    the validators certified in the next block: its own execution went wrong (a bug or a
+    damaged store), and serving that state would answer clients with wrong balances."""
+    return NodeFatal(
+        "fatal_state_diverged",
+        EXIT_AUDIT_FAILED,
+        f"state root after block {height} differs from the certified one; restore the data "
+        "dir from a snapshot or state-sync it",
+        height=height,
+        state_root=ours.hex(),
+        certified_root=certified.hex(),
+    )

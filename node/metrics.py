@@ -198,6 +198,8 @@ class Metrics:
         )
         self._init_vault_metrics(r)
         register_process_metrics(r)
+        self._init_follow_metrics(r)
+        self._init_statesync_metrics(r)
         self.disk_free_bytes = Gauge(
             "perpbft_disk_free_bytes",
             "Free bytes on the data dir's file system (sampled every few seconds)",
@@ -217,6 +219,61 @@ class Metrics:
         )
         for result in ("ok", "failed"):  # exported as 0 before the first audit
             self.state_audits.labels(result=result)
+
+    def _init_follow_metrics(self, r: CollectorRegistry) -> None:
+        """A full node following the chain (node/follower.py)."""
+        self.follow_blocks = Counter(
+            "perpbft_follow_blocks",
+            "Committed blocks a full node verified and stored, by source (proposal, sync)",
+            ["source"],
+            registry=r,
+        )
+        self.follow_refused = Counter(
+            "perpbft_follow_refused_blocks",
+            "Committed blocks from peers refused by a full node, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.follow_requests = Counter(
+            "perpbft_follow_sync_requests",
+            "Block sync requests a full node sent, by peer type",
+            ["peer_type"],
+            registry=r,
+        )
+        self.follow_target_height = Gauge(
+            "perpbft_follow_target_height",
+            "Highest committed height a full node has heard of (its lag: this minus height)",
+            registry=r,
+        )
+
+    def _init_statesync_metrics(self, r: CollectorRegistry) -> None:
+        """State sync, restoring and serving (node/statesync.py)."""
+        self.statesync_refused = Counter(
+            "perpbft_statesync_refused",
+            "Snapshot offers, chunks and snapshots refused while state-syncing, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.statesync_chunks = Counter(
+            "perpbft_statesync_chunks",
+            "Snapshot chunks verified while state-syncing, by source (peer, resumed)",
+            ["source"],
+            registry=r,
+        )
+        self.statesync_restored_height = Gauge(
+            "perpbft_statesync_restored_height",
+            "Height of the snapshot this node was state-synced from (0: none)",
+            registry=r,
+        )
+        self.snapshots_taken = Counter(
+            "perpbft_snapshots_taken", "Snapshots this node took for state sync", registry=r
+        )
+        self.snapshot_chunks_served = Counter(
+            "perpbft_snapshot_chunks_served",
+            "Snapshot chunks served to peers, by outcome (served, missing, refused)",
+            ["outcome"],
+            registry=r,
+        )
 
     def _init_vault_metrics(self, r: CollectorRegistry) -> None:
         """The liquidation vault after each executed block (state_machine.queries.vault_summary)."""

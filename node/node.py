@@ -65,6 +65,7 @@ from consensus.events import (
     SetTimer,
     TimerFired,
 )
+from consensus.follow import SENDER_FAULTS, STATE_DIVERGED, committed_block_refusal
 from consensus.quorum import vote_signature_valid
 from consensus.replica import Replica
 from consensus.types import (
@@ -79,12 +80,14 @@ from consensus.types import (
     PreCommit,
     Proposal,
     ProposalEquivocation,
+    QuorumCert,
     SyncRequest,
     SyncResponse,
     Vote,
     VoteEquivocation,
     decode_message,
     encode_message,
+    genesis_block,
 )
 from consensus.validators import ValidatorSet
 from consensus.verify import newview_signature_valid, proposal_signature_valid
@@ -93,13 +96,15 @@ from node.chain import Chain, Executed, genesis_state_root
 from node.config import Config
 from node.diskwatch import DiskWatch
 from node.evidence import EvidenceBook, EvidenceVerdict, offender_and_view
-from node.fatal import NodeFatal, storage_failure
+from node.fatal import NodeFatal, state_diverged, storage_failure
+from node.follower import FollowPlan
 from node.logs import fields, get_logger
 from node.mempool import Admit, Mempool, MempoolLimits, Prepared
 from node.metrics import Metrics
 from node.observe import ConsensusObserver
 from node.preverify import BLOCK_MISMATCH, blocks_to_preverify
 from node.sigpool import SignaturePool
+from node.statesync_run import CHANNEL_STATESYNC, StateSyncer
 from node.storage import StoreError
 from node.sync_serve import SyncServeBudget, read_committed_blocks
 from p2p.manager import PeerManager
@@ -129,6 +134,7 @@ OLD_MESSAGE_VIEWS = 2
 WAITERS_MAX = 100_000
 INLINE_VERIFY_MAX = 4  # about 0.25 ms of the event loop
 ADMISSION_SLICE_S = 0.005
+FOLLOW_TICK_S = 0.05  # how often a full node looks whether to ask peers for blocks
 
 log = get_logger("node")
 _T = TypeVar("_T")
@@ -187,7 +193,11 @@ class Node:
             self.metrics.state_audit_seconds,
         )
         self.validators = ValidatorSet([(v.pubkey, v.power) for v in genesis.validators])
-        self.is_validator = key.public_key in self.validators
+        # A key in the set votes unless the operator chose the full-node role.
+        self.is_validator = key.public_key in self.validators and config.role.mode == "validator"
+        self.follow: FollowPlan | None = None if self.is_validator else FollowPlan()
+        self._genesis_hash = genesis_block(genesis.genesis_time_ms).block_hash()
+        self._tip_hash = self._genesis_hash  # the stored tip's block hash (set on open)
         self.evidence_book = EvidenceBook(self.chain_id, self.validators)
         self.sync_budget = SyncServeBudget(
             config.sync.serve_bytes_per_s, config.sync.serve_burst_bytes
@@ -218,6 +228,8 @@ class Node:
         self.loop_heartbeat_s = time.monotonic()
         self.p2p_listen_port = 0
         self.ready = trio.Event()
+        self.statesync = StateSyncer(self)
+        self._consensus_config: ConsensusConfig | None = None
 
     # ---- context for logs ----------------------------------------------------------------
 
@@ -245,6 +257,13 @@ class Node:
         return chain
 
     def consensus_config(self) -> ConsensusConfig:
+        """Built once: its genesis state root rebuilds the whole genesis state (seconds for
+        100,000 funded accounts), and sync serving and following ask for it per request."""
+        if self._consensus_config is None:
+            self._consensus_config = self._build_consensus_config()
+        return self._consensus_config
+
+    def _build_consensus_config(self) -> ConsensusConfig:
         frame_max = self.config.p2p.frame_bytes_max
         # A proposal or sync response must fit in one frame with room for headers and QCs.
         payload_max = max(64 * 1024, frame_max - 256 * 1024)
@@ -281,12 +300,12 @@ class Node:
         )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        chain = await trio.to_thread.run_sync(self.open_chain)
-        self.chain = chain
+        # A node that state-syncs needs its peers before it has a store; any other opens its
+        # store first, so a broken one stops it before it binds a port.
+        restoring = self.statesync.needed()
+        if not restoring:
+            self.chain = await trio.to_thread.run_sync(self.open_chain)
         try:
-            self.replica = self.build_replica(chain)
-            self.metrics.height.set(chain.height)
-            self.metrics.observe_vault(vault_summary(chain.state), self._market_symbols)
             allowed = [v.pubkey for v in self.genesis.validators] + self.config.full_node_keys()
             self.peers = PeerManager(
                 self.key.seed,
@@ -300,6 +319,17 @@ class Node:
                 self._nursery = nursery
                 self.p2p_listen_port = await nursery.start(self.peers.run)
                 nursery.start_soon(self._peer_inbound_loop)
+                if restoring:
+                    await self.statesync.restore()
+                    self.chain = await trio.to_thread.run_sync(self.open_chain)
+                chain = self.chain
+                assert chain is not None
+                if chain.height > 0:
+                    self._tip_hash = chain.store.meta.block_hash
+                self.replica = self.build_replica(chain)
+                self.metrics.height.set(chain.height)
+                self.metrics.observe_vault(vault_summary(chain.state), self._market_symbols)
+                await self.statesync.load_local()
                 nursery.start_soon(self._admission_loop)
                 nursery.start_soon(self._consensus_loop)
                 nursery.start_soon(self._clock_loop)
@@ -317,7 +347,8 @@ class Node:
                 self.ready.set()
         finally:
             self.sigpool.close()
-            await trio.to_thread.run_sync(chain.close)
+            if self.chain is not None:
+                await trio.to_thread.run_sync(self.chain.close)
 
     def stop(self) -> None:
         if self._nursery is not None:
@@ -435,7 +466,10 @@ class Node:
                 else:
                     ok = known
                 verdict = self.mempool.insert(prep, ok, now_ms())
-                if verdict is Admit.OK and sub.from_peer is None:
+                if verdict is Admit.OK and (sub.from_peer is None or self.follow is not None):
+                    # A validator gossips its own clients' transactions (every validator
+                    # hears them directly); a full node also relays its peers' onward, so a
+                    # transaction reaches the validators through a chain of full nodes.
                     gossip.append(prep.raw)
                 self._finish_submission(sub, verdict)
             self._gossip_txs(gossip)
@@ -505,7 +539,11 @@ class Node:
                 self._penalize(peer, "empty_frame")
                 continue
             channel, body = payload[0], bytes(payload[1:])
-            if channel == CHANNEL_CONSENSUS:
+            if channel == CHANNEL_STATESYNC:
+                await self.statesync.on_frame(peer, body)
+            elif self.chain is None:
+                continue  # state-syncing: nothing to check blocks or transactions against
+            elif channel == CHANNEL_CONSENSUS:
                 await self._on_consensus_frame(peer, body)
             elif channel == CHANNEL_TXS:
                 self._on_tx_gossip(peer, body)
@@ -520,7 +558,7 @@ class Node:
         except DecodeError:
             self._penalize(peer, "malformed_consensus")
             return
-        if peer not in self.validators and not isinstance(message, SyncRequest):
+        if peer not in self.validators and not self._non_validator_may_send(message):
             self._penalize(peer, "consensus_from_non_validator")
             return
         if isinstance(message, SyncRequest):
@@ -538,8 +576,16 @@ class Node:
         if isinstance(message, Vote):
             self.metrics.votes_received.inc()
         self._count_if_old(message)
-        if self.replica is not None:
+        if self.replica is not None or self.follow is not None:
             await self._events_tx.send(MessageReceived(peer, message))
+
+    def _non_validator_may_send(self, message: Message) -> bool:
+        """A non-validator peer may ask for blocks; a full node may also answer a full node
+        (its blocks are verified against their commit QCs like anyone's). Votes, proposals,
+        QCs and NEW-VIEWs from a non-validator are refused: a full node never votes."""
+        if isinstance(message, SyncRequest):
+            return True
+        return isinstance(message, SyncResponse) and self.follow is not None
 
     def _count_if_old(self, message: Message) -> None:
         """Count messages of views well behind ours. The replica drops them without a word;
@@ -678,7 +724,7 @@ class Node:
     async def _consensus_loop(self) -> None:
         replica = self.replica
         if replica is None:
-            await trio.sleep_forever()  # a full node follows by sync only (not yet)
+            await self._follow_loop()
             return
         await self._carry_out(replica.start(now_ms()))
         while True:
@@ -687,6 +733,95 @@ class Node:
             while self._local:
                 await self._handle(replica, self._local.popleft())
             self.metrics.view.set(replica.view)
+
+    # ---- following the chain (full node) -----------------------------------------------------
+
+    async def _follow_loop(self) -> None:
+        """A full node's counterpart of the consensus loop and, like it, the only task that
+        stores blocks: takes the peers' proposals, DECIDEs and sync answers, and asks for the
+        blocks it lacks (``node/follower.py``)."""
+        while True:
+            event: Event | None = None
+            with trio.move_on_after(FOLLOW_TICK_S):
+                event = await self._events_rx.receive()
+            # Outside the timeout: a block's execution and its store write must never be cut
+            # in two (the state would run ahead of the disk).
+            if isinstance(event, MessageReceived):
+                await self._follow_message(event.sender, event.message)
+            self._maybe_request_blocks()
+
+    async def _follow_message(self, peer: bytes, message: Message) -> None:
+        follow, chain = self.follow, self.chain
+        assert follow is not None and chain is not None
+        if isinstance(message, Proposal):
+            follow.keep_proposal(message.block, message.block.block_hash(), chain.height)
+        elif isinstance(message, Decide):
+            qc = message.qc
+            block = follow.proposal(qc.block_hash)
+            if block is not None and qc.height == chain.height + 1:
+                await self._follow_store(peer, block, qc, "proposal")
+            follow.announced(qc.height, chain.height)  # still behind: ask for it
+        elif isinstance(message, SyncResponse):
+            follow.answered(peer)
+            for entry in message.blocks:
+                if entry.block.height <= chain.height:
+                    continue  # we got it meanwhile
+                follow.announced(entry.block.height, chain.height)
+                if not await self._follow_store(peer, entry.block, entry.commit_qc, "sync"):
+                    break
+        self.metrics.follow_target_height.set(follow.target_height)
+
+    async def _follow_store(self, peer: bytes, block: Block, qc: QuorumCert, source: str) -> bool:
+        """Verify a committed block against its QC (``consensus/follow.py``), then execute
+        and store it like a validator does. A refusal the peer caused is held against it."""
+        follow, chain = self.follow, self.chain
+        assert follow is not None and chain is not None
+        reason = committed_block_refusal(
+            block,
+            qc,
+            tip_height=chain.height,
+            tip_hash=self._tip_hash,
+            tip_state_root=chain.state_root,
+            chain_id=self.chain_id,
+            genesis_set=self.validators,
+            genesis_hash=self._genesis_hash,
+        )
+        if reason == STATE_DIVERGED:
+            raise state_diverged(chain.height, chain.state_root, block.header.state_root)
+        if reason:
+            self.metrics.follow_refused.labels(reason=reason).inc()
+            if reason in SENDER_FAULTS:
+                self._penalize(peer, f"follow_{reason}")
+                follow.bad_peer(peer, time.monotonic())
+            return False
+        executed = await self._execute(Execute(block, qc))
+        self._tip_hash = executed.block_hash
+        follow.stored(chain.height)
+        self._on_committed(
+            Committed(block.height, executed.block_hash, qc.view, block.header.timestamp_ms)
+        )
+        self.metrics.follow_blocks.labels(source=source).inc()
+        return True
+
+    def _maybe_request_blocks(self) -> None:
+        """Ask one peer for the blocks after our tip, when ``FollowPlan`` says it is time."""
+        follow, chain, peers = self.follow, self.chain, self.peers
+        assert follow is not None and chain is not None and peers is not None
+        now_s = time.monotonic()
+        if not follow.request_due(now_s, chain.height):
+            return
+        connected = peers.connected_peers()
+        validators = [p for p in connected if p in self.validators]
+        others = [p for p in connected if p not in self.validators]
+        peer = follow.choose_peer(now_s, validators, others)
+        if peer is None:
+            return
+        start = chain.height + 1
+        request = SyncRequest(start, self.consensus_config().sync_batch_blocks)
+        self._send_frame(peer, CHANNEL_CONSENSUS, encode_message(request))
+        follow.sent(peer, start, now_s, poll=follow.target_height <= chain.height)
+        peer_type = "validator" if peer in self.validators else "full_node"
+        self.metrics.follow_requests.labels(peer_type=peer_type).inc()
 
     async def _handle(self, replica: Replica, event: Event) -> None:
         actions: list[Action] = []
@@ -814,6 +949,7 @@ class Node:
         self.metrics.block_persist_seconds.observe(executed.persist_s)
         self.metrics.block_transactions.observe(len(executed.txs))
         self.mempool.remove(executed.tx_ids)
+        self.statesync.after_block(executed.height)
         if executed.height % 20 == 0:
             self.mempool.remove_stale(executed.timestamp_ms)
         self.metrics.mempool_transactions.set(len(self.mempool))

@@ -77,9 +77,11 @@ async def serve_node(
         # The servers start first: opening a big store (page walk, root recomputation) takes a
         # while, and meanwhile /livez says the process is alive and the rest answer 503
         # "starting" instead of refusing connections.
-        binds: list[str] = await nursery.start(
-            serve_api, build_app(node), hyper_config(config.api.listen)
-        )
+        binds: list[str] = []
+        if config.role.api_enabled:  # off: a validator that only its sentries talk to
+            binds += await nursery.start(
+                serve_api, build_app(node), hyper_config(config.api.listen)
+            )
         if config.metrics.enabled:
             metrics_binds: list[str] = await nursery.start(
                 serve_api, build_metrics_app(node), hyper_config(config.metrics.listen)

@@ -5,6 +5,12 @@ as peers, a node key, ``data/``), one shared ``genesis.json`` copied into every 
 validators with voting power 1 each, the default markets, funded demo accounts), and
 ``OUT/keys/demo{i}.json`` (mode 0600) for the funded demo traders. Ports are
 ``base_port + 10 * i`` (p2p), ``+1`` (API) and ``+2`` (metrics).
+
+``full_nodes`` adds homes ``OUT/node{N} ..`` after the validators': full nodes (``[role] mode =
+"full"``) that dial every validator, and whose keys every validator accepts
+(``p2p.full_nodes``). ``hosts`` gives each node (validators first) its own host name or
+address: each then listens on its own address, with the same ports on every host (the nodes
+are meant for separate machines or network namespaces); without it all are on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from node.config import (
     MetricsSettings,
     NodeSettings,
     P2PSettings,
+    RoleSettings,
     init_home,
 )
 from node.keys import generate_keypair, write_key_file
@@ -51,6 +58,8 @@ class TestnetLayout:
     node_ids: list[bytes]
     ports: list[NodePorts]
     demo_keys: list[Path]
+    full_nodes: int = 0  # the last ``full_nodes`` homes are full nodes
+    hosts: tuple[str, ...] = ()  # each node's host (validators first); () = 127.0.0.1
 
     def summary(self) -> dict[str, object]:
         return {
@@ -60,14 +69,28 @@ class TestnetLayout:
                 {
                     "home": str(home),
                     "node_id": node_id.hex(),
-                    "p2p": f"127.0.0.1:{ports.p2p}",
-                    "api": f"http://127.0.0.1:{ports.api}",
-                    "metrics": f"http://127.0.0.1:{ports.metrics}/metrics",
+                    "role": "full" if i >= self.validators else "validator",
+                    "p2p": f"{_url_host(self.host(i))}:{ports.p2p}",
+                    "api": f"http://{_url_host(self.host(i))}:{ports.api}",
+                    "metrics": f"http://{_url_host(self.host(i))}:{ports.metrics}/metrics",
                 }
-                for home, node_id, ports in zip(self.homes, self.node_ids, self.ports, strict=True)
+                for i, (home, node_id, ports) in enumerate(
+                    zip(self.homes, self.node_ids, self.ports, strict=True)
+                )
             ],
             "demo_keys": [str(p) for p in self.demo_keys],
         }
+
+    @property
+    def validators(self) -> int:
+        return len(self.homes) - self.full_nodes
+
+    def host(self, index: int) -> str:
+        return self.hosts[index] if self.hosts else "127.0.0.1"
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def ports_for(base_port: int, index: int) -> NodePorts:
@@ -89,6 +112,8 @@ def write_testnet(
     extra_funded: Sequence[bytes] = (),
     extra_balances: Sequence[tuple[bytes, int, int]] = (),
     parameters: Parameters | None = None,
+    full_nodes: int = 0,
+    hosts: Sequence[str] = (),
 ) -> TestnetLayout:
     """Write the network; ``extra_funded`` public keys are funded like the demo accounts but
     get no key file (their owner, e.g. a load generator or the localnet bots, holds the keys);
@@ -96,17 +121,27 @@ def write_testnet(
     localnet's small leveraged accounts); ``parameters`` replace the default ones."""
     if not 1 <= validators <= 64:
         raise HomeError("--validators must be between 1 and 64")
+    if not 0 <= full_nodes <= 64:
+        raise HomeError("--full-nodes must be between 0 and 64")
+    if hosts and len(hosts) != validators + full_nodes:
+        raise HomeError(
+            f"--hosts names {len(hosts)} hosts for {validators + full_nodes} nodes (one each, "
+            "validators first)"
+        )
     if not 1 <= demo_accounts <= 1000:
         raise HomeError("--demo-accounts must be between 1 and 1000")
     if len(extra_funded) + len(extra_balances) > 10_000:
         raise HomeError("at most 10,000 extra funded accounts")
-    if not 1024 <= base_port <= 65_535 - 10 * validators:
+    nodes = validators + full_nodes
+    if not 1024 <= base_port <= 65_535 - 10 * (1 if hosts else nodes):
         raise HomeError("--base-port leaves no room for the nodes' ports")
     if out.exists() and any(out.iterdir()) and not force:
         raise HomeError(f"{out} is not empty (use --force to write into it)")
     out.mkdir(parents=True, exist_ok=True)
-    homes = [out / f"node{i}" for i in range(validators)]
-    ports = [ports_for(base_port, i) for i in range(validators)]
+    homes = [out / f"node{i}" for i in range(nodes)]
+    # On separate hosts every node has the same ports; on one host each its own block.
+    ports = [ports_for(base_port, 0 if hosts else i) for i in range(nodes)]
+    host_of = [hosts[i] if hosts else "127.0.0.1" for i in range(nodes)]
     node_ids: list[bytes] = []
     for i, home in enumerate(homes):
         result = init_home(home, moniker=f"node{i}", force=force)
@@ -123,27 +158,35 @@ def write_testnet(
         demo_pubkeys.append(key.public_key)
     genesis = default_genesis(
         chain_id,
-        [(node_id, 1) for node_id in node_ids],
+        [(node_id, 1) for node_id in node_ids[:validators]],
         [*demo_pubkeys, *extra_funded, *extra_balances],
         genesis_time_ms=genesis_time_ms if genesis_time_ms is not None else int(time.time() * 1000),
         parameters=parameters,
     )
     genesis_text = genesis.to_json()
     (out / GENESIS_FILE).write_text(genesis_text)
+    full_node_keys = tuple(node_id.hex() for node_id in node_ids[validators:])
     for i, home in enumerate(homes):
+        # Everyone dials the validators; validators accept the full nodes' keys.
         peers = tuple(
-            str(PeerAddress(node_ids[j], "127.0.0.1", ports[j].p2p))
+            str(PeerAddress(node_ids[j], host_of[j], ports[j].p2p))
             for j in range(validators)
             if j != i
         )
+        full = i >= validators
+        host = _url_host(host_of[i])
         config = Config(
             home=home,
             node=NodeSettings(moniker=f"node{i}", genesis_file=f"config/{GENESIS_FILE}"),
-            p2p=P2PSettings(listen=f"127.0.0.1:{ports[i].p2p}", peers=peers),
+            p2p=P2PSettings(
+                listen=f"{host}:{ports[i].p2p}",
+                peers=peers,
+                full_nodes=() if full else full_node_keys,
+            ),
             # One load generator on loopback is every client of a localnet: the per-address
             # limits are lifted (the totals and load shedding stay).
             api=ApiSettings(
-                listen=f"127.0.0.1:{ports[i].api}",
+                listen=f"{host}:{ports[i].api}",
                 client_rate_per_s=1_000_000,
                 client_burst=1_000_000,
                 connections_per_client_max=ApiSettings().connections_max,
@@ -151,12 +194,15 @@ def write_testnet(
                 # The page at any node's /app may point at any other node of the testnet.
                 cors_allowed_origins=tuple(f"http://127.0.0.1:{p.api}" for p in ports),
             ),
-            metrics=MetricsSettings(listen=f"127.0.0.1:{ports[i].metrics}"),
+            metrics=MetricsSettings(listen=f"{host}:{ports[i].metrics}"),
             consensus=ConsensusSettings(block_interval_ms=block_interval_ms),
             log=LogSettings(format=log_format),
+            role=RoleSettings(mode="full" if full else "validator"),
         )
         (home / "config" / GENESIS_FILE).write_text(genesis_text)
         init_home(home, force=True, config=config)
-    layout = TestnetLayout(out, chain_id, homes, node_ids, ports, demo_paths)
+    layout = TestnetLayout(
+        out, chain_id, homes, node_ids, ports, demo_paths, full_nodes, tuple(hosts)
+    )
     (out / "testnet.json").write_text(json.dumps(layout.summary(), indent=2) + "\n")
     return layout

@@ -73,14 +73,22 @@ class Cluster:
         demo_accounts: int = 4,
         chain_id: str = "perpbft-test",
         configure: Callable[[Config], Config] | None = None,
+        full_nodes: int = 0,
+        hosts: tuple[str, ...] = (),
+        netns: tuple[str, ...] = (),
     ) -> None:
-        """``configure`` rewrites each validator's config before any node starts."""
+        """``configure`` rewrites each node's config before any node starts; ``full_nodes``
+        adds that many full nodes (indexes ``validators ..``) following the validators;
+        ``hosts`` gives each node its own address and ``netns`` the Linux network namespace
+        its process runs in (tests/integration/test_netns.py)."""
         self.root = root
         self.layout: TestnetLayout = write_testnet(
             root / "net",
             validators,
             chain_id=chain_id,
-            base_port=free_base_port(validators),
+            base_port=free_base_port(1 if hosts else validators + full_nodes),
+            full_nodes=full_nodes,
+            hosts=hosts,
             demo_accounts=demo_accounts,
             block_interval_ms=block_ms,
         )
@@ -88,6 +96,7 @@ class Cluster:
             for home in self.layout.homes:
                 init_home(home, force=True, config=configure(load_config(home)))
         self.chain_id = chain_id
+        self.netns = netns
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.http = httpx.Client(timeout=10.0)
         self.audit_exempt: set[int] = set()  # nodes whose data a test broke on purpose
@@ -102,8 +111,11 @@ class Cluster:
         assert i not in self.procs or self.procs[i].poll() is not None
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         log = open(self.log_path(i), "ab")  # noqa: SIM115 - owned by the process
+        command = [sys.executable, "-m", "cli.main", "start", "--home", str(self.layout.homes[i])]
+        if self.netns:
+            command = ["ip", "netns", "exec", self.netns[i], *command]
         self.procs[i] = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "start", "--home", str(self.layout.homes[i])],
+            command,
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -175,10 +187,10 @@ class Cluster:
     # ---- API ---------------------------------------------------------------------------
 
     def api(self, i: int) -> str:
-        return f"http://127.0.0.1:{self.layout.ports[i].api}"
+        return f"http://{self.layout.host(i)}:{self.layout.ports[i].api}"
 
     def metrics_url(self, i: int) -> str:
-        return f"http://127.0.0.1:{self.layout.ports[i].metrics}/metrics"
+        return f"http://{self.layout.host(i)}:{self.layout.ports[i].metrics}/metrics"
 
     def get(self, i: int, path: str, **params: Any) -> Any:
         r = self.http.get(self.api(i) + path, params=params)

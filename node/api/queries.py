@@ -124,8 +124,10 @@ class Queries:
         )
         syncing = block_age_s is None or block_age_s > READY_BLOCK_AGE_S
         reason = ""
-        if not node.validators.is_quorum(connected_power):
+        if node.is_validator and not node.validators.is_quorum(connected_power):
             reason = "not connected to a quorum of validators"
+        elif not node.is_validator and not peers:
+            reason = "no peers"  # a full node follows any one honest peer
         elif syncing:
             reason = "no recent committed block"
         reason = node.disk.not_ready_reason() or reason  # the operator's to fix, so first
