@@ -48,9 +48,15 @@ class VotesTwice(Replica):
 
 
 class NoLock(Replica):
-    """Votes for any valid proposal, ignoring the lock (``safe_node`` disabled)."""
+    """Votes for any valid proposal, ignoring the lock (``safe_node`` and the hand-over rule,
+    which also guards the lock, disabled)."""
 
     def _safe_node(self, extends_locked_block: bool, justify_view: int, locked_view: int) -> bool:
+        return True
+
+    def _hand_over_safe(
+        self, extends_locked_block: bool, justify_height: int, locked_height: int
+    ) -> bool:
         return True
 
 
