@@ -899,6 +899,14 @@ class Replica:
         self._out.append(Execute(block, qc))
         self._out.append(Committed(height, block_hash, qc.view, block.header.timestamp_ms))
         self._prune_committed()
+        if self.sets.epoch_of(height + 1) != self.sets.epoch_of(height):
+            self._forget_departed()
+
+    def _forget_departed(self) -> None:
+        """A new epoch: NEW-VIEWs of validators in neither this nor the next set count no more
+        (and memory stays bounded by two sets, however many epochs pass)."""
+        for key in [k for k in self._latest_newview if not self._in_current_or_next_set(k)]:
+            del self._latest_newview[key]
 
     def _prune_committed(self) -> None:
         oldest = self.committed_height - self.config.retain_blocks
@@ -946,8 +954,15 @@ class Replica:
     # NEW-VIEW and the leader's proposal ------------------------------------------------------
 
     def _on_newview(self, sender: bytes, nv: NewView, local: bool) -> None:
+        if nv.view == 0:
+            return
+        if self._set_at(nv.high_qc.height) is None:
+            # Its high QC is of an epoch we do not know: we are behind. After a restart, the
+            # NEW-VIEWs a stalled quorum re-sends may be all we hear (no block is decided).
+            self._hint_sync(sender, nv.high_qc.height)
+            return
         # The next set's members too: they must be heard the moment the epoch turns.
-        if not self._in_current_or_next_set(nv.sender) or nv.view == 0:
+        if not self._in_current_or_next_set(nv.sender):
             return
         if not local and not newview_signature_valid(self.config.chain_id, nv):
             return
