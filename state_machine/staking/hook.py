@@ -1,0 +1,72 @@
+"""How the exchange runs staking: its USDC balances are the ledger, and its block loop calls
+:func:`apply_staking_action` for staking actions, :func:`begin_block` before the
+transactions and :func:`end_block` after them. This file is the whole interface; the
+exchange's side of it is a dispatch entry per action type and two calls per block.
+"""
+
+from __future__ import annotations
+
+from state_machine.invariants import check
+from state_machine.margin import free_collateral
+from state_machine.staking import engine
+from state_machine.staking.actions import (
+    CreateValidator,
+    Delegate,
+    EditValidator,
+    StakingAction,
+    SubmitEvidence,
+    Undelegate,
+    Unjail,
+)
+from state_machine.staking.params import STAKE_ASSET_ID
+from state_machine.state import ExchangeCore
+
+
+class ExchangeLedger:
+    """Stake moves between the exchange's available USDC and the staking records. Only USDC
+    that leaves the initial margin of open positions covered is movable (like a transfer)."""
+
+    __slots__ = ("st",)
+
+    def __init__(self, st: ExchangeCore) -> None:
+        self.st = st
+
+    def movable_atoms(self, owner: bytes) -> int:
+        acct = self.st.accounts.get(owner)
+        if acct is None:
+            return 0
+        bal = acct.balances.get(STAKE_ASSET_ID)
+        available = 0 if bal is None else bal.available_atoms
+        if acct.positions:
+            available = min(available, max(0, free_collateral(self.st, acct)))
+        return available
+
+    def debit_atoms(self, owner: bytes, amount_atoms: int) -> None:
+        bal = self.st.balance(self.st.account(owner), STAKE_ASSET_ID)
+        check(bal.available_atoms >= amount_atoms, "staking debit above the balance")
+        bal.available_atoms -= amount_atoms
+        self.st.touch(bal)
+
+    def credit_atoms(self, owner: bytes, amount_atoms: int) -> None:
+        bal = self.st.balance(self.st.account(owner), STAKE_ASSET_ID)
+        bal.available_atoms += amount_atoms
+        self.st.touch(bal)
+
+
+def apply_staking_action(
+    staking: engine.StakingState, ledger: engine.Ledger, signer: bytes, action: StakingAction
+) -> engine.Result:
+    """Run one staking action of a transaction signed by ``signer``."""
+    if isinstance(action, CreateValidator):
+        return engine.process_create_validator(staking, ledger, signer, action)
+    if isinstance(action, EditValidator):
+        return engine.process_edit_validator(staking, signer, action)
+    if isinstance(action, Delegate):
+        return engine.process_delegate(staking, ledger, signer, action)
+    if isinstance(action, Undelegate):
+        return engine.process_undelegate(staking, signer, action)
+    if isinstance(action, Unjail):
+        return engine.process_unjail(staking, signer, action)
+    if isinstance(action, SubmitEvidence):
+        return engine.process_submit_evidence(staking, signer, action)
+    raise TypeError(f"not a staking action: {type(action).__name__}")
