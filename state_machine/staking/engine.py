@@ -37,7 +37,7 @@ from consensus.epochs import epoch_of, is_epoch_end
 from consensus.types import ProposalEquivocation, VoteEquivocation
 from consensus.validators import ValidatorSet
 from consensus.verify import evidence_valid
-from state_machine.codec import encode
+from state_machine.codec import decode_raw, encode
 from state_machine.invariants import check
 from state_machine.staking import codes
 from state_machine.staking.actions import (
@@ -51,6 +51,11 @@ from state_machine.staking.actions import (
 from state_machine.staking.params import ATOMS_PER_POWER, BPS, StakingParams
 from state_machine.staking.records import (
     META_KEY,
+    P_DELEGATION,
+    P_EPOCH_SET,
+    P_EVIDENCE,
+    P_UNBONDING,
+    P_VALIDATOR,
     Delegation,
     EpochSet,
     EvidenceRecord,
@@ -122,6 +127,26 @@ class StakingState:
         for epoch in (0, 1):
             st._put_epoch_set(EpochSet(epoch, members))
         st.events = []
+        return st
+
+    @classmethod
+    def from_entries(
+        cls,
+        chain_id: str,
+        params: StakingParams,
+        entries: Sequence[tuple[bytes, bytes]],
+        height: int,
+    ) -> StakingState:
+        """Rebuild from stored entries (prefixes 0x20..0x25) at ``height`` (the exchange's
+        meta holds the height)."""
+        st = cls(chain_id, params)
+        st.height = height
+        for key, value in entries:
+            load_entry(st, key, decode_raw(value))
+        st.open_unbondings = {}
+        for entry in st.unbondings.values():
+            pair = (entry.delegator, entry.operator)
+            st.open_unbondings[pair] = st.open_unbondings.get(pair, 0) + 1
         return st
 
     # ---- records -----------------------------------------------------------------------------
@@ -204,6 +229,33 @@ class StakingState:
     def _put_epoch_set(self, record: EpochSet) -> None:
         self.epoch_sets[record.epoch] = record
         self.touch(record)
+
+
+def load_entry(st: StakingState, key: bytes, v: Any) -> None:
+    """One stored record back into ``st`` (the inverse of each record's ``state_obj``)."""
+    p = key[0]
+    if key == META_KEY:
+        st.next_unbonding_id, st.burnt_atoms = v
+    elif p == P_VALIDATOR:
+        record = ValidatorRecord(key[1:33], v[0], v[1], v[2])
+        record.tokens_atoms, record.shares, record.jailed = v[3], v[4], v[5]
+        record.jailed_until_height, record.created_height = v[6], v[7]
+        st.validators[record.operator] = record
+        st.by_consensus_key[record.consensus_key] = record.operator
+    elif p == P_DELEGATION:
+        delegation = Delegation(key[1:33], key[33:65])
+        delegation.shares = v[0]
+        st.delegations[(delegation.operator, delegation.delegator)] = delegation
+    elif p == P_UNBONDING:
+        uid = int.from_bytes(key[1:9], "big")
+        st.unbondings[uid] = Unbonding(uid, v[0], v[1], v[2], v[3], v[4])
+    elif p == P_EPOCH_SET:
+        epoch = int.from_bytes(key[1:9], "big")
+        st.epoch_sets[epoch] = EpochSet(epoch, tuple((k, power) for k, power in v))
+    elif p == P_EVIDENCE:
+        st.evidence[key[1:]] = EvidenceRecord(key[1:], v[0])
+    else:
+        check(False, f"not a staking key prefix: {p}")
 
 
 # ---- blocks ---------------------------------------------------------------------------------

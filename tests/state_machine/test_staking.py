@@ -274,3 +274,14 @@ def test_the_same_actions_give_the_same_entries(seed: int) -> None:
         chain.run_to(9)
         runs.append(chain.staking.entries())
     assert runs[0] == runs[1]
+
+
+def test_the_state_rebuilt_from_its_entries_is_the_same() -> None:
+    chain = Chain()
+    active_alice(chain)
+    assert chain.do(BOB, SubmitEvidence(2, vote_equivocation(ALICE_CONSENSUS, 40, 9))).ok
+    entries = chain.staking.entries()
+    rebuilt = engine.StakingState.from_entries(CHAIN, PARAMS, entries, chain.staking.height)
+    assert rebuilt.entries() == entries
+    assert rebuilt.open_unbondings == chain.staking.open_unbondings
+    assert rebuilt.by_consensus_key == chain.staking.by_consensus_key
