@@ -49,6 +49,16 @@ from state_machine.margin import (
 )
 from state_machine.nonces import NonceCheck
 from state_machine.risk import RiskIndex, end_block_risk
+from state_machine.staking.actions import STAKING_ACTIONS, StakingAction
+from state_machine.staking.engine import STAKING_EVENT_FIELDS
+from state_machine.staking.hook import (
+    is_staking_key,
+    run_staking_action,
+    staking_begin_block,
+    staking_end_block,
+    staking_from_entries,
+)
+from state_machine.staking.params import StakingParams
 from state_machine.state import (
     P_ASSET,
     P_BALANCE,
@@ -224,6 +234,7 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
         "filled_lots",
     ),
 }
+EVENT_FIELDS.update(STAKING_EVENT_FIELDS)
 
 
 def event_to_dict(event: Sequence[Any]) -> dict[str, Any]:
@@ -338,7 +349,10 @@ class ExchangeState(ExchangeCore):
 
     @classmethod
     def from_entries(
-        cls, genesis: Genesis, entries: Sequence[tuple[bytes, bytes]]
+        cls,
+        genesis: Genesis,
+        entries: Sequence[tuple[bytes, bytes]],
+        staking_params: StakingParams | None = None,
     ) -> ExchangeState:
         """Rebuild the full in-memory state (books in time priority, indexes) from entries."""
         from state_machine.codec import decode_raw
@@ -348,6 +362,7 @@ class ExchangeState(ExchangeCore):
         st.triggers = TriggerBook()
         orders: list[Order] = []
         triggers: list[tuple[bytes, Any]] = []
+        staking_entries: list[tuple[bytes, bytes]] = []
         for key, value in entries:
             v = decode_raw(value)
             p = key[0]
@@ -419,6 +434,8 @@ class ExchangeState(ExchangeCore):
             elif p == P_WITHDRAWAL:
                 wid = int.from_bytes(key[1:9], "big")
                 st.withdrawals[wid] = Withdrawal(wid, v[0], v[1], v[2], v[3], v[4])
+            elif is_staking_key(key):
+                staking_entries.append((key, value))
             else:
                 check(False, f"unknown state key prefix {p}")
         for key, v in triggers:
@@ -430,6 +447,10 @@ class ExchangeState(ExchangeCore):
             rest_order(st, st.markets[o.market_id], o)
             o.dirty = False
         st.dirty = []
+        if staking_params is not None:
+            st.staking = staking_from_entries(st, staking_params, staking_entries)
+        else:
+            check(not staking_entries, "staking entries but staking is not enabled")
         return st
 
 
@@ -447,6 +468,7 @@ ACTION_CLASS: dict[type, int] = {
     CancelByClientId: 1,
     CancelAll: 1,
     AmendOrder: 3,
+    **dict.fromkeys(STAKING_ACTIONS, 0),
 }
 
 
@@ -521,17 +543,25 @@ def apply_block(
     return BlockResult(tx_results, st.events, st.take_writes())
 
 
+def process_staking(st: ExchangeCore, acct: Account, a: StakingAction) -> ActionResult:
+    """Staking actions run in ``state_machine/staking`` (see its hook)."""
+    result = run_staking_action(st, acct.pubkey, a)
+    return ActionResult(result.code, result.message)
+
+
 def begin_block(st: ExchangeCore, ctx: BlockContext) -> None:
     st.height = ctx.height
     st.timestamp_ms = ctx.timestamp_ms
+    staking_begin_block(st)
     for mid, subs in st.oracle_subs.items():
         if subs:
             update_oracle(st, st.markets[mid])
 
 
 def end_block(st: ExchangeCore, ctx: BlockContext) -> None:
-    """Mark prices, funding, liquidations (state_machine.risk)."""
+    """Mark prices, funding, liquidations (state_machine.risk); staking's epoch end."""
     end_block_risk(st, ctx.timestamp_ms)
+    staking_end_block(st)
 
 
 def place_internal_order(
@@ -1656,6 +1686,7 @@ DISPATCH: dict[type, Any] = {
     SetLeverage: process_set_leverage,
     AdjustIsolatedMargin: process_adjust_isolated_margin,
     OracleUpdate: process_oracle_update,
+    **dict.fromkeys(STAKING_ACTIONS, process_staking),
 }
 
 

@@ -349,6 +349,7 @@ class ExchangeCore:
         "oracle_subs",
         "orders",
         "risk",
+        "staking",
         "timestamp_ms",
         "triggers",
         "validator_power",
@@ -393,6 +394,7 @@ class ExchangeCore:
         self.events: list[tuple[Any, ...]] = []
         self.risk: Any = None  # risk.RiskIndex, derived data (set by exchange.ExchangeState)
         self.triggers: Any = None  # triggers.TriggerBook (set by exchange.ExchangeState)
+        self.staking: Any = None  # staking.engine.StakingState once enabled (staking/hook.py)
 
     # ---- dirty tracking ---------------------------------------------------------------------
     def touch(self, obj: Any) -> None:
@@ -497,6 +499,8 @@ class ExchangeCore:
                     obj.stored = value is not None
                 out[obj.state_key()] = None if value is None else pack(value)
         self.dirty = []
+        if self.staking is not None:
+            out.update(self.staking.take_writes())
         # Keys are unique, so sorting on the key alone gives the same order as sorting the
         # pairs, without a tuple comparison per step.
         return sorted(out.items(), key=itemgetter(0))
@@ -527,6 +531,8 @@ class ExchangeCore:
             value = obj.state_obj()
             if value is not None:
                 out.append((obj.state_key(), encode(value)))
+        if self.staking is not None:
+            out.extend(self.staking.entries())
         out.sort()
         keys = [k for k, _ in out]
         check(len(set(keys)) == len(keys), "duplicate state key")

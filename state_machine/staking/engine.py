@@ -64,6 +64,18 @@ from state_machine.staking.records import (
     evidence_id,
 )
 
+# Field names of the staking events (kind, *fields), for ``exchange.event_to_dict``.
+STAKING_EVENT_FIELDS: dict[str, tuple[str, ...]] = {
+    "validator_created": ("operator", "consensus_key", "self_stake_atoms"),
+    "validator_edited": ("operator",),
+    "delegated": ("delegator", "operator", "amount_atoms"),
+    "undelegated": ("delegator", "operator", "amount_atoms"),
+    "unbonded": ("delegator", "operator", "amount_atoms"),
+    "unjailed": ("operator",),
+    "slashed": ("operator", "consensus_key", "view", "burnt_atoms", "submitter"),
+    "epoch_set": ("epoch", "members"),
+}
+
 
 class Ledger(Protocol):
     """Where stake comes from and goes back to (USDC available balances)."""

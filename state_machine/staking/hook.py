@@ -18,7 +18,8 @@ from state_machine.staking.actions import (
     Undelegate,
     Unjail,
 )
-from state_machine.staking.params import STAKE_ASSET_ID
+from state_machine.staking.codes import STAKING_DISABLED
+from state_machine.staking.params import STAKE_ASSET_ID, StakingParams
 from state_machine.state import ExchangeCore
 
 
@@ -70,3 +71,53 @@ def apply_staking_action(
     if isinstance(action, SubmitEvidence):
         return engine.process_submit_evidence(staking, signer, action)
     raise TypeError(f"not a staking action: {type(action).__name__}")
+
+
+# ---- the exchange's side: one call per action, two per block ----------------------------------
+
+STAKING_KEY_PREFIXES = range(0x20, 0x26)
+
+
+def is_staking_key(key: bytes) -> bool:
+    return key[0] in STAKING_KEY_PREFIXES
+
+
+def enable_staking(st: ExchangeCore, params: StakingParams) -> None:
+    """Start staking at genesis: the genesis validators are its first operators."""
+    validators = [(v.pubkey, v.power) for v in st.genesis.validators]
+    st.staking = engine.StakingState.from_genesis(st.genesis.chain_id, params, validators)
+
+
+def staking_from_entries(
+    st: ExchangeCore, params: StakingParams, entries: list[tuple[bytes, bytes]]
+) -> engine.StakingState:
+    return engine.StakingState.from_entries(st.genesis.chain_id, params, entries, st.height)
+
+
+def _move_events(st: ExchangeCore) -> None:
+    staking: engine.StakingState = st.staking
+    if staking.events:
+        st.events.extend(staking.events)
+        staking.events = []
+
+
+def staking_begin_block(st: ExchangeCore) -> None:
+    if st.staking is not None:
+        engine.begin_block(st.staking, ExchangeLedger(st), st.height)
+        _move_events(st)
+
+
+def staking_end_block(st: ExchangeCore) -> None:
+    """At an epoch's last block the new set goes out as an ``epoch_set`` event, which the
+    node turns into ``BlockExecuted.next_set`` for consensus."""
+    if st.staking is not None:
+        engine.end_block(st.staking)
+        _move_events(st)
+
+
+def run_staking_action(st: ExchangeCore, signer: bytes, action: StakingAction) -> engine.Result:
+    if st.staking is None:
+        return engine.Result(STAKING_DISABLED, "staking is not enabled on this chain")
+    result = apply_staking_action(st.staking, ExchangeLedger(st), signer, action)
+    _move_events(st)
+    return result

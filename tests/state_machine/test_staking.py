@@ -285,3 +285,48 @@ def test_the_state_rebuilt_from_its_entries_is_the_same() -> None:
     assert rebuilt.entries() == entries
     assert rebuilt.open_unbondings == chain.staking.open_unbondings
     assert rebuilt.by_consensus_key == chain.staking.by_consensus_key
+
+
+# ---- through the exchange's block loop (staking/hook.py) ---------------------------------------
+
+
+def exchange_block(st: ExchangeState, height: int, txs: list[Any]) -> Any:
+    from state_machine.exchange import BlockContext, apply_block
+
+    return apply_block(st, BlockContext(height, st.timestamp_ms + 500), txs)
+
+
+def test_staking_actions_run_in_the_exchange_block_and_its_state_is_stored() -> None:
+    from state_machine.staking.hook import enable_staking
+    from state_machine.tx import Transaction, sign_transaction
+
+    chain = Chain()
+    st = chain.exchange
+    enable_staking(st, PARAMS)
+    action = CreateValidator(ALICE_CONSENSUS.public_key, "10.0.0.5:26656", 0, 500 * USDC)
+    tx = sign_transaction(ALICE, CHAIN, st.timestamp_ms + 1, [action])
+    tx = Transaction.from_wire(tx.to_wire())  # decodes as a staking action
+    result = exchange_block(st, 1, [tx])
+    assert result.tx_results[0].actions[0].code == codes.OK
+    assert any(key[0] == 0x20 for key, _ in result.writes)
+    assert ("validator_created", ALICE.public_key, ALICE_CONSENSUS.public_key, 500 * USDC) in (
+        result.events
+    )
+    for height in range(2, PARAMS.epoch_length_blocks + 1):
+        result = exchange_block(st, height, [])
+    epoch_sets = [e for e in result.events if e[0] == "epoch_set"]
+    assert epoch_sets and epoch_sets[0][1] == 2
+    rebuilt = ExchangeState.from_entries(st.genesis, st.entries(), PARAMS)
+    assert rebuilt.digest() == st.digest()
+
+
+def test_staking_actions_on_a_chain_without_staking_are_refused() -> None:
+    from state_machine.tx import sign_transaction
+
+    chain = Chain()
+    before = chain.exchange.digest()
+    nonce = chain.exchange.timestamp_ms + 1
+    tx = sign_transaction(BOB, CHAIN, nonce, [Delegate(ALICE.public_key, 50 * USDC)])
+    result = exchange_block(chain.exchange, 1, [tx])
+    assert result.tx_results[0].actions[0].code == codes.STAKING_DISABLED
+    assert chain.usdc(BOB) == 1_000_000 * USDC and chain.exchange.digest() != before  # height
