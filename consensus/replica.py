@@ -543,6 +543,9 @@ class Replica:
         if event.view != self.view:
             return  # a timer of a view we already left
         if event.kind == TimerKind.VIEW:
+            # A sync request lost while our view stood still (we are behind and cannot check
+            # the QCs that would move it) may be sent again: at most one per view timeout.
+            self._sync_requested = None
             self._timeouts_since_commit += 1
             self._out.append(SetTimer(TimerKind.VIEW, self.view, self._view_timeout()))
             self._leave_view(self.view)
