@@ -52,6 +52,7 @@ from state_machine.risk import RiskIndex, end_block_risk
 from state_machine.staking.actions import STAKING_ACTIONS, StakingAction
 from state_machine.staking.engine import STAKING_EVENT_FIELDS
 from state_machine.staking.hook import (
+    follow_active_set,
     is_staking_key,
     run_staking_action,
     staking_begin_block,
@@ -449,6 +450,7 @@ class ExchangeState(ExchangeCore):
         st.dirty = []
         if staking_params is not None:
             st.staking = staking_from_entries(st, staking_params, staking_entries)
+            follow_active_set(st)
         else:
             check(not staking_entries, "staking entries but staking is not enabled")
         return st
@@ -604,10 +606,11 @@ def update_oracle(st: ExchangeCore, market: Market) -> None:
     now = st.timestamp_ms
     max_age = market.oracle_max_age_ms
     power = st.validator_power
+    # Submissions of validators no longer in the active set (staking) weigh nothing.
     fresh = [
-        (s.price_ticks, power[v])
+        (s.price_ticks, power.get(v, 0))
         for v, s in st.oracle_subs[mid].items()
-        if now - s.timestamp_ms <= max_age
+        if now - s.timestamp_ms <= max_age and v in power
     ]
     if not fresh:
         return

@@ -6,6 +6,7 @@ exchange's side of it is a dispatch entry per action type and two calls per bloc
 
 from __future__ import annotations
 
+from consensus.epochs import epoch_of
 from state_machine.invariants import check
 from state_machine.margin import free_collateral
 from state_machine.staking import engine
@@ -101,9 +102,19 @@ def _move_events(st: ExchangeCore) -> None:
         staking.events = []
 
 
+def follow_active_set(st: ExchangeCore) -> None:
+    """Who may submit oracle prices, and with which weight in the median: the active set of
+    the epoch of the block being executed (the genesis powers while staking is off)."""
+    staking: engine.StakingState = st.staking
+    record = staking.epoch_sets.get(epoch_of(st.height, staking.params.epoch_length_blocks))
+    if record is not None:
+        st.validator_power = dict(record.members)
+
+
 def staking_begin_block(st: ExchangeCore) -> None:
     if st.staking is not None:
         engine.begin_block(st.staking, ExchangeLedger(st), st.height)
+        follow_active_set(st)
         _move_events(st)
 
 

@@ -330,3 +330,34 @@ def test_staking_actions_on_a_chain_without_staking_are_refused() -> None:
     result = exchange_block(chain.exchange, 1, [tx])
     assert result.tx_results[0].actions[0].code == codes.STAKING_DISABLED
     assert chain.usdc(BOB) == 1_000_000 * USDC and chain.exchange.digest() != before  # height
+
+
+def test_the_oracle_median_follows_the_active_set() -> None:
+    """A new validator's prices are refused before its epoch and move the stake-weighted
+    median once it is in the active set; a validator out of the set weighs nothing."""
+    from state_machine.staking.hook import enable_staking
+    from state_machine.tx import OraclePrice, OracleUpdate, sign_transaction
+
+    chain = Chain()
+    st = chain.exchange
+    enable_staking(st, PARAMS)
+    chain.staking = st.staking  # actions below go to the exchange's staking state
+    market = st.genesis.markets[0].market_id
+
+    def submit(key: Keypair, price: int, height: int) -> str:
+        update = OracleUpdate((OraclePrice(market, price),))
+        tx = sign_transaction(key, CHAIN, st.timestamp_ms + 1, [update])
+        return str(exchange_block(st, height, [tx]).tx_results[0].actions[0].code)
+
+    create = CreateValidator(ALICE_CONSENSUS.public_key, "10.0.0.5:26656", 0, 500 * USDC)
+    assert chain.do(ALICE, create).ok
+    assert submit(ALICE_CONSENSUS, 6_100_000, 1) == "not_validator"
+    for height in range(2, 2 * PARAMS.epoch_length_blocks + 1):
+        exchange_block(st, height, [])
+    first_of_epoch_2 = 2 * PARAMS.epoch_length_blocks + 1
+    assert submit(ALICE_CONSENSUS, 6_100_000, first_of_epoch_2) == "ok"
+    assert st.validator_power[ALICE_CONSENSUS.public_key] == 500
+    assert st.mstates[market].oracle_price_ticks == 6_100_000
+    # Genesis validators 3 of 4 are out of the 3-member set: 150 + 150 + 500 in, one out.
+    out = next(k for k in GENESIS_KEYS if k.public_key not in st.validator_power)
+    assert submit(out, 6_200_000, first_of_epoch_2 + 1) == "not_validator"
