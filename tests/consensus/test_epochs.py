@@ -17,12 +17,14 @@ from consensus import (
     ClockTick,
     CommittedBlock,
     ConsensusInvariantError,
+    Decide,
     MessageReceived,
     Proposal,
     QuorumCert,
     Replica,
     SafetyData,
     Send,
+    SyncRequest,
     ValidatorSet,
     Vote,
 )
@@ -243,3 +245,22 @@ def test_the_last_block_of_an_epoch_must_report_the_set_two_epochs_on() -> None:
     second = chain[1].block
     with pytest.raises(ConsensusInvariantError, match="no next set"):
         replica.handle(BlockExecuted(2, second.block_hash(), app.apply(second)))
+
+
+def test_a_claim_about_an_unknown_epoch_costs_one_bounded_sync_request_per_view() -> None:
+    """A DECIDE for a height whose set we do not know cannot be checked: the replica asks the
+    sender for one batch after its tip (not up to the claimed height) and asks again only in
+    a later view or after a view timeout."""
+    replica, _, _, _ = victim(Replica)
+    liar = NEW[2]
+    claim = make_qc(NEW, COMMIT, 99, 10**9, sha256(b"far"))
+    actions = replica.handle(MessageReceived(liar.public_key, Decide(claim)))
+    requests = [
+        (a.to, a.message)
+        for a in actions
+        if isinstance(a, Send) and isinstance(a.message, SyncRequest)
+    ]
+    assert requests == [(liar.public_key, SyncRequest(5, replica.config.sync_batch_blocks))]
+    assert replica._sync_target <= 4 + replica.config.sync_batch_blocks
+    again = replica.handle(MessageReceived(liar.public_key, Decide(claim)))
+    assert not any(isinstance(a, Send) and isinstance(a.message, SyncRequest) for a in again)
