@@ -10,6 +10,7 @@ import dataclasses
 import enum
 
 from consensus.types import Block, Evidence, Message, QuorumCert, SafetyData
+from consensus.validators import ValidatorSet
 
 
 class TimerKind(enum.IntEnum):
@@ -54,11 +55,14 @@ class PayloadAvailable:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class BlockExecuted:
-    """A committed block was executed and durably stored; ``state_root`` is the state after it."""
+    """A committed block was executed and durably stored; ``state_root`` is the state after it.
+    ``next_set``: with epochs, on the last block of epoch e, the set of epoch e + 2 as the
+    state machine computed it from the state after this block; None for every other block."""
 
     height: int
     block_hash: bytes
     state_root: bytes
+    next_set: ValidatorSet | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

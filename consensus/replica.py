@@ -49,6 +49,49 @@ replica re-sends that peer its latest NEW-VIEW (and its proposal of the current 
 returning validator learns the view the others are in from them, at once.
 A replica that sees a height it lacks asks the sender for committed blocks with their commit QCs
 (``SyncRequest``) and commits them after checking each QC.
+
+Validator-set changes (epochs)
+------------------------------
+Each height is certified by its epoch's set (``epochs.py``: the set of epoch ``e + 2`` is fixed
+by executing the last block of epoch ``e``, and reported to the replica with that block's
+``BlockExecuted``). Votes for a block count only if their voter is in the set of the block's
+height, QCs are checked against the set of their height, a proposal's leader is the leader of
+its view in the set of its block's height (the leader proposes at its committed height + 1, so
+that is the set it used), and NEW-VIEWs and timeout certificates are counted in the set of the
+height the view will decide (our committed height + 1). A replica whose key is in no known set
+follows the chain (commits on DECIDE, syncs) but never votes or proposes.
+
+Safety of the hand-over. Two facts make a set change look, to the safety argument, like no
+change at all:
+
+1. *Every height has one set.* The set of height ``h`` is a function of the committed chain
+   strictly below ``h`` (``epochs.py``), and honest replicas vote only for blocks whose parent
+   is their committed tip; by induction on heights they agree on the chain below ``h``, hence
+   on the set that certifies ``h``. All QCs at one height, in any view, come from one set, and
+   any two of its quorums share an honest member when that set has less than 1/3 Byzantine
+   power (the assumption, now per epoch).
+2. *Locks are only released by QCs of the same or a later height* (``safety.hand_over_safe``).
+   The HotStuff argument (``safety.py``) says: once a commit QC for block B at height h forms
+   in view v, more than 1/3 of h's honest power is locked on B, and every later prepare QC at
+   height h needs one of them, who votes only for blocks extending B or for proposals
+   justified by a newer QC. Within one set that newer QC is itself for B (induction on views).
+   Across sets it need not be: the old set, done with height h - 1, could still form a prepare
+   QC for the committed block h - 1 in a view after v (its honest members locked on that block
+   vote for a re-proposal of it; the new set's locked members are not in that quorum), and a
+   Byzantine leader could then justify a conflicting fresh block at h with it, releasing every
+   lock at h. The hand-over rule refuses exactly that: a QC at height h - 1 never releases a
+   lock at height h. A QC at height >= h comes from h's set or a later one, and a later one's
+   QC needs an honest voter that executed, so committed, B first. With the rule, the
+   induction on views goes through height by height as with one set.
+
+The simulator's ``epochs`` scenario changes the set every few epochs (members added, removed,
+jailed, the stake majority moving) under all the other faults; a replica with the hand-over
+rule disabled (``tests/sim/mutants.py``) is caught by its safety checker.
+
+Catch-up across several set changes: a syncing replica commits a synced block only once it
+knows the set of its height; it learns the sets by executing what it committed (each set is
+known a full epoch ahead, so a batch rarely waits), and asks again from where it stopped. After
+a restart the driver passes the sets of the epochs around its stored tip (``restore``).
 """
 
 from __future__ import annotations
@@ -56,8 +99,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 
-from consensus.check import check
+from consensus.check import ConsensusInvariantError, check
 from consensus.config import ConsensusConfig
+from consensus.epochs import EpochSets, is_epoch_end
 from consensus.events import (
     Action,
     BlockExecuted,
@@ -97,6 +141,7 @@ from consensus.quorum import (
 )
 from consensus.safety import (
     block_extends,
+    hand_over_safe,
     not_voted_yet,
     proposal_well_formed,
     safe_node,
@@ -159,14 +204,16 @@ class Replica:
     Driver contract:
 
     * Build with ``Replica(config, key, validators, check_payload)`` for a new chain or
-      :meth:`restore` after a restart, then carry out :meth:`start`'s actions.
+      :meth:`restore` after a restart, then carry out :meth:`start`'s actions. ``validators``
+      is one set for ever (a :class:`ValidatorSet`) or the known epoch sets (:class:`EpochSets`).
     * Feed :class:`ClockTick` with the local time (ms) whenever it moved, at least before each
       other event. Carry out the actions of each ``handle`` call in order: a
       :class:`PersistSafety` must be durable before any later action of the list is carried out.
     * ``RequestPayload`` -> later ``PayloadAvailable`` with transactions from the mempool.
     * ``Execute`` -> execute the block, store block + commit QC + state in one write, then feed
-      ``BlockExecuted(height, hash, state_root)``. Until then the replica cannot propose or vote
-      on the next height (its header must carry that root).
+      ``BlockExecuted(height, hash, state_root, next_set)``; ``next_set`` is the set of epoch
+      ``e + 2`` when the block is the last of epoch ``e`` (with epochs), else None. Until then
+      the replica cannot propose or vote on the next height (its header must carry that root).
     * ``Send``/``Broadcast`` -> deliver as ``MessageReceived`` at the peers (the replica handles
       its own copies of broadcasts and messages to itself internally).
     * ``SetTimer`` -> ``TimerFired`` after the delay.
@@ -176,15 +223,13 @@ class Replica:
         self,
         config: ConsensusConfig,
         key: Keypair,
-        validators: ValidatorSet,
+        validators: ValidatorSet | EpochSets,
         check_payload: CheckPayload | None = None,
     ) -> None:
-        if key.public_key not in validators:
-            raise ValueError("the replica's key is not in the validator set")
         self.config = config
         self.key = key
         self.me = key.public_key
-        self.validators = validators
+        self.sets = validators if isinstance(validators, EpochSets) else EpochSets.fixed(validators)
         self.check_payload = check_payload
         genesis = genesis_block(config.genesis_time_ms)
         self.genesis_hash = genesis.block_hash()
@@ -216,6 +261,7 @@ class Replica:
         self._message_sender: bytes | None = None
         self._sync_requested: tuple[int, int] | None = None
         self._sync_target = 0
+        self._sync_peer: bytes | None = None
         self._out: list[Action] = []
         self._inbox: list[tuple[bytes, Message, bool]] = []
 
@@ -226,7 +272,7 @@ class Replica:
         cls,
         config: ConsensusConfig,
         key: Keypair,
-        validators: ValidatorSet,
+        validators: ValidatorSet | EpochSets,
         check_payload: CheckPayload | None,
         safety: SafetyData,
         committed: Sequence[CommittedBlock],
@@ -234,7 +280,9 @@ class Replica:
     ) -> Replica:
         """A replica after a restart: ``safety`` as last persisted, ``committed`` the most recent
         committed blocks in height order (the last one is the tip; empty for genesis) and
-        ``tip_state_root`` the stored state root after the tip.
+        ``tip_state_root`` the stored state root after the tip. With epochs, ``validators``
+        must hold the sets of the tip's epoch and the next one (the next after that too, when
+        the tip's execution fixed it), as derived from the stored state.
 
         The restored replica keeps every promise in ``safety`` (no second vote in a view and
         phase it voted in, the lock, no second proposal), so it cannot equivocate.
@@ -275,6 +323,24 @@ class Replica:
     @property
     def view(self) -> int:
         return self.safety.view
+
+    @property
+    def validators(self) -> ValidatorSet:
+        """The set of the height the current view decides (committed height + 1); while that
+        set is not known yet (execution lags a catch-up), the latest known set before it. Only
+        view-entry and leader decisions use it, which are liveness matters."""
+        return self.sets.at_or_before(self.sets.epoch_of(self.committed_height + 1))
+
+    def _set_at(self, height: int) -> ValidatorSet | None:
+        """The one lookup: the set that certifies ``height`` (None if not known)."""
+        return self.sets.for_height(height)
+
+    def _next_set(self) -> ValidatorSet | None:
+        return self.sets.for_epoch(self.sets.epoch_of(self.committed_height + 1) + 1)
+
+    def _in_current_or_next_set(self, key: bytes) -> bool:
+        nxt = self._next_set()
+        return key in self.validators or (nxt is not None and key in nxt)
 
     def committed_block(self, height: int) -> CommittedBlock | None:
         return self._committed.get(height)
@@ -332,6 +398,11 @@ class Replica:
     def _may_vote(self, last_voted_view: int, view: int) -> bool:
         return not_voted_yet(last_voted_view, view)
 
+    def _hand_over_safe(
+        self, extends_locked_block: bool, justify_height: int, locked_height: int
+    ) -> bool:
+        return hand_over_safe(extends_locked_block, justify_height, locked_height)
+
     # ---- small helpers ----------------------------------------------------------------------
 
     def _persist(self, safety: SafetyData) -> None:
@@ -371,9 +442,14 @@ class Replica:
         return self._committed[self.committed_height].block
 
     def _qc_ok(self, qc: QuorumCert) -> bool:
+        """Is ``qc`` valid for the set of its height? False, and no fault, if we do not know
+        that set (yet): the QC may be fine, we cannot tell."""
         cached = self._qc_cache.get(qc)
         if cached is None:
-            cached = qc_valid(qc, self.config.chain_id, self.validators, self.genesis_hash)
+            validators = self._set_at(qc.height)
+            if validators is None:
+                return False
+            cached = qc_valid(qc, self.config.chain_id, validators, self.genesis_hash)
             if len(self._qc_cache) >= MAX_QC_CACHE:
                 self._qc_cache.clear()
             self._qc_cache[qc] = cached
@@ -411,11 +487,12 @@ class Replica:
 
     def _send_newview(self, view: int, *, broadcast: bool) -> None:
         message = self._new_newview(view)
+        leader = self.validators.leader(view)
         if broadcast:
             self._announced_view = max(self._announced_view, view)
             self._out.append(Broadcast(message))
-        elif self.validators.leader(view) != self.me:
-            self._out.append(Send(self.validators.leader(view), message))
+        elif leader != self.me:
+            self._out.append(Send(leader, message))
 
     def _new_newview(self, view: int) -> NewView:
         """Sign NEW-VIEW for ``view`` (we are in it, or gave up every view below it) and record
@@ -438,7 +515,7 @@ class Replica:
         promised, so this is safe at any time. The PersistSafety in front is redundant (what
         they promise is on disk already) but keeps "no speech without a persist in the same
         list" literally true, so the checkers stay simple: one safety write per reconnection."""
-        if peer == self.me or peer not in self.validators or self.view == 0:
+        if peer == self.me or not self._in_current_or_next_set(peer) or self.view == 0:
             return
         latest = self._latest_newview.get(self.me)
         if latest is None or latest.view < self.view:
@@ -466,6 +543,9 @@ class Replica:
         if event.view != self.view:
             return  # a timer of a view we already left
         if event.kind == TimerKind.VIEW:
+            # A sync request lost while our view stood still (we are behind and cannot check
+            # the QCs that would move it) may be sent again: at most one per view timeout.
+            self._sync_requested = None
             self._timeouts_since_commit += 1
             self._out.append(SetTimer(TimerKind.VIEW, self.view, self._view_timeout()))
             self._leave_view(self.view)
@@ -541,9 +621,14 @@ class Replica:
     # PREPARE ---------------------------------------------------------------------------------
 
     def _on_proposal(self, sender: bytes, p: Proposal, local: bool) -> None:
-        if p.view == 0 or p.proposer not in self.validators:
+        if p.view == 0:
             return
-        if self.validators.leader(p.view) != p.proposer:
+        validators = self._set_at(p.block.height)
+        if validators is None:
+            # A height whose set we do not know yet: we are behind. Ask, without trusting it.
+            self._hint_sync(sender, p.block.height - 1)
+            return
+        if p.proposer not in validators or validators.leader(p.view) != p.proposer:
             return
         block_hash = p.block.block_hash()
         if not local and not proposal_signature_valid(self.config.chain_id, p, block_hash):
@@ -561,19 +646,22 @@ class Replica:
         if p.view > self.view:
             # Join a later view on its proposal only with a certificate that a quorum got
             # there: a prepare QC of the view before, or a TC for the view (pacemaker.py).
-            if joins_on_justify(p.view, p.justify.view, self.view) or self._tc_lets_join(p):
+            if joins_on_justify(p.view, p.justify.view, self.view) or self._tc_lets_join(
+                p, validators
+            ):
                 self._enter_view(p.view, newview="none")
             else:
                 self._buffer(p.view, sender, p)
                 return
         self._consider_proposal(sender, p, block_hash)
 
-    def _tc_lets_join(self, p: Proposal) -> bool:
+    def _tc_lets_join(self, p: Proposal, validators: ValidatorSet) -> bool:
+        """The proposal's TC (counted in the set its leader used) lets us join its view."""
         tc = p.timeout_cert
         return (
             tc is not None
             and joins_on_timeout_cert(tc.view, p.view, self.view)
-            and tc_valid(tc, self.config.chain_id, self.validators)
+            and tc_valid(tc, self.config.chain_id, validators)
         )
 
     def _within_evidence_window(self, view: int) -> bool:
@@ -631,6 +719,8 @@ class Replica:
         )
         if not self._safe_node(extends_lock, p.justify.view, lock.view):
             return
+        if not self._hand_over_safe(extends_lock, p.justify.height, lock.height):
+            return
         self._update_safety(voted_prepare_view=p.view)
         self._vote(PREPARE, p.view, block.height, block_hash)
 
@@ -661,7 +751,7 @@ class Replica:
         cfg = self.config
         if (
             header.state_root != root
-            or header.proposer not in self.validators
+            or header.proposer not in self.validators  # the set of committed height + 1
             or not timestamp_acceptable(
                 header.timestamp_ms, tip.header.timestamp_ms, self._now_ms, cfg.max_clock_drift_ms
             )
@@ -678,9 +768,12 @@ class Replica:
         """Sign and send a vote. The caller has already persisted the promise not to vote again
         in this view and phase (the PersistSafety action precedes this Send)."""
         check(self.safety.voted_view(phase) >= view, "vote before its safety data is persisted")
+        validators = self._set_at(height)
+        if validators is None or self.me not in validators:
+            return  # not a member of this height's set: our vote would not count
         self._ensure_persisted()
         vote = sign_vote(self.key, self.config.chain_id, phase, view, height, block_hash)
-        self._send(self.validators.leader(view), vote)
+        self._send(validators.leader(view), vote)
 
     def _retry_waiting(self) -> None:
         waiting, self._waiting = self._waiting, []
@@ -691,7 +784,8 @@ class Replica:
     # Votes and QC formation (leader) ---------------------------------------------------------
 
     def _on_vote(self, vote: Vote, local: bool) -> None:
-        if vote.voter not in self.validators or vote.view == 0:
+        validators = self._set_at(vote.height)
+        if validators is None or vote.voter not in validators or vote.view == 0:
             return
         if not local and not vote_signature_valid(self.config.chain_id, vote):
             return
@@ -706,7 +800,7 @@ class Replica:
                 self._reported.add(report)
                 self._out.append(ReportEvidence(VoteEquivocation(seen, vote)))
             return
-        if vote.view != self.view or self.validators.leader(vote.view) != self.me:
+        if vote.view != self.view or validators.leader(vote.view) != self.me:
             return
         if (vote.view, vote.phase) in self._formed:
             return
@@ -714,7 +808,7 @@ class Replica:
         collector = self._collectors.get(ck)
         if collector is None:
             collector = VoteCollector(
-                self.validators, vote.phase, vote.view, vote.height, vote.block_hash
+                validators, vote.phase, vote.view, vote.height, vote.block_hash
             )
             self._collectors[ck] = collector
         if vote.height != collector.height:
@@ -760,7 +854,12 @@ class Replica:
         return updated_lock(locked_qc, precommit_qc)
 
     def _on_decide(self, sender: bytes, qc: QuorumCert) -> None:
-        if qc.phase != COMMIT or qc.view == 0 or not self._qc_ok(qc):
+        if qc.phase != COMMIT or qc.view == 0:
+            return
+        if self._set_at(qc.height) is None:
+            self._hint_sync(sender, qc.height)
+            return
+        if not self._qc_ok(qc):
             return
         self._accept_commit_qc(sender, qc)
         if qc.view >= self.view:
@@ -803,6 +902,14 @@ class Replica:
         self._out.append(Execute(block, qc))
         self._out.append(Committed(height, block_hash, qc.view, block.header.timestamp_ms))
         self._prune_committed()
+        if self.sets.epoch_of(height + 1) != self.sets.epoch_of(height):
+            self._forget_departed()
+
+    def _forget_departed(self) -> None:
+        """A new epoch: NEW-VIEWs of validators in neither this nor the next set count no more
+        (and memory stays bounded by two sets, however many epochs pass)."""
+        for key in [k for k in self._latest_newview if not self._in_current_or_next_set(k)]:
+            del self._latest_newview[key]
 
     def _prune_committed(self) -> None:
         oldest = self.committed_height - self.config.retain_blocks
@@ -823,6 +930,7 @@ class Replica:
         check(self._hashes.get(height) == event.block_hash, "executed block is not committed")
         self._roots[height] = event.state_root
         self.executed_height = height
+        self._learn_next_set(event)
         child = self._committed.get(height + 1)
         check(
             child is None or child.block.header.state_root == event.state_root,
@@ -832,10 +940,32 @@ class Replica:
         self._retry_waiting()
         self._try_propose()
 
+    def _learn_next_set(self, event: BlockExecuted) -> None:
+        """The last block of epoch e fixed the set of epoch e + 2. A catch-up that stopped at
+        a height whose set we lacked resumes from where it stopped."""
+        length = self.sets.epoch_length_blocks
+        if not is_epoch_end(event.height, length):
+            check(event.next_set is None, f"a set reported for block {event.height}: no epoch end")
+            return
+        if event.next_set is None:
+            raise ConsensusInvariantError(f"block {event.height} ends an epoch: no next set")
+        added = self.sets.add(self.sets.epoch_of(event.height) + 2, event.next_set)
+        if added and self._sync_peer is not None and self._sync_target > self.committed_height:
+            self._sync_requested = None
+            self._request_sync(self._sync_peer, self._sync_target)
+
     # NEW-VIEW and the leader's proposal ------------------------------------------------------
 
     def _on_newview(self, sender: bytes, nv: NewView, local: bool) -> None:
-        if nv.sender not in self.validators or nv.view == 0:
+        if nv.view == 0:
+            return
+        if self._set_at(nv.high_qc.height) is None:
+            # Its high QC is of an epoch we do not know: we are behind. After a restart, the
+            # NEW-VIEWs a stalled quorum re-sends may be all we hear (no block is decided).
+            self._hint_sync(sender, nv.high_qc.height)
+            return
+        # The next set's members too: they must be heard the moment the epoch turns.
+        if not self._in_current_or_next_set(nv.sender):
             return
         if not local and not newview_signature_valid(self.config.chain_id, nv):
             return
@@ -859,7 +989,9 @@ class Replica:
             or self.safety.proposed_view >= view
         ):
             return
-        senders = [k for k, nv in self._latest_newview.items() if nv.view >= view]
+        senders = [
+            k for k, nv in self._latest_newview.items() if nv.view >= view and k in self.validators
+        ]
         if not self.validators.is_quorum(self.validators.power_of_set(senders)):
             return
         high, high_from = self._choose_high_qc(senders)
@@ -959,11 +1091,20 @@ class Replica:
         self._sync_target = max(self._sync_target, height)
         if peer == self.me or self._sync_target <= self.committed_height:
             return
+        self._sync_peer = peer
         start = self.committed_height + 1
         if self._sync_requested == (start, self.view):
             return  # one request per view and starting height; lost ones are retried later
         self._sync_requested = (start, self.view)
         self._send(peer, SyncRequest(start, self.config.sync_batch_blocks))
+
+    def _hint_sync(self, sender: bytes, height: int) -> None:
+        """A message about ``height`` whose set we do not know: we are behind by at least an
+        epoch. Its claims cannot be checked, so ask for one batch only (a lying sender wastes
+        one bounded request per view); the batch's QCs are checked as we learn the sets."""
+        if height > self.committed_height:
+            batch_end = self.committed_height + self.config.sync_batch_blocks
+            self._request_sync(sender, min(height, batch_end))
 
     def _on_sync_request(self, sender: bytes, request: SyncRequest) -> None:
         if sender == self.me:
@@ -1004,7 +1145,7 @@ class Replica:
             last_view = qc.view
         if last_view < 0:
             return
-        if self._sync_target > self.committed_height:
+        if self._sync_target > self.committed_height and self._set_at(self.committed_height + 1):
             self._request_sync(sender, self._sync_target)
         if last_view >= self.view:
             self._enter_view(last_view + 1, newview="leader")

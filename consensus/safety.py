@@ -10,6 +10,14 @@ locked on B's pre-commit QC. Any later prepare QC needs one of those (honest) re
 votes only for blocks extending B (``extends_lock``) or for proposals justified by a prepare QC
 newer than its lock, and by induction on views every such QC is itself for a block extending B.
 ``not_voted_yet`` makes a QC unique per view and phase among honest replicas.
+
+Across a validator-set change (epochs, ``consensus/epochs.py``) the argument above needs one
+more rule, :func:`hand_over_safe`: quorum intersection only holds between two QCs of the same
+set, and QCs of different heights may come from different sets. The liveness clause of
+``safe_node`` (a newer QC releases the lock) must therefore never let a QC for a *lower*
+height than the lock release it: such a QC may be formed by the previous epoch's set, whose
+quorum need not contain a single replica of the quorum that locked. See the hand-over section
+of ``consensus/replica.py`` for the attack this stops and the full argument.
 """
 
 from __future__ import annotations
@@ -28,8 +36,19 @@ def not_voted_yet(last_voted_view: int, view: int) -> bool:
 def safe_node(extends_locked_block: bool, justify_view: int, locked_view: int) -> bool:
     """HotStuff ``safeNode``: vote for a proposal if its block extends the locked block (the
     safety rule), or if the QC justifying it is from a later view than the lock (the liveness
-    rule: a newer prepare QC proves the lock may be released)."""
+    rule: a newer prepare QC proves the lock may be released). The replica applies it together
+    with :func:`hand_over_safe`."""
     return extends_locked_block or justify_view > locked_view
+
+
+def hand_over_safe(extends_locked_block: bool, justify_height: int, locked_height: int) -> bool:
+    """A justify QC releases a lock only if it certifies a block at the lock's height or above.
+    Every height's QCs come from that height's epoch set, so a QC at the lock's height or above
+    comes from the lock's set or a later one; a QC below it may come from an earlier set that
+    shares no honest member with the quorum that locked. It costs no liveness: an honest
+    leader's high QC is at least as high as any honest lock (its NEW-VIEW quorum meets the
+    pre-commit voters behind the lock), and its proposal is justified by that QC."""
+    return extends_locked_block or justify_height >= locked_height
 
 
 def block_extends(

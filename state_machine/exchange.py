@@ -78,6 +78,16 @@ from state_machine.results import (
     BlockResult,
     TxResult,
 )
+from state_machine.staking.actions import STAKING_ACTIONS, StakingAction
+from state_machine.staking.hook import (
+    follow_active_set,
+    is_staking_key,
+    run_staking_action,
+    staking_begin_block,
+    staking_end_block,
+    staking_from_entries,
+)
+from state_machine.staking.params import StakingParams
 from state_machine.state import (
     P_ASSET,
     P_FEES,
@@ -127,7 +137,10 @@ class ExchangeState(ExchangeCore):
 
     @classmethod
     def from_entries(
-        cls, genesis: Genesis, entries: Sequence[tuple[bytes, bytes]]
+        cls,
+        genesis: Genesis,
+        entries: Sequence[tuple[bytes, bytes]],
+        staking_params: StakingParams | None = None,
     ) -> ExchangeState:
         """Rebuild the full in-memory state (books in time priority, indexes) from entries.
 
@@ -137,7 +150,11 @@ class ExchangeState(ExchangeCore):
         st = cls(genesis)  # its risk index evaluates every margin unit at the first end_block
         orders: list[Order] = []
         triggers: list[tuple[bytes, Any]] = []
+        staking_entries: list[tuple[bytes, bytes]] = []
         for key, value in entries:
+            if is_staking_key(key):
+                staking_entries.append((key, value))  # decoded by the staking module
+                continue
             v = decode_raw(value)
             p = key[0]
             if p == P_ORDER:
@@ -159,6 +176,11 @@ class ExchangeState(ExchangeCore):
             rest_order(st, st.markets[o.market_id], o)
             o.dirty = False
         st.dirty = []
+        if staking_params is not None:
+            st.staking = staking_from_entries(st, staking_params, staking_entries)
+            follow_active_set(st)
+        else:
+            check(not staking_entries, "staking entries but staking is not enabled")
         return st
 
 
@@ -235,6 +257,7 @@ ACTION_CLASS: dict[type, int] = {
     CancelByClientId: 1,
     CancelAll: 1,
     AmendOrder: 3,
+    **dict.fromkeys(STAKING_ACTIONS, 0),
 }
 
 
@@ -312,6 +335,7 @@ def apply_block(
 def begin_block(st: ExchangeCore, ctx: BlockContext) -> None:
     st.height = ctx.height
     st.timestamp_ms = ctx.timestamp_ms
+    staking_begin_block(st)
     for mid, subs in st.oracle_subs.items():
         if subs:
             update_oracle(st, st.markets[mid])
@@ -319,7 +343,8 @@ def begin_block(st: ExchangeCore, ctx: BlockContext) -> None:
 
 def end_block(st: ExchangeCore, ctx: BlockContext) -> None:
     """Per perp market, by id: the mark price, the funding sample or tick, then the trigger
-    orders the new mark reached; after every market, the liquidations."""
+    orders the new mark reached; after every market, the liquidations; then staking's epoch
+    end (state_machine/staking/hook.py)."""
     now = ctx.timestamp_ms
     ema_ms = st.genesis.parameters.mark_ema_ms
     marks: list[tuple[int, int, int]] = []
@@ -332,6 +357,13 @@ def end_block(st: ExchangeCore, ctx: BlockContext) -> None:
         fire_triggers(st, mid, mark)
         marks.append((mid, mark, funded_price(ms)))
     end_block_liquidations(st, marks, now)
+    staking_end_block(st)
+
+
+def process_staking(st: ExchangeCore, acct: Account, a: StakingAction) -> ActionResult:
+    """Staking actions run in ``state_machine/staking`` (see its hook)."""
+    result = run_staking_action(st, acct.pubkey, a)
+    return ActionResult(result.code, result.message)
 
 
 DISPATCH: dict[type, Any] = {
@@ -345,6 +377,7 @@ DISPATCH: dict[type, Any] = {
     SetLeverage: process_set_leverage,
     AdjustIsolatedMargin: process_adjust_isolated_margin,
     OracleUpdate: process_oracle_update,
+    **dict.fromkeys(STAKING_ACTIONS, process_staking),
 }
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from state_machine.staking.codes import STAKING_EVENT_FIELDS
+
 OK = "ok"
 
 
@@ -108,6 +110,7 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
         "filled_lots",
     ),
 }
+EVENT_FIELDS.update(STAKING_EVENT_FIELDS)
 
 
 def event_to_dict(event: Sequence[Any]) -> dict[str, Any]:

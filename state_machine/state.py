@@ -49,6 +49,7 @@ from state_machine.liquidation.index import RiskIndex
 from state_machine.nonces import NonceTracker
 from state_machine.perpetuals.records import Position, default_leverage
 from state_machine.prices.records import MarketState, OracleSubmission
+from state_machine.staking.engine import StakingState
 from state_machine.triggers.records import Trigger, TriggerBook
 
 P_META = 0x00
@@ -129,6 +130,7 @@ class ExchangeCore:
         "oracle_subs",
         "orders",
         "risk",
+        "staking",
         "timestamp_ms",
         "triggers",
         "validator_power",
@@ -173,6 +175,8 @@ class ExchangeCore:
         self.events: list[tuple[Any, ...]] = []
         self.risk = RiskIndex()  # derived data (liquidation/index.py), rebuilt on first use
         self.triggers = TriggerBook()  # waiting trigger orders (triggers/records.py)
+        # Staking records once staking is enabled (state_machine/staking/hook.py), else None.
+        self.staking: StakingState | None = None
 
     # ---- dirty tracking ---------------------------------------------------------------------
     def touch(self, obj: Any) -> None:
@@ -250,6 +254,8 @@ class ExchangeCore:
                 value = obj.state_obj()
                 out[obj.state_key()] = None if value is None else pack(value)
         self.dirty = []
+        if self.staking is not None:
+            out.update(self.staking.take_writes())
         # Keys are unique, so sorting on the key alone gives the same order as sorting the
         # pairs, without a tuple comparison per step.
         return sorted(out.items(), key=itemgetter(0))
@@ -279,6 +285,8 @@ class ExchangeCore:
             value = obj.state_obj()
             if value is not None:
                 out.append((obj.state_key(), encode(value)))
+        if self.staking is not None:
+            out.extend(self.staking.entries())
         out.sort()
         keys = [k for k, _ in out]
         check(len(set(keys)) == len(keys), "duplicate state key")

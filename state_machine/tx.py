@@ -38,6 +38,7 @@ from state_machine.codec import (
     wire,
 )
 from state_machine.crypto import Keypair, sha256, verify
+from state_machine.staking.actions import STAKING_ACTIONS, StakingAction
 
 TX_VERSION = 1
 TX_DOMAIN_TAG = b"perpbft/tx/v1\x00"
@@ -207,6 +208,7 @@ Action = (
     | SetLeverage
     | AdjustIsolatedMargin
     | OracleUpdate
+    | StakingAction  # state_machine/staking: validators, delegation, evidence
 )
 
 ACTION = Union(
@@ -221,6 +223,7 @@ ACTION = Union(
         SetLeverage,
         AdjustIsolatedMargin,
         OracleUpdate,
+        *STAKING_ACTIONS,
     ),
     "action",
 )

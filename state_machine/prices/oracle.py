@@ -34,10 +34,11 @@ def update_oracle(st: ExchangeCore, market: Market) -> None:
     now = st.timestamp_ms
     max_age = market.oracle_max_age_ms
     power = st.validator_power
+    # Submissions of validators no longer in the active set (staking) weigh nothing.
     fresh = [
         (s.price_ticks, power[v])
         for v, s in st.oracle_subs[mid].items()
-        if now - s.timestamp_ms <= max_age
+        if now - s.timestamp_ms <= max_age and v in power
     ]
     if not fresh:
         return

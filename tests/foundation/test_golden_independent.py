@@ -70,15 +70,19 @@ def mp_len(
 
 
 def action_array(action: Any) -> list[Any]:
-    """An action as the union encodes it: ``[TAG, field, ...]``, nested structs as arrays."""
-    return [action.TAG, *(plain(getattr(action, name)) for name, _ in action.WIRE)]
+    """An action as the union encodes it: ``[TAG, field, ...]``, nested structs as arrays
+    (a nested union member, like the evidence and votes of SubmitEvidence, with its TAG first:
+    a class with a TAG encodes as ``[TAG, field, ...]`` wherever it appears)."""
+    encoded: list[Any] = plain(action)
+    return encoded
 
 
 def plain(value: Any) -> Any:
     if isinstance(value, tuple):
         return [plain(v) for v in value]
     if hasattr(value, "WIRE"):
-        return [plain(getattr(value, name)) for name, _ in value.WIRE]
+        fields = [plain(getattr(value, name)) for name, _ in value.WIRE]
+        return [value.TAG, *fields] if value.TAG >= 0 else fields
     return value
 
 

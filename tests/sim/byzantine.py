@@ -36,6 +36,11 @@ class StaleLeader(Replica):
     def _safe_node(self, extends_locked_block: bool, justify_view: int, locked_view: int) -> bool:
         return True
 
+    def _hand_over_safe(
+        self, extends_locked_block: bool, justify_height: int, locked_height: int
+    ) -> bool:
+        return True
+
     def _broadcast(self, message: Message) -> None:
         if not isinstance(message, Decide):
             super()._broadcast(message)

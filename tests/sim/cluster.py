@@ -59,6 +59,7 @@ from consensus import (
     decode_message,
     encode_message,
 )
+from consensus.epochs import EpochSets, epoch_of, is_epoch_end
 from consensus.types import ProposalEquivocation, VoteEquivocation, payload_root
 from consensus.verify import sign_proposal
 from state_machine.crypto import Keypair
@@ -130,6 +131,14 @@ class Scenario:
     # If set: the first commit after the last fault healed (for crashes: the last restart,
     # when the quorum is back) must come within this many ms (``Simulation.recovery_ms``).
     recovery_window_ms: float | None = None
+    # Validator-set changes. Keys 0..validators+candidates-1 exist and each runs a node; with
+    # epoch_length_blocks > 0, set_schedule(epoch) is the set [(key index, power)] of each
+    # epoch (genesis: epochs 0 and 1; without a schedule, keys 0..validators-1 with power 1).
+    # It stands for the staking state machine: a deterministic function of the chain, here of
+    # the epoch number alone.
+    candidates: int = 0
+    epoch_length_blocks: int = 0
+    set_schedule: Callable[[int], list[tuple[int, int]]] | None = None
 
 
 def validator_key(i: int) -> Keypair:
@@ -185,8 +194,11 @@ class Simulation:
         self.resume_ms: float | None = None
         self.recovery_ms: float | None = None  # last fault healed -> first commit after it
         self.healed_at_ms: float | None = None
-        keys = [validator_key(i) for i in range(scenario.validators)]
-        self.validators = ValidatorSet([(k.public_key, 1) for k in keys])
+        keys = [validator_key(i) for i in range(scenario.validators + scenario.candidates)]
+        self.key_index = {k.public_key: i for i, k in enumerate(keys)}
+        self._keys = keys
+        self._sets: dict[int, ValidatorSet] = {}
+        self.validators = self.set_of_epoch(0)
         self.config = ConsensusConfig(
             chain_id=CHAIN_ID,
             genesis_time_ms=GENESIS_TIME_MS,
@@ -197,7 +209,7 @@ class Simulation:
             max_clock_drift_ms=scenario.max_clock_drift_ms,
         )
         self.nodes: list[SimNode] = []
-        for i in range(scenario.validators + len(scenario.twins)):
+        for i in range(len(keys) + len(scenario.twins)):
             vi = scenario.twins.get(i, i)
             honest = vi not in scenario.byzantine
             self.nodes.append(SimNode(i, keys[vi], vi, honest, scenario.skew_ms.get(i, 0)))
@@ -207,6 +219,36 @@ class Simulation:
         for node_id, at, back in scenario.crashes:
             self._push(at, CRASH, node_id, 0, None)
             self._push(back, RESTART, node_id, 0, None)
+
+    # ---- validator sets (what the staking state machine would compute) -----------------------
+
+    def set_of_epoch(self, epoch: int) -> ValidatorSet:
+        known = self._sets.get(epoch)
+        if known is None:
+            schedule = self.scenario.set_schedule
+            if schedule is None:
+                members = [(i, 1) for i in range(self.scenario.validators)]
+            else:
+                members = schedule(epoch)
+            known = ValidatorSet([(self._keys[i].public_key, p) for i, p in members])
+            self._sets[epoch] = known
+        return known
+
+    def epoch_sets(self, tip: int) -> EpochSets:
+        """The sets a node knows once it executed up to ``tip``: genesis' two, then one more
+        per completed epoch."""
+        length = self.scenario.epoch_length_blocks
+        sets = EpochSets.from_genesis(length, self.set_of_epoch(0))
+        if length:
+            for end in range(length, tip + 1, length):
+                sets.add(epoch_of(end, length) + 2, self.set_of_epoch(epoch_of(end, length) + 2))
+        return sets
+
+    def next_set(self, height: int) -> ValidatorSet | None:
+        length = self.scenario.epoch_length_blocks
+        if not is_epoch_end(height, length):
+            return None
+        return self.set_of_epoch(epoch_of(height, length) + 2)
 
     # ---- plumbing ---------------------------------------------------------------------------
 
@@ -245,7 +287,7 @@ class Simulation:
         for node in self.nodes:
             node.app = self._new_app()
             node.replica = self._replica_cls(node)(
-                self.config, node.key, self.validators, self.scenario.check_payload
+                self.config, node.key, self.epoch_sets(0), self.scenario.check_payload
             )
             node.last_tick = self.local_ms(node)
             self._apply(node, "start", None, node.replica.start(node.last_tick))
@@ -498,7 +540,8 @@ class Simulation:
                     f"vs n{node.node_id} {root.hex()[:16]}"
                 )
         node.executing = False
-        self._handle(node, "executed", BlockExecuted(height, block.block_hash(), root))
+        executed = BlockExecuted(height, block.block_hash(), root, self.next_set(height))
+        self._handle(node, "executed", executed)
         if node.up and node.exec_queue and not node.executing:
             self._schedule_execution(node)
 
@@ -526,14 +569,14 @@ class Simulation:
         else:
             assert isinstance(evidence, ProposalEquivocation)
             culprit = evidence.proposer
-        index = self.validators.index_of(culprit)
+        index = self.key_index[culprit]
         if index not in self.scenario.byzantine:
             self.fail(f"n{node.node_id} reported evidence against honest validator {index}")
 
     def _on_peer_fault(self, node: SimNode, fault: PeerFault) -> None:
         """A node blamed a peer (the node would penalise and in the end ban it): never an
         honest one, whatever the network did to its messages."""
-        index = self.validators.index_of(fault.peer)
+        index = self.key_index[fault.peer]
         if index not in self.scenario.byzantine:
             self.fail(f"n{node.node_id} reported {fault.reason} against honest validator {index}")
 
@@ -554,15 +597,16 @@ class Simulation:
         node.up = True
         node.epoch += 1
         tip_root = self.config.genesis_state_root if not node.chain else node.app.root
+        sets = self.epoch_sets(node.chain[-1].block.height if node.chain else 0)
         if node.safety is None:
             node.replica = self._replica_cls(node)(
-                self.config, node.key, self.validators, self.scenario.check_payload
+                self.config, node.key, sets, self.scenario.check_payload
             )
         else:
             node.replica = self._replica_cls(node).restore(
                 self.config,
                 node.key,
-                self.validators,
+                sets,
                 self.scenario.check_payload,
                 node.safety,
                 node.chain[-64:],

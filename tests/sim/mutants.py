@@ -10,6 +10,8 @@ does so within a bounded number of seeds, while the real replica survives the sa
   Caught by the evidence check (evidence names an honest validator) under Twins.
 * :class:`NoLock`: ignores the lock (``safe_node`` always true). Caught by the safety check
   under :func:`twin_stale_leaders` (Twins of a leader that withholds DECIDE).
+* :class:`NoHandOver`: lets a QC of a lower height (possibly another epoch's set) release the
+  lock. Caught by ``tests/consensus/test_epochs.py``, which replays the cross-epoch attack.
 * :class:`NondeterministicKV`: an application whose state root depends on something local to
   the node (an instance number, standing for a PID, a clock or a hash seed) once a block holds
   more than two transactions. Caught by the state-root check.
@@ -48,9 +50,26 @@ class VotesTwice(Replica):
 
 
 class NoLock(Replica):
-    """Votes for any valid proposal, ignoring the lock (``safe_node`` disabled)."""
+    """Votes for any valid proposal, ignoring the lock (``safe_node`` and the hand-over rule,
+    which also guards the lock, disabled)."""
 
     def _safe_node(self, extends_locked_block: bool, justify_view: int, locked_view: int) -> bool:
+        return True
+
+    def _hand_over_safe(
+        self, extends_locked_block: bool, justify_height: int, locked_height: int
+    ) -> bool:
+        return True
+
+
+class NoHandOver(Replica):
+    """Lets any later-view justify QC release its lock, whatever its height (the hand-over
+    rule ``safety.hand_over_safe`` disabled): a QC of the previous epoch's set for an older
+    block can then unlock a block of the new epoch."""
+
+    def _hand_over_safe(
+        self, extends_locked_block: bool, justify_height: int, locked_height: int
+    ) -> bool:
         return True
 
 

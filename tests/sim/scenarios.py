@@ -240,6 +240,66 @@ def exchange(rng: random.Random) -> Scenario:
     return scenario
 
 
+class SetSchedule:
+    """Validator sets that change every ``change_every`` epochs: members drawn from the whole
+    pool (added and removed), random powers (so the stake majority moves), the Byzantine key 0
+    kept below 1/3 of every set it is in and jailed (out for good) from ``jail_epoch`` on.
+    Deterministic in (``base``, epoch): every node derives the same set, as from chain state."""
+
+    def __init__(self, base: int, pool: int, change_every: int, jail_epoch: int) -> None:
+        self.base = base
+        self.pool = pool
+        self.change_every = change_every
+        self.jail_epoch = jail_epoch
+
+    def __call__(self, epoch: int) -> list[tuple[int, int]]:
+        if epoch < 2:
+            return [(i, 1) for i in range(4)]  # genesis: keys 0..3, equal power
+        rng = random.Random(self.base * 1_000_003 + epoch // self.change_every)
+        size = rng.randint(4, self.pool)
+        members = sorted(rng.sample(range(self.pool), size))
+        powers = {i: rng.randint(1, 8) for i in members}
+        if 0 in powers:
+            powers[0] = 1
+            if epoch >= self.jail_epoch or 3 * powers[0] >= sum(powers.values()):
+                del powers[0]
+        if len(powers) < 4:  # keep at least four members (and three honest ones)
+            for i in range(1, self.pool):
+                if len(powers) < 4 and i not in powers:
+                    powers[i] = rng.randint(1, 8)
+        return sorted(powers.items())
+
+
+def epochs(rng: random.Random) -> Scenario:
+    """Validator-set changes every one to three epochs of three to six blocks, from a pool of
+    six or seven keys, with Twins of validator 0 (jailed mid-run), partitions, loss and a
+    crash: safety and liveness across many hand-overs, restarts in the middle of them, and
+    catch-up of nodes that were out of the set or down for several set changes."""
+    pool = rng.choice((6, 7))
+    nodes = list(range(pool + 1))
+    partitions = _partitions(rng, nodes, rng.randint(1, 4), FAULT_END_MS)
+    crashes = []
+    at = rng.uniform(0, FAULT_END_MS - 1_000)
+    crashes.append((rng.randrange(1, pool), at, at + rng.uniform(50, 6_000)))
+    schedule = SetSchedule(rng.getrandbits(48), pool, rng.randint(1, 3), rng.randint(3, 8))
+    length = rng.randint(3, 6)
+    return Scenario(
+        "epochs",
+        validators=4,
+        candidates=pool - 4,
+        twins={pool: 0},
+        byzantine=frozenset({0}),
+        delay_ms=(0.5, rng.uniform(2, 40)),
+        drop=rng.uniform(0.0, 0.1),
+        duplicate=rng.uniform(0.0, 0.05),
+        partitions=partitions,
+        crashes=crashes,
+        epoch_length_blocks=length,
+        set_schedule=schedule,
+        min_new_blocks=6 * length,  # at least five hand-overs after the faults healed
+    )
+
+
 SCENARIOS: dict[str, Callable[[random.Random], Scenario]] = {
     "clean": clean,
     "lossy": lossy,
@@ -253,6 +313,7 @@ SCENARIOS: dict[str, Callable[[random.Random], Scenario]] = {
     "stale": stale,
     "mixed": mixed,
     "exchange": exchange,
+    "epochs": epochs,
 }
 
 
