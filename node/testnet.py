@@ -191,8 +191,13 @@ def write_testnet(
                 client_burst=1_000_000,
                 connections_per_client_max=ApiSettings().connections_max,
                 websocket_connections_per_client_max=ApiSettings().websocket_connections_max,
-                # The page at any node's /app may point at any other node of the testnet.
-                cors_allowed_origins=tuple(f"http://127.0.0.1:{p.api}" for p in ports),
+                # The page at any node's /app may point at any other node of the testnet
+                # (nodes on separate hosts may share a port: each origin is listed once).
+                cors_allowed_origins=tuple(
+                    dict.fromkeys(
+                        f"http://{_url_host(host_of[j])}:{p.api}" for j, p in enumerate(ports)
+                    )
+                ),
             ),
             metrics=MetricsSettings(listen=f"{host}:{ports[i].metrics}"),
             consensus=ConsensusSettings(block_interval_ms=block_interval_ms),

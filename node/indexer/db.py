@@ -514,12 +514,14 @@ class IndexDb:
             (account, interval_ms, from_ms, to_ms, limit),
         )
         buckets = [(int(a), int(b), int(c), int(d)) for a, b, c, d in reversed(rows)]
-        first = buckets[0][0] if buckets else to_ms + 1
+        # Totals before the first bucket served, or up to to_ms when none is (to_ms + 1 could
+        # pass the database's 64-bit integers: to_ms defaults to the largest one).
+        before_op, bound = ("<", buckets[0][0]) if buckets else ("<=", to_ms)
         before = self._read(
             "SELECT COALESCE(SUM(realized), 0), COALESCE(SUM(fees), 0), "
             "COALESCE(SUM(funding_paid), 0) FROM pnl "
-            "WHERE account = ? AND interval_ms = ? AND start_ms < ?",
-            (account, interval_ms, first),
+            f"WHERE account = ? AND interval_ms = ? AND start_ms {before_op} ?",
+            (account, interval_ms, bound),
         )[0]
         return buckets, (int(before[0]), int(before[1]), int(before[2]))
 

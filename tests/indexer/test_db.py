@@ -169,6 +169,11 @@ def test_pnl_buckets_sum_fills_and_funding_and_carry_the_total_before_a_page(
     assert buckets == [(6 * hour, 0, 0, -4)] and before == (1000, 60, 7)
     maker, _ = index_db.pnl_series(BOB.public_key, hour, 0, 2**62, 10)
     assert maker == [(5 * hour, -1000, 20, 0)]
+    # The route's default upper bound is the largest 64-bit integer; an account with no bucket
+    # in the range must still get an answer (the totals before it), not a database error.
+    top = 2**63 - 1
+    assert index_db.pnl_series(b"\x09" * 32, hour, 0, top, 10) == ([], (0, 0, 0))
+    assert index_db.pnl_series(alice, hour, 7 * hour, top, 10) == ([], (1000, 60, 3))
 
 
 async def test_a_database_that_fails_a_read_is_a_503_and_the_market_answer_stays(
