@@ -199,8 +199,11 @@ class NodeClient:
         return self.get(f"/v1/txs/{tx_id}")  # type: ignore[no-any-return]
 
     @route("GET", "/v1/blocks/{height}")
-    def block(self, height: int) -> dict[str, Any]:
-        return self.get(f"/v1/blocks/{int(height)}")  # type: ignore[no-any-return]
+    def block(self, height: int | str = "latest") -> dict[str, Any]:
+        """The block at ``height``, or the newest with ``"latest"``."""
+        if height != "latest" and not isinstance(height, int):
+            raise CliError(f"height must be an integer or 'latest', got {height!r}")
+        return self.get(f"/v1/blocks/{height}")  # type: ignore[no-any-return]
 
     # ---- markets ---------------------------------------------------------------------------
 
