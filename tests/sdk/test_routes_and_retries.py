@@ -32,7 +32,7 @@ def test_route_methods_take_the_path_parameters_by_name() -> None:
 
 
 async def test_the_client_waits_as_told_by_retry_after_then_succeeds(tmp_path: Path) -> None:
-    # One request per second, two at once: the third request in a row is refused with 429 and
+    # One request per second, two at once: the third request of a burst is refused with 429 and
     # Retry-After, and the client must wait and succeed instead of failing.
     with opened_node(tmp_path, client_rate_per_s=1, client_burst=2) as n:
         async with served(build_app(n)) as (base, _):
@@ -40,7 +40,7 @@ async def test_the_client_waits_as_told_by_retry_after_then_succeeds(tmp_path: P
             def burst(retries: int) -> tuple[int, list[str]]:
                 codes: list[str] = []
                 with NodeClient(base, retries=retries, retry_wait_max_s=10.0) as client:
-                    for _ in range(4):
+                    for _ in range(6):
                         try:
                             client.status()
                             codes.append("ok")
@@ -49,8 +49,8 @@ async def test_the_client_waits_as_told_by_retry_after_then_succeeds(tmp_path: P
                     return client.retried, codes
 
             retried, codes = await trio.to_thread.run_sync(burst, 3)
-            assert codes == ["ok"] * 4
-            assert retried >= 2
+            assert codes == ["ok"] * 6
+            assert retried >= 1
             # Without retries the same burst shows the refusals the client absorbed above.
             await trio.sleep(2.5)
             retried, codes = await trio.to_thread.run_sync(burst, 0)
