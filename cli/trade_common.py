@@ -57,7 +57,7 @@ def node_url(args: argparse.Namespace) -> str:
 
 
 def open_client(args: argparse.Namespace) -> NodeClient:
-    return NodeClient(node_url(args))
+    return NodeClient(node_url(args), retries=0)  # a command reports a refusal at once
 
 
 def key_path(args: argparse.Namespace) -> Path:

@@ -17,3 +17,8 @@ class CliError(Exception):
         super().__init__(message)
         self.message = message
         self.exit_code = exit_code
+
+
+class OffGridError(CliError):
+    """A price or size that is not a whole number of the market's ticks or lots: refused
+    before anything is signed, since the chain counts only whole ticks and lots."""

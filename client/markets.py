@@ -7,7 +7,7 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
-from client.errors import CliError
+from client.errors import CliError, OffGridError
 from node.api.units import UnitError, format_fraction, parse_decimal
 
 
@@ -42,7 +42,7 @@ def _whole_units(text: str, unit: Fraction, what: str, unit_name: str, body: str
         raise CliError(exc.message) from None
     count = value / unit
     if count.denominator != 1:
-        raise CliError(f"{what} {text} is not a whole number of {unit_name}s ({body})")
+        raise OffGridError(f"{what} {text} is not a whole number of {unit_name}s ({body})")
     if count.numerator == 0:
         raise CliError(f"{what} must be positive")
     return int(count.numerator)

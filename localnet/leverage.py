@@ -103,14 +103,14 @@ class LeverageBot:
         trader = self.traders[self.round % LEVERAGED]
         self.round += 1
         lines = self.report_liquidations()
-        account = self.client.get(f"/v1/accounts/{trader.address}")
+        account = self.client.account(trader.address)
         positions = [p for p in account["positions"] if p["side"] != "flat"]
         if not positions:
             lines.append(self.open_position(trader, account))
         return lines
 
     def open_position(self, t: Trader, account: dict[str, Any]) -> str:
-        markets = {m["symbol"]: m for m in self.client.get("/v1/markets")["markets"]}
+        markets = {m["symbol"]: m for m in self.client.markets()["markets"]}
         market = MarketInfo(markets[t.market])
         usdc = next((b for b in account["balances"] if b["asset"] == "USDC"), None)
         collateral = int(market_amount(usdc["available"]) if usdc else 0)
@@ -140,7 +140,7 @@ class LeverageBot:
         """The liquidation events of the accounts' ledgers not printed yet, oldest first."""
         lines = []
         for t in self.traders:
-            ledger = self.client.get(f"/v1/accounts/{t.address}/ledger", limit=50)["ledger"]
+            ledger = self.client.ledger(t.address, limit=50)["ledger"]
             last = self.seen.get(t.address)
             fresh = []
             for item in ledger:

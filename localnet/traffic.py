@@ -69,7 +69,7 @@ class Bot:
         self.net_units: dict[int, int] = {}
 
     def markets(self) -> list[MarketInfo]:
-        return [MarketInfo(m) for m in self.client.get("/v1/markets")["markets"]]
+        return [MarketInfo(m) for m in self.client.markets()["markets"]]
 
     def send(self, actions: list[Action]) -> dict[str, Any]:
         tx = sign_actions(self.key_path, self.chain_id, actions, self.key)
