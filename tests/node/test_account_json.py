@@ -20,11 +20,13 @@ from tests.state_machine.randgen import RandomFlow
 BLOCKS = 150
 P = 6_000_000
 # sha256 of the accounts' JSON answers (sorted by address, one per line) after each flow,
-# recorded before the API's own derivation was replaced by account_summary.
+# recorded before the API's own derivation was replaced by account_summary; re-recorded once
+# when a losing partial close of an isolated position stopped releasing the margin of the lots
+# that stay (tests/vectors/README.md, table of changes; the flows' isolated margins moved).
 PINNED = {
-    0: "c642f3a67d775b0d38dc7661205b6895587166a4d612775f4bcbf29fee9d12e1",
-    1: "c0e95d3eb536a07d8bd0d4b4c2f1c533924a05925bc93ae7f3c9fe39929741a3",
-    2: "d98dc4b2519244c3e6a8d468224cd288923d08ba98d23bebfe56956eb92051e4",
+    0: "d85dffb8d5a4534c410a81c79290535651f29a0413d2f8474d7774fe96917b4d",
+    1: "ca828a045f95a1ea829f0e3e8bef2e3e0bb88a9c385f37d3b34b1ef65e34af7a",
+    2: "126cd3bc2c47625bd264f0af9f31728c0753ac27bc6c9cb71cf3935fd913e2d0",
 }
 
 
