@@ -103,6 +103,7 @@ from consensus.safety import (
     updated_high_qc,
     updated_lock,
 )
+from consensus.signing import Signer, SigningFailed
 from consensus.types import (
     COMMIT,
     PRECOMMIT,
@@ -135,7 +136,6 @@ from consensus.verify import (
     sign_proposal,
     sign_vote,
 )
-from state_machine.crypto import Keypair
 
 CheckPayload = Callable[[Block], bool]
 
@@ -175,7 +175,7 @@ class Replica:
     def __init__(
         self,
         config: ConsensusConfig,
-        key: Keypair,
+        key: Signer,
         validators: ValidatorSet,
         check_payload: CheckPayload | None = None,
     ) -> None:
@@ -225,7 +225,7 @@ class Replica:
     def restore(
         cls,
         config: ConsensusConfig,
-        key: Keypair,
+        key: Signer,
         validators: ValidatorSet,
         check_payload: CheckPayload | None,
         safety: SafetyData,
@@ -411,20 +411,25 @@ class Replica:
 
     def _send_newview(self, view: int, *, broadcast: bool) -> None:
         message = self._new_newview(view)
+        if message is None:
+            return
         if broadcast:
             self._announced_view = max(self._announced_view, view)
             self._out.append(Broadcast(message))
         elif self.validators.leader(view) != self.me:
             self._out.append(Send(self.validators.leader(view), message))
 
-    def _new_newview(self, view: int) -> NewView:
+    def _new_newview(self, view: int) -> NewView | None:
         """Sign NEW-VIEW for ``view`` (we are in it, or gave up every view below it) and record
         it as our latest; the promise it states is persisted before it leaves."""
         high = self.safety.prepare_qc
         high_block = (
             self._pending.get(high.block_hash) if high.height > self.committed_height else None
         )
-        signature = sign_newview(self.key, self.config.chain_id, view, high)
+        try:
+            signature = sign_newview(self.key, self.config.chain_id, view, high)
+        except SigningFailed:
+            return None  # silent this time (see consensus/signing.py)
         message = NewView(view, high, high_block, self.me, signature)
         self._record_newview(message)
         self._ensure_persisted()
@@ -443,6 +448,8 @@ class Replica:
         latest = self._latest_newview.get(self.me)
         if latest is None or latest.view < self.view:
             latest = self._new_newview(self.view)
+        if latest is None:
+            return
         self._ensure_persisted()
         self._out.append(Send(peer, latest))
         own = self._own_proposal
@@ -679,7 +686,10 @@ class Replica:
         in this view and phase (the PersistSafety action precedes this Send)."""
         check(self.safety.voted_view(phase) >= view, "vote before its safety data is persisted")
         self._ensure_persisted()
-        vote = sign_vote(self.key, self.config.chain_id, phase, view, height, block_hash)
+        try:
+            vote = sign_vote(self.key, self.config.chain_id, phase, view, height, block_hash)
+        except SigningFailed:
+            return  # not voting is safe (see consensus/signing.py)
         self._send(self.validators.leader(view), vote)
 
     def _retry_waiting(self) -> None:
@@ -884,7 +894,10 @@ class Replica:
         block_hash = block.block_hash()
         self._update_safety(proposed_view=view)
         self._ensure_persisted()
-        signature = sign_proposal(self.key, self.config.chain_id, view, block_hash)
+        try:
+            signature = sign_proposal(self.key, self.config.chain_id, view, block_hash)
+        except SigningFailed:
+            return  # not proposing is safe: the view times out (see consensus/signing.py)
         tc = None
         if high.view + 1 < view:
             # The view before ended without a prepare QC: replicas that missed the NEW-VIEWs

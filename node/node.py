@@ -68,6 +68,7 @@ from consensus.events import (
 from consensus.follow import SENDER_FAULTS, STATE_DIVERGED, committed_block_refusal
 from consensus.quorum import vote_signature_valid
 from consensus.replica import Replica
+from consensus.signing import Signer
 from consensus.types import (
     EVIDENCE,
     PHASE_NAMES,
@@ -174,11 +175,18 @@ Subscriber = Callable[[Executed], None]
 class Node:
     """One validator (or full node) process. ``await node.run(task_status=...)``."""
 
-    def __init__(self, config: Config, genesis: Genesis, key: Keypair) -> None:
+    def __init__(
+        self, config: Config, genesis: Genesis, key: Keypair, signer: Signer | None = None
+    ) -> None:
         self.config = config
         self.genesis = genesis
         self._market_symbols = {m.market_id: m.symbol for m in genesis.markets}
         self.key = key
+        # Consensus signs through a remote signer when one is configured (node/signer.py);
+        # it holds the same key, since the p2p TLS identity is still the validator key.
+        if signer is not None and signer.public_key != key.public_key:
+            raise ValueError("the remote signer's key is not this node's key")
+        self.signer: Signer = key if signer is None else signer
         self.chain_id = genesis.chain_id
         self.metrics = Metrics()
         self.observer = ConsensusObserver(self.metrics)
@@ -285,13 +293,13 @@ class Node:
         config = self.consensus_config()
         safety = chain.read_safety(self.chain_id)
         if safety is None and chain.height == 0:
-            return Replica(config, self.key, self.validators, self._check_payload)
+            return Replica(config, self.signer, self.validators, self._check_payload)
         if safety is None:
             # Data imported from a snapshot: nothing was ever promised from this home.
-            safety = Replica(config, self.key, self.validators).safety
+            safety = Replica(config, self.signer, self.validators).safety
         return Replica.restore(
             config,
-            self.key,
+            self.signer,
             self.validators,
             self._check_payload,
             safety,

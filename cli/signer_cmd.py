@@ -1,0 +1,50 @@
+"""``perpbft signer``: run the remote signer process for a validator key (node/signer.py)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from cli.errors import EXIT_OK, CliError
+from node.keys import KeyFileError, read_key_file
+from node.signer import SignerCore, serve, socket_path
+
+
+def register(sub: Any) -> None:
+    signer = sub.add_parser(
+        "signer", help="hold the validator key and sign consensus messages for a node"
+    )
+    signer.add_argument("--key", required=True, type=Path, help="validator key file")
+    signer.add_argument("--chain-id", required=True, help="the only chain this signer signs for")
+    signer.add_argument(
+        "--listen", required=True, help="socket to listen on, unix:///path/to/signer.sock"
+    )
+    signer.add_argument(
+        "--state",
+        required=True,
+        type=Path,
+        help="the signer's safety record (last signed view per phase); created if absent",
+    )
+    signer.set_defaults(func=cmd_signer)
+
+
+def cmd_signer(args: argparse.Namespace) -> int:
+    try:
+        path = socket_path(args.listen)
+        key = read_key_file(args.key)
+        core = SignerCore(key, args.chain_id, args.state)
+    except (ValueError, KeyFileError, OSError) as exc:
+        raise CliError(str(exc)) from None
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    print(f"signer {key.public_key.hex()} listening on {path}", file=sys.stderr, flush=True)
+    try:
+        serve(core, path, stop)
+    except OSError as exc:
+        raise CliError(f"cannot listen on {path}: {exc}") from None
+    return EXIT_OK
