@@ -46,6 +46,7 @@ from typing import Any
 
 from consensus.signing import SigningFailed
 from consensus.types import NEWVIEW_DOMAIN_TAG, PROPOSAL_DOMAIN_TAG, VOTE_DOMAIN_TAG
+from node.logs import fields, get_logger
 from state_machine.codec import DecodeError, decode_raw
 from state_machine.crypto import HASH_BYTES, Keypair
 
@@ -55,6 +56,8 @@ UNIX_PREFIX = "unix://"
 CONNECTIONS_MAX = 8
 STATE_VERSION = 1
 REFUSAL_CODES = ("double_sign", "regression", "wrong_chain", "bad_request")
+
+log = get_logger("signer")
 
 
 class SignRefused(Exception):
@@ -333,6 +336,7 @@ class RemoteSigner:
         except (OSError, ValueError) as exc:
             self._drop()
             self.failures += 1
+            log.warning("signer_unavailable", extra=fields(socket=str(self.path), error=str(exc)))
             raise SigningFailed(f"signer at {self.path} unavailable: {exc}") from None
         if not isinstance(response, dict):
             self._drop()
@@ -340,6 +344,8 @@ class RemoteSigner:
             raise SigningFailed(f"signer at {self.path} closed the connection")
         if not response.get("ok"):
             self.refusals += 1
+            code, error = response.get("code"), response.get("error")
+            log.error("signer_refused", extra=fields(code=code, error=error))
             raise SigningFailed(f"signer refused ({response.get('code')}): {response.get('error')}")
         return response
 
