@@ -411,10 +411,13 @@ class Replica:
 
     def _send_newview(self, view: int, *, broadcast: bool) -> None:
         message = self._new_newview(view)
+        if broadcast:
+            # Counted as announced even when the signer failed: the join rule re-enters
+            # _leave_view until the view is announced, and the view timer retries anyway.
+            self._announced_view = max(self._announced_view, view)
         if message is None:
             return
         if broadcast:
-            self._announced_view = max(self._announced_view, view)
             self._out.append(Broadcast(message))
         elif self.validators.leader(view) != self.me:
             self._out.append(Send(self.validators.leader(view), message))
