@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,7 +22,9 @@ from consensus.types import (
     proposal_signing_bytes,
     vote_signing_bytes,
 )
+from node.config import Config, SignerSettings
 from node.keys import write_key_file
+from node.runner import StartError, connect_signer
 from node.signer import RemoteSigner, SignerCore, SignRefused, parse_sign_request
 from state_machine.crypto import Keypair, verify
 
@@ -164,3 +167,34 @@ def test_a_signer_process_signs_over_a_unix_socket_and_refuses_a_double_sign(
     finally:
         process.kill()
         process.wait(timeout=10)
+
+
+def test_a_hung_signer_fails_the_signature_within_the_timeout(socket_dir: Path) -> None:
+    # A signer that accepts the connection and then never answers.
+    path = socket_dir / "hung.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+    try:
+        with pytest.raises(SigningFailed, match="unavailable"):
+            RemoteSigner(f"unix://{path}", timeout_ms=200)
+    finally:
+        listener.close()
+
+
+@pytest.mark.slow
+def test_the_node_refuses_a_signer_holding_another_key(tmp_path: Path, socket_dir: Path) -> None:
+    socket_file = socket_dir / "signer.sock"
+    process = start_signer(tmp_path, socket_file)
+    try:
+        config = Config(home=tmp_path, signer=SignerSettings(address=f"unix://{socket_file}"))
+        with pytest.raises(StartError, match="holds key"):
+            connect_signer(config, Keypair(b"\x01" * 32))
+        signer = connect_signer(config, KEY)
+        assert signer is not None and signer.public_key == KEY.public_key
+        signer.close()
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+    with pytest.raises(StartError, match="unavailable"):
+        connect_signer(config, KEY)
