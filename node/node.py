@@ -104,6 +104,7 @@ from node.mempool import Admit, Mempool, MempoolLimits, Prepared
 from node.metrics import Metrics
 from node.observe import ConsensusObserver
 from node.preverify import BLOCK_MISMATCH, blocks_to_preverify
+from node.signer import RemoteSigner
 from node.sigpool import SignaturePool
 from node.statesync_run import CHANNEL_STATESYNC, StateSyncer
 from node.storage import StoreError
@@ -187,8 +188,10 @@ class Node:
         if signer is not None and signer.public_key != key.public_key:
             raise ValueError("the remote signer's key is not this node's key")
         self.signer: Signer = key if signer is None else signer
-        self.chain_id = genesis.chain_id
         self.metrics = Metrics()
+        if isinstance(signer, RemoteSigner):
+            signer.on_failure = self._count_signer_failure
+        self.chain_id = genesis.chain_id
         self.observer = ConsensusObserver(self.metrics)
         storage = config.storage
         self.disk = DiskWatch(
@@ -286,6 +289,9 @@ class Node:
             max_block_bytes=min(4 * 1024 * 1024, payload_max),
             sync_response_max_bytes=payload_max,
         )
+
+    def _count_signer_failure(self, reason: str) -> None:
+        self.metrics.signer_failures.labels(reason=reason).inc()
 
     def build_replica(self, chain: Chain) -> Replica | None:
         if not self.is_validator:

@@ -40,6 +40,7 @@ import os
 import socket
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -319,6 +320,8 @@ class RemoteSigner:
         self._sock: socket.socket | None = None
         self.failures = 0
         self.refusals = 0
+        # Called with "unavailable" or "refused" on each failure (the node counts them).
+        self.on_failure: Callable[[str], None] = lambda reason: None
         self._public_key = bytes.fromhex(self._call({"op": "public_key"})["public_key"])
 
     @property
@@ -336,14 +339,17 @@ class RemoteSigner:
         except (OSError, ValueError) as exc:
             self._drop()
             self.failures += 1
+            self.on_failure("unavailable")
             log.warning("signer_unavailable", extra=fields(socket=str(self.path), error=str(exc)))
             raise SigningFailed(f"signer at {self.path} unavailable: {exc}") from None
         if not isinstance(response, dict):
             self._drop()
             self.failures += 1
+            self.on_failure("unavailable")
             raise SigningFailed(f"signer at {self.path} closed the connection")
         if not response.get("ok"):
             self.refusals += 1
+            self.on_failure("refused")
             code, error = response.get("code"), response.get("error")
             log.error("signer_refused", extra=fields(code=code, error=error))
             raise SigningFailed(f"signer refused ({response.get('code')}): {response.get('error')}")

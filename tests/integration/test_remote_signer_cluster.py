@@ -71,10 +71,12 @@ def test_a_validator_with_a_remote_signer_votes_and_goes_silent_without_it(
             assert cluster.height(1) <= stalled + 1  # no quorum without node 0's votes
             assert cluster.running(0)
             assert cluster.log_lines(0, "signer_unavailable")
+            assert cluster.metric(0, "perpbft_signer_failures_total", reason="unavailable") > 0
 
             signer = start_signer(key_file, cluster.chain_id, socket_file, state)
             cluster.wait_height(stalled + 3, nodes=[0, 1, 2], timeout_s=120)
             assert not cluster.log_lines(0, "signer_refused")
+            assert cluster.metric(0, "perpbft_signer_failures_total", reason="refused") == 0
         finally:
             signer.kill()
             signer.wait(timeout=10)
