@@ -11,7 +11,8 @@ from typing import Any
 
 from cli.errors import EXIT_OK, CliError
 from node.keys import KeyFileError, read_key_file
-from node.signer import SignerCore, serve, socket_path
+from node.signer import SignerCore, TlsServer, parse_signer_address, serve
+from p2p.tls import make_tls_contexts
 
 
 def register(sub: Any) -> None:
@@ -21,7 +22,16 @@ def register(sub: Any) -> None:
     signer.add_argument("--key", required=True, type=Path, help="validator key file")
     signer.add_argument("--chain-id", required=True, help="the only chain this signer signs for")
     signer.add_argument(
-        "--listen", required=True, help="socket to listen on, unix:///path/to/signer.sock"
+        "--listen",
+        required=True,
+        help="unix:///path/to/signer.sock, or tls://host:port (mutual TLS, needs --allow-node)",
+    )
+    signer.add_argument(
+        "--allow-node",
+        action="append",
+        default=[],
+        metavar="HEX",
+        help="public key (hex) of a node allowed to connect over TLS; repeat for each",
     )
     signer.add_argument(
         "--state",
@@ -34,9 +44,10 @@ def register(sub: Any) -> None:
 
 def cmd_signer(args: argparse.Namespace) -> int:
     try:
-        path = socket_path(args.listen)
+        path = parse_signer_address(args.listen)
         key = read_key_file(args.key)
         core = SignerCore(key, args.chain_id, args.state)
+        tls = tls_server(key.seed, args.allow_node) if path.path is None else None
     except (ValueError, KeyFileError, OSError) as exc:
         raise CliError(str(exc)) from None
     stop = threading.Event()
@@ -44,7 +55,17 @@ def cmd_signer(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     print(f"signer {key.public_key.hex()} listening on {path}", file=sys.stderr, flush=True)
     try:
-        serve(core, path, stop)
+        serve(core, path, stop, tls)
     except OSError as exc:
         raise CliError(f"cannot listen on {path}: {exc}") from None
     return EXIT_OK
+
+
+def tls_server(seed: bytes, allowed_hex: list[str]) -> TlsServer:
+    """The signer presents the validator key and accepts only the listed node keys."""
+    if not allowed_hex:
+        raise ValueError("a tls:// listener needs at least one --allow-node KEY")
+    allowed = frozenset(bytes.fromhex(k) for k in allowed_hex)
+    if any(len(k) != 32 for k in allowed):
+        raise ValueError("--allow-node takes a 64-hex-character public key")
+    return TlsServer(make_tls_contexts(seed).server, allowed)

@@ -377,8 +377,10 @@ class RoleSettings:
 
 
 def _parse_signer_address(text: str) -> str:
-    if text and (not text.startswith("unix://") or len(text) == len("unix://")):
-        raise ValueError("must be empty or unix:///path/to/signer.sock")
+    if text and not (text.startswith("unix://") and len(text) > len("unix://")):
+        host, _, port = text.removeprefix("tls://").rpartition(":")
+        if not (text.startswith("tls://") and host and port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError("must be empty, unix:///path/to/signer.sock or tls://host:port")
     return text
 
 
@@ -388,8 +390,8 @@ class SignerSettings:
 
     address: str = _key(
         "",
-        "unix:///path of a perpbft signer holding the validator key (empty = sign with the "
-        "node key file)",
+        "unix:///path or tls://host:port of a perpbft signer holding the validator key "
+        "(empty = sign with the node key file)",
         parse=_parse_signer_address,
     )
     timeout_ms: int = _key(

@@ -29,6 +29,7 @@ from node.node import Node
 from node.overrides import Override, apply_overrides
 from node.signer import RemoteSigner
 from node.storage import StoreError
+from p2p.tls import make_tls_contexts
 from state_machine.crypto import Keypair
 from state_machine.genesis import Genesis, GenesisError, genesis_from_json
 
@@ -138,7 +139,10 @@ def connect_signer(config: Config, key: Keypair) -> RemoteSigner | None:
     if not config.signer.address:
         return None
     try:
-        signer = RemoteSigner(config.signer.address, config.signer.timeout_ms)
+        tls = None
+        if config.signer.address.startswith("tls://"):
+            tls = make_tls_contexts(key.seed).client  # pins the signer to the validator key
+        signer = RemoteSigner(config.signer.address, config.signer.timeout_ms, tls, key.public_key)
     except (ValueError, SigningFailed) as exc:
         raise StartError(f"remote signer: {exc}") from None
     if signer.public_key != key.public_key:

@@ -3,7 +3,10 @@
 Theory of operation
 -------------------
 ``perpbft signer`` loads the validator key file and listens on a Unix socket (mode 0600, in
-the operator's private directory). The node (``[signer] address = "unix:///path"``) connects
+the operator's private directory), or on TCP with mutual TLS 1.3 and pinned Ed25519 keys as
+in ``p2p/tls.py`` (the signer presents the validator key and accepts only the node keys it
+was given with ``--allow-node``). The node (``[signer] address = "unix:///path"`` or
+``"tls://host:port"``) connects
 and asks for signatures over the exact domain-tagged signing bytes the replica produces
 (``consensus.types``: vote, proposal, NEW-VIEW). The signer parses those bytes itself, so it
 knows what it signs, and keeps its own safety record, like tmkms or CometBFT's privval:
@@ -38,6 +41,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import ssl
 import struct
 import threading
 from collections.abc import Callable
@@ -45,15 +49,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from consensus.check import check
 from consensus.signing import SigningFailed
 from consensus.types import NEWVIEW_DOMAIN_TAG, PROPOSAL_DOMAIN_TAG, VOTE_DOMAIN_TAG
 from node.logs import fields, get_logger
+from p2p.tls import ALPN_PROTOCOL, public_key_of_certificate
 from state_machine.codec import DecodeError, decode_raw
 from state_machine.crypto import HASH_BYTES, Keypair
 
 FRAME_MAX_BYTES = 64 * 1024
 SIGN_MESSAGE_MAX_BYTES = 1024  # a signing request is a tag, a chain id and a few integers
 UNIX_PREFIX = "unix://"
+TLS_PREFIX = "tls://"
+TLS_HANDSHAKE_TIMEOUT_S = 5.0
 CONNECTIONS_MAX = 8
 STATE_VERSION = 1
 REFUSAL_CODES = ("double_sign", "regression", "wrong_chain", "bad_request")
@@ -81,11 +89,29 @@ class SignRequest:
     block: bytes
 
 
-def socket_path(address: str) -> Path:
-    """``unix:///run/perpbft/signer.sock`` -> the socket's path."""
-    if not address.startswith(UNIX_PREFIX) or len(address) == len(UNIX_PREFIX):
-        raise ValueError(f"signer address must look like unix:///path/to/socket, got {address!r}")
-    return Path(address[len(UNIX_PREFIX) :])
+@dataclass(frozen=True, slots=True)
+class SignerAddress:
+    """Where a signer listens: a Unix socket ``path``, or ``host``/``port`` with mutual TLS."""
+
+    path: Path | None
+    host: str = ""
+    port: int = 0
+
+    def __str__(self) -> str:
+        return f"{UNIX_PREFIX}{self.path}" if self.path else f"{TLS_PREFIX}{self.host}:{self.port}"
+
+
+def parse_signer_address(address: str) -> SignerAddress:
+    """``unix:///run/perpbft/signer.sock`` or ``tls://10.0.0.5:26659``."""
+    if address.startswith(UNIX_PREFIX) and len(address) > len(UNIX_PREFIX):
+        return SignerAddress(Path(address[len(UNIX_PREFIX) :]))
+    if address.startswith(TLS_PREFIX):
+        host, _, port = address[len(TLS_PREFIX) :].rpartition(":")
+        if host and port.isdigit() and 0 < int(port) < 65536:
+            return SignerAddress(None, host.strip("[]"), int(port))
+    raise ValueError(
+        f"signer address must be unix:///path/to/socket or tls://host:port, got {address!r}"
+    )
 
 
 def parse_sign_request(chain_id: str, message: bytes) -> SignRequest:
@@ -263,8 +289,19 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def serve(core: SignerCore, path: Path, stop: threading.Event | None = None) -> None:
-    """Listen on the Unix socket ``path`` (0600) and answer requests until ``stop`` is set."""
+@dataclass(frozen=True, slots=True)
+class TlsServer:
+    """Mutual TLS for a ``tls://`` listener: the signer's context and the node keys it
+    accepts (pinned, as in p2p/tls.py)."""
+
+    context: ssl.SSLContext
+    allowed_keys: frozenset[bytes]
+
+
+def _listener(address: SignerAddress) -> socket.socket:
+    if address.path is None:
+        return socket.create_server((address.host, address.port), backlog=CONNECTIONS_MAX)
+    path = address.path
     if path.exists() or path.is_symlink():
         path.unlink()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -274,6 +311,19 @@ def serve(core: SignerCore, path: Path, stop: threading.Event | None = None) -> 
     finally:
         os.umask(old_umask)
     listener.listen(CONNECTIONS_MAX)
+    return listener
+
+
+def serve(
+    core: SignerCore,
+    address: SignerAddress,
+    stop: threading.Event | None = None,
+    tls: TlsServer | None = None,
+) -> None:
+    """Listen on ``address`` and answer requests until ``stop`` is set; a ``tls://`` address
+    needs ``tls``."""
+    check(address.path is not None or tls is not None, "a TLS listener needs its TLS settings")
+    listener = _listener(address)
     listener.settimeout(0.2)
     slots = threading.BoundedSemaphore(CONNECTIONS_MAX)
     try:
@@ -285,14 +335,43 @@ def serve(core: SignerCore, path: Path, stop: threading.Event | None = None) -> 
             if not slots.acquire(blocking=False):
                 conn.close()  # over the connection limit
                 continue
-            threading.Thread(target=_serve_one, args=(core, conn, slots), daemon=True).start()
+            args = (core, conn, slots, tls)
+            threading.Thread(target=_serve_one, args=args, daemon=True).start()
     finally:
         listener.close()
-        path.unlink(missing_ok=True)
+        if address.path is not None:
+            address.path.unlink(missing_ok=True)
 
 
-def _serve_one(core: SignerCore, conn: socket.socket, slots: threading.BoundedSemaphore) -> None:
+def _accept_tls(conn: socket.socket, tls: TlsServer) -> socket.socket | None:
+    """The handshaken TLS socket of an allowed node key, or None (the connection is closed)."""
+    conn.settimeout(TLS_HANDSHAKE_TIMEOUT_S)
     try:
+        wrapped = tls.context.wrap_socket(conn, server_side=True)
+    except (OSError, ssl.SSLError):
+        conn.close()
+        return None
+    key = public_key_of_certificate(wrapped.getpeercert(binary_form=True))
+    if wrapped.selected_alpn_protocol() != ALPN_PROTOCOL or key not in tls.allowed_keys:
+        log.warning("signer_peer_refused", extra=fields(key=key.hex() if key else None))
+        wrapped.close()
+        return None
+    wrapped.settimeout(None)
+    return wrapped
+
+
+def _serve_one(
+    core: SignerCore,
+    conn: socket.socket,
+    slots: threading.BoundedSemaphore,
+    tls: TlsServer | None,
+) -> None:
+    try:
+        if tls is not None:
+            accepted = _accept_tls(conn, tls)
+            if accepted is None:
+                return
+            conn = accepted
         with conn:
             while True:
                 try:
@@ -314,8 +393,20 @@ class RemoteSigner:
     One persistent connection, reopened on the next request after any failure. Every call is
     bounded by ``timeout_ms``."""
 
-    def __init__(self, address: str, timeout_ms: int) -> None:
-        self.path = socket_path(address)
+    def __init__(
+        self,
+        address: str,
+        timeout_ms: int,
+        tls: ssl.SSLContext | None = None,
+        signer_key: bytes | None = None,
+    ) -> None:
+        """A ``tls://`` address needs ``tls`` (the node's client context) and ``signer_key``,
+        the key the signer must present (pinned)."""
+        self.address = parse_signer_address(address)
+        if self.address.path is None and (tls is None or signer_key is None):
+            raise ValueError("a tls:// signer needs the node's TLS context and the signer's key")
+        self.tls = tls
+        self.signer_key = signer_key
         self.timeout_s = timeout_ms / 1000
         self._sock: socket.socket | None = None
         self.failures = 0
@@ -340,13 +431,15 @@ class RemoteSigner:
             self._drop()
             self.failures += 1
             self.on_failure("unavailable")
-            log.warning("signer_unavailable", extra=fields(socket=str(self.path), error=str(exc)))
-            raise SigningFailed(f"signer at {self.path} unavailable: {exc}") from None
+            log.warning(
+                "signer_unavailable", extra=fields(signer=str(self.address), error=str(exc))
+            )
+            raise SigningFailed(f"signer at {self.address} unavailable: {exc}") from None
         if not isinstance(response, dict):
             self._drop()
             self.failures += 1
             self.on_failure("unavailable")
-            raise SigningFailed(f"signer at {self.path} closed the connection")
+            raise SigningFailed(f"signer at {self.address} closed the connection")
         if not response.get("ok"):
             self.refusals += 1
             self.on_failure("refused")
@@ -357,15 +450,33 @@ class RemoteSigner:
 
     def _connection(self) -> socket.socket:
         if self._sock is None:
+            self._sock = self._open()
+        return self._sock
+
+    def _open(self) -> socket.socket:
+        address = self.address
+        if address.path is not None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(self.timeout_s)
             try:
-                sock.connect(str(self.path))
+                sock.connect(str(address.path))
             except OSError:
                 sock.close()
                 raise
-            self._sock = sock
-        return self._sock
+            return sock
+        if self.tls is None:  # the constructor refuses this
+            raise ValueError("a tls:// signer without a TLS context")
+        plain = socket.create_connection((address.host, address.port), timeout=self.timeout_s)
+        try:
+            sock = self.tls.wrap_socket(plain)
+        except (OSError, ssl.SSLError):
+            plain.close()
+            raise
+        key = public_key_of_certificate(sock.getpeercert(binary_form=True))
+        if key != self.signer_key:
+            sock.close()
+            raise OSError(f"the signer presented key {key.hex()[:16] if key else None}")
+        return sock
 
     def _drop(self) -> None:
         if self._sock is not None:

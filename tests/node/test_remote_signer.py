@@ -4,6 +4,7 @@ process serving a node's client over a real Unix socket."""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -26,6 +27,7 @@ from node.config import Config, SignerSettings
 from node.keys import write_key_file
 from node.runner import StartError, connect_signer
 from node.signer import RemoteSigner, SignerCore, SignRefused, parse_sign_request
+from p2p.tls import make_tls_contexts
 from state_machine.crypto import Keypair, verify
 
 CHAIN = "signer-test"
@@ -198,3 +200,57 @@ def test_the_node_refuses_a_signer_holding_another_key(tmp_path: Path, socket_di
         process.wait(timeout=10)
     with pytest.raises(StartError, match="unavailable"):
         connect_signer(config, KEY)
+
+
+def free_port() -> int:
+    for _ in range(100):
+        port = random.randint(31_000, 39_000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port")
+
+
+@pytest.mark.slow
+def test_a_signer_over_mutual_tls_serves_only_allowed_node_keys(tmp_path: Path) -> None:
+    key_file = tmp_path / "validator.json"
+    write_key_file(key_file, KEY)
+    other = Keypair(b"\x02" * 32)
+    port = free_port()
+    address = f"tls://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "cli.main", "signer", "--key", str(key_file),
+            "--chain-id", CHAIN, "--listen", address, "--state", str(tmp_path / "state.json"),
+            "--allow-node", KEY.public_key.hex(),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                client = RemoteSigner(
+                    address, 2_000, make_tls_contexts(KEY.seed).client, KEY.public_key
+                )
+                break
+            except SigningFailed:
+                assert process.poll() is None and time.monotonic() < deadline, "no signer"
+                time.sleep(0.1)
+        assert verify(KEY.public_key, vote(2, BLOCK_A), client.sign(vote(2, BLOCK_A)))
+        with pytest.raises(SigningFailed, match="double_sign"):
+            client.sign(vote(2, BLOCK_B))
+        client.close()
+        # A node key the signer was not given is dropped after the handshake.
+        with pytest.raises(SigningFailed, match="closed the connection"):
+            RemoteSigner(address, 2_000, make_tls_contexts(other.seed).client, KEY.public_key)
+        # A signer presenting another key than the validator key is refused by the node.
+        with pytest.raises(SigningFailed, match="presented key"):
+            RemoteSigner(address, 2_000, make_tls_contexts(KEY.seed).client, other.public_key)
+    finally:
+        process.kill()
+        process.wait(timeout=10)
