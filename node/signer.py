@@ -194,9 +194,19 @@ def load_state(path: Path, chain_id: str) -> SignerState:
     if body.get("version") != STATE_VERSION or body.get("chain_id") != chain_id:
         raise ValueError(f"{path}: signer state of another chain or version")
     last = body.get("last")
-    if not isinstance(last, dict):
+    if not isinstance(last, dict) or not all(_valid_entry(v) for v in last.values()):
         raise ValueError(f"{path}: malformed signer state")
     return SignerState(chain_id, last)
+
+
+def _valid_entry(entry: Any) -> bool:
+    """A record entry is ``[view, block_hash_hex]``."""
+    return (
+        isinstance(entry, list)
+        and len(entry) == 2
+        and type(entry[0]) is int
+        and isinstance(entry[1], str)
+    )
 
 
 def save_state(path: Path, state: SignerState) -> None:

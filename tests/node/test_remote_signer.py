@@ -77,6 +77,9 @@ def test_the_guard_survives_a_signer_restart(tmp_path: Path) -> None:
     assert refusal_code(SignerCore(KEY, CHAIN, state), vote(3, BLOCK_B)) == "double_sign"
     with pytest.raises(ValueError, match="another chain"):
         SignerCore(KEY, "other-chain", state)
+    state.write_text('{"version": 1, "chain_id": "signer-test", "last": {"vote/1": [3]}}')
+    with pytest.raises(ValueError, match="malformed"):
+        SignerCore(KEY, CHAIN, state)
 
 
 @pytest.mark.parametrize(
