@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "cli.config_cmd",
     "cli.maintenance_cmd",
     "cli.keys_cmd",
+    "cli.signer_cmd",
     "cli.snapshot_cmd",
     "cli.indexer_cmd",
     "cli.genesis_cmd",

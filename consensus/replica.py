@@ -148,6 +148,7 @@ from consensus.safety import (
     updated_high_qc,
     updated_lock,
 )
+from consensus.signing import Signer, SigningFailed
 from consensus.types import (
     COMMIT,
     PRECOMMIT,
@@ -180,7 +181,6 @@ from consensus.verify import (
     sign_proposal,
     sign_vote,
 )
-from state_machine.crypto import Keypair
 
 CheckPayload = Callable[[Block], bool]
 
@@ -222,7 +222,7 @@ class Replica:
     def __init__(
         self,
         config: ConsensusConfig,
-        key: Keypair,
+        key: Signer,
         validators: ValidatorSet | EpochSets,
         check_payload: CheckPayload | None = None,
     ) -> None:
@@ -271,7 +271,7 @@ class Replica:
     def restore(
         cls,
         config: ConsensusConfig,
-        key: Keypair,
+        key: Signer,
         validators: ValidatorSet | EpochSets,
         check_payload: CheckPayload | None,
         safety: SafetyData,
@@ -489,19 +489,27 @@ class Replica:
         message = self._new_newview(view)
         leader = self.validators.leader(view)
         if broadcast:
+            # Counted as announced even when the signer failed: the join rule re-enters
+            # _leave_view until the view is announced, and the view timer retries anyway.
             self._announced_view = max(self._announced_view, view)
+        if message is None:
+            return
+        if broadcast:
             self._out.append(Broadcast(message))
         elif leader != self.me:
             self._out.append(Send(leader, message))
 
-    def _new_newview(self, view: int) -> NewView:
+    def _new_newview(self, view: int) -> NewView | None:
         """Sign NEW-VIEW for ``view`` (we are in it, or gave up every view below it) and record
         it as our latest; the promise it states is persisted before it leaves."""
         high = self.safety.prepare_qc
         high_block = (
             self._pending.get(high.block_hash) if high.height > self.committed_height else None
         )
-        signature = sign_newview(self.key, self.config.chain_id, view, high)
+        try:
+            signature = sign_newview(self.key, self.config.chain_id, view, high)
+        except SigningFailed:
+            return None  # silent this time (see consensus/signing.py)
         message = NewView(view, high, high_block, self.me, signature)
         self._record_newview(message)
         self._ensure_persisted()
@@ -520,6 +528,8 @@ class Replica:
         latest = self._latest_newview.get(self.me)
         if latest is None or latest.view < self.view:
             latest = self._new_newview(self.view)
+        if latest is None:
+            return
         self._ensure_persisted()
         self._out.append(Send(peer, latest))
         own = self._own_proposal
@@ -772,7 +782,10 @@ class Replica:
         if validators is None or self.me not in validators:
             return  # not a member of this height's set: our vote would not count
         self._ensure_persisted()
-        vote = sign_vote(self.key, self.config.chain_id, phase, view, height, block_hash)
+        try:
+            vote = sign_vote(self.key, self.config.chain_id, phase, view, height, block_hash)
+        except SigningFailed:
+            return  # not voting is safe (see consensus/signing.py)
         self._send(validators.leader(view), vote)
 
     def _retry_waiting(self) -> None:
@@ -1016,7 +1029,10 @@ class Replica:
         block_hash = block.block_hash()
         self._update_safety(proposed_view=view)
         self._ensure_persisted()
-        signature = sign_proposal(self.key, self.config.chain_id, view, block_hash)
+        try:
+            signature = sign_proposal(self.key, self.config.chain_id, view, block_hash)
+        except SigningFailed:
+            return  # not proposing is safe: the view times out (see consensus/signing.py)
         tc = None
         if high.view + 1 < view:
             # The view before ended without a prepare QC: replicas that missed the NEW-VIEWs

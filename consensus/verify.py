@@ -7,6 +7,7 @@ replica drops the message. All signatures go through :func:`state_machine.crypto
 from __future__ import annotations
 
 from consensus.quorum import vote_signature_valid
+from consensus.signing import Signer
 from consensus.types import (
     Evidence,
     NewView,
@@ -20,21 +21,21 @@ from consensus.types import (
     vote_signing_bytes,
 )
 from consensus.validators import ValidatorSet
-from state_machine.crypto import Keypair, verify
+from state_machine.crypto import verify
 
 
 def sign_vote(
-    key: Keypair, chain_id: str, phase: int, view: int, height: int, block_hash: bytes
+    key: Signer, chain_id: str, phase: int, view: int, height: int, block_hash: bytes
 ) -> Vote:
     signature = key.sign(vote_signing_bytes(chain_id, phase, view, height, block_hash))
     return Vote(phase, view, height, block_hash, key.public_key, signature)
 
 
-def sign_proposal(key: Keypair, chain_id: str, view: int, block_hash: bytes) -> bytes:
+def sign_proposal(key: Signer, chain_id: str, view: int, block_hash: bytes) -> bytes:
     return key.sign(proposal_signing_bytes(chain_id, view, block_hash))
 
 
-def sign_newview(key: Keypair, chain_id: str, view: int, high_qc: QuorumCert) -> bytes:
+def sign_newview(key: Signer, chain_id: str, view: int, high_qc: QuorumCert) -> bytes:
     return key.sign(newview_signing_bytes(chain_id, view, high_qc))
 
 

@@ -376,6 +376,32 @@ class RoleSettings:
     )
 
 
+def _parse_signer_address(text: str) -> str:
+    if text and not (text.startswith("unix://") and len(text) > len("unix://")):
+        host, _, port = text.removeprefix("tls://").rpartition(":")
+        if not (text.startswith("tls://") and host and port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError("must be empty, unix:///path/to/signer.sock or tls://host:port")
+    return text
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SignerSettings:
+    """A remote signer for the validator key (``perpbft signer``, node/signer.py)."""
+
+    address: str = _key(
+        "",
+        "unix:///path or tls://host:port of a perpbft signer holding the validator key "
+        "(empty = sign with the node key file)",
+        parse=_parse_signer_address,
+    )
+    timeout_ms: int = _key(
+        1_000,
+        "a signature not received in this time is skipped (the replica stays silent)",
+        lo=1,
+        hi=60_000,
+    )
+
+
 def _parse_trust_hash(text: str) -> str:
     if text and (len(text) != 64 or any(c not in "0123456789abcdef" for c in text)):
         raise ValueError("must be empty or a block hash of 64 lowercase hex characters")
@@ -427,6 +453,7 @@ SECTIONS: dict[str, type] = {
     "indexer": IndexerSettings,
     "role": RoleSettings,
     "statesync": StateSyncSettings,
+    "signer": SignerSettings,
 }
 
 
@@ -447,6 +474,7 @@ class Config:
     indexer: IndexerSettings = IndexerSettings()
     role: RoleSettings = RoleSettings()
     statesync: StateSyncSettings = StateSyncSettings()
+    signer: SignerSettings = SignerSettings()
 
     def path(self, relative: str) -> Path:
         return self.home / Path(relative).expanduser()

@@ -63,6 +63,14 @@ class Metrics:
         self.votes_received = Counter(
             "perpbft_votes_received", "Votes received from peers", registry=r
         )
+        self.signer_failures = Counter(
+            "perpbft_signer_failures",
+            "Consensus signatures the remote signer refused or could not give, by reason",
+            ["reason"],
+            registry=r,
+        )
+        for reason in ("unavailable", "refused"):
+            self.signer_failures.labels(reason=reason)
         self.qc_formation_seconds = Histogram(
             "perpbft_qc_formation_seconds",
             "Time from seeing a view's proposal to seeing its QC, by phase",

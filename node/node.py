@@ -68,6 +68,7 @@ from consensus.events import (
 from consensus.follow import SENDER_FAULTS, STATE_DIVERGED, committed_block_refusal
 from consensus.quorum import vote_signature_valid
 from consensus.replica import Replica
+from consensus.signing import Signer
 from consensus.types import (
     EVIDENCE,
     PHASE_NAMES,
@@ -103,6 +104,7 @@ from node.mempool import Admit, Mempool, MempoolLimits, Prepared
 from node.metrics import Metrics
 from node.observe import ConsensusObserver
 from node.preverify import BLOCK_MISMATCH, blocks_to_preverify
+from node.signer import RemoteSigner
 from node.sigpool import SignaturePool
 from node.statesync_run import CHANNEL_STATESYNC, StateSyncer
 from node.storage import StoreError
@@ -174,13 +176,22 @@ Subscriber = Callable[[Executed], None]
 class Node:
     """One validator (or full node) process. ``await node.run(task_status=...)``."""
 
-    def __init__(self, config: Config, genesis: Genesis, key: Keypair) -> None:
+    def __init__(
+        self, config: Config, genesis: Genesis, key: Keypair, signer: Signer | None = None
+    ) -> None:
         self.config = config
         self.genesis = genesis
         self._market_symbols = {m.market_id: m.symbol for m in genesis.markets}
         self.key = key
-        self.chain_id = genesis.chain_id
+        # Consensus signs through a remote signer when one is configured (node/signer.py);
+        # it holds the same key, since the p2p TLS identity is still the validator key.
+        if signer is not None and signer.public_key != key.public_key:
+            raise ValueError("the remote signer's key is not this node's key")
+        self.signer: Signer = key if signer is None else signer
         self.metrics = Metrics()
+        if isinstance(signer, RemoteSigner):
+            signer.on_failure = self._count_signer_failure
+        self.chain_id = genesis.chain_id
         self.observer = ConsensusObserver(self.metrics)
         storage = config.storage
         self.disk = DiskWatch(
@@ -279,19 +290,22 @@ class Node:
             sync_response_max_bytes=payload_max,
         )
 
+    def _count_signer_failure(self, reason: str) -> None:
+        self.metrics.signer_failures.labels(reason=reason).inc()
+
     def build_replica(self, chain: Chain) -> Replica | None:
         if not self.is_validator:
             return None
         config = self.consensus_config()
         safety = chain.read_safety(self.chain_id)
         if safety is None and chain.height == 0:
-            return Replica(config, self.key, self.validators, self._check_payload)
+            return Replica(config, self.signer, self.validators, self._check_payload)
         if safety is None:
             # Data imported from a snapshot: nothing was ever promised from this home.
-            safety = Replica(config, self.key, self.validators).safety
+            safety = Replica(config, self.signer, self.validators).safety
         return Replica.restore(
             config,
-            self.key,
+            self.signer,
             self.validators,
             self._check_payload,
             safety,

@@ -16,6 +16,7 @@ from pathlib import Path
 import trio
 from hypercorn.config import Config as HyperConfig
 
+from consensus.signing import SigningFailed
 from node.api.app import build_app, build_metrics_app
 from node.api.server import serve_api
 from node.chain import ChainError
@@ -26,7 +27,10 @@ from node.keys import KeyFileError, read_key_file
 from node.logs import configure_logging, fields, get_logger
 from node.node import Node
 from node.overrides import Override, apply_overrides
+from node.signer import RemoteSigner
 from node.storage import StoreError
+from p2p.tls import make_tls_contexts
+from state_machine.crypto import Keypair
 from state_machine.genesis import Genesis, GenesisError, genesis_from_json
 
 log = get_logger("runner")
@@ -124,8 +128,30 @@ def prepare(home: Path, overrides: Sequence[Override] = ()) -> tuple[Config, Gen
         key = read_key_file(config.node_key_path)
     except KeyFileError as exc:
         raise StartError(str(exc)) from None
-    node = Node(config, genesis, key)
+    signer = connect_signer(config, key)
+    node = Node(config, genesis, key, signer)
     return config, genesis, node
+
+
+def connect_signer(config: Config, key: Keypair) -> RemoteSigner | None:
+    """The configured remote signer, reachable and holding this node's key, or none; a signer
+    that is down at start is a start error (the node would never vote)."""
+    if not config.signer.address:
+        return None
+    try:
+        tls = None
+        if config.signer.address.startswith("tls://"):
+            tls = make_tls_contexts(key.seed).client  # pins the signer to the validator key
+        signer = RemoteSigner(config.signer.address, config.signer.timeout_ms, tls, key.public_key)
+    except (ValueError, SigningFailed) as exc:
+        raise StartError(f"remote signer: {exc}") from None
+    if signer.public_key != key.public_key:
+        signer.close()
+        raise StartError(
+            f"the remote signer holds key {signer.public_key.hex()[:16]}, not this node's "
+            f"{key.public_key.hex()[:16]}"
+        )
+    return signer
 
 
 def raise_open_files_limit(config: Config) -> None:
