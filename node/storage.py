@@ -66,6 +66,13 @@ first (the first change after h saw the value at h); :meth:`Store.prove_many` bu
 from that overlay with the same node walk as at the latest height, against the root recorded in
 the undo record of h + 1. Undo records older than ``proof_history_heights`` are deleted in the
 commit that makes them too old; an imported snapshot starts with none.
+
+Archive mode (``Store.archive``, from ``[storage] archive = true``): no undo record is ever
+deleted and :meth:`Store.prune_blocks` refuses, so every height since the store's first is
+provable. A proof at h still rolls back the undo records of h+1 .. latest, so its cost grows
+with the state changed since h; the per-request bound (``PROOF_UNDO_BYTES_MAX``) answers
+``height_not_provable`` for a height too far back for one request rather than spend unbounded
+CPU on it (a per-key version index would remove that limit; not built).
 """
 
 from __future__ import annotations
@@ -405,6 +412,10 @@ class Store:
         # Past heights whose state stays provable (undo records kept); 0 keeps none. The node
         # sets it from ``[storage] proof_history_heights``.
         self.proof_history_heights = DEFAULT_PROOF_HISTORY_HEIGHTS
+        # Archive mode (``[storage] archive``): every undo record is kept, whatever
+        # ``proof_history_heights`` says, and no block is pruned (block h + 1 certifies the
+        # state at h, so a pruned block would leave its parent's state unprovable).
+        self.archive = False
         self._dbs = dbs
         self._meta = meta
         self._tree = tree
@@ -635,7 +646,7 @@ class Store:
         node_updates: Sequence[NodeUpdate],
     ) -> UndoRecord | None:
         """Write the state and node updates; return what they overwrote (None: not kept)."""
-        keep_undo = self.proof_history_heights > 0
+        keep_undo = self.archive or self.proof_history_heights > 0
         state_undo: dict[bytes, bytes | None] = {}
         node_undo: list[tuple[bytes, bytes | None]] = []
         state_db = self._dbs["state"]
@@ -675,6 +686,8 @@ class Store:
         undo_db = self._dbs["undo"]
         if undo is not None:
             txn.put(height_key(height), seal(undo.to_bytes()), db=undo_db)
+        if self.archive:
+            return  # every height stays provable
         keep_from = height_key(max(0, height - self.proof_history_heights + 1))
         cursor = txn.cursor(db=undo_db)
         # Normally one record falls out per block; more after the setting was lowered.
@@ -835,6 +848,8 @@ class Store:
         """
         if keep_last < 1:
             raise StoreError("keep_last must be at least 1 (the latest block stays)")
+        if self.archive:
+            raise StoreError("an archive store keeps every block: pruning is refused")
         if self._broken is not None:
             raise StoreError(f"store unusable after a failed commit ({self._broken}); reopen it")
         first = self._meta.base_height

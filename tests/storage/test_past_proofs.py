@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from node.storage import ProofHeightError, Store, StoreCorruptError, height_key
+from node.storage import ProofHeightError, Store, StoreCorruptError, StoreError, height_key
 from state_machine.merkle_state import DEFAULT_SHAPE, MerkleState, verify_proof
 from tests.storage.helpers import (
     CHAIN_ID,
@@ -153,3 +153,29 @@ def test_a_proof_reads_a_bounded_amount_of_undo_records(
         with store.read_txn() as txn:  # an operator's export is not bounded
             entries, _ = store.state_at(txn, 0)
         assert entries == sorted(GENESIS_ENTRIES)
+
+
+def test_an_archive_store_keeps_every_height_provable_and_refuses_pruning(
+    tmp_path: Path,
+) -> None:
+    # proof_history_heights = 0 would keep nothing; archive overrides it and keeps all.
+    with Store.create(tmp_path, CHAIN_ID, GENESIS_HASH, GENESIS_ENTRIES) as store:
+        store.proof_history_heights = 0
+        store.archive = True
+        for h in range(1, BLOCKS + 1):
+            commit(store, make_block(SEED, h))
+        assert undo_heights(store) == list(range(1, BLOCKS + 1))
+        with pytest.raises(StoreError, match="archive"):
+            store.prune_blocks(5)
+        assert store.get_block(1) is not None
+    # A reopened store is not an archive until told; the node sets it from the config at
+    # start-up, before any commit, so nothing is dropped in between.
+    with Store.open(tmp_path) as store:
+        store.archive = True
+        store.proof_history_heights = 3
+        commit(store, make_block(SEED, BLOCKS + 1))
+        assert undo_heights(store) == list(range(1, BLOCKS + 2))
+        keys = sorted({k for h in range(1, BLOCKS + 1) for k, _ in make_block(SEED, h).writes})
+        keys = [*keys[::7], GENESIS_ENTRIES[0][0], b"never-written"]
+        for height in range(0, BLOCKS + 2):
+            check_proofs_at(store, height, keys)
