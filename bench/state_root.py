@@ -260,7 +260,7 @@ def _random_worker(params: dict[str, Any]) -> dict[str, Any]:
     state = {_key(rng): rng.randbytes(VALUE_BYTES) for _ in range(total_keys)}
     store = Store.create(Path(params["work_dir"]), "bench", bytes(32), sorted(state.items()))
     store.proof_history_heights = params["proof_history"]
-    store.archive = params["archive"]
+    store.archive = params.get("archive", False)
     setup_s = time.perf_counter() - started
     gc.collect()
     gc.freeze()
@@ -564,7 +564,7 @@ def _exchange_worker(params: dict[str, Any]) -> dict[str, Any]:
     n_entries = len(entries)
     store = Store.create(Path(params["work_dir"]), CHAIN, state.genesis_hash, entries)
     store.proof_history_heights = params["proof_history"]
-    store.archive = params["archive"]
+    store.archive = params.get("archive", False)
     del entries
     setup_s = time.perf_counter() - started
     gc.collect()
