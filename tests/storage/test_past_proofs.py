@@ -210,3 +210,34 @@ def test_archive_proofs_use_the_version_index_not_the_undo_walk(
             store.prove_many(keys, 20)
         monkeypatch.setattr("node.storage.PROOF_UNDO_BYTES_MAX", 64 * 1024 * 1024)
         check_proofs_at(store, 20, keys)  # the undo walk still proves it
+
+
+def test_archive_versions_stay_true_after_a_rollback_and_another_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rolled-back block's versions are not deleted: each says what a key held before that
+    height, which the other block at that height does not change."""
+    monkeypatch.setattr("node.storage.PROOF_UNDO_BYTES_MAX", 1)  # the index alone proves
+    other = make_block(SEED + 1, 12)  # different keys and values than block 12 of SEED
+    with Store.create(tmp_path, CHAIN_ID, GENESIS_HASH, GENESIS_ENTRIES) as store:
+        store.archive = True
+        for h in range(1, 13):
+            commit(store, make_block(SEED, h))
+        assert store.roll_back_one_height() == 11
+        commit(store, other)
+        commit(store, make_block(SEED + 1, 13))
+        states = {h: expected_state(SEED, h) for h in range(12)}
+        for h in (12, 13):
+            states[h] = dict(states[h - 1])
+            for k, v in make_block(SEED + 1, h).writes:
+                if v is None:
+                    states[h].pop(k, None)
+                else:
+                    states[h][k] = v
+        keys = [*sorted({k for s in states.values() for k in s})[::4], b"never-written"]
+        for height in range(0, 13):
+            tree = MerkleState.from_entries(sorted(states[height].items()))
+            for key, at in zip(keys, store.prove_many(keys, height), strict=True):
+                assert at.state_root == tree.root(), height
+                assert at.value == states[height].get(key), (height, key)
+                assert at.proof == tree.prove(key)
