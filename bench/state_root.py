@@ -64,7 +64,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from client.errors import CliError
-from node.storage import DEFAULT_PROOF_HISTORY_HEIGHTS, PROOF_HISTORY_HEIGHTS_MAX
+from node.storage import DEFAULT_PROOF_HISTORY_HEIGHTS, PROOF_HISTORY_HEIGHTS_MAX, ProofHeightError
 
 if TYPE_CHECKING:
     from node.storage import Store
@@ -131,6 +131,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_PROOF_HISTORY_HEIGHTS,
         help="the store's proof_history_heights (undo records kept; 0 keeps none)",
     )
+    parser.add_argument(
+        "--archive",
+        action="store_true",
+        help="an archive store ([storage] archive): also writes the version index. With it, or "
+        "a --proof-history covering every block, reports proofs at height 1 and at the latest",
+    )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -183,6 +189,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "results": results,
         "state": state_kind,
         "proof_history_heights": args.proof_history,
+        "archive": bool(args.archive),
         "load_avg_1m": [load_before, round(os.getloadavg()[0], 2)],
         "cpus": os.cpu_count(),
     }
@@ -215,6 +222,7 @@ def _run_worker(total_keys: int, args: argparse.Namespace) -> dict[str, Any]:
         "work_dir": str(work_dir),
         "exchange": bool(args.exchange),
         "proof_history": args.proof_history,
+        "archive": bool(args.archive),
     }
     try:
         cmd = [sys.executable, "-m", "bench.state_root", json.dumps(params)]
@@ -252,6 +260,7 @@ def _random_worker(params: dict[str, Any]) -> dict[str, Any]:
     state = {_key(rng): rng.randbytes(VALUE_BYTES) for _ in range(total_keys)}
     store = Store.create(Path(params["work_dir"]), "bench", bytes(32), sorted(state.items()))
     store.proof_history_heights = params["proof_history"]
+    store.archive = params.get("archive", False)
     setup_s = time.perf_counter() - started
     gc.collect()
     gc.freeze()
@@ -292,8 +301,11 @@ def _measure(
             commit_ms.append(stats.lmdb_write_s * 1000)
             commit_cpu_ms.append(stats.lmdb_write_cpu_s * 1000)
     rss_end_mb = _rss_mb()
+    provable = store.archive or store.proof_history_heights >= store.height
+    proof_ms = _proof_ms(store, [w[0] for w in writes[:PROOF_KEYS]]) if provable else {}
     store.close()
     return {
+        **proof_ms,
         "update_ms": round(statistics.median(update_ms), 1),
         "commit_ms": round(statistics.median(commit_ms), 1),
         "update_cpu_ms": round(statistics.median(update_cpu_ms), 1),
@@ -304,6 +316,30 @@ def _measure(
         "rss_end_mb": rss_end_mb,
         "blocks": blocks,
     }
+
+
+PROOF_KEYS = 20  # keys of the last block, proven at once as one request would
+
+
+def _proof_ms(store: Store, keys: list[bytes]) -> dict[str, Any]:
+    """Median time of one ``prove_many`` of ``keys`` at height 1 (every later block changed
+    state since) and at the height below the latest: the version index (archive) against the
+    undo walk (a proof history covering every height)."""
+    latest = store.height
+    out: dict[str, Any] = {}
+    for name, height in (("proof_oldest_ms", 1), ("proof_recent_ms", latest - 1)):
+        times = []
+        for _ in range(5):
+            started = time.perf_counter()
+            try:
+                store.prove_many(keys, height)
+            except ProofHeightError as exc:  # the undo walk's per-request bound
+                out[name.replace("_ms", "_refused")] = str(exc)
+                break
+            times.append((time.perf_counter() - started) * 1000)
+        else:
+            out[name] = round(statistics.median(times), 2)
+    return out
 
 
 def _key(rng: random.Random) -> bytes:
@@ -528,6 +564,7 @@ def _exchange_worker(params: dict[str, Any]) -> dict[str, Any]:
     n_entries = len(entries)
     store = Store.create(Path(params["work_dir"]), CHAIN, state.genesis_hash, entries)
     store.proof_history_heights = params["proof_history"]
+    store.archive = params.get("archive", False)
     del entries
     setup_s = time.perf_counter() - started
     gc.collect()

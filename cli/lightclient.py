@@ -14,6 +14,10 @@ time. The node's answer is treated as hostile input. The check, in order:
    signed by more than 2/3 of the genesis voting power with valid Ed25519 signatures over the
    consensus vote signing bytes (:func:`consensus.quorum.qc_valid`).
 
+:func:`verify_record_proof` checks one record of any kind (``GET /v1/proofs/records/{kind}``)
+the same way, with step 1 being "the answer proves exactly the key the client derived from the
+ids it asked for": the presence *or absence* of that one key is then proven at that height.
+
 The answer is :class:`ProofCheck`: ``ok`` and, when not ok, every failed step in words.
 """
 
@@ -59,13 +63,13 @@ def _hex_bytes(value: Any, what: str, failures: list[str]) -> bytes | None:
 
 
 def _check_entries(
-    body: dict[str, Any], genesis: Genesis, who: bytes, root: bytes, failures: list[str]
+    body: dict[str, Any], expected: set[str], whose: str, root: bytes, failures: list[str]
 ) -> dict[str, Any]:
+    """Each entry's Merkle proof against ``root``; exactly the ``expected`` keys (hex)."""
     entries = body.get("entries")
     if not isinstance(entries, list):
         failures.append("answer has no entries list")
         return {}
-    expected = {k.hex() for k in expected_account_keys(genesis, who)}
     seen: set[str] = set()
     values: dict[str, Any] = {}
     for i, entry in enumerate(entries):
@@ -79,7 +83,7 @@ def _check_entries(
         if key is None or proof is None or (raw_value is not None and value is None):
             continue
         if key.hex() not in expected:
-            failures.append(f"entry {i} key {key.hex()} is not a key of this account")
+            failures.append(f"entry {i} key {key.hex()} is not a key of {whose}")
             continue
         if key.hex() in seen:
             failures.append(f"key {key.hex()} appears twice")
@@ -91,7 +95,7 @@ def _check_entries(
             continue
         values[key.hex()] = None if value is None else _decode(value)
     for missing in sorted(expected - seen):
-        failures.append(f"no proof for key {missing} (the node left part of the account out)")
+        failures.append(f"no proof for key {missing} (the node left part of {whose} out)")
     return values
 
 
@@ -166,6 +170,43 @@ def verify_account_proof(
     if root is None or len(root) != 32:
         failures.append("state_root is not 32 bytes")
         return ProofCheck(False, height, str(body.get("state_root")), failures, {})
-    values = _check_entries(body, genesis, who, root, failures)
+    expected = {k.hex() for k in expected_account_keys(genesis, who)}
+    values = _check_entries(body, expected, "this account", root, failures)
+    _check_certificate(body, genesis, height, root, failures)
+    return ProofCheck(not failures, height, root.hex(), failures, values)
+
+
+def _check_height(body: dict[str, Any], expected_height: int | None, failures: list[str]) -> int:
+    """The answer's height (-1 when it has none), which must be the one asked for if any."""
+    height = body.get("height")
+    if not isinstance(height, int) or isinstance(height, bool) or height < 0:
+        failures.append("answer has no valid height")
+        return -1
+    if expected_height is not None and height != expected_height:
+        failures.append(
+            f"answer is the state at height {height}, not at the requested height {expected_height}"
+        )
+    return height
+
+
+def verify_record_proof(
+    body: Any, genesis: Genesis, key: bytes, kind: str, expected_height: int | None = None
+) -> ProofCheck:
+    """Check an answer of ``GET /v1/proofs/records/{kind}`` for the state key ``key``, which
+    the caller derived itself from the ids it asked for (``node.api.recordkeys``), so a proof
+    of another record does not pass. Same steps as an account's, with that one key."""
+    failures: list[str] = []
+    if not isinstance(body, dict):
+        return ProofCheck(False, 0, "", ["answer is not a JSON object"], {})
+    height = _check_height(body, expected_height, failures)
+    if height < 0:
+        return ProofCheck(False, 0, "", failures, {})
+    if body.get("kind") != kind:
+        failures.append(f"answer is for a record of kind {body.get('kind')!r}, not {kind}")
+    root = _hex_bytes(body.get("state_root"), "state_root", failures)
+    if root is None or len(root) != 32:
+        failures.append("state_root is not 32 bytes")
+        return ProofCheck(False, height, str(body.get("state_root")), failures, {})
+    values = _check_entries(body, {key.hex()}, f"this {kind} record", root, failures)
     _check_certificate(body, genesis, height, root, failures)
     return ProofCheck(not failures, height, root.hex(), failures, values)

@@ -7,6 +7,11 @@ QC signed by more than 2/3 of the genesis validators (see :mod:`cli.lightclient`
 ``--height`` the answer must also be the state at that height. Prints VERIFIED, or NOT
 VERIFIED and every check that failed (exit code 1). ``--proof-file`` checks a saved answer
 instead of asking a node; ``--save`` writes the answer for later checks.
+
+``perpbft proof KIND IDS...`` does the same for one state record of any kind (``order MARKET
+ORDER``, ``position ACCOUNT MARKET``, ``market MARKET``, ... one subcommand per kind of
+``node.api.recordkeys.RECORD_KINDS``): the key is derived here from the ids, and the answer must
+prove that key's value, or its absence, at the height.
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from cli.errors import EXIT_OK, EXIT_REJECTED, CliError
-from cli.lightclient import verify_account_proof
+from cli.lightclient import ProofCheck, verify_account_proof, verify_record_proof
 from cli.trade_common import add_common_arguments, api_get, open_client, print_json
+from node.api.recordkeys import RECORD_KINDS, RecordKeyError, record_key, record_kind
 from node.keys import parse_address
 from state_machine.genesis import Genesis, GenesisError, genesis_from_json
 
@@ -34,21 +40,33 @@ def register(sub: Any) -> None:
         "account", help="fetch and verify an account's proof against a local genesis file"
     )
     account.add_argument("address")
-    account.add_argument(
+    _add_proof_options(account)
+    account.set_defaults(func=cmd_proof_account)
+    for kind in RECORD_KINDS.values():
+        record = proof_sub.add_parser(
+            kind.name, help=f"fetch and verify the proof of {kind.what} (one state record)"
+        )
+        for field in kind.fields:
+            record.add_argument(field.name, help=field.help)
+        _add_proof_options(record)
+        record.set_defaults(func=cmd_proof_record, record_kind=kind.name)
+
+
+def _add_proof_options(parser: Any) -> None:
+    parser.add_argument(
         "--height",
         type=int,
         default=None,
         help="state height the answer must be at (default: the latest, whatever it is)",
     )
-    account.add_argument(
+    parser.add_argument(
         "--genesis",
         default=None,
         help=f"the trusted genesis.json (default: ${GENESIS_ENV})",
     )
-    account.add_argument("--proof-file", type=Path, help="verify this saved answer instead")
-    account.add_argument("--save", type=Path, help="also write the node's answer to this file")
-    add_common_arguments(account, key=True)
-    account.set_defaults(func=cmd_proof_account)
+    parser.add_argument("--proof-file", type=Path, help="verify this saved answer instead")
+    parser.add_argument("--save", type=Path, help="also write the node's answer to this file")
+    add_common_arguments(parser, key=True)
 
 
 def load_trusted_genesis(arg: str | None) -> Genesis:
@@ -67,7 +85,9 @@ def load_trusted_genesis(arg: str | None) -> Genesis:
         raise CliError(f"{path}: {exc}") from None
 
 
-def fetch_or_load(args: argparse.Namespace, address: str) -> Any:
+def fetch_or_load(
+    args: argparse.Namespace, address: str, path: str | None = None, params: Any = None
+) -> Any:
     if args.proof_file is not None:
         try:
             return json.loads(args.proof_file.read_text(encoding="utf-8"))
@@ -78,7 +98,9 @@ def fetch_or_load(args: argparse.Namespace, address: str) -> Any:
     if args.height is not None and args.height < 0:
         raise CliError("--height must be non-negative")
     with open_client(args) as client:
-        return api_get(client, f"/v1/proofs/accounts/{address}", height=args.height)
+        if path is None:
+            return api_get(client, f"/v1/proofs/accounts/{address}", height=args.height)
+        return api_get(client, path, height=args.height, **(params or {}))
 
 
 def cmd_proof_account(args: argparse.Namespace) -> int:
@@ -110,6 +132,50 @@ def cmd_proof_account(args: argparse.Namespace) -> int:
         )
     else:
         print(f"NOT VERIFIED account {who.hex()} at height {check.height}:")
+        for failure in check.failures:
+            print(f"  - {failure}")
+    return EXIT_OK if check.ok else EXIT_REJECTED
+
+
+def cmd_proof_record(args: argparse.Namespace) -> int:
+    kind = record_kind(args.record_kind)
+    ids = {field.name: getattr(args, field.name) for field in kind.fields}
+    try:
+        key = record_key(kind, ids)
+    except RecordKeyError as exc:
+        raise CliError(str(exc)) from None
+    genesis = load_trusted_genesis(args.genesis)
+    body = fetch_or_load(args, "", f"/v1/proofs/records/{kind.name}", ids)
+    if args.save is not None:
+        args.save.write_text(json.dumps(body, indent=2) + "\n")
+    check = verify_record_proof(body, genesis, key, kind.name, args.height)
+    what = f"{kind.name} " + " ".join(f"{k}={v}" for k, v in ids.items())
+    return _print_record_check(args, what.strip(), key, check)
+
+
+def _print_record_check(args: argparse.Namespace, what: str, key: bytes, check: ProofCheck) -> int:
+    value = check.values.get(key.hex())
+    if args.json:
+        print_json(
+            {
+                "verified": check.ok,
+                "record": what,
+                "key": key.hex(),
+                "height": check.height,
+                "state_root": check.state_root,
+                "failures": check.failures,
+                "exists": check.ok and value is not None,
+                "value": value,
+            }
+        )
+    elif check.ok:
+        state = "absent" if value is None else f"value {value!r}"
+        print(
+            f"VERIFIED {what} at height {check.height}: {state} under state root "
+            f"{check.state_root}, certified by a commit QC of the genesis validators"
+        )
+    else:
+        print(f"NOT VERIFIED {what} at height {check.height}:")
         for failure in check.failures:
             print(f"  - {failure}")
     return EXIT_OK if check.ok else EXIT_REJECTED

@@ -316,6 +316,11 @@ class StorageSettings:
         lo=0,
         hi=PROOF_HISTORY_HEIGHTS_MAX,
     )
+    archive: bool = _key(
+        False,
+        "archive node: keep every height provable (no undo record or block is ever deleted; "
+        "needs pruning_keep_blocks = 0)",
+    )
     disk_free_start_min_bytes: int = _key(
         256 * MIB,
         "refuse to start with less free space on the data dir's file system (0 = no check)",
@@ -637,6 +642,10 @@ def _check_cross_fields(where: str, config: Config) -> None:
     indexer = config.indexer
     if indexer.mode != "off" and indexer.backend == "postgresql" and not indexer.postgresql_dsn:
         raise ConfigError(f"{where}: indexer.backend = postgresql needs indexer.postgresql_dsn")
+    if config.storage.archive and config.storage.pruning_keep_blocks != 0:
+        raise ConfigError(
+            f"{where}: storage.archive keeps every block: set storage.pruning_keep_blocks = 0"
+        )
     if bool(config.statesync.trust_height) != bool(config.statesync.trust_hash):
         raise ConfigError(f"{where}: statesync.trust_height and trust_hash go together")
     peer_keys = [address.public_key for address in config.peer_addresses()]

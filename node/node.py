@@ -260,6 +260,7 @@ class Node:
             self.config.data_path, self.genesis, map_size_bytes=self.config.storage.map_size_bytes
         )
         chain.store.proof_history_heights = self.config.storage.proof_history_heights
+        chain.store.archive = self.config.storage.archive
         try:
             self.auditor.check(chain.state, chain.height, "startup")
         except NodeFatal:

@@ -29,6 +29,7 @@ Sub-databases (``max_dbs`` = 16):
 ``undo``      height h -> what block h overwrote: the root before it, and the previous value (or
               absence) of every state entry and inner node it wrote. Kept for the last
               ``proof_history_heights`` heights; see "Proofs at past heights" below.
+``versions``  archive only: the undo records re-keyed by entry or node, then height (below).
 
 Blocks, QCs, events, results and safety data are opaque bytes here (consensus and the exchange
 define them). Each is stored *sealed* with an 8-byte SHA-256 prefix, so a garbled value is a
@@ -66,6 +67,17 @@ first (the first change after h saw the value at h); :meth:`Store.prove_many` bu
 from that overlay with the same node walk as at the latest height, against the root recorded in
 the undo record of h + 1. Undo records older than ``proof_history_heights`` are deleted in the
 commit that makes them too old; an imported snapshot starts with none.
+
+Archive mode (``Store.archive``, from ``[storage] archive = true``): no undo record is ever
+deleted and :meth:`Store.prune_blocks` refuses, so every height since the store's first is
+provable. Walking undo records back is linear in the changes since h, so an archive also
+writes a *version index* (``versions``): per written state entry and inner node, keyed by it
+and the height, the value it had before that block, plus each block's root before it. The value
+at h is then that of the first version after h (one ``set_range`` seek), else the latest; a
+bucket at h is the slot's latest entries overlaid with that lookup for every key the slot ever
+had. A proof at any height costs a few seeks per node, whatever the distance. The index serves
+heights after an unbroken run of archive commits (``first`` marker, deleted by a commit without
+versions); older heights fall back to the bounded undo walk.
 """
 
 from __future__ import annotations
@@ -136,6 +148,7 @@ _DB_NAMES = (
     "results",
     "safety",
     "undo",
+    "versions",
 )
 _W = TypeVar("_W", bound=Wire)
 _META_KEY = b"meta"
@@ -405,6 +418,10 @@ class Store:
         # Past heights whose state stays provable (undo records kept); 0 keeps none. The node
         # sets it from ``[storage] proof_history_heights``.
         self.proof_history_heights = DEFAULT_PROOF_HISTORY_HEIGHTS
+        # Archive mode (``[storage] archive``): every undo record is kept, whatever
+        # ``proof_history_heights`` says, and no block is pruned (block h + 1 certifies the
+        # state at h, so a pruned block would leave its parent's state unprovable).
+        self.archive = False
         self._dbs = dbs
         self._meta = meta
         self._tree = tree
@@ -635,7 +652,7 @@ class Store:
         node_updates: Sequence[NodeUpdate],
     ) -> UndoRecord | None:
         """Write the state and node updates; return what they overwrote (None: not kept)."""
-        keep_undo = self.proof_history_heights > 0
+        keep_undo = self.archive or self.proof_history_heights > 0
         state_undo: dict[bytes, bytes | None] = {}
         node_undo: list[tuple[bytes, bytes | None]] = []
         state_db = self._dbs["state"]
@@ -675,6 +692,13 @@ class Store:
         undo_db = self._dbs["undo"]
         if undo is not None:
             txn.put(height_key(height), seal(undo.to_bytes()), db=undo_db)
+        if self.archive:
+            if undo is not None:
+                _put_versions(txn, self._dbs["versions"], height, undo)
+            return  # every height stays provable
+        if txn.get(_VERSIONS_FIRST_KEY, db=self._dbs["versions"]) is not None:
+            # A height without versions: the index covers nothing before a later restart.
+            txn.delete(_VERSIONS_FIRST_KEY, db=self._dbs["versions"])
         keep_from = height_key(max(0, height - self.proof_history_heights + 1))
         cursor = txn.cursor(db=undo_db)
         # Normally one record falls out per block; more after the setting was lowered.
@@ -771,8 +795,20 @@ class Store:
         or older than the kept history.
         """
         with self._env.begin() as txn:
-            view = self._view_at(txn, height, keys, PROOF_UNDO_BYTES_MAX)
+            view = self._proof_view(txn, height, keys)
             return [view.prove(key, view.height) for key in keys]
+
+    def _proof_view(
+        self, txn: Any, height: int | None, keys: Sequence[bytes]
+    ) -> _StateView | _VersionView:
+        """The archive index's view when it covers every block after ``height`` (constant
+        cost per read), else the latest state rolled back by undo records (bounded)."""
+        latest = _read_meta(txn, self._dbs).height
+        if height is not None and height < latest:
+            versioned = _VersionView.at(txn, self._dbs, height)
+            if versioned is not None:
+                return versioned
+        return self._view_at(txn, height, keys, PROOF_UNDO_BYTES_MAX)
 
     def state_at(self, txn: Any, height: int) -> tuple[list[tuple[bytes, bytes]], bytes]:
         """All entries sorted by key and the state root after block ``height`` (snapshot
@@ -835,6 +871,8 @@ class Store:
         """
         if keep_last < 1:
             raise StoreError("keep_last must be at least 1 (the latest block stays)")
+        if self.archive:
+            raise StoreError("an archive store keeps every block: pruning is refused")
         if self._broken is not None:
             raise StoreError(f"store unusable after a failed commit ({self._broken}); reopen it")
         first = self._meta.base_height
@@ -1107,6 +1145,115 @@ class _StateView:
                 entries.pop(db_key[SLOT_PREFIX_BYTES:], None)
             else:
                 entries[db_key[SLOT_PREFIX_BYTES:]] = value
+
+    def prove(self, key: bytes, height: int) -> ProofAt:
+        try:
+            proof = prove_from_nodes(self.get_node, key, self.root, get_bucket=self.get_bucket)
+        except MissingNodeError as exc:
+            raise StoreCorruptError(f"merkle nodes at height {height}: {exc}") from None
+        return ProofAt(height, self.root, key, self.get_value(key), proof)
+
+
+_VERSIONS_FIRST_KEY = b"first"  # u64: the first height of an unbroken run of archive commits
+_V_STATE, _V_NODE, _V_ROOT = b"S", b"N", b"R"
+_NO_HEIGHT = b"\xff" * 8  # sorts after every version of a key
+
+
+def _version_prefix_of_state(db_key: bytes) -> bytes:
+    """Versions of one state entry: tag, slot, key length (keys differ in length), key."""
+    key = db_key[SLOT_PREFIX_BYTES:]
+    return _V_STATE + db_key[:SLOT_PREFIX_BYTES] + len(key).to_bytes(2, "big") + key
+
+
+def _version_value(old: bytes | None) -> bytes:
+    return b"\x00" if old is None else b"\x01" + old
+
+
+def _put_versions(txn: Any, db: Any, height: int, undo: UndoRecord) -> None:
+    """Archive index of block ``height``: per written entry and inner node, keyed by it and
+    the height, the value it had *before* the block (the undo record, re-keyed so one seek
+    finds the first change after any height). Such an entry stays true whatever happens
+    later (a rolled-back and re-executed block only rewrites facts about the same past)."""
+    if txn.get(_VERSIONS_FIRST_KEY, db=db) is None:
+        txn.put(_VERSIONS_FIRST_KEY, height_key(height), db=db)
+    suffix = height_key(height)
+    txn.put(_V_ROOT + suffix, undo.root_before, db=db)
+    for db_key, old in undo.state:
+        txn.put(_version_prefix_of_state(db_key) + suffix, _version_value(old), db=db)
+    for nid, old in undo.nodes:
+        txn.put(_V_NODE + nid + suffix, _version_value(old), db=db)
+
+
+class _VersionView:
+    """The state after block ``height`` read through the archive index: each entry or node
+    is its value before the first block after ``height`` that changed it, else the latest.
+    One seek per read, whatever the distance to the latest height."""
+
+    def __init__(self, txn: Any, dbs: dict[str, Any], height: int, root: bytes) -> None:
+        self._txn = txn
+        self._dbs = dbs
+        self._db = dbs["versions"]
+        self.height = height
+        self.root = root
+        self._after = height_key(height + 1)
+
+    @classmethod
+    def at(cls, txn: Any, dbs: dict[str, Any], height: int) -> _VersionView | None:
+        """The view, or None when the index does not cover every block after ``height``."""
+        first = txn.get(_VERSIONS_FIRST_KEY, db=dbs["versions"])
+        if first is None or int.from_bytes(first, "big") > height + 1:
+            return None
+        root = txn.get(_V_ROOT + height_key(height + 1), db=dbs["versions"])
+        if root is None:
+            raise StoreCorruptError(f"archive index has no root before block {height + 1}")
+        return cls(txn, dbs, height, bytes(root))
+
+    def _before_next_change(self, prefix: bytes, cursor: Any) -> bytes | None:
+        """The stored version value of the first change after the height, if any."""
+        if cursor.set_range(prefix + self._after):
+            found = bytes(cursor.key())
+            if len(found) == len(prefix) + 8 and found.startswith(prefix):
+                return bytes(cursor.value())
+        return None
+
+    def get_node(self, nid: bytes) -> bytes | None:
+        version = self._before_next_change(_V_NODE + nid, self._txn.cursor(db=self._db))
+        if version is not None:
+            return version[1:] if version[:1] == b"\x01" else None
+        node = self._txn.get(nid, db=self._dbs["nodes"])
+        return None if node is None else bytes(node)
+
+    def get_value(self, key: bytes) -> bytes | None:
+        db_key = state_db_key(key)
+        cursor = self._txn.cursor(db=self._db)
+        version = self._before_next_change(_version_prefix_of_state(db_key), cursor)
+        if version is not None:
+            return version[1:] if version[:1] == b"\x01" else None
+        raw = self._txn.get(db_key, db=self._dbs["state"])
+        return None if raw is None else bytes(raw)
+
+    def get_bucket(self, depth: int, kh: bytes) -> bytes:
+        """The slot's entries at the height: the latest ones, then for every key the slot has
+        ever had, its value before its first change after the height (two seeks per key)."""
+        slot = kh[:SLOT_PREFIX_BYTES]
+        entries = dict(_slot_entries(self._txn, self._dbs, slot))
+        slot_prefix = _V_STATE + slot
+        cursor = self._txn.cursor(db=self._db)
+        more = cursor.set_range(slot_prefix)
+        while more:
+            found = bytes(cursor.key())
+            if not found.startswith(slot_prefix):
+                break
+            prefix = found[:-8]
+            key = prefix[len(slot_prefix) + 2 :]
+            version = self._before_next_change(prefix, cursor)
+            if version is not None:
+                if version[:1] == b"\x01":
+                    entries[key] = version[1:]
+                else:
+                    entries.pop(key, None)
+            more = cursor.set_range(prefix + _NO_HEIGHT)
+        return bucket_records(entries.items(), kh, depth)
 
     def prove(self, key: bytes, height: int) -> ProofAt:
         try:

@@ -30,6 +30,7 @@ from node.api.overload import LoopLag
 from node.api.params import INT_MAX, InputError, parse_json, parse_uint
 from node.api.queries import Queries
 from node.api.ratelimit import RateLimiter, retry_after_header
+from node.api.recordkeys import RecordKeyError, canonical_ids, record_key, record_kind
 from node.api.server import ConnectionLimits
 from node.api.txjson import TxJsonError, transaction_from_json
 from node.api.webapp import Cors, WebAppRoute, apply_cors, install_cors
@@ -432,7 +433,32 @@ class Api:
         height_text = request.query_params.get("height")
         height = _int_param(request, "height", 0, 0, INT_MAX) if height_text else None
         proofs = await trio.to_thread.run_sync(self.queries.prove_account, who, height)
-        proof_height = proofs[0].height
+        certificate = await self.certificate_of(proofs[0].height)
+        return JSONResponse(self.queries.account_proof_json(who, proofs, *certificate))
+
+    async def record_proof(self, request: Request) -> Response:
+        """``GET /v1/proofs/records/{kind}?<ids>&height=H``: one state record of any kind."""
+        pairs = [(k, v) for k, v in request.query_params.multi_items() if k != "height"]
+        ids = dict(pairs)
+        try:
+            if len(ids) != len(pairs):
+                raise RecordKeyError("an id is given twice")
+            kind = record_kind(request.path_params["kind"])
+            key = record_key(kind, ids)
+        except RecordKeyError as exc:
+            raise ApiError(400, "bad_record", str(exc)) from None
+        height_text = request.query_params.get("height")
+        height = _int_param(request, "height", 0, 0, INT_MAX) if height_text else None
+        proof = await trio.to_thread.run_sync(self.queries.prove_record, key, height)
+        certificate = await self.certificate_of(proof.height)
+        body = self.queries.record_proof_json(
+            kind.name, canonical_ids(kind, key), proof, *certificate
+        )
+        return JSONResponse(body)
+
+    async def certificate_of(self, proof_height: int) -> tuple[Block, QuorumCert]:
+        """Block ``proof_height + 1`` and its commit QC: what certifies the state at
+        ``proof_height`` (``height_not_provable`` if it was pruned)."""
         found = await trio.to_thread.run_sync(self.queries.certificate, proof_height + 1)
         if found is None and proof_height < self.queries.committed_height():
             # Block h + 1 may have committed between the first read and the height's: only a
@@ -446,8 +472,9 @@ class Api:
                     "is no longer stored",
                 )
         # At the latest height the certificate is the next block, which may not exist yet.
-        certificate = found if found is not None else await self.wait_certificate(proof_height + 1)
-        return JSONResponse(self.queries.account_proof_json(who, proofs, *certificate))
+        if found is not None:
+            return found
+        return await self.wait_certificate(proof_height + 1)
 
     async def wait_certificate(self, height: int) -> tuple[Block, QuorumCert]:
         """Block ``height`` and its commit QC, waiting for the block to commit if need be.
@@ -603,6 +630,7 @@ def build_app(node: Node) -> Starlette:
         Route("/v1/accounts/{address}/ledger", w("ledger", api.account_history)),
         Route("/v1/accounts/{address}/pnl", w("pnl", api.pnl)),
         Route("/v1/proofs/accounts/{address}", w("proof", api.account_proof)),
+        Route("/v1/proofs/records/{kind}", w("record_proof", api.record_proof)),
         Route("/v1/vault", w("vault", api.vault)),
         WebSocketRoute("/v1/ws", hub.endpoint),
         WebAppRoute(w),

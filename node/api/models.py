@@ -280,6 +280,15 @@ class AccountProof(TypedDict):
     certified_by: dict[str, Any]
 
 
+class RecordProof(TypedDict):
+    kind: str
+    ids: dict[str, str]
+    height: int
+    state_root: Hex
+    entries: list[dict[str, Any]]
+    certified_by: dict[str, Any]
+
+
 class Vault(TypedDict):
     address: Hex
     height: int

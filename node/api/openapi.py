@@ -129,6 +129,20 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
         {200: m.AccountProof, **ERRORS},
         (Param("height", uint(), "a recent past height (default: the latest)"),),
     ),
+    ("GET", "/v1/proofs/records/{kind}"): RouteDoc(
+        "Merkle proof of one state record of any kind (balance, position, order, market, "
+        "oracle, nonces, fees, vault, asset, withdrawal, trigger, meta) named by its ids, "
+        "with the certifying header and QC",
+        {200: m.RecordProof, **ERRORS},
+        (Param("height", uint(), "a past height (default: the latest)"),
+         Param("account", {"type": "string"}, "balance, position: account address"),
+         Param("asset", uint(), "balance, fees, vault, asset: asset id"),
+         Param("market", uint(), "position, order, market, oracle, trigger: market id"),
+         Param("order", uint(), "order, trigger: order id"),
+         Param("validator", {"type": "string"}, "oracle: validator public key"),
+         Param("signer", {"type": "string"}, "nonces: signer public key"),
+         Param("withdrawal", uint(), "withdrawal: withdrawal id")),
+    ),
     ("GET", "/v1/vault"): RouteDoc("the liquidation vault and its risk policy", {200: m.Vault}),
 }  # fmt: skip
 

@@ -673,6 +673,23 @@ class Queries:
         except ProofHeightError as exc:
             raise QueryError(404, "height_not_provable", str(exc)) from None
 
+    def prove_record(self, key: bytes, height: int | None = None) -> ProofAt:
+        """The proof of one state key at ``height`` (None: the latest; worker thread)."""
+        chain = self.node.chain
+        if chain is None:
+            raise QueryError(503, "starting", "the node is still starting")
+        try:
+            return chain.store.prove_many([key], height)[0]
+        except ProofHeightError as exc:
+            raise QueryError(404, "height_not_provable", str(exc)) from None
+
+    def record_proof_json(
+        self, kind: str, ids: dict[str, str], proof: ProofAt, block: Block, qc: QuorumCert
+    ) -> dict[str, Any]:
+        """One record's proof in the same shape as an account's (``entries`` of one), with
+        the kind and ids it answers, the certifying header and its commit QC."""
+        return {"kind": kind, "ids": ids, **proofs_json([proof], block, qc)}
+
     def committed_height(self) -> int:
         """The store's latest committed height."""
         chain = self.node.chain
@@ -694,28 +711,33 @@ class Queries:
     ) -> dict[str, Any]:
         """The proofs with the header of the next block (which carries their root) and the
         commit QC that signs that header."""
-        height = proofs[0].height
-        root = proofs[0].state_root
-        if block.header.state_root != root or block.height != height + 1:
-            raise QueryError(500, "internal_error", "stored header disagrees with the state root")
-        return {
-            "address": who.hex(),
-            "height": height,
-            "state_root": root.hex(),
-            "entries": [
-                {
-                    "key": p.key.hex(),
-                    "value": p.value.hex() if p.value is not None else None,
-                    "proof": p.proof.to_wire().hex(),
-                }
-                for p in proofs
-            ],
-            "certified_by": {
-                "header": header_json(block),
-                "block_hash": block.block_hash().hex(),
-                "commit_qc": qc_json(qc),
-            },
-        }
+        return {"address": who.hex(), **proofs_json(proofs, block, qc)}
+
+
+def proofs_json(proofs: list[ProofAt], block: Block, qc: QuorumCert) -> dict[str, Any]:
+    """Proofs of keys at one height with block ``height + 1``'s header (which carries their
+    root) and the commit QC that signs it."""
+    height = proofs[0].height
+    root = proofs[0].state_root
+    if block.header.state_root != root or block.height != height + 1:
+        raise QueryError(500, "internal_error", "stored header disagrees with the state root")
+    return {
+        "height": height,
+        "state_root": root.hex(),
+        "entries": [
+            {
+                "key": p.key.hex(),
+                "value": p.value.hex() if p.value is not None else None,
+                "proof": p.proof.to_wire().hex(),
+            }
+            for p in proofs
+        ],
+        "certified_by": {
+            "header": header_json(block),
+            "block_hash": block.block_hash().hex(),
+            "commit_qc": qc_json(qc),
+        },
+    }
 
 
 def account_state_keys(genesis: Any, who: bytes) -> list[bytes]:

@@ -293,6 +293,7 @@ def test_every_route_answers_every_nasty_value_with_a_4xx(live_api: tuple[str, N
     of each route (the others valid), and in each field of a JSON transaction."""
     base, n = live_api
     valid = {"height": "1", "tx_id": "00" * 32, "market": "BTC-PERP", "address": ADDRESS}
+    valid["kind"] = "market"
     names = ["depth", "limit", "from", "to", "cursor", "height", "wait", "timeout_s"]
     with httpx.Client(base_url=base, timeout=30) as http:
         for route in api_routes(n):

@@ -172,6 +172,10 @@ INVALID = [
         "[storage]\nproof_history_heights = 100001\n",
         "storage.proof_history_heights = 100001 is out of range",
     ),
+    (
+        "[storage]\narchive = true\npruning_keep_blocks = 1000\n",
+        "storage.archive keeps every block: set storage.pruning_keep_blocks = 0",
+    ),
     ('[api]\nlisten = "localhost"\n', "api.listen"),
     ('[metrics]\nlisten = "127.0.0.1:99999"\n', "metrics.listen"),
     ('[metrics]\nenabled = "yes"\n', "metrics.enabled must be true or false"),

@@ -45,11 +45,18 @@ async def test_every_route_answers_as_its_schema_says(tmp_path: Path) -> None:
 
             alice = ALICE.public_key.hex()
             tx_id = (await http.get("/v1/blocks/2")).json()["tx_ids"][0]
-            values = {"market": "BTC-PERP", "address": alice, "height": "2", "tx_id": tx_id}
+            values = {
+                "market": "BTC-PERP",
+                "address": alice,
+                "height": "2",
+                "tx_id": tx_id,
+                "kind": "position",
+            }
             queries = {
                 "/v1/markets/{market}/candles": {"interval": "1m"},
                 "/v1/accounts/{address}/pnl": {"interval": "1h"},
                 "/v1/proofs/accounts/{address}": {"height": "2"},
+                "/v1/proofs/records/{kind}": {"height": "2", "account": alice, "market": "1"},
             }
             covered = set()
             for method, path in served_pairs:
@@ -65,6 +72,8 @@ async def test_every_route_answers_as_its_schema_says(tmp_path: Path) -> None:
                 ("/v1/accounts/{address}/fills", f"/v1/accounts/{alice}/fills?cursor=x"),
                 ("/v1/txs/{tx_id}", "/v1/txs/00"),
                 ("/v1/blocks/{height}", "/v1/blocks/999"),
+                ("/v1/proofs/records/{kind}", "/v1/proofs/records/nope"),
+                ("/v1/proofs/records/{kind}", "/v1/proofs/records/order?market=1"),
             ]
             for path, url in errors:
                 answer = await http.get(url)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from node.storage import ProofHeightError, Store, StoreCorruptError, height_key
+from node.storage import ProofHeightError, Store, StoreCorruptError, StoreError, height_key
 from state_machine.merkle_state import DEFAULT_SHAPE, MerkleState, verify_proof
 from tests.storage.helpers import (
     CHAIN_ID,
@@ -83,10 +83,13 @@ def test_no_history_kept_means_latest_only(tmp_path: Path) -> None:
             store.prove_many([b"k/00001"], 4)
 
 
-def test_past_proofs_across_a_split_and_collapsed_slot(tmp_path: Path) -> None:
-    """Inner nodes below the fixed top come and go; the undo records restore them."""
+@pytest.mark.parametrize("archive", [False, True])
+def test_past_proofs_across_a_split_and_collapsed_slot(tmp_path: Path, archive: bool) -> None:
+    """Inner nodes below the fixed top come and go; the undo records (or, in an archive, the
+    version index) restore them."""
     crowd = sorted(keys_in_one_slot(DEFAULT_SHAPE.bucket_cap + 4))
     with Store.create(tmp_path, CHAIN_ID, GENESIS_HASH, GENESIS_ENTRIES) as store:
+        store.archive = archive
         states = {0: dict(GENESIS_ENTRIES)}
         script: list[list[tuple[bytes, bytes | None]]] = [
             [(k, k) for k in crowd],  # the slot overflows: split into deeper inner nodes
@@ -125,11 +128,13 @@ def test_a_garbled_undo_record_is_an_error_not_a_wrong_proof(tmp_path: Path) -> 
             store.prove_many([b"k/00001"], 1)
 
 
+@pytest.mark.parametrize("archive", [False, True])
 def test_a_key_written_twice_in_one_block_rolls_back_to_its_value_before_it(
-    tmp_path: Path,
+    tmp_path: Path, archive: bool
 ) -> None:
     key = GENESIS_ENTRIES[1][0]
     with Store.create(tmp_path, CHAIN_ID, GENESIS_HASH, GENESIS_ENTRIES) as store:
+        store.archive = archive
         store.commit_block(
             height=1, block_hash=b"h1", block=b"b", qc=b"q", writes=[(key, b"one"), (key, b"two")]
         )
@@ -153,3 +158,86 @@ def test_a_proof_reads_a_bounded_amount_of_undo_records(
         with store.read_txn() as txn:  # an operator's export is not bounded
             entries, _ = store.state_at(txn, 0)
         assert entries == sorted(GENESIS_ENTRIES)
+
+
+def test_an_archive_store_keeps_every_height_provable_and_refuses_pruning(
+    tmp_path: Path,
+) -> None:
+    # proof_history_heights = 0 would keep nothing; archive overrides it and keeps all.
+    with Store.create(tmp_path, CHAIN_ID, GENESIS_HASH, GENESIS_ENTRIES) as store:
+        store.proof_history_heights = 0
+        store.archive = True
+        for h in range(1, BLOCKS + 1):
+            commit(store, make_block(SEED, h))
+        assert undo_heights(store) == list(range(1, BLOCKS + 1))
+        with pytest.raises(StoreError, match="archive"):
+            store.prune_blocks(5)
+        assert store.get_block(1) is not None
+    # A reopened store is not an archive until told; the node sets it from the config at
+    # start-up, before any commit, so nothing is dropped in between.
+    with Store.open(tmp_path) as store:
+        store.archive = True
+        store.proof_history_heights = 3
+        commit(store, make_block(SEED, BLOCKS + 1))
+        assert undo_heights(store) == list(range(1, BLOCKS + 2))
+        keys = sorted({k for h in range(1, BLOCKS + 1) for k, _ in make_block(SEED, h).writes})
+        keys = [*keys[::7], GENESIS_ENTRIES[0][0], b"never-written"]
+        for height in range(0, BLOCKS + 2):
+            check_proofs_at(store, height, keys)
+
+
+def test_archive_proofs_use_the_version_index_not_the_undo_walk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the undo walk allowed one byte, only the archive's version index can prove a past
+    height: it covers exactly the heights after an unbroken run of archive commits began."""
+    monkeypatch.setattr("node.storage.PROOF_UNDO_BYTES_MAX", 1)
+    keys = sorted({k for h in range(1, 31) for k, _ in make_block(SEED, h).writes})
+    keys = [*keys[::6], GENESIS_ENTRIES[0][0], b"never-written"]
+    with Store.create(tmp_path, CHAIN_ID, GENESIS_HASH, GENESIS_ENTRIES) as store:
+        for h in range(1, 11):  # not yet an archive: undo records only
+            commit(store, make_block(SEED, h))
+        store.archive = True
+        for h in range(11, 31):
+            commit(store, make_block(SEED, h))
+        for height in range(10, 31):  # every block after these wrote its versions
+            check_proofs_at(store, height, keys)
+        with pytest.raises(ProofHeightError, match="too far back"):
+            store.prove_many(keys, 9)  # block 10 has no versions: the bounded walk
+        store.archive = False  # a commit without versions breaks the run
+        commit(store, make_block(SEED, 31))
+        with pytest.raises(ProofHeightError, match="too far back"):
+            store.prove_many(keys, 20)
+        monkeypatch.setattr("node.storage.PROOF_UNDO_BYTES_MAX", 64 * 1024 * 1024)
+        check_proofs_at(store, 20, keys)  # the undo walk still proves it
+
+
+def test_archive_versions_stay_true_after_a_rollback_and_another_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rolled-back block's versions are not deleted: each says what a key held before that
+    height, which the other block at that height does not change."""
+    monkeypatch.setattr("node.storage.PROOF_UNDO_BYTES_MAX", 1)  # the index alone proves
+    other = make_block(SEED + 1, 12)  # different keys and values than block 12 of SEED
+    with Store.create(tmp_path, CHAIN_ID, GENESIS_HASH, GENESIS_ENTRIES) as store:
+        store.archive = True
+        for h in range(1, 13):
+            commit(store, make_block(SEED, h))
+        assert store.roll_back_one_height() == 11
+        commit(store, other)
+        commit(store, make_block(SEED + 1, 13))
+        states = {h: expected_state(SEED, h) for h in range(12)}
+        for h in (12, 13):
+            states[h] = dict(states[h - 1])
+            for k, v in make_block(SEED + 1, h).writes:
+                if v is None:
+                    states[h].pop(k, None)
+                else:
+                    states[h][k] = v
+        keys = [*sorted({k for s in states.values() for k in s})[::4], b"never-written"]
+        for height in range(0, 13):
+            tree = MerkleState.from_entries(sorted(states[height].items()))
+            for key, at in zip(keys, store.prove_many(keys, height), strict=True):
+                assert at.state_root == tree.root(), height
+                assert at.value == states[height].get(key), (height, key)
+                assert at.proof == tree.prove(key)
