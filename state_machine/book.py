@@ -39,8 +39,8 @@ if TYPE_CHECKING:
 
 COMPACT_MIN_DEAD = 32
 # An order's state key; one precompiled struct is twice as fast as to_bytes and concatenation
-# (the key is built for every order a block writes).
-_ORDER_KEY = Struct(">BIQ").pack
+# (the key is built for every order a block writes, by take_writes directly: see state_key).
+ORDER_KEY = Struct(">BIQ").pack
 
 
 class Order:
@@ -109,7 +109,7 @@ class Order:
     # state entry -------------------------------------------------------------------------
     def state_key(self) -> bytes:
         """0x03, market id (u32), order id (u64), big-endian."""
-        return _ORDER_KEY(0x03, self.market_id, self.order_id)
+        return ORDER_KEY(0x03, self.market_id, self.order_id)
 
     def state_obj(self) -> list[Any] | None:
         if not self.live:

@@ -138,7 +138,9 @@ def _release_hold(st: ExchangeCore, market: Market, order: Order) -> None:
         bal.held_atoms -= hold
         bal.available_atoms += hold
         order.hold_atoms = 0
-        st.touch(bal)
+        if not bal.dirty:  # st.touch(bal): every cancel of a spot order comes here
+            bal.dirty = True
+            st.dirty.append(bal)
 
 
 def cancel_resting(st: ExchangeCore, order: Order, reason: str) -> None:
@@ -330,7 +332,9 @@ def record_fill(
     ms.last_trade_price_ticks = price
     ms.last_trade_time_ms = st.timestamp_ms
     ms.volume_lots += qty
-    st.touch(ms)
+    if not ms.dirty:  # st.touch(ms), once per fill
+        ms.dirty = True
+        st.dirty.append(ms)
     st.events.append(
         ("fill", ms.market.market_id, price, qty, taker.is_buy, taker.order_id, maker.order_id,
          taker.account.pubkey, maker.account.pubkey, taker_fee_atoms, maker_fee_atoms,
@@ -374,10 +378,11 @@ def settle_spot_fill(
         sq = st.balance(sacct, qa)
     sq.available_atoms += quote_atoms - quote_fee
     check(buyer.hold_atoms >= 0 and seller.hold_atoms >= 0, "spot hold overdrawn")
-    touch(bq)
-    touch(bb)
-    touch(sb)
-    touch(sq)
+    dirty = st.dirty
+    for bal in (bq, bb, sb, sq):  # st.touch of each, without four calls per fill
+        if not bal.dirty:
+            bal.dirty = True
+            dirty.append(bal)
     if base_fee:
         pool = st.fee_pools[ba]
         pool.amount_atoms += base_fee
