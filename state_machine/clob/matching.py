@@ -18,7 +18,6 @@ from state_machine.book import Book, BookSide, Order
 from state_machine.clob.checks import (
     spot_hold_asset,
     spot_hold_atoms,
-    trade_fee_atoms,
 )
 from state_machine.clob.codes import (
     NO_LIQUIDITY,
@@ -33,7 +32,7 @@ from state_machine.clob.codes import (
     ST_RESTING,
 )
 from state_machine.genesis import MARKET_PERP, Market
-from state_machine.invariants import check
+from state_machine.invariants import PPM, check
 from state_machine.perpetuals.positions import apply_position_fill
 from state_machine.prices.records import MarketState
 from state_machine.results import OK, ActionResult
@@ -354,8 +353,10 @@ def settle_spot_fill(
     else:
         buyer, seller = maker, taker
         buyer_fee_ppm, seller_fee_ppm = market.maker_fee_ppm, market.taker_fee_ppm
-    base_fee = trade_fee_atoms(base_atoms, buyer_fee_ppm)
-    quote_fee = trade_fee_atoms(quote_atoms, seller_fee_ppm)
+    # trade_fee_atoms, inlined (twice per fill); the property test in
+    # tests/state_machine/test_check_fast_paths.py runs fills against the named formula.
+    base_fee = -((-base_atoms * buyer_fee_ppm) // PPM)
+    quote_fee = -((-quote_atoms * seller_fee_ppm) // PPM)
     qa = market.quote_asset_id
     ba = market.base_asset_id
     bacct = buyer.account
@@ -403,8 +404,8 @@ def settle_perp_fill(
 ) -> None:
     mid = market.market_id
     notional = price * qty * market.tick_lot_atoms  # notional_atoms, inlined (per fill)
-    tfee = trade_fee_atoms(notional, market.taker_fee_ppm)
-    mfee = trade_fee_atoms(notional, market.maker_fee_ppm)
+    tfee = -((-notional * market.taker_fee_ppm) // PPM)  # trade_fee_atoms, inlined (per fill)
+    mfee = -((-notional * market.maker_fee_ppm) // PPM)  # trade_fee_atoms, inlined (per fill)
     tacct = taker.account
     macct = maker.account
     tpos = tacct.positions[mid]

@@ -1,9 +1,11 @@
-"""The order checks' fast paths equal the named predicates they stand for.
+"""The order checks' fast paths, and the fee formula the fills write out, equal the named
+functions they stand for.
 
 The placement fast path asks ``limit_rules_pass`` once instead of calling lots_error,
 price_error, band_error and min_notional_error; the spot balance check calls balance_error only
-when its own comparison fails. If either copy drifts from its predicate, an order would be
-accepted that the predicates refuse (or the reverse): these properties catch that.
+when its own comparison fails; the fills compute trade_fee_atoms inline. If a copy drifts from
+its function, an order would be accepted that the predicates refuse (or the reverse), or a fee
+would change: these properties catch that.
 """
 
 from __future__ import annotations
@@ -19,12 +21,16 @@ from state_machine.clob.checks import (
     limit_rules_pass,
     lots_error,
     min_notional_error,
+    notional_atoms,
     price_error,
+    trade_fee_atoms,
 )
+from state_machine.exchange import BlockContext, ExchangeState, apply_block
 from state_machine.genesis import Market
 from state_machine.invariants import PPM
 from tests.conftest import examples
-from tests.state_machine.helpers import BTC_PERP, BTC_SPOT, make_genesis
+from tests.state_machine.helpers import BTC_PERP, BTC_SPOT, T0, make_genesis
+from tests.state_machine.randgen import RandomFlow
 
 MARKETS = {m.market_id: m for m in make_genesis().markets}
 
@@ -97,3 +103,44 @@ def test_limit_rules_pass_is_the_four_predicates_at_wire_scale(
 @given(u64, u64)
 def test_balance_fast_test_is_balance_error(available: int, need: int) -> None:
     assert (available < need) == (balance_error(available, need) is not None)
+
+
+@settings(max_examples=examples(8), deadline=None)
+@given(
+    hs.integers(min_value=0, max_value=10_000),
+    hs.integers(min_value=0, max_value=50_000),
+    hs.integers(min_value=0, max_value=2**16),
+)
+def test_fill_fees_are_trade_fee_atoms(maker_ppm: int, extra_ppm: int, seed: int) -> None:
+    """The fills compute trade_fee_atoms written out; every fill's fees, spot and perp, at
+    drawn fee rates, must equal the named formula on the fill's amounts."""
+    taker_ppm = maker_ppm + extra_ppm  # genesis: a maker never pays more than a taker
+    g = make_genesis(6)
+    g = dataclasses.replace(
+        g,
+        markets=tuple(
+            dataclasses.replace(m, maker_fee_ppm=maker_ppm, taker_fee_ppm=taker_ppm)
+            for m in g.markets
+        ),
+    )
+    st = ExchangeState.from_genesis(g)
+    flow = RandomFlow(seed)
+    fills = 0
+    for h in range(1, 16):
+        res = apply_block(st, BlockContext(h, T0 + 500 * h, b""), flow.block(st))
+        for e in res.events:
+            if e[0] != "fill":
+                continue
+            _, mid, price, qty, taker_buy, *_, tfee, mfee, _, _ = e
+            market = st.markets[mid]
+            notional = notional_atoms(market, price, qty)
+            base = qty * market.lot_base_atoms
+            if market.is_perp:
+                want = trade_fee_atoms(notional, taker_ppm), trade_fee_atoms(notional, maker_ppm)
+            elif taker_buy:
+                want = trade_fee_atoms(base, taker_ppm), trade_fee_atoms(notional, maker_ppm)
+            else:
+                want = trade_fee_atoms(notional, taker_ppm), trade_fee_atoms(base, maker_ppm)
+            assert (tfee, mfee) == want
+            fills += 1
+    assert fills > 0, "the random flow should trade"
