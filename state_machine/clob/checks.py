@@ -39,8 +39,8 @@ def notional_atoms(market: Market, price_ticks: int, size_lots: int) -> int:
 
 
 # The trading fee on an amount (quote notional, or spot base received) at a rate in ppm: a
-# charge, rounded up. The one fee formula, bound to the rounding helper itself so that the
-# fills, which run it twice each, pay for one call.
+# charge, rounded up. The one fee formula is the rounding helper itself; the fills write it
+# out (twice per fill), checked against it by tests/state_machine/test_check_fast_paths.py.
 trade_fee_atoms = mul_ppm_ceil
 
 
