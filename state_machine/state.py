@@ -40,7 +40,7 @@ from typing import Any
 import msgpack
 
 from state_machine.accounts.records import Account, Balance, Withdrawal
-from state_machine.book import Book, Order
+from state_machine.book import ORDER_KEY, Book, Order
 from state_machine.codec import encode
 from state_machine.crypto import sha256
 from state_machine.genesis import Genesis, Market
@@ -237,7 +237,17 @@ class ExchangeCore:
         for obj in self.dirty:
             obj.dirty = False
             t = type(obj)
-            if t is Order or t is Trigger:
+            if t is Order:
+                # Order.state_key written out: orders are most of a block's writes (the writes
+                # are checked against entries() by tests/state_machine/test_properties.py). An
+                # order placed and gone within the block never existed in storage.
+                if obj.live:
+                    obj.stored = True
+                    out[ORDER_KEY(P_ORDER, obj.market_id, obj.order_id)] = pack(obj.state_obj())
+                elif obj.stored:
+                    out[ORDER_KEY(P_ORDER, obj.market_id, obj.order_id)] = None
+                    obj.stored = False
+            elif t is Trigger:
                 if not obj.live:
                     # An order placed and gone within the block never existed in storage.
                     if obj.stored:

@@ -15,10 +15,11 @@ from state_machine.tx import CancelAll, CancelByClientId, CancelOrder
 
 def process_cancel_order(st: ExchangeCore, acct: Account, a: CancelOrder) -> ActionResult:
     order = acct.orders.get(a.order_id)
-    trig = acct.triggers.get(a.order_id)
-    if order is None and trig is not None and trig.market_id == a.market_id:
-        cancel_trigger(st, trig, R_USER)
-        return ActionResult(OK, ST_CANCELLED, trig.order_id, 0, ST_CANCELLED)
+    if order is None:
+        trig = acct.triggers.get(a.order_id)
+        if trig is not None and trig.market_id == a.market_id:
+            cancel_trigger(st, trig, R_USER)
+            return ActionResult(OK, ST_CANCELLED, trig.order_id, 0, ST_CANCELLED)
     if order is None or order.market_id != a.market_id:
         return ActionResult(UNKNOWN_ORDER, f"no open order {a.order_id} in market {a.market_id}")
     cancel_resting(st, order, R_USER)

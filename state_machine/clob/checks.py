@@ -39,8 +39,8 @@ def notional_atoms(market: Market, price_ticks: int, size_lots: int) -> int:
 
 
 # The trading fee on an amount (quote notional, or spot base received) at a rate in ppm: a
-# charge, rounded up. The one fee formula, bound to the rounding helper itself so that the
-# fills, which run it twice each, pay for one call.
+# charge, rounded up. The one fee formula is the rounding helper itself; the fills write it
+# out (twice per fill), checked against it by tests/state_machine/test_check_fast_paths.py.
 trade_fee_atoms = mul_ppm_ceil
 
 
@@ -101,6 +101,30 @@ def min_notional_error(
     ):
         return MIN_NOTIONAL, f"notional below {market.min_notional_atoms} atoms"
     return None
+
+
+def limit_rules_pass(
+    market: Market, ref: int, price_ticks: int, size_lots: int, reduce_only: bool
+) -> bool:
+    """True only if ``lots_error``, ``price_error``, ``band_error`` (around ``ref``) and
+    ``min_notional_error`` all pass: the four rules of a limit order in one expression.
+
+    The placement fast path asks this once instead of calling the four predicates (a new
+    limit order runs them for most actions); when it is False the predicates run as usual, so
+    they alone choose the code and message. tests/state_machine/test_check_fast_paths.py
+    proves it equal to the predicates' conjunction. Sizes and prices here are unsigned (the
+    transaction codec), where the two are equal.
+    """
+    band = market.price_band_ppm
+    return (
+        0 < size_lots <= market.max_order_lots
+        and 0 < price_ticks <= market.max_price_ticks
+        and (not ref or ref * (PPM - band) <= price_ticks * PPM <= ref * (PPM + band))
+        and (
+            reduce_only
+            or price_ticks * size_lots * market.tick_lot_atoms >= market.min_notional_atoms
+        )
+    )
 
 
 def post_only_error(opp: BookSide, is_buy: bool, price_ticks: int) -> Reject | None:

@@ -18,7 +18,6 @@ from state_machine.book import Book, BookSide, Order
 from state_machine.clob.checks import (
     spot_hold_asset,
     spot_hold_atoms,
-    trade_fee_atoms,
 )
 from state_machine.clob.codes import (
     NO_LIQUIDITY,
@@ -33,7 +32,7 @@ from state_machine.clob.codes import (
     ST_RESTING,
 )
 from state_machine.genesis import MARKET_PERP, Market
-from state_machine.invariants import check
+from state_machine.invariants import PPM, check
 from state_machine.perpetuals.positions import apply_position_fill
 from state_machine.prices.records import MarketState
 from state_machine.results import OK, ActionResult
@@ -138,7 +137,9 @@ def _release_hold(st: ExchangeCore, market: Market, order: Order) -> None:
         bal.held_atoms -= hold
         bal.available_atoms += hold
         order.hold_atoms = 0
-        st.touch(bal)
+        if not bal.dirty:  # st.touch(bal): every cancel of a spot order comes here
+            bal.dirty = True
+            st.dirty.append(bal)
 
 
 def cancel_resting(st: ExchangeCore, order: Order, reason: str) -> None:
@@ -330,7 +331,9 @@ def record_fill(
     ms.last_trade_price_ticks = price
     ms.last_trade_time_ms = st.timestamp_ms
     ms.volume_lots += qty
-    st.touch(ms)
+    if not ms.dirty:  # st.touch(ms), once per fill
+        ms.dirty = True
+        st.dirty.append(ms)
     st.events.append(
         ("fill", ms.market.market_id, price, qty, taker.is_buy, taker.order_id, maker.order_id,
          taker.account.pubkey, maker.account.pubkey, taker_fee_atoms, maker_fee_atoms,
@@ -350,8 +353,10 @@ def settle_spot_fill(
     else:
         buyer, seller = maker, taker
         buyer_fee_ppm, seller_fee_ppm = market.maker_fee_ppm, market.taker_fee_ppm
-    base_fee = trade_fee_atoms(base_atoms, buyer_fee_ppm)
-    quote_fee = trade_fee_atoms(quote_atoms, seller_fee_ppm)
+    # trade_fee_atoms, inlined (twice per fill); the property test in
+    # tests/state_machine/test_check_fast_paths.py runs fills against the named formula.
+    base_fee = -((-base_atoms * buyer_fee_ppm) // PPM)
+    quote_fee = -((-quote_atoms * seller_fee_ppm) // PPM)
     qa = market.quote_asset_id
     ba = market.base_asset_id
     bacct = buyer.account
@@ -374,10 +379,11 @@ def settle_spot_fill(
         sq = st.balance(sacct, qa)
     sq.available_atoms += quote_atoms - quote_fee
     check(buyer.hold_atoms >= 0 and seller.hold_atoms >= 0, "spot hold overdrawn")
-    touch(bq)
-    touch(bb)
-    touch(sb)
-    touch(sq)
+    dirty = st.dirty
+    for bal in (bq, bb, sb, sq):  # st.touch of each, without four calls per fill
+        if not bal.dirty:
+            bal.dirty = True
+            dirty.append(bal)
     if base_fee:
         pool = st.fee_pools[ba]
         pool.amount_atoms += base_fee
@@ -398,8 +404,8 @@ def settle_perp_fill(
 ) -> None:
     mid = market.market_id
     notional = price * qty * market.tick_lot_atoms  # notional_atoms, inlined (per fill)
-    tfee = trade_fee_atoms(notional, market.taker_fee_ppm)
-    mfee = trade_fee_atoms(notional, market.maker_fee_ppm)
+    tfee = -((-notional * market.taker_fee_ppm) // PPM)  # trade_fee_atoms, inlined (per fill)
+    mfee = -((-notional * market.maker_fee_ppm) // PPM)  # trade_fee_atoms, inlined (per fill)
     tacct = taker.account
     macct = maker.account
     tpos = tacct.positions[mid]

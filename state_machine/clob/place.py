@@ -16,6 +16,7 @@ from state_machine.clob.checks import (
     Reject,
     balance_error,
     band_error,
+    limit_rules_pass,
     lots_error,
     margin_error,
     market_order_limit,
@@ -41,6 +42,7 @@ from state_machine.results import NOT_PERP, OK, UNKNOWN_MARKET, ActionResult
 from state_machine.state import ExchangeCore
 from state_machine.triggers.records import open_order_count, place_trigger
 from state_machine.tx import (
+    KIND_LIMIT,
     KIND_MARKET,
     KIND_STOP_LIMIT,
     KIND_TAKE_PROFIT_LIMIT,
@@ -95,12 +97,22 @@ def process_place_order(st: ExchangeCore, acct: Account, a: PlaceOrder) -> Actio
     book = st.books.get(mid)
     if book is None:
         return _reject(st, acct, mid, a.client_id, UNKNOWN_MARKET, f"no market {mid}")
-    err = lots_error(book.market, a.size_lots)
-    if err is not None:
-        return _reject(st, acct, mid, a.client_id, err[0], err[1])
-    if a.kind in TRIGGER_KINDS:
-        return process_place_trigger(st, acct, a)
-    err, price, size, tif, pos, bal, hold = check_place_order(st, acct, book, a)
+    ms = book.mstate
+    price = a.price_ticks
+    tif = a.tif
+    if a.kind == KIND_LIMIT and limit_rules_pass(
+        book.market, ms.oracle_price_ticks or ms.last_trade_price_ticks, price, a.size_lots,
+        a.reduce_only,
+    ):  # fmt: skip
+        # Most actions: a limit order that passes the four order rules (one expression, proved
+        # equal to the predicates); only the account's checks remain.
+        err, size, pos, bal, hold = check_order_account(st, acct, book, a, price, price, tif, True)
+    else:
+        err = lots_error(book.market, a.size_lots)
+        if err is None and a.kind in TRIGGER_KINDS:
+            return process_place_trigger(st, acct, a)
+        if err is None:
+            err, price, size, tif, pos, bal, hold = check_place_order(st, acct, book, a)
     if err is not None:
         return _reject(st, acct, mid, a.client_id, err[0], err[1])
     return accept_order(st, acct, book, a, price, size, tif, pos, bal, hold)
@@ -130,23 +142,44 @@ def order_limit_price(book: Book, a: PlaceOrder) -> tuple[Reject | None, int, in
 def check_place_order(
     st: ExchangeCore, acct: Account, book: Book, a: PlaceOrder
 ) -> tuple[Reject | None, int, int, int, Position | None, Balance | None, int]:
-    """Every check of a new (non-trigger) order, in a fixed order (the first failure is the
-    result): (error, limit price, size, time in force, perp position, spot balance, hold)."""
+    """Every check of a new (non-trigger) order after its size, in a fixed order (the first
+    failure is the result): (error, limit price, size, time in force, perp position, spot
+    balance, hold)."""
     err, price, notional_price, tif = order_limit_price(book, a)
-    size = a.size_lots
     if err is not None:
-        return err, price, size, tif, None, None, 0
+        return err, price, a.size_lots, tif, None, None, 0
+    err, size, pos, bal, hold = check_order_account(
+        st, acct, book, a, price, notional_price, tif, False
+    )
+    return err, price, size, tif, pos, bal, hold
+
+
+def check_order_account(
+    st: ExchangeCore,
+    acct: Account,
+    book: Book,
+    a: PlaceOrder,
+    price: int,
+    notional_price: int,
+    tif: int,
+    notional_passed: bool,
+) -> tuple[Reject | None, int, Position | None, Balance | None, int]:
+    """The checks after the order's price, in order: client id, open order limit, reduce-only,
+    minimum notional (unless ``notional_passed``: the caller has proved it), post-only or
+    fill-or-kill, then margin or balance. (error, size, perp position, spot balance, hold)."""
+    size = a.size_lots
     cid = a.client_id
-    if client_id_open(acct, cid):
-        return (DUPLICATE_CLIENT_ID, f"client id {cid} is open"), price, size, tif, None, None, 0
+    if cid and client_id_open(acct, cid):
+        return (DUPLICATE_CLIENT_ID, f"client id {cid} is open"), size, None, None, 0
     if tif in (TIF_GTC, TIF_ALO) and open_order_count(acct) >= st.max_open_orders:
-        return (TOO_MANY_ORDERS, "open order limit reached"), price, size, tif, None, None, 0
+        return (TOO_MANY_ORDERS, "open order limit reached"), size, None, None, 0
+    err: Reject | None = None
     if book.perp or a.reduce_only:
         err, size, pos = reduce_only_size(st, acct, book, a)
     else:
         pos = None  # spot, not reduce-only: nothing to look at
     market = book.market
-    if err is None:
+    if err is None and not notional_passed:
         err = min_notional_error(market, notional_price, size, a.reduce_only)
     if err is None:
         opp = book.asks if a.is_buy else book.bids
@@ -156,19 +189,18 @@ def check_place_order(
             st, market, opp, acct, a.is_buy, price, size, a.stp
         ):
             err = (FOK_NOT_FILLED, "fill-or-kill cannot fill entirely")
-    if err is not None:
-        return err, price, size, tif, pos, None, 0
-    if book.perp:
-        if not a.reduce_only:
+    if err is not None or book.perp:
+        if err is None and not a.reduce_only:
             fee_ppm = market.maker_fee_ppm if tif == TIF_ALO else market.taker_fee_ppm
             err = margin_error(st, acct, market, a.is_buy, price, size, size, fee_ppm)
-        return err, price, size, tif, pos, None, 0
+        return err, size, pos, None, 0
     hold = spot_hold_atoms(market, a.is_buy, price, size)
-    asset = spot_hold_asset(market, a.is_buy)
-    bal = acct.balances.get(asset)
+    bal = acct.balances.get(spot_hold_asset(market, a.is_buy))
     if bal is None:
-        bal = st.balance(acct, asset)
-    return balance_error(bal.available_atoms, hold), price, size, tif, pos, bal, hold
+        bal = st.balance(acct, spot_hold_asset(market, a.is_buy))
+    if bal.available_atoms < hold:  # balance_error's own test, so the common pass costs no call
+        err = balance_error(bal.available_atoms, hold)
+    return err, size, pos, bal, hold
 
 
 def reduce_only_size(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 
-from state_machine.invariants import check
+from state_machine.invariants import InvariantError
 
 Band = tuple[int, int, int, int, int]  # (market, mark lo, mark hi, funded lo, funded hi)
 
@@ -32,7 +32,8 @@ class RiskIndex:
                 lst = self.edges[(mid, kind)]
                 item = (band[kind + 1], key)
                 i = bisect_left(lst, item)
-                check(i < len(lst) and lst[i] == item, "risk band missing")
+                if i == len(lst) or lst[i] != item:  # check(), without a call per band edge
+                    raise InvariantError("risk band missing")
                 del lst[i]
 
     def add(self, key: bytes, bands: list[Band]) -> None:

@@ -115,8 +115,10 @@ def apply_position_fill(
                 pos.isolated_margin_atoms += im
         pos.size_lots = s_new
     usdc.available_atoms -= fee_atoms
-    st.touch(usdc)
-    st.touch(pos)
+    for rec in (usdc, pos):  # st.touch of both, without two calls per fill side
+        if not rec.dirty:
+            rec.dirty = True
+            st.dirty.append(rec)
     return realized
 
 
