@@ -293,3 +293,13 @@ class NodeClient:
     def account_proof(self, address: str, height: int | None = None) -> dict[str, Any]:
         path = f"/v1/proofs/accounts/{address}"
         return self.get(path, height=height)  # type: ignore[no-any-return]
+
+    @route("GET", "/v1/proofs/records/{kind}")
+    def record_proof(
+        self, kind: str, ids: dict[str, int | str], height: int | None = None
+    ) -> dict[str, Any]:
+        """One state record of any kind (``order``, ``position``, ``market``, ...) named by its
+        ids (docs/API.md, ``GET /v1/proofs/records/{kind}``): ``{"market": 2, "order": 41}``."""
+        params: dict[str, Any] = dict(ids)
+        params["height"] = height
+        return self.get(f"/v1/proofs/records/{kind}", **params)  # type: ignore[no-any-return]

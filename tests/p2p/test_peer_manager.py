@@ -514,6 +514,9 @@ async def test_a_validator_connects_through_a_flood_of_idle_sockets(flood_from: 
             mb.add_peer(address(a, port))
             with trio.fail_after(3):
                 await ma.wait_connected(b.key)
+                # Each side registers the link when its own handshake ends: B may learn it a
+                # moment after A does, and a send before that finds no connection.
+                await mb.wait_connected(a.key)
             assert mb.send(a.key, b"through the flood")
             assert await ma.inbound.receive() == InboundFrame(b.key, b"through the flood")
             stats = ma.statistics()

@@ -112,6 +112,7 @@ def test_every_route_method_answers_from_a_real_node(net: Cluster) -> None:
             "ledger": lambda: c.ledger(who, limit=5),
             "pnl": lambda: c.pnl(who, "1h"),
             "account_proof": lambda: c.account_proof(who),
+            "record_proof": lambda: c.record_proof("balance", {"account": who, "asset": 0}),
         }  # fmt: skip
         assert set(calls) == set(ROUTE_METHODS), "a route method without a call here"
         for name, call in calls.items():
