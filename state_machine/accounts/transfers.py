@@ -17,6 +17,7 @@ from state_machine.results import (
 )
 from state_machine.state import ExchangeCore
 from state_machine.tx import Transfer, WithdrawRequest
+from state_machine.units import atoms_text
 
 INVALID_RECIPIENT = "invalid_recipient"
 
@@ -30,10 +31,23 @@ def _usdc_movable(st: ExchangeCore, acct: Account, asset_id: int, amount: int) -
     bal = acct.balances.get(asset_id)
     avail = bal.available_atoms if bal is not None else 0
     if avail < amount:
-        return ActionResult(INSUFFICIENT_BALANCE, f"{avail} atoms available")
-    if asset_id == 0 and acct.positions and free_collateral(st, acct) - amount < 0:
-        return ActionResult(INSUFFICIENT_MARGIN, "would leave initial margin uncovered")
+        need, have = (
+            atoms_text(st.genesis, asset_id, amount),
+            atoms_text(st.genesis, asset_id, avail),
+        )
+        return ActionResult(INSUFFICIENT_BALANCE, f"{need} requested; {have} available")
+    if asset_id == 0 and acct.positions:
+        free_atoms = free_collateral(st, acct)
+        if free_atoms - amount < 0:
+            return ActionResult(INSUFFICIENT_MARGIN, movable_refusal(st, amount, free_atoms))
     return ActionResult(OK, "ok")
+
+
+def movable_refusal(st: ExchangeCore, amount_atoms: int, free_atoms: int) -> str:
+    """Why USDC cannot leave: the initial margin of open positions and orders keeps it."""
+    need = atoms_text(st.genesis, 0, amount_atoms)
+    free = atoms_text(st.genesis, 0, max(0, free_atoms))
+    return f"{need} requested but only {free} is free above the initial margin of open positions"
 
 
 def process_transfer(st: ExchangeCore, acct: Account, a: Transfer) -> ActionResult:

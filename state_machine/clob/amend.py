@@ -17,6 +17,7 @@ from state_machine.clob.checks import (
     lots_error,
     margin_error,
     min_notional_error,
+    no_open_order,
     post_only_error,
     price_error,
     spot_hold_asset,
@@ -40,18 +41,18 @@ def process_amend_order(st: ExchangeCore, acct: Account, a: AmendOrder) -> Actio
     """
     order = acct.orders.get(a.order_id)
     if order is None or order.market_id != a.market_id:
-        return ActionResult(UNKNOWN_ORDER, f"no open order {a.order_id} in market {a.market_id}")
+        return ActionResult(UNKNOWN_ORDER, no_open_order(st, a.order_id, a.market_id))
     market = st.markets[order.market_id]
     price = a.price_ticks
     size = a.size_lots
     ms = st.mstates[market.market_id]
-    err = lots_error(market, size)
+    err = lots_error(st, market, size)
     if err is None:
-        err = price_error(market, price)
+        err = price_error(st, market, price)
     if err is None:
-        err = band_error(market, ms.oracle_price_ticks or ms.last_trade_price_ticks, price)
+        err = band_error(st, market, ms.oracle_price_ticks or ms.last_trade_price_ticks, price)
     if err is None:
-        err = min_notional_error(market, price, size, order.reduce_only)
+        err = min_notional_error(st, market, price, size, order.reduce_only)
     if err is not None:
         return ActionResult(err[0], err[1])
     if price == order.price_ticks and size <= order.size_lots:
@@ -106,7 +107,7 @@ def check_amend_requeue(
     is_buy = order.is_buy
     if order.tif == TIF_ALO:
         book = st.books[order.market_id]
-        err = post_only_error(book.asks if is_buy else book.bids, is_buy, price)
+        err = post_only_error(st, market, book.asks if is_buy else book.bids, is_buy, price)
         if err is not None:
             return err
     if market.kind == MARKET_PERP:
@@ -116,7 +117,7 @@ def check_amend_requeue(
         return margin_error(st, acct, market, is_buy, price, size, added, market.taker_fee_ppm)
     need = spot_hold_atoms(market, is_buy, price, size)
     bal = acct.balances[spot_hold_asset(market, is_buy)]
-    return balance_error(bal.available_atoms + order.hold_atoms, need)
+    return balance_error(st, bal.asset_id, bal.available_atoms + order.hold_atoms, need)
 
 
 def requeue_order(

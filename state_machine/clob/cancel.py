@@ -5,6 +5,7 @@ waiting trigger orders are open orders too and are cancelled the same way.
 from __future__ import annotations
 
 from state_machine.accounts.records import Account
+from state_machine.clob.checks import no_open_order
 from state_machine.clob.codes import R_USER, ST_CANCELLED, UNKNOWN_ORDER
 from state_machine.clob.matching import cancel_resting
 from state_machine.results import OK, UNKNOWN_MARKET, ActionResult
@@ -21,7 +22,7 @@ def process_cancel_order(st: ExchangeCore, acct: Account, a: CancelOrder) -> Act
             cancel_trigger(st, trig, R_USER)
             return ActionResult(OK, ST_CANCELLED, trig.order_id, 0, ST_CANCELLED)
     if order is None or order.market_id != a.market_id:
-        return ActionResult(UNKNOWN_ORDER, f"no open order {a.order_id} in market {a.market_id}")
+        return ActionResult(UNKNOWN_ORDER, no_open_order(st, a.order_id, a.market_id))
     cancel_resting(st, order, R_USER)
     return ActionResult(OK, ST_CANCELLED, order.order_id, order.filled_lots, ST_CANCELLED)
 

@@ -26,6 +26,7 @@ from state_machine.invariants import PPM, mul_ppm_ceil, mul_ppm_floor
 from state_machine.perpetuals.margin import free_collateral
 from state_machine.results import INSUFFICIENT_BALANCE, INSUFFICIENT_MARGIN
 from state_machine.state import ExchangeCore
+from state_machine.units import MarketText, atoms_text, decimal_text
 
 Reject = tuple[str, str]
 
@@ -70,36 +71,51 @@ def market_order_limit(market: Market, ref: int, is_buy: bool, worst_price_ticks
 # ---- predicates ---------------------------------------------------------------------------------
 
 
-def lots_error(market: Market, size_lots: int) -> Reject | None:
+def lots_error(st: ExchangeCore, market: Market, size_lots: int) -> Reject | None:
     if size_lots == 0 or size_lots > market.max_order_lots:
-        return LOT_SIZE, f"size must be 1..{market.max_order_lots} lots"
+        mt = MarketText(st.genesis, market)
+        lo, hi = mt.size(1), mt.size(market.max_order_lots)
+        return LOT_SIZE, f"{market.symbol}: size must be {lo} to {hi} in steps of {lo}"
     return None
 
 
-def price_error(market: Market, price_ticks: int, what: str = "price") -> Reject | None:
+def price_error(
+    st: ExchangeCore, market: Market, price_ticks: int, what: str = "price"
+) -> Reject | None:
     """Ticks in 1..max_price_ticks; ``what`` names the price (limit, trigger) in the message."""
     if price_ticks == 0 or price_ticks > market.max_price_ticks:
-        return TICK_SIZE, f"{what} must be 1..{market.max_price_ticks} ticks"
+        mt = MarketText(st.genesis, market)
+        lo, hi = mt.price(1), mt.price_with_unit(market.max_price_ticks)
+        return TICK_SIZE, f"{market.symbol}: {what} must be {lo} to {hi}"
     return None
 
 
-def band_error(market: Market, ref: int, price_ticks: int) -> Reject | None:
+def band_error(st: ExchangeCore, market: Market, ref: int, price_ticks: int) -> Reject | None:
     """A limit price within ``price_band_ppm`` of the reference price (none: no band)."""
     band = market.price_band_ppm
     if ref and (price_ticks * PPM > ref * (PPM + band) or price_ticks * PPM < ref * (PPM - band)):
-        return PRICE_BAND, f"price {price_ticks} is more than {band} ppm from reference {ref}"
+        mt = MarketText(st.genesis, market)
+        low, high = mul_ppm_ceil(ref, PPM - band), mul_ppm_floor(ref, PPM + band)
+        return PRICE_BAND, (
+            f"{market.symbol}: price {mt.price(price_ticks)} is outside the band "
+            f"{mt.price(low)} to {mt.price(high)} ({decimal_text(band, 10_000)} % around the "
+            f"reference price {mt.price_with_unit(ref)})"
+        )
     return None
 
 
 def min_notional_error(
-    market: Market, price_ticks: int, size_lots: int, reduce_only: bool
+    st: ExchangeCore, market: Market, price_ticks: int, size_lots: int, reduce_only: bool
 ) -> Reject | None:
     """Orders below the market's minimum notional are refused, except reduce-only ones (a
     position must always be closable)."""
-    if not reduce_only and (
-        price_ticks * size_lots * market.tick_lot_atoms < market.min_notional_atoms
-    ):
-        return MIN_NOTIONAL, f"notional below {market.min_notional_atoms} atoms"
+    notional_atoms = price_ticks * size_lots * market.tick_lot_atoms
+    if not reduce_only and notional_atoms < market.min_notional_atoms:
+        mt = MarketText(st.genesis, market)
+        return MIN_NOTIONAL, (
+            f"{market.symbol}: order value {mt.quote(notional_atoms)} is below the minimum "
+            f"{mt.quote(market.min_notional_atoms)}"
+        )
     return None
 
 
@@ -127,11 +143,18 @@ def limit_rules_pass(
     )
 
 
-def post_only_error(opp: BookSide, is_buy: bool, price_ticks: int) -> Reject | None:
+def post_only_error(
+    st: ExchangeCore, market: Market, opp: BookSide, is_buy: bool, price_ticks: int
+) -> Reject | None:
     """A post-only order must not cross the opposite best price."""
     best = opp.best_price()
     if best and (price_ticks >= best if is_buy else price_ticks <= best):
-        return POST_ONLY_WOULD_CROSS, f"post-only order at {price_ticks} would cross {best}"
+        mt = MarketText(st.genesis, market)
+        side, other = ("buy", "ask") if is_buy else ("sell", "bid")
+        return POST_ONLY_WOULD_CROSS, (
+            f"{market.symbol}: post-only {side} at {mt.price(price_ticks)} would cross the best "
+            f"{other} {mt.price(best)}"
+        )
     return None
 
 
@@ -161,12 +184,35 @@ def margin_error(
     else:
         fc = free_collateral(st, acct, mid, 0, added_lots)
     if fc - adverse - fee < 0:
-        return INSUFFICIENT_MARGIN, f"free collateral {fc} atoms does not cover the order"
+        return margin_refusal(st, acct, market, fc - adverse - fee)
     return None
 
 
-def balance_error(available_atoms: int, need_atoms: int) -> Reject | None:
+def margin_refusal(st: ExchangeCore, acct: Account, market: Market, short_atoms: int) -> Reject:
+    """The refusal of an order whose margin, adverse distance and fee exceed free collateral
+    by ``-short_atoms``: how much the order needs and how much is free, in USDC."""
+    free_atoms = max(0, free_collateral(st, acct))
+    required_atoms = free_atoms - short_atoms
+    mt = MarketText(st.genesis, market)
+    return INSUFFICIENT_MARGIN, (
+        f"{market.symbol}: the order needs {mt.quote(required_atoms)} of free collateral "
+        f"(initial margin, distance from the mark and fee); {mt.quote(free_atoms)} is free"
+    )
+
+
+def balance_error(
+    st: ExchangeCore, asset_id: int, available_atoms: int, need_atoms: int
+) -> Reject | None:
     """Spot: the balance the order may spend covers its hold."""
     if available_atoms < need_atoms:
-        return INSUFFICIENT_BALANCE, f"needs {need_atoms} atoms, {available_atoms} available"
+        need = atoms_text(st.genesis, asset_id, need_atoms)
+        available = atoms_text(st.genesis, asset_id, available_atoms)
+        return INSUFFICIENT_BALANCE, f"the order needs {need}; {available} available"
     return None
+
+
+def no_open_order(st: ExchangeCore, order_id: int, market_id: int) -> str:
+    """The message of ``unknown_order``, naming the market by its symbol when it exists."""
+    market = st.markets.get(market_id)
+    where = f"market {market_id}" if market is None else market.symbol
+    return f"no open order {order_id} in {where}"

@@ -108,7 +108,7 @@ def process_place_order(st: ExchangeCore, acct: Account, a: PlaceOrder) -> Actio
         # equal to the predicates); only the account's checks remain.
         err, size, pos, bal, hold = check_order_account(st, acct, book, a, price, price, tif, True)
     else:
-        err = lots_error(book.market, a.size_lots)
+        err = lots_error(st, book.market, a.size_lots)
         if err is None and a.kind in TRIGGER_KINDS:
             return process_place_trigger(st, acct, a)
         if err is None:
@@ -118,7 +118,9 @@ def process_place_order(st: ExchangeCore, acct: Account, a: PlaceOrder) -> Actio
     return accept_order(st, acct, book, a, price, size, tif, pos, bal, hold)
 
 
-def order_limit_price(book: Book, a: PlaceOrder) -> tuple[Reject | None, int, int, int]:
+def order_limit_price(
+    st: ExchangeCore, book: Book, a: PlaceOrder
+) -> tuple[Reject | None, int, int, int]:
     """(error, limit price, price the notional is taken at, effective time in force)."""
     market = book.market
     ms = book.mstate
@@ -133,9 +135,9 @@ def order_limit_price(book: Book, a: PlaceOrder) -> tuple[Reject | None, int, in
             return (NO_REFERENCE_PRICE, "no oracle or last trade"), 0, 0, tif
         return None, market_order_limit(market, ref, a.is_buy, a.price_ticks), ref, tif
     price = a.price_ticks
-    err = price_error(market, price)
+    err = price_error(st, market, price)
     if err is None:
-        err = band_error(market, ref, price)
+        err = band_error(st, market, ref, price)
     return err, price, price, tif
 
 
@@ -145,7 +147,7 @@ def check_place_order(
     """Every check of a new (non-trigger) order after its size, in a fixed order (the first
     failure is the result): (error, limit price, size, time in force, perp position, spot
     balance, hold)."""
-    err, price, notional_price, tif = order_limit_price(book, a)
+    err, price, notional_price, tif = order_limit_price(st, book, a)
     if err is not None:
         return err, price, a.size_lots, tif, None, None, 0
     err, size, pos, bal, hold = check_order_account(
@@ -180,11 +182,11 @@ def check_order_account(
         pos = None  # spot, not reduce-only: nothing to look at
     market = book.market
     if err is None and not notional_passed:
-        err = min_notional_error(market, notional_price, size, a.reduce_only)
+        err = min_notional_error(st, market, notional_price, size, a.reduce_only)
     if err is None:
         opp = book.asks if a.is_buy else book.bids
         if tif == TIF_ALO:
-            err = post_only_error(opp, a.is_buy, price)
+            err = post_only_error(st, market, opp, a.is_buy, price)
         elif tif == TIF_FOK and not fok_fillable(
             st, market, opp, acct, a.is_buy, price, size, a.stp
         ):
@@ -199,7 +201,7 @@ def check_order_account(
     if bal is None:
         bal = st.balance(acct, spot_hold_asset(market, a.is_buy))
     if bal.available_atoms < hold:  # balance_error's own test, so the common pass costs no call
-        err = balance_error(bal.available_atoms, hold)
+        err = balance_error(st, bal.asset_id, bal.available_atoms, hold)
     return err, size, pos, bal, hold
 
 
@@ -303,15 +305,15 @@ def process_place_trigger(st: ExchangeCore, acct: Account, a: PlaceOrder) -> Act
     if not market.is_perp:
         err = (NOT_PERP, "trigger orders are for perpetuals")
     if err is None:
-        err = price_error(market, a.trigger_price_ticks, "trigger price")
+        err = price_error(st, market, a.trigger_price_ticks, "trigger price")
     if err is None and a.kind in (KIND_STOP_LIMIT, KIND_TAKE_PROFIT_LIMIT):
-        err = price_error(market, a.price_ticks, "limit price")
+        err = price_error(st, market, a.price_ticks, "limit price")
     if err is None and client_id_open(acct, cid):
         err = (DUPLICATE_CLIENT_ID, f"client id {cid} is open")
     if err is None and open_order_count(acct) >= st.max_open_orders:
         err = (TOO_MANY_ORDERS, "open order limit reached")
     if err is None:
-        err = min_notional_error(market, a.trigger_price_ticks, a.size_lots, a.reduce_only)
+        err = min_notional_error(st, market, a.trigger_price_ticks, a.size_lots, a.reduce_only)
     if err is not None:
         return _reject(st, acct, mid, cid, err[0], err[1])
     t = place_trigger(st, acct, a, a.size_lots)

@@ -273,6 +273,11 @@ def api_routes(n: Node) -> list[Route]:
     return [r for r in build_app(n).routes if isinstance(r, Route)]
 
 
+# The 503s docs/API.md lists: the node sheds load while its event loop lags ("overloaded"),
+# which a busy machine reaches during a fuzzing run.
+DOCUMENTED_503 = ("not_certified_yet", "mempool_full", "not_ready", "overloaded")
+
+
 def check_answer(answer: httpx.Response, method: str) -> None:
     """Never a 5xx but the documented 503s; every error has a JSON code."""
     assert answer.status_code < 500 or answer.status_code == 503, (answer.url, answer.text)
@@ -282,7 +287,7 @@ def check_answer(answer: httpx.Response, method: str) -> None:
     if answer.status_code >= 400:
         assert isinstance(payload.get("code"), str) and payload["code"], payload
     if answer.status_code == 503:
-        assert payload["code"] in ("not_certified_yet", "mempool_full", "not_ready"), payload
+        assert payload["code"] in DOCUMENTED_503, payload
 
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -14,6 +14,10 @@ much more of the engine, each flow with a constant recorded before the restructu
 
 A pin that changes means the engine's observable behaviour changed: find out why; only a
 deliberate chain upgrade may re-record it (and then the golden vectors move too).
+
+Re-recorded: the events hashes of the bench and random perps flows, when refusal messages
+moved to traders' units (decimal prices and sizes, symbols, required and free margin); the
+state roots did not move.
 """
 
 from __future__ import annotations
@@ -76,7 +80,7 @@ def state_root(state: ExchangeState) -> str:
 # ---- the matching bench's flow ---------------------------------------------------------------
 
 BENCH_ROOT = "8c78f4bc250bc43c683ce5ddd20c7732808e4ae37b61b98424c492a81817b77b"
-BENCH_EVENTS = "962bd38a65a85eeab2ef56124424ef9fff7711a88ed48b4e6693ec287b0f4429"
+BENCH_EVENTS = "abb2549803b80b8810468d50eef3160d2ac6c8801a7fef384dded00001001656"
 
 
 def test_matching_bench_flow_is_pinned() -> None:
@@ -170,7 +174,7 @@ PERP_ROOT = "beae5adf3b2e00ecd6fb8ce402858865e023e216d97939438f5ab6c3c3584ca2"
 # Re-recorded twice (tests/vectors/README.md, table of changes): amends outside the price band
 # now say "from reference {ref}" like placements (events only); a losing partial close of an
 # isolated position releases only the closed lots' own margin (7 closes of this flow moved).
-PERP_EVENTS = "f4f3fb14a45ec726217ed7dec2c7a0bc063d888101d71a7890e47a4505c9c801"
+PERP_EVENTS = "8ac966352e9a9b7b6dff5e1a38f768ef467d36ab3e1c94283038f2177da24aac"
 
 
 def test_random_perp_flow_with_triggers_and_funding_is_pinned() -> None:

@@ -33,6 +33,8 @@ from tests.state_machine.helpers import BTC_PERP, BTC_SPOT, T0, make_genesis
 from tests.state_machine.randgen import RandomFlow
 
 MARKETS = {m.market_id: m for m in make_genesis().markets}
+# The predicates read only the genesis (asset symbols and decimals) from the state, for messages.
+ST = ExchangeState(make_genesis())
 
 small = hs.integers(min_value=0, max_value=2_000)
 u64 = hs.integers(min_value=0, max_value=2**64 - 1)
@@ -77,10 +79,10 @@ def test_limit_rules_pass_is_the_four_predicates(
 ) -> None:
     market, ref, price, size, reduce_only = order
     predicates_pass = (
-        lots_error(market, size) is None
-        and price_error(market, price) is None
-        and band_error(market, ref, price) is None
-        and min_notional_error(market, price, size, reduce_only) is None
+        lots_error(ST, market, size) is None
+        and price_error(ST, market, price) is None
+        and band_error(ST, market, ref, price) is None
+        and min_notional_error(ST, market, price, size, reduce_only) is None
     )
     assert limit_rules_pass(market, ref, price, size, reduce_only) == predicates_pass
 
@@ -91,10 +93,10 @@ def test_limit_rules_pass_is_the_four_predicates_at_wire_scale(
     market: Market, ref: int, price: int, size: int, reduce_only: bool
 ) -> None:
     predicates_pass = (
-        lots_error(market, size) is None
-        and price_error(market, price) is None
-        and band_error(market, ref, price) is None
-        and min_notional_error(market, price, size, reduce_only) is None
+        lots_error(ST, market, size) is None
+        and price_error(ST, market, price) is None
+        and band_error(ST, market, ref, price) is None
+        and min_notional_error(ST, market, price, size, reduce_only) is None
     )
     assert limit_rules_pass(market, ref, price, size, reduce_only) == predicates_pass
 
@@ -102,7 +104,7 @@ def test_limit_rules_pass_is_the_four_predicates_at_wire_scale(
 @settings(max_examples=examples(300))
 @given(u64, u64)
 def test_balance_fast_test_is_balance_error(available: int, need: int) -> None:
-    assert (available < need) == (balance_error(available, need) is not None)
+    assert (available < need) == (balance_error(ST, 0, available, need) is not None)
 
 
 @settings(max_examples=examples(8), deadline=None)
