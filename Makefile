@@ -35,7 +35,7 @@ typecheck: $(STAMP)
 pytest: $(STAMP) postgresql browser
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-# The indexer tests start a real PostgreSQL server (tests/indexer/pgserver.py), from Debian's
+# The indexer tests start a real PostgreSQL server (bench/pgserver.py), from Debian's
 # postgresql package: installed here when missing (as root, with apt-get), a no-op when present.
 # Elsewhere those tests skip, saying why; in CI (PERPBFT_CI=1) a skip fails the run.
 postgresql:

@@ -31,6 +31,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -348,7 +349,11 @@ def percentile(values: list[float], q: float) -> float | None:
     return round(ordered[k], 4)
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(
+    args: argparse.Namespace, on_up: Callable[[Localnet], None] | None = None
+) -> dict[str, Any]:
+    """The benchmark; ``on_up`` is called once the localnet is up, before the load (another
+    benchmark starts what it measures beside the load there)."""
     rate = None if args.rate == "max" else _positive_float(args.rate, "--rate")
     if not 1 <= args.batch <= 64:
         raise CliError("--batch must be 1..64")
@@ -392,6 +397,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             net.up(opts, lambda what, _: print(f"  {what}", file=sys.stderr, flush=True))
         chain_id = net.layout()["chain_id"]
+        if on_up is not None:
+            on_up(net)
         print(f"pre-signing {count} transactions of {args.batch} orders", file=sys.stderr)
         txs = presign(keys, chain_id, count, args.batch)
         urls = net.api_urls()

@@ -28,7 +28,7 @@ from node.indexer.db import IndexDb, IndexDbError, open_db
 from node.indexer.indexer import Indexer, IndexerService
 from node.indexer.innode import configured_db
 from node.indexer.source import DataDirSource, SourceError
-from node.logs import fields, get_logger
+from node.logs import configure_logging, fields, get_logger
 
 log = get_logger("indexer")
 
@@ -79,6 +79,8 @@ def _open(args: argparse.Namespace) -> tuple[Path, IndexDb, int]:
 
 
 def cmd_indexer(args: argparse.Namespace) -> int:
+    if not args.once:
+        configure_logging()  # a long-running process: its log lines go to stderr like a node's
     data, db, blocks = _open(args)
     try:
         source = DataDirSource(data)
@@ -105,6 +107,12 @@ def cmd_indexer(args: argparse.Namespace) -> int:
         "events": indexer.events_total,
         "seconds": round(elapsed, 3),
         "events_per_s": round(indexer.events_total / elapsed) if elapsed > 0 else 0,
+        "blocks": indexer.blocks_total,
+        "busy_s": round(indexer.busy_s, 3),
+        "cpu_s": round(indexer.cpu_s, 3),
+        "events_per_busy_s": (
+            round(indexer.events_total / indexer.busy_s) if indexer.busy_s > 0 else 0
+        ),
     }
     if args.json:
         print(json.dumps(summary))

@@ -164,6 +164,20 @@ class Metrics:
         self.indexer_events = Counter(
             "perpbft_indexer_events", "Events the history indexer wrote", registry=r
         )
+        self.indexer_blocks = Counter(
+            "perpbft_indexer_blocks", "Blocks the history indexer wrote", registry=r
+        )
+        self.indexer_busy_seconds = Counter(
+            "perpbft_indexer_busy_seconds",
+            "Wall time the history indexer spent writing blocks (events / this = its capacity)",
+            registry=r,
+        )
+        self.indexer_cpu_seconds = Counter(
+            "perpbft_indexer_cpu_seconds",
+            "CPU time of the indexer's thread while writing blocks (in-process: what it adds to "
+            "the node)",
+            registry=r,
+        )
         self.indexer_failures = Counter(
             "perpbft_indexer_failures",
             "History indexer steps that failed (database unreachable, ...); retried",

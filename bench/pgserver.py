@@ -1,9 +1,10 @@
-"""A real PostgreSQL server for the tests, in a temporary directory.
+"""A real PostgreSQL server in a temporary directory, for the tests and ``perpbft bench indexer``.
 
 The server binaries come from Debian's ``postgresql`` package (``make test`` installs it; this
-module installs nothing). The server listens on 127.0.0.1 on a free port, with its socket and
-data in a fresh directory. PostgreSQL refuses to run as root, so under root it runs as
-``nobody`` (via ``setpriv``). Each test gets its own database.
+module installs nothing; without them :class:`PgUnavailable` says why). The server listens on
+127.0.0.1 on a free port, with its socket and data in a fresh directory. PostgreSQL refuses to
+run as root, so under root it runs as ``nobody`` (via ``setpriv``). Each user gets its own
+database.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
 START_TIMEOUT_S = 60
+
+
+class PgUnavailable(Exception):
+    """No server can be started here (binaries or driver missing); the message says why."""
 
 
 def server_bin() -> Path | None:
@@ -45,7 +48,9 @@ def _as_server_user(argv: list[str]) -> list[str]:
         return argv
     setpriv = shutil.which("setpriv")
     if setpriv is None:
-        pytest.skip("running as root and setpriv is missing: cannot start PostgreSQL as nobody")
+        raise PgUnavailable(
+            "running as root and setpriv is missing: cannot start PostgreSQL as nobody"
+        )
     return [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups", *argv]
 
 
@@ -72,14 +77,14 @@ class PgServer:
 def running_server() -> Iterator[PgServer]:
     bin_dir = server_bin()
     if bin_dir is None:
-        pytest.skip(
+        raise PgUnavailable(
             "PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin); `make test` "
             "installs Debian's postgresql package"
         )
     try:
         import psycopg  # noqa: F401
     except ImportError:
-        pytest.skip("psycopg is not installed (pip install -e '.[test]')")
+        raise PgUnavailable("psycopg is not installed (pip install -e '.[test]')") from None
     root = Path(tempfile.mkdtemp(prefix="perpbft-pg-"))
     data = root / "data"
     if os.geteuid() == 0:
