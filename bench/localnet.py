@@ -349,11 +349,12 @@ def percentile(values: list[float], q: float) -> float | None:
     return round(ordered[k], 4)
 
 
-def run(
-    args: argparse.Namespace, on_up: Callable[[Localnet], None] | None = None
-) -> dict[str, Any]:
-    """The benchmark; ``on_up`` is called once the localnet is up, before the load (another
-    benchmark starts what it measures beside the load there)."""
+# Called once the localnet is up, before the load: another benchmark (bench indexer) starts
+# what it measures beside the load there.
+OnUp = Callable[[Localnet], None] | None
+
+
+def run(args: argparse.Namespace, on_up: OnUp = None) -> dict[str, Any]:
     rate = None if args.rate == "max" else _positive_float(args.rate, "--rate")
     if not 1 <= args.batch <= 64:
         raise CliError("--batch must be 1..64")
