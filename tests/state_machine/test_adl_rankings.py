@@ -10,11 +10,14 @@ import argparse
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bench import cascade
 from state_machine.genesis import Market
 from state_machine.liquidation import risk
 from state_machine.liquidation.adl import AdlRankings, Ranking
+from state_machine.liquidation.index import Band, RiskIndex
 from state_machine.tx import OraclePrice, OracleUpdate
 
 
@@ -72,3 +75,42 @@ def test_kept_adl_rankings_equal_fresh_ones_at_every_use(
     # The same block either way, and each use matched a ranking built from scratch.
     assert checked_events == events
     assert checked_entries == entries
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    units=st.lists(
+        st.lists(
+            st.tuples(
+                st.integers(2, 3), *(st.integers(0, 50) for _ in range(4))
+            ),  # (market, four edges)
+            min_size=1,
+            max_size=2,
+            unique_by=lambda b: b[0],
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+    dropped=st.sets(st.integers(0, 40)),
+)
+def test_drop_many_leaves_the_index_that_dropping_one_at_a_time_leaves(
+    units: list[list[Band]], dropped: set[int]
+) -> None:
+    """A crash cascade drops its units' bands in one pass per edge list (drop_many); the index
+    after it must be the one single drops leave (unknown keys are ignored by both)."""
+
+    def build() -> RiskIndex:
+        idx = RiskIndex()
+        for i, bands in enumerate(units):
+            idx.add(i.to_bytes(36, "big"), list(bands))
+        return idx
+
+    keys = [i.to_bytes(36, "big") for i in sorted(dropped)]
+    one_by_one, bulk = build(), build()
+    for key in keys:
+        one_by_one.drop(key)
+    bulk.drop_many(keys)
+    assert bulk.bands == one_by_one.bands
+    assert {k: v for k, v in bulk.edges.items() if v} == {
+        k: v for k, v in one_by_one.edges.items() if v
+    }
