@@ -131,7 +131,8 @@ class Stats:
         self.first_submit = math.inf
         self.last_commit = 0.0
         self.send_done = False
-        self.node_cpu_s = 0.0
+        self.node_cpu_s: list[float | None] = []  # per node, in layout order
+        self.node_roles: list[str] = []
         self.block_seen_s: dict[str, dict[int, float]] = {}  # api -> height -> first seen
 
     @property
@@ -410,9 +411,13 @@ def run(args: argparse.Namespace, on_up: OnUp = None) -> dict[str, Any]:
         offered = "max" if rate is None else f"{rate:g} tx/s"
         print(f"offering {offered} for {args.duration:g} s", file=sys.stderr, flush=True)
         gen = LoadGenerator(ports, txs, rate, args)
-        cpu_before = node_cpu_s(net)
+        names = net.node_names()
+        cpu_before = node_cpu_s(net, names)
         stats = trio.run(gen.run, urls, lag_apis)
-        stats.node_cpu_s = node_cpu_s(net) - cpu_before
+        stats.node_cpu_s = cpu_used_s(cpu_before, node_cpu_s(net, names))
+        stats.node_roles = [
+            "validator" if i < args.validators else "full" for i in range(len(names))
+        ]
         rss = [net.procs.peak_rss_mb(name) for name in net.node_names()]
     except LocalnetError as exc:
         raise CliError(str(exc)) from None
@@ -431,6 +436,11 @@ def result(
     committed_tx_per_s = s.committed / span_s if s.committed else 0.0
     if s.refused:
         print(f"refused at admission: {s.refused}", file=sys.stderr)
+    cpu = cpu_per_tx(s)
+    print(
+        f"validator CPU per committed tx (us): {cpu['validator_cpu_us_per_committed_tx']}",
+        file=sys.stderr,
+    )
     return {
         "bench": "localnet",
         "validators": args.validators,
@@ -450,9 +460,7 @@ def result(
         },
         "block_ms": args.block_ms,
         "node_peak_rss_mb": [None if r is None else round(r, 1) for r in rss],
-        "node_cpu_ms_per_committed_tx": (
-            round(1000 * s.node_cpu_s / s.committed, 3) if s.committed else None
-        ),
+        **cpu,
         "load_average_1m": round(os.getloadavg()[0], 1),
         "full_nodes": args.full_nodes,
         "follower_lag_s": follower_lag(s),
@@ -473,10 +481,42 @@ def follower_lag(s: Stats) -> dict[str, Any] | None:
     }
 
 
-def node_cpu_s(net: Localnet) -> float:
-    """CPU seconds all validators have used: a figure that, unlike wall-clock rates, does not
-    depend on what else the machine is running."""
-    return sum(net.procs.cpu_seconds(name) or 0.0 for name in net.node_names())
+def node_cpu_s(net: Localnet, names: list[str]) -> list[float | None]:
+    """CPU seconds (user + system, all threads) each node process has used so far, from its
+    own /proc/<pid>/stat: a figure that, unlike wall-clock rates, does not depend on what else
+    the machine is running. None for a node that is not running."""
+    return [net.procs.cpu_seconds(name) for name in names]
+
+
+def cpu_used_s(before: list[float | None], after: list[float | None]) -> list[float | None]:
+    """Per node, the CPU seconds used between the two readings (None if either is missing:
+    a node that stopped or restarted during the run has no meaningful difference)."""
+    return [
+        None if b is None or a is None or a < b else a - b
+        for b, a in zip(before, after, strict=True)
+    ]
+
+
+def cpu_per_tx(s: Stats) -> dict[str, Any]:
+    """CPU per committed transaction of each validator separately and of all validators
+    together (full nodes, when there are any, are listed beside them, not in the total)."""
+    by_role: dict[str, list[float | None]] = {"validator": [], "full": []}
+    for cpu, role in zip(s.node_cpu_s, s.node_roles, strict=True):
+        by_role[role].append(cpu)
+    validators = by_role["validator"]
+    total = None if None in validators else sum(c or 0.0 for c in validators)
+    total_us = _us_per_tx(total, s.committed)
+    return {
+        "node_cpu_ms_per_committed_tx": None if total_us is None else round(total_us / 1000, 3),
+        "validator_cpu_us_per_committed_tx": [_us_per_tx(c, s.committed) for c in validators],
+        "full_node_cpu_us_per_committed_tx": [_us_per_tx(c, s.committed) for c in by_role["full"]],
+    }
+
+
+def _us_per_tx(cpu_s: float | None, committed: int) -> float | None:
+    if cpu_s is None or not committed:
+        return None
+    return round(1_000_000 * cpu_s / committed, 1)
 
 
 def _positive_float(text: str, what: str) -> float:

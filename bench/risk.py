@@ -17,28 +17,23 @@ import argparse
 import random
 import statistics
 import sys
-import time
 from typing import Any
 
-from state_machine.exchange import BlockContext, ExchangeState, apply_block
+from bench import cascade
+from bench.riskchain import CHAIN, PERPS, T0, Chain
+from state_machine.exchange import ExchangeState
 from state_machine.genesis import default_genesis
 from state_machine.tx import (
     KIND_LIMIT,
     TIF_GTC,
     TIF_IOC,
-    TX_VERSION,
     Action,
     CancelAll,
     OraclePrice,
     OracleUpdate,
     PlaceOrder,
     SetLeverage,
-    Transaction,
 )
-
-CHAIN = "perpbft-bench"
-T0 = 1_700_000_000_000
-PERPS = {2: 6_000_000, 3: 300_000}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,26 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--blocks", type=int, default=30, help="measured blocks per size")
     parser.add_argument("--move-ppm", type=int, default=200, help="largest oracle step (ppm)")
     parser.add_argument("--seed", type=int, default=1)
-
-
-class Chain:
-    def __init__(self, state: ExchangeState) -> None:
-        self.state = state
-        self.height = 0
-        self.time_ms = T0
-        self.nonce = T0
-
-    def tx(self, signer: bytes, actions: list[Action]) -> Transaction:
-        self.nonce += 1
-        return Transaction(TX_VERSION, CHAIN, signer, self.nonce, 0, tuple(actions), bytes(64))
-
-    def block(self, txs: list[Transaction], dt_ms: int = 500) -> float:
-        self.height += 1
-        self.time_ms += dt_ms
-        ids = [bytes(32)] * len(txs)
-        t0 = time.perf_counter()
-        apply_block(self.state, BlockContext(self.height, self.time_ms, b""), txs, ids)
-        return time.perf_counter() - t0
+    cascade.add_arguments(parser)
 
 
 def setup(n: int, seed: int) -> tuple[Chain, list[bytes], random.Random]:
@@ -122,6 +98,8 @@ def setup(n: int, seed: int) -> tuple[Chain, list[bytes], random.Random]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.cascade:
+        return cascade.run(args)
     results = []
     for n in args.positions:
         print(f"opening {n} positions...", file=sys.stderr)

@@ -21,10 +21,11 @@ the TLS and QUIC parts left out (the API is plain HTTP on loopback or behind a p
   preface parses as an HTTP/2.0 request, answered ``505`` and closed.
 
 The overrides touch ``H11Protocol._check_protocol``, ``_create_stream``,
-``_send_error_response`` and ``stream_send``: private hypercorn methods, so ``pyproject.toml``
-pins hypercorn below 0.19 and ``tests/node/test_api_limits.py`` checks each behaviour on a
-real socket. Each connection's ASGI ``scope["state"]`` carries ``ABORT_KEY``, a function that
-closes its socket at once (for the WebSocket write timeout, ``node.api.ws``)."""
+``_send_error_response``, ``_send_h11_event`` (one write per response) and ``stream_send``:
+private hypercorn methods, so ``pyproject.toml`` pins hypercorn below 0.19 and
+``tests/node/test_api_limits.py`` checks each behaviour on a real socket. Each connection's
+ASGI ``scope["state"]`` carries ``ABORT_KEY``, a function that closes its socket at once
+(for the WebSocket write timeout, ``node.api.ws``)."""
 
 from __future__ import annotations
 
@@ -37,15 +38,15 @@ from typing import Any
 import h11
 import trio
 from hypercorn.config import Config as HyperConfig
-from hypercorn.events import Closed, Updated
+from hypercorn.events import Closed, RawData, Updated
 from hypercorn.protocol.events import Event as StreamEvent
-from hypercorn.protocol.events import Response
+from hypercorn.protocol.events import Response, StreamClosed
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio.lifespan import Lifespan
 from hypercorn.trio.task_group import TaskGroup
 from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.trio.worker_context import WorkerContext
-from hypercorn.typing import ConnectionState
+from hypercorn.typing import ConnectionState, H11SendableEvent
 from hypercorn.utils import parse_socket_addr, repr_socket_addr, wrap_app
 
 from node.logs import get_logger
@@ -164,7 +165,39 @@ class JsonH11Protocol(H11Protocol):
             await self._send_h11_event(h11.Response(status_code=event.status_code, headers=headers))
             await self._send_h11_event(h11.Data(data=body))
             return
+        if isinstance(event, StreamClosed) and self._held_head:
+            await self._send_raw(self._take_head())  # a head without body or end: send it
         await super().stream_send(event)
+
+    # One write per response: hypercorn writes a response's head, its body and its end (an
+    # empty write under Content-Length) separately, each a locked, shielded send_all and a
+    # system call, the larger part of the API's cost per submitted transaction. The head of
+    # a final response is held until the body's first bytes or the message's end, and empty
+    # writes are skipped. Informational responses (101 of a WebSocket upgrade, whose frames
+    # go out as raw data after it) are never held.
+    _held_head = b""
+
+    async def _send_h11_event(self, event: H11SendableEvent) -> None:
+        try:
+            data = self.connection.send(event)
+        except h11.LocalProtocolError:
+            if self.connection.their_state != h11.ERROR:
+                raise
+            return
+        if type(event) is h11.Response:
+            self._held_head = data or b""
+            return
+        if self._held_head:
+            data = self._take_head() + (data or b"")
+        if data:
+            await self._send_raw(data)
+
+    def _take_head(self) -> bytes:
+        head, self._held_head = self._held_head, b""
+        return head
+
+    async def _send_raw(self, data: bytes) -> None:
+        await self.send(RawData(data=data))
 
 
 class ApiConnection(TCPServer):

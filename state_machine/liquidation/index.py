@@ -5,8 +5,12 @@ a block evaluates only the units a mark move may have hurt. See liquidation/risk
 from __future__ import annotations
 
 from bisect import bisect_left, insort
+from typing import TYPE_CHECKING
 
 from state_machine.invariants import InvariantError
+
+if TYPE_CHECKING:  # typing only: adl.py imports the state, which imports this index
+    from state_machine.liquidation.adl import AdlRankings
 
 Band = tuple[int, int, int, int, int]  # (market, mark lo, mark hi, funded lo, funded hi)
 
@@ -14,7 +18,7 @@ Band = tuple[int, int, int, int, int]  # (market, mark lo, mark hi, funded lo, f
 class RiskIndex:
     """Price bands of healthy units (derived, not stored); see the module docstring."""
 
-    __slots__ = ("bands", "edges", "pending", "ready", "watch")
+    __slots__ = ("adl", "bands", "edges", "pending", "ready", "watch")
 
     def __init__(self) -> None:
         # (market, edge kind) -> sorted (edge, unit); kinds: 0 mark lo, 1 mark hi,
@@ -24,6 +28,8 @@ class RiskIndex:
         self.watch: dict[bytes, None] = {}  # units looked at every block
         self.pending: dict[bytes, None] = {}  # units changed by liquidations, for next block
         self.ready = False
+        # The block's ADL rankings, during its liquidation phase only (liquidation/adl.py).
+        self.adl: AdlRankings | None = None
 
     def drop(self, key: bytes) -> None:
         for band in self.bands.pop(key, ()):
@@ -35,6 +41,24 @@ class RiskIndex:
                 if i == len(lst) or lst[i] != item:  # check(), without a call per band edge
                     raise InvariantError("risk band missing")
                 del lst[i]
+
+    def drop_many(self, keys: list[bytes]) -> None:
+        """``drop`` for many units at once: one filtering pass over each edge list they are in
+        instead of a search and a list deletion (a memmove of the list's tail) per band edge,
+        which makes dropping thousands of units (a crash cascade) quadratic."""
+        gone = {key for key in keys if key in self.bands}
+        expected: dict[tuple[int, int], int] = {}
+        for key in gone:
+            for band in self.bands.pop(key):
+                for kind in range(4):
+                    name = (band[0], kind)
+                    expected[name] = expected.get(name, 0) + 1
+        for name, count in sorted(expected.items()):
+            lst = self.edges[name]
+            kept = [item for item in lst if item[1] not in gone]
+            if len(lst) - len(kept) != count:
+                raise InvariantError("risk band missing")
+            self.edges[name] = kept
 
     def add(self, key: bytes, bands: list[Band]) -> None:
         self.bands[key] = bands

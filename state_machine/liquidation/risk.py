@@ -65,6 +65,7 @@ margin units that may be unhealthy are found and liquidated, in key order.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from state_machine.accounts.records import VAULT, Account, Balance
@@ -72,6 +73,7 @@ from state_machine.clob.matching import cancel_resting
 from state_machine.clob.place import place_internal_order
 from state_machine.genesis import Market
 from state_machine.invariants import PPM, check, div_ceil, div_floor, mul_ppm_ceil
+from state_machine.liquidation.adl import AdlRankings, ranked_holders
 from state_machine.liquidation.index import Band, RiskIndex
 from state_machine.perpetuals.margin import (
     RATE_SCALE,
@@ -87,6 +89,9 @@ from state_machine.state import ExchangeCore
 from state_machine.triggers.records import cancel_trigger
 
 CROSS = 0xFFFFFFFF  # unit key suffix of an account's cross unit
+# From this many unhealthy units in one block, their bands leave the index in one pass per
+# edge list (RiskIndex.drop_many) rather than one at a time: same index, linear cost.
+BULK_DROP_UNITS = 64
 
 
 def unit_key(owner: bytes, market_id: int | None) -> bytes:
@@ -281,6 +286,7 @@ def end_block_liquidations(st: ExchangeCore, marks: list[tuple[int, int, int]], 
     computed just before (exchange.end_block).
     """
     idx = risk_index(st)
+    idx.adl = AdlRankings(st, adl_score)  # kept through this block's liquidations only
     todo: dict[bytes, None] = dict.fromkeys(changed_units(st, st.dirty))
     for mid, mark, funded in marks:
         for key in idx.crossed(mid, mark, funded):
@@ -295,10 +301,13 @@ def end_block_liquidations(st: ExchangeCore, marks: list[tuple[int, int, int]], 
     # looks at), then liquidate them in key order. Units that liquidations push under water
     # are taken up in the next block (``pending``), on every node alike.
     unhealthy = [key for key in sorted(todo) if evaluate_unit(st, idx, key, now)]
+    if len(unhealthy) >= BULK_DROP_UNITS:
+        idx.drop_many(unhealthy)  # liquidate_key drops each one; in bulk it is linear
     n_dirty = len(st.dirty)
     for key in unhealthy:
         liquidate_key(st, idx, key, now)
     vault_policy(st)
+    idx.adl = None
     # Units touched by this block's liquidations are looked at again next block.
     for key in changed_units(st, st.dirty[n_dirty:]):
         idx.pending[key] = None
@@ -599,37 +608,36 @@ def bankruptcy_price_ticks(st: ExchangeCore, acct: Account, mid: int | None, pos
     return max(p, 1)
 
 
-def adl_ranking(st: ExchangeCore, market: Market, bankrupt: Account, long_side: bool) -> list[Any]:
-    """Opposite positions to deleverage, highest (profit ratio x leverage) first; vault last."""
-    mid = market.market_id
-    mark = st.mstates[mid].mark_price_ticks
-    scored: list[tuple[int, bytes, Account, Position]] = []
-    vault_entry: list[Any] = []
-    for pubkey, a in st.accounts.items():
-        if a is bankrupt:
-            continue
-        pos = a.positions.get(mid)
-        if pos is None or pos.size_lots == 0 or (pos.size_lots > 0) != long_side:
-            continue
-        if pubkey == VAULT:
-            vault_entry.append((a, pos))
-            continue
-        value, _ = unit_value_and_mm(st, a, mid if pos.isolated else None)
-        notional = abs(pos.size_lots) * mark * market.tick_lot_atoms
-        entry_abs = abs(pos.entry_value)
-        size = abs(pos.size_lots)
-        # profit ratio: mark/entry (long) or entry/mark (short); entry price = entry_abs/size
-        if long_side:
-            ratio_num, ratio_den = mark * size, entry_abs
-        else:
-            ratio_num, ratio_den = entry_abs, mark * size
-        if value <= 0:
-            score = 2**120  # already at or below zero value: deleverage first
-        else:
-            score = ratio_num * notional * 10**12 // (ratio_den * value)
-        scored.append((-score, pubkey, a, pos))
-    scored.sort(key=lambda x: (x[0], x[1]))
-    return [(a, pos) for _, _, a, pos in scored] + vault_entry
+def adl_score(
+    st: ExchangeCore, market: Market, a: Account, pos: Position | None, long_side: bool
+) -> int | None:
+    """An opposite position's ADL score (profit ratio x notional / unit value; a unit at or
+    below zero value first), or None if ``pos`` is not on ``long_side``."""
+    if pos is None or pos.size_lots == 0 or (pos.size_lots > 0) != long_side:
+        return None
+    mark = st.mstates[market.market_id].mark_price_ticks
+    value, _ = unit_value_and_mm(st, a, market.market_id if pos.isolated else None)
+    notional = abs(pos.size_lots) * mark * market.tick_lot_atoms
+    entry_abs = abs(pos.entry_value)
+    size = abs(pos.size_lots)
+    # profit ratio: mark/entry (long) or entry/mark (short); entry price = entry_abs/size
+    if long_side:
+        ratio_num, ratio_den = mark * size, entry_abs
+    else:
+        ratio_num, ratio_den = entry_abs, mark * size
+    if value <= 0:
+        return 2**120  # already at or below zero value: deleverage first
+    return ratio_num * notional * 10**12 // (ratio_den * value)
+
+
+def adl_ranking(
+    st: ExchangeCore, market: Market, bankrupt: Account, long_side: bool
+) -> Iterator[tuple[Account, Position]]:
+    """Opposite positions to deleverage, highest ``adl_score`` first (ties by public key);
+    vault last. During a block's liquidations the rankings are kept (liquidation/adl.py)."""
+    rankings = risk_index(st).adl or AdlRankings(st, adl_score)
+    order = rankings.ranked(market, long_side)
+    return ranked_holders(st, order, market, bankrupt, long_side)
 
 
 def adl(

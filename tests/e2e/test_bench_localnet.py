@@ -46,6 +46,13 @@ def test_bench_localnet_commits_and_reports_sane_figures(tmp_path: Path) -> None
     assert latency["p50"] <= latency["p90"] <= latency["p99"]
     assert len(report["node_peak_rss_mb"]) == 4
     assert report["node_cpu_ms_per_committed_tx"] > 0
+    # Each validator's own CPU per transaction, from its own process counters; the total is
+    # their sum (rounding aside).
+    per_validator = report["validator_cpu_us_per_committed_tx"]
+    assert len(per_validator) == 4
+    assert all(isinstance(us, float) and us > 0 for us in per_validator)
+    assert abs(sum(per_validator) / 1000 - report["node_cpu_ms_per_committed_tx"]) < 0.01
+    assert report["full_node_cpu_us_per_committed_tx"] == []
     # The localnet was stopped: no validator still holds its API port.
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", base_port + 1), timeout=1).close()

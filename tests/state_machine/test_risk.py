@@ -754,3 +754,17 @@ def test_inlined_maintenance_margin_equals_the_named_rule(
     state.balance(account, 0).available_atoms = mm - unrealized_pnl_atoms(pos, mark) - below
     idx = risk_index(state)
     assert evaluate_unit(state, idx, unit_key(who, None), T0) == below
+
+
+def test_bench_risk_cascade_liquidates_every_victim_in_one_block() -> None:
+    """The crash-cascade mode: one oracle drop makes every victim liquidatable, and the one
+    block runs all of them through the ladder (book, vault, ADL: the vault's exposure cap is
+    small enough here that ADL takes part once it refuses)."""
+    last = run_bench(
+        "risk", "--cascade", "300", "--cascade-bystanders", "300", "--insurance-usdc", "5000"
+    )
+    assert last["bench"] == "risk" and last["mode"] == "cascade"
+    c = last["cascade"]
+    assert c["victims"] == 300 and c["liquidated_units"] == 300
+    assert c["cascade_block_ms"] > 0
+    assert {"backstop", "adl", "internal_order"} <= set(c["events"])
