@@ -1,0 +1,103 @@
+"""Where the node gets its validator sets: genesis, then the staking state.
+
+Theory of operation
+-------------------
+Consensus takes the set of each height as an input (``consensus/epochs.py``); the staking
+state machine computes them (``state_machine/staking``): executing the last block of epoch
+``e`` writes the set of epoch ``e + 2`` (record 0x23) and emits it as an ``epoch_set`` event.
+The node is the wire between the two:
+
+* at start, :func:`sets_from_state` rebuilds the known sets from the stored 0x23 records
+  (without staking: the genesis set for ever), so a restarted replica holds the sets of its
+  tip's epoch, the next one and, if the tip ended an epoch, the one after;
+* after each executed block, :func:`next_set_after` gives the set the block fixed (only on
+  an epoch's last block), which goes to the replica in ``BlockExecuted.next_set``, or, on a
+  full node, straight into its :class:`EpochSets`;
+* :func:`pinned_keys` and :func:`member_addresses` say whom the p2p layer accepts and dials:
+  the members of the current and the next epoch (the next set's members connect a whole
+  epoch before they vote), with the p2p address each published in its validator record.
+
+Every node derives the same sets from the same committed blocks, so nothing here is sent
+over the network: the sets are read from our own executed state.
+"""
+
+from __future__ import annotations
+
+from consensus.epochs import MAX_KNOWN_EPOCHS, EpochSets, epoch_of, is_epoch_end
+from consensus.validators import ValidatorSet
+from p2p.address import PeerAddress, parse_host_port
+from state_machine.exchange import ExchangeState
+from state_machine.genesis import Genesis
+
+
+def genesis_set(genesis: Genesis) -> ValidatorSet:
+    return ValidatorSet([(v.pubkey, v.power) for v in genesis.validators])
+
+
+def epoch_length_blocks(genesis: Genesis) -> int:
+    """Blocks per epoch (0: one set for ever, staking off)."""
+    return 0 if genesis.staking is None else genesis.staking.epoch_length_blocks
+
+
+def sets_from_genesis(genesis: Genesis) -> EpochSets:
+    return EpochSets.from_genesis(epoch_length_blocks(genesis), genesis_set(genesis))
+
+
+def sets_from_state(state: ExchangeState) -> EpochSets:
+    """The sets the stored state knows (the most recent :data:`MAX_KNOWN_EPOCHS`)."""
+    staking = state.staking
+    if staking is None:
+        return sets_from_genesis(state.genesis)
+    epochs = sorted(staking.epoch_sets)[-MAX_KNOWN_EPOCHS:]
+    known = {e: ValidatorSet(staking.epoch_sets[e].members) for e in epochs}
+    return EpochSets(staking.params.epoch_length_blocks, known)
+
+
+def next_set_after(state: ExchangeState, height: int) -> ValidatorSet | None:
+    """The set that executing block ``height`` fixed (epoch ``epoch(height) + 2``), on the
+    last block of an epoch; else None."""
+    staking = state.staking
+    if staking is None:
+        return None
+    length = staking.params.epoch_length_blocks
+    if not is_epoch_end(height, length):
+        return None
+    validators = staking.validator_set(epoch_of(height, length) + 2)
+    if validators is None:
+        raise RuntimeError(f"block {height} ended an epoch but stored no set for the next")
+    return validators
+
+
+def current_epoch(sets: EpochSets, height: int) -> int:
+    """The epoch of the next block to decide after ``height``."""
+    return sets.epoch_of(height + 1)
+
+
+def pinned_keys(sets: EpochSets, height: int) -> tuple[bytes, ...]:
+    """Members of the current and the next epoch's sets (in epoch, then set order)."""
+    epoch = current_epoch(sets, height)
+    return sets.members(range(epoch, epoch + 2))
+
+
+def is_member(sets: EpochSets, height: int, key: bytes) -> bool:
+    return key in pinned_keys(sets, height)
+
+
+def member_addresses(state: ExchangeState, keys: tuple[bytes, ...]) -> list[PeerAddress]:
+    """Where to dial the members ``keys`` whose validator record has a p2p address (genesis
+    validators without one are dialed from the configured peers only)."""
+    staking = state.staking
+    if staking is None:
+        return []
+    out: list[PeerAddress] = []
+    for key in keys:
+        operator = staking.by_consensus_key.get(key)
+        record = None if operator is None else staking.validators.get(operator)
+        if record is None or not record.p2p_address:
+            continue
+        try:
+            host, port = parse_host_port(record.p2p_address)
+        except ValueError:
+            continue  # the chain accepted it (host:port); a name we cannot parse is skipped
+        out.append(PeerAddress(key, host, port))
+    return out
