@@ -590,6 +590,7 @@ def default_genesis(
     funded_accounts: Sequence[bytes | tuple[bytes, int, int]] = (),
     genesis_time_ms: int = 1_700_000_000_000,
     parameters: Parameters | None = None,
+    staking: StakingGenesis | None = None,
 ) -> Genesis:
     """A validated genesis with the default assets and markets.
 
@@ -614,6 +615,7 @@ def default_genesis(
         validators=tuple(Validator(pk, power) for pk, power in validator_pubkeys_and_powers),
         balances=tuple(balances),
         parameters=parameters if parameters is not None else Parameters(),
+        staking=staking,
     )
     validate_genesis(g)
     return g

@@ -1,0 +1,111 @@
+"""Staking on real ``perpbft start`` processes: validators join by stake and leave by jailing.
+
+* A fifth node stakes, becomes a member at the epoch after next, and its votes count: with
+  five equal stakes a quorum needs four, so after one of the original four stops the chain
+  commits only because the fifth votes. A validator is down across that set change and
+  restarts from its stored state (the epoch sets are read back from it), catches up and votes
+  in the new set: the same stop needs it too.
+* Twins: a validator run as two processes with one key equivocates (two proposals in the
+  views it leads); the others prove it, submit the evidence on chain, the offender is jailed
+  and slashed, leaves the set at the epoch after next, and the chain keeps committing.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from client.staking_tx import create_validator_tx
+from node.config import init_home, load_config
+from node.testnet import ports_for
+from tests.cluster import Cluster
+from state_machine.staking.genesis import StakingGenesis
+
+pytestmark = pytest.mark.slow
+
+USDC = 1_000_000
+EPOCH_BLOCKS = 10
+STAKING = StakingGenesis(
+    epoch_length_blocks=EPOCH_BLOCKS,
+    min_self_stake_atoms=1_000 * USDC,
+    unbonding_blocks=20 * EPOCH_BLOCKS,
+    jail_blocks=4 * EPOCH_BLOCKS,
+)
+
+
+def set_keys(cluster: Cluster, i: int) -> list[str]:
+    status = cluster.status(i)
+    return [] if status is None else [v["pubkey"] for v in status["validators"]]
+
+
+def first_height_of_epoch(epoch: int) -> int:
+    return epoch * EPOCH_BLOCKS + 1
+
+
+def stake_to_join(cluster: Cluster, i: int) -> int:
+    """Node ``i`` sends its create-validator; returns the height it was committed at."""
+    key = cluster.validator_key(i)
+    tx = create_validator_tx(
+        key,
+        cluster.chain_id,
+        int(time.time() * 1000),
+        p2p_address=f"127.0.0.1:{cluster.layout.ports[i].p2p}",
+        self_stake_atoms=1_000 * USDC,
+    )
+    r = cluster.submit(i, tx.to_wire())
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    assert [a["code"] for a in body["results"]] == ["ok"], body
+    return int(body["height"])
+
+
+def test_a_staked_fifth_validator_joins_and_a_restarted_one_votes_in_the_new_set(
+    tmp_path: Path,
+) -> None:
+    with Cluster(tmp_path, validators=4, block_ms=200, staking=STAKING, joiners=1) as cluster:
+        cluster.start_all()
+        cluster.wait_height(3)
+        joiner = cluster.validator_key(4).public_key.hex()
+        assert joiner not in set_keys(cluster, 0)
+        height = stake_to_join(cluster, 4)
+        # Fixed at the end of the staking block's epoch, active one epoch later.
+        active_from = first_height_of_epoch((height - 1) // EPOCH_BLOCKS + 2)
+        cluster.kill(1)  # down across the set change
+        cluster.wait_height(active_from + 3, nodes=[0, 2, 3, 4], timeout_s=90)
+        assert joiner in set_keys(cluster, 0) and len(set_keys(cluster, 0)) == 5
+        cluster.start(1)
+        tip = max(cluster.height(i) for i in (0, 2, 3, 4))
+        cluster.wait_height(tip, nodes=[1], timeout_s=90)
+        assert joiner in set_keys(cluster, 1)
+        # Five equal stakes: a quorum is four. Without node 0, nodes 1..4 must all vote.
+        cluster.kill(0)
+        before = max(cluster.height(i) for i in (1, 2, 3, 4))
+        cluster.wait_height(before + 8, nodes=[1, 2, 3, 4], timeout_s=120)
+        epochs = [r for r in cluster.log_lines(4, "epoch_started") if r.get("member")]
+        assert epochs, "the joiner never saw itself in the set"
+
+
+def start_twin(cluster: Cluster, root: Path, of: int) -> Path:
+    """A second home with node ``of``'s key and config (its own ports and data): both
+    processes sign as one validator."""
+    home = root / "twin"
+    shutil.copytree(cluster.layout.homes[of], home, ignore=shutil.ignore_patterns("data"))
+    (home / "data").mkdir()
+    config = load_config(home)
+    ports = ports_for(cluster.layout.ports[-1].p2p + 10, 0)
+    p2p = config.p2p.__class__(**{**config.p2p.__dict__, "listen": f"127.0.0.1:{ports.p2p}"})
+    api = config.api.__class__(**{**config.api.__dict__, "listen": f"127.0.0.1:{ports.api}"})
+    metrics = config.metrics.__class__(
+        **{**config.metrics.__dict__, "listen": f"127.0.0.1:{ports.metrics}"}
+    )
+    init_home(
+        home,
+        force=True,
+        config=config.__class__(**{**config.__dict__, "home": home, "p2p": p2p, "api": api,
+                                   "metrics": metrics}),  # fmt: skip
+    )
+    return home
