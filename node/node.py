@@ -112,12 +112,10 @@ from node.statesync_run import CHANNEL_STATESYNC, StateSyncer
 from node.storage import StoreError
 from node.sync_serve import SyncServeBudget, read_committed_blocks
 from node.validator_sets import (
-    current_epoch,
+    NodeSets,
     genesis_set,
-    is_member,
     member_addresses,
     next_set_after,
-    pinned_keys,
     sets_from_genesis,
     sets_from_state,
 )
@@ -218,6 +216,7 @@ class Node:
         # The validator sets by epoch (node/validator_sets.py): genesis's until the store is
         # open, then the stored state's, fed by each executed epoch end.
         self.sets: EpochSets = sets_from_genesis(genesis)
+        self.node_sets = NodeSets(self.sets)
         # A key in the set votes unless the operator chose the full-node role. With staking a
         # validator outside the set runs its replica too: it votes once staking puts it in.
         self.is_validator = config.role.mode == "validator" and (
@@ -263,39 +262,41 @@ class Node:
     # ---- validator sets ----------------------------------------------------------------
 
     @property
+    def _height(self) -> int:
+        return 0 if self.chain is None else self.chain.height
+
+    @property
     def validators(self) -> ValidatorSet:
         """The set of the next height to decide (the current epoch's)."""
-        height = 0 if self.chain is None else self.chain.height
-        return self.sets.at_or_before(self.sets.epoch_of(height + 1))
+        return self.node_sets.current(self._height)
 
     def is_member(self, key: bytes) -> bool:
         """In the current or the next epoch's set: a peer whose consensus messages count."""
-        return is_member(self.sets, 0 if self.chain is None else self.chain.height, key)
+        return self.node_sets.is_member(self._height, key)
 
     def current_epoch(self) -> int:
-        return current_epoch(self.sets, 0 if self.chain is None else self.chain.height)
+        return self.node_sets.current_epoch(self._height)
 
     def _adopt_stored_sets(self, chain: Chain) -> None:
         """The sets of the stored state (before the replica is built from them)."""
         self.sets = sets_from_state(chain.state)
+        self.node_sets = NodeSets(self.sets)
         self.evidence_book.sets = self.sets
 
-    def _pinned_keys(self, next_keys: Sequence[bytes] = ()) -> list[bytes]:
-        """Whom p2p accepts: the current and next sets' members (``next_keys``: a set not in
-        ``self.sets`` yet), and the configured full nodes."""
-        height = 0 if self.chain is None else self.chain.height
-        keys = dict.fromkeys(pinned_keys(self.sets, height))
-        keys.update(dict.fromkeys(next_keys))
+    def _pinned_keys(self) -> list[bytes]:
+        """Whom p2p accepts: the current and next sets' members and the configured full
+        nodes."""
+        keys = dict.fromkeys(self.node_sets.pinned_keys(self._height))
         keys.update(dict.fromkeys(self.config.full_node_keys()))
         return list(keys)
 
-    def _update_pinning(self, next_keys: Sequence[bytes] = ()) -> None:
+    def _update_pinning(self) -> None:
         """At start and after an epoch end: pin the current and next sets, disconnect the
         members that left both, dial new ones at the address their validator record
         publishes."""
         if self.peers is None or self.chain is None:
             return
-        allowed = self._pinned_keys(next_keys)
+        allowed = self._pinned_keys()
         added, removed = self.peers.set_allowed(allowed)
         configured = {a.public_key for a in self.config.peer_addresses()}
         full_nodes = set(self.config.full_node_keys())
@@ -1019,17 +1020,19 @@ class Node:
         )
         self._after_execution(executed)
         next_set = next_set_after(chain.state, block.height)
-        if next_set is not None and self.replica is None:
-            self.sets.add(self.sets.epoch_of(block.height) + 2, next_set)  # a full node
-        # (A replica adds it to the same EpochSets when it takes the BlockExecuted below.)
+        if next_set is not None:
+            epoch = self.sets.epoch_of(block.height) + 2
+            if self.replica is None:
+                self.sets.add(epoch, next_set)  # a full node
+            else:  # the replica adds it to the same EpochSets when it takes BlockExecuted
+                self.node_sets.learned(epoch, next_set)
         if is_epoch_end(block.height, self.sets.epoch_length_blocks):
-            self._after_epoch_end(block.height, next_set)
+            self._after_epoch_end(block.height)
         return BlockExecuted(executed.height, executed.block_hash, root, next_set)
 
-    def _after_epoch_end(self, height: int, next_set: ValidatorSet | None) -> None:
-        """The epoch turned: p2p pins the sets of the epoch starting and of the next one
-        (``next_set``, fixed by this block: the replica learns it from BlockExecuted)."""
-        self._update_pinning(() if next_set is None else next_set.keys)
+    def _after_epoch_end(self, height: int) -> None:
+        """The epoch turned: p2p pins the sets of the epoch starting and of the next one."""
+        self._update_pinning()
         epoch = self.sets.epoch_of(height + 1)
         log.info(
             "epoch_started",

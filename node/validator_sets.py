@@ -12,8 +12,8 @@ The node is the wire between the two:
   tip's epoch, the next one and, if the tip ended an epoch, the one after;
 * after each executed block, :func:`next_set_after` gives the set the block fixed (only on
   an epoch's last block), which goes to the replica in ``BlockExecuted.next_set``, or, on a
-  full node, straight into its :class:`EpochSets`;
-* :func:`pinned_keys` and :func:`member_addresses` say whom the p2p layer accepts and dials:
+  full node, straight into its :class:`EpochSets`; :class:`NodeSets` holds it meanwhile;
+* :meth:`NodeSets.pinned_keys` and :func:`member_addresses` say whom p2p accepts and dials:
   the members of the current and the next epoch (the next set's members connect a whole
   epoch before they vote), with the p2p address each published in its validator record.
 
@@ -68,19 +68,62 @@ def next_set_after(state: ExchangeState, height: int) -> ValidatorSet | None:
     return validators
 
 
-def current_epoch(sets: EpochSets, height: int) -> int:
-    """The epoch of the next block to decide after ``height``."""
-    return sets.epoch_of(height + 1)
+class NodeSets:
+    """The node's view of the sets: the replica's :class:`EpochSets` (the replica adds a set
+    when it takes the ``BlockExecuted`` of an epoch's last block) plus the sets our execution
+    fixed that the replica has not taken yet. A catch-up executes many blocks before the
+    replica sees the first ``BlockExecuted``, and p2p pinning must not wait for it."""
 
+    __slots__ = ("_members", "_members_key", "sets", "unseen")
 
-def pinned_keys(sets: EpochSets, height: int) -> tuple[bytes, ...]:
-    """Members of the current and the next epoch's sets (in epoch, then set order)."""
-    epoch = current_epoch(sets, height)
-    return sets.members(range(epoch, epoch + 2))
+    def __init__(self, sets: EpochSets) -> None:
+        self.sets = sets
+        self.unseen: dict[int, ValidatorSet] = {}
+        self._members: frozenset[bytes] = frozenset()
+        self._members_key: tuple[int, int, int] | None = None
 
+    @property
+    def epoch_length_blocks(self) -> int:
+        return self.sets.epoch_length_blocks
 
-def is_member(sets: EpochSets, height: int, key: bytes) -> bool:
-    return key in pinned_keys(sets, height)
+    def learned(self, epoch: int, validators: ValidatorSet) -> None:
+        """Our execution fixed the set of ``epoch`` (the replica takes it later)."""
+        self.unseen[epoch] = validators
+        while len(self.unseen) > MAX_KNOWN_EPOCHS:
+            del self.unseen[min(self.unseen)]
+
+    def for_epoch(self, epoch: int) -> ValidatorSet | None:
+        known = self.sets.for_epoch(epoch)
+        return known if known is not None else self.unseen.get(epoch)
+
+    def current_epoch(self, height: int) -> int:
+        """The epoch of the next block to decide after ``height``."""
+        return self.sets.epoch_of(height + 1)
+
+    def current(self, height: int) -> ValidatorSet:
+        """The set of the next height (the latest known before it while catching up)."""
+        epoch = self.current_epoch(height)
+        found = self.for_epoch(epoch)
+        return found if found is not None else self.sets.at_or_before(epoch)
+
+    def pinned_keys(self, height: int) -> tuple[bytes, ...]:
+        """Members of the current and the next epoch's sets (in epoch, then set order)."""
+        epoch = self.current_epoch(height)
+        seen: dict[bytes, None] = {}
+        for e in (epoch, epoch + 1):
+            validators = self.for_epoch(e)
+            if validators is not None:
+                seen.update(dict.fromkeys(validators.keys))
+        return tuple(seen)
+
+    def is_member(self, height: int, key: bytes) -> bool:
+        """In the current or the next set (cached per epoch and sets known: this runs for
+        every consensus message)."""
+        cache_key = (self.current_epoch(height), self.sets.latest_epoch(), len(self.unseen))
+        if cache_key != self._members_key:
+            self._members = frozenset(self.pinned_keys(height))
+            self._members_key = cache_key
+        return key in self._members
 
 
 def member_addresses(state: ExchangeState, keys: tuple[bytes, ...]) -> list[PeerAddress]:

@@ -5,14 +5,18 @@
   commits only because the fifth votes. A validator is down across that set change and
   restarts from its stored state (the epoch sets are read back from it), catches up and votes
   in the new set: the same stop needs it too.
-* Twins: a validator run as two processes with one key equivocates (two proposals in the
-  views it leads); the others prove it, submit the evidence on chain, the offender is jailed
+* Twins: a validator run as two processes with one key equivocates (two proposals in a view
+  it leads, or two votes); the others prove it, submit the evidence on chain, the offender is jailed
   and slashed, leaves the set at the epoch after next, and the chain keeps committing.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,8 +26,8 @@ import pytest
 from client.staking_tx import create_validator_tx
 from node.config import init_home, load_config
 from node.testnet import ports_for
-from tests.cluster import Cluster
 from state_machine.staking.genesis import StakingGenesis
+from tests.cluster import Cluster, free_base_port
 
 pytestmark = pytest.mark.slow
 
@@ -89,23 +93,76 @@ def test_a_staked_fifth_validator_joins_and_a_restarted_one_votes_in_the_new_set
         assert epochs, "the joiner never saw itself in the set"
 
 
-def start_twin(cluster: Cluster, root: Path, of: int) -> Path:
-    """A second home with node ``of``'s key and config (its own ports and data): both
-    processes sign as one validator."""
-    home = root / "twin"
+def start_twin(cluster: Cluster, of: int) -> int:
+    """A second process with node ``of``'s home copied (its key, config and genesis; its own
+    ports and empty data): both sign as one validator. Returns its index in
+    ``cluster.procs`` (killed with the cluster)."""
+    index = len(cluster.layout.homes)
+    home = cluster.root / "twin"
     shutil.copytree(cluster.layout.homes[of], home, ignore=shutil.ignore_patterns("data"))
     (home / "data").mkdir()
     config = load_config(home)
-    ports = ports_for(cluster.layout.ports[-1].p2p + 10, 0)
-    p2p = config.p2p.__class__(**{**config.p2p.__dict__, "listen": f"127.0.0.1:{ports.p2p}"})
-    api = config.api.__class__(**{**config.api.__dict__, "listen": f"127.0.0.1:{ports.api}"})
-    metrics = config.metrics.__class__(
-        **{**config.metrics.__dict__, "listen": f"127.0.0.1:{ports.metrics}"}
+    ports = ports_for(free_base_port(1), 0)
+    config = dataclasses.replace(
+        config,
+        home=home,
+        p2p=dataclasses.replace(config.p2p, listen=f"127.0.0.1:{ports.p2p}"),
+        api=dataclasses.replace(config.api, listen=f"127.0.0.1:{ports.api}"),
+        metrics=dataclasses.replace(config.metrics, listen=f"127.0.0.1:{ports.metrics}"),
     )
-    init_home(
-        home,
-        force=True,
-        config=config.__class__(**{**config.__dict__, "home": home, "p2p": p2p, "api": api,
-                                   "metrics": metrics}),  # fmt: skip
-    )
-    return home
+    init_home(home, force=True, config=config)
+    log = open(cluster.log_path(index), "ab")  # noqa: SIM115 - owned by the process
+    command = [sys.executable, "-m", "cli.main", "start", "--home", str(home)]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    cluster.procs[index] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    log.close()
+    return index
+
+
+def slashed_by_evidence(cluster: Cluster, nodes: list[int]) -> dict[str, Any] | None:
+    """The committed result of an evidence transaction one of ``nodes`` submitted that was
+    applied (its action ``ok``), if any yet."""
+    for i in nodes:
+        for line in cluster.log_lines(i, "evidence_submitted"):
+            r = cluster.http.get(cluster.api(i) + f"/v1/txs/{line['tx_id']}")
+            if r.status_code != 200:
+                continue
+            body: dict[str, Any] = r.json()
+            if [a.get("code") for a in body.get("results", [])] == ["ok"]:
+                return body
+    return None
+
+
+def test_twins_are_jailed_on_chain_by_the_others_evidence(tmp_path: Path) -> None:
+    with Cluster(tmp_path, validators=4, block_ms=200, staking=STAKING) as cluster:
+        cluster.start_all()
+        cluster.wait_height(3)
+        # Two connections with one key: a node keeps the one dialed by the lower key, the
+        # newer if both were. The validator with the lowest key wins every dial it makes, so
+        # its twins keep replacing each other at every peer, and each peer hears both.
+        keys = [cluster.validator_key(i).public_key for i in range(4)]
+        twin_of = keys.index(min(keys))
+        offender = keys[twin_of].hex()
+        twin = start_twin(cluster, twin_of)
+        honest = [i for i in range(4) if i != twin_of]
+        found: list[dict[str, Any]] = []
+
+        def evidence_applied() -> bool:
+            body = slashed_by_evidence(cluster, honest)
+            if body is not None:
+                found.append(body)
+            return body is not None
+
+        cluster.wait_for(evidence_applied, "evidence applied on chain", timeout_s=120)
+        applied_at = int(found[0]["height"])
+        slashed = [e for e in found[0]["events"] if e["kind"] == "slashed"]
+        assert len(slashed) == 1 and slashed[0]["consensus_key"] == offender, found[0]
+        # Jailed at once; out of the set fixed at the next epoch end, which votes one later.
+        out_from = first_height_of_epoch((applied_at - 1) // EPOCH_BLOCKS + 2)
+        cluster.wait_height(out_from + 5, nodes=honest, timeout_s=120)
+        for i in honest:
+            assert offender not in set_keys(cluster, i) and len(set_keys(cluster, i)) == 3
+        # Both twins still run, and the chain keeps committing without them.
+        assert cluster.running(twin_of) and cluster.running(twin)
+        before = max(cluster.height(i) for i in honest)
+        cluster.wait_height(before + 10, nodes=honest, timeout_s=60)
