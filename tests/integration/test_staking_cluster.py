@@ -142,14 +142,19 @@ def slashed_by_evidence(cluster: Cluster, nodes: list[int]) -> dict[str, Any] | 
 
 def test_twins_are_jailed_on_chain_by_the_others_evidence(tmp_path: Path) -> None:
     with Cluster(tmp_path, validators=4, block_ms=200, staking=STAKING) as cluster:
-        cluster.start_all()
-        cluster.wait_height(3)
         # Two connections with one key: a node keeps the one dialed by the lower key, the
         # newer if both were. The validator with the lowest key wins every dial it makes, so
-        # its twins keep replacing each other at every peer, and each peer hears both.
+        # its twins (redialing fast) keep replacing each other at every peer, and a twin that
+        # reconnects re-sends its proposal of the view: the peers hear both twins' proposals.
         keys = [cluster.validator_key(i).public_key for i in range(4)]
         twin_of = keys.index(min(keys))
         offender = keys[twin_of].hex()
+        home = cluster.layout.homes[twin_of]
+        config = load_config(home)
+        p2p = dataclasses.replace(config.p2p, dial_backoff_base_ms=20, dial_backoff_max_ms=100)
+        init_home(home, force=True, config=dataclasses.replace(config, p2p=p2p))
+        cluster.start_all()
+        cluster.wait_height(3)
         twin = start_twin(cluster, twin_of)
         honest = [i for i in range(4) if i != twin_of]
         found: list[dict[str, Any]] = []
