@@ -37,6 +37,13 @@ def register(sub: Any) -> None:
     up.add_argument("--block-ms", type=int, default=500)
     up.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT)
     up.add_argument("--demo-accounts", type=int, default=4)
+    up.add_argument(
+        "--join",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N more validators that join by staking after the start (active 20-40 blocks on)",
+    )
     up.add_argument("--fresh", action="store_true", help="discard an existing localnet first")
     up.add_argument("--no-oracle", action="store_true", help="no oracle feeders")
     up.add_argument("--no-traffic", action="store_true", help="no demo market maker and taker")
@@ -105,6 +112,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         oracle=not args.no_oracle,
         traffic=not args.no_traffic,
         oracle_source=args.oracle_source,
+        join=args.join,
     )
     console = make_console(stderr=True)
     try:

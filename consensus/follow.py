@@ -21,12 +21,16 @@ blocks at one height cannot exist (quorum intersection), so the block a valid co
 certifies is the block every honest validator executed. A peer can only withhold blocks, never
 make us store a wrong one; withholding is met by asking another peer.
 
-The validator set is the genesis set today. :func:`verifying_set` is the one place that
-answers "which set verifies the QC of height h", so epochs plug in there.
+:func:`verifying_set` is the one place that answers "which set verifies the QC of height h":
+the set of h's epoch (``consensus/epochs.py``). A full node learns each set by executing the
+last block of the epoch two before (the node feeds its :class:`EpochSets`), so following in
+height order it always knows the set of the next height; a height whose set it does not know
+is refused as :data:`UNKNOWN_SET`, which is nobody's fault (asked again later).
 """
 
 from __future__ import annotations
 
+from consensus.epochs import EpochSets
 from consensus.quorum import qc_valid
 from consensus.types import COMMIT, Block, QuorumCert
 from consensus.validators import ValidatorSet
@@ -38,19 +42,19 @@ QC_MISMATCH = "qc_block_mismatch"
 PAYLOAD_MISMATCH = "payload_mismatch"
 INVALID_QC = "invalid_qc"
 STATE_DIVERGED = "state_diverged"
+UNKNOWN_SET = "unknown_validator_set"
 
 # Refusals that prove the sender sent something no honest node sends. A block that is merely
 # not the next height may be an answer to an older request (we caught up meanwhile).
 SENDER_FAULTS = frozenset({NOT_CHAINED, QC_MISMATCH, PAYLOAD_MISMATCH, INVALID_QC})
 
 
-def verifying_set(height: int, genesis_set: ValidatorSet) -> ValidatorSet:
-    """The validator set whose signatures certify blocks at ``height``.
-
-    One set for the whole chain until validator sets change by epoch; then this becomes the
-    lookup of the epoch that contains ``height``."""
-    del height  # one epoch: the genesis set certifies every height
-    return genesis_set
+def verifying_set(height: int, sets: ValidatorSet | EpochSets) -> ValidatorSet | None:
+    """The validator set whose signatures certify blocks at ``height`` (None: not known).
+    A single :class:`ValidatorSet` is one set for the whole chain."""
+    if isinstance(sets, ValidatorSet):
+        return sets
+    return sets.for_height(height)
 
 
 def is_next_block(block: Block, tip_height: int, tip_hash: bytes) -> str:
@@ -77,11 +81,12 @@ def committed_block_refusal(
     tip_hash: bytes,
     tip_state_root: bytes,
     chain_id: str,
-    genesis_set: ValidatorSet,
+    genesis_set: ValidatorSet | EpochSets,
     genesis_hash: bytes,
 ) -> str:
     """The empty string if ``(block, qc)`` may be stored as the next height, else the reason.
-    The rules are the ones above; the cheap structural ones run before the signatures."""
+    The rules are the ones above; the cheap structural ones run before the signatures.
+    ``genesis_set``: the chain's one set, or the epoch sets the node knows."""
     reason = is_next_block(block, tip_height, tip_hash)
     if reason:
         return reason
@@ -92,6 +97,8 @@ def committed_block_refusal(
     if not block.payload_matches_header():
         return PAYLOAD_MISMATCH
     validators = verifying_set(block.height, genesis_set)
+    if validators is None:
+        return UNKNOWN_SET
     if not qc_valid(qc, chain_id, validators, genesis_hash):
         return INVALID_QC
     if block.header.state_root != tip_state_root:

@@ -11,9 +11,18 @@ Layout of a localnet home (default ``$PERPBFT_LOCALNET_HOME``, else ``~/.perpbft
 
 ``up`` writes a fresh testnet if there is none (or with ``fresh``), else reuses it and its
 chain data; starts the validators, waits until every one has committed blocks, then starts a
-feeder per validator and the bots. Nothing is held by the ``up`` process: everything runs in
-the background until ``down``. Node API ports are ``base_port + 10*i + 1``; the default base
-port puts node0's API on 26657, the command line's default ``--node``.
+feeder per validator and the bots.
+
+Staking is on (:data:`LOCALNET_STAKING`): epochs of 20 blocks (10 s at the default block
+interval), each genesis validator a self-stake of 1,000 USDC. ``join`` adds validators that
+are not in genesis (``nodeN..``, after any full nodes): each starts as a non-voting node with
+its own key and funds, and ``up`` has it send a create-validator transaction with
+:data:`JOIN_STAKE_USDC` of self-stake once the network commits. Its stake enters the active set
+computed at the next epoch end, which votes from the epoch after that (20 to 40 blocks).
+
+Nothing is held by the ``up`` process: everything runs in the background until ``down``.
+Node API ports are ``base_port + 10*i + 1``; the default base port puts node0's API on 26657,
+the command line's default ``--node``.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from typing import Any
 
 import httpx
 
+from client.staking_tx import create_validator_tx
 from localnet import leverage
 from localnet.procs import Procs
 from node.config import HomeError
@@ -36,6 +46,7 @@ from node.keys import generate_keypair, read_key_file, write_key_file
 from node.testnet import DEFAULT_BASE_PORT as TESTNET_BASE_PORT
 from node.testnet import write_testnet
 from state_machine.genesis import USDC, USDC_ASSET_ID, Parameters
+from state_machine.staking.genesis import StakingGenesis
 
 HOME_ENV = "PERPBFT_LOCALNET_HOME"
 DEFAULT_BASE_PORT = TESTNET_BASE_PORT  # the same network layout as `perpbft testnet`
@@ -46,6 +57,15 @@ BOT_KEYS = ("maker", "taker")
 INSURANCE_FUND_USDC = 50_000
 COMMIT_HEIGHT_MIN = 2
 STARTUP_TIMEOUT_S = 90.0
+# Short epochs so a join is visible within a minute; a jailed validator may ask back after 4.
+LOCALNET_STAKING = StakingGenesis(
+    epoch_length_blocks=20,
+    min_self_stake_atoms=1_000 * USDC,
+    unbonding_blocks=200,
+    jail_blocks=80,
+)
+JOIN_STAKE_USDC = 1_000
+JOIN_TIMEOUT_S = 40.0
 
 Progress = Callable[[str, float], None]  # (what is happening, fraction done 0..1)
 
@@ -70,6 +90,7 @@ class UpOptions:
     extra_funded: Sequence[bytes] = ()
     oracle_source: str | None = None
     full_nodes: int = 0  # full nodes after the validators (nodes N..), following them
+    join: int = 0  # validators that join by staking (after the full nodes)
 
 
 class Localnet:
@@ -131,6 +152,8 @@ class Localnet:
                 extra_balances=leveraged,
                 parameters=Parameters(insurance_fund_atoms=INSURANCE_FUND_USDC * USDC),
                 full_nodes=opts.full_nodes,
+                staking=LOCALNET_STAKING,
+                joiners=opts.join,
             )
         except HomeError as exc:
             raise LocalnetError(str(exc)) from None
@@ -144,10 +167,12 @@ class Localnet:
         return key.public_key
 
     def check_reuse(self, opts: UpOptions) -> None:
-        count = len(self.layout()["nodes"])
-        if count != opts.validators:
+        roles = [str(n.get("role", "validator")) for n in self.layout()["nodes"]]
+        count = roles.count("validator")
+        if count != opts.validators or roles.count("joiner") != opts.join:
             raise LocalnetError(
-                f"the localnet in {self.home} has {count} validators, not {opts.validators}; "
+                f"the localnet in {self.home} has {count} validators and "
+                f"{roles.count('joiner')} joining ones, not {opts.validators} and {opts.join}; "
                 "use --fresh to write a new one"
             )
 
@@ -166,6 +191,10 @@ class Localnet:
                 self.procs.start(name, ["-m", "cli.main", "start", "--home", home])
         progress("validators starting", 0.1)
         self.wait_committed(progress)
+        for i, node in enumerate(self.layout()["nodes"]):
+            if node.get("role") == "joiner":
+                progress(f"node{i} stakes {JOIN_STAKE_USDC} USDC to join", 0.9)
+                self.join_by_staking(i)
         if opts.oracle:
             for i in range(len(names)):
                 argv = ["-m", "localnet.oracle", "--home", str(self.home), "--index", str(i)]
@@ -180,6 +209,33 @@ class Localnet:
                 argv = ["-m", "localnet.leverage", "--home", str(self.home), "--node", "3"]
                 self.start_once("leverage", argv)
         progress("up", 1.0)
+
+    def join_by_staking(self, index: int) -> None:
+        """Node ``index`` registers as a validator operating its own node key, with its p2p
+        address and JOIN_STAKE_USDC of self-stake (once: a second up finds it registered)."""
+        node = self.layout()["nodes"][index]
+        key = read_key_file(Path(node["home"]) / "config" / "node_key.json")
+        tx = create_validator_tx(
+            key,
+            CHAIN_ID,
+            int(time.time() * 1000),
+            p2p_address=str(node["p2p"]),
+            self_stake_atoms=JOIN_STAKE_USDC * USDC,
+        )
+        with httpx.Client(timeout=JOIN_TIMEOUT_S + 5) as http:
+            try:
+                r = http.post(
+                    str(node["api"]) + "/v1/txs",
+                    content=tx.to_wire(),
+                    params={"wait": "commit", "timeout_s": JOIN_TIMEOUT_S},
+                    headers={"content-type": "application/msgpack"},
+                )
+                body = r.json()
+            except (httpx.HTTPError, ValueError) as exc:
+                raise LocalnetError(f"node{index} could not send its stake: {exc}") from None
+        codes = [a.get("code") for a in body.get("results", [])] if r.status_code == 200 else []
+        if codes not in (["ok"], ["validator_exists"]):
+            raise LocalnetError(f"node{index}'s create-validator was refused: {body}")
 
     def start_once(self, name: str, argv: list[str]) -> None:
         if not self.procs.alive(name):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 from collections import OrderedDict
 
+from consensus.epochs import EpochSets, epoch_of
 from consensus.types import Evidence, ProposalEquivocation, VoteEquivocation
 from consensus.validators import ValidatorSet
 from consensus.verify import evidence_valid
@@ -31,6 +32,7 @@ class EvidenceVerdict(enum.Enum):
     NEW = "new"  # proven and not seen before: count, log, gossip
     DUPLICATE = "duplicate"  # this validator's equivocation in this view is already known
     FORGED = "forged"  # does not prove anything: the sender's fault
+    UNKNOWN_EPOCH = "unknown_epoch"  # about an epoch whose set we do not know: not checkable
 
 
 def offender_and_view(evidence: Evidence) -> tuple[bytes, int]:
@@ -42,26 +44,39 @@ def offender_and_view(evidence: Evidence) -> tuple[bytes, int]:
     raise TypeError(f"not evidence: {type(evidence).__name__}")
 
 
+def evidence_epoch(evidence: Evidence, epoch_length_blocks: int, current_epoch: int) -> int:
+    """The epoch whose set must have held the offender: a vote names its height; a proposal
+    signature does not, so it is taken to be of the epoch we are in (evidence is reported
+    and gossiped the moment it is seen)."""
+    if isinstance(evidence, VoteEquivocation):
+        return epoch_of(evidence.vote_a.height, epoch_length_blocks)
+    return current_epoch
+
+
 class EvidenceBook:
     """The (validator, view) pairs whose equivocation this node has proven."""
 
-    __slots__ = ("_proven", "chain_id", "pairs_max", "validators")
+    __slots__ = ("_proven", "chain_id", "pairs_max", "sets")
 
     def __init__(
-        self, chain_id: str, validators: ValidatorSet, pairs_max: int = EVIDENCE_PAIRS_MAX
+        self,
+        chain_id: str,
+        validators: ValidatorSet | EpochSets,
+        pairs_max: int = EVIDENCE_PAIRS_MAX,
     ) -> None:
         if pairs_max < 1:
             raise ValueError("pairs_max must be at least 1")
         self.chain_id = chain_id
-        self.validators = validators
+        self.sets = validators if isinstance(validators, EpochSets) else EpochSets.fixed(validators)
         self.pairs_max = pairs_max
         self._proven: OrderedDict[tuple[bytes, int], None] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._proven)
 
-    def consider(self, evidence: Evidence) -> EvidenceVerdict:
-        """Check ``evidence`` and record it if it proves a new equivocation.
+    def consider(self, evidence: Evidence, current_epoch: int = 0) -> EvidenceVerdict:
+        """Check ``evidence`` against the set of its epoch and record it if it proves a new
+        equivocation (``current_epoch``: the epoch this node is in).
 
         A pair already proven is a duplicate without checking signatures again (re-gossiped
         copies cost a dictionary look-up, not two signature checks).
@@ -69,7 +84,11 @@ class EvidenceBook:
         pair = offender_and_view(evidence)
         if pair in self._proven:
             return EvidenceVerdict.DUPLICATE
-        if not evidence_valid(evidence, self.chain_id, self.validators):
+        epoch = evidence_epoch(evidence, self.sets.epoch_length_blocks, current_epoch)
+        validators = self.sets.for_epoch(epoch)
+        if validators is None:
+            return EvidenceVerdict.UNKNOWN_EPOCH
+        if not evidence_valid(evidence, self.chain_id, validators):
             return EvidenceVerdict.FORGED
         self._proven[pair] = None
         while len(self._proven) > self.pairs_max:

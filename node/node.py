@@ -46,6 +46,7 @@ import lmdb
 import trio
 
 from consensus.config import ConsensusConfig
+from consensus.epochs import EpochSets, is_epoch_end
 from consensus.events import (
     Action,
     BlockExecuted,
@@ -97,6 +98,7 @@ from node.chain import Chain, Executed, genesis_state_root
 from node.config import Config
 from node.diskwatch import DiskWatch
 from node.evidence import EvidenceBook, EvidenceVerdict, offender_and_view
+from node.evidence_submit import EvidenceSubmitter
 from node.fatal import NodeFatal, state_diverged, storage_failure
 from node.follower import FollowPlan
 from node.logs import fields, get_logger
@@ -109,6 +111,14 @@ from node.sigpool import SignaturePool
 from node.statesync_run import CHANNEL_STATESYNC, StateSyncer
 from node.storage import StoreError
 from node.sync_serve import SyncServeBudget, read_committed_blocks
+from node.validator_sets import (
+    NodeSets,
+    genesis_set,
+    member_addresses,
+    next_set_after,
+    sets_from_genesis,
+    sets_from_state,
+)
 from p2p.manager import PeerManager
 from state_machine.codec import MAX_MESSAGE_BYTES, Bytes, DecodeError, ListOf, encode
 from state_machine.crypto import Keypair, verify
@@ -203,13 +213,20 @@ class Node:
             self.metrics.state_audits,
             self.metrics.state_audit_seconds,
         )
-        self.validators = ValidatorSet([(v.pubkey, v.power) for v in genesis.validators])
-        # A key in the set votes unless the operator chose the full-node role.
-        self.is_validator = key.public_key in self.validators and config.role.mode == "validator"
+        # The validator sets by epoch (node/validator_sets.py): genesis's until the store is
+        # open, then the stored state's, fed by each executed epoch end.
+        self.sets: EpochSets = sets_from_genesis(genesis)
+        self.node_sets = NodeSets(self.sets)
+        # A key in the set votes unless the operator chose the full-node role. With staking a
+        # validator outside the set runs its replica too: it votes once staking puts it in.
+        self.is_validator = config.role.mode == "validator" and (
+            key.public_key in genesis_set(genesis) or genesis.staking is not None
+        )
         self.follow: FollowPlan | None = None if self.is_validator else FollowPlan()
         self._genesis_hash = genesis_block(genesis.genesis_time_ms).block_hash()
         self._tip_hash = self._genesis_hash  # the stored tip's block hash (set on open)
-        self.evidence_book = EvidenceBook(self.chain_id, self.validators)
+        self.evidence_book = EvidenceBook(self.chain_id, self.sets)
+        self.evidence_submitter = EvidenceSubmitter(self)
         self.sync_budget = SyncServeBudget(
             config.sync.serve_bytes_per_s, config.sync.serve_burst_bytes
         )
@@ -241,6 +258,61 @@ class Node:
         self.ready = trio.Event()
         self.statesync = StateSyncer(self)
         self._consensus_config: ConsensusConfig | None = None
+
+    # ---- validator sets ----------------------------------------------------------------
+
+    @property
+    def _height(self) -> int:
+        return 0 if self.chain is None else self.chain.height
+
+    @property
+    def validators(self) -> ValidatorSet:
+        """The set of the next height to decide (the current epoch's)."""
+        return self.node_sets.current(self._height)
+
+    def is_member(self, key: bytes) -> bool:
+        """In the current or the next epoch's set: a peer whose consensus messages count."""
+        return self.node_sets.is_member(self._height, key)
+
+    def current_epoch(self) -> int:
+        return self.node_sets.current_epoch(self._height)
+
+    def _adopt_stored_sets(self, chain: Chain) -> None:
+        """The sets of the stored state (before the replica is built from them)."""
+        self.sets = sets_from_state(chain.state)
+        self.node_sets = NodeSets(self.sets)
+        self.evidence_book.sets = self.sets
+
+    def _pinned_keys(self) -> list[bytes]:
+        """Whom p2p accepts: the current and next sets' members and the configured full
+        nodes."""
+        keys = dict.fromkeys(self.node_sets.pinned_keys(self._height))
+        keys.update(dict.fromkeys(self.config.full_node_keys()))
+        return list(keys)
+
+    def _update_pinning(self) -> None:
+        """At start and after an epoch end: pin the current and next sets, disconnect the
+        members that left both, dial new ones at the address their validator record
+        publishes."""
+        if self.peers is None or self.chain is None:
+            return
+        allowed = self._pinned_keys()
+        added, removed = self.peers.set_allowed(allowed)
+        configured = {a.public_key for a in self.config.peer_addresses()}
+        full_nodes = set(self.config.full_node_keys())
+        members = tuple(k for k in allowed if k not in full_nodes)
+        for address in member_addresses(self.chain.state, members):
+            if address.public_key not in configured and address.public_key != self.key.public_key:
+                self.peers.add_peer(address)
+        if added or removed:
+            log.info(
+                "p2p_pinning_changed",
+                extra=fields(
+                    epoch=self.current_epoch(),
+                    added=[k.hex()[:16] for k in added],
+                    removed=[k.hex()[:16] for k in removed],
+                ),
+            )
 
     # ---- context for logs ----------------------------------------------------------------
 
@@ -300,14 +372,14 @@ class Node:
         config = self.consensus_config()
         safety = chain.read_safety(self.chain_id)
         if safety is None and chain.height == 0:
-            return Replica(config, self.signer, self.validators, self._check_payload)
+            return Replica(config, self.signer, self.sets, self._check_payload)
         if safety is None:
             # Data imported from a snapshot: nothing was ever promised from this home.
-            safety = Replica(config, self.signer, self.validators).safety
+            safety = Replica(config, self.signer, self.sets).safety
         return Replica.restore(
             config,
             self.signer,
-            self.validators,
+            self.sets,
             self._check_payload,
             safety,
             chain.recent_committed(RECENT_BLOCKS_FOR_RESTORE),
@@ -320,12 +392,12 @@ class Node:
         restoring = self.statesync.needed()
         if not restoring:
             self.chain = await trio.to_thread.run_sync(self.open_chain)
+            self._adopt_stored_sets(self.chain)
         try:
-            allowed = [v.pubkey for v in self.genesis.validators] + self.config.full_node_keys()
             self.peers = PeerManager(
                 self.key.seed,
                 self.config.transport_config(),
-                allowed_keys=allowed,
+                allowed_keys=self._pinned_keys(),
                 peers=self.config.peer_addresses(),
                 on_connected=self._on_peer_connected,
             )
@@ -337,8 +409,10 @@ class Node:
                 if restoring:
                     await self.statesync.restore()
                     self.chain = await trio.to_thread.run_sync(self.open_chain)
+                    self._adopt_stored_sets(self.chain)
                 chain = self.chain
                 assert chain is not None
+                self._update_pinning()
                 if chain.height > 0:
                     self._tip_hash = chain.store.meta.block_hash
                 self.replica = self.build_replica(chain)
@@ -535,7 +609,7 @@ class Node:
         """A validator (re)connected: the replica re-sends it its latest NEW-VIEW, which it
         missed if it was broadcast while the peer was away (it may be waiting for exactly that
         to rejoin the others' view). Queued like any event; never blocks the peer manager."""
-        if self.replica is not None and self._nursery is not None and peer in self.validators:
+        if self.replica is not None and self._nursery is not None and self.is_member(peer):
             self._nursery.start_soon(self._events_tx.send, PeerConnected(peer))
 
     def _penalize(self, peer: bytes, reason: str) -> None:
@@ -573,8 +647,11 @@ class Node:
         except DecodeError:
             self._penalize(peer, "malformed_consensus")
             return
-        if peer not in self.validators and not self._non_validator_may_send(message):
-            self._penalize(peer, "consensus_from_non_validator")
+        if not self.is_member(peer) and not self._non_validator_may_send(message):
+            if not isinstance(message, NewView):
+                self._penalize(peer, "consensus_from_non_validator")
+            # A NEW-VIEW from a validator that just left the set (or a staked one that has
+            # not joined yet) is an honest race at an epoch change: dropped, not held against it.
             return
         if isinstance(message, SyncRequest):
             await self._serve_sync(peer, message)
@@ -618,7 +695,7 @@ class Node:
         check finds them in the cache. False if the message carries a block no honest
         validator sends."""
         assert self.chain is not None
-        blocks, fault = blocks_to_preverify(message, self.chain.height, self.validators)
+        blocks, fault = blocks_to_preverify(message, self.chain.height, self.sets)
         if fault:
             return False
         cache = self.chain.decoded
@@ -684,7 +761,7 @@ class Node:
     def _take_evidence(self, evidence: Evidence, peer: bytes | None) -> None:
         """Count, log and gossip equivocation evidence once it is proven, once per validator
         and view (see ``node/evidence.py``). ``peer``: who sent it (None: our replica)."""
-        verdict = self.evidence_book.consider(evidence)
+        verdict = self.evidence_book.consider(evidence, self.current_epoch())
         if verdict is not EvidenceVerdict.NEW:
             self.metrics.evidence_ignored.labels(reason=verdict.value).inc()
             if verdict is EvidenceVerdict.FORGED and peer is not None:
@@ -700,13 +777,14 @@ class Node:
                 "equivocation_evidence_received", extra=fields(**about, peer=peer.hex()[:16])
             )
         self._broadcast_frame(CHANNEL_EVIDENCE, encode(EVIDENCE.dump(evidence)))
+        self.evidence_submitter.submit(evidence, self.current_epoch())
 
     async def _serve_sync(self, peer: bytes, request: SyncRequest) -> None:
         """Answer from storage within the peer's sync budget (``node/sync_serve.py``)."""
         assert self.chain is not None
         chain = self.chain
         cfg = self.consensus_config()
-        peer_type = "validator" if peer in self.validators else "full_node"
+        peer_type = "validator" if self.is_member(peer) else "full_node"
         allowance = self.sync_budget.admit(peer, time.monotonic())
         if allowance is None:
             self.metrics.sync_requests.labels(peer_type=peer_type, outcome="refused").inc()
@@ -798,7 +876,7 @@ class Node:
             tip_hash=self._tip_hash,
             tip_state_root=chain.state_root,
             chain_id=self.chain_id,
-            genesis_set=self.validators,
+            genesis_set=self.sets,
             genesis_hash=self._genesis_hash,
         )
         if reason == STATE_DIVERGED:
@@ -826,8 +904,8 @@ class Node:
         if not follow.request_due(now_s, chain.height):
             return
         connected = peers.connected_peers()
-        validators = [p for p in connected if p in self.validators]
-        others = [p for p in connected if p not in self.validators]
+        validators = [p for p in connected if self.is_member(p)]
+        others = [p for p in connected if not self.is_member(p)]
         peer = follow.choose_peer(now_s, validators, others)
         if peer is None:
             return
@@ -835,7 +913,7 @@ class Node:
         request = SyncRequest(start, self.consensus_config().sync_batch_blocks)
         self._send_frame(peer, CHANNEL_CONSENSUS, encode_message(request))
         follow.sent(peer, start, now_s, poll=follow.target_height <= chain.height)
-        peer_type = "validator" if peer in self.validators else "full_node"
+        peer_type = "validator" if self.is_member(peer) else "full_node"
         self.metrics.follow_requests.labels(peer_type=peer_type).inc()
 
     async def _handle(self, replica: Replica, event: Event) -> None:
@@ -855,6 +933,8 @@ class Node:
                 await self._storage_write(
                     "safety record write", self.chain.store.write_safety_data, raw
                 )
+            elif isinstance(action, Send | Broadcast) and not self._may_speak(action.message):
+                continue
             elif isinstance(action, Send):
                 if isinstance(action.message, Vote):
                     self.metrics.votes_sent.inc()
@@ -876,6 +956,13 @@ class Node:
                 self._take_evidence(action.evidence, None)
             elif isinstance(action, PeerFault):
                 self._penalize(action.peer, action.reason)
+
+    def _may_speak(self, message: Message) -> bool:
+        """A replica outside the current and next sets (a staked validator before its epoch,
+        or one that left) only asks for and serves blocks: its NEW-VIEWs count for nobody."""
+        if isinstance(message, SyncRequest | SyncResponse):
+            return True
+        return self.is_member(self.key.public_key)
 
     def _record_signed(self, message: Message) -> None:
         """Opt-in (log level debug) record of each signature of ours that leaves the node,
@@ -932,7 +1019,30 @@ class Node:
             t2 - t1_stored,
         )
         self._after_execution(executed)
-        return BlockExecuted(executed.height, executed.block_hash, root)
+        next_set = next_set_after(chain.state, block.height)
+        if next_set is not None:
+            epoch = self.sets.epoch_of(block.height) + 2
+            if self.replica is None:
+                self.sets.add(epoch, next_set)  # a full node
+            else:  # the replica adds it to the same EpochSets when it takes BlockExecuted
+                self.node_sets.learned(epoch, next_set)
+        if is_epoch_end(block.height, self.sets.epoch_length_blocks):
+            self._after_epoch_end(block.height)
+        return BlockExecuted(executed.height, executed.block_hash, root, next_set)
+
+    def _after_epoch_end(self, height: int) -> None:
+        """The epoch turned: p2p pins the sets of the epoch starting and of the next one."""
+        self._update_pinning()
+        epoch = self.sets.epoch_of(height + 1)
+        log.info(
+            "epoch_started",
+            extra=fields(
+                epoch=epoch,
+                height=height + 1,
+                members=len(self.validators),
+                member=self.is_member(self.key.public_key),
+            ),
+        )
 
     async def _maybe_prune(self, height: int) -> None:
         """Apply ``[storage] pruning_keep_blocks``: every PRUNE_EVERY_BLOCKS heights, delete

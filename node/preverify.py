@@ -20,6 +20,8 @@ certificate cannot be used over and over to buy verification work.
 
 from __future__ import annotations
 
+from consensus.epochs import EpochSets
+from consensus.follow import verifying_set
 from consensus.types import Block, Message, NewView, Proposal, SyncResponse
 from consensus.validators import ValidatorSet
 
@@ -27,13 +29,17 @@ BLOCK_MISMATCH = "block_mismatch"
 
 
 def blocks_to_preverify(
-    message: Message, committed_height: int, validators: ValidatorSet
+    message: Message, committed_height: int, validators: ValidatorSet | EpochSets
 ) -> tuple[list[Block], str]:
     """``(blocks, fault)``: the blocks whose transactions to verify now, and "" or the reason
-    the message is a fault of its sender (then it is dropped)."""
+    the message is a fault of its sender (then it is dropped). A proposal for a height whose
+    set we do not know yet is left to the replica (which asks for the blocks it lacks)."""
     if isinstance(message, Proposal):
         block = message.block
-        if validators.leader(message.view) != message.proposer:
+        height_set = verifying_set(block.height, validators)
+        if height_set is None:
+            return [], ""
+        if height_set.leader(message.view) != message.proposer:
             return [], BLOCK_MISMATCH
         if not block.payload_matches_header():
             return [], BLOCK_MISMATCH

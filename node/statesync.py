@@ -191,7 +191,8 @@ def offer_refusal(
         return OFFER_BAD_ANCHOR
     if qc.phase != COMMIT or qc.height != header.height or qc.block_hash != header.block_hash():
         return OFFER_BAD_ANCHOR
-    if not qc_valid(qc, chain_id, verifying_set(header.height, genesis_set), genesis_hash):
+    validators = verifying_set(header.height, genesis_set)
+    if validators is None or not qc_valid(qc, chain_id, validators, genesis_hash):
         return OFFER_BAD_ANCHOR
     if trust.height and (offer.height != trust.height or header.parent_hash != trust.block_hash):
         return OFFER_UNTRUSTED

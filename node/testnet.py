@@ -8,9 +8,14 @@ validators with voting power 1 each, the default markets, funded demo accounts),
 
 ``full_nodes`` adds homes ``OUT/node{N} ..`` after the validators': full nodes (``[role] mode =
 "full"``) that dial every validator, and whose keys every validator accepts
-(``p2p.full_nodes``). ``hosts`` gives each node (validators first) its own host name or
-address: each then listens on its own address, with the same ports on every host (the nodes
-are meant for separate machines or network namespaces); without it all are on 127.0.0.1.
+(``p2p.full_nodes``). ``staking`` turns staking on in genesis (each validator's power is then
+its self-stake in whole USDC: ``staking.min_self_stake_atoms`` by default); ``joiners`` adds
+homes after the full nodes for validators that join later by staking: ``[role] mode =
+"validator"`` but not in genesis, funded like the demo accounts, accepted by the validators
+like full nodes until their stake puts them in the set. ``hosts`` gives each node
+(validators first) its own host name or address: each then listens on its own address, with
+the same ports on every host (the nodes are meant for separate machines or network
+namespaces); without it all are on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from node.config import (
 from node.keys import generate_keypair, write_key_file
 from p2p.address import PeerAddress
 from state_machine.genesis import Parameters, default_genesis
+from state_machine.staking.genesis import StakingGenesis
+from state_machine.staking.params import ATOMS_PER_POWER
 
 # node0 gets p2p 26656 and API 26657: the CometBFT ports and the command line's default --node.
 DEFAULT_BASE_PORT = 26_656
@@ -58,8 +65,9 @@ class TestnetLayout:
     node_ids: list[bytes]
     ports: list[NodePorts]
     demo_keys: list[Path]
-    full_nodes: int = 0  # the last ``full_nodes`` homes are full nodes
+    full_nodes: int = 0  # the ``full_nodes`` homes after the validators are full nodes
     hosts: tuple[str, ...] = ()  # each node's host (validators first); () = 127.0.0.1
+    joiners: int = 0  # the last ``joiners`` homes: validators that join by staking
 
     def summary(self) -> dict[str, object]:
         return {
@@ -69,7 +77,7 @@ class TestnetLayout:
                 {
                     "home": str(home),
                     "node_id": node_id.hex(),
-                    "role": "full" if i >= self.validators else "validator",
+                    "role": self.role(i),
                     "p2p": f"{_url_host(self.host(i))}:{ports.p2p}",
                     "api": f"http://{_url_host(self.host(i))}:{ports.api}",
                     "metrics": f"http://{_url_host(self.host(i))}:{ports.metrics}/metrics",
@@ -83,7 +91,12 @@ class TestnetLayout:
 
     @property
     def validators(self) -> int:
-        return len(self.homes) - self.full_nodes
+        return len(self.homes) - self.full_nodes - self.joiners
+
+    def role(self, index: int) -> str:
+        if index < self.validators:
+            return "validator"
+        return "full" if index < self.validators + self.full_nodes else "joiner"
 
     def host(self, index: int) -> str:
         return self.hosts[index] if self.hosts else "127.0.0.1"
@@ -114,6 +127,8 @@ def write_testnet(
     parameters: Parameters | None = None,
     full_nodes: int = 0,
     hosts: Sequence[str] = (),
+    staking: StakingGenesis | None = None,
+    joiners: int = 0,
 ) -> TestnetLayout:
     """Write the network; ``extra_funded`` public keys are funded like the demo accounts but
     get no key file (their owner, e.g. a load generator or the localnet bots, holds the keys);
@@ -123,6 +138,8 @@ def write_testnet(
         raise HomeError("--validators must be between 1 and 64")
     if not 0 <= full_nodes <= 64:
         raise HomeError("--full-nodes must be between 0 and 64")
+    if not 0 <= joiners <= 16 or (joiners and staking is None):
+        raise HomeError("--join needs staking and is at most 16")
     if hosts and len(hosts) != validators + full_nodes:
         raise HomeError(
             f"--hosts names {len(hosts)} hosts for {validators + full_nodes} nodes (one each, "
@@ -132,7 +149,7 @@ def write_testnet(
         raise HomeError("--demo-accounts must be between 1 and 1000")
     if len(extra_funded) + len(extra_balances) > 10_000:
         raise HomeError("at most 10,000 extra funded accounts")
-    nodes = validators + full_nodes
+    nodes = validators + full_nodes + joiners
     if not 1024 <= base_port <= 65_535 - 10 * (1 if hosts else nodes):
         raise HomeError("--base-port leaves no room for the nodes' ports")
     if out.exists() and any(out.iterdir()) and not force:
@@ -156,15 +173,19 @@ def write_testnet(
         write_key_file(path, key, force=True)
         demo_paths.append(path)
         demo_pubkeys.append(key.public_key)
+    power = 1 if staking is None else staking.min_self_stake_atoms // ATOMS_PER_POWER
+    joiner_keys = node_ids[validators + full_nodes :]
     genesis = default_genesis(
         chain_id,
-        [(node_id, 1) for node_id in node_ids[:validators]],
-        [*demo_pubkeys, *extra_funded, *extra_balances],
+        [(node_id, power) for node_id in node_ids[:validators]],
+        [*demo_pubkeys, *extra_funded, *joiner_keys, *extra_balances],
         genesis_time_ms=genesis_time_ms if genesis_time_ms is not None else int(time.time() * 1000),
         parameters=parameters,
+        staking=staking,
     )
     genesis_text = genesis.to_json()
     (out / GENESIS_FILE).write_text(genesis_text)
+    # Full nodes and joiners (until their stake puts them in the set) connect as full nodes.
     full_node_keys = tuple(node_id.hex() for node_id in node_ids[validators:])
     for i, home in enumerate(homes):
         # Everyone dials the validators; validators accept the full nodes' keys.
@@ -173,7 +194,7 @@ def write_testnet(
             for j in range(validators)
             if j != i
         )
-        full = i >= validators
+        full = validators <= i < validators + full_nodes
         host = _url_host(host_of[i])
         config = Config(
             home=home,
@@ -181,7 +202,7 @@ def write_testnet(
             p2p=P2PSettings(
                 listen=f"{host}:{ports[i].p2p}",
                 peers=peers,
-                full_nodes=() if full else full_node_keys,
+                full_nodes=() if full or i >= validators else full_node_keys,
             ),
             # One load generator on loopback is every client of a localnet: the per-address
             # limits are lifted (the totals and load shedding stay).
@@ -207,7 +228,7 @@ def write_testnet(
         (home / "config" / GENESIS_FILE).write_text(genesis_text)
         init_home(home, force=True, config=config)
     layout = TestnetLayout(
-        out, chain_id, homes, node_ids, ports, demo_paths, full_nodes, tuple(hosts)
+        out, chain_id, homes, node_ids, ports, demo_paths, full_nodes, tuple(hosts), joiners
     )
     (out / "testnet.json").write_text(json.dumps(layout.summary(), indent=2) + "\n")
     return layout

@@ -218,6 +218,7 @@ class PeerManager:
         self._on_connected = on_connected
         self.inbound = InboundQueue(config.inbound_queue_frames, config.inbound_queue_bytes_max)
         self._peer_addresses: dict[bytes, PeerAddress] = {}
+        self._dialing: set[bytes] = set()  # keys with a running dial loop
         self._connections: dict[bytes, Connection] = {}
         self._peer_stats = {key: PeerStatistics() for key in self._allowed}
         self._scores = {
@@ -260,6 +261,7 @@ class PeerManager:
                 for listener in listeners:
                     nursery.start_soon(self._accept_loop, listener, nursery)
                 for key in self._peer_addresses:
+                    self._dialing.add(key)
                     nursery.start_soon(self._dial_loop, key)
                 task_status.started(self._counters.listen_port)
         finally:
@@ -285,14 +287,48 @@ class PeerManager:
         key = address.public_key
         if key not in self._allowed:
             raise ValueError(f"peer {key.hex()} is not in the allowed set (or is this node)")
-        is_new = key not in self._peer_addresses
+        is_new = key not in self._dialing
         self._peer_addresses[key] = address
         host = _ip_text(address.host)
         if host is not None:
             self._configured_hosts.add(host)
             self._refresh_reserved_hosts()
         if is_new and self._nursery is not None:
+            self._dialing.add(key)
             self._nursery.start_soon(self._dial_loop, key)
+
+    def set_allowed(self, allowed_keys: Iterable[bytes]) -> tuple[list[bytes], list[bytes]]:
+        """Replace the pinned keys (the validator set changed): new keys are accepted and may
+        be dialed with :meth:`add_peer`; removed keys are disconnected, no longer dialed and
+        refused at the handshake. Returns ``(added, removed)``. Statistics and abuse scores
+        of a removed key go when its connection does (memory stays bounded by the set)."""
+        new = frozenset(allowed_keys) - {self.public_key}
+        for key in new:
+            if len(key) != PUBLIC_KEY_BYTES:
+                raise ValueError(f"allowed key {key.hex()} is not {PUBLIC_KEY_BYTES} bytes")
+        added = sorted(new - self._allowed)
+        removed = sorted(self._allowed - new)
+        self._allowed = new
+        for key in added:
+            self._peer_stats.setdefault(key, PeerStatistics())
+            self._scores.setdefault(
+                key, AbuseScore(self._config.penalty_threshold, self._config.penalty_decay_per_s)
+            )
+        for key in removed:
+            self._peer_addresses.pop(key, None)  # its dial loop ends at its next turn
+            self._seen_hosts.pop(key, None)
+            if not self.disconnect(key):
+                self._forget(key)
+        self._refresh_reserved_hosts()
+        self._notify()
+        return added, removed
+
+    def _forget(self, key: bytes) -> None:
+        """Drop the per-peer records of a key no longer allowed and not connected."""
+        if key not in self._allowed and key not in self._connections:
+            self._peer_stats.pop(key, None)
+            self._scores.pop(key, None)
+            self._banned_until_s.pop(key, None)
 
     # ---------------------------------------------------------------- the node's API
 
@@ -521,8 +557,16 @@ class PeerManager:
         backoff = Backoff(
             self._config.dial_backoff_base_ms, self._config.dial_backoff_max_ms, self._rng
         )
+        try:
+            await self._dial_until_removed(peer_id, backoff)
+        finally:
+            self._dialing.discard(peer_id)
+
+    async def _dial_until_removed(self, peer_id: bytes, backoff: Backoff) -> None:
         backoff_max_s = self._config.dial_backoff_max_ms / 1000
         while True:
+            if peer_id not in self._peer_addresses:
+                return  # no longer pinned (set_allowed)
             if peer_id in self._connections:
                 await self.wait_disconnected(peer_id)
                 continue
@@ -714,6 +758,10 @@ class PeerManager:
             stats.outbound_queue_bytes = 0
         reason = connection.close_reason or CloseReason.SHUTDOWN
         stats.disconnects += 1
+        if peer_id not in self._allowed:
+            self._forget(peer_id)  # removed from the set while connected
+            self._notify()
+            return
         stats.last_close_reason = reason.value
         if reason is CloseReason.OVERSIZE_FRAME:
             stats.invalid_frames += 1

@@ -7,7 +7,8 @@ teardown. Each raises InvariantError naming the first broken rule.
 
 Conservation (DESIGN section 4): for every asset,
 ``sum(available + held) + fee pool (+ for USDC: isolated margins + unrealised PnL of all
-positions + insurance fund) == genesis balances (+ genesis insurance fund) - withdrawn``.
+positions + insurance fund + staked and unbonding stake) == genesis balances (+ genesis insurance
+fund + genesis self-stake minted - stake burnt by slashing) - withdrawn``.
 Unrealised PnL sums to ``-sum(entry_value) * tick_lot_atoms`` per market because positions net to
 zero, so the identity is exact at any price: realised PnL, fees and isolated-margin moves are
 transfers between these terms, never creation.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from state_machine.invariants import check
 from state_machine.perpetuals.margin import RATE_SCALE, pending_funding_scaled
+from state_machine.staking.hook import staking_supply_atoms
 from state_machine.state import ExchangeCore
 
 
@@ -30,6 +32,9 @@ def supply_totals(st: ExchangeCore) -> dict[int, tuple[int, int]]:
     for aid, total in st.asset_totals.items():
         expected[aid] -= total.amount_atoms
     actual: dict[int, int] = {aid: pool.amount_atoms for aid, pool in st.fee_pools.items()}
+    staked, staking_minted = staking_supply_atoms(st)  # stake is USDC (staking/params.py)
+    actual[0] += staked
+    expected[0] += staking_minted
     for acct in st.accounts.values():
         for aid, bal in acct.balances.items():
             actual[aid] += bal.available_atoms + bal.held_atoms

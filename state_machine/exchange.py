@@ -80,7 +80,9 @@ from state_machine.results import (
 )
 from state_machine.staking.actions import STAKING_ACTIONS, StakingAction
 from state_machine.staking.hook import (
+    enable_genesis_staking,
     follow_active_set,
+    genesis_staking_params,
     is_staking_key,
     run_staking_action,
     staking_begin_block,
@@ -132,6 +134,7 @@ class ExchangeState(ExchangeCore):
         for fb in genesis.balances:
             acct = st.account(fb.account)
             st.balance(acct, fb.asset_id).available_atoms += fb.amount_atoms
+        enable_genesis_staking(st)
         st.dirty = []  # genesis state is written whole by the storage from entries()
         return st
 
@@ -143,6 +146,7 @@ class ExchangeState(ExchangeCore):
         staking_params: StakingParams | None = None,
     ) -> ExchangeState:
         """Rebuild the full in-memory state (books in time priority, indexes) from entries.
+        ``staking_params``: by default the genesis ``staking`` section's (None: staking off).
 
         Each record is decoded by its own inverse of ``state_obj`` (state.py, book.py,
         triggers/records.py); orders rest again in sequence order, so time priority is kept.
@@ -176,6 +180,8 @@ class ExchangeState(ExchangeCore):
             rest_order(st, st.markets[o.market_id], o)
             o.dirty = False
         st.dirty = []
+        if staking_params is None:
+            staking_params = genesis_staking_params(st)
         if staking_params is not None:
             st.staking = staking_from_entries(st, staking_params, staking_entries)
             follow_active_set(st)

@@ -32,6 +32,7 @@ from state_machine.codec import (
     DecodeError,
     Enum,
     ListOf,
+    Optional,
     Struct,
     Text,
     Wire,
@@ -39,6 +40,7 @@ from state_machine.codec import (
 )
 from state_machine.crypto import sha256
 from state_machine.invariants import PPM
+from state_machine.staking.genesis import StakingGenesis, staking_genesis_problem
 from state_machine.tx import CHAIN_ID, CHAIN_ID_CHARS, MAX_CHAIN_ID_LEN
 
 USDC_ASSET_ID = 0
@@ -54,6 +56,9 @@ SYMBOL_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-/_."
 MAX_NOTIONAL_ATOMS = 2**60
 MAX_SUPPLY_ATOMS = 2**62
 MAX_ITEMS = 1024
+
+
+_WIRE_FROM_FIELDS: Any = vars(Wire)["from_fields"].__func__
 
 
 class GenesisError(ValueError):
@@ -185,6 +190,7 @@ class Genesis(Wire):
         ("validators", ListOf(Struct(Validator), MAX_ITEMS)),
         ("balances", ListOf(Struct(FundedBalance), 1_000_000)),
         ("parameters", Struct(Parameters)),
+        ("staking", Optional(Struct(StakingGenesis))),
     )
     chain_id: str
     genesis_time_ms: int
@@ -193,6 +199,26 @@ class Genesis(Wire):
     validators: tuple[Validator, ...]
     balances: tuple[FundedBalance, ...]
     parameters: Parameters
+    staking: StakingGenesis | None = None
+
+    def fields_obj(self) -> list[Any]:
+        """Absent optional sections are left out at the end of the array, so a genesis
+        without them encodes, and hashes, as it did before they existed."""
+        out = Wire.fields_obj(self)
+        while len(out) > _REQUIRED_FIELDS and out[-1] is None:
+            out.pop()
+        return out
+
+    @classmethod
+    def from_fields(cls, values: Sequence[Any], path: str) -> Genesis:
+        if _REQUIRED_FIELDS < len(values) <= len(cls.WIRE) and values[-1] is None:
+            raise DecodeError(f"{path or 'Genesis'}: an absent optional section is left out")
+        if _REQUIRED_FIELDS <= len(values) < len(cls.WIRE):
+            values = [*values, *[None] * (len(cls.WIRE) - len(values))]
+        # Wire's own (not super(): @wire rebuilds the class for slots, so the class the
+        # method was written in is not the one it is called on).
+        result: Genesis = _WIRE_FROM_FIELDS(cls, values, path)
+        return result
 
     def hash(self) -> bytes:
         """SHA-256 of the canonical msgpack encoding."""
@@ -212,6 +238,11 @@ class Genesis(Wire):
 
     def to_json(self) -> str:
         return genesis_to_json(self)
+
+
+# Optional sections, last in Genesis.WIRE (absent: the feature is off).
+OPTIONAL_SECTIONS = ("staking",)
+_REQUIRED_FIELDS = len(Genesis.WIRE) - len(OPTIONAL_SECTIONS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -257,6 +288,10 @@ def validate_genesis(g: Genesis) -> None:
         total_power += v.power
     if total_power >= 2**62:
         raise _fail("validators", "total voting power too large")
+    if g.staking is not None:
+        problem = staking_genesis_problem(g.staking, [(v.pubkey, v.power) for v in g.validators])
+        if problem is not None:
+            raise _fail(*problem)
     totals: dict[int, int] = {}
     seen: set[tuple[bytes, int]] = set()
     for i, b in enumerate(g.balances):
@@ -362,6 +397,10 @@ def _to_json_obj(obj: Any, spec_cls: type[Wire]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, spec in spec_cls.WIRE:
         value = getattr(obj, name)
+        if isinstance(spec, Optional):
+            if value is None:
+                continue  # an absent optional section is left out
+            spec = spec.inner
         if isinstance(spec, Struct):
             out[name] = _to_json_obj(value, spec.cls)
         elif isinstance(spec, ListOf) and isinstance(spec.item, Struct):
@@ -388,7 +427,7 @@ def _from_json_obj(data: Any, cls: type[Wire], path: str) -> Any:
     for key in data:
         if key not in names:
             raise _fail(f"{path}.{key}" if path else key, "unknown field")
-    defaults = _parameter_defaults() if cls is Parameters else {}
+    defaults = _json_defaults(cls)
     values: list[Any] = []
     for name, spec in cls.WIRE:
         fp = f"{path}.{name}" if path else name
@@ -398,6 +437,9 @@ def _from_json_obj(data: Any, cls: type[Wire], path: str) -> Any:
                 continue
             raise _fail(fp, "missing field")
         values.append(_field_from_json(data[name], spec, cls, name, fp))
+    if cls is Genesis:
+        while len(values) > _REQUIRED_FIELDS and values[-1] is None:
+            values.pop()  # absent optional sections: the canonical form leaves them out
     try:
         return cls.from_fields(values, "")
     except DecodeError as exc:
@@ -405,6 +447,8 @@ def _from_json_obj(data: Any, cls: type[Wire], path: str) -> Any:
 
 
 def _field_from_json(value: Any, spec: Any, cls: type[Wire], name: str, fp: str) -> Any:
+    if isinstance(spec, Optional):
+        return None if value is None else _field_from_json(value, spec.inner, cls, name, fp)
     if isinstance(spec, Struct):
         return _from_json_obj(value, spec.cls, fp).to_obj()
     if isinstance(spec, ListOf):
@@ -437,10 +481,15 @@ def _field_from_json(value: Any, spec: Any, cls: type[Wire], name: str, fp: str)
         raise GenesisError(exc.reason) from None
 
 
-def _parameter_defaults() -> dict[str, Any]:
-    """Parameters may be omitted from genesis.json; missing ones take these defaults."""
-    defaults = Parameters()
-    return {name: getattr(defaults, name) for name, _ in Parameters.WIRE}
+def _json_defaults(cls: type[Wire]) -> dict[str, Any]:
+    """Fields genesis.json may omit, with the values they take: every parameter, the staking
+    section's fields, and the optional sections themselves (absent)."""
+    if cls is Parameters or cls is StakingGenesis:
+        names = [name for name, _ in cls.WIRE]
+        return dict(zip(names, cls().fields_obj(), strict=True))
+    if cls is Genesis:
+        return dict.fromkeys(OPTIONAL_SECTIONS)
+    return {}
 
 
 def genesis_from_json(text: str | bytes) -> Genesis:
@@ -541,6 +590,7 @@ def default_genesis(
     funded_accounts: Sequence[bytes | tuple[bytes, int, int]] = (),
     genesis_time_ms: int = 1_700_000_000_000,
     parameters: Parameters | None = None,
+    staking: StakingGenesis | None = None,
 ) -> Genesis:
     """A validated genesis with the default assets and markets.
 
@@ -565,6 +615,7 @@ def default_genesis(
         validators=tuple(Validator(pk, power) for pk, power in validator_pubkeys_and_powers),
         balances=tuple(balances),
         parameters=parameters if parameters is not None else Parameters(),
+        staking=staking,
     )
     validate_genesis(g)
     return g

@@ -35,6 +35,7 @@ from node.storage import store_path
 from node.testnet import TestnetLayout, write_testnet
 from state_machine.crypto import Keypair
 from state_machine.genesis import genesis_from_json
+from state_machine.staking.genesis import StakingGenesis
 
 STARTUP_TIMEOUT_S = 60.0
 
@@ -76,18 +77,23 @@ class Cluster:
         full_nodes: int = 0,
         hosts: tuple[str, ...] = (),
         netns: tuple[str, ...] = (),
+        staking: StakingGenesis | None = None,
+        joiners: int = 0,
     ) -> None:
         """``configure`` rewrites each node's config before any node starts; ``full_nodes``
         adds that many full nodes (indexes ``validators ..``) following the validators;
         ``hosts`` gives each node its own address and ``netns`` the Linux network namespace
-        its process runs in (tests/integration/test_netns.py)."""
+        its process runs in (tests/integration/test_netns.py); ``staking`` turns staking on in
+        genesis and ``joiners`` adds validators that join by staking (after the full nodes)."""
         self.root = root
         self.layout: TestnetLayout = write_testnet(
             root / "net",
             validators,
             chain_id=chain_id,
-            base_port=free_base_port(1 if hosts else validators + full_nodes),
+            base_port=free_base_port(1 if hosts else validators + full_nodes + joiners),
             full_nodes=full_nodes,
+            staking=staking,
+            joiners=joiners,
             hosts=hosts,
             demo_accounts=demo_accounts,
             block_interval_ms=block_ms,

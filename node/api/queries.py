@@ -142,13 +142,15 @@ class Queries:
             "leader": node.validators.leader(view).hex() if view else None,
             "state_root": chain.state_root.hex(),
             "last_block_time_ms": node.last_block_time_ms,
+            # The current epoch's set (the genesis set while staking is off).
+            "epoch": node.current_epoch(),
             "validators": [
                 {
-                    "pubkey": v.pubkey.hex(),
-                    "power": v.power,
-                    "connected": v.pubkey in peers or v.pubkey == node.key.public_key,
+                    "pubkey": key.hex(),
+                    "power": power,
+                    "connected": key in peers or key == node.key.public_key,
                 }
-                for v in node.genesis.validators
+                for key, power in node.validators.members()
             ],
             "peers": [p.hex() for p in peers],
             "mempool": {"txs": len(node.mempool), "bytes": node.mempool.size_bytes},

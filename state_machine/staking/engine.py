@@ -30,7 +30,7 @@ here are insertion-ordered and iterated only where that order is deterministic).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from consensus.epochs import epoch_of, is_epoch_end
@@ -115,15 +115,21 @@ class StakingState:
 
     @classmethod
     def from_genesis(
-        cls, chain_id: str, params: StakingParams, validators: Sequence[tuple[bytes, int]]
+        cls,
+        chain_id: str,
+        params: StakingParams,
+        validators: Sequence[tuple[bytes, int]],
+        operators: Mapping[bytes, tuple[bytes, str]] | None = None,
     ) -> StakingState:
-        """Genesis validators are operators of their own consensus key, with self-stake of
-        their genesis power (minted, not taken from a balance); they are epochs 0 and 1."""
+        """Genesis validators are registered with self-stake of their genesis power (minted,
+        not taken from a balance); they are epochs 0 and 1. ``operators`` maps a consensus
+        key to its (operator, p2p address); by default a validator operates itself."""
         st = cls(chain_id, params)
         for key, power in validators:
-            record = ValidatorRecord(key, key, "", 0)
+            operator, address = (operators or {}).get(key, (key, ""))
+            record = ValidatorRecord(operator, key, address, 0)
             st._add_validator(record)
-            st._bond(record, key, power * ATOMS_PER_POWER)
+            st._bond(record, operator, power * ATOMS_PER_POWER)
         members = tuple((k, p) for k, p in validators)
         for epoch in (0, 1):
             st._put_epoch_set(EpochSet(epoch, members))

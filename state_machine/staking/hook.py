@@ -20,7 +20,7 @@ from state_machine.staking.actions import (
     Unjail,
 )
 from state_machine.staking.codes import STAKING_DISABLED
-from state_machine.staking.params import STAKE_ASSET_ID, StakingParams
+from state_machine.staking.params import ATOMS_PER_POWER, STAKE_ASSET_ID, StakingParams
 from state_machine.state import ExchangeCore
 
 
@@ -83,10 +83,45 @@ def is_staking_key(key: bytes) -> bool:
     return key[0] in STAKING_KEY_PREFIXES
 
 
-def enable_staking(st: ExchangeCore, params: StakingParams) -> None:
+def enable_staking(
+    st: ExchangeCore, params: StakingParams, operators: dict[bytes, tuple[bytes, str]] | None = None
+) -> None:
     """Start staking at genesis: the genesis validators are its first operators."""
     validators = [(v.pubkey, v.power) for v in st.genesis.validators]
-    st.staking = engine.StakingState.from_genesis(st.genesis.chain_id, params, validators)
+    st.staking = engine.StakingState.from_genesis(
+        st.genesis.chain_id, params, validators, operators
+    )
+
+
+def enable_genesis_staking(st: ExchangeCore) -> None:
+    """Staking from the genesis ``staking`` section, if it has one (state_machine/staking/
+    genesis.py). Its records are part of the genesis entries, not of block 1's writes."""
+    section = st.genesis.staking
+    if section is None:
+        return
+    operators = {v.pubkey: section.operator_of(v.pubkey) for v in st.genesis.validators}
+    enable_staking(st, section.params(), operators)
+    assert st.staking is not None
+    st.staking.take_writes()
+    follow_active_set(st)
+
+
+def genesis_staking_params(st: ExchangeCore) -> StakingParams | None:
+    section = st.genesis.staking
+    return None if section is None else section.params()
+
+
+def staking_supply_atoms(st: ExchangeCore) -> tuple[int, int]:
+    """USDC conservation's staking terms: (atoms held by staking now: bonded and unbonding,
+    atoms it added to the supply: the genesis self-stake minted, less what slashing burnt)."""
+    staking = st.staking
+    if staking is None:
+        return 0, 0
+    held = sum(r.tokens_atoms for r in staking.validators.values())
+    held += sum(u.amount_atoms for u in staking.unbondings.values())
+    section = st.genesis.staking
+    minted = 0 if section is None else sum(v.power for v in st.genesis.validators)
+    return held, minted * ATOMS_PER_POWER - staking.burnt_atoms
 
 
 def staking_from_entries(
