@@ -47,9 +47,13 @@ BOB_CONSENSUS = Keypair(b"\x12" * 32)
 SIGNING_KEYS = {k.public_key: k for k in (VALIDATOR, ALICE_CONSENSUS, BOB_CONSENSUS)}
 
 
+ARCHIVE = StorageSettings(archive=True, proof_history_heights=0)
+
+
 @contextmanager
-def staking_node(home: Path, params: StakingParams = PARAMS) -> Iterator[Node]:
-    storage = StorageSettings(archive=True, proof_history_heights=0)
+def staking_node(
+    home: Path, params: StakingParams = PARAMS, storage: StorageSettings = ARCHIVE
+) -> Iterator[Node]:
     n = Node(Config(home=home, storage=storage), GENESIS, VALIDATOR)
     n.chain = n.open_chain()
     enable_staking(n.chain.state, params)
