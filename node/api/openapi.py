@@ -131,7 +131,8 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
     ),
     ("GET", "/v1/proofs/records/{kind}"): RouteDoc(
         "Merkle proof of one state record of any kind (balance, position, order, market, "
-        "oracle, nonces, fees, vault, asset, withdrawal, trigger, meta) named by its ids, "
+        "oracle, nonces, fees, vault, asset, withdrawal, trigger, meta, validator, delegation, "
+        "unbonding, epoch_set, staking_meta) named by its ids, "
         "with the certifying header and QC",
         {200: m.RecordProof, **ERRORS},
         (Param("height", uint(), "a past height (default: the latest)"),
@@ -141,7 +142,11 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
          Param("order", uint(), "order, trigger: order id"),
          Param("validator", {"type": "string"}, "oracle: validator public key"),
          Param("signer", {"type": "string"}, "nonces: signer public key"),
-         Param("withdrawal", uint(), "withdrawal: withdrawal id")),
+         Param("withdrawal", uint(), "withdrawal: withdrawal id"),
+         Param("operator", {"type": "string"}, "validator, delegation: operator address"),
+         Param("delegator", {"type": "string"}, "delegation: delegator address"),
+         Param("unbonding", uint(), "unbonding: unbonding entry id"),
+         Param("epoch", uint(), "epoch_set: epoch number")),
     ),
     ("GET", "/v1/vault"): RouteDoc("the liquidation vault and its risk policy", {200: m.Vault}),
     # Staking (node/api/staking.py): off => enabled false / 404 staking_disabled.
