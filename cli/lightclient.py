@@ -12,7 +12,9 @@ time. The node's answer is treated as hostile input. The check, in order:
    is at ``height + 1`` and carries ``state_root`` (a header carries the root after its parent);
 4. the commit QC is a COMMIT-phase certificate for exactly that header's hash and height,
    signed by more than 2/3 of the genesis voting power with valid Ed25519 signatures over the
-   consensus vote signing bytes (:func:`consensus.quorum.qc_valid`).
+   consensus vote signing bytes (:func:`consensus.quorum.qc_valid`). With staking, the QC of a
+   height in epoch e >= 2 is checked against the set of e, which ``cli/handover.py`` follows
+   from genesis hand-over by hand-over (the ``validators`` argument).
 
 :func:`verify_record_proof` checks one record of any kind (``GET /v1/proofs/records/{kind}``)
 the same way, with step 1 being "the answer proves exactly the key the client derived from the
@@ -107,8 +109,16 @@ def _decode(value: bytes) -> Any:
 
 
 def _check_certificate(
-    body: dict[str, Any], genesis: Genesis, height: int, root: bytes, failures: list[str]
+    body: dict[str, Any],
+    genesis: Genesis,
+    height: int,
+    root: bytes,
+    failures: list[str],
+    validators: ValidatorSet | None = None,
 ) -> None:
+    """The certifying header and its commit QC, signed by ``validators`` (default: the genesis
+    set; across epochs, the set the light client trusts for height ``height + 1``, see
+    ``cli/handover.py``)."""
     cert = body.get("certified_by")
     if not isinstance(cert, dict):
         failures.append(
@@ -138,17 +148,27 @@ def _check_certificate(
         failures.append(f"QC phase is {qc.phase}, not COMMIT")
     if qc.block_hash != block_hash or qc.height != header.height:
         failures.append("commit QC certifies a different block than the certifying header")
-    validators = ValidatorSet([(v.pubkey, v.power) for v in genesis.validators])
+    whose = "the genesis validators'" if validators is None else "the trusted set's"
+    if validators is None:
+        validators = genesis_validator_set(genesis)
     genesis_hash = genesis_block(genesis.genesis_time_ms).block_hash()
     if not qc_valid(qc, genesis.chain_id, validators, genesis_hash):
         failures.append(
-            "commit QC is not signed by more than 2/3 of the genesis validators' power "
+            f"commit QC is not signed by more than 2/3 of {whose} power "
             "(bad signature, unknown signer or too few signers)"
         )
 
 
+def genesis_validator_set(genesis: Genesis) -> ValidatorSet:
+    return ValidatorSet([(v.pubkey, v.power) for v in genesis.validators])
+
+
 def verify_account_proof(
-    body: Any, genesis: Genesis, who: bytes, expected_height: int | None = None
+    body: Any,
+    genesis: Genesis,
+    who: bytes,
+    expected_height: int | None = None,
+    validators: ValidatorSet | None = None,
 ) -> ProofCheck:
     """Check a proof answer for account ``who`` against ``genesis`` (steps in the module doc).
 
@@ -172,7 +192,7 @@ def verify_account_proof(
         return ProofCheck(False, height, str(body.get("state_root")), failures, {})
     expected = {k.hex() for k in expected_account_keys(genesis, who)}
     values = _check_entries(body, expected, "this account", root, failures)
-    _check_certificate(body, genesis, height, root, failures)
+    _check_certificate(body, genesis, height, root, failures, validators)
     return ProofCheck(not failures, height, root.hex(), failures, values)
 
 
@@ -190,7 +210,12 @@ def _check_height(body: dict[str, Any], expected_height: int | None, failures: l
 
 
 def verify_record_proof(
-    body: Any, genesis: Genesis, key: bytes, kind: str, expected_height: int | None = None
+    body: Any,
+    genesis: Genesis,
+    key: bytes,
+    kind: str,
+    expected_height: int | None = None,
+    validators: ValidatorSet | None = None,
 ) -> ProofCheck:
     """Check an answer of ``GET /v1/proofs/records/{kind}`` for the state key ``key``, which
     the caller derived itself from the ids it asked for (``node.api.recordkeys``), so a proof
@@ -208,5 +233,5 @@ def verify_record_proof(
         failures.append("state_root is not 32 bytes")
         return ProofCheck(False, height, str(body.get("state_root")), failures, {})
     values = _check_entries(body, {key.hex()}, f"this {kind} record", root, failures)
-    _check_certificate(body, genesis, height, root, failures)
+    _check_certificate(body, genesis, height, root, failures, validators)
     return ProofCheck(not failures, height, root.hex(), failures, values)

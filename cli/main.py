@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "cli.indexer_cmd",
     "cli.genesis_cmd",
     "cli.trade_cmd",
+    "cli.staking_cmd",
     "cli.watch_cmd",
     "cli.proof_cmd",
     "cli.localnet_cmd",
@@ -45,6 +46,7 @@ LIGHT_COMMANDS = {
     ),
     "watch": "cli.watch_cmd",
     "proof": "cli.proof_cmd",
+    **dict.fromkeys(("validator", "delegate", "undelegate", "delegations"), "cli.staking_cmd"),
 }  # fmt: skip
 
 

@@ -12,6 +12,12 @@ instead of asking a node; ``--save`` writes the answer for later checks.
 ORDER``, ``position ACCOUNT MARKET``, ``market MARKET``, ... one subcommand per kind of
 ``node.api.recordkeys.RECORD_KINDS``): the key is derived here from the ids, and the answer must
 prove that key's value, or its absence, at the height.
+
+With staking (a ``staking`` genesis section), the QC of a height in epoch e >= 2 is signed by
+the set of e, not the genesis set: the command first follows the hand-overs from genesis to
+that set, one proven set per epoch (``cli/handover.py``, ``GET /v1/proofs/epoch_sets/{e}``),
+from the same node. A hand-over that does not verify, or a node that no longer keeps the
+height it is proven at, fails the check (exit 1): ask an archive node.
 """
 
 from __future__ import annotations
@@ -23,8 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from cli.errors import EXIT_OK, EXIT_REJECTED, CliError
+from cli.handover import TrustedSets, follow_hand_overs
 from cli.lightclient import ProofCheck, verify_account_proof, verify_record_proof
 from cli.trade_common import add_common_arguments, api_get, open_client, print_json
+from client.http import ApiError
+from consensus.validators import ValidatorSet
 from node.api.recordkeys import RECORD_KINDS, RecordKeyError, record_key, record_kind
 from node.keys import parse_address
 from state_machine.genesis import Genesis, GenesisError, genesis_from_json
@@ -103,6 +112,40 @@ def fetch_or_load(
         return api_get(client, path, height=args.height, **(params or {}))
 
 
+def certifying_set(
+    args: argparse.Namespace, genesis: Genesis, body: Any
+) -> tuple[ValidatorSet | None, str, list[str]]:
+    """The trusted set whose QC must certify the answer's state (None: the genesis set), a
+    phrase naming it, and the failures of the hand-overs followed to reach it."""
+    trusted = TrustedSets(genesis)
+    height = body.get("height") if isinstance(body, dict) else None
+    if not isinstance(height, int) or isinstance(height, bool) or height < 0:
+        return None, "the genesis validators", []  # the answer's own check reports it
+    epoch = trusted.epoch_of(height + 1)
+    if epoch < 2:
+        return None, "the genesis validators", []
+    with open_client(args) as client:
+
+        def fetch(e: int) -> Any:
+            try:
+                return client.epoch_set_proof(e)
+            except ApiError as exc:
+                raise CliError(
+                    f"hand-over to epoch {e}: {exc.code}: {exc.message}", EXIT_REJECTED
+                ) from None
+
+        failures = follow_hand_overs(trusted, height, fetch)
+    phrase = f"the set of epoch {epoch} (followed from genesis over {epoch - 1} hand-overs)"
+    return trusted.for_height(height + 1), phrase, failures
+
+
+def _with_hand_overs(check: ProofCheck, failures: list[str]) -> ProofCheck:
+    if failures:
+        check.ok = False
+        check.failures = failures + check.failures
+    return check
+
+
 def cmd_proof_account(args: argparse.Namespace) -> int:
     try:
         who = parse_address(args.address)
@@ -112,7 +155,9 @@ def cmd_proof_account(args: argparse.Namespace) -> int:
     body = fetch_or_load(args, who.hex())
     if args.save is not None:
         args.save.write_text(json.dumps(body, indent=2) + "\n")
-    check = verify_account_proof(body, genesis, who, args.height)
+    validators, signers, hand_over_failures = certifying_set(args, genesis, body)
+    check = verify_account_proof(body, genesis, who, args.height, validators)
+    check = _with_hand_overs(check, hand_over_failures)
     if args.json:
         print_json(
             {
@@ -128,7 +173,7 @@ def cmd_proof_account(args: argparse.Namespace) -> int:
         print(
             f"VERIFIED account {who.hex()} at height {check.height}: "
             f"{len(check.values)} keys under state root {check.state_root}, "
-            f"certified by a commit QC of the genesis validators"
+            f"certified by a commit QC of {signers}"
         )
     else:
         print(f"NOT VERIFIED account {who.hex()} at height {check.height}:")
@@ -148,12 +193,20 @@ def cmd_proof_record(args: argparse.Namespace) -> int:
     body = fetch_or_load(args, "", f"/v1/proofs/records/{kind.name}", ids)
     if args.save is not None:
         args.save.write_text(json.dumps(body, indent=2) + "\n")
-    check = verify_record_proof(body, genesis, key, kind.name, args.height)
+    validators, signers, hand_over_failures = certifying_set(args, genesis, body)
+    check = verify_record_proof(body, genesis, key, kind.name, args.height, validators)
+    check = _with_hand_overs(check, hand_over_failures)
     what = f"{kind.name} " + " ".join(f"{k}={v}" for k, v in ids.items())
-    return _print_record_check(args, what.strip(), key, check)
+    return _print_record_check(args, what.strip(), key, check, signers)
 
 
-def _print_record_check(args: argparse.Namespace, what: str, key: bytes, check: ProofCheck) -> int:
+def _print_record_check(
+    args: argparse.Namespace,
+    what: str,
+    key: bytes,
+    check: ProofCheck,
+    signers: str = "the genesis validators",
+) -> int:
     value = check.values.get(key.hex())
     if args.json:
         print_json(
@@ -172,7 +225,7 @@ def _print_record_check(args: argparse.Namespace, what: str, key: bytes, check: 
         state = "absent" if value is None else f"value {value!r}"
         print(
             f"VERIFIED {what} at height {check.height}: {state} under state root "
-            f"{check.state_root}, certified by a commit QC of the genesis validators"
+            f"{check.state_root}, certified by a commit QC of {signers}"
         )
     else:
         print(f"NOT VERIFIED {what} at height {check.height}:")

@@ -294,6 +294,34 @@ class NodeClient:
         path = f"/v1/proofs/accounts/{address}"
         return self.get(path, height=height)  # type: ignore[no-any-return]
 
+    # ---- staking (docs/API.md "Staking"; staking off: enabled false or staking_disabled) -----
+
+    @route("GET", "/v1/staking")
+    def staking(self) -> dict[str, Any]:
+        return self.get("/v1/staking")  # type: ignore[no-any-return]
+
+    @route("GET", "/v1/validators")
+    def validators(self) -> dict[str, Any]:
+        return self.get("/v1/validators")  # type: ignore[no-any-return]
+
+    @route("GET", "/v1/validators/{operator}")
+    def validator(self, operator: str, limit: int | None = None) -> dict[str, Any]:
+        """One validator by operator address or consensus key, with its delegations."""
+        return self.get(f"/v1/validators/{operator}", limit=limit)  # type: ignore[no-any-return]
+
+    @route("GET", "/v1/accounts/{address}/delegations")
+    def delegations(self, address: str) -> dict[str, Any]:
+        return self.get(f"/v1/accounts/{address}/delegations")  # type: ignore[no-any-return]
+
+    @route("GET", "/v1/epochs/{epoch}")
+    def epoch_set(self, epoch: int | str = "current") -> dict[str, Any]:
+        return self.get(f"/v1/epochs/{epoch}")  # type: ignore[no-any-return]
+
+    @route("GET", "/v1/proofs/epoch_sets/{epoch}")
+    def epoch_set_proof(self, epoch: int) -> dict[str, Any]:
+        """The proof of epoch ``epoch``'s set at its hand-over height (``cli/handover.py``)."""
+        return self.get(f"/v1/proofs/epoch_sets/{epoch}")  # type: ignore[no-any-return]
+
     @route("GET", "/v1/proofs/records/{kind}")
     def record_proof(
         self, kind: str, ids: dict[str, int | str], height: int | None = None

@@ -32,6 +32,7 @@ from node.api.queries import Queries
 from node.api.ratelimit import RateLimiter, retry_after_header
 from node.api.recordkeys import RecordKeyError, canonical_ids, record_key, record_kind
 from node.api.server import ConnectionLimits
+from node.api.staking import staking_routes
 from node.api.txjson import TxJsonError, transaction_from_json
 from node.api.webapp import Cors, WebAppRoute, apply_cors, install_cors
 from node.chain import Executed
@@ -632,6 +633,7 @@ def build_app(node: Node) -> Starlette:
         Route("/v1/proofs/accounts/{address}", w("proof", api.account_proof)),
         Route("/v1/proofs/records/{kind}", w("record_proof", api.record_proof)),
         Route("/v1/vault", w("vault", api.vault)),
+        *staking_routes(api, w),
         WebSocketRoute("/v1/ws", hub.endpoint),
         WebAppRoute(w),
     ]

@@ -304,6 +304,98 @@ class Vault(TypedDict):
     positions: list[dict[str, Any]]
 
 
+# ---- staking (node/api/staking.py) ---------------------------------------------------------
+
+
+class StakingParamsAnswer(TypedDict):
+    enabled: bool
+    height: int
+    current_epoch: NotRequired[int]
+    epoch_length_blocks: NotRequired[int]
+    active_set_size: NotRequired[int]
+    min_self_stake: NotRequired[Decimal]
+    min_delegation: NotRequired[Decimal]
+    unbonding_blocks: NotRequired[int]
+    jail_blocks: NotRequired[int]
+    slash_bps: NotRequired[int]
+    max_commission_bps: NotRequired[int]
+    max_unbondings_per_pair: NotRequired[int]
+    max_validators: NotRequired[int]
+    evidence_max_age_epochs: NotRequired[int]
+    stake_asset: NotRequired[str]
+    validators: NotRequired[int]
+    bonded: NotRequired[Decimal]
+    burnt: NotRequired[Decimal]
+
+
+class ValidatorInfo(TypedDict):
+    operator: Hex
+    consensus_key: Hex
+    p2p_address: str
+    commission_bps: int
+    stake: Decimal
+    self_stake: Decimal
+    power: int
+    next_power: int
+    active: bool
+    jailed: bool
+    jailed_until_height: int
+    created_height: int
+
+
+class Validators(TypedDict):
+    enabled: bool
+    height: int
+    epoch: int
+    validators: list[ValidatorInfo]
+
+
+class DelegationInfo(TypedDict):
+    delegator: Hex
+    amount: Decimal
+
+
+class ValidatorAnswer(ValidatorInfo):
+    height: int
+    delegations_total: int
+    delegations: list[DelegationInfo]
+
+
+class AccountDelegation(TypedDict):
+    operator: Hex
+    amount: Decimal
+
+
+class UnbondingInfo(TypedDict):
+    id: int
+    operator: Hex
+    amount: Decimal
+    start_height: int
+    complete_height: int
+
+
+class AccountDelegations(TypedDict):
+    address: Hex
+    height: int
+    enabled: bool
+    delegations: list[AccountDelegation]
+    unbondings: list[UnbondingInfo]
+
+
+class EpochMember(TypedDict):
+    consensus_key: Hex
+    operator: Hex
+    power: int
+
+
+class EpochSetAnswer(TypedDict):
+    epoch: int
+    first_height: int
+    last_height: int
+    total_power: int
+    members: list[EpochMember]
+
+
 class RouteInfo(TypedDict):
     method: str
     path: str

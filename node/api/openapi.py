@@ -131,7 +131,8 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
     ),
     ("GET", "/v1/proofs/records/{kind}"): RouteDoc(
         "Merkle proof of one state record of any kind (balance, position, order, market, "
-        "oracle, nonces, fees, vault, asset, withdrawal, trigger, meta) named by its ids, "
+        "oracle, nonces, fees, vault, asset, withdrawal, trigger, meta, validator, delegation, "
+        "unbonding, epoch_set, staking_meta) named by its ids, "
         "with the certifying header and QC",
         {200: m.RecordProof, **ERRORS},
         (Param("height", uint(), "a past height (default: the latest)"),
@@ -141,9 +142,31 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
          Param("order", uint(), "order, trigger: order id"),
          Param("validator", {"type": "string"}, "oracle: validator public key"),
          Param("signer", {"type": "string"}, "nonces: signer public key"),
-         Param("withdrawal", uint(), "withdrawal: withdrawal id")),
+         Param("withdrawal", uint(), "withdrawal: withdrawal id"),
+         Param("operator", {"type": "string"}, "validator, delegation: operator address"),
+         Param("delegator", {"type": "string"}, "delegation: delegator address"),
+         Param("unbonding", uint(), "unbonding: unbonding entry id"),
+         Param("epoch", uint(), "epoch_set: epoch number")),
     ),
     ("GET", "/v1/vault"): RouteDoc("the liquidation vault and its risk policy", {200: m.Vault}),
+    # Staking (node/api/staking.py): off => enabled false / 404 staking_disabled.
+    ("GET", "/v1/staking"): RouteDoc("staking parameters, current epoch, bonded and burnt stake",
+                                     {200: m.StakingParamsAnswer, **ERRORS}),
+    ("GET", "/v1/validators"): RouteDoc(
+        "registered validators by stake: power, commission, jailed, active, p2p address",
+        {200: m.Validators, **ERRORS}),
+    ("GET", "/v1/validators/{operator}"): RouteDoc(
+        "one validator (by operator or consensus key) with its delegations",
+        {200: m.ValidatorAnswer, **ERRORS},
+        (Param("limit", {**uint(1, 1000), "default": 100}, "delegations (largest first)"),)),
+    ("GET", "/v1/accounts/{address}/delegations"): RouteDoc(
+        "the account's delegations and unbonding entries", {200: m.AccountDelegations, **ERRORS}),
+    ("GET", "/v1/epochs/{epoch}"): RouteDoc(
+        "the active set of an epoch (a number or 'current')", {200: m.EpochSetAnswer, **ERRORS}),
+    ("GET", "/v1/proofs/epoch_sets/{epoch}"): RouteDoc(
+        "Merkle proof of an epoch's set (e >= 2) in the state after the last block of e - 2, "
+        "certified by a QC of the set of e - 1: one hand-over for the light client",
+        {200: m.RecordProof, **ERRORS}),
 }  # fmt: skip
 
 

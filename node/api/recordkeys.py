@@ -42,6 +42,47 @@ _ASSET = IdField("asset", "u32", "asset id")
 _MARKET = IdField("market", "u32", "market id")
 _ORDER = IdField("order", "u64", "order id")
 
+# Staking's records (state_machine/staking/records.py, prefixes 0x20..0x25; evidence records,
+# keyed by a hash, are not named by ids).
+_OPERATOR = IdField("operator", "key32", "validator operator address (64 hex)")
+STAKING_RECORD_KINDS = (
+    RecordKind("validator", b"\x20", (_OPERATOR,), "a registered validator and its stake"),
+    RecordKind(
+        "delegation",
+        b"\x21",
+        (_OPERATOR, IdField("delegator", "key32", "delegator address (64 hex)")),
+        "a delegation's shares of a validator's stake",
+    ),
+    RecordKind(
+        "unbonding",
+        b"\x22",
+        (IdField("unbonding", "u64", "unbonding entry id"),),
+        "an unbonding entry (stake on its way back to a balance)",
+    ),
+    RecordKind(
+        "epoch_set",
+        b"\x23",
+        (IdField("epoch", "u64", "epoch number"),),
+        "an epoch's active validator set",
+    ),
+    RecordKind("staking_meta", b"\x25\x25", (), "staking meta: next unbonding id, burnt stake"),
+)
+
+EPOCH_SET_KIND = "epoch_set"
+
+
+def epoch_set_key(epoch: int) -> bytes:
+    """State key of the active set of ``epoch`` (record 0x23)."""
+    return b"\x23" + epoch.to_bytes(8, "big")
+
+
+def hand_over_height(epoch: int, epoch_length_blocks: int) -> int:
+    """The height whose state first holds the set of ``epoch`` (>= 2): executing the last
+    block of ``epoch - 2`` computes it (``consensus/epochs.py``); block ``height + 1``, the
+    first of ``epoch - 1``, certifies that state."""
+    return (epoch - 1) * epoch_length_blocks
+
+
 RECORD_KINDS: dict[str, RecordKind] = {
     k.name: k
     for k in (
@@ -72,6 +113,7 @@ RECORD_KINDS: dict[str, RecordKind] = {
             "a pending withdrawal",
         ),
         RecordKind("trigger", b"\x0b", (_MARKET, _ORDER), "a waiting trigger order"),
+        *STAKING_RECORD_KINDS,
     )
 }
 

@@ -18,10 +18,12 @@ from tests.sim import Simulation, make_scenario
 from tests.sim.app import KVApp
 from tests.sim.cluster import Scenario, SimulationFailure, validator_key
 from tests.sim.mutants import (
+    NoHandOver,
     NoLock,
     NondeterministicKV,
     VotesBeforePersisting,
     VotesTwice,
+    departed_set,
     twin_stale_leaders,
 )
 
@@ -73,6 +75,21 @@ def test_no_lock_rule_is_caught_under_twins() -> None:
     exc = first_failure(mutant)
     assert exc.reason.startswith("safety:"), exc.reason
     survives(twin_stale_leaders, 10)
+
+
+def test_a_disabled_hand_over_rule_is_caught_by_the_simulator() -> None:
+    """A new set's forger holding the departed set's keys: without ``hand_over_safe`` its
+    lower-height QC releases the honest members' lock and they commit a second block at the
+    epoch's first height (a fork); the real replica refuses and stays safe and live."""
+
+    def mutant(seed: int) -> Scenario:
+        scenario = departed_set(seed)
+        scenario.replica_cls = NoHandOver
+        return scenario
+
+    exc = first_failure(mutant)
+    assert exc.reason.startswith("safety:"), exc.reason
+    survives(departed_set, 10)
 
 
 def test_nondeterministic_application_is_caught() -> None:

@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from client.errors import OffGridError
-from client.http import ROUTE_METHODS
+from client.http import ROUTE_METHODS, ApiError
 from client.signing import sign_actions
 from client.trader import Trader
 from client.ws import Event, Stream
@@ -87,6 +87,15 @@ async def test_stream_follows_an_order_and_survives_its_node_dying(net: Cluster)
     assert await trio.to_thread.run_sync(cancel) == []
 
 
+def staking_answer(call: Callable[[], Any]) -> Any:
+    """The answer, or the body of the documented refusal when staking is off here."""
+    try:
+        return call()
+    except ApiError as exc:
+        assert exc.code in ("staking_disabled", "unknown_validator"), exc
+        return exc.body
+
+
 def test_every_route_method_answers_from_a_real_node(net: Cluster) -> None:
     key = net.layout.demo_keys[2]
     with Trader(net.api(0), key) as t:
@@ -113,6 +122,12 @@ def test_every_route_method_answers_from_a_real_node(net: Cluster) -> None:
             "pnl": lambda: c.pnl(who, "1h"),
             "account_proof": lambda: c.account_proof(who),
             "record_proof": lambda: c.record_proof("balance", {"account": who, "asset": 0}),
+            "staking": c.staking, "validators": c.validators,
+            "delegations": lambda: c.delegations(who),
+            # Routes about one validator or epoch: staking_disabled unless staking is on.
+            "validator": lambda: staking_answer(lambda: c.validator(who)),
+            "epoch_set": lambda: staking_answer(lambda: c.epoch_set("current")),
+            "epoch_set_proof": lambda: staking_answer(lambda: c.epoch_set_proof(2)),
         }  # fmt: skip
         assert set(calls) == set(ROUTE_METHODS), "a route method without a call here"
         for name, call in calls.items():

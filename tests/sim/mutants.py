@@ -11,7 +11,9 @@ does so within a bounded number of seeds, while the real replica survives the sa
 * :class:`NoLock`: ignores the lock (``safe_node`` always true). Caught by the safety check
   under :func:`twin_stale_leaders` (Twins of a leader that withholds DECIDE).
 * :class:`NoHandOver`: lets a QC of a lower height (possibly another epoch's set) release the
-  lock. Caught by ``tests/consensus/test_epochs.py``, which replays the cross-epoch attack.
+  lock. Caught by ``tests/consensus/test_epochs.py``, which replays the cross-epoch attack, and
+  by the simulator's safety check under :func:`departed_set` (a forger of the new set holding
+  the keys of the set that left).
 * :class:`NondeterministicKV`: an application whose state root depends on something local to
   the node (an instance number, standing for a PID, a clock or a hash seed) once a block holds
   more than two transactions. Caught by the state-root check.
@@ -20,11 +22,12 @@ does so within a bounded number of seeds, while the real replica survives the sa
 from __future__ import annotations
 
 import itertools
+import random
 
 from consensus import Action, PersistSafety, Replica
 from consensus.types import Block, Proposal
 from tests.sim.app import KVApp
-from tests.sim.byzantine import StaleLeader
+from tests.sim.byzantine import DepartedSetForger, StaleLeader
 from tests.sim.cluster import Scenario
 from tests.sim.scenarios import make_scenario
 
@@ -106,3 +109,37 @@ def twin_stale_leaders(seed: int) -> Scenario:
     scenario.twins = {7: 0}
     scenario.node_classes = {0: StaleLeader, 1: StaleLeader, 7: StaleLeader}
     return scenario
+
+
+DEPARTED_FAULT_END_MS = 40_000.0
+
+
+def departed_set(seed: int) -> Scenario:
+    """A hand-over to a disjoint set: validators 0..3 (genesis, epochs 0 and 1) leave at epoch
+    2 for 4..7. Validator 4 is a :class:`DepartedSetForger` (a quarter of the new stake) that
+    holds the departed keys (they count as Byzantine: at no stake they may sign anything); 5, 6
+    and 7 are honest but propose nothing until the faults end (their views time out), so the
+    forger leads both the first block of epoch 2 and the view of its forged QC. The real
+    replica is safe here (and live once 5..7 propose again); one without the hand-over rule
+    forks at the epoch's first height."""
+    rng = random.Random(seed)
+    length = rng.randint(3, 5)
+
+    def schedule(epoch: int) -> list[tuple[int, int]]:
+        return [(i, 1) for i in range(4)] if epoch < 2 else [(i, 1) for i in range(4, 8)]
+
+    silent = (0.0, DEPARTED_FAULT_END_MS)
+    return Scenario(
+        "departed-set",  # not in SCENARIOS: replay it through this function
+        validators=4,
+        candidates=4,
+        byzantine=frozenset({0, 1, 2, 3, 4}),
+        delay_ms=(0.5, rng.uniform(2, 20)),
+        duplicate=rng.uniform(0.0, 0.05),
+        silent={5: silent, 6: silent, 7: silent},
+        node_classes={4: DepartedSetForger},
+        fault_end_ms=DEPARTED_FAULT_END_MS,
+        epoch_length_blocks=length,
+        set_schedule=schedule,
+        min_new_blocks=2 * length,
+    )
