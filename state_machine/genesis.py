@@ -32,12 +32,18 @@ from state_machine.codec import (
     DecodeError,
     Enum,
     ListOf,
+    Optional,
     Struct,
     Text,
     Wire,
     wire,
 )
 from state_machine.crypto import sha256
+from state_machine.governance.params import (
+    DEFAULT_GOVERNANCE,
+    GovernanceParams,
+    governance_params_problem,
+)
 from state_machine.invariants import PPM
 from state_machine.tx import CHAIN_ID, CHAIN_ID_CHARS, MAX_CHAIN_ID_LEN
 
@@ -185,7 +191,11 @@ class Genesis(Wire):
         ("validators", ListOf(Struct(Validator), MAX_ITEMS)),
         ("balances", ListOf(Struct(FundedBalance), 1_000_000)),
         ("parameters", Struct(Parameters)),
+        ("governance", Optional(Struct(GovernanceParams))),
     )
+    # ``governance`` is an optional section: absent, it is not encoded at all, so a genesis
+    # without it keeps its bytes and hash (codec.Wire.OPTIONAL_TAIL).
+    OPTIONAL_TAIL = 1
     chain_id: str
     genesis_time_ms: int
     assets: tuple[Asset, ...]
@@ -193,6 +203,12 @@ class Genesis(Wire):
     validators: tuple[Validator, ...]
     balances: tuple[FundedBalance, ...]
     parameters: Parameters
+    governance: GovernanceParams | None = None
+
+    @property
+    def governance_params(self) -> GovernanceParams:
+        """The governance section, or the defaults when genesis has none."""
+        return self.governance if self.governance is not None else DEFAULT_GOVERNANCE
 
     def hash(self) -> bytes:
         """SHA-256 of the canonical msgpack encoding."""
@@ -277,6 +293,10 @@ def validate_genesis(g: Genesis) -> None:
     if totals.get(USDC_ASSET_ID, 0) + params.insurance_fund_atoms > MAX_SUPPLY_ATOMS:
         raise _fail("parameters.insurance_fund_atoms", "USDC supply exceeds 2**62")
     _validate_vault_policy(params)
+    if g.governance is not None:
+        problem = governance_params_problem(g.governance)
+        if problem is not None:
+            raise _fail(f"governance.{problem[0]}", problem[1])
 
 
 def _validate_vault_policy(params: Parameters) -> None:
@@ -284,6 +304,43 @@ def _validate_vault_policy(params: Parameters) -> None:
         raise _fail("parameters.vault_market_notional_max_atoms", "at most 2**60")
     if not 1 <= params.vault_loss_limit_ppm <= PPM:
         raise _fail("parameters.vault_loss_limit_ppm", "between 1 and 1000000")
+
+
+def market_problem(
+    m: Market, assets: dict[int, Asset], other_ids: set[int], other_symbols: set[str]
+) -> str | None:
+    """Why ``m`` is not a usable market beside the others (genesis's rules), or None."""
+    try:
+        _validate_market(m, "market", assets, set(other_ids), set(other_symbols))
+    except GenesisError as exc:
+        return str(exc)
+    return None
+
+
+def asset_problem(a: Asset, assets: dict[int, Asset]) -> str | None:
+    """Why ``a`` cannot be added to ``assets`` (genesis's rules), or None."""
+    if a.asset_id in assets:
+        return f"asset.asset_id: asset id {a.asset_id} exists"
+    if not a.symbol or any(c not in SYMBOL_CHARS for c in a.symbol):
+        return f"asset.symbol: 1-16 characters of [{SYMBOL_CHARS}]"
+    if any(x.symbol == a.symbol for x in assets.values()):
+        return f"asset.symbol: duplicate asset symbol {a.symbol}"
+    if a.decimals > 18:
+        return "asset.decimals: at most 18"
+    return None
+
+
+def parameters_problem(params: Parameters) -> str | None:
+    """Why ``params`` are not usable exchange parameters (genesis's rules), or None."""
+    try:
+        if params.max_open_orders_per_account == 0:
+            raise _fail("parameters.max_open_orders_per_account", "must be positive")
+        if params.funding_interval_ms == 0:
+            raise _fail("parameters.funding_interval_ms", "must be positive")
+        _validate_vault_policy(params)
+    except GenesisError as exc:
+        return str(exc)
+    return None
 
 
 def _validate_market(
@@ -362,6 +419,10 @@ def _to_json_obj(obj: Any, spec_cls: type[Wire]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, spec in spec_cls.WIRE:
         value = getattr(obj, name)
+        if value is None and isinstance(spec, Optional):
+            continue  # an absent optional section
+        if isinstance(spec, Optional):
+            spec = spec.inner
         if isinstance(spec, Struct):
             out[name] = _to_json_obj(value, spec.cls)
         elif isinstance(spec, ListOf) and isinstance(spec.item, Struct):
@@ -396,8 +457,17 @@ def _from_json_obj(data: Any, cls: type[Wire], path: str) -> Any:
             if name in defaults:
                 values.append(defaults[name])
                 continue
+            if isinstance(spec, Optional):
+                values.append(None)  # an absent optional section
+                continue
             raise _fail(fp, "missing field")
+        if isinstance(spec, Optional):
+            spec = spec.inner
         values.append(_field_from_json(data[name], spec, cls, name, fp))
+    while cls.OPTIONAL_TAIL and len(values) > len(cls.WIRE) - cls.OPTIONAL_TAIL and (
+        values[-1] is None
+    ):
+        values.pop()  # absent optional sections are not encoded
     try:
         return cls.from_fields(values, "")
     except DecodeError as exc:
