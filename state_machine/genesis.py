@@ -437,6 +437,12 @@ def _to_json_obj(obj: Any, spec_cls: type[Wire]) -> dict[str, Any]:
     return out
 
 
+def wire_from_json(data: Any, cls: type[Wire], path: str) -> Any:
+    """A genesis-style JSON object (a market, an asset, parameters) as ``cls``; raises
+    GenesisError naming the field (``perpbft gov propose`` reads proposals with it)."""
+    return _from_json_obj(data, cls, path)
+
+
 def genesis_to_json(g: Genesis) -> str:
     """Human-editable JSON (stable field order, one field per line)."""
     return json.dumps(_to_json_obj(g, Genesis), indent=2) + "\n"
