@@ -35,6 +35,7 @@ from node.storage import store_path
 from node.testnet import TestnetLayout, write_testnet
 from state_machine.crypto import Keypair
 from state_machine.genesis import genesis_from_json
+from state_machine.governance.params import GovernanceParams
 
 STARTUP_TIMEOUT_S = 60.0
 
@@ -76,6 +77,7 @@ class Cluster:
         full_nodes: int = 0,
         hosts: tuple[str, ...] = (),
         netns: tuple[str, ...] = (),
+        governance: GovernanceParams | None = None,
     ) -> None:
         """``configure`` rewrites each node's config before any node starts; ``full_nodes``
         adds that many full nodes (indexes ``validators ..``) following the validators;
@@ -91,6 +93,7 @@ class Cluster:
             hosts=hosts,
             demo_accounts=demo_accounts,
             block_interval_ms=block_ms,
+            governance=governance,
         )
         if configure is not None:
             for home in self.layout.homes:
