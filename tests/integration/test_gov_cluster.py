@@ -71,7 +71,7 @@ def pass_proposal(cluster: Cluster, tmp_path: Path, title: str, content: dict[st
 
     def executed() -> bool:
         shown.update(cluster.get(3, f"/v1/gov/proposals/{pid}"))
-        return shown["status"] == "executed"
+        return bool(shown["status"] == "executed")
 
     cluster.wait_for(executed, f"proposal {pid} executed", timeout_s=90)
     assert shown["yes_power"] == 3 and shown["total_power"] == 4
