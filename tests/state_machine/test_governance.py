@@ -556,7 +556,9 @@ def test_with_staking_on_validators_vote_with_their_bonded_stake() -> None:
     assert h.one(A1, CreateValidator(acct(9), "10.0.0.9:26656", 0, 100 * USDC)).ok
     assert h.one(A2, Delegate(V0, 50 * USDC)).ok
     assert h.propose(SetMarketState(BTC_PERP, HALTED, "drill"), who=A1).ok  # a new operator
-    gov_records = lambda: [e for e in h.state.entries() if 0x30 <= e[0][0] <= 0x37]  # noqa: E731
+    def gov_records() -> list[tuple[bytes, bytes]]:
+        return [e for e in h.state.entries() if 0x30 <= e[0][0] <= 0x37]
+
     before = gov_records()  # (an epoch's end writes staking records whatever happens)
     res = h.one(A2, CastVote(1, VOTE_YES))  # a delegator votes through its validator
     assert res.code == "not_a_voter" and gov_records() == before
