@@ -209,6 +209,15 @@ def governance_end_block(st: ExchangeCore, now: int) -> None:
             close_voting(st, proposal)
 
 
+def governance_summary(st: ExchangeCore) -> dict[str, Any]:
+    """For the metrics: every market's state code by symbol, and the open proposals."""
+    states = [
+        (m.symbol, st.gov.controls[mid].state if mid in st.gov.controls else 0)
+        for mid, m in st.markets.items()
+    ]
+    return {"market_states": states, "open_proposals": len(st.gov.active)}
+
+
 # ---- rebuilding from entries --------------------------------------------------------------------
 
 

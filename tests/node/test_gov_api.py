@@ -28,7 +28,7 @@ from state_machine.governance.content import (
 )
 from state_machine.governance.params import GovernanceParams
 from state_machine.tx import KIND_LIMIT, TIF_GTC, PlaceOrder, sign_transaction
-from tests.node.test_api_pieces import ALICE, BOB, VALIDATOR
+from tests.node.test_api_pieces import ALICE, BOB, VALIDATOR, sample
 from tests.node.test_api_served import execute_block, opened_node, served
 
 USDC = 10**6
@@ -84,6 +84,7 @@ async def test_proposals_are_listed_shown_and_tallied(tmp_path: Path) -> None:
             assert listed["content"] == {
                 "market_id": BTC_PERP, "state": HALTED, "reason": "oracle incident"
             }  # fmt: skip
+            assert sample(n.metrics, "perpbft_gov_open_proposals") == 1
             tally = (await http.get("/v1/gov/proposals/1/tally")).json()
             assert (tally["yes_power"], tally["total_power"]) == (0, 1)
             assert tally["outcome_if_ended_now"] == "no_quorum"
@@ -101,6 +102,9 @@ async def test_proposals_are_listed_shown_and_tallied(tmp_path: Path) -> None:
             market = (await http.get("/v1/markets/BTC-PERP")).json()
             assert (market["state"], market["state_cause"]) == ("halted", "governance")
             assert market["state_reason"] == "oracle incident"
+            assert sample(n.metrics, "perpbft_market_state", market="BTC-PERP") == 2
+            assert sample(n.metrics, "perpbft_market_state", market="ETH-PERP") == 0
+            assert sample(n.metrics, "perpbft_gov_open_proposals") == 0
             assert (await http.get("/v1/gov/proposals?status=voting")).json()["proposals"] == []
 
             for path, status, code in (
