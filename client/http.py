@@ -166,6 +166,21 @@ class NodeClient:
     def vault(self) -> dict[str, Any]:
         return self.get("/v1/vault")  # type: ignore[no-any-return]
 
+    # ---- governance ----------------------------------------------------------------------------
+
+    @route("GET", "/v1/gov/proposals")
+    def gov_proposals(self, status: str | None = None, limit: int | None = None) -> dict[str, Any]:
+        return self.get("/v1/gov/proposals", status=status, limit=limit)  # type: ignore[no-any-return]
+
+    @route("GET", "/v1/gov/proposals/{proposal_id}")
+    def gov_proposal(self, proposal_id: int) -> dict[str, Any]:
+        return self.get(f"/v1/gov/proposals/{int(proposal_id)}")  # type: ignore[no-any-return]
+
+    @route("GET", "/v1/gov/proposals/{proposal_id}/tally")
+    def gov_tally(self, proposal_id: int) -> dict[str, Any]:
+        path = f"/v1/gov/proposals/{int(proposal_id)}/tally"
+        return self.get(path)  # type: ignore[no-any-return]
+
     # ---- transactions and blocks -------------------------------------------------------------
 
     @route("POST", "/v1/txs")

@@ -326,6 +326,17 @@ class Metrics:
             registry=r,
         )
         self._vault_markets: set[str] = set()
+        self.market_state = Gauge(
+            "perpbft_market_state",
+            "Trading state by market: 0 active, 1 close-only, 2 halted, 3 delisted",
+            ["market"],
+            registry=r,
+        )
+        self.gov_open_proposals = Gauge(
+            "perpbft_gov_open_proposals",
+            "Governance proposals voting or waiting for their execution height",
+            registry=r,
+        )
 
     def watch_peers(self, source: PeerStatsSource) -> None:
         """Export the transport's own counters, read from ``source`` at each scrape."""
@@ -347,6 +358,12 @@ class Metrics:
         for symbol in self._vault_markets - held:
             self.vault_exposure.labels(symbol).set(0)
         self._vault_markets |= held
+
+    def observe_governance(self, summary: dict[str, Any]) -> None:
+        """Set the market-state and proposal gauges from ``governance_summary``."""
+        for symbol, state in summary["market_states"]:
+            self.market_state.labels(symbol).set(state)
+        self.gov_open_proposals.set(summary["open_proposals"])
 
     def render(self) -> bytes:
         """The registry in the Prometheus text exposition format."""

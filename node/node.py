@@ -123,6 +123,7 @@ from p2p.manager import PeerManager
 from state_machine.codec import MAX_MESSAGE_BYTES, Bytes, DecodeError, ListOf, encode
 from state_machine.crypto import Keypair, verify
 from state_machine.genesis import Genesis
+from state_machine.governance.engine import governance_summary
 from state_machine.nonces import NonceCheck
 from state_machine.queries import vault_summary
 from state_machine.tx import MAX_TX_BYTES, Transaction
@@ -418,6 +419,7 @@ class Node:
                 self.replica = self.build_replica(chain)
                 self.metrics.height.set(chain.height)
                 self.metrics.observe_vault(vault_summary(chain.state), self._market_symbols)
+                self.metrics.observe_governance(governance_summary(chain.state))
                 await self.statesync.load_local()
                 nursery.start_soon(self._admission_loop)
                 nursery.start_soon(self._consensus_loop)
@@ -566,6 +568,7 @@ class Node:
         self.metrics.mempool_bytes.set(self.mempool.size_bytes)
         if self.chain is not None:
             self.metrics.observe_vault(vault_summary(self.chain.state), self._market_symbols)
+            self.metrics.observe_governance(governance_summary(self.chain.state))
 
     async def _verify(self, items: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
         """Verify on the signature pool; a handful inline, where the two thread hops (trio's
@@ -1081,6 +1084,7 @@ class Node:
         self.metrics.mempool_bytes.set(self.mempool.size_bytes)
         if self.chain is not None:
             self.metrics.observe_vault(vault_summary(self.chain.state), self._market_symbols)
+            self.metrics.observe_governance(governance_summary(self.chain.state))
         for index, (tx_id, tx_result) in enumerate(
             zip(executed.tx_ids, executed.result.tx_results, strict=True)
         ):

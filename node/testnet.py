@@ -41,6 +41,7 @@ from node.config import (
 from node.keys import generate_keypair, write_key_file
 from p2p.address import PeerAddress
 from state_machine.genesis import Parameters, default_genesis
+from state_machine.governance.params import GovernanceParams
 from state_machine.staking.genesis import StakingGenesis
 from state_machine.staking.params import ATOMS_PER_POWER
 
@@ -125,6 +126,7 @@ def write_testnet(
     extra_funded: Sequence[bytes] = (),
     extra_balances: Sequence[tuple[bytes, int, int]] = (),
     parameters: Parameters | None = None,
+    governance: GovernanceParams | None = None,
     full_nodes: int = 0,
     hosts: Sequence[str] = (),
     staking: StakingGenesis | None = None,
@@ -133,7 +135,8 @@ def write_testnet(
     """Write the network; ``extra_funded`` public keys are funded like the demo accounts but
     get no key file (their owner, e.g. a load generator or the localnet bots, holds the keys);
     ``extra_balances`` are explicit ``(pubkey, asset_id, amount_atoms)`` balances (the
-    localnet's small leveraged accounts); ``parameters`` replace the default ones."""
+    localnet's small leveraged accounts); ``parameters`` replace the default ones and
+    ``governance`` is the genesis governance section (absent: the defaults)."""
     if not 1 <= validators <= 64:
         raise HomeError("--validators must be between 1 and 64")
     if not 0 <= full_nodes <= 64:
@@ -183,6 +186,8 @@ def write_testnet(
         parameters=parameters,
         staking=staking,
     )
+    if governance is not None:
+        genesis = dataclasses.replace(genesis, governance=governance)
     genesis_text = genesis.to_json()
     (out / GENESIS_FILE).write_text(genesis_text)
     # Full nodes and joiners (until their stake puts them in the set) connect as full nodes.

@@ -25,7 +25,7 @@ from state_machine.state import ExchangeCore
 def supply_totals(st: ExchangeCore) -> dict[int, tuple[int, int]]:
     """asset_id -> (held by the system now, genesis supply minus withdrawals)."""
     g = st.genesis
-    expected: dict[int, int] = {a.asset_id: 0 for a in g.assets}
+    expected: dict[int, int] = dict.fromkeys(st.fee_pools, 0)  # genesis and listed assets
     for b in g.balances:
         expected[b.asset_id] += b.amount_atoms
     expected[0] += g.parameters.insurance_fund_atoms

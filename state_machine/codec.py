@@ -287,6 +287,11 @@ class Wire:
     WIRE: ClassVar[tuple[tuple[str, Spec], ...]] = ()
     TAG: ClassVar[int] = -1
     MAX_BYTES: ClassVar[int] = MAX_MESSAGE_BYTES
+    # The last OPTIONAL_TAIL fields are ``Optional`` sections added after the type was first
+    # encoded: a trailing run of them that is None is left out of the array, so a value
+    # without them keeps its old encoding (and hash). A trailing explicit nil is therefore
+    # not canonical and is refused by the re-encoding check.
+    OPTIONAL_TAIL: ClassVar[int] = 0
 
     @classmethod
     def _check_schema(cls) -> None:
@@ -295,7 +300,12 @@ class Wire:
         assert names == wire_names, f"{cls.__name__}: WIRE {wire_names} != fields {names}"
 
     def fields_obj(self) -> list[Any]:
-        return [spec.dump(getattr(self, name)) for name, spec in self.WIRE]
+        out = [spec.dump(getattr(self, name)) for name, spec in self.WIRE]
+        if self.OPTIONAL_TAIL:
+            keep = len(out) - self.OPTIONAL_TAIL
+            while len(out) > keep and out[-1] is None:
+                out.pop()
+        return out
 
     def to_obj(self) -> Any:
         if self.TAG >= 0:
@@ -308,8 +318,13 @@ class Wire:
     @classmethod
     def from_fields(cls, values: Sequence[Any], path: str) -> Self:
         path = f"{path}.{cls.__name__}" if path else cls.__name__
+        tail_start = len(cls.WIRE) - cls.OPTIONAL_TAIL
+        if cls.OPTIONAL_TAIL and len(values) > tail_start and values[-1] is None:
+            raise DecodeError(f"{path}: a trailing optional field is nil (not canonical)")
         if len(values) != len(cls.WIRE):
-            raise DecodeError(f"{path}: expected {len(cls.WIRE)} fields, got {len(values)}")
+            if not len(cls.WIRE) - cls.OPTIONAL_TAIL <= len(values) < len(cls.WIRE):
+                raise DecodeError(f"{path}: expected {len(cls.WIRE)} fields, got {len(values)}")
+            values = [*values, *([None] * (len(cls.WIRE) - len(values)))]
         pairs = zip(cls.WIRE, values, strict=True)
         args = [spec.check(v, f"{path}.{name}") for (name, spec), v in pairs]
         obj = cls(*args)

@@ -59,8 +59,16 @@ from state_machine.clob.matching import rest_order
 from state_machine.clob.place import process_place_order
 from state_machine.codec import decode_raw
 from state_machine.genesis import Genesis, validate_genesis
+from state_machine.governance.actions import GOVERNANCE_ACTIONS, GovernanceAction
+from state_machine.governance.engine import (
+    governance_begin_block,
+    governance_end_block,
+    governance_from_entries,
+    is_governance_key,
+    process_governance,
+)
 from state_machine.invariants import check
-from state_machine.liquidation.risk import end_block_liquidations, funded_price
+from state_machine.liquidation.risk import end_block_liquidations, funded_price, market_paused
 from state_machine.nonces import NonceCheck
 from state_machine.perpetuals.funding import process_funding
 from state_machine.perpetuals.positions import process_adjust_isolated_margin, process_set_leverage
@@ -155,7 +163,11 @@ class ExchangeState(ExchangeCore):
         orders: list[Order] = []
         triggers: list[tuple[bytes, Any]] = []
         staking_entries: list[tuple[bytes, bytes]] = []
+        # Governance first: its records add the listed assets and markets the others refer to.
+        governance_from_entries(st, [e for e in entries if is_governance_key(e[0])])
         for key, value in entries:
+            if is_governance_key(key):
+                continue
             if is_staking_key(key):
                 staking_entries.append((key, value))  # decoded by the staking module
                 continue
@@ -264,6 +276,7 @@ ACTION_CLASS: dict[type, int] = {
     CancelAll: 1,
     AmendOrder: 3,
     **dict.fromkeys(STAKING_ACTIONS, 0),
+    **dict.fromkeys(GOVERNANCE_ACTIONS, 0),
 }
 
 
@@ -342,6 +355,7 @@ def begin_block(st: ExchangeCore, ctx: BlockContext) -> None:
     st.height = ctx.height
     st.timestamp_ms = ctx.timestamp_ms
     staking_begin_block(st)
+    governance_begin_block(st)  # passed proposals whose execution height this is
     for mid, subs in st.oracle_subs.items():
         if subs:
             update_oracle(st, st.markets[mid])
@@ -349,19 +363,24 @@ def begin_block(st: ExchangeCore, ctx: BlockContext) -> None:
 
 def end_block(st: ExchangeCore, ctx: BlockContext) -> None:
     """Per perp market, by id: the mark price, the funding sample or tick, then the trigger
-    orders the new mark reached; after every market, the liquidations; then staking's epoch
-    end (state_machine/staking/hook.py)."""
+    orders the new mark reached (all three wait while the market is halted or delisted);
+    then the circuit breakers and governance's tallies; then the liquidations (none in a
+    halted market); then staking's epoch end (state_machine/staking/hook.py)."""
     now = ctx.timestamp_ms
-    ema_ms = st.genesis.parameters.mark_ema_ms
+    ema_ms = st.parameters.mark_ema_ms
     marks: list[tuple[int, int, int]] = []
+    gov_controls = st.gov.controls
     for mid, book in st.books.items():
-        if not book.perp:
+        if not book.perp or (gov_controls and market_paused(st, mid)):
             continue
         ms = book.mstate
         mark = update_mark(st, ms, book, now, ema_ms)
         process_funding(st, ms, book, now)
         fire_triggers(st, mid, mark)
         marks.append((mid, mark, funded_price(ms)))
+    governance_end_block(st, now)
+    if st.gov.controls:
+        marks = [m for m in marks if not market_paused(st, m[0])]
     end_block_liquidations(st, marks, now)
     staking_end_block(st)
 
@@ -370,6 +389,13 @@ def process_staking(st: ExchangeCore, acct: Account, a: StakingAction) -> Action
     """Staking actions run in ``state_machine/staking`` (see its hook)."""
     result = run_staking_action(st, acct.pubkey, a)
     return ActionResult(result.code, result.message)
+
+
+def process_governance_action(
+    st: ExchangeCore, acct: Account, a: GovernanceAction
+) -> ActionResult:
+    """Proposals and votes run in ``state_machine/governance`` (see its engine)."""
+    return process_governance(st, acct.pubkey, a)
 
 
 DISPATCH: dict[type, Any] = {
@@ -384,6 +410,7 @@ DISPATCH: dict[type, Any] = {
     AdjustIsolatedMargin: process_adjust_isolated_margin,
     OracleUpdate: process_oracle_update,
     **dict.fromkeys(STAKING_ACTIONS, process_staking),
+    **dict.fromkeys(GOVERNANCE_ACTIONS, process_governance_action),
 }
 
 

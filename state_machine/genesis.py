@@ -39,6 +39,11 @@ from state_machine.codec import (
     wire,
 )
 from state_machine.crypto import sha256
+from state_machine.governance.params import (
+    DEFAULT_GOVERNANCE,
+    GovernanceParams,
+    governance_params_problem,
+)
 from state_machine.invariants import PPM
 from state_machine.staking.genesis import StakingGenesis, staking_genesis_problem
 from state_machine.tx import CHAIN_ID, CHAIN_ID_CHARS, MAX_CHAIN_ID_LEN
@@ -56,9 +61,6 @@ SYMBOL_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-/_."
 MAX_NOTIONAL_ATOMS = 2**60
 MAX_SUPPLY_ATOMS = 2**62
 MAX_ITEMS = 1024
-
-
-_WIRE_FROM_FIELDS: Any = vars(Wire)["from_fields"].__func__
 
 
 class GenesisError(ValueError):
@@ -191,7 +193,11 @@ class Genesis(Wire):
         ("balances", ListOf(Struct(FundedBalance), 1_000_000)),
         ("parameters", Struct(Parameters)),
         ("staking", Optional(Struct(StakingGenesis))),
+        ("governance", Optional(Struct(GovernanceParams))),
     )
+    # The sections after ``parameters`` are optional: absent ones at the end are not encoded
+    # at all, so a genesis without them keeps its bytes and hash (codec.Wire.OPTIONAL_TAIL).
+    OPTIONAL_TAIL = 2
     chain_id: str
     genesis_time_ms: int
     assets: tuple[Asset, ...]
@@ -200,25 +206,12 @@ class Genesis(Wire):
     balances: tuple[FundedBalance, ...]
     parameters: Parameters
     staking: StakingGenesis | None = None
+    governance: GovernanceParams | None = None
 
-    def fields_obj(self) -> list[Any]:
-        """Absent optional sections are left out at the end of the array, so a genesis
-        without them encodes, and hashes, as it did before they existed."""
-        out = Wire.fields_obj(self)
-        while len(out) > _REQUIRED_FIELDS and out[-1] is None:
-            out.pop()
-        return out
-
-    @classmethod
-    def from_fields(cls, values: Sequence[Any], path: str) -> Genesis:
-        if _REQUIRED_FIELDS < len(values) <= len(cls.WIRE) and values[-1] is None:
-            raise DecodeError(f"{path or 'Genesis'}: an absent optional section is left out")
-        if _REQUIRED_FIELDS <= len(values) < len(cls.WIRE):
-            values = [*values, *[None] * (len(cls.WIRE) - len(values))]
-        # Wire's own (not super(): @wire rebuilds the class for slots, so the class the
-        # method was written in is not the one it is called on).
-        result: Genesis = _WIRE_FROM_FIELDS(cls, values, path)
-        return result
+    @property
+    def governance_params(self) -> GovernanceParams:
+        """The governance section, or the defaults when genesis has none."""
+        return self.governance if self.governance is not None else DEFAULT_GOVERNANCE
 
     def hash(self) -> bytes:
         """SHA-256 of the canonical msgpack encoding."""
@@ -240,9 +233,8 @@ class Genesis(Wire):
         return genesis_to_json(self)
 
 
-# Optional sections, last in Genesis.WIRE (absent: the feature is off).
-OPTIONAL_SECTIONS = ("staking",)
-_REQUIRED_FIELDS = len(Genesis.WIRE) - len(OPTIONAL_SECTIONS)
+# Optional sections, last in Genesis.WIRE (absent: the feature is off or takes its defaults).
+OPTIONAL_SECTIONS = tuple(name for name, _ in Genesis.WIRE[-Genesis.OPTIONAL_TAIL :])
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,6 +304,10 @@ def validate_genesis(g: Genesis) -> None:
     if totals.get(USDC_ASSET_ID, 0) + params.insurance_fund_atoms > MAX_SUPPLY_ATOMS:
         raise _fail("parameters.insurance_fund_atoms", "USDC supply exceeds 2**62")
     _validate_vault_policy(params)
+    if g.governance is not None:
+        problem = governance_params_problem(g.governance)
+        if problem is not None:
+            raise _fail(f"governance.{problem[0]}", problem[1])
 
 
 def _validate_vault_policy(params: Parameters) -> None:
@@ -319,6 +315,43 @@ def _validate_vault_policy(params: Parameters) -> None:
         raise _fail("parameters.vault_market_notional_max_atoms", "at most 2**60")
     if not 1 <= params.vault_loss_limit_ppm <= PPM:
         raise _fail("parameters.vault_loss_limit_ppm", "between 1 and 1000000")
+
+
+def market_problem(
+    m: Market, assets: dict[int, Asset], other_ids: set[int], other_symbols: set[str]
+) -> str | None:
+    """Why ``m`` is not a usable market beside the others (genesis's rules), or None."""
+    try:
+        _validate_market(m, "market", assets, set(other_ids), set(other_symbols))
+    except GenesisError as exc:
+        return str(exc)
+    return None
+
+
+def asset_problem(a: Asset, assets: dict[int, Asset]) -> str | None:
+    """Why ``a`` cannot be added to ``assets`` (genesis's rules), or None."""
+    if a.asset_id in assets:
+        return f"asset.asset_id: asset id {a.asset_id} exists"
+    if not a.symbol or any(c not in SYMBOL_CHARS for c in a.symbol):
+        return f"asset.symbol: 1-16 characters of [{SYMBOL_CHARS}]"
+    if any(x.symbol == a.symbol for x in assets.values()):
+        return f"asset.symbol: duplicate asset symbol {a.symbol}"
+    if a.decimals > 18:
+        return "asset.decimals: at most 18"
+    return None
+
+
+def parameters_problem(params: Parameters) -> str | None:
+    """Why ``params`` are not usable exchange parameters (genesis's rules), or None."""
+    try:
+        if params.max_open_orders_per_account == 0:
+            raise _fail("parameters.max_open_orders_per_account", "must be positive")
+        if params.funding_interval_ms == 0:
+            raise _fail("parameters.funding_interval_ms", "must be positive")
+        _validate_vault_policy(params)
+    except GenesisError as exc:
+        return str(exc)
+    return None
 
 
 def _validate_market(
@@ -397,9 +430,9 @@ def _to_json_obj(obj: Any, spec_cls: type[Wire]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, spec in spec_cls.WIRE:
         value = getattr(obj, name)
+        if value is None and isinstance(spec, Optional):
+            continue  # an absent optional section
         if isinstance(spec, Optional):
-            if value is None:
-                continue  # an absent optional section is left out
             spec = spec.inner
         if isinstance(spec, Struct):
             out[name] = _to_json_obj(value, spec.cls)
@@ -413,6 +446,12 @@ def _to_json_obj(obj: Any, spec_cls: type[Wire]) -> dict[str, Any]:
         else:
             out[name] = value
     return out
+
+
+def wire_from_json(data: Any, cls: type[Wire], path: str) -> Any:
+    """A genesis-style JSON object (a market, an asset, parameters) as ``cls``; raises
+    GenesisError naming the field (``perpbft gov propose`` reads proposals with it)."""
+    return _from_json_obj(data, cls, path)
 
 
 def genesis_to_json(g: Genesis) -> str:
@@ -435,11 +474,17 @@ def _from_json_obj(data: Any, cls: type[Wire], path: str) -> Any:
             if name in defaults:
                 values.append(defaults[name])
                 continue
+            if isinstance(spec, Optional):
+                values.append(None)  # an absent optional section
+                continue
             raise _fail(fp, "missing field")
+        if isinstance(spec, Optional):
+            spec = spec.inner
         values.append(_field_from_json(data[name], spec, cls, name, fp))
-    if cls is Genesis:
-        while len(values) > _REQUIRED_FIELDS and values[-1] is None:
-            values.pop()  # absent optional sections: the canonical form leaves them out
+    while cls.OPTIONAL_TAIL and len(values) > len(cls.WIRE) - cls.OPTIONAL_TAIL and (
+        values[-1] is None
+    ):
+        values.pop()  # absent optional sections are not encoded
     try:
         return cls.from_fields(values, "")
     except DecodeError as exc:

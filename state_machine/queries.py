@@ -206,7 +206,7 @@ def vault_summary(st: ExchangeCore) -> dict[str, Any]:
     position: ``size_lots``, ``entry_value``, ``mark_price_ticks``, ``notional_atoms`` at the
     mark, ``unrealized_pnl_atoms`` and the ``cap_atoms`` the takeover rule applies.
     """
-    params = st.genesis.parameters
+    params = st.parameters
     vault = st.accounts.get(VAULT)
     usdc = vault.balances.get(0) if vault is not None else None
     equity, mm = unit_value_and_mm(st, vault, None) if vault is not None else (0, 0)

@@ -29,6 +29,8 @@ prefix key                                  value (msgpack array)
 0x0a   withdrawal_id(8)                     withdrawal: [account, asset_id, amount_atoms,
                                             destination, height]
 0x0b   market_id(4) order_id(8)             waiting trigger order (``Trigger.state_obj``)
+0x30-  (governance/records.py)              governed markets, assets and parameters, market
+0x36                                        controls, proposals, votes
 =====  ==================================  ============================================
 """
 
@@ -44,6 +46,7 @@ from state_machine.book import ORDER_KEY, Book, Order
 from state_machine.codec import encode
 from state_machine.crypto import sha256
 from state_machine.genesis import Genesis, Market
+from state_machine.governance.records import GovernanceState
 from state_machine.invariants import check
 from state_machine.liquidation.index import RiskIndex
 from state_machine.nonces import NonceTracker
@@ -119,6 +122,7 @@ class ExchangeCore:
         "fee_pools",
         "genesis",
         "genesis_hash",
+        "gov",
         "height",
         "markets",
         "max_open_orders",
@@ -129,6 +133,7 @@ class ExchangeCore:
         "nonces",
         "oracle_subs",
         "orders",
+        "parameters",
         "risk",
         "staking",
         "timestamp_ms",
@@ -152,6 +157,8 @@ class ExchangeCore:
         self.books: dict[int, Book] = {
             m.market_id: Book(m, self.mstates[m.market_id]) for m in genesis.markets
         }
+        # The exchange-wide parameters in force: genesis's until governance changes them.
+        self.parameters = genesis.parameters
         self.max_open_orders = genesis.parameters.max_open_orders_per_account
         self.accounts: dict[bytes, Account] = {}
         self.orders: dict[int, Order] = {}
@@ -177,6 +184,8 @@ class ExchangeCore:
         self.triggers = TriggerBook()  # waiting trigger orders (triggers/records.py)
         # Staking records once staking is enabled (state_machine/staking/hook.py), else None.
         self.staking: StakingState | None = None
+        # Governance records (state_machine/governance), all absent until a proposal.
+        self.gov = GovernanceState()
 
     # ---- dirty tracking ---------------------------------------------------------------------
     def touch(self, obj: Any) -> None:
@@ -286,6 +295,7 @@ class ExchangeCore:
         objs.append(self.vault_peak)
         objs.extend(self.withdrawals.values())
         objs.extend(self.triggers.by_id.values())
+        objs.extend(self.gov.objects())
         return objs
 
     def entries(self) -> list[tuple[bytes, bytes]]:

@@ -38,6 +38,7 @@ from state_machine.codec import (
     wire,
 )
 from state_machine.crypto import Keypair, sha256, verify
+from state_machine.governance.actions import GOVERNANCE_ACTIONS, GovernanceAction
 from state_machine.staking.actions import STAKING_ACTIONS, StakingAction
 
 TX_VERSION = 1
@@ -209,6 +210,7 @@ Action = (
     | AdjustIsolatedMargin
     | OracleUpdate
     | StakingAction  # state_machine/staking: validators, delegation, evidence
+    | GovernanceAction  # state_machine/governance: proposals and votes
 )
 
 ACTION = Union(
@@ -224,6 +226,7 @@ ACTION = Union(
         AdjustIsolatedMargin,
         OracleUpdate,
         *STAKING_ACTIONS,
+        *GOVERNANCE_ACTIONS,
     ),
     "action",
 )

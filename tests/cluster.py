@@ -35,6 +35,7 @@ from node.storage import store_path
 from node.testnet import TestnetLayout, write_testnet
 from state_machine.crypto import Keypair
 from state_machine.genesis import genesis_from_json
+from state_machine.governance.params import GovernanceParams
 from state_machine.staking.genesis import StakingGenesis
 
 STARTUP_TIMEOUT_S = 60.0
@@ -79,6 +80,7 @@ class Cluster:
         netns: tuple[str, ...] = (),
         staking: StakingGenesis | None = None,
         joiners: int = 0,
+        governance: GovernanceParams | None = None,
     ) -> None:
         """``configure`` rewrites each node's config before any node starts; ``full_nodes``
         adds that many full nodes (indexes ``validators ..``) following the validators;
@@ -97,6 +99,7 @@ class Cluster:
             hosts=hosts,
             demo_accounts=demo_accounts,
             block_interval_ms=block_ms,
+            governance=governance,
         )
         if configure is not None:
             for home in self.layout.homes:

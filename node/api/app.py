@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from consensus.types import Block, QuorumCert
+from node.api.gov import gov_routes
 from node.api.openapi import openapi, route_index
 from node.api.overload import LoopLag
 from node.api.params import INT_MAX, InputError, parse_json, parse_uint
@@ -634,6 +635,7 @@ def build_app(node: Node) -> Starlette:
         Route("/v1/proofs/records/{kind}", w("record_proof", api.record_proof)),
         Route("/v1/vault", w("vault", api.vault)),
         *staking_routes(api, w),
+        *gov_routes(api.queries, w),
         WebSocketRoute("/v1/ws", hub.endpoint),
         WebAppRoute(w),
     ]

@@ -133,6 +133,14 @@ class MarketAnswer(TypedDict):
     last_funding_rate_ppb: int | None
     funding_interval_ms: int | None
     next_funding_ms: int | None
+    # Governance (node/api/gov.py): trading state, open-interest cap, circuit breakers.
+    state: str
+    state_cause: str | None
+    state_reason: str | None
+    state_since_ms: int | None
+    open_interest_cap: Decimal | None
+    breakers: dict[str, Any] | None
+    params: dict[str, Any]
     stats_24h: NotRequired[MarketStats]
 
 
@@ -145,6 +153,7 @@ class AssetAnswer(TypedDict):
 class Markets(TypedDict):
     height: int
     markets: list[MarketAnswer]
+    parameters: dict[str, Any]
     assets: list[AssetAnswer]
 
 
@@ -394,6 +403,50 @@ class EpochSetAnswer(TypedDict):
     last_height: int
     total_power: int
     members: list[EpochMember]
+class ProposalAnswer(TypedDict):
+    proposal_id: int
+    title: str
+    proposer: Hex
+    content_kind: str | None
+    content: dict[str, Any] | None
+    status: str
+    submit_height: int
+    voting_end_height: int
+    execute_height: int | None
+    yes_power: int
+    no_power: int
+    abstain_power: int
+    total_power: int
+    message: str | None
+
+
+class Proposals(TypedDict):
+    height: int
+    proposals: list[ProposalAnswer]
+
+
+class ProposalVote(TypedDict):
+    voter: Hex
+    option: str
+    height: int
+
+
+class ProposalDetail(ProposalAnswer):
+    height: int
+    votes: list[ProposalVote]
+
+
+class ProposalTally(TypedDict):
+    height: int
+    proposal_id: int
+    status: str
+    yes_power: int
+    no_power: int
+    abstain_power: int
+    total_power: int
+    quorum_ppm: int
+    threshold_ppm: int
+    outcome_if_ended_now: str
 
 
 class RouteInfo(TypedDict):

@@ -16,6 +16,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints, is_typeddic
 from starlette.routing import Route
 
 from node.api import models as m
+from state_machine.governance.records import STATUSES
 
 DECIMAL_PATTERN = r"^-?(0|[1-9][0-9]*)(\.[0-9]*[1-9])?$"
 HEX_PATTERN = r"^[0-9a-f]*$"
@@ -167,6 +168,17 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
         "Merkle proof of an epoch's set (e >= 2) in the state after the last block of e - 2, "
         "certified by a QC of the set of e - 1: one hand-over for the light client",
         {200: m.RecordProof, **ERRORS}),
+    ("GET", "/v1/gov/proposals"): RouteDoc(
+        "governance proposals, newest first", {200: m.Proposals, **ERRORS},
+        (Param("status", {"type": "string", "enum": list(STATUSES)}, "only this status"),
+         Param("limit", {**uint(1, 200), "default": 50}, "proposals")),
+    ),
+    ("GET", "/v1/gov/proposals/{proposal_id}"): RouteDoc(
+        "one proposal with its votes", {200: m.ProposalDetail, **ERRORS}
+    ),
+    ("GET", "/v1/gov/proposals/{proposal_id}/tally"): RouteDoc(
+        "the proposal's votes weighed with the voting power now", {200: m.ProposalTally, **ERRORS}
+    ),
 }  # fmt: skip
 
 

@@ -14,6 +14,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from consensus.types import Block, QuorumCert
+from node.api.gov import market_state_json, wire_json
 from node.api.history import (
     BACKFILL_HEIGHTS,
     HistoryIndex,
@@ -25,14 +26,14 @@ from node.api.history import (
 from node.api.params import INT_MAX, InputError, parse_uint, plain_uint
 from node.api.txevents import tx_event_indexes
 from node.api.txjson import snake
-from node.api.units import MarketUnits, atoms_to_decimal, format_fraction
+from node.api.units import AssetTable, MarketUnits, atoms_to_decimal, format_fraction
 from node.keys import parse_address
 from node.storage import ProofAt, ProofHeightError
 from node.version import version
 from state_machine.accounts.records import VAULT
 from state_machine.clob.codes import ST_RESTING, ST_WAITING
 from state_machine.codec import DecodeError, decode_raw
-from state_machine.genesis import MARKET_KIND_NAMES, Market
+from state_machine.genesis import MARKET_KIND_NAMES, Asset, Market
 from state_machine.perpetuals.funding import funding_rate_8h_ppb
 from state_machine.queries import account_summary, vault_summary
 from state_machine.results import EVENT_FIELDS
@@ -67,14 +68,69 @@ class Queries:
     def __init__(self, node: Node) -> None:
         self.node = node
         genesis = node.genesis
-        self.units = {m.market_id: MarketUnits(genesis, m) for m in genesis.markets}
-        self.by_symbol = {m.symbol.upper(): m for m in genesis.markets}
-        self.decimals = {a.asset_id: a.decimals for a in genesis.assets}
-        self.symbols = {a.asset_id: a.symbol for a in genesis.assets}
+        self._tables_key: tuple[int, ...] = ()
+        self._set_tables(list(genesis.assets), list(genesis.markets))
         self.index = HistoryIndex()
         self.indexed_height = 0
         self._backfilled = False
         self.backfill()
+
+    # ---- market and asset tables (governance lists and changes them) ------------------------
+
+    def _set_tables(self, assets: list[Asset], markets: list[Market]) -> None:
+        table = AssetTable(assets)
+        self._units = {m.market_id: MarketUnits(table, m) for m in markets}
+        self._by_symbol = {m.symbol.upper(): m for m in markets}
+        self._decimals = {a.asset_id: a.decimals for a in assets}
+        self._symbols = {a.asset_id: a.symbol for a in assets}
+        self._markets = markets
+        self._assets = assets
+
+    def _sync_tables(self) -> None:
+        """Follow the state's markets and assets: rebuilt only when governance listed or
+        changed one (the key is the identity of every governed record)."""
+        chain = self.node.chain
+        if chain is None:
+            return
+        st = chain.state
+        gov = st.gov
+        key = (
+            len(st.markets),
+            *(id(r.market) for r in gov.markets.values()),
+            *(id(r.asset) for r in gov.assets.values()),
+        )
+        if key != self._tables_key:
+            assets = [*st.genesis.assets, *(r.asset for r in gov.assets.values())]
+            self._set_tables(assets, list(st.markets.values()))
+            self._tables_key = key
+
+    @property
+    def units(self) -> dict[int, MarketUnits]:
+        self._sync_tables()
+        return self._units
+
+    @property
+    def by_symbol(self) -> dict[str, Market]:
+        self._sync_tables()
+        return self._by_symbol
+
+    @property
+    def decimals(self) -> dict[int, int]:
+        self._sync_tables()
+        return self._decimals
+
+    @property
+    def symbols(self) -> dict[int, str]:
+        self._sync_tables()
+        return self._symbols
+
+    def all_markets(self) -> list[Market]:
+        self._sync_tables()
+        return self._markets
+
+    def all_assets(self) -> list[Asset]:
+        self._sync_tables()
+        return self._assets
 
     # ---- lookups ---------------------------------------------------------------------------
 
@@ -85,7 +141,7 @@ class Queries:
         market = self.by_symbol.get(text.upper())
         market_id = plain_uint(text, digits_max=9) if market is None else None
         if market_id is not None:
-            market = self.node.genesis.market(market_id)
+            market = next((m for m in self.all_markets() if m.market_id == market_id), None)
         if market is None:
             raise QueryError(404, "unknown_market", f"no market {text[:40]!r}")
         return market
@@ -203,6 +259,8 @@ class Queries:
         out["best_bid"] = units.ticks_to_price(best_bid) if best_bid else None
         out["best_ask"] = units.ticks_to_price(best_ask) if best_ask else None
         out.update(self.funding_json(market, ms))
+        out.update(market_state_json(st, market.market_id, units))
+        out["params"] = wire_json(market)  # the governed record, integers (proposals use it)
         return out
 
     def funding_json(self, market: Market, ms: Any) -> dict[str, Any]:
@@ -218,7 +276,7 @@ class Queries:
         )
         if not market.is_perp:
             return dict.fromkeys(names)
-        params = self.node.genesis.parameters
+        params = self.state.parameters
         premium = ms.premium_sum_ppb // ms.premium_samples if ms.premium_samples else 0
         rate_8h = funding_rate_8h_ppb(
             premium, params.funding_interest_ppm_8h * 1000, params.funding_clamp_ppm * 1000
@@ -235,11 +293,13 @@ class Queries:
     def markets(self) -> dict[str, Any]:
         return {
             "height": self.state.height,
-            "markets": [self.market_json(m) for m in self.node.genesis.markets],
+            "markets": [self.market_json(m) for m in self.all_markets()],
+            # The exchange-wide parameters in force (governance may have changed them).
+            "parameters": wire_json(self.state.parameters),
             # Clients need each asset's decimals to turn amounts into atoms exactly.
             "assets": [
                 {"asset_id": a.asset_id, "symbol": a.symbol, "decimals": a.decimals}
-                for a in self.node.genesis.assets
+                for a in self.all_assets()
             ],
         }
 
@@ -451,7 +511,7 @@ class Queries:
             "loss_limit_equity": self.amount(0, v["loss_limit_equity_atoms"]),
             "over_loss_limit": v["equity_atoms"] < v["loss_limit_equity_atoms"],
             "exposure_cap_per_market": self.amount(
-                0, st.genesis.parameters.vault_market_notional_max_atoms
+                0, st.parameters.vault_market_notional_max_atoms
             ),
             "positions": markets,
         }

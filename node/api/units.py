@@ -10,9 +10,10 @@ decimal that is not a whole number of ticks or lots is rejected, never rounded.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from fractions import Fraction
 
-from state_machine.genesis import Genesis, Market
+from state_machine.genesis import Asset, Genesis, Market
 
 DECIMAL_RE = re.compile(r"^(0|[1-9][0-9]{0,29})(\.[0-9]{1,30})?$")
 MAX_DECIMAL_CHARS = 64
@@ -55,12 +56,24 @@ def format_fraction(value: Fraction, max_places: int = 18) -> str:
     return f"{sign}{whole}.{digits}" if digits else f"{sign}{whole}"
 
 
+class AssetTable:
+    """Assets by id (genesis's and the listed ones): what MarketUnits needs of a genesis."""
+
+    __slots__ = ("by_id",)
+
+    def __init__(self, assets: Sequence[Asset]) -> None:
+        self.by_id = {a.asset_id: a for a in assets}
+
+    def asset(self, asset_id: int) -> Asset | None:
+        return self.by_id.get(asset_id)
+
+
 class MarketUnits:
     """Tick and lot arithmetic of one market."""
 
     __slots__ = ("base_decimals", "lot", "market", "quote_decimals", "tick")
 
-    def __init__(self, genesis: Genesis, market: Market) -> None:
+    def __init__(self, genesis: Genesis | AssetTable, market: Market) -> None:
         base = genesis.asset(market.base_asset_id)
         quote = genesis.asset(market.quote_asset_id)
         assert base is not None and quote is not None, "validated genesis has both assets"

@@ -5,7 +5,10 @@ Protocol (JSON text frames):
 * client: ``{"op": "subscribe", "id": 1, "channel": "book", "market": "BTC-PERP",
   "depth": 10}``; channels ``book`` (market, depth), ``trades`` (market), ``blocks``,
   ``account`` (address), ``candles`` (market, interval; from the history database, updated
-  when the indexer has written a block); ``{"op": "unsubscribe", "id": 1}``; ``{"op": "ping"}``.
+  when the indexer has written a block), ``markets`` (every market's trading state; updates
+  carry the block's ``market_state``, ``market_listed``, ``market_changed``,
+  ``market_controls`` and ``market_delisted`` events); ``{"op": "unsubscribe", "id": 1}``;
+  ``{"op": "ping"}``.
 * server: ``{"type": "snapshot", "id": 1, "channel": ..., "seq": 0, "height": H, "data": ...}``
   once, then ``{"type": "update", "id": 1, "seq": n, "height": H, "data": ...}`` after every
   block that changes the subscription, with ``seq`` increasing by exactly one per message of
@@ -237,7 +240,22 @@ class StreamHub:
             }
         if sub.channel == "account":
             return self.account_update(sub, executed)
+        if sub.channel == "markets":
+            return self.markets_update(executed)
         return None
+
+    def markets_update(self, executed: Executed) -> Any:
+        """The block's market events (states, listings, parameter changes), or None."""
+        q = self.queries
+        events = []
+        for i, event in enumerate(executed.result.events):
+            if event[0] not in MARKET_EVENT_KINDS:
+                continue
+            body = event_body(event)
+            if body is not None:
+                item = HistoryItem(executed.height, i, executed.timestamp_ms, str(event[0]), body)
+                events.append(q.event_json(item))
+        return {"events": events} if events else None
 
     def account_update(self, sub: Subscription, executed: Executed) -> Any:
         """Every event of the block naming the account, then its account and open orders."""
@@ -291,6 +309,11 @@ class StreamHub:
             account = q.account(sub.address)
             sub.height = account["height"]
             return {"account": account, "orders": q.open_orders(sub.address)["orders"]}
+        if sub.channel == "markets":
+            body = q.markets()
+            sub.height = body["height"]
+            keys = ("symbol", "market_id", "state", "state_cause", "state_reason")
+            return {"markets": [{k: m[k] for k in keys} for m in body["markets"]]}
         raise QueryError(400, "unknown_channel", f"no channel {sub.channel!r}")
 
     # ---- the endpoint --------------------------------------------------------------------
@@ -503,12 +526,17 @@ class StreamHub:
             if not isinstance(address, str):
                 raise QueryError(400, "bad_address", "address is required")
             sub.address = q.lookup_address(address).hex()
-        elif sub.channel != "blocks":
+        elif sub.channel not in ("blocks", "markets"):
             raise QueryError(
                 400,
                 "unknown_channel",
-                "channel must be book, trades, blocks, account or candles",
+                "channel must be book, trades, blocks, account, candles or markets",
             )
+
+
+MARKET_EVENT_KINDS = frozenset(
+    {"market_state", "market_listed", "market_changed", "market_controls", "market_delisted"}
+)
 
 
 def error(code: str, message: str, sub_id: Any = None) -> dict[str, Any]:

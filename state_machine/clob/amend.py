@@ -16,8 +16,10 @@ from state_machine.clob.checks import (
     band_error,
     lots_error,
     margin_error,
+    market_state_error,
     min_notional_error,
     no_open_order,
+    open_interest_error,
     post_only_error,
     price_error,
     spot_hold_asset,
@@ -56,7 +58,16 @@ def process_amend_order(st: ExchangeCore, acct: Account, a: AmendOrder) -> Actio
     if err is not None:
         return ActionResult(err[0], err[1])
     if price == order.price_ticks and size <= order.size_lots:
-        return shrink_order(st, acct, market, order, size)
+        return shrink_order(st, acct, market, order, size)  # like a partial cancel: any state
+    controls = st.gov.controls.get(market.market_id)
+    if controls is not None:
+        err = market_state_error(controls, order.reduce_only)
+        if err is None and market.is_perp and not order.reduce_only and size > order.size_lots:
+            err = open_interest_error(
+                controls, ms.open_interest_lots, 0, order.is_buy, size - order.size_lots
+            )
+        if err is not None:
+            return ActionResult(err[0], err[1])
     err = check_amend_requeue(st, acct, market, order, price, size)
     if err is not None:
         return ActionResult(err[0], err[1])

@@ -15,13 +15,19 @@ from state_machine.accounts.records import Account
 from state_machine.book import BookSide
 from state_machine.clob.codes import (
     LOT_SIZE,
+    MARKET_CLOSE_ONLY,
+    MARKET_DELISTED,
+    MARKET_HALTED,
     MIN_NOTIONAL,
     NO_REFERENCE_PRICE,
+    OPEN_INTEREST_CAP,
     POST_ONLY_WOULD_CROSS,
     PRICE_BAND,
     TICK_SIZE,
 )
 from state_machine.genesis import Market
+from state_machine.governance.content import ACTIVE, CLOSE_ONLY, HALTED
+from state_machine.governance.records import MarketControls
 from state_machine.invariants import PPM, mul_ppm_ceil, mul_ppm_floor
 from state_machine.perpetuals.margin import free_collateral
 from state_machine.results import INSUFFICIENT_BALANCE, INSUFFICIENT_MARGIN
@@ -198,6 +204,37 @@ def margin_refusal(st: ExchangeCore, acct: Account, market: Market, short_atoms:
         f"{market.symbol}: the order needs {mt.quote(required_atoms)} of free collateral "
         f"(initial margin, distance from the mark and fee); {mt.quote(free_atoms)} is free"
     )
+
+
+def market_state_error(controls: MarketControls, reduce_only: bool) -> Reject | None:
+    """The one market-state rule for every order (placements, amends, fired triggers, the
+    engine's own orders): active accepts all; close-only only reduce-only orders; halted and
+    delisted none (cancels are separate actions and always run). ``controls`` is the
+    market's governance record (markets without one are active)."""
+    state = controls.state
+    if state == ACTIVE or (state == CLOSE_ONLY and reduce_only):
+        return None
+    if state == CLOSE_ONLY:
+        return MARKET_CLOSE_ONLY, "the market is close-only: reduce-only orders and cancels"
+    if state == HALTED:
+        return MARKET_HALTED, f"the market is halted ({controls.reason}): cancels only"
+    return MARKET_DELISTED, "the market is delisted"
+
+
+def open_interest_error(
+    controls: MarketControls, oi_lots: int, pos_lots: int, is_buy: bool, size_lots: int
+) -> Reject | None:
+    """With a cap, an order whose fill could raise open interest past it is refused: the
+    lots beyond what closes the account's own position could each add one lot of open
+    interest (when the counterparty opens too)."""
+    cap = controls.oi_cap_lots
+    if not cap:
+        return None
+    closing = min(size_lots, -pos_lots if is_buy else pos_lots) if pos_lots else 0
+    added = size_lots - max(closing, 0)
+    if added and oi_lots + added > cap:
+        return OPEN_INTEREST_CAP, f"open interest {oi_lots} + {added} lots would pass the cap {cap}"
+    return None
 
 
 def balance_error(

@@ -17,6 +17,11 @@ POST_ONLY_WOULD_CROSS = "post_only_would_cross"
 FOK_NOT_FILLED = "fok_not_filled"
 NO_LIQUIDITY = "no_liquidity"
 SELF_TRADE = "self_trade"
+# Market states and open-interest caps (state_machine/governance).
+MARKET_HALTED = "market_halted"
+MARKET_CLOSE_ONLY = "market_close_only"
+MARKET_DELISTED = "market_delisted"
+OPEN_INTEREST_CAP = "open_interest_cap"
 
 # Order statuses reported in results and events.
 ST_RESTING = "resting"

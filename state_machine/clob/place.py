@@ -20,7 +20,9 @@ from state_machine.clob.checks import (
     lots_error,
     margin_error,
     market_order_limit,
+    market_state_error,
     min_notional_error,
+    open_interest_error,
     post_only_error,
     price_error,
     spot_hold_asset,
@@ -37,6 +39,7 @@ from state_machine.clob.codes import (
     TOO_MANY_ORDERS,
 )
 from state_machine.clob.matching import execute_order, fok_fillable
+from state_machine.governance.records import MarketControls
 from state_machine.perpetuals.records import Position
 from state_machine.results import NOT_PERP, OK, UNKNOWN_MARKET, ActionResult
 from state_machine.state import ExchangeCore
@@ -98,6 +101,11 @@ def process_place_order(st: ExchangeCore, acct: Account, a: PlaceOrder) -> Actio
     if book is None:
         return _reject(st, acct, mid, a.client_id, UNKNOWN_MARKET, f"no market {mid}")
     ms = book.mstate
+    controls = st.gov.controls.get(mid)
+    if controls is not None:  # a market governance or a breaker has touched
+        err = governed_order_error(controls, acct, book, a.is_buy, a.size_lots, a.reduce_only)
+        if err is not None:
+            return _reject(st, acct, mid, a.client_id, err[0], err[1])
     price = a.price_ticks
     tif = a.tif
     if a.kind == KIND_LIMIT and limit_rules_pass(
@@ -116,6 +124,18 @@ def process_place_order(st: ExchangeCore, acct: Account, a: PlaceOrder) -> Actio
     if err is not None:
         return _reject(st, acct, mid, a.client_id, err[0], err[1])
     return accept_order(st, acct, book, a, price, size, tif, pos, bal, hold)
+
+
+def governed_order_error(
+    controls: MarketControls, acct: Account, book: Book, is_buy: bool, size: int, reduce_only: bool
+) -> Reject | None:
+    """The market's state, then (perps) its open-interest cap."""
+    err = market_state_error(controls, reduce_only)
+    if err is None and book.perp and not reduce_only:
+        pos = acct.positions.get(book.market_id)
+        pos_lots = 0 if pos is None else pos.size_lots
+        err = open_interest_error(controls, book.mstate.open_interest_lots, pos_lots, is_buy, size)
+    return err
 
 
 def order_limit_price(

@@ -72,6 +72,7 @@ from state_machine.accounts.records import VAULT, Account, Balance
 from state_machine.clob.matching import cancel_resting
 from state_machine.clob.place import place_internal_order
 from state_machine.genesis import Market
+from state_machine.governance.content import DELISTED, HALTED
 from state_machine.invariants import PPM, check, div_ceil, div_floor, mul_ppm_ceil
 from state_machine.liquidation.adl import AdlRankings, ranked_holders
 from state_machine.liquidation.index import Band, RiskIndex
@@ -301,6 +302,12 @@ def end_block_liquidations(st: ExchangeCore, marks: list[tuple[int, int, int]], 
     # looks at), then liquidate them in key order. Units that liquidations push under water
     # are taken up in the next block (``pending``), on every node alike.
     unhealthy = [key for key in sorted(todo) if evaluate_unit(st, idx, key, now)]
+    paused: list[bytes] = []
+    if st.gov.controls:
+        # A unit with a position in a halted market waits (docs/ARCHITECTURE.md, "Market
+        # states"): it is looked at again every block until the market resumes.
+        paused = [key for key in unhealthy if unit_paused(st, key)]
+        unhealthy = [key for key in unhealthy if key not in paused]
     if len(unhealthy) >= BULK_DROP_UNITS:
         idx.drop_many(unhealthy)  # liquidate_key drops each one; in bulk it is linear
     n_dirty = len(st.dirty)
@@ -311,6 +318,22 @@ def end_block_liquidations(st: ExchangeCore, marks: list[tuple[int, int, int]], 
     # Units touched by this block's liquidations are looked at again next block.
     for key in changed_units(st, st.dirty[n_dirty:]):
         idx.pending[key] = None
+    for key in paused:
+        idx.pending[key] = None
+
+
+def market_paused(st: ExchangeCore, market_id: int) -> bool:
+    """Halted or delisted (state_machine/governance): no liquidation trades there."""
+    controls = st.gov.controls.get(market_id)
+    return controls is not None and controls.state in (HALTED, DELISTED)
+
+
+def unit_paused(st: ExchangeCore, key: bytes) -> bool:
+    acct, mid = _unit_of(st, key)
+    if acct is None:
+        return False
+    positions = unit_positions(acct, mid)
+    return any(p.size_lots and market_paused(st, p.market.market_id) for p in positions)
 
 
 def _unit_of(st: ExchangeCore, key: bytes) -> tuple[Account | None, int | None]:
@@ -429,7 +452,7 @@ def liquidate_unit(
     now: int,
 ) -> None:
 
-    params = st.genesis.parameters
+    params = st.parameters
     st.events.append(("liquidation", acct.pubkey, mid, value, mm))
     # 1. Cancel the unit's open orders (they could only add risk).
     for o in list(acct.orders.values()):
@@ -525,7 +548,7 @@ def _move_position(
 def backstop(st: ExchangeCore, acct: Account, mid: int | None) -> None:
     """Step 2 and 3: the vault takes the positions at mark if its policy allows, else ADL
     (at the mark while the unit's value is not negative, else at its bankruptcy price)."""
-    params = st.genesis.parameters
+    params = st.parameters
     vault_acct = st.account(VAULT)
     vault = st.balance(vault_acct, 0)
     value, _ = unit_value_and_mm(st, acct, mid)
@@ -684,7 +707,7 @@ def vault_over_loss_limit(st: ExchangeCore, equity: int) -> bool:
     """``equity`` is more than ``vault_loss_limit_ppm`` below the vault's high-water mark (its
     highest equity at a block end since it last ended a block holding no position)."""
     peak = st.vault_peak.amount_atoms
-    limit = st.genesis.parameters.vault_loss_limit_ppm
+    limit = st.parameters.vault_loss_limit_ppm
     return peak > 0 and equity * PPM < peak * (PPM - limit)
 
 
@@ -714,7 +737,7 @@ def vault_refusal(
         sizes[m] = old + pos.size_lots
         if abs(sizes[m]) > abs(old):
             grown.add(m)
-    cap = st.genesis.parameters.vault_market_notional_max_atoms
+    cap = st.parameters.vault_market_notional_max_atoms
     mm = 0  # the larger of initial (at max leverage) and maintenance margin, per market
     for m in sorted(sizes):
         market = st.markets[m]
@@ -785,7 +808,10 @@ def vault_policy(st: ExchangeCore) -> None:
             # Bankrupt (equity < 0), the book could only add fees and slippage to a deficit
             # that ADL passes on: it goes straight to ADL at its bankruptcy price.
             vault_derisk(st, vault)
-        rest = sorted(unit_positions(vault, None), key=lambda p: p.market.market_id)
+        rest = sorted(
+            (p for p in unit_positions(vault, None) if not market_paused(st, p.market.market_id)),
+            key=lambda p: p.market.market_id,
+        )
         if rest:
             equity, _ = unit_value_and_mm(st, vault, None)
             adl(st, vault, None, rest, at_mark=equity >= 0)

@@ -78,7 +78,7 @@ def interval_rate_ppb(f8_ppb: int, interval_ms: int, cap_ppm_per_hour: int) -> i
 
 
 def process_funding(st: ExchangeCore, ms: MarketState, book: Book, now: int) -> None:
-    params = st.genesis.parameters
+    params = st.parameters
     interval = params.funding_interval_ms
     if ms.next_funding_ms == 0:
         g0 = st.genesis.genesis_time_ms

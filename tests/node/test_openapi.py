@@ -13,9 +13,12 @@ import msgpack
 from node.api.app import build_app
 from node.api.openapi import ROUTE_DOCS, served_routes
 from node.node import now_ms
+from state_machine.governance.actions import SubmitProposal
+from state_machine.governance.content import HALTED, SetMarketState, encode_content
+from state_machine.tx import sign_transaction
 from tests.indexer.chain import add_trade_blocks
-from tests.node.test_api_pieces import ALICE
-from tests.node.test_api_served import opened_node, order, served, until
+from tests.node.test_api_pieces import ALICE, VALIDATOR
+from tests.node.test_api_served import execute_block, opened_node, order, served, until
 
 
 def check(spec: dict[str, Any], method: str, path: str, answer: httpx.Response) -> None:
@@ -31,6 +34,9 @@ def check(spec: dict[str, Any], method: str, path: str, answer: httpx.Response) 
 async def test_every_route_answers_as_its_schema_says(tmp_path: Path) -> None:
     with opened_node(tmp_path) as node:
         await add_trade_blocks(node, 3)
+        proposal = SubmitProposal("halt", encode_content(SetMarketState(2, HALTED, "drill")))
+        tx = sign_transaction(VALIDATOR, node.genesis.chain_id, now_ms(), [proposal])
+        await execute_block(node, [tx.to_wire()])  # proposal 1, for the governance routes
         app = build_app(node)
         async with served(app) as (base, nursery), httpx.AsyncClient(base_url=base) as http:
             nursery.start_soon(node._admission_loop)
@@ -53,6 +59,7 @@ async def test_every_route_answers_as_its_schema_says(tmp_path: Path) -> None:
                 "kind": "position",
                 "operator": alice,  # staking is off here: 404 staking_disabled, documented
                 "epoch": "2",
+                "proposal_id": "1",
             }
             queries = {
                 "/v1/markets/{market}/candles": {"interval": "1m"},
@@ -76,6 +83,8 @@ async def test_every_route_answers_as_its_schema_says(tmp_path: Path) -> None:
                 ("/v1/blocks/{height}", "/v1/blocks/999"),
                 ("/v1/proofs/records/{kind}", "/v1/proofs/records/nope"),
                 ("/v1/proofs/records/{kind}", "/v1/proofs/records/order?market=1"),
+                ("/v1/gov/proposals/{proposal_id}", "/v1/gov/proposals/9"),
+                ("/v1/gov/proposals", "/v1/gov/proposals?status=nope"),
             ]
             for path, url in errors:
                 answer = await http.get(url)

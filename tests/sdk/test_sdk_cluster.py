@@ -4,6 +4,7 @@ reconnecting to another one and resubscribing."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,9 @@ from client.http import ROUTE_METHODS, ApiError
 from client.signing import sign_actions
 from client.trader import Trader
 from client.ws import Event, Stream
-from state_machine.tx import CancelAll
+from state_machine.governance.actions import SubmitProposal
+from state_machine.governance.content import HALTED, SetMarketState, encode_content
+from state_machine.tx import CancelAll, sign_transaction
 from tests.cluster import Cluster
 
 pytestmark = pytest.mark.slow
@@ -102,6 +105,13 @@ def test_every_route_method_answers_from_a_real_node(net: Cluster) -> None:
         c, who = t.client, t.address
         committed = t.cancel_all()
         batch_tx = sign_actions(key, t.chain_id(), [CancelAll(None)])
+        # A proposal by a validator, so that the governance routes have one to answer about.
+        halt = SetMarketState(2, HALTED, "drill")
+        proposal = sign_transaction(
+            net.validator_key(0), t.chain_id(), time.time_ns() // 1_000_000,
+            [SubmitProposal("halt BTC-PERP", encode_content(halt))],
+        )  # fmt: skip
+        assert c.submit(proposal, wait_commit=True)["results"][0]["code"] == "ok"
         calls: dict[str, Callable[[], Any]] = {
             "index": c.index, "openapi": c.openapi, "livez": c.livez, "readyz": c.readyz,
             "status": c.status, "vault": c.vault, "markets": c.markets,
@@ -128,6 +138,9 @@ def test_every_route_method_answers_from_a_real_node(net: Cluster) -> None:
             "validator": lambda: staking_answer(lambda: c.validator(who)),
             "epoch_set": lambda: staking_answer(lambda: c.epoch_set("current")),
             "epoch_set_proof": lambda: staking_answer(lambda: c.epoch_set_proof(2)),
+            "gov_proposals": c.gov_proposals,
+            "gov_proposal": lambda: c.gov_proposal(1),
+            "gov_tally": lambda: c.gov_tally(1),
         }  # fmt: skip
         assert set(calls) == set(ROUTE_METHODS), "a route method without a call here"
         for name, call in calls.items():
