@@ -320,7 +320,9 @@ class Wire:
         path = f"{path}.{cls.__name__}" if path else cls.__name__
         tail_start = len(cls.WIRE) - cls.OPTIONAL_TAIL
         if cls.OPTIONAL_TAIL and len(values) > tail_start and values[-1] is None:
-            raise DecodeError(f"{path}: a trailing optional field is nil (not canonical)")
+            raise DecodeError(
+                f"{path}: a trailing optional field is nil (an absent one is left out)"
+            )
         if len(values) != len(cls.WIRE):
             if not len(cls.WIRE) - cls.OPTIONAL_TAIL <= len(values) < len(cls.WIRE):
                 raise DecodeError(f"{path}: expected {len(cls.WIRE)} fields, got {len(values)}")

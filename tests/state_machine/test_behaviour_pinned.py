@@ -80,7 +80,7 @@ def state_root(state: ExchangeState) -> str:
 # ---- the matching bench's flow ---------------------------------------------------------------
 
 BENCH_ROOT = "8c78f4bc250bc43c683ce5ddd20c7732808e4ae37b61b98424c492a81817b77b"
-BENCH_EVENTS = "abb2549803b80b8810468d50eef3160d2ac6c8801a7fef384dded00001001656"
+BENCH_EVENTS = "7ce3685ecb55bd683247b112b7b9d9f8364a0868f1dcd4ac9e084ac5925e488d"
 
 
 def test_matching_bench_flow_is_pinned() -> None:
@@ -174,7 +174,7 @@ PERP_ROOT = "beae5adf3b2e00ecd6fb8ce402858865e023e216d97939438f5ab6c3c3584ca2"
 # Re-recorded twice (tests/vectors/README.md, table of changes): amends outside the price band
 # now say "from reference {ref}" like placements (events only); a losing partial close of an
 # isolated position releases only the closed lots' own margin (7 closes of this flow moved).
-PERP_EVENTS = "8ac966352e9a9b7b6dff5e1a38f768ef467d36ab3e1c94283038f2177da24aac"
+PERP_EVENTS = "8bc496a99cb4beebc6ea809cbea896a744a45f7a10380b4f810ea589acbec13f"
 
 
 def test_random_perp_flow_with_triggers_and_funding_is_pinned() -> None:
