@@ -281,12 +281,18 @@ class Wire:
     ``WIRE`` lists ``(field_name, spec)`` in encoding order and must match the dataclass fields.
     A union member also sets ``TAG``; it then encodes as ``[TAG, *fields]`` on its own too.
     ``MAX_BYTES`` bounds ``from_wire`` input for this type.
+
+    ``OPTIONAL_TAIL`` (k) makes the last k fields optional sections added after the type was
+    first used on the wire: a trailing run of None among them is left out of the encoding, so a
+    value without them encodes (and hashes) exactly as before they existed, and the decoder
+    takes them as None when absent. An explicit trailing nil is refused (not canonical).
     """
 
     __slots__ = ()
     WIRE: ClassVar[tuple[tuple[str, Spec], ...]] = ()
     TAG: ClassVar[int] = -1
     MAX_BYTES: ClassVar[int] = MAX_MESSAGE_BYTES
+    OPTIONAL_TAIL: ClassVar[int] = 0
 
     @classmethod
     def _check_schema(cls) -> None:
@@ -295,7 +301,12 @@ class Wire:
         assert names == wire_names, f"{cls.__name__}: WIRE {wire_names} != fields {names}"
 
     def fields_obj(self) -> list[Any]:
-        return [spec.dump(getattr(self, name)) for name, spec in self.WIRE]
+        out = [spec.dump(getattr(self, name)) for name, spec in self.WIRE]
+        if self.OPTIONAL_TAIL:
+            required = len(self.WIRE) - self.OPTIONAL_TAIL
+            while len(out) > required and out[-1] is None:
+                out.pop()
+        return out
 
     def to_obj(self) -> Any:
         if self.TAG >= 0:
@@ -308,8 +319,8 @@ class Wire:
     @classmethod
     def from_fields(cls, values: Sequence[Any], path: str) -> Self:
         path = f"{path}.{cls.__name__}" if path else cls.__name__
-        if len(values) != len(cls.WIRE):
-            raise DecodeError(f"{path}: expected {len(cls.WIRE)} fields, got {len(values)}")
+        if cls.OPTIONAL_TAIL or len(values) != len(cls.WIRE):
+            values = _fill_optional_tail(cls, values, path)
         pairs = zip(cls.WIRE, values, strict=True)
         args = [spec.check(v, f"{path}.{name}") for (name, spec), v in pairs]
         obj = cls(*args)
@@ -340,6 +351,17 @@ class Wire:
 
     def validate(self, path: str) -> None:
         """Cross-field checks beyond the per-field specs; raise DecodeError naming ``path``."""
+
+
+def _fill_optional_tail(cls: type[Wire], values: Sequence[Any], path: str) -> list[Any]:
+    """Values of a type with optional trailing sections, the absent ones as None."""
+    n = len(cls.WIRE)
+    required = n - cls.OPTIONAL_TAIL
+    if not required <= len(values) <= n:
+        raise DecodeError(f"{path}: expected {n} fields, got {len(values)}")
+    if len(values) > required and values[-1] is None:
+        raise DecodeError(f"{path}: an absent optional section is left out, not nil")
+    return [*values, *([None] * (n - len(values)))]
 
 
 _W = TypeVar("_W", bound=Wire)

@@ -24,6 +24,12 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from state_machine.accounts.policy import (
+    AccountsPolicy,
+    FeeTier,
+    accounts_policy_error,
+    fee_tiers_error,
+)
 from state_machine.codec import (
     U8,
     U32,
@@ -32,6 +38,7 @@ from state_machine.codec import (
     DecodeError,
     Enum,
     ListOf,
+    Optional,
     Struct,
     Text,
     Wire,
@@ -185,7 +192,11 @@ class Genesis(Wire):
         ("validators", ListOf(Struct(Validator), MAX_ITEMS)),
         ("balances", ListOf(Struct(FundedBalance), 1_000_000)),
         ("parameters", Struct(Parameters)),
+        # Optional sections (absent: the genesis encodes and hashes as before they existed).
+        ("accounts_policy", Optional(Struct(AccountsPolicy))),
+        ("fee_tiers", Optional(ListOf(Struct(FeeTier), 16))),
     )
+    OPTIONAL_TAIL = 2
     chain_id: str
     genesis_time_ms: int
     assets: tuple[Asset, ...]
@@ -193,6 +204,8 @@ class Genesis(Wire):
     validators: tuple[Validator, ...]
     balances: tuple[FundedBalance, ...]
     parameters: Parameters
+    accounts_policy: AccountsPolicy | None = None  # accounts/policy.py; None: the defaults
+    fee_tiers: tuple[FeeTier, ...] | None = None  # accounts/policy.py; None: market fees only
 
     def hash(self) -> bytes:
         """SHA-256 of the canonical msgpack encoding."""
@@ -277,6 +290,18 @@ def validate_genesis(g: Genesis) -> None:
     if totals.get(USDC_ASSET_ID, 0) + params.insurance_fund_atoms > MAX_SUPPLY_ATOMS:
         raise _fail("parameters.insurance_fund_atoms", "USDC supply exceeds 2**62")
     _validate_vault_policy(params)
+    _validate_accounts_sections(g)
+
+
+def _validate_accounts_sections(g: Genesis) -> None:
+    if g.accounts_policy is not None:
+        err = accounts_policy_error(g.accounts_policy)
+        if err:
+            raise GenesisError("accounts_policy" + err)
+    if g.fee_tiers is not None:
+        err = fee_tiers_error(g.fee_tiers, [m.taker_fee_ppm for m in g.markets])
+        if err:
+            raise GenesisError("fee_tiers" + err)
 
 
 def _validate_vault_policy(params: Parameters) -> None:
@@ -362,6 +387,10 @@ def _to_json_obj(obj: Any, spec_cls: type[Wire]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, spec in spec_cls.WIRE:
         value = getattr(obj, name)
+        if isinstance(spec, Optional):
+            if value is None:
+                continue  # an absent optional section
+            spec = spec.inner
         if isinstance(spec, Struct):
             out[name] = _to_json_obj(value, spec.cls)
         elif isinstance(spec, ListOf) and isinstance(spec.item, Struct):
@@ -392,12 +421,17 @@ def _from_json_obj(data: Any, cls: type[Wire], path: str) -> Any:
     values: list[Any] = []
     for name, spec in cls.WIRE:
         fp = f"{path}.{name}" if path else name
-        if name not in data:
+        if name not in data or (isinstance(spec, Optional) and data[name] is None):
             if name in defaults:
                 values.append(defaults[name])
                 continue
+            if isinstance(spec, Optional):
+                values.append(None)  # an absent optional section
+                continue
             raise _fail(fp, "missing field")
         values.append(_field_from_json(data[name], spec, cls, name, fp))
+    while len(values) > len(cls.WIRE) - cls.OPTIONAL_TAIL and values[-1] is None:
+        values.pop()  # absent optional sections are left out of the encoding
     try:
         return cls.from_fields(values, "")
     except DecodeError as exc:
@@ -405,6 +439,8 @@ def _from_json_obj(data: Any, cls: type[Wire], path: str) -> Any:
 
 
 def _field_from_json(value: Any, spec: Any, cls: type[Wire], name: str, fp: str) -> Any:
+    if isinstance(spec, Optional):
+        spec = spec.inner
     if isinstance(spec, Struct):
         return _from_json_obj(value, spec.cls, fp).to_obj()
     if isinstance(spec, ListOf):
