@@ -46,7 +46,22 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from state_machine.accounts.actions import (
+    ActAs,
+    ApproveAgent,
+    CreateSubAccount,
+    RevokeAgent,
+    SubAccountTransfer,
+)
+from state_machine.accounts.authority import (
+    process_approve_agent,
+    process_create_subaccount,
+    process_revoke_agent,
+    process_subaccount_transfer,
+    resolve_acting_account,
+)
 from state_machine.accounts.records import P_BALANCE, P_WITHDRAWAL, VAULT, Account, Withdrawal
+from state_machine.accounts.registry import ACCOUNTS_PREFIXES
 from state_machine.accounts.transfers import process_transfer, process_withdraw
 from state_machine.book import Order
 from state_machine.clob.amend import process_amend_order
@@ -132,6 +147,8 @@ class ExchangeState(ExchangeCore):
         for fb in genesis.balances:
             acct = st.account(fb.account)
             st.balance(acct, fb.asset_id).available_atoms += fb.amount_atoms
+        if genesis.fee_tiers:
+            st.accts.fees.tiers = genesis.fee_tiers  # a record from here on (accounts/fees.py)
         st.dirty = []  # genesis state is written whole by the storage from entries()
         return st
 
@@ -229,6 +246,10 @@ def _load_withdrawal(st: ExchangeCore, key: bytes, v: list[Any]) -> None:
     st.withdrawals[w.withdrawal_id] = w
 
 
+def _load_accounts_record(st: ExchangeCore, key: bytes, v: list[Any]) -> None:
+    st.accts.load(key, v)  # sub-accounts, agents, fee tiers, volumes (accounts/registry.py)
+
+
 # Decoder of each record kind by key prefix (orders and triggers are collected first, then
 # indexed in order: see from_entries).
 LOADERS: dict[int, Callable[[ExchangeCore, bytes, list[Any]], None]] = {
@@ -242,6 +263,7 @@ LOADERS: dict[int, Callable[[ExchangeCore, bytes, list[Any]], None]] = {
     P_ASSET: _load_asset_total,
     P_INSURANCE: _load_vault_peak,
     P_WITHDRAWAL: _load_withdrawal,
+    **dict.fromkeys(ACCOUNTS_PREFIXES, _load_accounts_record),
 }
 
 
@@ -258,7 +280,22 @@ ACTION_CLASS: dict[type, int] = {
     CancelAll: 1,
     AmendOrder: 3,
     **dict.fromkeys(STAKING_ACTIONS, 0),
+    CreateSubAccount: 0,
+    SubAccountTransfer: 0,
+    ApproveAgent: 0,
+    RevokeAgent: 0,
 }
+
+
+class Delegated:
+    """An action after ``ActAs(account)`` in a transaction: it runs for ``account`` if the
+    signer may act for it (decided when it runs, accounts/authority.py)."""
+
+    __slots__ = ("account", "action")
+
+    def __init__(self, account: bytes, action: Any) -> None:
+        self.account = account
+        self.action = action
 
 
 def apply_block(
@@ -319,11 +356,17 @@ def apply_block(
             acct = st.account(signer)
         results: list[Any] = [None] * len(actions)
         tx_results.append(TxResult(tx_id, OK, "", results))
+        act_as: bytes | None = None  # set by an ActAs action for the actions after it
         for ai, a in enumerate(actions):
+            if type(a) is ActAs:
+                act_as = a.account
+                results[ai] = ActionResult(OK, "acting for " + a.account.hex())
+                continue
+            item = (results, ai, acct, a if act_as is None else Delegated(act_as, a))
             if type(a) is PlaceOrder:  # no subclasses; cheaper than isinstance per action
-                (q_alo if a.tif == TIF_ALO else q_order).append((results, ai, acct, a))
+                (q_alo if a.tif == TIF_ALO else q_order).append(item)
             else:
-                queues[ACTION_CLASS[type(a)]].append((results, ai, acct, a))
+                queues[ACTION_CLASS[type(a)]].append(item)
     dispatch = DISPATCH
     for queue in queues:
         for results, ai, acct, a in queue:
@@ -366,6 +409,15 @@ def process_staking(st: ExchangeCore, acct: Account, a: StakingAction) -> Action
     return ActionResult(result.code, result.message)
 
 
+def process_delegated(st: ExchangeCore, signer: Account, d: Delegated) -> ActionResult:
+    """Run an action for the account named by ActAs, if the signer may act for it."""
+    acct, res = resolve_acting_account(st, signer.pubkey, d.account, type(d.action))
+    if acct is None:
+        return res
+    result: ActionResult = DISPATCH[type(d.action)](st, acct, d.action)
+    return result
+
+
 DISPATCH: dict[type, Any] = {
     PlaceOrder: process_place_order,
     CancelOrder: process_cancel_order,
@@ -378,6 +430,11 @@ DISPATCH: dict[type, Any] = {
     AdjustIsolatedMargin: process_adjust_isolated_margin,
     OracleUpdate: process_oracle_update,
     **dict.fromkeys(STAKING_ACTIONS, process_staking),
+    CreateSubAccount: process_create_subaccount,
+    SubAccountTransfer: process_subaccount_transfer,
+    ApproveAgent: process_approve_agent,
+    RevokeAgent: process_revoke_agent,
+    Delegated: process_delegated,
 }
 
 

@@ -29,6 +29,8 @@ prefix key                                  value (msgpack array)
 0x0a   withdrawal_id(8)                     withdrawal: [account, asset_id, amount_atoms,
                                             destination, height]
 0x0b   market_id(4) order_id(8)             waiting trigger order (``Trigger.state_obj``)
+0x40.. sub-accounts, agents, fee tiers,     see ``accounts/registry.py``
+0x44   14-day volumes
 =====  ==================================  ============================================
 """
 
@@ -40,6 +42,7 @@ from typing import Any
 import msgpack
 
 from state_machine.accounts.records import Account, Balance, Withdrawal
+from state_machine.accounts.registry import AccountsRegistry
 from state_machine.book import ORDER_KEY, Book, Order
 from state_machine.codec import encode
 from state_machine.crypto import sha256
@@ -112,6 +115,7 @@ class ExchangeCore:
 
     __slots__ = (
         "accounts",
+        "accts",
         "asset_totals",
         "books",
         "dirty",
@@ -177,6 +181,8 @@ class ExchangeCore:
         self.triggers = TriggerBook()  # waiting trigger orders (triggers/records.py)
         # Staking records once staking is enabled (state_machine/staking/hook.py), else None.
         self.staking: StakingState | None = None
+        # Sub-accounts, agents, fee tiers and volumes (accounts/registry.py, keys 0x40..0x44).
+        self.accts = AccountsRegistry(genesis)
 
     # ---- dirty tracking ---------------------------------------------------------------------
     def touch(self, obj: Any) -> None:
@@ -286,6 +292,7 @@ class ExchangeCore:
         objs.append(self.vault_peak)
         objs.extend(self.withdrawals.values())
         objs.extend(self.triggers.by_id.values())
+        objs.extend(self.accts.objects())
         return objs
 
     def entries(self) -> list[tuple[bytes, bytes]]:

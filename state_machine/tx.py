@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from state_machine.accounts.actions import ACCOUNT_ACTIONS, AccountAction
 from state_machine.codec import (
     I64,
     U8,
@@ -209,6 +210,7 @@ Action = (
     | AdjustIsolatedMargin
     | OracleUpdate
     | StakingAction  # state_machine/staking: validators, delegation, evidence
+    | AccountAction  # state_machine/accounts/actions.py: ActAs, sub-accounts, agents
 )
 
 ACTION = Union(
@@ -224,6 +226,7 @@ ACTION = Union(
         AdjustIsolatedMargin,
         OracleUpdate,
         *STAKING_ACTIONS,
+        *ACCOUNT_ACTIONS,
     ),
     "action",
 )
