@@ -356,23 +356,32 @@ def apply_block(
             acct = st.account(signer)
         results: list[Any] = [None] * len(actions)
         tx_results.append(TxResult(tx_id, OK, "", results))
-        act_as: bytes | None = None  # set by an ActAs action for the actions after it
-        for ai, a in enumerate(actions):
-            if type(a) is ActAs:
-                act_as = a.account
-                results[ai] = ActionResult(OK, "acting for " + a.account.hex())
-                continue
-            item = (results, ai, acct, a if act_as is None else Delegated(act_as, a))
-            if type(a) is PlaceOrder:  # no subclasses; cheaper than isinstance per action
-                (q_alo if a.tif == TIF_ALO else q_order).append(item)
-            else:
-                queues[ACTION_CLASS[type(a)]].append(item)
+        queue_actions(actions, results, acct, queues)
     dispatch = DISPATCH
     for queue in queues:
         for results, ai, acct, a in queue:
             results[ai] = dispatch[type(a)](st, acct, a)
     end_block(st, ctx)
     return BlockResult(tx_results, st.events, st.take_writes())
+
+
+def queue_actions(
+    actions: Sequence[Any], results: list[Any], acct: Account, queues: Sequence[list[Any]]
+) -> None:
+    """Put a transaction's actions in their execution classes (queues: other, cancel,
+    post-only, order). An ActAs action gets its result here; the actions after it run for the
+    account it names, as :class:`Delegated`."""
+    act_as: bytes | None = None
+    for ai, a in enumerate(actions):
+        if type(a) is ActAs:
+            act_as = a.account
+            results[ai] = ActionResult(OK, "acting for " + a.account.hex())
+            continue
+        item = (results, ai, acct, a if act_as is None else Delegated(act_as, a))
+        if type(a) is PlaceOrder:  # no subclasses; cheaper than isinstance per action
+            queues[2 if a.tif == TIF_ALO else 3].append(item)
+        else:
+            queues[ACTION_CLASS[type(a)]].append(item)
 
 
 def begin_block(st: ExchangeCore, ctx: BlockContext) -> None:

@@ -113,6 +113,8 @@ def test_every_route_method_answers_from_a_real_node(net: Cluster) -> None:
             "pnl": lambda: c.pnl(who, "1h"),
             "account_proof": lambda: c.account_proof(who),
             "record_proof": lambda: c.record_proof("balance", {"account": who, "asset": 0}),
+            "subaccounts": lambda: c.subaccounts(who), "agents": lambda: c.agents(who),
+            "account_fees": lambda: c.account_fees(who), "fees": c.fees,
         }  # fmt: skip
         assert set(calls) == set(ROUTE_METHODS), "a route method without a call here"
         for name, call in calls.items():
