@@ -14,6 +14,8 @@ Theory of operation
    transfers, withdrawals, leverage, isolated margin), (b) cancels, (c) post-only orders,
    (d) every other order action (new orders and amends). A transaction's actions can therefore
    run in a different order than written; each still gets its own result in its position.
+   An ``ActAs(account)`` action makes the actions after it act for that account; whether the
+   signer may is decided when each of them runs (``accounts/authority.py``).
 4. ``end_block``: per perp market by id, the mark price (prices/mark.py), the funding sample
    or tick (perpetuals/funding.py) and the trigger orders the mark reached (triggers/fire.py);
    then the liquidations (liquidation/risk.py).
