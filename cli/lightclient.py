@@ -47,9 +47,11 @@ class ProofCheck:
 
 def expected_account_keys(genesis: Genesis, who: bytes) -> list[bytes]:
     """The account's balance and position keys (the layout of ``state_machine.state``): the
-    entries that hold its funds, whose keys follow from the address and the genesis alone."""
+    entries that hold its funds, whose keys follow from the address and the genesis alone; and
+    its sub-account record (0x42: present iff the address is a sub-account, naming its master)."""
     keys = [b"\x01" + who + a.asset_id.to_bytes(4, "big") for a in genesis.assets]
     keys += [b"\x02" + who + m.market_id.to_bytes(4, "big") for m in genesis.markets if m.is_perp]
+    keys.append(b"\x42" + who)
     return sorted(keys)
 
 

@@ -26,7 +26,8 @@ from client.http import DEFAULT_NODE_URL, ApiError, NodeClient
 from client.markets import MarketInfo
 from client.signing import load_key_file, sign_actions
 from node.api.units import UnitError, parse_decimal
-from node.keys import address_of
+from node.keys import address_of, parse_address
+from state_machine.accounts.actions import ActAs
 from state_machine.crypto import Keypair
 from state_machine.tx import Action
 
@@ -48,6 +49,14 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, key: bool = False) 
     )
     if key:
         parser.add_argument("--key", default=None, help=f"signing key file (default: ${KEY_ENV})")
+        parser.add_argument(
+            "--as",
+            dest="act_as",
+            default=None,
+            metavar="ADDRESS",
+            help="act for this account: a sub-account of --key's, or the account (or its "
+            "sub-account) that approved --key as agent; also the default address of queries",
+        )
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
 
@@ -73,9 +82,11 @@ def load_key(args: argparse.Namespace) -> tuple[Path, Keypair]:
 
 
 def address_argument(args: argparse.Namespace, given: str | None) -> str:
-    """The account address to query: the argument, else the --key file's account."""
+    """The account address to query: the argument, else --as, else the --key file's account."""
     if given:
         return given
+    if getattr(args, "act_as", None):
+        return str(args.act_as)
     _, key = load_key(args)
     return address_of(key.public_key)
 
@@ -144,7 +155,7 @@ def sign_and_submit(
     node's verdict form ``{"tx_id", "status": "rejected", "code", "message"}``."""
     path, key = load_key(args)
     status = api_get(client, "/v1/status")
-    tx = sign_actions(path, str(status["chain_id"]), actions, key)
+    tx = sign_actions(path, str(status["chain_id"]), act_as_prefix(args) + list(actions), key)
     try:
         answer: dict[str, Any] = client.submit(tx, wait_commit=True)
     except ApiError as exc:
@@ -168,6 +179,18 @@ def sign_and_submit(
             EXIT_REJECTED,
         )
     return answer
+
+
+def act_as_prefix(args: argparse.Namespace) -> list[Action]:
+    """``[ActAs(address)]`` when --as names an account, else nothing: the actions after it act
+    for that account (docs/ARCHITECTURE.md, "Sub-accounts and agent keys")."""
+    text = getattr(args, "act_as", None)
+    if not text:
+        return []
+    try:
+        return [ActAs(parse_address(text))]
+    except ValueError as exc:
+        raise CliError(f"--as: {exc}") from None
 
 
 def committed_ok(answer: dict[str, Any]) -> bool:

@@ -304,6 +304,22 @@ class NodeClient:
         params = history_params(from_ms, to_ms, interval=interval, limit=limit)
         return self.get(f"/v1/accounts/{address}/pnl", **params)  # type: ignore[no-any-return]
 
+    @route("GET", "/v1/accounts/{address}/subaccounts")
+    def subaccounts(self, address: str) -> dict[str, Any]:
+        return self.get(f"/v1/accounts/{address}/subaccounts")  # type: ignore[no-any-return]
+
+    @route("GET", "/v1/accounts/{address}/agents")
+    def agents(self, address: str) -> dict[str, Any]:
+        return self.get(f"/v1/accounts/{address}/agents")  # type: ignore[no-any-return]
+
+    @route("GET", "/v1/accounts/{address}/fees")
+    def account_fees(self, address: str) -> dict[str, Any]:
+        return self.get(f"/v1/accounts/{address}/fees")  # type: ignore[no-any-return]
+
+    @route("GET", "/v1/fees")
+    def fees(self) -> dict[str, Any]:
+        return self.get("/v1/fees")  # type: ignore[no-any-return]
+
     @route("GET", "/v1/proofs/accounts/{address}")
     def account_proof(self, address: str, height: int | None = None) -> dict[str, Any]:
         path = f"/v1/proofs/accounts/{address}"

@@ -6,6 +6,10 @@ programs may trade with the same key at once.
 
     with Trader("http://127.0.0.1:26657", Path("alice.key")) as t:
         answer = t.place_limit("BTC-PERP", "buy", price="64000.5", size="0.01")
+
+``act_as`` (an address) makes every transaction act for that account (a sub-account of the key's
+account, or the account that approved the key as agent, or its sub-account): each one starts
+with ``ActAs``, so the answer's ``results[0]`` is that action's and the rest follow.
 """
 
 from __future__ import annotations
@@ -17,7 +21,14 @@ from client.errors import CliError
 from client.http import DEFAULT_NODE_URL, NodeClient
 from client.markets import MarketInfo
 from client.signing import load_key_file, sign_actions
-from node.keys import address_of
+from node.keys import address_of, parse_address
+from state_machine.accounts.actions import (
+    ActAs,
+    ApproveAgent,
+    CreateSubAccount,
+    RevokeAgent,
+    SubAccountTransfer,
+)
 from state_machine.tx import (
     KIND_LIMIT,
     KIND_MARKET,
@@ -100,14 +111,17 @@ class Trader:
 
     def __init__(
         self, node_url: str = DEFAULT_NODE_URL, key_path: Path | None = None,
-        client: NodeClient | None = None,
+        client: NodeClient | None = None, act_as: str | None = None,
     ) -> None:  # fmt: skip
         if key_path is None:
             raise CliError("a Trader needs a key file")
         self.client = client if client is not None else NodeClient(node_url)
         self.key_path = key_path
         self.key = load_key_file(key_path)
-        self.address = address_of(self.key.public_key)
+        self.signer_address = address_of(self.key.public_key)
+        self.act_as = parse_address(act_as) if act_as else None
+        # The account the orders and queries are for.
+        self.address = self.act_as.hex() if self.act_as else self.signer_address
         self._chain_id: str | None = None
         self._markets: dict[str, MarketInfo] | None = None
 
@@ -135,7 +149,10 @@ class Trader:
         return found
 
     def send(self, actions: list[Action], wait_commit: bool = True) -> Any:
-        """Sign ``actions`` with the key file's next nonce and submit them in one transaction."""
+        """Sign ``actions`` with the key file's next nonce and submit them in one transaction
+        (after ``ActAs`` when the trader acts for another account)."""
+        if self.act_as is not None:
+            actions = [ActAs(self.act_as), *actions]
         tx = sign_actions(self.key_path, self.chain_id(), actions, key=self.key)
         return self.client.submit(tx, wait_commit=wait_commit)
 
@@ -165,3 +182,19 @@ class Trader:
 
     def account(self) -> dict[str, Any]:
         return self.client.account(self.address)
+
+    # ---- sub-accounts and agents (docs/SDK.md) ----------------------------------------------
+
+    def create_subaccount(self, name: str) -> Any:
+        """The answer's last result carries the sub-account's index (``order_id``) and address
+        (``message``)."""
+        return self.send([CreateSubAccount(name)])
+
+    def subaccount_transfer(self, sub: str, deposit: bool, asset_id: int, amount_atoms: int) -> Any:
+        return self.send([SubAccountTransfer(parse_address(sub), deposit, asset_id, amount_atoms)])
+
+    def approve_agent(self, agent: str, name: str, expires_at_ms: int = 0) -> Any:
+        return self.send([ApproveAgent(parse_address(agent), name, expires_at_ms)])
+
+    def revoke_agent(self, agent: str) -> Any:
+        return self.send([RevokeAgent(parse_address(agent))])

@@ -281,16 +281,17 @@ class Wire:
     ``WIRE`` lists ``(field_name, spec)`` in encoding order and must match the dataclass fields.
     A union member also sets ``TAG``; it then encodes as ``[TAG, *fields]`` on its own too.
     ``MAX_BYTES`` bounds ``from_wire`` input for this type.
+
+    ``OPTIONAL_TAIL`` (k) makes the last k fields optional sections added after the type was
+    first used on the wire: a trailing run of None among them is left out of the encoding, so a
+    value without them encodes (and hashes) exactly as before they existed, and the decoder
+    takes them as None when absent. An explicit trailing nil is refused (not canonical).
     """
 
     __slots__ = ()
     WIRE: ClassVar[tuple[tuple[str, Spec], ...]] = ()
     TAG: ClassVar[int] = -1
     MAX_BYTES: ClassVar[int] = MAX_MESSAGE_BYTES
-    # The last OPTIONAL_TAIL fields are ``Optional`` sections added after the type was first
-    # encoded: a trailing run of them that is None is left out of the array, so a value
-    # without them keeps its old encoding (and hash). A trailing explicit nil is therefore
-    # not canonical and is refused by the re-encoding check.
     OPTIONAL_TAIL: ClassVar[int] = 0
 
     @classmethod
@@ -302,8 +303,8 @@ class Wire:
     def fields_obj(self) -> list[Any]:
         out = [spec.dump(getattr(self, name)) for name, spec in self.WIRE]
         if self.OPTIONAL_TAIL:
-            keep = len(out) - self.OPTIONAL_TAIL
-            while len(out) > keep and out[-1] is None:
+            required = len(self.WIRE) - self.OPTIONAL_TAIL
+            while len(out) > required and out[-1] is None:
                 out.pop()
         return out
 
@@ -318,15 +319,8 @@ class Wire:
     @classmethod
     def from_fields(cls, values: Sequence[Any], path: str) -> Self:
         path = f"{path}.{cls.__name__}" if path else cls.__name__
-        tail_start = len(cls.WIRE) - cls.OPTIONAL_TAIL
-        if cls.OPTIONAL_TAIL and len(values) > tail_start and values[-1] is None:
-            raise DecodeError(
-                f"{path}: a trailing optional field is nil (an absent one is left out)"
-            )
-        if len(values) != len(cls.WIRE):
-            if not len(cls.WIRE) - cls.OPTIONAL_TAIL <= len(values) < len(cls.WIRE):
-                raise DecodeError(f"{path}: expected {len(cls.WIRE)} fields, got {len(values)}")
-            values = [*values, *([None] * (len(cls.WIRE) - len(values)))]
+        if cls.OPTIONAL_TAIL or len(values) != len(cls.WIRE):
+            values = _fill_optional_tail(cls, values, path)
         pairs = zip(cls.WIRE, values, strict=True)
         args = [spec.check(v, f"{path}.{name}") for (name, spec), v in pairs]
         obj = cls(*args)
@@ -357,6 +351,17 @@ class Wire:
 
     def validate(self, path: str) -> None:
         """Cross-field checks beyond the per-field specs; raise DecodeError naming ``path``."""
+
+
+def _fill_optional_tail(cls: type[Wire], values: Sequence[Any], path: str) -> list[Any]:
+    """Values of a type with optional trailing sections, the absent ones as None."""
+    n = len(cls.WIRE)
+    required = n - cls.OPTIONAL_TAIL
+    if not required <= len(values) <= n:
+        raise DecodeError(f"{path}: expected {n} fields, got {len(values)}")
+    if len(values) > required and values[-1] is None:
+        raise DecodeError(f"{path}: an absent optional section is left out, not nil")
+    return [*values, *([None] * (n - len(values)))]
 
 
 _W = TypeVar("_W", bound=Wire)

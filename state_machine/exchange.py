@@ -14,6 +14,8 @@ Theory of operation
    transfers, withdrawals, leverage, isolated margin), (b) cancels, (c) post-only orders,
    (d) every other order action (new orders and amends). A transaction's actions can therefore
    run in a different order than written; each still gets its own result in its position.
+   An ``ActAs(account)`` action makes the actions after it act for that account; whether the
+   signer may is decided when each of them runs (``accounts/authority.py``).
 4. ``end_block``: per perp market by id, the mark price (prices/mark.py), the funding sample
    or tick (perpetuals/funding.py) and the trigger orders the mark reached (triggers/fire.py);
    then the liquidations (liquidation/risk.py).
@@ -46,7 +48,22 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from state_machine.accounts.actions import (
+    ActAs,
+    ApproveAgent,
+    CreateSubAccount,
+    RevokeAgent,
+    SubAccountTransfer,
+)
+from state_machine.accounts.authority import (
+    process_approve_agent,
+    process_create_subaccount,
+    process_revoke_agent,
+    process_subaccount_transfer,
+    resolve_acting_account,
+)
 from state_machine.accounts.records import P_BALANCE, P_WITHDRAWAL, VAULT, Account, Withdrawal
+from state_machine.accounts.registry import ACCOUNTS_PREFIXES
 from state_machine.accounts.transfers import process_transfer, process_withdraw
 from state_machine.book import Order
 from state_machine.clob.amend import process_amend_order
@@ -143,6 +160,8 @@ class ExchangeState(ExchangeCore):
             acct = st.account(fb.account)
             st.balance(acct, fb.asset_id).available_atoms += fb.amount_atoms
         enable_genesis_staking(st)
+        if genesis.fee_tiers:
+            st.accts.fees.tiers = genesis.fee_tiers  # a record from here on (accounts/fees.py)
         st.dirty = []  # genesis state is written whole by the storage from entries()
         return st
 
@@ -247,6 +266,10 @@ def _load_withdrawal(st: ExchangeCore, key: bytes, v: list[Any]) -> None:
     st.withdrawals[w.withdrawal_id] = w
 
 
+def _load_accounts_record(st: ExchangeCore, key: bytes, v: list[Any]) -> None:
+    st.accts.load(key, v)  # sub-accounts, agents, fee tiers, volumes (accounts/registry.py)
+
+
 # Decoder of each record kind by key prefix (orders and triggers are collected first, then
 # indexed in order: see from_entries).
 LOADERS: dict[int, Callable[[ExchangeCore, bytes, list[Any]], None]] = {
@@ -260,6 +283,7 @@ LOADERS: dict[int, Callable[[ExchangeCore, bytes, list[Any]], None]] = {
     P_ASSET: _load_asset_total,
     P_INSURANCE: _load_vault_peak,
     P_WITHDRAWAL: _load_withdrawal,
+    **dict.fromkeys(ACCOUNTS_PREFIXES, _load_accounts_record),
 }
 
 
@@ -277,7 +301,22 @@ ACTION_CLASS: dict[type, int] = {
     AmendOrder: 3,
     **dict.fromkeys(STAKING_ACTIONS, 0),
     **dict.fromkeys(GOVERNANCE_ACTIONS, 0),
+    CreateSubAccount: 0,
+    SubAccountTransfer: 0,
+    ApproveAgent: 0,
+    RevokeAgent: 0,
 }
+
+
+class Delegated:
+    """An action after ``ActAs(account)`` in a transaction: it runs for ``account`` if the
+    signer may act for it (decided when it runs, accounts/authority.py)."""
+
+    __slots__ = ("account", "action")
+
+    def __init__(self, account: bytes, action: Any) -> None:
+        self.account = account
+        self.action = action
 
 
 def apply_block(
@@ -338,17 +377,32 @@ def apply_block(
             acct = st.account(signer)
         results: list[Any] = [None] * len(actions)
         tx_results.append(TxResult(tx_id, OK, "", results))
-        for ai, a in enumerate(actions):
-            if type(a) is PlaceOrder:  # no subclasses; cheaper than isinstance per action
-                (q_alo if a.tif == TIF_ALO else q_order).append((results, ai, acct, a))
-            else:
-                queues[ACTION_CLASS[type(a)]].append((results, ai, acct, a))
+        queue_actions(actions, results, acct, queues)
     dispatch = DISPATCH
     for queue in queues:
         for results, ai, acct, a in queue:
             results[ai] = dispatch[type(a)](st, acct, a)
     end_block(st, ctx)
     return BlockResult(tx_results, st.events, st.take_writes())
+
+
+def queue_actions(
+    actions: Sequence[Any], results: list[Any], acct: Account, queues: Sequence[list[Any]]
+) -> None:
+    """Put a transaction's actions in their execution classes (queues: other, cancel,
+    post-only, order). An ActAs action gets its result here; the actions after it run for the
+    account it names, as :class:`Delegated`."""
+    act_as: bytes | None = None
+    for ai, a in enumerate(actions):
+        if type(a) is ActAs:
+            act_as = a.account
+            results[ai] = ActionResult(OK, "acting for " + a.account.hex())
+            continue
+        item = (results, ai, acct, a if act_as is None else Delegated(act_as, a))
+        if type(a) is PlaceOrder:  # no subclasses; cheaper than isinstance per action
+            queues[2 if a.tif == TIF_ALO else 3].append(item)
+        else:
+            queues[ACTION_CLASS[type(a)]].append(item)
 
 
 def begin_block(st: ExchangeCore, ctx: BlockContext) -> None:
@@ -396,6 +450,13 @@ def process_governance_action(
 ) -> ActionResult:
     """Proposals and votes run in ``state_machine/governance`` (see its engine)."""
     return process_governance(st, acct.pubkey, a)
+def process_delegated(st: ExchangeCore, signer: Account, d: Delegated) -> ActionResult:
+    """Run an action for the account named by ActAs, if the signer may act for it."""
+    acct, res = resolve_acting_account(st, signer.pubkey, d.account, type(d.action))
+    if acct is None:
+        return res
+    result: ActionResult = DISPATCH[type(d.action)](st, acct, d.action)
+    return result
 
 
 DISPATCH: dict[type, Any] = {
@@ -411,6 +472,11 @@ DISPATCH: dict[type, Any] = {
     OracleUpdate: process_oracle_update,
     **dict.fromkeys(STAKING_ACTIONS, process_staking),
     **dict.fromkeys(GOVERNANCE_ACTIONS, process_governance_action),
+    CreateSubAccount: process_create_subaccount,
+    SubAccountTransfer: process_subaccount_transfer,
+    ApproveAgent: process_approve_agent,
+    RevokeAgent: process_revoke_agent,
+    Delegated: process_delegated,
 }
 
 

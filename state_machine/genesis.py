@@ -24,6 +24,12 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from state_machine.accounts.policy import (
+    AccountsPolicy,
+    FeeTier,
+    accounts_policy_error,
+    fee_tiers_error,
+)
 from state_machine.codec import (
     U8,
     U32,
@@ -194,10 +200,12 @@ class Genesis(Wire):
         ("parameters", Struct(Parameters)),
         ("staking", Optional(Struct(StakingGenesis))),
         ("governance", Optional(Struct(GovernanceParams))),
+        ("accounts_policy", Optional(Struct(AccountsPolicy))),
+        ("fee_tiers", Optional(ListOf(Struct(FeeTier), 16))),
     )
     # The sections after ``parameters`` are optional: absent ones at the end are not encoded
     # at all, so a genesis without them keeps its bytes and hash (codec.Wire.OPTIONAL_TAIL).
-    OPTIONAL_TAIL = 2
+    OPTIONAL_TAIL = 4
     chain_id: str
     genesis_time_ms: int
     assets: tuple[Asset, ...]
@@ -212,6 +220,8 @@ class Genesis(Wire):
     def governance_params(self) -> GovernanceParams:
         """The governance section, or the defaults when genesis has none."""
         return self.governance if self.governance is not None else DEFAULT_GOVERNANCE
+    accounts_policy: AccountsPolicy | None = None  # accounts/policy.py; None: the defaults
+    fee_tiers: tuple[FeeTier, ...] | None = None  # accounts/policy.py; None: market fees only
 
     def hash(self) -> bytes:
         """SHA-256 of the canonical msgpack encoding."""
@@ -308,6 +318,18 @@ def validate_genesis(g: Genesis) -> None:
         problem = governance_params_problem(g.governance)
         if problem is not None:
             raise _fail(f"governance.{problem[0]}", problem[1])
+    _validate_accounts_sections(g)
+
+
+def _validate_accounts_sections(g: Genesis) -> None:
+    if g.accounts_policy is not None:
+        err = accounts_policy_error(g.accounts_policy)
+        if err:
+            raise GenesisError("accounts_policy" + err)
+    if g.fee_tiers is not None:
+        err = fee_tiers_error(g.fee_tiers, [m.taker_fee_ppm for m in g.markets])
+        if err:
+            raise GenesisError("fee_tiers" + err)
 
 
 def _validate_vault_policy(params: Parameters) -> None:
@@ -470,7 +492,7 @@ def _from_json_obj(data: Any, cls: type[Wire], path: str) -> Any:
     values: list[Any] = []
     for name, spec in cls.WIRE:
         fp = f"{path}.{name}" if path else name
-        if name not in data:
+        if name not in data or (isinstance(spec, Optional) and data[name] is None):
             if name in defaults:
                 values.append(defaults[name])
                 continue
@@ -481,10 +503,8 @@ def _from_json_obj(data: Any, cls: type[Wire], path: str) -> Any:
         if isinstance(spec, Optional):
             spec = spec.inner
         values.append(_field_from_json(data[name], spec, cls, name, fp))
-    while cls.OPTIONAL_TAIL and len(values) > len(cls.WIRE) - cls.OPTIONAL_TAIL and (
-        values[-1] is None
-    ):
-        values.pop()  # absent optional sections are not encoded
+    while len(values) > len(cls.WIRE) - cls.OPTIONAL_TAIL and values[-1] is None:
+        values.pop()  # absent optional sections are left out of the encoding
     try:
         return cls.from_fields(values, "")
     except DecodeError as exc:

@@ -31,6 +31,8 @@ prefix key                                  value (msgpack array)
 0x0b   market_id(4) order_id(8)             waiting trigger order (``Trigger.state_obj``)
 0x30-  (governance/records.py)              governed markets, assets and parameters, market
 0x36                                        controls, proposals, votes
+0x40.. sub-accounts, agents, fee tiers,     see ``accounts/registry.py``
+0x44   14-day volumes
 =====  ==================================  ============================================
 """
 
@@ -42,6 +44,7 @@ from typing import Any
 import msgpack
 
 from state_machine.accounts.records import Account, Balance, Withdrawal
+from state_machine.accounts.registry import AccountsRegistry
 from state_machine.book import ORDER_KEY, Book, Order
 from state_machine.codec import encode
 from state_machine.crypto import sha256
@@ -115,6 +118,7 @@ class ExchangeCore:
 
     __slots__ = (
         "accounts",
+        "accts",
         "asset_totals",
         "books",
         "dirty",
@@ -186,6 +190,8 @@ class ExchangeCore:
         self.staking: StakingState | None = None
         # Governance records (state_machine/governance), all absent until a proposal.
         self.gov = GovernanceState()
+        # Sub-accounts, agents, fee tiers and volumes (accounts/registry.py, keys 0x40..0x44).
+        self.accts = AccountsRegistry(genesis)
 
     # ---- dirty tracking ---------------------------------------------------------------------
     def touch(self, obj: Any) -> None:
@@ -296,6 +302,7 @@ class ExchangeCore:
         objs.extend(self.withdrawals.values())
         objs.extend(self.triggers.by_id.values())
         objs.extend(self.gov.objects())
+        objs.extend(self.accts.objects())
         return objs
 
     def entries(self) -> list[tuple[bytes, bytes]]:

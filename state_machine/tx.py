@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from state_machine.accounts.actions import ACCOUNT_ACTIONS, AccountAction
 from state_machine.codec import (
     I64,
     U8,
@@ -211,6 +212,7 @@ Action = (
     | OracleUpdate
     | StakingAction  # state_machine/staking: validators, delegation, evidence
     | GovernanceAction  # state_machine/governance: proposals and votes
+    | AccountAction  # state_machine/accounts/actions.py: ActAs, sub-accounts, agents
 )
 
 ACTION = Union(
@@ -227,6 +229,7 @@ ACTION = Union(
         OracleUpdate,
         *STAKING_ACTIONS,
         *GOVERNANCE_ACTIONS,
+        *ACCOUNT_ACTIONS,
     ),
     "action",
 )

@@ -25,6 +25,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from consensus.types import Block, QuorumCert
+from node.api.accounts_api import (
+    account_fees_json,
+    agents_json,
+    fee_schedule_json,
+    subaccounts_json,
+)
 from node.api.gov import gov_routes
 from node.api.openapi import openapi, route_index
 from node.api.overload import LoopLag
@@ -430,6 +436,18 @@ class Api:
             return JSONResponse(await history.history(*args))
         return JSONResponse(self.queries.history(*args))
 
+    async def subaccounts(self, request: Request) -> Response:
+        return JSONResponse(subaccounts_json(self.queries, request.path_params["address"]))
+
+    async def agents(self, request: Request) -> Response:
+        return JSONResponse(agents_json(self.queries, request.path_params["address"]))
+
+    async def account_fees(self, request: Request) -> Response:
+        return JSONResponse(account_fees_json(self.queries, request.path_params["address"]))
+
+    async def fee_schedule(self, request: Request) -> Response:
+        return JSONResponse(fee_schedule_json(self.queries))
+
     async def account_proof(self, request: Request) -> Response:
         who = self.queries.lookup_address(request.path_params["address"])
         height_text = request.query_params.get("height")
@@ -636,6 +654,10 @@ def build_app(node: Node) -> Starlette:
         Route("/v1/vault", w("vault", api.vault)),
         *staking_routes(api, w),
         *gov_routes(api.queries, w),
+        Route("/v1/accounts/{address}/subaccounts", w("subaccounts", api.subaccounts)),
+        Route("/v1/accounts/{address}/agents", w("agents", api.agents)),
+        Route("/v1/accounts/{address}/fees", w("account_fees", api.account_fees)),
+        Route("/v1/fees", w("fees", api.fee_schedule)),
         WebSocketRoute("/v1/ws", hub.endpoint),
         WebAppRoute(w),
     ]

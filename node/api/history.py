@@ -52,8 +52,22 @@ LEDGER_KINDS = (
     "socialised_loss",
     "funding_payment",
     "fill",
+    "subaccount_created",
+    "subaccount_transfer",
+    "agent_approved",
+    "agent_revoked",
 )
-ACCOUNT_FIELDS = ("account", "taker", "maker", "from", "to", "bankrupt", "counterparty")
+ACCOUNT_FIELDS = (
+    "account",
+    "taker",
+    "maker",
+    "from",
+    "to",
+    "bankrupt",
+    "counterparty",
+    "master",
+    "subaccount",
+)
 # The vault's own risk steps name no account: they go to the vault's (all-zero) history.
 VAULT_KINDS = ("vault_under_water", "vault_loss_limit", "vault_adl")
 VAULT_ADDRESS = bytes(32)

@@ -447,6 +447,61 @@ class ProposalTally(TypedDict):
     quorum_ppm: int
     threshold_ppm: int
     outcome_if_ended_now: str
+class SubAccountInfo(TypedDict):
+    index: int
+    address: Hex
+    name: str
+
+
+class SubAccounts(TypedDict):
+    address: Hex
+    height: int
+    master: Hex | None
+    index: int | None
+    subaccounts: list[SubAccountInfo]
+    max_subaccounts: int
+
+
+class AgentInfo(TypedDict):
+    agent: Hex
+    name: str
+    expires_at_ms: int | None
+    expired: bool
+
+
+class Agents(TypedDict):
+    address: Hex
+    height: int
+    agents: list[AgentInfo]
+    agent_of: Hex | None
+    max_agents: int
+
+
+class FeeTierInfo(TypedDict):
+    tier: int
+    min_volume: Decimal
+    taker_fee_ppm: int
+    maker_fee_ppm: int
+
+
+class FeeSchedule(TypedDict):
+    height: int
+    tiers: list[FeeTierInfo]
+    window_days: int
+
+
+class FeeRates(TypedDict):
+    taker_fee_ppm: int
+    maker_fee_ppm: int
+
+
+class AccountFees(TypedDict):
+    address: Hex
+    height: int
+    volume_14d: Decimal
+    tier: int | None
+    rates: FeeRates | None
+    tiers: list[FeeTierInfo]
 
 
 class RouteInfo(TypedDict):

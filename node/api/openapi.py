@@ -134,6 +134,8 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
         "Merkle proof of one state record of any kind (balance, position, order, market, "
         "oracle, nonces, fees, vault, asset, withdrawal, trigger, meta, validator, delegation, "
         "unbonding, epoch_set, staking_meta) named by its ids, "
+        "oracle, nonces, fees, vault, asset, withdrawal, trigger, meta, volume, subaccounts, "
+        "subaccount, agent, fee_tiers) named by its ids, "
         "with the certifying header and QC",
         {200: m.RecordProof, **ERRORS},
         (Param("height", uint(), "a past height (default: the latest)"),
@@ -147,7 +149,9 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
          Param("operator", {"type": "string"}, "validator, delegation: operator address"),
          Param("delegator", {"type": "string"}, "delegation: delegator address"),
          Param("unbonding", uint(), "unbonding: unbonding entry id"),
-         Param("epoch", uint(), "epoch_set: epoch number")),
+         Param("epoch", uint(), "epoch_set: epoch number"),
+         Param("master", {"type": "string"}, "subaccounts: master address"),
+         Param("agent", {"type": "string"}, "agent: agent public key")),
     ),
     ("GET", "/v1/vault"): RouteDoc("the liquidation vault and its risk policy", {200: m.Vault}),
     # Staking (node/api/staking.py): off => enabled false / 404 staking_disabled.
@@ -179,6 +183,15 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
     ("GET", "/v1/gov/proposals/{proposal_id}/tally"): RouteDoc(
         "the proposal's votes weighed with the voting power now", {200: m.ProposalTally, **ERRORS}
     ),
+    ("GET", "/v1/accounts/{address}/subaccounts"): RouteDoc(
+        "the account's sub-accounts (and, for a sub-account, its master)",
+        {200: m.SubAccounts, **ERRORS}),
+    ("GET", "/v1/accounts/{address}/agents"): RouteDoc(
+        "the agent keys the account approved (and whose agent the address is)",
+        {200: m.Agents, **ERRORS}),
+    ("GET", "/v1/accounts/{address}/fees"): RouteDoc(
+        "the account's 14-day volume, fee tier and rates", {200: m.AccountFees, **ERRORS}),
+    ("GET", "/v1/fees"): RouteDoc("the fee tiers by 14-day volume", {200: m.FeeSchedule}),
 }  # fmt: skip
 
 

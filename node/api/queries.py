@@ -556,7 +556,23 @@ class Queries:
                 body[name] = _hex(value)
         if "market_id" in item.body and units is not None:
             body["market"] = units.market.symbol
+            if item.kind == "fill":
+                self.fill_fees_json(body, item.body, units.market)
         return body
+
+    def fill_fees_json(self, body: dict[str, Any], fill: dict[str, Any], market: Market) -> None:
+        """A fill's fees in the asset each side paid them in (perps: USDC; spot: what the side
+        received, so the buyer's fee is in the base asset); a negative maker fee is a rebate."""
+        taker_asset = market.quote_asset_id
+        maker_asset = market.quote_asset_id
+        if not market.is_perp:
+            buyer, seller = market.base_asset_id, market.quote_asset_id
+            taker_asset, maker_asset = (buyer, seller) if fill["taker_is_buy"] else (seller, buyer)
+        for side, asset in (("taker", taker_asset), ("maker", maker_asset)):
+            atoms = fill[f"{side}_fee_atoms"]
+            text = self.amount(asset, abs(atoms))
+            body[f"{side}_fee"] = f"-{text}" if atoms < 0 else text
+            body[f"{side}_fee_asset"] = self.symbols[asset]
 
     # ---- history feed ------------------------------------------------------------------------
 
@@ -808,9 +824,11 @@ def account_state_keys(genesis: Any, who: bytes) -> list[bytes]:
     A light client derives the same list itself (cli/lightclient.py) and checks that the
     answer has exactly these keys, so none can be left out. Open orders (0x03) and triggers
     (0x0b) are keyed by market and order id, which a client cannot derive from the address, so
-    they are not proven here."""
+    they are not proven here. The sub-account record (0x42) proves whether the address is a
+    sub-account and whose."""
     keys = [b"\x01" + who + a.asset_id.to_bytes(4, "big") for a in genesis.assets]
     keys += [b"\x02" + who + m.market_id.to_bytes(4, "big") for m in genesis.markets if m.is_perp]
+    keys.append(b"\x42" + who)
     return sorted(keys)
 
 

@@ -114,6 +114,22 @@ RECORD_KINDS: dict[str, RecordKind] = {
         ),
         RecordKind("trigger", b"\x0b", (_MARKET, _ORDER), "a waiting trigger order"),
         *STAKING_RECORD_KINDS,
+        # Sub-accounts, agents, fee tiers (state_machine/accounts/registry.py).
+        RecordKind("volume", b"\x40", (_ACCOUNT,), "an account's 14-day volume buckets"),
+        RecordKind(
+            "subaccounts",
+            b"\x41",
+            (IdField("master", "key32", "master address (64 hex)"),),
+            "how many sub-accounts a master created",
+        ),
+        RecordKind("subaccount", b"\x42", (_ACCOUNT,), "a sub-account: its master and index"),
+        RecordKind(
+            "agent",
+            b"\x43",
+            (IdField("agent", "key32", "agent public key (64 hex)"),),
+            "an agent key: the account that approved it, name, expiry",
+        ),
+        RecordKind("fee_tiers", b"\x44", (), "the fee tiers in force"),
     )
 }
 

@@ -14,8 +14,12 @@ are interleaved with others'. They are attributed here by what identifies them:
 * ``order_rejected`` by signer, market and client id of a rejected placement;
 * ``cancel_all``: the ``order_cancelled`` and ``trigger_cancelled`` events of the signer with
   reason ``user`` in the market (all markets if none was named);
-* ``transfer``, ``withdrawal``, ``leverage``, ``isolated_margin`` by signer and the action's
-  own fields.
+* ``transfer``, ``withdrawal``, ``leverage``, ``isolated_margin``, and the account actions'
+  ``subaccount_created``, ``subaccount_transfer``, ``agent_approved``, ``agent_revoked`` by
+  account and the action's own fields.
+
+"Signer" above is the account the action acted for: the signer, or the account the last
+``ActAs`` before it named.
 
 Two transactions of one signer in one block that do the exact same transfer (or cancel-all)
 get each other's identical events too; nothing else is ambiguous.
@@ -27,6 +31,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from node.api.history import event_body
+from state_machine.accounts.actions import (
+    ActAs,
+    ApproveAgent,
+    CreateSubAccount,
+    RevokeAgent,
+    SubAccountTransfer,
+)
 from state_machine.tx import (
     AdjustIsolatedMargin,
     CancelAll,
@@ -52,32 +63,32 @@ class TxMatcher:
     """The identifying facts of one transaction and its results."""
 
     def __init__(self, tx: Transaction, results: Sequence[Sequence[Any]]) -> None:
-        self.signer = tx.signer
+        # The account the actions act for: the signer, or the one the last ActAs named.
+        self.owner = tx.signer
         self.order_ids: set[int] = set()
-        self.rejected: set[tuple[int, int]] = set()  # (market_id, client_id)
-        self.cancel_all_markets: set[int | None] = set()
+        self.rejected: set[tuple[bytes, int, int]] = set()  # (account, market_id, client_id)
+        self.cancel_all_markets: set[tuple[bytes, int | None]] = set()
         self.other: list[tuple[str, tuple[Any, ...]]] = []
         for action, result in zip(tx.actions, results, strict=False):
             self._add(action, result)
 
     def _add(self, action: Any, result: Sequence[Any]) -> None:
+        if isinstance(action, ActAs):
+            self.owner = action.account
+            return
         code, order_id = result[0], result[2]
         # A result's order id is the order the action placed, cancelled or amended (a
         # withdrawal reports its withdrawal id there instead).
         if order_id and not isinstance(action, WithdrawRequest):
             self.order_ids.add(order_id)
         if isinstance(action, PlaceOrder) and code != "ok":
-            self.rejected.add((action.market_id, action.client_id))
+            self.rejected.add((self.owner, action.market_id, action.client_id))
         elif isinstance(action, CancelAll) and code == "ok":
-            self.cancel_all_markets.add(action.market_id)
-        elif isinstance(action, Transfer):
-            self.other.append(("transfer", (action.to, action.asset_id, action.amount_atoms)))
-        elif isinstance(action, WithdrawRequest):
-            self.other.append(("withdrawal", (action.asset_id, action.amount_atoms)))
-        elif isinstance(action, SetLeverage):
-            self.other.append(("leverage", (action.market_id, action.leverage)))
-        elif isinstance(action, AdjustIsolatedMargin):
-            self.other.append(("isolated_margin", (action.market_id, action.delta_atoms)))
+            self.cancel_all_markets.add((self.owner, action.market_id))
+        else:
+            facts = _action_facts(action)
+            if facts is not None:
+                self.other.append((facts[0], (self.owner, *facts[1])))
 
     def matches(self, kind: str, body: dict[str, Any]) -> bool:
         if kind in ORDER_EVENTS:
@@ -87,37 +98,63 @@ class TxMatcher:
         if kind == "trigger_fired":
             return body["trigger_id"] in self.order_ids
         if kind == "order_rejected":
-            return (
-                body["account"] == self.signer
-                and (body["market_id"], body["client_id"]) in self.rejected
-            )
+            return (body["account"], body["market_id"], body["client_id"]) in self.rejected
         return self._other_hit(kind, body)
 
     def _cancel_all_hit(self, kind: str, body: dict[str, Any]) -> bool:
+        owner = body["account"]
         return (
             kind in CANCEL_EVENTS
-            and body["account"] == self.signer
             and body["reason"] == "user"
-            and bool({None, body["market_id"]} & self.cancel_all_markets)
+            and bool({(owner, None), (owner, body["market_id"])} & self.cancel_all_markets)
         )
 
     def _other_hit(self, kind: str, body: dict[str, Any]) -> bool:
-        facts = _other_facts(kind, body, self.signer)
+        facts = _event_facts(kind, body)
         return facts is not None and (kind, facts) in self.other
 
 
-def _other_facts(kind: str, body: dict[str, Any], signer: bytes) -> tuple[Any, ...] | None:
-    owner = body.get("from") if kind == "transfer" else body.get("account")
-    if owner != signer:
-        return None
+def _action_facts(action: Any) -> tuple[str, tuple[Any, ...]] | None:
+    """The event kind an action leaves and the facts (after its account) that identify it."""
+    if isinstance(action, Transfer):
+        return "transfer", (action.to, action.asset_id, action.amount_atoms)
+    if isinstance(action, WithdrawRequest):
+        return "withdrawal", (action.asset_id, action.amount_atoms)
+    if isinstance(action, SetLeverage):
+        return "leverage", (action.market_id, action.leverage)
+    if isinstance(action, AdjustIsolatedMargin):
+        return "isolated_margin", (action.market_id, action.delta_atoms)
+    if isinstance(action, CreateSubAccount):
+        return "subaccount_created", (action.name,)
+    if isinstance(action, SubAccountTransfer):
+        return "subaccount_transfer", (action.sub, action.deposit, action.asset_id,
+                                       action.amount_atoms)  # fmt: skip
+    if isinstance(action, ApproveAgent):
+        return "agent_approved", (action.agent, action.name, action.expires_at_ms)
+    if isinstance(action, RevokeAgent):
+        return "agent_revoked", (action.agent,)
+    return None
+
+
+def _event_facts(kind: str, body: dict[str, Any]) -> tuple[Any, ...] | None:
+    """An event's account and identifying facts, in the form of :func:`_action_facts`."""
     if kind == "transfer":
-        return (body["to"], body["asset_id"], body["amount_atoms"])
+        return (body["from"], body["to"], body["asset_id"], body["amount_atoms"])
     if kind == "withdrawal":
-        return (body["asset_id"], body["amount_atoms"])
+        return (body["account"], body["asset_id"], body["amount_atoms"])
     if kind == "leverage":
-        return (body["market_id"], body["leverage"])
+        return (body["account"], body["market_id"], body["leverage"])
     if kind == "isolated_margin":
-        return (body["market_id"], body["delta_atoms"])
+        return (body["account"], body["market_id"], body["delta_atoms"])
+    if kind == "subaccount_created":
+        return (body["master"], body["name"])
+    if kind == "subaccount_transfer":
+        return (body["master"], body["subaccount"], body["deposit"], body["asset_id"],
+                body["amount_atoms"])  # fmt: skip
+    if kind == "agent_approved":
+        return (body["account"], body["agent"], body["name"], body["expires_at_ms"])
+    if kind == "agent_revoked" and body["reason"] == "revoked":
+        return (body["account"], body["agent"])
     return None
 
 

@@ -22,7 +22,7 @@ from state_machine.units import atoms_text
 INVALID_RECIPIENT = "invalid_recipient"
 
 
-def _usdc_movable(st: ExchangeCore, acct: Account, asset_id: int, amount: int) -> ActionResult:
+def movable(st: ExchangeCore, acct: Account, asset_id: int, amount: int) -> ActionResult:
     """Check that ``amount`` of an asset may leave the account's available balance."""
     if amount == 0:
         return ActionResult(INVALID_AMOUNT, "amount must be positive")
@@ -53,7 +53,7 @@ def movable_refusal(st: ExchangeCore, amount_atoms: int, free_atoms: int) -> str
 def process_transfer(st: ExchangeCore, acct: Account, a: Transfer) -> ActionResult:
     if a.to == acct.pubkey:
         return ActionResult(INVALID_RECIPIENT, "cannot transfer to yourself")
-    res = _usdc_movable(st, acct, a.asset_id, a.amount_atoms)
+    res = movable(st, acct, a.asset_id, a.amount_atoms)
     if res.code != OK:
         return res
     src = acct.balances[a.asset_id]
@@ -67,7 +67,7 @@ def process_transfer(st: ExchangeCore, acct: Account, a: Transfer) -> ActionResu
 
 
 def process_withdraw(st: ExchangeCore, acct: Account, a: WithdrawRequest) -> ActionResult:
-    res = _usdc_movable(st, acct, a.asset_id, a.amount_atoms)
+    res = movable(st, acct, a.asset_id, a.amount_atoms)
     if res.code != OK:
         return res
     bal = acct.balances[a.asset_id]

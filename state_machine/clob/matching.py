@@ -13,6 +13,7 @@ out flat on purpose (no per-order helper calls).
 
 from __future__ import annotations
 
+from state_machine.accounts.fees import fill_rates, record_volume
 from state_machine.accounts.records import Account
 from state_machine.book import Book, BookSide, Order
 from state_machine.clob.checks import (
@@ -347,12 +348,17 @@ def settle_spot_fill(
     """Move base and quote between the two accounts; fees in the asset each one receives."""
     quote_atoms = price * qty * market.tick_lot_atoms  # notional_atoms, inlined (per fill)
     base_atoms = qty * market.lot_base_atoms
+    if st.accts.fees.tiers:  # fee tiers in force (accounts/fees.py)
+        taker_ppm, maker_ppm = fill_rates(st, market, taker.account, maker.account)
+        record_volume(st, market, taker.account, maker.account, quote_atoms)
+    else:
+        taker_ppm, maker_ppm = market.taker_fee_ppm, market.maker_fee_ppm
     if taker.is_buy:
         buyer, seller = taker, maker
-        buyer_fee_ppm, seller_fee_ppm = market.taker_fee_ppm, market.maker_fee_ppm
+        buyer_fee_ppm, seller_fee_ppm = taker_ppm, maker_ppm
     else:
         buyer, seller = maker, taker
-        buyer_fee_ppm, seller_fee_ppm = market.maker_fee_ppm, market.taker_fee_ppm
+        buyer_fee_ppm, seller_fee_ppm = maker_ppm, taker_ppm
     # trade_fee_atoms, inlined (twice per fill); the property test in
     # tests/state_machine/test_check_fast_paths.py runs fills against the named formula.
     base_fee = -((-base_atoms * buyer_fee_ppm) // PPM)
@@ -404,10 +410,15 @@ def settle_perp_fill(
 ) -> None:
     mid = market.market_id
     notional = price * qty * market.tick_lot_atoms  # notional_atoms, inlined (per fill)
-    tfee = -((-notional * market.taker_fee_ppm) // PPM)  # trade_fee_atoms, inlined (per fill)
-    mfee = -((-notional * market.maker_fee_ppm) // PPM)  # trade_fee_atoms, inlined (per fill)
     tacct = taker.account
     macct = maker.account
+    if st.accts.fees.tiers:  # fee tiers in force; a negative maker fee is a rebate
+        taker_ppm, maker_ppm = fill_rates(st, market, tacct, macct)
+        record_volume(st, market, tacct, macct, notional)
+    else:
+        taker_ppm, maker_ppm = market.taker_fee_ppm, market.maker_fee_ppm
+    tfee = -((-notional * taker_ppm) // PPM)  # trade_fee_atoms, inlined (per fill)
+    mfee = -((-notional * maker_ppm) // PPM)  # trade_fee_atoms, inlined (per fill)
     tpos = tacct.positions[mid]
     mpos = macct.positions.get(mid)
     if mpos is None:
@@ -426,6 +437,7 @@ def settle_perp_fill(
             mpos.sell_lots -= qty
     pool = st.fee_pools[0]
     pool.amount_atoms += tfee + mfee
+    check(tfee + mfee >= 0, "a maker rebate exceeds the taker fee that pays it")
     st.touch(pool)
     ms = st.mstates[mid]
     t_new = tpos.size_lots

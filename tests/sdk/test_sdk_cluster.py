@@ -141,6 +141,8 @@ def test_every_route_method_answers_from_a_real_node(net: Cluster) -> None:
             "gov_proposals": c.gov_proposals,
             "gov_proposal": lambda: c.gov_proposal(1),
             "gov_tally": lambda: c.gov_tally(1),
+            "subaccounts": lambda: c.subaccounts(who), "agents": lambda: c.agents(who),
+            "account_fees": lambda: c.account_fees(who), "fees": c.fees,
         }  # fmt: skip
         assert set(calls) == set(ROUTE_METHODS), "a route method without a call here"
         for name, call in calls.items():

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import random
 
+from state_machine.accounts.actions import (
+    ActAs,
+    ApproveAgent,
+    CreateSubAccount,
+    RevokeAgent,
+    SubAccountTransfer,
+)
+from state_machine.accounts.authority import subaccount_address
 from state_machine.exchange import ExchangeState
 from state_machine.tx import (
     KIND_LIMIT,
@@ -27,12 +35,45 @@ from tests.state_machine.helpers import VALIDATORS, acct, tx
 BASE_PRICE = {0: 6_000_000, 1: 300_000, 2: 6_000_000, 3: 300_000}
 
 
+AGENTS = [bytes([0x70 + i]) * 32 for i in range(3)]
+
+
 class RandomFlow:
-    def __init__(self, seed: int, n_accounts: int = 6) -> None:
+    """``accounts=True`` adds sub-accounts, agents and ActAs (valid and not) to the mix; the
+    default stream is unchanged (other tests pin its results)."""
+
+    def __init__(self, seed: int, n_accounts: int = 6, accounts: bool = False) -> None:
         self.rng = random.Random(seed)
         self.accounts = [acct(i) for i in range(1, n_accounts + 1)]
         self.nonce = 1_700_000_000_000
         self.cid = 0
+        self.with_accounts = accounts
+        # Addresses that may become sub-accounts (index 0 and 1 of the first three accounts).
+        self.subs = [subaccount_address(m, i) for m in self.accounts[:3] for i in (0, 1)]
+
+    def account_action(self, st: ExchangeState, signer: bytes) -> Action:
+        rng = self.rng
+        r = rng.random()
+        if r < 0.2:
+            return CreateSubAccount(rng.choice(("a", "b", "c")))
+        if r < 0.6:
+            amount = rng.choice((1, 10**6, 10**9, 10**11))
+            return SubAccountTransfer(rng.choice(self.subs), rng.random() < 0.6,
+                                      rng.choice((0, 0, 1)), amount)  # fmt: skip
+        if r < 0.85:
+            expiry = rng.choice((0, 0, st.timestamp_ms + rng.choice((-1, 1_000, 60_000))))
+            return ApproveAgent(rng.choice(AGENTS), "bot", max(expiry, 0))
+        return RevokeAgent(rng.choice(AGENTS))
+
+    def envelope(self, signer: bytes) -> tuple[bytes, list[Action]]:
+        """Sometimes an agent or a master signs, for some account (often not allowed to)."""
+        rng = self.rng
+        r = rng.random()
+        if r < 0.2:
+            return signer, [ActAs(rng.choice(self.subs))]
+        if r < 0.35:
+            return rng.choice(AGENTS), [ActAs(rng.choice(self.accounts[:3] + self.subs))]
+        return signer, []
 
     def action(self, st: ExchangeState, signer: bytes) -> Action:
         rng = self.rng
@@ -94,6 +135,11 @@ class RandomFlow:
             signer = rng.choice(self.accounts)
             n = rng.choice((1, 1, 2, 4))
             acts = [self.action(st, signer) for _ in range(n)]
+            if self.with_accounts:
+                signer, pre = self.envelope(signer)
+                if rng.random() < 0.3:
+                    acts.append(self.account_action(st, signer))
+                acts = pre + acts
             nonce = self.nonce if rng.random() < 0.97 else 5  # a few out-of-window nonces
             txs.append(tx(signer, acts, nonce))
         return txs

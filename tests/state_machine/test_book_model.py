@@ -417,6 +417,7 @@ class BookModel(RuleBasedStateMachine):
         self.h = Harness(
             dataclasses.replace(g, markets=markets, balances=g.balances + self.EXTRA_BALANCES)
         )
+        self.setup_accounts()
         self.usdc0 = {who: self.h.bal(who, 0)[0] for who in self.ACCOUNTS}
         balances = {}
         if not self.PERP:
@@ -453,6 +454,14 @@ class BookModel(RuleBasedStateMachine):
         size = max(1, (o.size if o is not None else 5) + dsize)
         return AmendOrder(m, oid, price, size), lambda: ref.amend(who, oid, price, size)
 
+    def setup_accounts(self) -> None:
+        """Blocks run before the model starts (sub-accounts and agents in a subclass)."""
+
+    def envelope(self, who: bytes) -> tuple[bytes, list[Action]]:
+        """The signer of a transaction acting for ``who`` and the actions before the model's
+        (a subclass signs for sub-accounts and through agents with ActAs)."""
+        return who, []
+
     def _block(self, txs: list[tuple[int, list[Spec]]], oracle: int | None = None) -> None:
         """One block: the transactions, then (if given) every validator moving the oracle."""
         built: list[tuple[bytes, list[tuple[Action, Callable[[], Want]]]]] = [
@@ -460,7 +469,11 @@ class BookModel(RuleBasedStateMachine):
         ]
         for (who, acts), (_, specs) in zip(built, txs, strict=True):
             acts.extend(self._build(who, s) for s in specs)
-        wire = [tx(who, [a for a, _ in acts], self.h.next_nonce()) for who, acts in built]
+        envelopes = [self.envelope(who) for who, _ in built]
+        wire = [
+            tx(signer, [*pre, *(a for a, _ in acts)], self.h.next_nonce())
+            for (signer, pre), (_, acts) in zip(envelopes, built, strict=True)
+        ]
         if oracle is not None:
             update = OracleUpdate((OraclePrice(self.MARKET, P + oracle),))
             wire += [tx(v, [update], self.h.next_nonce()) for v in VALIDATORS]
@@ -476,7 +489,7 @@ class BookModel(RuleBasedStateMachine):
         )
         want = {(ti, ai): run() for _, ti, ai, run in steps}
         for (ti, ai), w in want.items():
-            r = res.tx_results[ti].actions[ai]
+            r = res.tx_results[ti].actions[ai + len(envelopes[ti][1])]
             assert (r.code, r.order_id, r.filled_lots, r.status) == w, (ti, ai, r, w)
         for tr in res.tx_results[len(built) :]:
             assert tr.actions[0].code == "ok", tr.actions[0]
