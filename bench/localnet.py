@@ -355,7 +355,9 @@ def percentile(values: list[float], q: float) -> float | None:
 OnUp = Callable[[Localnet], None] | None
 
 
-def run(args: argparse.Namespace, on_up: OnUp = None) -> dict[str, Any]:
+def checked_load(args: argparse.Namespace) -> tuple[float | None, int]:
+    """The offered rate (None: max) and how many transactions to pre-sign, from checked
+    arguments."""
     rate = None if args.rate == "max" else _positive_float(args.rate, "--rate")
     if not 1 <= args.batch <= 64:
         raise CliError("--batch must be 1..64")
@@ -371,6 +373,11 @@ def run(args: argparse.Namespace, on_up: OnUp = None) -> dict[str, Any]:
     count = int((rate or max_tx_per_s) * args.duration * 1.05) + 1
     if count > MAX_PRESIGN:
         raise CliError(f"that is over {MAX_PRESIGN} transactions; lower --rate or --duration")
+    return rate, count
+
+
+def run(args: argparse.Namespace, on_up: OnUp = None) -> dict[str, Any]:
+    rate, count = checked_load(args)
     temp = args.home is None and args.attach is None
     if args.attach is not None:
         home = args.attach
