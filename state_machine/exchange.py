@@ -5,7 +5,8 @@ Theory of operation
 ``apply_block(state, ctx, txs)`` is the whole state transition of one committed block:
 
 1. ``begin_block``: advance height and time; recompute oracle prices so that submissions older
-   than the market's ``oracle_max_age_ms`` drop out of the median.
+   than the market's ``oracle_max_age_ms`` drop out of the median; cancel the orders whose
+   good-til time has come (state_machine/algo).
 2. Transaction checks, in block order: chain id, version, expiry against the block time, then
    the nonce rule (DESIGN section 3). A transaction failing one of these gets that code for the
    transaction and for every action, and changes nothing (its nonce is not consumed).
@@ -14,9 +15,11 @@ Theory of operation
    transfers, withdrawals, leverage, isolated margin), (b) cancels, (c) post-only orders,
    (d) every other order action (new orders and amends). A transaction's actions can therefore
    run in a different order than written; each still gets its own result in its position.
-4. ``end_block``: per perp market by id, the mark price (prices/mark.py), the funding sample
-   or tick (perpetuals/funding.py) and the trigger orders the mark reached (triggers/fire.py);
-   then the liquidations (liquidation/risk.py).
+4. ``end_block``: the TWAP slices due (state_machine/algo); per perp market by id, the mark
+   price (prices/mark.py), the funding sample or tick (perpetuals/funding.py) and the trigger
+   orders the mark reached (triggers/fire.py);
+   then the liquidations (liquidation/risk.py); the TP/SL groups and good-til records follow
+   the block's events.
 5. The write set: every state object touched during the block is serialised once (see
    ``state.py``), sorted by key. An order opened and closed within the block is not written.
 
@@ -48,6 +51,14 @@ from typing import Any
 
 from state_machine.accounts.records import P_BALANCE, P_WITHDRAWAL, VAULT, Account, Withdrawal
 from state_machine.accounts.transfers import process_transfer, process_withdraw
+from state_machine.algo.hook import (
+    ALGO_ACTION_CLASS,
+    ALGO_DISPATCH,
+    ALGO_LOADERS,
+    algo_begin_block,
+    algo_end_block_first,
+    algo_end_block_last,
+)
 from state_machine.book import Order
 from state_machine.clob.amend import process_amend_order
 from state_machine.clob.cancel import (
@@ -109,6 +120,7 @@ from state_machine.tx import (
     CancelOrder,
     OracleUpdate,
     PlaceOrder,
+    PlaceOrderExtended,
     SetLeverage,
     Transaction,
     Transfer,
@@ -242,6 +254,7 @@ LOADERS: dict[int, Callable[[ExchangeCore, bytes, list[Any]], None]] = {
     P_ASSET: _load_asset_total,
     P_INSURANCE: _load_vault_peak,
     P_WITHDRAWAL: _load_withdrawal,
+    **ALGO_LOADERS,
 }
 
 
@@ -258,6 +271,7 @@ ACTION_CLASS: dict[type, int] = {
     CancelAll: 1,
     AmendOrder: 3,
     **dict.fromkeys(STAKING_ACTIONS, 0),
+    **ALGO_ACTION_CLASS,
 }
 
 
@@ -320,7 +334,7 @@ def apply_block(
         results: list[Any] = [None] * len(actions)
         tx_results.append(TxResult(tx_id, OK, "", results))
         for ai, a in enumerate(actions):
-            if type(a) is PlaceOrder:  # no subclasses; cheaper than isinstance per action
+            if type(a) is PlaceOrder or type(a) is PlaceOrderExtended:  # cheaper than isinstance
                 (q_alo if a.tif == TIF_ALO else q_order).append((results, ai, acct, a))
             else:
                 queues[ACTION_CLASS[type(a)]].append((results, ai, acct, a))
@@ -339,6 +353,7 @@ def begin_block(st: ExchangeCore, ctx: BlockContext) -> None:
     for mid, subs in st.oracle_subs.items():
         if subs:
             update_oracle(st, st.markets[mid])
+    algo_begin_block(st)  # good-til times reached (state_machine/algo)
 
 
 def end_block(st: ExchangeCore, ctx: BlockContext) -> None:
@@ -347,6 +362,7 @@ def end_block(st: ExchangeCore, ctx: BlockContext) -> None:
     end (state_machine/staking/hook.py)."""
     now = ctx.timestamp_ms
     ema_ms = st.genesis.parameters.mark_ema_ms
+    algo_start = algo_end_block_first(st)  # TWAP slices due, then TP/SL and good-til records
     marks: list[tuple[int, int, int]] = []
     for mid, book in st.books.items():
         if not book.perp:
@@ -357,6 +373,7 @@ def end_block(st: ExchangeCore, ctx: BlockContext) -> None:
         fire_triggers(st, mid, mark)
         marks.append((mid, mark, funded_price(ms)))
     end_block_liquidations(st, marks, now)
+    algo_end_block_last(st, algo_start)
     staking_end_block(st)
 
 
@@ -378,6 +395,7 @@ DISPATCH: dict[type, Any] = {
     AdjustIsolatedMargin: process_adjust_isolated_margin,
     OracleUpdate: process_oracle_update,
     **dict.fromkeys(STAKING_ACTIONS, process_staking),
+    **ALGO_DISPATCH,
 }
 
 

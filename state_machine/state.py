@@ -29,6 +29,8 @@ prefix key                                  value (msgpack array)
 0x0a   withdrawal_id(8)                     withdrawal: [account, asset_id, amount_atoms,
                                             destination, height]
 0x0b   market_id(4) order_id(8)             waiting trigger order (``Trigger.state_obj``)
+0x48..  market_id(4) id(8)                   TWAPs, TP/SL groups, good-til times
+0x4a                                        (state_machine/algo/records.py)
 =====  ==================================  ============================================
 """
 
@@ -40,6 +42,7 @@ from typing import Any
 import msgpack
 
 from state_machine.accounts.records import Account, Balance, Withdrawal
+from state_machine.algo.records import AlgoState
 from state_machine.book import ORDER_KEY, Book, Order
 from state_machine.codec import encode
 from state_machine.crypto import sha256
@@ -112,6 +115,7 @@ class ExchangeCore:
 
     __slots__ = (
         "accounts",
+        "algo",
         "asset_totals",
         "books",
         "dirty",
@@ -175,6 +179,7 @@ class ExchangeCore:
         self.events: list[tuple[Any, ...]] = []
         self.risk = RiskIndex()  # derived data (liquidation/index.py), rebuilt on first use
         self.triggers = TriggerBook()  # waiting trigger orders (triggers/records.py)
+        self.algo = AlgoState()  # TWAPs, TP/SL groups, good-til times (state_machine/algo)
         # Staking records once staking is enabled (state_machine/staking/hook.py), else None.
         self.staking: StakingState | None = None
 
@@ -286,6 +291,7 @@ class ExchangeCore:
         objs.append(self.vault_peak)
         objs.extend(self.withdrawals.values())
         objs.extend(self.triggers.by_id.values())
+        objs.extend(self.algo.objects())
         return objs
 
     def entries(self) -> list[tuple[bytes, bytes]]:

@@ -81,6 +81,7 @@ from state_machine.tx import (
     ACTION,
     KIND_LIMIT,
     KIND_STOP_MARKET,
+    ORDER_TOOL_ACTIONS,
     STP_CANCEL_RESTING,
     TIF_GTC,
     Action,
@@ -89,10 +90,15 @@ from state_machine.tx import (
     CancelAll,
     CancelByClientId,
     CancelOrder,
+    CancelTpsl,
+    CancelTwap,
     OraclePrice,
     OracleUpdate,
     PlaceOrder,
+    PlaceOrderExtended,
+    PlaceTwap,
     SetLeverage,
+    SetPositionTpsl,
     Transaction,
     Transfer,
     WithdrawRequest,
@@ -153,6 +159,14 @@ def one_of_each_action() -> list[tuple[str, Action]]:
         ("submit_evidence", SubmitEvidence(3, VoteEquivocation(
             sign_vote(VALIDATORS[1], CHAIN_ID, PREPARE, 40, 9, b"\x0a" * 32),
             sign_vote(VALIDATORS[1], CHAIN_ID, PREPARE, 40, 9, b"\x0b" * 32)))),
+        # Order tools (tags 64..68), appended so every earlier vector keeps its bytes.
+        ("place_order_extended", PlaceOrderExtended(
+            PlaceOrder(BTC_PERP, True, KIND_LIMIT, TIF_GTC, 5_990_000, 25, 0, False, 13,
+                       STP_CANCEL_RESTING), GENESIS_TIME_MS + 3_600_000, 6_300_000, 5_700_000)),
+        ("place_twap", PlaceTwap(BTC_PERP, False, 400, 600_000, True, False, 20_000)),
+        ("cancel_twap", CancelTwap(BTC_PERP, 21)),
+        ("set_position_tpsl", SetPositionTpsl(ETH_PERP, 330_000, 270_000)),
+        ("cancel_tpsl", CancelTpsl(ETH_PERP, 22)),
     ]  # fmt: skip
 
 
@@ -406,7 +420,10 @@ def chain_vectors() -> dict[str, Any]:
         _check(needed in run.event_kinds, f"the golden blocks no longer produce {needed!r} events")
     # Staking actions get their golden blocks when genesis gains its staking section (until
     # then a chain runs without staking and they all answer staking_disabled).
-    covered = set(ACTION.members) - set(STAKING_ACTIONS)
+    # The order tools (TWAP, TP/SL groups, good-til-time; tags 64..68) are pinned by their own
+    # tests (tests/state_machine/test_order_tools.py): adding them here would change every
+    # existing vector.
+    covered = set(ACTION.members) - set(STAKING_ACTIONS) - set(ORDER_TOOL_ACTIONS)
     _check(run.action_types == covered, "the golden blocks miss an action type")
     last = blocks[-1]
     final_qc = quorum_cert(

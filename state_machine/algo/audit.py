@@ -1,0 +1,38 @@
+"""Consistency of the order tools' records with each other and with the orders they name
+(run by state_machine/audit.py, so at start-up, every ``audit_every_blocks`` and in the tests
+after every block)."""
+
+from __future__ import annotations
+
+from state_machine.invariants import check
+from state_machine.state import ExchangeCore
+
+
+def check_algo_indexes(st: ExchangeCore) -> None:
+    algo = st.algo
+    check(
+        sorted(algo.twap_due) == sorted((t.next_slice_ms, i) for i, t in algo.twaps.items()),
+        "TWAP schedule differs from the TWAPs",
+    )
+    for tw in algo.twaps.values():
+        check(tw.filled_lots < tw.size_lots, f"TWAP {tw.twap_id} filled but running")
+        check(tw.slices_done < tw.slices_total, f"TWAP {tw.twap_id} past its last slice")
+    by_id = st.triggers.by_id
+    for rec in algo.good_til.values():
+        open_ = rec.order_id in st.orders or rec.order_id in by_id
+        check(open_, f"good-til record of order {rec.order_id}, which is not open")
+    check(
+        sorted(algo.good_til_due) == sorted((r.good_til_ms, i) for i, r in algo.good_til.items()),
+        "good-til schedule differs from the records",
+    )
+    for g in algo.groups.values():
+        if not g.armed:
+            check(algo.pending.get(g.parent_order_id) is g, f"pending index of {g.group_id}")
+            check(g.parent_order_id in st.orders, f"group {g.group_id} waits on a closed order")
+            continue
+        check(algo.armed.get((g.account.pubkey, g.market_id)) is g, f"armed index {g.group_id}")
+        for tid in g.member_ids():
+            t = by_id.get(tid)
+            check(t is not None and t.account is g.account, f"member {tid} of {g.group_id}")
+            check(algo.group_of_trigger.get(tid) is g, f"trigger index of {tid}")
+    check(len(algo.pending) + len(algo.armed) == len(algo.groups), "group indexes")
