@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "cli.indexer_cmd",
     "cli.genesis_cmd",
     "cli.trade_cmd",
+    "cli.algo_cmd",
     "cli.watch_cmd",
     "cli.proof_cmd",
     "cli.localnet_cmd",
@@ -43,6 +44,8 @@ LIGHT_COMMANDS = {
          "tx", "vault"),
         "cli.trade_cmd",
     ),
+    "twap": "cli.algo_cmd",
+    "tpsl": "cli.algo_cmd",
     "watch": "cli.watch_cmd",
     "proof": "cli.proof_cmd",
 }  # fmt: skip

@@ -195,7 +195,13 @@ def print_committed(
 
 
 # The result's ``order_id`` field carries the id an action created; named by what it is.
-CREATED_ID_NAMES = {"withdraw_request": "withdrawal_id"}
+CREATED_ID_NAMES = {
+    "withdraw_request": "withdrawal_id",
+    "place_twap": "twap_id",
+    "cancel_twap": "twap_id",
+    "set_position_tpsl": "group_id",
+    "cancel_tpsl": "group_id",
+}
 
 
 def describe_result(result: dict[str, Any], market: MarketInfo | None) -> str:

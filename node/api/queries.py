@@ -14,6 +14,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from consensus.types import Block, QuorumCert
+from node.api.algojson import algo_listing, good_til_ms
 from node.api.history import (
     BACKFILL_HEIGHTS,
     HistoryIndex,
@@ -391,7 +392,16 @@ class Queries:
             )
         if acct is not None:
             orders.extend(self.trigger_json(t) for t in account_triggers(acct))
-        return {"address": who.hex(), "height": st.height, "orders": orders}
+        for o in orders:
+            o["good_til_ms"] = good_til_ms(st, o["order_id"])
+        twaps, groups = algo_listing(st, who, self.units)
+        return {
+            "address": who.hex(),
+            "height": st.height,
+            "orders": orders,
+            "twaps": twaps,
+            "tpsl_groups": groups,
+        }
 
     def trigger_json(self, t: Trigger) -> dict[str, Any]:
         """A waiting stop / take-profit in the open-order form: ``price`` is the limit price

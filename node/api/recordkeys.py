@@ -72,6 +72,15 @@ RECORD_KINDS: dict[str, RecordKind] = {
             "a pending withdrawal",
         ),
         RecordKind("trigger", b"\x0b", (_MARKET, _ORDER), "a waiting trigger order"),
+        # The order tools (state_machine/algo/records.py).
+        RecordKind("twap", b"\x48", (_MARKET, IdField("twap", "u64", "TWAP id")), "a running TWAP"),
+        RecordKind(
+            "tpsl",
+            b"\x49",
+            (_MARKET, IdField("group", "u64", "TP/SL group id")),
+            "a TP/SL group (armed, or waiting for its parent order)",
+        ),
+        RecordKind("good_til", b"\x4a", (_MARKET, _ORDER), "an open order's good-til time"),
     )
 }
 

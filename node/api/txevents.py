@@ -15,7 +15,9 @@ are interleaved with others'. They are attributed here by what identifies them:
 * ``cancel_all``: the ``order_cancelled`` and ``trigger_cancelled`` events of the signer with
   reason ``user`` in the market (all markets if none was named);
 * ``transfer``, ``withdrawal``, ``leverage``, ``isolated_margin`` by signer and the action's
-  own fields.
+  own fields;
+* the order tools' events by the TWAP or TP/SL group id the result reports (``twap_*``,
+  ``tpsl_*``), and a TP/SL group attached to an order by its ``parent_order_id``.
 
 Two transactions of one signer in one block that do the exact same transfer (or cancel-all)
 get each other's identical events too; nothing else is ambiguous.
@@ -31,6 +33,7 @@ from state_machine.tx import (
     AdjustIsolatedMargin,
     CancelAll,
     PlaceOrder,
+    PlaceOrderExtended,
     SetLeverage,
     Transaction,
     Transfer,
@@ -46,6 +49,16 @@ ORDER_EVENTS = (
     "trigger_cancelled",
 )
 CANCEL_EVENTS = ("order_cancelled", "trigger_cancelled")
+# The order tools' events and the field naming the record (a result's order id).
+ALGO_ID_FIELDS = {
+    "twap_accepted": "twap_id",
+    "twap_slice": "twap_id",
+    "twap_finished": "twap_id",
+    "tpsl_accepted": "group_id",
+    "tpsl_armed": "group_id",
+    "tpsl_resized": "group_id",
+    "tpsl_cancelled": "group_id",
+}
 
 
 class TxMatcher:
@@ -66,6 +79,8 @@ class TxMatcher:
         # withdrawal reports its withdrawal id there instead).
         if order_id and not isinstance(action, WithdrawRequest):
             self.order_ids.add(order_id)
+        if isinstance(action, PlaceOrderExtended):
+            action = action.order  # the order's own facts identify its events
         if isinstance(action, PlaceOrder) and code != "ok":
             self.rejected.add((action.market_id, action.client_id))
         elif isinstance(action, CancelAll) and code == "ok":
@@ -86,6 +101,8 @@ class TxMatcher:
             return bool({body["taker_order_id"], body["maker_order_id"]} & self.order_ids)
         if kind == "trigger_fired":
             return body["trigger_id"] in self.order_ids
+        if kind in ALGO_ID_FIELDS:
+            return body[ALGO_ID_FIELDS[kind]] in self.order_ids
         if kind == "order_rejected":
             return (
                 body["account"] == self.signer
@@ -133,6 +150,10 @@ def tx_event_indexes(
             body = event_body(event)
             if body is not None and body["trigger_id"] in matcher.order_ids and body["order_id"]:
                 matcher.order_ids.add(body["order_id"])
+        elif event and event[0] == "tpsl_accepted":
+            body = event_body(event)
+            if body is not None and body["parent_order_id"] in matcher.order_ids:
+                matcher.order_ids.add(body["group_id"])
     out: list[int] = []
     for index, event in enumerate(events):
         body = event_body(event)
