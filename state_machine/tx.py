@@ -224,6 +224,10 @@ class PlaceOrderExtended(Wire):
         """The order's time in force (post-only ones run with the post-only orders)."""
         return self.order.tif
 
+    @property
+    def market_id(self) -> int:
+        return self.order.market_id
+
 
 @wire
 class PlaceTwap(Wire):
