@@ -55,6 +55,7 @@ from state_machine.algo.hook import (
     ALGO_ACTION_CLASS,
     ALGO_DISPATCH,
     ALGO_LOADERS,
+    algo_after_load,
     algo_begin_block,
     algo_end_block_first,
     algo_end_block_last,
@@ -188,6 +189,7 @@ class ExchangeState(ExchangeCore):
             rest_order(st, st.markets[o.market_id], o)
             o.dirty = False
         st.dirty = []
+        algo_after_load(st)
         if staking_params is not None:
             st.staking = staking_from_entries(st, staking_params, staking_entries)
             follow_active_set(st)

@@ -179,7 +179,7 @@ class ExchangeCore:
         self.events: list[tuple[Any, ...]] = []
         self.risk = RiskIndex()  # derived data (liquidation/index.py), rebuilt on first use
         self.triggers = TriggerBook()  # waiting trigger orders (triggers/records.py)
-        self.algo = AlgoState()  # TWAPs, TP/SL groups, good-til times (state_machine/algo)
+        self.algo = AlgoState(self.touch)  # TWAPs, TP/SL groups, good-til times (algo/)
         # Staking records once staking is enabled (state_machine/staking/hook.py), else None.
         self.staking: StakingState | None = None
 

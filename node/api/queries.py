@@ -31,6 +31,7 @@ from node.keys import parse_address
 from node.storage import ProofAt, ProofHeightError
 from node.version import version
 from state_machine.accounts.records import VAULT
+from state_machine.algo.records import P_ACCOUNT_TOOLS
 from state_machine.clob.codes import ST_RESTING, ST_WAITING
 from state_machine.codec import DecodeError, decode_raw
 from state_machine.genesis import MARKET_KIND_NAMES, Market
@@ -756,9 +757,11 @@ def account_state_keys(genesis: Any, who: bytes) -> list[bytes]:
     A light client derives the same list itself (cli/lightclient.py) and checks that the
     answer has exactly these keys, so none can be left out. Open orders (0x03) and triggers
     (0x0b) are keyed by market and order id, which a client cannot derive from the address, so
-    they are not proven here."""
+    they are not proven here. The account's order-tools record (0x4b: the ids of its TWAPs,
+    TP/SL groups and good-til records) is keyed by the address, so it is."""
     keys = [b"\x01" + who + a.asset_id.to_bytes(4, "big") for a in genesis.assets]
     keys += [b"\x02" + who + m.market_id.to_bytes(4, "big") for m in genesis.markets if m.is_perp]
+    keys.append(bytes((P_ACCOUNT_TOOLS,)) + who)
     return sorted(keys)
 
 

@@ -4,6 +4,8 @@ after every block)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from state_machine.invariants import check
 from state_machine.state import ExchangeCore
 
@@ -36,3 +38,24 @@ def check_algo_indexes(st: ExchangeCore) -> None:
             check(t is not None and t.account is g.account, f"member {tid} of {g.group_id}")
             check(algo.group_of_trigger.get(tid) is g, f"trigger index of {tid}")
     check(len(algo.pending) + len(algo.armed) == len(algo.groups), "group indexes")
+    check_account_tools(st)
+
+
+def check_account_tools(st: ExchangeCore) -> None:
+    """Each account's 0x4b record lists exactly its TWAPs, groups and good-til records."""
+    algo = st.algo
+    want: dict[bytes, tuple[set[Any], set[Any], set[Any]]] = {}
+
+    def of(owner: bytes) -> tuple[set[Any], set[Any], set[Any]]:
+        return want.setdefault(owner, (set(), set(), set()))
+
+    for tw in algo.twaps.values():
+        of(tw.account.pubkey)[0].add((tw.market_id, tw.twap_id))
+    for g in algo.groups.values():
+        of(g.account.pubkey)[1].add((g.market_id, g.group_id))
+    for r in algo.good_til.values():
+        of(r.account.pubkey)[2].add((r.market_id, r.order_id))
+    for owner, rec in algo.accounts.items():
+        got = (rec.twaps, rec.groups, rec.good_til)
+        check(got == want.pop(owner, (set(), set(), set())), f"tools of {owner.hex()[:8]}")
+    check(not want, "order-tool records of an account without its 0x4b record")

@@ -25,7 +25,15 @@ from state_machine.algo.goodtil import (
     good_til_error,
     record_good_til,
 )
-from state_machine.algo.records import P_GOOD_TIL, P_TPSL, P_TWAP, GoodTil, TpslGroup, Twap
+from state_machine.algo.records import (
+    P_ACCOUNT_TOOLS,
+    P_GOOD_TIL,
+    P_TPSL,
+    P_TWAP,
+    GoodTil,
+    TpslGroup,
+    Twap,
+)
 from state_machine.algo.tpsl import (
     follow_position,
     new_group,
@@ -38,6 +46,7 @@ from state_machine.algo.twap import process_cancel_twap, process_place_twap, run
 from state_machine.clob.checks import Reject
 from state_machine.clob.codes import INVALID_ORDER
 from state_machine.clob.place import process_place_order
+from state_machine.invariants import check
 from state_machine.results import EVENT_FIELDS, ActionResult
 from state_machine.state import ExchangeCore
 from state_machine.tx import (
@@ -215,4 +224,26 @@ def _load_good_til(st: ExchangeCore, key: bytes, v: list[Any]) -> None:
     st.algo.add_good_til(GoodTil(oid, mid, st.account(v[0]), v[1]))
 
 
-ALGO_LOADERS = {P_TWAP: _load_twap, P_TPSL: _load_group, P_GOOD_TIL: _load_good_til}
+def _load_account_tools(st: ExchangeCore, key: bytes, v: list[Any]) -> None:
+    st.algo.loaded_tools.append((key[1:33], v))  # derived: checked by algo_after_load
+
+
+ALGO_LOADERS = {
+    P_TWAP: _load_twap,
+    P_TPSL: _load_group,
+    P_GOOD_TIL: _load_good_til,
+    P_ACCOUNT_TOOLS: _load_account_tools,
+}
+
+
+def algo_after_load(st: ExchangeCore) -> None:
+    """After from_entries: the stored 0x4b records must equal the ones derived from the other
+    records, and nothing loaded is dirty."""
+    algo = st.algo
+    for owner, value in algo.loaded_tools:
+        rec = algo.accounts.get(owner)
+        check(rec is not None and rec.state_obj() == value, "account tools record differs")
+    check(len(algo.loaded_tools) == len(algo.accounts), "account tools record missing")
+    algo.loaded_tools = []
+    for rec in algo.accounts.values():
+        rec.dirty = False

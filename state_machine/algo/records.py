@@ -11,7 +11,16 @@ prefix key                         value (msgpack array)
                                    (parent 0: set on the position; order ids 0 while pending)
 0x4a   market_id(4) order_id(8)    good-til time of an open order or waiting trigger:
                                    [account, good_til_ms]
+0x4b   account(32)                 the account's order tools: [[[market_id, twap_id], ...],
+                                   [[market_id, group_id], ...], [[market_id, order_id], ...]]
+                                   (its TWAPs, TP/SL groups and good-til records, sorted;
+                                   absent when it has none)
 =====  ==========================  ===============================================================
+
+The 0x4b record is derived from the others, and is there for the account proof: its key
+follows from the address alone, so a light client can insist on it (present or proven absent)
+and from it derive the key of every TWAP, group and good-til record of the account, which it
+could not otherwise list (their keys carry ids).
 
 Records store the account id they act for (never the transaction's signer) and refer to orders
 and triggers by id, so a state rebuilt from its entries needs no linking step. The indexes of
@@ -22,6 +31,7 @@ is sorted, never a dict's or set's iteration order.
 from __future__ import annotations
 
 from bisect import bisect_left, insort
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from state_machine.invariants import check
@@ -32,6 +42,9 @@ if TYPE_CHECKING:  # typing only: the state module holds an AlgoState
 P_TWAP = 0x48
 P_TPSL = 0x49
 P_GOOD_TIL = 0x4A
+P_ACCOUNT_TOOLS = 0x4B
+
+Touch = Callable[[Any], None]
 
 
 def _key(prefix: int, market_id: int, rec_id: int) -> bytes:
@@ -174,22 +187,50 @@ class GoodTil:
         return [self.account.pubkey, self.good_til_ms] if self.live else None
 
 
+class AccountTools:
+    """The ids of one account's order-tool records (key 0x4b), kept by AlgoState."""
+
+    __slots__ = ("dirty", "good_til", "groups", "owner", "twaps")
+
+    def __init__(self, owner: bytes) -> None:
+        self.owner = owner
+        self.twaps: set[tuple[int, int]] = set()  # (market_id, twap_id)
+        self.groups: set[tuple[int, int]] = set()
+        self.good_til: set[tuple[int, int]] = set()
+        self.dirty = False
+
+    def state_key(self) -> bytes:
+        return bytes((P_ACCOUNT_TOOLS,)) + self.owner
+
+    def state_obj(self) -> list[Any] | None:
+        if not (self.twaps or self.groups or self.good_til):
+            return None
+        return [[list(x) for x in sorted(ids)] for ids in (self.twaps, self.groups, self.good_til)]
+
+
 class AlgoState:
     """The live records and their derived indexes."""
 
     __slots__ = (
+        "accounts",
         "armed",
         "good_til",
         "good_til_due",
         "group_of_trigger",
         "groups",
+        "loaded_tools",
         "pending",
+        "touch",
         "twap_count",
         "twap_due",
         "twaps",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, touch: Touch) -> None:
+        self.touch = touch  # the state's dirty marking, for the 0x4b records
+        self.accounts: dict[bytes, AccountTools] = {}
+        # 0x4b values read by from_entries, checked against the records once all are loaded.
+        self.loaded_tools: list[tuple[bytes, list[Any]]] = []
         self.twaps: dict[int, Twap] = {}
         self.twap_due: list[tuple[int, int]] = []  # sorted (next_slice_ms, twap_id)
         self.twap_count: dict[bytes, int] = {}  # account -> running TWAPs
@@ -206,7 +247,21 @@ class AlgoState:
         return bool(self.groups or self.good_til)
 
     def objects(self) -> list[Any]:
-        return [*self.twaps.values(), *self.groups.values(), *self.good_til.values()]
+        return [
+            *self.twaps.values(),
+            *self.groups.values(),
+            *self.good_til.values(),
+            *self.accounts.values(),
+        ]
+
+    def tools_of(self, owner: bytes) -> AccountTools:
+        """The owner's 0x4b record, marked dirty (every caller changes it)."""
+        rec = self.accounts.get(owner)
+        if rec is None:
+            rec = AccountTools(owner)
+            self.accounts[owner] = rec
+        self.touch(rec)
+        return rec
 
     # ---- TWAPs ---------------------------------------------------------------------------
     def add_twap(self, tw: Twap) -> None:
@@ -214,6 +269,7 @@ class AlgoState:
         insort(self.twap_due, (tw.next_slice_ms, tw.twap_id))
         owner = tw.account.pubkey
         self.twap_count[owner] = self.twap_count.get(owner, 0) + 1
+        self.tools_of(owner).twaps.add((tw.market_id, tw.twap_id))
 
     def unschedule_twap(self, tw: Twap) -> None:
         i = bisect_left(self.twap_due, (tw.next_slice_ms, tw.twap_id))
@@ -229,6 +285,7 @@ class AlgoState:
         self.twap_count[owner] -= 1
         if not self.twap_count[owner]:
             del self.twap_count[owner]
+        self.tools_of(owner).twaps.remove((tw.market_id, tw.twap_id))
         tw.live = False
 
     def take_due_twaps(self, now_ms: int) -> list[Twap]:
@@ -241,6 +298,7 @@ class AlgoState:
     # ---- TP/SL groups --------------------------------------------------------------------
     def add_group(self, g: TpslGroup) -> None:
         self.groups[g.group_id] = g
+        self.tools_of(g.account.pubkey).groups.add((g.market_id, g.group_id))
         if g.armed:
             self.index_armed(g)
         else:
@@ -258,9 +316,11 @@ class AlgoState:
         check(not g.armed and self.pending.get(g.parent_order_id) is g, "pending group index")
         del self.pending[g.parent_order_id]
         del self.groups[g.group_id]
+        self.tools_of(g.account.pubkey).groups.remove((g.market_id, g.group_id))
 
     def remove_group(self, g: TpslGroup) -> None:
         del self.groups[g.group_id]
+        self.tools_of(g.account.pubkey).groups.remove((g.market_id, g.group_id))
         if g.armed:
             del self.armed[(g.account.pubkey, g.market_id)]
             for tid in g.member_ids():
@@ -272,10 +332,12 @@ class AlgoState:
     # ---- good-til times ------------------------------------------------------------------
     def add_good_til(self, rec: GoodTil) -> None:
         self.good_til[rec.order_id] = rec
+        self.tools_of(rec.account.pubkey).good_til.add((rec.market_id, rec.order_id))
         insort(self.good_til_due, (rec.good_til_ms, rec.order_id))
 
     def remove_good_til(self, rec: GoodTil) -> None:
         del self.good_til[rec.order_id]
+        self.tools_of(rec.account.pubkey).good_til.remove((rec.market_id, rec.order_id))
         i = bisect_left(self.good_til_due, (rec.good_til_ms, rec.order_id))
         check(i < len(self.good_til_due), "good-til index")
         del self.good_til_due[i]
@@ -288,5 +350,6 @@ class AlgoState:
         del self.good_til_due[:n]
         for rec in due:
             del self.good_til[rec.order_id]
+            self.tools_of(rec.account.pubkey).good_til.remove((rec.market_id, rec.order_id))
             rec.live = False
         return due

@@ -72,8 +72,9 @@ def test_a_twap_fills_slice_by_slice_and_shows_its_progress(net: Net) -> None:
     net.wait_for("the TWAP to finish", lambda: not listing(net)["twaps"], timeout_s=90)
     assert position_size(net) == "0.004"
 
-    long_one = net.ok_json("twap", "place", "BTC-PERP", "buy", "0.01", "--duration", "30m",
-                           "--max-slippage", "1%", key=TRADER)  # fmt: skip
+    # 20 slices of 0.005, each no worse than 1 ppm from the oracle: none should fill.
+    long_one = net.ok_json("twap", "place", "BTC-PERP", "buy", "0.1", "--duration", "10m",
+                           "--max-slippage", "0.0001%", key=TRADER)  # fmt: skip
     long_id = long_one["results"][0]["order_id"]
     cancelled = net.ok_json("twap", "cancel", "BTC-PERP", str(long_id), key=TRADER)
     assert cancelled["results"][0]["code"] == "ok"
@@ -110,7 +111,8 @@ def test_position_tpsl_is_listed_refused_on_the_wrong_side_and_cancelled(net: Ne
     members = {group["take_profit_order_id"], group["stop_loss_order_id"]}
     waiting = {o["order_id"]: o for o in body["orders"] if o["status"] == "waiting"}
     assert members <= set(waiting)
-    assert all(waiting[i]["reduce_only"] and waiting[i]["size"] == "0.004" for i in members)
+    size = position_size(net)
+    assert all(waiting[i]["reduce_only"] and waiting[i]["size"] == size for i in members)
     table = net.run("order", "list", "--market", "BTC-PERP", key=TRADER)
     assert table.returncode == 0 and "TP/SL groups" in table.stdout and "armed" in table.stdout
     text = net.run("tpsl", "cancel", "BTC-PERP", str(group_id), key=TRADER)
@@ -124,7 +126,7 @@ def test_an_order_with_tp_sl_and_a_good_til_time(net: Net) -> None:
     assert bid is not None
     price = f"{bid * 0.97:.0f}"  # rests below the book
     placed = net.ok_json("order", "place", "BTC-PERP", "buy", "0.001", "--price", price,
-                         "--gtt", "4s", "--tp", f"{bid * 1.05:.0f}", "--sl", f"{bid * 0.9:.0f}",
+                         "--gtt", "20s", "--tp", f"{bid * 1.05:.0f}", "--sl", f"{bid * 0.9:.0f}",
                          key=TRADER)  # fmt: skip
     result = placed["results"][0]
     assert (result["code"], result["status"]) == ("ok", "resting")
@@ -143,7 +145,7 @@ def test_an_order_with_tp_sl_and_a_good_til_time(net: Net) -> None:
             g for g in body["tpsl_groups"] if g["parent_order_id"] == order_id
         ]
 
-    net.wait_for("the good-til time to cancel the order and its TP/SL", gone, timeout_s=30)
+    net.wait_for("the good-til time to cancel the order and its TP/SL", gone, timeout_s=60)
     ioc = net.run("order", "place", "BTC-PERP", "buy", "0.001", "--price", price, "--tif", "ioc",
                   "--gtt", "1m", key=TRADER)  # fmt: skip
     assert ioc.returncode == 1 and "invalid_good_til" in ioc.stdout
