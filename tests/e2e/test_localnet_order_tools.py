@@ -7,12 +7,16 @@ the chain cancels at that time; refusals with their codes.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from client.trader import Trader
+from state_machine.codec import decode_raw
 from tests.cluster import free_base_port
 from tests.e2e.test_localnet_cli import UP_TIMEOUT_S, Net
 
@@ -149,3 +153,31 @@ def test_an_order_with_tp_sl_and_a_good_til_time(net: Net) -> None:
     ioc = net.run("order", "place", "BTC-PERP", "buy", "0.001", "--price", price, "--tif", "ioc",
                   "--gtt", "1m", key=TRADER)  # fmt: skip
     assert ioc.returncode == 1 and "invalid_good_til" in ioc.stdout
+
+
+def test_the_account_proof_covers_the_twaps_and_the_sdk_places_them(
+    net: Net, tmp_path: Path
+) -> None:
+    """A TWAP placed through the SDK appears in the account's order-tools record (0x4b), which
+    the light client requires in every account proof; the TWAP's own record proves too."""
+    key_file = net.keys / f"demo{TRADER}.json"
+    with Trader(net.api, key_file) as trader:
+        placed = trader.place_twap("BTC-PERP", "buy", "0.1", 10 * 60_000,
+                                   max_slippage_ppm=1)  # fmt: skip
+        twap_id = placed["results"][0]["order_id"]
+        assert placed["results"][0]["status"] == "running"
+        assert [t["twap_id"] for t in trader.open_orders()["twaps"]] == [twap_id]
+        address = trader.address
+    saved = tmp_path / "proof.json"
+    proof = net.run("proof", "account", address, "--genesis", str(net.genesis),
+                    "--save", str(saved), key=None)  # fmt: skip
+    assert proof.returncode == 0 and proof.stdout.startswith("VERIFIED"), proof.stdout
+    body = json.loads(saved.read_text())
+    tools_key = "4b" + address
+    (entry,) = [e for e in body["entries"] if e["key"] == tools_key]
+    twaps, _, _ = decode_raw(bytes.fromhex(entry["value"]))
+    assert [2, twap_id] in twaps
+    record = net.run("proof", "twap", "2", str(twap_id), "--genesis", str(net.genesis), key=None)
+    assert record.returncode == 0 and record.stdout.startswith("VERIFIED"), record.stdout
+    with Trader(net.api, key_file) as trader:
+        assert trader.cancel_twap("BTC-PERP", twap_id)["results"][0]["code"] == "ok"
