@@ -17,7 +17,8 @@ are interleaved with others'. They are attributed here by what identifies them:
 * ``transfer``, ``withdrawal``, ``leverage``, ``isolated_margin`` by signer and the action's
   own fields;
 * the order tools' events by the TWAP or TP/SL group id the result reports (``twap_*``,
-  ``tpsl_*``), and a TP/SL group attached to an order by its ``parent_order_id``.
+  ``tpsl_*``) with the events of the orders a TWAP's slices placed in that block, and a TP/SL
+  group attached to an order by its ``parent_order_id``.
 
 Two transactions of one signer in one block that do the exact same transfer (or cancel-all)
 get each other's identical events too; nothing else is ambiguous.
@@ -149,6 +150,11 @@ def tx_event_indexes(
         if event and event[0] == "trigger_fired":
             body = event_body(event)
             if body is not None and body["trigger_id"] in matcher.order_ids and body["order_id"]:
+                matcher.order_ids.add(body["order_id"])
+        elif event and event[0] == "twap_slice":
+            # A slice's order, like a fired trigger's: its events come before the slice's.
+            body = event_body(event)
+            if body is not None and body["twap_id"] in matcher.order_ids and body["order_id"]:
                 matcher.order_ids.add(body["order_id"])
         elif event and event[0] == "tpsl_accepted":
             body = event_body(event)

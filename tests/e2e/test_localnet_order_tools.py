@@ -150,6 +150,21 @@ def test_an_order_with_tp_sl_and_a_good_til_time(net: Net) -> None:
         ]
 
     net.wait_for("the good-til time to cancel the order and its TP/SL", gone, timeout_s=60)
+    # A market order with a TP/SL fills at once, so the pair arms in the same block; cancelling
+    # one of its orders cancels the other.
+    filled = net.ok_json("order", "place", "BTC-PERP", "buy", "0.001", "--tp",
+                         f"{bid * 1.06:.0f}", "--sl", f"{bid * 0.91:.0f}", key=TRADER)  # fmt: skip
+    assert int(filled["results"][0]["filled_lots"]) == 10
+    assert "tpsl_armed" in [e["kind"] for e in filled["events"]]
+    (armed,) = [g for g in listing(net)["tpsl_groups"] if g["status"] == "armed"]
+    assert armed["parent_order_id"] == filled["results"][0]["order_id"]
+    take = str(armed["take_profit_order_id"])
+    cancelled = net.ok_json("order", "cancel", "BTC-PERP", take, key=TRADER)
+    assert cancelled["results"][0]["code"] == "ok"
+    body = listing(net)
+    assert body["tpsl_groups"] == []
+    assert armed["stop_loss_order_id"] not in [o["order_id"] for o in body["orders"]]
+
     ioc = net.run("order", "place", "BTC-PERP", "buy", "0.001", "--price", price, "--tif", "ioc",
                   "--gtt", "1m", key=TRADER)  # fmt: skip
     assert ioc.returncode == 1 and "invalid_good_til" in ioc.stdout
