@@ -17,7 +17,7 @@ from state_machine.clob.checks import Reject
 from state_machine.clob.matching import cancel_resting
 from state_machine.state import ExchangeCore
 from state_machine.triggers.records import cancel_trigger, trigger_book
-from state_machine.tx import KIND_MARKET, TIF_FOK, TIF_IOC, PlaceOrder
+from state_machine.tx import KIND_MARKET, TIF_FOK, TIF_IOC, TRIGGER_KINDS, PlaceOrder
 
 # The furthest a good-til time may lie ahead: it bounds how long a forgotten order stays.
 MAX_GOOD_TIL_MS = 90 * 24 * 3600 * 1000
@@ -25,9 +25,10 @@ MAX_GOOD_TIL_MS = 90 * 24 * 3600 * 1000
 
 def good_til_error(now_ms: int, order: PlaceOrder, good_til_ms: int) -> Reject | None:
     """A good-til time lies after the block and at most MAX_GOOD_TIL_MS ahead, on an order
-    that can rest or wait (not IOC, FOK or market)."""
-    if order.kind == KIND_MARKET or order.tif in (TIF_IOC, TIF_FOK):
-        return INVALID_GOOD_TIL, "a good-til time applies to orders that rest (GTC or post-only)"
+    that can rest or wait (a trigger order, or a limit order that is not IOC or FOK)."""
+    waits = order.kind in TRIGGER_KINDS  # a trigger waits whatever its tif when it fires
+    if not waits and (order.kind == KIND_MARKET or order.tif in (TIF_IOC, TIF_FOK)):
+        return INVALID_GOOD_TIL, "a good-til time applies to orders that rest or wait"
     if good_til_ms <= now_ms:
         return INVALID_GOOD_TIL, f"good-til time {good_til_ms} is not after block time {now_ms}"
     if good_til_ms - now_ms > MAX_GOOD_TIL_MS:

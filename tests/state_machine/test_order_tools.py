@@ -24,6 +24,7 @@ from state_machine.tx import (
     CancelOrder,
     CancelTpsl,
     CancelTwap,
+    PlaceOrder,
     PlaceOrderExtended,
     PlaceTwap,
     SetPositionTpsl,
@@ -97,9 +98,9 @@ def test_a_good_til_order_is_cancelled_at_the_first_block_at_or_after_its_time()
 def test_a_good_til_waiting_trigger_is_cancelled_too() -> None:
     h = Audited()
     until = h.time_ms + 500 + 1_000
-    t = h.one(
-        A1, PlaceOrderExtended(trigger(BTC_PERP, True, KIND_STOP_MARKET, 6_500_000, 10), until)
-    )
+    # A stop-market placed IOC (how it will be placed when it fires) still waits: allowed.
+    stop = PlaceOrder(BTC_PERP, True, KIND_STOP_MARKET, TIF_IOC, 0, 10, 6_500_000)
+    t = h.one(A1, PlaceOrderExtended(stop, until))
     assert t.status == "waiting"
     h.block([], dt_ms=1_000)
     (cancelled,) = h.events("trigger_cancelled")
