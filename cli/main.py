@@ -40,8 +40,8 @@ COMMAND_MODULES = (
 # command module (node, storage, p2p, TLS) costs more than the trader command itself.
 LIGHT_COMMANDS = {
     **dict.fromkeys(
-        ("order", "account", "book", "trades", "funding", "transfer", "withdraw", "leverage",
-         "tx", "vault"),
+        ("order", "orders", "account", "book", "trades", "funding", "transfer", "withdraw",
+         "leverage", "tx", "vault"),
         "cli.trade_cmd",
     ),
     "twap": "cli.algo_cmd",

@@ -66,6 +66,13 @@ U64_MAX = 2**64 - 1
 
 def register(sub: Any) -> None:
     _register_order(sub)
+    orders = sub.add_parser(
+        "orders", help="open orders, running TWAPs and TP/SL groups (as 'order list')"
+    )
+    orders.add_argument("address", nargs="?", help="account address (default: --key's)")
+    orders.add_argument("--market", help="only this market")
+    add_common_arguments(orders, key=True)
+    orders.set_defaults(func=cmd_order_list)
     account = sub.add_parser(
         "account", help="balances, positions (liquidation prices), margin, open-order counts"
     )

@@ -117,7 +117,7 @@ def test_position_tpsl_is_listed_refused_on_the_wrong_side_and_cancelled(net: Ne
     assert members <= set(waiting)
     size = position_size(net)
     assert all(waiting[i]["reduce_only"] and waiting[i]["size"] == size for i in members)
-    table = net.run("order", "list", "--market", "BTC-PERP", key=TRADER)
+    table = net.run("orders", "--market", "BTC-PERP", key=TRADER)  # = order list
     assert table.returncode == 0 and "TP/SL groups" in table.stdout and "armed" in table.stdout
     text = net.run("tpsl", "cancel", "BTC-PERP", str(group_id), key=TRADER)
     assert text.returncode == 0 and f"ok group_id={group_id}" in text.stdout, text.stdout
