@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import Any
 
 from state_machine.accounts.records import Account
-from state_machine.algo.codes import ALGO_EVENT_FIELDS
 from state_machine.algo.goodtil import (
     drop_closed_good_til,
     expire_good_til,
@@ -30,6 +29,7 @@ from state_machine.algo.records import (
     P_GOOD_TIL,
     P_TPSL,
     P_TWAP,
+    AlgoState,
     GoodTil,
     TpslGroup,
     Twap,
@@ -141,17 +141,29 @@ def algo_end_block_last(st: ExchangeCore, start: int) -> None:
     follow_events(st, start)
 
 
-# Per event kind, the index (in the event tuple) of its market id, of its account fields and of
-# its order / trigger id fields, derived from the event catalogue.
+# The events that can close an order or a trigger or change a position: the only ones the
+# records follow (most of a block's events, order_accepted and order_rested, are not).
+FOLLOWED_KINDS = (
+    "fill",
+    "order_cancelled",
+    "trigger_cancelled",
+    "trigger_fired",
+    "liquidation",
+    "backstop",
+    "position_transfer",
+    "adl",
+    "vault_adl",
+)
+# Per followed kind, the index (in the event tuple) of its market id, of its account fields
+# and of its order / trigger id fields, derived from the event catalogue.
 ACCOUNT_FIELDS = ("account", "taker", "maker", "from", "to", "bankrupt", "counterparty")
 ORDER_ID_FIELDS = ("order_id", "taker_order_id", "maker_order_id", "trigger_id")
 
 
 def _event_index() -> dict[str, tuple[int, tuple[int, ...], tuple[int, ...]]]:
     out = {}
-    for kind, names in EVENT_FIELDS.items():
-        if "market_id" not in names or kind in ALGO_EVENT_FIELDS:
-            continue
+    for kind in FOLLOWED_KINDS:
+        names = EVENT_FIELDS[kind]
         out[kind] = (
             names.index("market_id") + 1,
             tuple(i + 1 for i, n in enumerate(names) if n in ACCOUNT_FIELDS),
@@ -164,26 +176,31 @@ EVENT_INDEX = _event_index()
 
 
 def scan_events(
-    events: list[tuple[Any, ...]],
+    events: list[tuple[Any, ...]], algo: AlgoState
 ) -> tuple[set[int], set[int], set[tuple[bytes, int]]]:
-    """(order ids named, order ids that filled, (account, market) pairs touched)."""
+    """(watched order ids named, of those the ones that filled, (account, market) pairs of
+    armed groups touched): only ids and pairs some record watches are collected."""
     ids: set[int] = set()
     filled: set[int] = set()
     pairs: set[tuple[bytes, int]] = set()
+    good_til, pending, armed = algo.good_til, algo.pending, algo.armed
     index = EVENT_INDEX
     for ev in events:
         where = index.get(ev[0])
         if where is None:
             continue
         mi, accts, oids = where
-        mid = ev[mi]
-        for i in accts:
-            pairs.add((ev[i], mid))
+        if armed:
+            for i in accts:
+                key = (ev[i], ev[mi])
+                if key in armed:
+                    pairs.add(key)
         for i in oids:
-            ids.add(ev[i])
-        if ev[0] == "fill":
-            filled.add(ev[5])
-            filled.add(ev[6])
+            oid = ev[i]
+            if oid in good_til or oid in pending:
+                ids.add(oid)
+                if ev[0] == "fill":
+                    filled.add(oid)
     return ids, filled, pairs
 
 
@@ -192,10 +209,10 @@ def follow_events(st: ExchangeCore, start: int) -> None:
     algo = st.algo
     if not algo.watching:
         return
-    ids, filled, pairs = scan_events(st.events[start:])
+    ids, filled, pairs = scan_events(st.events[start:], algo)
     for oid in sorted(ids & algo.pending.keys()):
         settle_pending(st, oid, oid in filled)
-    for key in sorted(pairs & algo.armed.keys()):
+    for key in sorted(pairs):
         g = algo.armed.get(key)
         if g is not None:
             follow_position(st, g)
