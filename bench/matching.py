@@ -36,6 +36,7 @@ from state_machine.exchange import BlockContext, ExchangeState, apply_block
 from state_machine.genesis import default_genesis
 from state_machine.tx import (
     KIND_LIMIT,
+    KIND_STOP_MARKET,
     STP_CANCEL_RESTING,
     TIF_ALO,
     TIF_GTC,
@@ -46,10 +47,12 @@ from state_machine.tx import (
     CancelByClientId,
     CancelOrder,
     PlaceOrder,
+    PlaceOrderExtended,
     Transaction,
 )
 
 CHAIN = "perpbft-bench"
+GOOD_TIL_OWNER = bytes([0xEE]) * 32
 T0 = 1_700_000_000_000
 MARKETS = (0, 1, 2, 3)
 
@@ -64,6 +67,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--gc-freeze",
         action="store_true",
         help="gc.freeze() the genesis state and raise the gen-0 threshold, as a node may",
+    )
+    parser.add_argument(
+        "--good-til-order",
+        action="store_true",
+        help="first place one far good-til stop order, so every block follows its events for "
+        "the order tools (state_machine/algo/hook.py) as a chain with TWAPs or TP/SL does",
     )
 
 
@@ -239,8 +248,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise CliError("--actions, --accounts and --block-actions must be positive")
     accounts = [(i + 1).to_bytes(32, "big") for i in range(args.accounts)]
     validators = [(bytes([0xF0 + i]) * 32, 1) for i in range(4)]
-    genesis = default_genesis(CHAIN, validators, accounts, genesis_time_ms=T0)
+    # The good-til order's owner is not a workload account (the workload cancels at random).
+    funded = [*accounts, GOOD_TIL_OWNER] if args.good_til_order else accounts
+    genesis = default_genesis(CHAIN, validators, funded, genesis_time_ms=T0)
     state = ExchangeState.from_genesis(genesis)
+    if args.good_til_order:
+        rest_good_til_order(state, GOOD_TIL_OWNER)
     work = Workload(state, accounts, args.seed)
     if args.gc_freeze:
         import gc
@@ -261,11 +274,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return report(args, measured, len(state.orders))
 
 
+def rest_good_til_order(state: ExchangeState, who: bytes) -> None:
+    """Block 1 of the run: a stop buy of BTC-PERP at twice the price, good for 89 days. A
+    waiting trigger leaves the books, so the workload's flow is the one without the flag."""
+    mid = 2
+    trigger = 2 * state.mstates[mid].oracle_price_ticks
+    order = PlaceOrder(mid, True, KIND_STOP_MARKET, TIF_GTC, 0, 10, trigger, False, 0, 0)
+    action = PlaceOrderExtended(order, T0 + 89 * 86_400_000)
+    tx = Transaction(TX_VERSION, CHAIN, who, T0, 0, (action,), bytes(64))
+    res = apply_block(state, BlockContext(1, T0, b""), [tx])
+    if not (res.tx_results[0].actions[0].ok and state.algo.watching):
+        raise CliError(f"the good-til order is not waiting: {res.tx_results[0].actions[0]!r}")
+
+
 def apply_workload(
     state: ExchangeState, work: Workload, actions: int, block_actions: int, profiler: Any
 ) -> EngineRun:
     """Apply ``actions`` actions in blocks through ``apply_block``, timing only the engine."""
     out = EngineRun()
+    out.height = state.height  # 1 after --good-til-order's block
     while out.done < actions:
         n = min(block_actions, actions - out.done)
         txs = work.block(n)

@@ -3,9 +3,11 @@
 Trust comes only from the genesis file the user holds: its validator set, chain id and genesis
 time. The node's answer is treated as hostile input. The check, in order:
 
-1. the key of every balance (per genesis asset) and position (per genesis perp) of the account
-   is in the answer exactly once, and nothing else, so a node cannot hide a position (open
-   orders and triggers are not proven: their keys carry order ids a client cannot derive);
+1. the key of every balance (per genesis asset) and position (per genesis perp) of the account,
+   and of its order-tools record (0x4b: the ids of its TWAPs, TP/SL groups and good-til
+   records), is in the answer exactly once, and nothing else, so a node cannot hide a
+   position or a TWAP (open orders and triggers are not proven: their keys carry order ids a
+   client cannot derive);
 2. each entry's Merkle proof leads from its key and value (or absence) to ``state_root``
    (:func:`state_machine.merkle_state.verify_proof`);
 3. the certifying header (decoded from its wire bytes, never from the JSON fields beside them)
@@ -31,6 +33,7 @@ from typing import Any
 from consensus.quorum import qc_valid
 from consensus.types import COMMIT, BlockHeader, QuorumCert, genesis_block
 from consensus.validators import ValidatorSet
+from state_machine.algo.records import P_ACCOUNT_TOOLS
 from state_machine.codec import DecodeError, decode_raw
 from state_machine.genesis import Genesis
 from state_machine.merkle_state import verify_proof
@@ -48,10 +51,13 @@ class ProofCheck:
 def expected_account_keys(genesis: Genesis, who: bytes) -> list[bytes]:
     """The account's balance and position keys (the layout of ``state_machine.state``): the
     entries that hold its funds, whose keys follow from the address and the genesis alone; and
-    its sub-account record (0x42: present iff the address is a sub-account, naming its master)."""
+    its sub-account record (0x42: present iff the address is a sub-account, naming its master) and
+    its order-tools record (0x4b, ``state_machine/algo/records.py``), which lists the ids of its
+    TWAPs, TP/SL groups and good-til records."""
     keys = [b"\x01" + who + a.asset_id.to_bytes(4, "big") for a in genesis.assets]
     keys += [b"\x02" + who + m.market_id.to_bytes(4, "big") for m in genesis.markets if m.is_perp]
     keys.append(b"\x42" + who)
+    keys.append(bytes((P_ACCOUNT_TOOLS,)) + who)
     return sorted(keys)
 
 

@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "cli.staking_cmd",
     "cli.gov_cmd",
     "cli.accounts_cmd",
+    "cli.algo_cmd",
     "cli.watch_cmd",
     "cli.proof_cmd",
     "cli.localnet_cmd",
@@ -42,12 +43,14 @@ COMMAND_MODULES = (
 # command module (node, storage, p2p, TLS) costs more than the trader command itself.
 LIGHT_COMMANDS = {
     **dict.fromkeys(
-        ("order", "account", "book", "trades", "funding", "transfer", "withdraw", "leverage",
-         "tx", "vault"),
+        ("order", "orders", "account", "book", "trades", "funding", "transfer", "withdraw",
+         "leverage", "tx", "vault"),
         "cli.trade_cmd",
     ),
     "gov": "cli.gov_cmd",
     **dict.fromkeys(("subaccount", "agent", "fees"), "cli.accounts_cmd"),
+    "twap": "cli.algo_cmd",
+    "tpsl": "cli.algo_cmd",
     "watch": "cli.watch_cmd",
     "proof": "cli.proof_cmd",
     **dict.fromkeys(("validator", "delegate", "undelegate", "delegations"), "cli.staking_cmd"),

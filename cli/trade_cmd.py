@@ -13,6 +13,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from cli.algo_cmd import (
+    add_order_tool_arguments,
+    optional_price,
+    parse_good_til_ms,
+    tpsl_table,
+    twap_table,
+)
 from cli.errors import EXIT_OK, CliError
 from cli.trade_common import (
     TIME_COLUMN,
@@ -47,6 +54,7 @@ from state_machine.tx import (
     CancelByClientId,
     CancelOrder,
     PlaceOrder,
+    PlaceOrderExtended,
     SetLeverage,
     Transfer,
     WithdrawRequest,
@@ -58,6 +66,13 @@ U64_MAX = 2**64 - 1
 
 def register(sub: Any) -> None:
     _register_order(sub)
+    orders = sub.add_parser(
+        "orders", help="open orders, running TWAPs and TP/SL groups (as 'order list')"
+    )
+    orders.add_argument("address", nargs="?", help="account address (default: --key's)")
+    orders.add_argument("--market", help="only this market")
+    add_common_arguments(orders, key=True)
+    orders.set_defaults(func=cmd_order_list)
     account = sub.add_parser(
         "account", help="balances, positions (liquidation prices), margin, open-order counts"
     )
@@ -138,6 +153,7 @@ def _register_order(sub: Any) -> None:
         "--take-profit", metavar="PX", help="take-profit trigger price (waits like --stop)"
     )
     place.add_argument("--client-id", type=int, default=0)
+    add_order_tool_arguments(place)
     add_common_arguments(place, key=True)
     place.set_defaults(func=cmd_order_place)
 
@@ -162,12 +178,14 @@ def _register_order(sub: Any) -> None:
 
     listing = order_sub.add_parser(
         "list",
-        help="open orders of an account: resting orders and waiting stop/take-profit orders",
+        help="open orders of an account: resting orders, waiting stop/take-profit orders, "
+        "running TWAPs and TP/SL groups",
         description=(
             "Open orders of an account: resting orders (status resting) and stop/take-profit "
             "orders waiting for their trigger price (status waiting; the trigger column says "
             "when they fire, e.g. 'mark <= 57000'; price is their limit price, 'market' for "
-            "the market kinds). With --json: the body of GET /v1/accounts/{address}/orders."
+            "the market kinds), then running TWAPs and TP/SL groups if any. With --json: the "
+            "body of GET /v1/accounts/{address}/orders."
         ),
     )
     listing.add_argument("address", nargs="?", help="account address (default: --key's)")
@@ -217,10 +235,23 @@ def build_place(args: argparse.Namespace, market: MarketInfo) -> PlaceOrder:
     )
 
 
+def build_place_action(args: argparse.Namespace, market: MarketInfo) -> Action:
+    """A PlaceOrder, or a PlaceOrderExtended when --tp, --sl or --gtt is given."""
+    order = build_place(args, market)
+    if args.tp is None and args.sl is None and args.gtt is None:
+        return order
+    return PlaceOrderExtended(
+        order,
+        parse_good_til_ms(args.gtt) if args.gtt is not None else 0,
+        optional_price(market, args.tp, "take-profit price"),
+        optional_price(market, args.sl, "stop-loss price"),
+    )
+
+
 def cmd_order_place(args: argparse.Namespace) -> int:
     with open_client(args) as client:
         market = Catalogue.fetch(client).market(args.market)
-        action = build_place(args, market)
+        action = build_place_action(args, market)
         answer = sign_and_submit(args, client, [action])
     return print_committed(answer, args, market)
 
@@ -288,8 +319,12 @@ def cmd_order_list(args: argparse.Namespace) -> int:
         body = api_get(client, f"/v1/accounts/{address}/orders")
     orders = body["orders"]
     if args.market:
-        orders = [o for o in orders if o["market"].upper() == args.market.upper()]
-        body = {**body, "orders": orders}
+        body = {
+            key: [o for o in value if o["market"].upper() == args.market.upper()]
+            if key in ("orders", "twaps", "tpsl_groups") else value
+            for key, value in body.items()
+        }  # fmt: skip
+        orders = body["orders"]
     if args.json:
         print_json(body)
         return EXIT_OK
@@ -306,17 +341,23 @@ def cmd_order_list(args: argparse.Namespace) -> int:
             o["filled"],
             "yes" if o.get("reduce_only") else "",
             o.get("client_id") or "",
+            format_time_ms(o.get("good_til_ms")),
         ]
         for o in orders
     ]
     columns = ["order id", "market", "side", "kind", "status", "price", "trigger", "size"]
-    print_tables(
+    tables = [
         table(
             f"open orders of {address[:16]}... at height {body['height']}",
-            [*columns, "filled", "reduce only", "client id"],
+            [*columns, "filled", "reduce only", "client id", f"good til {TIME_COLUMN}"],
             rows,
         )
-    )
+    ]
+    if body.get("twaps"):
+        tables.append(twap_table(body))
+    if body.get("tpsl_groups"):
+        tables.append(tpsl_table(body))
+    print_tables(*tables)
     return EXIT_OK
 
 

@@ -222,6 +222,10 @@ CREATED_ID_NAMES = {
     "withdraw_request": "withdrawal_id",
     "submit_proposal": "proposal_id",
     "cast_vote": "proposal_id",
+    "place_twap": "twap_id",
+    "cancel_twap": "twap_id",
+    "set_position_tpsl": "group_id",
+    "cancel_tpsl": "group_id",
 }
 
 

@@ -41,7 +41,12 @@ from state_machine.tx import (
     CancelAll,
     CancelByClientId,
     CancelOrder,
+    CancelTpsl,
+    CancelTwap,
     PlaceOrder,
+    PlaceOrderExtended,
+    PlaceTwap,
+    SetPositionTpsl,
 )
 
 TIF_BY_NAME = {"gtc": TIF_GTC, "ioc": TIF_IOC, "fok": TIF_FOK, "alo": TIF_ALO}
@@ -104,6 +109,31 @@ def market_order(
         reduce_only=reduce_only,
         client_id=checked_client_id(client_id),
     )
+
+
+def with_extensions(
+    market: MarketInfo, order: PlaceOrder, good_til_ms: int = 0,
+    take_profit: str | None = None, stop_loss: str | None = None,
+) -> PlaceOrderExtended:  # fmt: skip
+    """``order`` with a good-til time (epoch ms, 0: none) and an attached take-profit and/or
+    stop-loss (decimal prices) that arm when it fills."""
+    return PlaceOrderExtended(
+        order,
+        good_til_ms,
+        market.price_to_ticks(take_profit, "take-profit price") if take_profit else 0,
+        market.price_to_ticks(stop_loss, "stop-loss price") if stop_loss else 0,
+    )
+
+
+def twap_order(
+    market: MarketInfo, side: str, size: str, duration_ms: int, randomize: bool = False,
+    reduce_only: bool = False, max_slippage_ppm: int = 30_000,
+) -> PlaceTwap:  # fmt: skip
+    """A TWAP of ``size`` over ``duration_ms`` (one slice every 30 s of block time)."""
+    return PlaceTwap(
+        market.market_id, side_is_buy(side), market.size_to_lots(size), duration_ms, randomize,
+        reduce_only, max_slippage_ppm,
+    )  # fmt: skip
 
 
 class Trader:
@@ -176,6 +206,38 @@ class Trader:
     def cancel_all(self, symbol: str | None = None) -> Any:
         market_id = None if symbol is None else self.market(symbol).market_id
         return self.send([CancelAll(market_id)])
+
+    def place_limit_with(
+        self, symbol: str, side: str, price: str, size: str, good_til_ms: int = 0,
+        take_profit: str | None = None, stop_loss: str | None = None, tif: str = "gtc",
+    ) -> Any:  # fmt: skip
+        """A limit order with a good-til time and/or an attached TP/SL (``with_extensions``)."""
+        market = self.market(symbol)
+        order = limit_order(market, side, price, size, tif)
+        return self.send([with_extensions(market, order, good_til_ms, take_profit, stop_loss)])
+
+    def place_twap(
+        self, symbol: str, side: str, size: str, duration_ms: int, randomize: bool = False,
+        reduce_only: bool = False, max_slippage_ppm: int = 30_000,
+    ) -> Any:  # fmt: skip
+        market = self.market(symbol)
+        return self.send([twap_order(market, side, size, duration_ms, randomize, reduce_only,
+                                     max_slippage_ppm)])  # fmt: skip
+
+    def cancel_twap(self, symbol: str, twap_id: int) -> Any:
+        return self.send([CancelTwap(self.market(symbol).market_id, twap_id)])
+
+    def set_tpsl(
+        self, symbol: str, take_profit: str | None = None, stop_loss: str | None = None
+    ) -> Any:
+        """A take-profit and/or stop-loss on the whole position (replaces the previous pair)."""
+        market = self.market(symbol)
+        tp = market.price_to_ticks(take_profit, "take-profit price") if take_profit else 0
+        sl = market.price_to_ticks(stop_loss, "stop-loss price") if stop_loss else 0
+        return self.send([SetPositionTpsl(market.market_id, tp, sl)])
+
+    def cancel_tpsl(self, symbol: str, group_id: int) -> Any:
+        return self.send([CancelTpsl(self.market(symbol).market_id, group_id)])
 
     def open_orders(self) -> dict[str, Any]:
         return self.client.orders(self.address)

@@ -16,6 +16,7 @@ transfers between these terms, never creation.
 
 from __future__ import annotations
 
+from state_machine.algo.audit import check_algo_indexes
 from state_machine.invariants import check
 from state_machine.perpetuals.margin import RATE_SCALE, pending_funding_scaled
 from state_machine.staking.hook import staking_supply_atoms
@@ -119,3 +120,4 @@ def check_indexes(st: ExchangeCore) -> None:
 def audit(st: ExchangeCore) -> None:
     check_conservation(st)
     check_indexes(st)
+    check_algo_indexes(st)

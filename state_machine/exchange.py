@@ -5,7 +5,8 @@ Theory of operation
 ``apply_block(state, ctx, txs)`` is the whole state transition of one committed block:
 
 1. ``begin_block``: advance height and time; recompute oracle prices so that submissions older
-   than the market's ``oracle_max_age_ms`` drop out of the median.
+   than the market's ``oracle_max_age_ms`` drop out of the median; cancel the orders whose
+   good-til time has come (state_machine/algo).
 2. Transaction checks, in block order: chain id, version, expiry against the block time, then
    the nonce rule (DESIGN section 3). A transaction failing one of these gets that code for the
    transaction and for every action, and changes nothing (its nonce is not consumed).
@@ -16,9 +17,11 @@ Theory of operation
    run in a different order than written; each still gets its own result in its position.
    An ``ActAs(account)`` action makes the actions after it act for that account; whether the
    signer may is decided when each of them runs (``accounts/authority.py``).
-4. ``end_block``: per perp market by id, the mark price (prices/mark.py), the funding sample
-   or tick (perpetuals/funding.py) and the trigger orders the mark reached (triggers/fire.py);
-   then the liquidations (liquidation/risk.py).
+4. ``end_block``: the TWAP slices due (state_machine/algo); per perp market by id, the mark
+   price (prices/mark.py), the funding sample or tick (perpetuals/funding.py) and the trigger
+   orders the mark reached (triggers/fire.py);
+   then the liquidations (liquidation/risk.py); the TP/SL groups and good-til records follow
+   the block's events.
 5. The write set: every state object touched during the block is serialised once (see
    ``state.py``), sorted by key. An order opened and closed within the block is not written.
 
@@ -65,6 +68,15 @@ from state_machine.accounts.authority import (
 from state_machine.accounts.records import P_BALANCE, P_WITHDRAWAL, VAULT, Account, Withdrawal
 from state_machine.accounts.registry import ACCOUNTS_PREFIXES
 from state_machine.accounts.transfers import process_transfer, process_withdraw
+from state_machine.algo.hook import (
+    ALGO_ACTION_CLASS,
+    ALGO_DISPATCH,
+    ALGO_LOADERS,
+    algo_after_load,
+    algo_begin_block,
+    algo_end_block_first,
+    algo_end_block_last,
+)
 from state_machine.book import Order
 from state_machine.clob.amend import process_amend_order
 from state_machine.clob.cancel import (
@@ -136,6 +148,7 @@ from state_machine.tx import (
     CancelOrder,
     OracleUpdate,
     PlaceOrder,
+    PlaceOrderExtended,
     SetLeverage,
     Transaction,
     Transfer,
@@ -213,6 +226,7 @@ class ExchangeState(ExchangeCore):
         st.dirty = []
         if staking_params is None:
             staking_params = genesis_staking_params(st)
+        algo_after_load(st)
         if staking_params is not None:
             st.staking = staking_from_entries(st, staking_params, staking_entries)
             follow_active_set(st)
@@ -284,6 +298,7 @@ LOADERS: dict[int, Callable[[ExchangeCore, bytes, list[Any]], None]] = {
     P_INSURANCE: _load_vault_peak,
     P_WITHDRAWAL: _load_withdrawal,
     **dict.fromkeys(ACCOUNTS_PREFIXES, _load_accounts_record),
+    **ALGO_LOADERS,
 }
 
 
@@ -305,6 +320,7 @@ ACTION_CLASS: dict[type, int] = {
     SubAccountTransfer: 0,
     ApproveAgent: 0,
     RevokeAgent: 0,
+    **ALGO_ACTION_CLASS,
 }
 
 
@@ -399,7 +415,7 @@ def queue_actions(
             results[ai] = ActionResult(OK, "acting for " + a.account.hex())
             continue
         item = (results, ai, acct, a if act_as is None else Delegated(act_as, a))
-        if type(a) is PlaceOrder:  # no subclasses; cheaper than isinstance per action
+        if type(a) is PlaceOrder or type(a) is PlaceOrderExtended:  # cheaper than isinstance
             queues[2 if a.tif == TIF_ALO else 3].append(item)
         else:
             queues[ACTION_CLASS[type(a)]].append(item)
@@ -413,6 +429,7 @@ def begin_block(st: ExchangeCore, ctx: BlockContext) -> None:
     for mid, subs in st.oracle_subs.items():
         if subs:
             update_oracle(st, st.markets[mid])
+    algo_begin_block(st)  # good-til times reached (state_machine/algo)
 
 
 def end_block(st: ExchangeCore, ctx: BlockContext) -> None:
@@ -422,6 +439,7 @@ def end_block(st: ExchangeCore, ctx: BlockContext) -> None:
     halted market); then staking's epoch end (state_machine/staking/hook.py)."""
     now = ctx.timestamp_ms
     ema_ms = st.parameters.mark_ema_ms
+    algo_start = algo_end_block_first(st)  # TWAP slices due, then TP/SL and good-til records
     marks: list[tuple[int, int, int]] = []
     gov_controls = st.gov.controls
     for mid, book in st.books.items():
@@ -436,6 +454,7 @@ def end_block(st: ExchangeCore, ctx: BlockContext) -> None:
     if st.gov.controls:
         marks = [m for m in marks if not market_paused(st, m[0])]
     end_block_liquidations(st, marks, now)
+    algo_end_block_last(st, algo_start)
     staking_end_block(st)
 
 
@@ -477,6 +496,7 @@ DISPATCH: dict[type, Any] = {
     ApproveAgent: process_approve_agent,
     RevokeAgent: process_revoke_agent,
     Delegated: process_delegated,
+    **ALGO_DISPATCH,
 }
 
 

@@ -33,6 +33,8 @@ prefix key                                  value (msgpack array)
 0x36                                        controls, proposals, votes
 0x40.. sub-accounts, agents, fee tiers,     see ``accounts/registry.py``
 0x44   14-day volumes
+0x48..  market_id(4) id(8)                   TWAPs, TP/SL groups, good-til times
+0x4a                                        (state_machine/algo/records.py)
 =====  ==================================  ============================================
 """
 
@@ -45,6 +47,7 @@ import msgpack
 
 from state_machine.accounts.records import Account, Balance, Withdrawal
 from state_machine.accounts.registry import AccountsRegistry
+from state_machine.algo.records import AlgoState
 from state_machine.book import ORDER_KEY, Book, Order
 from state_machine.codec import encode
 from state_machine.crypto import sha256
@@ -119,6 +122,7 @@ class ExchangeCore:
     __slots__ = (
         "accounts",
         "accts",
+        "algo",
         "asset_totals",
         "books",
         "dirty",
@@ -186,6 +190,7 @@ class ExchangeCore:
         self.events: list[tuple[Any, ...]] = []
         self.risk = RiskIndex()  # derived data (liquidation/index.py), rebuilt on first use
         self.triggers = TriggerBook()  # waiting trigger orders (triggers/records.py)
+        self.algo = AlgoState(self.touch)  # TWAPs, TP/SL groups, good-til times (algo/)
         # Staking records once staking is enabled (state_machine/staking/hook.py), else None.
         self.staking: StakingState | None = None
         # Governance records (state_machine/governance), all absent until a proposal.
@@ -303,6 +308,7 @@ class ExchangeCore:
         objs.extend(self.triggers.by_id.values())
         objs.extend(self.gov.objects())
         objs.extend(self.accts.objects())
+        objs.extend(self.algo.objects())
         return objs
 
     def entries(self) -> list[tuple[bytes, bytes]]:

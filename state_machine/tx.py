@@ -199,6 +199,93 @@ class OracleUpdate(Wire):
     prices: tuple[OraclePrice, ...]
 
 
+# ---- order tools: good-til-time, attached and position TP/SL, TWAP (tags 64..71) -------------
+# state_machine/algo/ runs them; 0 in a price or time field means "none".
+
+
+@wire
+class PlaceOrderExtended(Wire):
+    """A ``PlaceOrder`` with a good-til time (cancelled at the first block at or after it) and
+    a take-profit / stop-loss pair that arms when the order fills (a new tag, so the encoding
+    of every existing ``PlaceOrder`` is unchanged)."""
+
+    TAG: ClassVar[int] = 64
+    WIRE = (
+        ("order", Struct(PlaceOrder)),
+        ("good_til_ms", U64),
+        ("tp_trigger_ticks", U64),
+        ("sl_trigger_ticks", U64),
+    )
+    order: PlaceOrder
+    good_til_ms: int = 0
+    tp_trigger_ticks: int = 0
+    sl_trigger_ticks: int = 0
+
+    @property
+    def tif(self) -> int:
+        """The order's time in force (post-only ones run with the post-only orders)."""
+        return self.order.tif
+
+    @property
+    def market_id(self) -> int:
+        return self.order.market_id
+
+
+@wire
+class PlaceTwap(Wire):
+    """Buy or sell ``size_lots`` over ``duration_ms`` in one IOC slice every 30 s of block time,
+    each no worse than ``max_slippage_ppm`` from the reference price."""
+
+    TAG: ClassVar[int] = 65
+    WIRE = (
+        ("market_id", U32),
+        ("is_buy", Bool),
+        ("size_lots", U64),
+        ("duration_ms", U64),
+        ("randomize", Bool),
+        ("reduce_only", Bool),
+        ("max_slippage_ppm", U32),
+    )
+    market_id: int
+    is_buy: bool
+    size_lots: int
+    duration_ms: int
+    randomize: bool = False
+    reduce_only: bool = False
+    max_slippage_ppm: int = 30_000
+
+
+@wire
+class CancelTwap(Wire):
+    TAG: ClassVar[int] = 66
+    WIRE = (("market_id", U32), ("twap_id", U64))
+    market_id: int
+    twap_id: int
+
+
+@wire
+class SetPositionTpsl(Wire):
+    """A take-profit and/or stop-loss on the signer's whole position (one cancels the other;
+    replaces the position's previous pair)."""
+
+    TAG: ClassVar[int] = 67
+    WIRE = (("market_id", U32), ("tp_trigger_ticks", U64), ("sl_trigger_ticks", U64))
+    market_id: int
+    tp_trigger_ticks: int
+    sl_trigger_ticks: int
+
+
+@wire
+class CancelTpsl(Wire):
+    TAG: ClassVar[int] = 68
+    WIRE = (("market_id", U32), ("group_id", U64))
+    market_id: int
+    group_id: int
+
+
+ORDER_TOOL_ACTIONS = (PlaceOrderExtended, PlaceTwap, CancelTwap, SetPositionTpsl, CancelTpsl)
+
+
 Action = (
     PlaceOrder
     | CancelOrder
@@ -210,6 +297,11 @@ Action = (
     | SetLeverage
     | AdjustIsolatedMargin
     | OracleUpdate
+    | PlaceOrderExtended
+    | PlaceTwap
+    | CancelTwap
+    | SetPositionTpsl
+    | CancelTpsl
     | StakingAction  # state_machine/staking: validators, delegation, evidence
     | GovernanceAction  # state_machine/governance: proposals and votes
     | AccountAction  # state_machine/accounts/actions.py: ActAs, sub-accounts, agents
@@ -230,6 +322,7 @@ ACTION = Union(
         *STAKING_ACTIONS,
         *GOVERNANCE_ACTIONS,
         *ACCOUNT_ACTIONS,
+        *ORDER_TOOL_ACTIONS,
     ),
     "action",
 )

@@ -242,6 +242,8 @@ class Orders(TypedDict):
     address: Hex
     height: int
     orders: list[dict[str, Any]]
+    twaps: list[dict[str, Any]]  # running TWAPs with their progress (node/api/algojson.py)
+    tpsl_groups: list[dict[str, Any]]  # TP/SL groups, armed or waiting for their parent
 
 
 class Fills(TypedDict):

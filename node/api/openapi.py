@@ -104,8 +104,9 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
                                                     {200: m.MarketStats, **ERRORS}),
     ("GET", "/v1/accounts/{address}"): RouteDoc("balances, positions, margin",
                                                 {200: m.AccountAnswer, **ERRORS}),
-    ("GET", "/v1/accounts/{address}/orders"): RouteDoc("open orders and waiting triggers",
-                                                       {200: m.Orders, **ERRORS}),
+    ("GET", "/v1/accounts/{address}/orders"): RouteDoc(
+        "open orders and waiting triggers (with their good-til times), running TWAPs and "
+        "TP/SL groups", {200: m.Orders, **ERRORS}),
     ("GET", "/v1/accounts/{address}/fills"): RouteDoc(
         "the account's fills, newest first", {200: m.Fills, **ERRORS}, _history_params()
     ),
@@ -133,16 +134,18 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
     ("GET", "/v1/proofs/records/{kind}"): RouteDoc(
         "Merkle proof of one state record of any kind (balance, position, order, market, "
         "oracle, nonces, fees, vault, asset, withdrawal, trigger, meta, validator, delegation, "
-        "unbonding, epoch_set, staking_meta) named by its ids, "
-        "oracle, nonces, fees, vault, asset, withdrawal, trigger, meta, volume, subaccounts, "
-        "subaccount, agent, fee_tiers) named by its ids, "
+        "unbonding, epoch_set, staking_meta, volume, subaccounts, subaccount, agent, fee_tiers, "
+        "twap, tpsl, good_til) named by its ids, "
         "with the certifying header and QC",
         {200: m.RecordProof, **ERRORS},
         (Param("height", uint(), "a past height (default: the latest)"),
          Param("account", {"type": "string"}, "balance, position: account address"),
          Param("asset", uint(), "balance, fees, vault, asset: asset id"),
-         Param("market", uint(), "position, order, market, oracle, trigger: market id"),
-         Param("order", uint(), "order, trigger: order id"),
+         Param("market", uint(), "position, order, market, oracle, trigger, twap, tpsl, "
+               "good_til: market id"),
+         Param("order", uint(), "order, trigger, good_til: order id"),
+         Param("twap", uint(), "twap: TWAP id"),
+         Param("group", uint(), "tpsl: TP/SL group id"),
          Param("validator", {"type": "string"}, "oracle: validator public key"),
          Param("signer", {"type": "string"}, "nonces: signer public key"),
          Param("withdrawal", uint(), "withdrawal: withdrawal id"),

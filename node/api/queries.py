@@ -14,6 +14,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from consensus.types import Block, QuorumCert
+from node.api.algojson import algo_listing, good_til_ms
 from node.api.gov import market_state_json, wire_json
 from node.api.history import (
     BACKFILL_HEIGHTS,
@@ -31,6 +32,7 @@ from node.keys import parse_address
 from node.storage import ProofAt, ProofHeightError
 from node.version import version
 from state_machine.accounts.records import VAULT
+from state_machine.algo.records import P_ACCOUNT_TOOLS
 from state_machine.clob.codes import ST_RESTING, ST_WAITING
 from state_machine.codec import DecodeError, decode_raw
 from state_machine.genesis import MARKET_KIND_NAMES, Asset, Market
@@ -453,7 +455,16 @@ class Queries:
             )
         if acct is not None:
             orders.extend(self.trigger_json(t) for t in account_triggers(acct))
-        return {"address": who.hex(), "height": st.height, "orders": orders}
+        for o in orders:
+            o["good_til_ms"] = good_til_ms(st, o["order_id"])
+        twaps, groups = algo_listing(st, who, self.units)
+        return {
+            "address": who.hex(),
+            "height": st.height,
+            "orders": orders,
+            "twaps": twaps,
+            "tpsl_groups": groups,
+        }
 
     def trigger_json(self, t: Trigger) -> dict[str, Any]:
         """A waiting stop / take-profit in the open-order form: ``price`` is the limit price
@@ -825,10 +836,12 @@ def account_state_keys(genesis: Any, who: bytes) -> list[bytes]:
     answer has exactly these keys, so none can be left out. Open orders (0x03) and triggers
     (0x0b) are keyed by market and order id, which a client cannot derive from the address, so
     they are not proven here. The sub-account record (0x42) proves whether the address is a
-    sub-account and whose."""
+    sub-account and whose; the account's order-tools record (0x4b: the ids of its TWAPs, TP/SL
+    groups and good-til records) is keyed by the address, so it is proven too."""
     keys = [b"\x01" + who + a.asset_id.to_bytes(4, "big") for a in genesis.assets]
     keys += [b"\x02" + who + m.market_id.to_bytes(4, "big") for m in genesis.markets if m.is_perp]
     keys.append(b"\x42" + who)
+    keys.append(bytes((P_ACCOUNT_TOOLS,)) + who)
     return sorted(keys)
 
 

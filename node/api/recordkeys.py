@@ -130,6 +130,15 @@ RECORD_KINDS: dict[str, RecordKind] = {
             "an agent key: the account that approved it, name, expiry",
         ),
         RecordKind("fee_tiers", b"\x44", (), "the fee tiers in force"),
+        # The order tools (state_machine/algo/records.py).
+        RecordKind("twap", b"\x48", (_MARKET, IdField("twap", "u64", "TWAP id")), "a running TWAP"),
+        RecordKind(
+            "tpsl",
+            b"\x49",
+            (_MARKET, IdField("group", "u64", "TP/SL group id")),
+            "a TP/SL group (armed, or waiting for its parent order)",
+        ),
+        RecordKind("good_til", b"\x4a", (_MARKET, _ORDER), "an open order's good-til time"),
     )
 }
 

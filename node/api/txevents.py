@@ -16,7 +16,10 @@ are interleaved with others'. They are attributed here by what identifies them:
   reason ``user`` in the market (all markets if none was named);
 * ``transfer``, ``withdrawal``, ``leverage``, ``isolated_margin``, and the account actions'
   ``subaccount_created``, ``subaccount_transfer``, ``agent_approved``, ``agent_revoked`` by
-  account and the action's own fields.
+  account and the action's own fields;
+* the order tools' events by the TWAP or TP/SL group id the result reports (``twap_*``,
+  ``tpsl_*``) with the events of the orders a TWAP's slices placed in that block, and a TP/SL
+  group attached to an order by its ``parent_order_id``.
 
 "Signer" above is the account the action acted for: the signer, or the account the last
 ``ActAs`` before it named.
@@ -42,6 +45,7 @@ from state_machine.tx import (
     AdjustIsolatedMargin,
     CancelAll,
     PlaceOrder,
+    PlaceOrderExtended,
     SetLeverage,
     Transaction,
     Transfer,
@@ -57,6 +61,16 @@ ORDER_EVENTS = (
     "trigger_cancelled",
 )
 CANCEL_EVENTS = ("order_cancelled", "trigger_cancelled")
+# The order tools' events and the field naming the record (a result's order id).
+ALGO_ID_FIELDS = {
+    "twap_accepted": "twap_id",
+    "twap_slice": "twap_id",
+    "twap_finished": "twap_id",
+    "tpsl_accepted": "group_id",
+    "tpsl_armed": "group_id",
+    "tpsl_resized": "group_id",
+    "tpsl_cancelled": "group_id",
+}
 
 
 class TxMatcher:
@@ -81,6 +95,8 @@ class TxMatcher:
         # withdrawal reports its withdrawal id there instead).
         if order_id and not isinstance(action, WithdrawRequest):
             self.order_ids.add(order_id)
+        if isinstance(action, PlaceOrderExtended):
+            action = action.order  # the order's own facts identify its events
         if isinstance(action, PlaceOrder) and code != "ok":
             self.rejected.add((self.owner, action.market_id, action.client_id))
         elif isinstance(action, CancelAll) and code == "ok":
@@ -97,6 +113,8 @@ class TxMatcher:
             return bool({body["taker_order_id"], body["maker_order_id"]} & self.order_ids)
         if kind == "trigger_fired":
             return body["trigger_id"] in self.order_ids
+        if kind in ALGO_ID_FIELDS:
+            return body[ALGO_ID_FIELDS[kind]] in self.order_ids
         if kind == "order_rejected":
             return (body["account"], body["market_id"], body["client_id"]) in self.rejected
         return self._other_hit(kind, body)
@@ -170,6 +188,15 @@ def tx_event_indexes(
             body = event_body(event)
             if body is not None and body["trigger_id"] in matcher.order_ids and body["order_id"]:
                 matcher.order_ids.add(body["order_id"])
+        elif event and event[0] == "twap_slice":
+            # A slice's order, like a fired trigger's: its events come before the slice's.
+            body = event_body(event)
+            if body is not None and body["twap_id"] in matcher.order_ids and body["order_id"]:
+                matcher.order_ids.add(body["order_id"])
+        elif event and event[0] == "tpsl_accepted":
+            body = event_body(event)
+            if body is not None and body["parent_order_id"] in matcher.order_ids:
+                matcher.order_ids.add(body["group_id"])
     out: list[int] = []
     for index, event in enumerate(events):
         body = event_body(event)

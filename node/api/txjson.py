@@ -15,7 +15,9 @@ build exactly the bytes it signs:
 * bytes are lowercase hex; booleans are JSON booleans;
 * an action's ``type`` is the snake_case name of its wire type (``place_order``,
   ``cancel_order``, ``cancel_by_client_id``, ``cancel_all``, ``amend_order``, ``transfer``,
-  ``withdraw_request``, ``set_leverage``, ``adjust_isolated_margin``, ``oracle_update``);
+  ``withdraw_request``, ``set_leverage``, ``adjust_isolated_margin``, ``oracle_update``,
+  ``place_order_extended`` (its ``order`` a ``place_order`` object in ticks and lots),
+  ``place_twap``, ``cancel_twap``, ``set_position_tpsl``, ``cancel_tpsl``);
 * for order actions, ``price``/``size``/``trigger_price`` decimal strings may replace
   ``price_ticks``/``size_lots``/``trigger_price_ticks``; they are converted exactly with the
   market's tick and lot or rejected (``tick_size``, ``lot_size``, ``bad_decimal``);

@@ -62,6 +62,13 @@ CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN_LATER = 1013
 
 
+def open_lists(q: Any, sub: Any) -> dict[str, Any]:
+    """The account channel's open orders, running TWAPs and TP/SL groups (the orders route's
+    lists)."""
+    body = q.open_orders(sub.address)
+    return {"orders": body["orders"], "twaps": body["twaps"], "tpsl_groups": body["tpsl_groups"]}
+
+
 class Subscription:
     __slots__ = (
         "address", "channel", "depth", "height", "interval_ms", "last", "market", "seq", "sub_id",
@@ -270,11 +277,7 @@ class StreamHub:
             events.append(q.event_json(item))
         if not events:
             return None
-        return {
-            "events": events,
-            "account": q.account(sub.address),
-            "orders": q.open_orders(sub.address)["orders"],
-        }
+        return {"events": events, "account": q.account(sub.address), **open_lists(q, sub)}
 
     async def candles_snapshot(self, sub: Subscription) -> Any:
         """The last candles from the database (read in a worker thread)."""
@@ -308,7 +311,7 @@ class StreamHub:
         if sub.channel == "account":
             account = q.account(sub.address)
             sub.height = account["height"]
-            return {"account": account, "orders": q.open_orders(sub.address)["orders"]}
+            return {"account": account, **open_lists(q, sub)}
         if sub.channel == "markets":
             body = q.markets()
             sub.height = body["height"]

@@ -115,6 +115,7 @@ async def test_waiting_triggers_are_open_orders_and_their_events_are_served(
                     "trigger_kind": "stop",
                     "trigger_price": "59000",
                     "trigger_condition": "mark_at_or_below",
+                    "good_til_ms": None,
                 },
                 {
                     "order_id": take_id,
@@ -133,6 +134,7 @@ async def test_waiting_triggers_are_open_orders_and_their_events_are_served(
                     "trigger_kind": "take_profit",
                     "trigger_price": "63000",
                     "trigger_condition": "mark_at_or_above",
+                    "good_til_ms": None,
                 },
             ]
             account = (await http.get(f"/v1/accounts/{ALICE_ADDRESS}")).json()

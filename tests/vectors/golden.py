@@ -91,6 +91,7 @@ from state_machine.tx import (
     ACTION,
     KIND_LIMIT,
     KIND_STOP_MARKET,
+    ORDER_TOOL_ACTIONS,
     STP_CANCEL_RESTING,
     TIF_GTC,
     Action,
@@ -99,10 +100,15 @@ from state_machine.tx import (
     CancelAll,
     CancelByClientId,
     CancelOrder,
+    CancelTpsl,
+    CancelTwap,
     OraclePrice,
     OracleUpdate,
     PlaceOrder,
+    PlaceOrderExtended,
+    PlaceTwap,
     SetLeverage,
+    SetPositionTpsl,
     Transaction,
     Transfer,
     WithdrawRequest,
@@ -170,6 +176,14 @@ def one_of_each_action() -> list[tuple[str, Action]]:
                                                    True, 0, 100 * USDC)),
         ("approve_agent", ApproveAgent(DAVE.public_key, "bot 1", GENESIS_TIME_MS + 86_400_000)),
         ("revoke_agent", RevokeAgent(DAVE.public_key)),
+        # Order tools (tags 64..68), appended so every earlier vector keeps its bytes.
+        ("place_order_extended", PlaceOrderExtended(
+            PlaceOrder(BTC_PERP, True, KIND_LIMIT, TIF_GTC, 5_990_000, 25, 0, False, 13,
+                       STP_CANCEL_RESTING), GENESIS_TIME_MS + 3_600_000, 6_300_000, 5_700_000)),
+        ("place_twap", PlaceTwap(BTC_PERP, False, 400, 600_000, True, False, 20_000)),
+        ("cancel_twap", CancelTwap(BTC_PERP, 21)),
+        ("set_position_tpsl", SetPositionTpsl(ETH_PERP, 330_000, 270_000)),
+        ("cancel_tpsl", CancelTpsl(ETH_PERP, 22)),
     ]  # fmt: skip
 
 
@@ -425,11 +439,14 @@ def chain_vectors() -> dict[str, Any]:
     # then a chain runs without staking and they all answer staking_disabled).
     # Actions added after the vectors were frozen are left out so that the vectors stay
     # byte-identical for the implementations checked against them: governance (tags 40, 41;
-    # tests/state_machine/test_governance.py) and the account actions (sub-accounts, agents,
-    # ActAs; tests/state_machine/test_accounts.py) pin their encoding and effects there.
+    # tests/state_machine/test_governance.py), the account actions (sub-accounts, agents,
+    # ActAs; tests/state_machine/test_accounts.py) and the order tools (TWAP, TP/SL groups,
+    # good-til-time, tags 64..68; tests/state_machine/test_order_tools.py) pin their encoding
+    # and effects there.
     covered = (
-        set(ACTION.members) - set(STAKING_ACTIONS) - set(GOVERNANCE_ACTIONS) - set(ACCOUNT_ACTIONS)
-    )
+        set(ACTION.members) - set(STAKING_ACTIONS) - set(GOVERNANCE_ACTIONS)
+        - set(ACCOUNT_ACTIONS) - set(ORDER_TOOL_ACTIONS)
+    )  # fmt: skip
     _check(run.action_types == covered, "the golden blocks miss an action type")
     last = blocks[-1]
     final_qc = quorum_cert(

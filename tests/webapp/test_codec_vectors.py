@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
+from cli.lightclient import expected_account_keys
 from consensus.types import COMMIT, BlockHeader, QCSignature, QuorumCert, vote_signing_bytes
 from state_machine.crypto import Keypair
+from state_machine.genesis import default_genesis
 from state_machine.merkle_state import MerkleState
 from state_machine.tx import (
     Action,
@@ -256,3 +258,25 @@ def test_commit_certificates_verify_against_the_genesis_validators_in_the_browse
     assert got["all"]["failures"] == []
     for bad in ("two_of_four", "outsider", "wrong_message"):
         assert got[bad]["failures"], bad
+
+
+def test_the_account_keys_a_proof_must_cover_are_the_light_clients() -> None:
+    """The page insists on the same keys as cli/lightclient.py: every balance and position of
+    the account and its order-tools record (0x4b), so it cannot be shown a proof that hides a
+    position or a TWAP."""
+    genesis = default_genesis("perpbft-page", [(bytes([0xA1]) * 32, 1)], [])
+    who = bytes([0x5C]) * 32
+    page_genesis = {
+        "assets": [{"asset_id": a.asset_id} for a in genesis.assets],
+        "markets": [
+            {"market_id": m.market_id, "kind": "perp" if m.is_perp else "spot"}
+            for m in genesis.markets
+        ],
+    }
+    with browser_page() as page:
+        load_codec(page)
+        keys = page.evaluate(
+            "([g, who]) => window.codec.expectedAccountKeys(g, who)", [page_genesis, who.hex()]
+        )
+    assert keys == [k.hex() for k in expected_account_keys(genesis, who)]
+    assert "4b" + who.hex() in keys

@@ -1,0 +1,1 @@
+"""Order tools: good-til-time orders, grouped take-profit / stop-loss, TWAP orders."""
