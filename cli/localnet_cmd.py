@@ -9,6 +9,7 @@ processes outlive the command; ``down`` stops them. See :mod:`localnet.net`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -22,6 +23,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from cli.errors import EXIT_OK, EXIT_REJECTED, CliError
 from cli.trade_common import console as make_console
 from cli.trade_common import print_json, print_tables, table
+from localnet.evm import BridgeInfo
 from localnet.net import DEFAULT_BASE_PORT, Localnet, LocalnetError, UpOptions, default_home
 from localnet.oracle import read_shift_ppm, source_factory, write_shift_ppm
 
@@ -143,6 +145,9 @@ def up_summary(net: Localnet) -> dict[str, Any]:
         "demo_address": net.demo_address(0) if keys else None,
         "web_page": web_page_url(layout["nodes"][0]["api"]),
         "processes": net.running(),
+        "bridge": net.bridge_summary(),
+        "bridge_contracts": dataclasses.asdict(net.bridge)
+        if isinstance(net.bridge, BridgeInfo) else None,
     }
 
 
@@ -165,6 +170,7 @@ def print_summary(s: dict[str, Any]) -> None:
     api = s["nodes"][0]["api"]
     key = s["demo_keys"][0] if s["demo_keys"] else "KEY"
     home = s["home"]
+    console.print(f"bridge: {s['bridge']}", soft_wrap=True, highlight=False)
     console.print(f"\nweb page: {s['web_page']}", soft_wrap=True)
     console.print(
         f"  (import {key} under Key to trade; load {s['genesis']} under Explorer to check proofs)",
