@@ -5,6 +5,7 @@ period, and anvil's state survives a restart. Skips without anvil (`make anvil`)
 
 from __future__ import annotations
 
+import argparse
 import random
 import time
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from eth_utils.address import to_checksum_address
 
+from bench import bridge_gas
 from evm import chain, voucher
 from localnet.evm import DEMO_TOKENS_ATOMS, DISPUTE_PERIOD_S, LocalEvm, anvil_path
 from localnet.procs import Procs
@@ -78,3 +80,11 @@ def test_localnet_chain_deposit_withdraw_and_restart(home: Path) -> None:
     assert again == info
     w3 = chain.connect(info.rpc_url)
     assert chain.withdrawal_state(w3, info.bridge, 1).status == "finalised"
+
+
+def test_gas_bench_measures_withdraw_by_signature_count() -> None:
+    result = bridge_gas.run(argparse.Namespace(rpc="", sizes="4,7", base_port=0))
+    four, seven = result["gas"]["4"], result["gas"]["7"]
+    assert four["quorum_signatures"] == 3 and seven["quorum_signatures"] == 5
+    # Every signature costs an ecrecover: more signatures, more gas.
+    assert four["withdraw_quorum"] < four["withdraw_all"] < seven["withdraw_all"]
