@@ -265,6 +265,46 @@ def withdrawal_state(w3: Web3, bridge: str, withdrawal_id: int) -> OnChainWithdr
     )
 
 
+@dataclass(frozen=True)
+class BridgeEvent:
+    """A withdrawal's or the bridge's change seen on the EVM chain."""
+
+    kind: str  # one of WITHDRAWAL_EVENTS
+    withdrawal_id: int | None  # None for Frozen and Unfrozen
+    block_number: int
+    log_index: int
+    tx_hash: bytes
+
+
+# Event name -> kind; a watcher maps them to the chain's withdrawal status.
+WITHDRAWAL_EVENTS = {
+    "WithdrawalRequested": "submitted",
+    "WithdrawalFinalized": "finalised",
+    "WithdrawalInvalidated": "invalidated",
+    "Frozen": "frozen",
+    "Unfrozen": "unfrozen",
+}
+
+
+def read_bridge_events(w3: Web3, bridge: str, from_block: int, to_block: int) -> list[BridgeEvent]:
+    """Withdrawal submissions, payouts and cancellations, freezes and unfreezes in blocks
+    ``from_block..to_block`` (inclusive), in chain order."""
+    if from_block < 0 or to_block < from_block:
+        return []
+    contract = bridge_contract(w3, bridge)
+    out: list[BridgeEvent] = []
+    for start in range(from_block, to_block + 1, LOG_WINDOW_BLOCKS):
+        end = min(to_block, start + LOG_WINDOW_BLOCKS - 1)
+        for name, kind in WITHDRAWAL_EVENTS.items():
+            for log in contract.events[name].get_logs(from_block=start, to_block=end):
+                wid = log["args"].get("withdrawal_id")
+                out.append(BridgeEvent(kind, None if wid is None else int(wid),
+                                       int(log["blockNumber"]), int(log["logIndex"]),
+                                       bytes(log["transactionHash"])))
+    out.sort(key=lambda e: (e.block_number, e.log_index))
+    return out
+
+
 def freeze(w3: Web3, validator_key: bytes, bridge: str) -> TxResult:
     return _call(w3, validator_key, bridge_contract(w3, bridge).functions.freeze())
 

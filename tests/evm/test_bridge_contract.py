@@ -235,6 +235,21 @@ def test_unfreeze_needs_a_supermajority_and_cancels_disputed_withdrawals(b: Brid
         submit(b, bad, [0, 1, 2])  # an invalidated id stays spent
 
 
+def test_bridge_events_trace_each_withdrawal(b: Bridge) -> None:
+    start = b.w3.eth.block_number
+    submit(b, Voucher(30, b.address(USER), 1_000), [0, 1, 2])
+    submit(b, Voucher(31, b.address(USER), 1_000), [0, 1, 2])
+    chain.freeze(b.w3, b.validator_keys[1], b.bridge)
+    unfreeze(b, [31], [0, 1, 2])
+    b.advance_time_s(DISPUTE_PERIOD_S + 1)
+    chain.finalize_withdrawal(b.w3, b.keys[USER], b.bridge, 30)
+    events = chain.read_bridge_events(b.w3, b.bridge, start, b.w3.eth.block_number)
+    assert [(e.kind, e.withdrawal_id) for e in events] == [
+        ("submitted", 30), ("submitted", 31), ("frozen", None), ("invalidated", 31),
+        ("unfrozen", None), ("finalised", 30),
+    ]
+
+
 def test_unfreeze_signatures_cannot_be_replayed(b: Bridge) -> None:
     chain.freeze(b.w3, b.validator_keys[0], b.bridge)
     digest = voucher.unfreeze_digest(b.domain, 0, [])
