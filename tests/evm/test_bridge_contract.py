@@ -146,6 +146,29 @@ def test_exactly_two_thirds_is_not_enough_and_powers_weigh() -> None:
     submit(heavy, v, [0, 1])  # two validators, 6/8
 
 
+def test_quorum_rule_over_every_subset_of_signers() -> None:
+    """All 128 subsets of 7 validators with unequal powers: the contract accepts a voucher
+    exactly when the subset holds more than 2/3 of the power (eth_call, nothing is sent)."""
+    powers = [1, 2, 3, 5, 8, 13, 21]
+    b = deploy(validators=7, powers=powers)
+    v = Voucher(1, b.address(USER), 10)
+    digest = voucher.voucher_digest(b.domain, v)
+    sigs = b.sign(digest, list(range(7)))  # in address order, as the contract wants
+    withdraw = contract(b).functions.withdraw
+    accepted = []
+    for mask in range(2**7):
+        chosen = [voucher.split_signature(sigs[i]) for i in range(7) if mask >> i & 1]
+        try:
+            withdraw(v.withdrawal_id, v.recipient, v.amount_atoms, chosen).call(
+                {"from": b.address(RELAYER)})
+            accepted.append(mask)
+        except Exception as exc:
+            assert "at most 2/3" in str(exc)
+    expected = [m for m in range(2**7)
+                if 3 * sum(p for i, p in enumerate(powers) if m >> i & 1) > 2 * sum(powers)]
+    assert accepted == expected and 0 < len(expected) < 2**7
+
+
 def test_forged_vouchers_are_refused(b: Bridge) -> None:
     v = Voucher(3, b.address(USER), 1_000)
     outsider = (0xBAD).to_bytes(32, "big")
