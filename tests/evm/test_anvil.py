@@ -6,6 +6,7 @@ period, and anvil's state survives a restart. Skips without anvil (`make anvil`)
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import time
 from collections.abc import Iterator
@@ -15,8 +16,15 @@ import pytest
 from eth_utils.address import to_checksum_address
 
 from bench import bridge_gas
-from evm import chain, voucher
-from localnet.evm import DEMO_TOKENS_ATOMS, DISPUTE_PERIOD_S, LocalEvm, anvil_path
+from evm import chain, deploy, voucher
+from localnet.evm import (
+    DEMO_TOKENS_ATOMS,
+    DISPUTE_PERIOD_S,
+    LocalEvm,
+    anvil_path,
+    rpc_url,
+    set_balance,
+)
 from localnet.procs import Procs
 
 pytestmark = [
@@ -88,3 +96,28 @@ def test_gas_bench_measures_withdraw_by_signature_count() -> None:
     assert four["quorum_signatures"] == 3 and seven["quorum_signatures"] == 5
     # Every signature costs an ecrecover: more signatures, more gas.
     assert four["withdraw_quorum"] < four["withdraw_all"] < seven["withdraw_all"]
+
+
+def test_deploy_command_deploys_for_a_given_set(home: Path, capsys) -> None:
+    base_port = random.randrange(31_000, 38_000, 10)
+    w3 = LocalEvm(home).start(Procs(home), base_port)
+    deployer = voucher.new_private_key()
+    set_balance(w3, voucher.key_address(deployer), 10**19)
+    key_file = home / "deployer.hex"
+    key_file.write_text(deployer.hex())
+    members = [voucher.key_address(voucher.new_private_key()) for _ in range(3)]
+    validators = [f"--validator={a}:{p}" for a, p in zip(members, [1, 2, 4], strict=True)]
+    argv = ["--rpc", rpc_url(base_port), "--key-file", str(key_file), "--test-token",
+            "--dispute-period-s", "600", *validators]
+    assert deploy.main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    bridge = chain.bridge_contract(w3, out["bridge"])
+    assert bridge.functions.validator_count().call() == 3
+    assert bridge.functions.total_power().call() == 7
+    assert bridge.functions.power_of(members[2]).call() == 4
+    assert bridge.functions.dispute_period_s().call() == 600
+    assert out["validators"] == sorted(members, key=lambda a: int(a, 16))
+    with pytest.raises(SystemExit) as bad:
+        deploy.main([*argv[:4], "--token", "0x1234", *argv[5:]])
+    assert bad.value.code == 2
+    assert deploy.main([*argv, f"--validator={members[0]}:1"]) == 2  # a member twice
