@@ -42,6 +42,9 @@ def register(sub: Any) -> None:
     up.add_argument("--fresh", action="store_true", help="discard an existing localnet first")
     up.add_argument("--no-oracle", action="store_true", help="no oracle feeders")
     up.add_argument("--no-traffic", action="store_true", help="no demo market maker and taker")
+    up.add_argument(
+        "--no-bridge", action="store_true", help="no EVM chain (anvil) and bridge contract"
+    )
     up.add_argument("--oracle-source", help="price source of the feeders, module:factory")
     up.add_argument("--json", action="store_true", help="print the summary as JSON")
     up.set_defaults(func=cmd_up)
@@ -106,6 +109,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         fresh=args.fresh,
         oracle=not args.no_oracle,
         traffic=not args.no_traffic,
+        bridge=not args.no_bridge,
         oracle_source=args.oracle_source,
     )
     console = make_console(stderr=True)

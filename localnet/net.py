@@ -73,6 +73,7 @@ class UpOptions:
     extra_funded: Sequence[bytes] = ()
     oracle_source: str | None = None
     full_nodes: int = 0  # full nodes after the validators (nodes N..), following them
+    bridge: bool = True  # anvil with the bridge deployed, when anvil is installed
 
 
 class Localnet:
@@ -193,6 +194,8 @@ class Localnet:
         progress("up", 1.0)
 
     def deploy_bridge(self, opts: UpOptions) -> BridgeInfo | str:
+        if not opts.bridge:
+            return "turned off (--no-bridge)"
         try:
             return self.evm.ensure_deployed(self.evm.start(self.procs, opts.base_port),
                                             opts.validators)
@@ -201,6 +204,8 @@ class Localnet:
 
     def bridge_up(self, opts: UpOptions) -> BridgeInfo | str:
         """anvil running, the contracts deployed and the demo wallets funded, or why not."""
+        if not opts.bridge:
+            return "turned off (--no-bridge)"
         if self.evm.info() is None:  # no contract in the genesis: none can be added now
             if isinstance(self.bridge, str) and self.bridge != NOT_STARTED:
                 return self.bridge  # why the write just now deployed none
