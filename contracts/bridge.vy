@@ -20,7 +20,11 @@
     supermajority unfreezes, and may invalidate pending withdrawals at the same time.
 
     Validator set: addresses with powers, numbered by `epoch`. The current set signs the next
-    one (`update_validators`); vouchers already accepted stay payable.
+    one (`update_validators`), which waits the dispute period like a withdrawal before
+    `finalize_validators` installs it: otherwise signers who could forge vouchers could first
+    vote the honest validators out of the set, and nobody would be left to freeze. A freeze
+    stops the hand-over too, and an unfreeze drops it (a genuine one is proposed again).
+    Vouchers already accepted stay payable after a hand-over.
 
     Signatures are (v, r, s) with low s (no malleable twins), in strictly ascending order of
     signer address: that order is the duplicate check, so a signer cannot count twice.
@@ -95,6 +99,10 @@ event ValidatorSetUpdated:
     epoch: uint256
     total_power: uint256
 
+event ValidatorSetProposed:
+    epoch: uint256
+    total_power: uint256
+
 token: public(IERC20)
 dispute_period_s: public(uint256)
 epoch: public(uint256)
@@ -106,6 +114,10 @@ validators: public(DynArray[address, MAX_VALIDATORS])
 # Powers per epoch: a set update starts a fresh map, so old members weigh nothing.
 powers: HashMap[uint256, HashMap[address, uint256]]
 withdrawals: HashMap[uint256, Withdrawal]
+# The next set, signed by the current one, waiting for the dispute period (none: empty).
+pending_validators: public(DynArray[address, MAX_VALIDATORS])
+pending_powers: public(DynArray[uint256, MAX_VALIDATORS])
+pending_set_at_s: public(uint256)
 
 
 @deploy
@@ -220,27 +232,45 @@ def _require_supermajority(digest: bytes32, signatures: DynArray[Signature, MAX_
 
 
 @internal
-def _install_set(
-    _epoch: uint256,
+@pure
+def _check_set(
     _validators: DynArray[address, MAX_VALIDATORS],
     _powers: DynArray[uint256, MAX_VALIDATORS],
-):
+) -> uint256:
+    """The total power of a well-formed set: members strictly ascending, each power > 0."""
     assert len(_validators) > 0, "empty validator set"
     assert len(_validators) == len(_powers), "one power per validator"
     total: uint256 = 0
     previous: uint256 = 0
     for i: uint256 in range(len(_validators), bound=MAX_VALIDATORS):
-        member: address = _validators[i]
-        assert convert(member, uint256) > previous, "validators not strictly ascending"
-        previous = convert(member, uint256)
+        assert convert(_validators[i], uint256) > previous, "validators not strictly ascending"
+        previous = convert(_validators[i], uint256)
         assert _powers[i] > 0, "zero power"
-        self.powers[_epoch][member] = _powers[i]
         total += _powers[i]
         assert total < MAX_TOTAL_POWER, "total power too large"
+    return total
+
+
+@internal
+def _install_set(
+    _epoch: uint256,
+    _validators: DynArray[address, MAX_VALIDATORS],
+    _powers: DynArray[uint256, MAX_VALIDATORS],
+):
+    total: uint256 = self._check_set(_validators, _powers)
+    for i: uint256 in range(len(_validators), bound=MAX_VALIDATORS):
+        self.powers[_epoch][_validators[i]] = _powers[i]
     self.epoch = _epoch
     self.total_power = total
     self.validators = _validators
     log ValidatorSetUpdated(epoch=_epoch, total_power=total)
+
+
+@internal
+def _drop_pending_set():
+    self.pending_validators = []
+    self.pending_powers = []
+    self.pending_set_at_s = 0
 
 
 # ---- user actions ----
@@ -330,6 +360,7 @@ def unfreeze(
     nonce: uint256 = self.unfreeze_nonce
     self._require_supermajority(self._unfreeze_digest(nonce, invalidated_ids), signatures)
     self.unfreeze_nonce = nonce + 1
+    self._drop_pending_set()
     for withdrawal_id: uint256 in invalidated_ids:
         assert self.withdrawals[withdrawal_id].status == STATUS_PENDING, "only pending withdrawals"
         self.withdrawals[withdrawal_id].status = STATUS_INVALIDATED
@@ -344,9 +375,26 @@ def update_validators(
     _powers: DynArray[uint256, MAX_VALIDATORS],
     signatures: DynArray[Signature, MAX_VALIDATORS],
 ):
-    """The current set hands over to the next one (epoch + 1), signed by its supermajority."""
+    """Propose the next set (epoch + 1), signed by the current set's supermajority; it is
+    installed by `finalize_validators` after the dispute period. A newer proposal for the same
+    epoch replaces a pending one and restarts its wait."""
     next_epoch: uint256 = self.epoch + 1
     self._require_supermajority(
         self._validator_set_digest(next_epoch, _validators, _powers), signatures
     )
-    self._install_set(next_epoch, _validators, _powers)
+    total: uint256 = self._check_set(_validators, _powers)
+    self.pending_validators = _validators
+    self.pending_powers = _powers
+    self.pending_set_at_s = block.timestamp
+    log ValidatorSetProposed(epoch=next_epoch, total_power=total)
+
+
+@external
+def finalize_validators():
+    """Install the pending set once its dispute period has passed (anyone may call)."""
+    assert not self.frozen, "bridge is frozen"
+    at: uint256 = self.pending_set_at_s
+    assert at != 0, "no pending validator set"
+    assert block.timestamp >= at + self.dispute_period_s, "dispute period not over"
+    self._install_set(self.epoch + 1, self.pending_validators, self.pending_powers)
+    self._drop_pending_set()

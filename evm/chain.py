@@ -322,8 +322,13 @@ def update_validators(
     w3: Web3, sender_key: bytes, bridge: str, validators: Sequence[str], powers: Sequence[int],
     signatures: Sequence[bytes], digest: bytes,
 ) -> TxResult:
-    """Hand over to the next set; ``validators`` must be in ascending address order."""
+    """Propose the next set (``validators`` in ascending address order); it takes over after
+    the dispute period, through ``finalize_validators``."""
     fn = bridge_contract(w3, bridge).functions.update_validators(
         [to_checksum_address(v) for v in validators], list(powers),
         signature_tuples(digest, signatures))
     return _call(w3, sender_key, fn)
+
+
+def finalize_validators(w3: Web3, sender_key: bytes, bridge: str) -> TxResult:
+    return _call(w3, sender_key, bridge_contract(w3, bridge).functions.finalize_validators())

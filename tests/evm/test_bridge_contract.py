@@ -296,25 +296,50 @@ def hand_over(b: Bridge, new_keys: list[bytes], powers: list[int], signers: list
                             b.sign(digest, signers), digest)
 
 
-def test_the_current_set_hands_over_and_old_keys_stop_counting(b: Bridge) -> None:
-    new_keys = sorted(((100 + i).to_bytes(32, "big") for i in range(3)),
-                      key=lambda k: int(voucher.key_address(k), 16))
+def sorted_keys(first: int, count: int) -> list[bytes]:
+    return sorted(((first + i).to_bytes(32, "big") for i in range(count)),
+                  key=lambda k: int(voucher.key_address(k), 16))
+
+
+def test_the_current_set_hands_over_after_the_dispute_period(b: Bridge) -> None:
+    new_keys = sorted_keys(100, 3)
     with pytest.raises(chain.CallRefused, match="at most 2/3"):
         hand_over(b, new_keys, [1, 1, 1], [0, 1])
     pending = Voucher(20, b.address(USER), 1_000)
     submit(b, pending, [0, 1, 2])  # accepted by the old set: stays payable
     hand_over(b, new_keys, [1, 1, 1], [0, 2, 3])
+    with pytest.raises(chain.CallRefused, match="dispute period not over"):
+        chain.finalize_validators(b.w3, b.keys[USER], b.bridge)
+    assert contract(b).functions.epoch().call() == 0  # the old set rules meanwhile
+    submit(b, Voucher(22, b.address(USER), 1_000), [0, 1, 2])
+    b.advance_time_s(DISPUTE_PERIOD_S + 1)
+    chain.finalize_validators(b.w3, b.keys[USER], b.bridge)
     assert contract(b).functions.epoch().call() == 1
     old_set = b.validator_keys
     with pytest.raises(chain.CallRefused, match="not a validator"):
         submit(b, Voucher(21, b.address(USER), 1_000), [0, 1, 2])
     b.validator_keys = new_keys
     submit(b, Voucher(21, b.address(USER), 1_000), [0, 1, 2])
+    b.validator_keys = old_set
     with pytest.raises(chain.CallRefused, match="not a validator"):  # old set cannot hand over
-        b.validator_keys = old_set
         hand_over(b, old_set, [1, 1, 1, 1], [0, 1, 2, 3])
-    b.advance_time_s(DISPUTE_PERIOD_S + 1)
+    with pytest.raises(chain.CallRefused, match="no pending"):
+        chain.finalize_validators(b.w3, b.keys[USER], b.bridge)
     chain.finalize_withdrawal(b.w3, b.keys[USER], b.bridge, 20)
+
+
+def test_a_freeze_stops_a_hand_over_and_the_unfreeze_drops_it(b: Bridge) -> None:
+    """Signers able to forge could otherwise vote out the honest validators who would freeze."""
+    hand_over(b, sorted_keys(200, 3), [1, 1, 1], [0, 1, 2])
+    chain.freeze(b.w3, b.validator_keys[3], b.bridge)  # the validator being voted out
+    b.advance_time_s(DISPUTE_PERIOD_S + 1)
+    with pytest.raises(chain.CallRefused, match="frozen"):
+        chain.finalize_validators(b.w3, b.keys[USER], b.bridge)
+    unfreeze(b, [], [0, 1, 3])
+    with pytest.raises(chain.CallRefused, match="no pending"):
+        chain.finalize_validators(b.w3, b.keys[USER], b.bridge)
+    assert contract(b).functions.epoch().call() == 0
+    assert contract(b).functions.power_of(voucher.key_address(b.validator_keys[3])).call() == 1
 
 
 def test_a_malformed_set_is_refused(b: Bridge) -> None:
