@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: test test-fast lint typecheck pytest postgresql browser localnet clean lock
+.PHONY: test test-fast lint typecheck pytest postgresql browser anvil contracts localnet clean lock
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -32,7 +32,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-pytest: $(STAMP) postgresql browser
+pytest: $(STAMP) postgresql browser anvil
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # The indexer tests start a real PostgreSQL server (bench/pgserver.py), from Debian's
@@ -60,17 +60,39 @@ browser:
 		echo "make: no $(CHROMIUM): the browser tests will skip (apt-get install chromium)" >&2; \
 	fi
 
+# The bridge's end-to-end tests and the localnet's EVM chain run Foundry's anvil, from the npm
+# package (pinned) into .tools/ (npm from Debian's nodejs/npm, installed as root when missing).
+# Without it those tests skip, saying why (a skip fails CI), and the localnet has no bridge.
+ANVIL_VERSION ?= 1.7.1
+ANVIL := .tools/node_modules/.bin/anvil
+anvil:
+	@if [ -x "$(ANVIL)" ] && "$(ANVIL)" --version | grep -q "$(ANVIL_VERSION)"; then :; \
+	elif command -v npm >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& echo "installing Debian's nodejs and npm for anvil" && apt-get update -q \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm; }; then \
+		echo "installing anvil $(ANVIL_VERSION) into .tools/"; \
+		npm install --prefix .tools --no-save --no-audit --no-fund \
+			@foundry-rs/anvil-linux-amd64@$(ANVIL_VERSION) >/dev/null && "$(ANVIL)" --version; \
+	else \
+		echo "make: no npm (apt-get install nodejs npm): the bridge's anvil tests will skip" >&2; \
+	fi
+
+# Recompile the bridge contracts into evm/artifacts/ after editing contracts/*.vy (the
+# artifacts are committed; tests/evm/test_artifacts.py fails while they are stale).
+contracts: $(STAMP)
+	$(PY) -m evm.compile
+
 test: lint typecheck pytest
 
 # Everything but the slow end-to-end tests, for quick local iterations.
-test-fast: lint typecheck postgresql browser
+test-fast: lint typecheck postgresql browser anvil
 	$(VENV)/bin/pytest -m 'not slow' $(PYTEST_ARGS)
 
 # Four validators, oracle feeders and demo traders in the background; LOCALNET_ARGS passes
 # options through (e.g. LOCALNET_ARGS="--fresh --base-port 30000").
 LOCALNET_ARGS ?=
-localnet: $(STAMP)
+localnet: $(STAMP) anvil
 	$(VENV)/bin/perpbft localnet up $(LOCALNET_ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info .tools

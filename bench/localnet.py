@@ -396,6 +396,7 @@ def run(args: argparse.Namespace, on_up: OnUp = None) -> dict[str, Any]:
         traffic=False,
         extra_funded=[k.public_key for k in keys],
         full_nodes=args.full_nodes,
+        bridge=False,  # no EVM chain taking CPU from the nodes being measured
     )
     if args.attach is not None:
         args.keep = True  # never stop a localnet this run did not start

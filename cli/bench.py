@@ -23,6 +23,7 @@ BENCHMARKS = {
     "consensus": "bench.consensus",
     "statesync": "bench.statesync",
     "indexer": "bench.indexer",
+    "bridge-gas": "bench.bridge_gas",
 }
 
 

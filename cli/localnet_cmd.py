@@ -9,6 +9,7 @@ processes outlive the command; ``down`` stops them. See :mod:`localnet.net`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -22,6 +23,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from cli.errors import EXIT_OK, EXIT_REJECTED, CliError
 from cli.trade_common import console as make_console
 from cli.trade_common import print_json, print_tables, table
+from localnet.evm import BridgeInfo
 from localnet.net import DEFAULT_BASE_PORT, Localnet, LocalnetError, UpOptions, default_home
 from localnet.oracle import read_shift_ppm, source_factory, write_shift_ppm
 
@@ -47,6 +49,9 @@ def register(sub: Any) -> None:
     up.add_argument("--fresh", action="store_true", help="discard an existing localnet first")
     up.add_argument("--no-oracle", action="store_true", help="no oracle feeders")
     up.add_argument("--no-traffic", action="store_true", help="no demo market maker and taker")
+    up.add_argument(
+        "--no-bridge", action="store_true", help="no EVM chain (anvil) and bridge contract"
+    )
     up.add_argument("--oracle-source", help="price source of the feeders, module:factory")
     up.add_argument("--json", action="store_true", help="print the summary as JSON")
     up.set_defaults(func=cmd_up)
@@ -111,6 +116,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         fresh=args.fresh,
         oracle=not args.no_oracle,
         traffic=not args.no_traffic,
+        bridge=not args.no_bridge,
         oracle_source=args.oracle_source,
         join=args.join,
     )
@@ -151,6 +157,9 @@ def up_summary(net: Localnet) -> dict[str, Any]:
         "demo_address": net.demo_address(0) if keys else None,
         "web_page": web_page_url(layout["nodes"][0]["api"]),
         "processes": net.running(),
+        "bridge": net.bridge_summary(),
+        "bridge_contracts": dataclasses.asdict(net.bridge)
+        if isinstance(net.bridge, BridgeInfo) else None,
     }
 
 
@@ -173,6 +182,7 @@ def print_summary(s: dict[str, Any]) -> None:
     api = s["nodes"][0]["api"]
     key = s["demo_keys"][0] if s["demo_keys"] else "KEY"
     home = s["home"]
+    console.print(f"bridge: {s['bridge']}", soft_wrap=True, highlight=False)
     console.print(f"\nweb page: {s['web_page']}", soft_wrap=True)
     console.print(
         f"  (import {key} under Key to trade; load {s['genesis']} under Explorer to check proofs)",

@@ -5,8 +5,9 @@ Layout of a localnet home (default ``$PERPBFT_LOCALNET_HOME``, else ``~/.perpbft
     net/            the testnet (node homes, genesis.json, testnet.json, keys/demo*.json)
     keys/           maker.json, taker.json, counterparty.json (funded in genesis, used by the
                     demo bots), lev0.json.. (the leveraged accounts, LEVERAGED_USDC each)
-    run/NAME.pid    one per background process: node0.., oracle0.., maker, taker, leverage
+    run/NAME.pid    one per background process: node0.., oracle0.., maker, taker, leverage, anvil
     logs/NAME.log   their output
+    evm/            the EVM chain of the bridge, when anvil is installed (localnet/evm.py)
     oracle_control.json   the feeders' price shift (``perpbft localnet oracle``)
 
 ``up`` writes a fresh testnet if there is none (or with ``fresh``), else reuses it and its
@@ -40,6 +41,7 @@ import httpx
 
 from client.staking_tx import create_validator_tx
 from localnet import leverage
+from localnet.evm import BridgeInfo, EvmUnavailable, LocalEvm
 from localnet.procs import Procs
 from node.config import HomeError
 from node.keys import generate_keypair, read_key_file, write_key_file
@@ -66,6 +68,7 @@ LOCALNET_STAKING = StakingGenesis(
 )
 JOIN_STAKE_USDC = 1_000
 JOIN_TIMEOUT_S = 40.0
+NOT_STARTED = "not started"
 
 Progress = Callable[[str, float], None]  # (what is happening, fraction done 0..1)
 
@@ -91,6 +94,7 @@ class UpOptions:
     oracle_source: str | None = None
     full_nodes: int = 0  # full nodes after the validators (nodes N..), following them
     join: int = 0  # validators that join by staking (after the full nodes)
+    bridge: bool = True  # anvil with the bridge deployed, when anvil is installed
 
 
 class Localnet:
@@ -98,6 +102,9 @@ class Localnet:
         self.home = home.expanduser().resolve()
         self.net = self.home / "net"
         self.procs = Procs(self.home)
+        self.evm = LocalEvm(self.home)
+        # The bridge's EVM chain after up: its contracts, or why the localnet runs without it.
+        self.bridge: BridgeInfo | str = NOT_STARTED
 
     # ---- layout ------------------------------------------------------------------------------
 
@@ -129,7 +136,7 @@ class Localnet:
             raise LocalnetError("the localnet is running; stop it first (perpbft localnet down)")
         if self.home.exists() and (opts.fresh or not self.exists()):
             # A fresh start, or the leftovers of a write that did not finish.
-            for sub in ("net", "keys", "run", "logs"):
+            for sub in ("net", "keys", "run", "logs", "evm"):
                 shutil.rmtree(self.home / sub, ignore_errors=True)
             (self.home / "oracle_control.json").unlink(missing_ok=True)
         self.home.mkdir(parents=True, exist_ok=True)
@@ -140,6 +147,9 @@ class Localnet:
             (self.new_key(name), USDC_ASSET_ID, leverage.LEVERAGED_USDC * USDC)
             for name in leverage.key_names()
         ]
+        # Before the genesis: the bridge contract's address and the validators' bridge keys
+        # belong in it.
+        self.bridge = self.deploy_bridge(opts)
         try:
             write_testnet(
                 self.net,
@@ -184,6 +194,8 @@ class Localnet:
             progress(f"writing a {opts.validators}-validator testnet in {self.home}", 0.0)
             self.write(opts)
         self.check_ports_free()
+        self.bridge = self.bridge_up(opts)
+        progress(f"bridge: {self.bridge_summary()}", 0.08)
         names = self.node_names()
         for i, name in enumerate(names):
             if not self.procs.alive(name):
@@ -236,6 +248,34 @@ class Localnet:
         codes = [a.get("code") for a in body.get("results", [])] if r.status_code == 200 else []
         if codes not in (["ok"], ["validator_exists"]):
             raise LocalnetError(f"node{index}'s create-validator was refused: {body}")
+    def deploy_bridge(self, opts: UpOptions) -> BridgeInfo | str:
+        if not opts.bridge:
+            return "turned off (--no-bridge)"
+        try:
+            return self.evm.ensure_deployed(self.evm.start(self.procs, opts.base_port),
+                                            opts.validators)
+        except EvmUnavailable as exc:
+            return str(exc)
+
+    def bridge_up(self, opts: UpOptions) -> BridgeInfo | str:
+        """anvil running, the contracts deployed and the demo wallets funded, or why not."""
+        if not opts.bridge:
+            return "turned off (--no-bridge)"
+        if self.evm.info() is None:  # no contract in the genesis: none can be added now
+            if isinstance(self.bridge, str) and self.bridge != NOT_STARTED:
+                return self.bridge  # why the write just now deployed none
+            return "this localnet was written without a bridge (use --fresh with anvil installed)"
+        count = len(self.layout()["nodes"])
+        accounts = [self.demo_address(i) for i in range(len(self.demo_keys()))]
+        try:
+            return self.evm.up(self.procs, opts.base_port, count, accounts)
+        except EvmUnavailable as exc:
+            return str(exc)
+
+    def bridge_summary(self) -> str:
+        if isinstance(self.bridge, BridgeInfo):
+            return f"bridge {self.bridge.bridge} on {self.bridge.rpc_url}"
+        return f"off: {self.bridge}"
 
     def start_once(self, name: str, argv: list[str]) -> None:
         if not self.procs.alive(name):
@@ -304,9 +344,10 @@ class Localnet:
     def down(self) -> list[str]:
         """Stop the bots and feeders first (so they do not log errors about dead nodes)."""
         names = self.procs.names()
-        helpers = [n for n in names if not n.startswith("node")]
+        helpers = [n for n in names if not n.startswith("node") and n != "anvil"]
         stopped = self.procs.stop(helpers, grace_s=3.0)
-        return stopped + self.procs.stop([n for n in names if n.startswith("node")])
+        stopped += self.procs.stop([n for n in names if n.startswith("node")])
+        return stopped + self.procs.stop([n for n in names if n == "anvil"])
 
     def status(self) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []

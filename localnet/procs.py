@@ -39,14 +39,17 @@ class Procs:
             return []
         return sorted(p.stem for p in self.run_dir.glob("*.pid"))
 
-    def start(self, name: str, argv: Sequence[str], env: dict[str, str] | None = None) -> int:
-        """Start ``python argv...`` detached; return its pid."""
+    def start(
+        self, name: str, argv: Sequence[str], env: dict[str, str] | None = None,
+        executable: str = sys.executable,
+    ) -> int:
+        """Start ``executable argv...`` (by default ``python argv...``) detached; its pid."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         with open(self.log_path(name), "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, *argv],
+                [executable, *argv],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

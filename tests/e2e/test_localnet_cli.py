@@ -22,7 +22,10 @@ from typing import Any
 
 import httpx
 import pytest
+from eth_utils.address import to_checksum_address
 
+from evm import chain
+from localnet.evm import DEMO_TOKENS_ATOMS, LocalEvm, anvil_path
 from localnet.net import Localnet
 from tests.cluster import free_base_port
 
@@ -37,6 +40,7 @@ class Net:
         self.home = home
         self.base_port = base_port
         self.localnet = Localnet(home)
+        self.up_summary: dict[str, Any] = {}
         self.api = f"http://127.0.0.1:{base_port + 1}"
         self.keys = home / "net" / "keys"
         self.genesis = home / "net" / "genesis.json"
@@ -86,6 +90,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     )  # fmt: skip
     try:
         assert up.returncode == 0, f"localnet up failed:\n{up.stdout}\n{up.stderr}"
+        n.up_summary = json.loads(up.stdout.strip().splitlines()[-1])
         yield n
     finally:
         down = n.run("localnet", "down", "--home", str(home), key=None)
@@ -107,6 +112,20 @@ def test_up_commits_blocks_with_trades(net: Net) -> None:
     net.wait_for("demo trades on BTC-PERP", trades, timeout_s=45)
     book = net.ok_json("book", "BTC-PERP", key=None)
     assert book["bids"] and book["asks"], "the demo maker should keep both sides quoted"
+
+
+@pytest.mark.skipif(anvil_path() is None, reason="anvil not installed (make anvil)")
+def test_up_starts_anvil_with_the_bridge_deployed(net: Net) -> None:
+    contracts = net.up_summary["bridge_contracts"]
+    assert contracts is not None, net.up_summary["bridge"]
+    w3 = chain.connect(contracts["rpc_url"])
+    assert w3.eth.get_code(to_checksum_address(contracts["bridge"]))
+    bridge = chain.bridge_contract(w3, contracts["bridge"])
+    assert bridge.functions.validator_count().call() == 4
+    wallet = LocalEvm(net.home).wallets()[0]
+    token = chain.token_contract(w3, contracts["token"])
+    assert token.functions.balanceOf(wallet.evm_address).call() == DEMO_TOKENS_ATOMS
+    assert "anvil" in net.localnet.running()
 
 
 def test_logs_show_each_process_and_refuse_an_unknown_name(net: Net) -> None:

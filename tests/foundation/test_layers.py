@@ -27,17 +27,22 @@ from tests.conftest import REPO_ROOT
 # package -> the other top-level packages it may import (its own is always allowed)
 ALLOWED: dict[str, frozenset[str]] = {
     "plumbing": frozenset(),
+    # The bridge's EVM side (contract artifacts, vouchers, JSON-RPC calls): third-party only.
+    "evm": frozenset(),
     "consensus": frozenset({"plumbing"}),
     "state_machine": frozenset({"plumbing", "consensus"}),
     "p2p": frozenset({"consensus", "state_machine", "plumbing"}),
-    "node": frozenset({"p2p", "consensus", "state_machine", "plumbing"}),
-    "client": frozenset({"node", "state_machine", "plumbing"}),
-    "localnet": frozenset({"client", "node", "p2p", "consensus", "state_machine", "plumbing"}),
+    "node": frozenset({"p2p", "consensus", "state_machine", "plumbing", "evm"}),
+    "client": frozenset({"node", "state_machine", "plumbing", "evm"}),
+    "localnet": frozenset(
+        {"client", "node", "p2p", "consensus", "state_machine", "plumbing", "evm"}
+    ),
     "bench": frozenset(
-        {"client", "localnet", "node", "p2p", "consensus", "state_machine", "plumbing"}
+        {"client", "localnet", "node", "p2p", "consensus", "state_machine", "plumbing", "evm"}
     ),
     "cli": frozenset(
-        {"bench", "client", "localnet", "node", "p2p", "consensus", "state_machine", "plumbing"}
+        {"bench", "client", "localnet", "node", "p2p", "consensus", "state_machine", "plumbing",
+         "evm"}
     ),
 }
 # The modules of ``state_machine`` that form the ``plumbing`` layer below consensus.
