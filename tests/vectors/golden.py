@@ -61,7 +61,13 @@ from state_machine.codec import encode
 from state_machine.crypto import Keypair, sha256
 from state_machine.exchange import BlockContext, BlockResult, ExchangeState, apply_block
 from state_machine.genesis import Genesis, Parameters, default_genesis
-from state_machine.governance.actions import GOVERNANCE_ACTIONS
+from state_machine.governance.actions import (
+    GOVERNANCE_ACTIONS,
+    VOTE_NO,
+    CastVote,
+    SubmitProposal,
+)
+from state_machine.governance.content import HALTED, SetMarketState, encode_content
 from state_machine.merkle_state import (
     MerkleState,
     TreeShape,
@@ -154,6 +160,9 @@ def one_of_each_action() -> list[tuple[str, Action]]:
         ("submit_evidence", SubmitEvidence(3, VoteEquivocation(
             sign_vote(VALIDATORS[1], CHAIN_ID, PREPARE, 40, 9, b"\x0a" * 32),
             sign_vote(VALIDATORS[1], CHAIN_ID, PREPARE, 40, 9, b"\x0b" * 32)))),
+        ("submit_proposal", SubmitProposal("halt BTC-PERP", encode_content(
+            SetMarketState(BTC_PERP, HALTED, "oracle incident")))),
+        ("cast_vote", CastVote(1, VOTE_NO)),
     ]  # fmt: skip
 
 
