@@ -172,3 +172,27 @@ def test_gov_propose_refuses_a_bad_file_before_signing(tmp_path: Path, bad: str)
 
     with pytest.raises(CliError):
         content_from_json(read_proposal_file(path), {"markets": [], "parameters": {}})
+
+
+async def test_the_markets_channel_streams_a_market_state_change(tmp_path: Path) -> None:
+    from trio_websocket import open_websocket_url
+
+    from tests.node.test_api_served import message, send, ws_url
+
+    with opened_node(tmp_path, GENESIS) as n:
+        async with served(build_app(n)) as (base, _), open_websocket_url(ws_url(base)) as ws:
+            chain = Chain(n)
+            await send(ws, op="subscribe", id=1, channel="markets")
+            snapshot = await message(ws)
+            assert snapshot["type"] == "snapshot" and snapshot["channel"] == "markets"
+            assert {m["symbol"]: m["state"] for m in snapshot["data"]["markets"]}["BTC-PERP"] == (
+                "active"
+            )
+            await chain.pass_proposal("halt", SetMarketState(BTC_PERP, HALTED, "drill"))
+            update = await message(ws)
+            assert update["type"] == "update" and update["seq"] == 1
+            (event,) = update["data"]["events"]
+            assert (event["kind"], event["market"], event["state"]) == (
+                "market_state", "BTC-PERP", "halted"
+            )  # fmt: skip
+            assert (event["cause"], event["reason"]) == ("governance", "drill")

@@ -565,3 +565,22 @@ def test_with_staking_on_validators_vote_with_their_bonded_stake() -> None:
     h.vote(1, [A1, V0])
     powers = {e["voter"]: e["power"] for e in h.events("vote_cast")}
     assert powers == {A1: 100 * USDC, V0: 10 * ATOMS_PER_POWER + 50 * USDC}
+
+
+def test_the_optional_governance_section_is_not_encoded_when_absent() -> None:
+    import pytest
+
+    from state_machine.codec import DecodeError, decode_raw, encode
+    from state_machine.genesis import genesis_from_json
+
+    plain = make_genesis()
+    assert plain.governance is None and len(decode_raw(plain.to_wire())) == 7
+    with_gov = gov_genesis()
+    assert Genesis.from_wire(with_gov.to_wire()) == with_gov
+    assert with_gov.hash() != plain.hash()
+    assert genesis_from_json(with_gov.to_json()) == with_gov
+    assert "governance" not in plain.to_json() and genesis_from_json(plain.to_json()) == plain
+    # One value, one encoding: an explicit trailing nil is refused.
+    with pytest.raises(DecodeError, match="not canonical"):
+        Genesis.from_wire(encode([*decode_raw(plain.to_wire()), None]))
+    assert plain.governance_params == GovernanceParams()

@@ -70,7 +70,13 @@ from state_machine.codec import encode
 from state_machine.crypto import Keypair, sha256
 from state_machine.exchange import BlockContext, BlockResult, ExchangeState, apply_block
 from state_machine.genesis import Genesis, Parameters, default_genesis
-from state_machine.governance.actions import GOVERNANCE_ACTIONS
+from state_machine.governance.actions import (
+    GOVERNANCE_ACTIONS,
+    VOTE_NO,
+    CastVote,
+    SubmitProposal,
+)
+from state_machine.governance.content import HALTED, SetMarketState, encode_content
 from state_machine.merkle_state import (
     MerkleState,
     TreeShape,
@@ -184,6 +190,9 @@ def one_of_each_action() -> list[tuple[str, Action]]:
         ("cancel_twap", CancelTwap(BTC_PERP, 21)),
         ("set_position_tpsl", SetPositionTpsl(ETH_PERP, 330_000, 270_000)),
         ("cancel_tpsl", CancelTpsl(ETH_PERP, 22)),
+        ("submit_proposal", SubmitProposal("halt BTC-PERP", encode_content(
+            SetMarketState(BTC_PERP, HALTED, "oracle incident")))),
+        ("cast_vote", CastVote(1, VOTE_NO)),
     ]  # fmt: skip
 
 
