@@ -51,6 +51,7 @@ from state_machine.crypto import sha256
 from state_machine.results import OK, ActionResult
 from state_machine.state import ExchangeCore
 from state_machine.tx import (
+    ORDER_TOOL_ACTIONS,
     AmendOrder,
     CancelAll,
     CancelByClientId,
@@ -61,11 +62,12 @@ from state_machine.tx import (
 
 SUBACCOUNT_DOMAIN = b"perpbft/subaccount/v1"
 
-# The actions an agent may take for the account that approved it. Order actions added later
-# (TWAP, grouped TP/SL) belong here too: they only trade.
+# The actions an agent may take for the account that approved it. The order tools (TWAP, TP/SL
+# groups, orders with a good-til time or attached TP/SL) only place, amend and cancel orders,
+# so an agent may use them too.
 AGENT_ACTIONS: frozenset[type] = frozenset(
     {PlaceOrder, AmendOrder, CancelOrder, CancelByClientId, CancelAll, SetLeverage}
-)
+) | frozenset(ORDER_TOOL_ACTIONS)
 
 
 def subaccount_address(master: bytes, index: int) -> bytes:
