@@ -49,6 +49,8 @@ from typing import Any
 from state_machine.accounts.records import P_BALANCE, P_WITHDRAWAL, VAULT, Account, Withdrawal
 from state_machine.accounts.transfers import process_transfer, process_withdraw
 from state_machine.book import Order
+from state_machine.bridge.actions import BRIDGE_ACTIONS
+from state_machine.bridge.hook import bridge_from_entries, is_bridge_key, process_bridge
 from state_machine.clob.amend import process_amend_order
 from state_machine.clob.cancel import (
     process_cancel_all,
@@ -151,9 +153,13 @@ class ExchangeState(ExchangeCore):
         orders: list[Order] = []
         triggers: list[tuple[bytes, Any]] = []
         staking_entries: list[tuple[bytes, bytes]] = []
+        bridge_entries: list[tuple[bytes, bytes]] = []
         for key, value in entries:
             if is_staking_key(key):
                 staking_entries.append((key, value))  # decoded by the staking module
+                continue
+            if is_bridge_key(key):
+                bridge_entries.append((key, value))  # decoded by the bridge module
                 continue
             v = decode_raw(value)
             p = key[0]
@@ -176,6 +182,7 @@ class ExchangeState(ExchangeCore):
             rest_order(st, st.markets[o.market_id], o)
             o.dirty = False
         st.dirty = []
+        bridge_from_entries(st, bridge_entries)
         if staking_params is not None:
             st.staking = staking_from_entries(st, staking_params, staking_entries)
             follow_active_set(st)
@@ -258,6 +265,7 @@ ACTION_CLASS: dict[type, int] = {
     CancelAll: 1,
     AmendOrder: 3,
     **dict.fromkeys(STAKING_ACTIONS, 0),
+    **dict.fromkeys(BRIDGE_ACTIONS, 0),
 }
 
 
@@ -378,6 +386,7 @@ DISPATCH: dict[type, Any] = {
     AdjustIsolatedMargin: process_adjust_isolated_margin,
     OracleUpdate: process_oracle_update,
     **dict.fromkeys(STAKING_ACTIONS, process_staking),
+    **dict.fromkeys(BRIDGE_ACTIONS, process_bridge),  # state_machine/bridge/hook.py
 }
 
 

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
+from state_machine.bridge.params import BridgeParams, validate_bridge_params
 from state_machine.codec import (
     U8,
     U32,
@@ -32,6 +33,7 @@ from state_machine.codec import (
     DecodeError,
     Enum,
     ListOf,
+    Optional,
     Struct,
     Text,
     Wire,
@@ -185,7 +187,11 @@ class Genesis(Wire):
         ("validators", ListOf(Struct(Validator), MAX_ITEMS)),
         ("balances", ListOf(Struct(FundedBalance), 1_000_000)),
         ("parameters", Struct(Parameters)),
+        ("bridge", Optional(Struct(BridgeParams))),
     )
+    # Optional sections after the required fields: an absent (None) section at the end is
+    # left out of the encoding, so a genesis without them keeps its bytes and its hash.
+    REQUIRED_FIELDS: ClassVar[int] = 7
     chain_id: str
     genesis_time_ms: int
     assets: tuple[Asset, ...]
@@ -193,6 +199,25 @@ class Genesis(Wire):
     validators: tuple[Validator, ...]
     balances: tuple[FundedBalance, ...]
     parameters: Parameters
+    bridge: BridgeParams | None = None
+
+    def fields_obj(self) -> list[Any]:
+        out = Wire.fields_obj(self)
+        while len(out) > self.REQUIRED_FIELDS and out[-1] is None:
+            out.pop()
+        return out
+
+    @classmethod
+    def from_fields(cls, values: Sequence[Any], path: str) -> Genesis:
+        n = len(values)
+        if cls.REQUIRED_FIELDS <= n < len(cls.WIRE):
+            if n > cls.REQUIRED_FIELDS and values[-1] is None:
+                raise DecodeError(f"{path or 'Genesis'}: an absent section is left out, not nil")
+            values = [*values, *([None] * (len(cls.WIRE) - n))]
+        elif n == len(cls.WIRE) and values[-1] is None:
+            raise DecodeError(f"{path or 'Genesis'}: an absent section is left out, not nil")
+        obj: Genesis = Wire.from_fields.__func__(cls, values, path)  # type: ignore[attr-defined]
+        return obj
 
     def hash(self) -> bytes:
         """SHA-256 of the canonical msgpack encoding."""
@@ -277,6 +302,10 @@ def validate_genesis(g: Genesis) -> None:
     if totals.get(USDC_ASSET_ID, 0) + params.insurance_fund_atoms > MAX_SUPPLY_ATOMS:
         raise _fail("parameters.insurance_fund_atoms", "USDC supply exceeds 2**62")
     _validate_vault_policy(params)
+    if g.bridge is not None:
+        problem = validate_bridge_params(g.bridge, [v.pubkey for v in g.validators])
+        if problem is not None:
+            raise GenesisError(problem)
 
 
 def _validate_vault_policy(params: Parameters) -> None:
@@ -362,6 +391,10 @@ def _to_json_obj(obj: Any, spec_cls: type[Wire]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, spec in spec_cls.WIRE:
         value = getattr(obj, name)
+        if isinstance(spec, Optional):
+            if value is None:
+                continue  # an absent optional section is left out
+            spec = spec.inner
         if isinstance(spec, Struct):
             out[name] = _to_json_obj(value, spec.cls)
         elif isinstance(spec, ListOf) and isinstance(spec.item, Struct):
@@ -389,6 +422,10 @@ def _from_json_obj(data: Any, cls: type[Wire], path: str) -> Any:
         if key not in names:
             raise _fail(f"{path}.{key}" if path else key, "unknown field")
     defaults = _parameter_defaults() if cls is Parameters else {}
+    if cls is Genesis:
+        defaults = {name: None for name, _ in cls.WIRE[cls.REQUIRED_FIELDS :]}
+    elif cls is BridgeParams:
+        defaults = _wire_defaults(BridgeParams(1, bytes(20)), BridgeParams.WIRE[2:])
     values: list[Any] = []
     for name, spec in cls.WIRE:
         fp = f"{path}.{name}" if path else name
@@ -398,6 +435,9 @@ def _from_json_obj(data: Any, cls: type[Wire], path: str) -> Any:
                 continue
             raise _fail(fp, "missing field")
         values.append(_field_from_json(data[name], spec, cls, name, fp))
+    if cls is Genesis:
+        while len(values) > Genesis.REQUIRED_FIELDS and values[-1] is None:
+            values.pop()  # absent optional sections are left out of the encoding
     try:
         return cls.from_fields(values, "")
     except DecodeError as exc:
@@ -405,6 +445,8 @@ def _from_json_obj(data: Any, cls: type[Wire], path: str) -> Any:
 
 
 def _field_from_json(value: Any, spec: Any, cls: type[Wire], name: str, fp: str) -> Any:
+    if isinstance(spec, Optional):
+        spec = spec.inner
     if isinstance(spec, Struct):
         return _from_json_obj(value, spec.cls, fp).to_obj()
     if isinstance(spec, ListOf):
@@ -435,6 +477,11 @@ def _field_from_json(value: Any, spec: Any, cls: type[Wire], name: str, fp: str)
         return spec.check(value, fp)
     except DecodeError as exc:
         raise GenesisError(exc.reason) from None
+
+
+def _wire_defaults(example: Wire, fields: Sequence[tuple[str, Any]]) -> dict[str, Any]:
+    """The plain (encoded) default values of ``fields`` of a wire type."""
+    return {name: spec.dump(getattr(example, name)) for name, spec in fields}
 
 
 def _parameter_defaults() -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from state_machine.bridge.codes import BRIDGE_EVENT_FIELDS
 from state_machine.staking.codes import STAKING_EVENT_FIELDS
 
 OK = "ok"
@@ -111,6 +112,7 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     ),
 }
 EVENT_FIELDS.update(STAKING_EVENT_FIELDS)
+EVENT_FIELDS.update(BRIDGE_EVENT_FIELDS)
 
 
 def event_to_dict(event: Sequence[Any]) -> dict[str, Any]:

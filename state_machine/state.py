@@ -29,6 +29,7 @@ prefix key                                  value (msgpack array)
 0x0a   withdrawal_id(8)                     withdrawal: [account, asset_id, amount_atoms,
                                             destination, height]
 0x0b   market_id(4) order_id(8)             waiting trigger order (``Trigger.state_obj``)
+0x38.. (bridge records: state_machine/bridge/records.py)
 =====  ==================================  ============================================
 """
 
@@ -41,6 +42,7 @@ import msgpack
 
 from state_machine.accounts.records import Account, Balance, Withdrawal
 from state_machine.book import ORDER_KEY, Book, Order
+from state_machine.bridge.records import BridgeState
 from state_machine.codec import encode
 from state_machine.crypto import sha256
 from state_machine.genesis import Genesis, Market
@@ -114,6 +116,7 @@ class ExchangeCore:
         "accounts",
         "asset_totals",
         "books",
+        "bridge",
         "dirty",
         "events",
         "fee_pools",
@@ -177,6 +180,8 @@ class ExchangeCore:
         self.triggers = TriggerBook()  # waiting trigger orders (triggers/records.py)
         # Staking records once staking is enabled (state_machine/staking/hook.py), else None.
         self.staking: StakingState | None = None
+        # Bridge records when the genesis has a bridge section (state_machine/bridge), else None.
+        self.bridge = None if genesis.bridge is None else BridgeState(genesis.bridge)
 
     # ---- dirty tracking ---------------------------------------------------------------------
     def touch(self, obj: Any) -> None:
@@ -266,6 +271,8 @@ class ExchangeCore:
         self.dirty = []
         if self.staking is not None:
             out.update(self.staking.take_writes())
+        if self.bridge is not None:
+            out.update(self.bridge.take_writes())
         # Keys are unique, so sorting on the key alone gives the same order as sorting the
         # pairs, without a tuple comparison per step.
         return sorted(out.items(), key=itemgetter(0))
@@ -297,6 +304,8 @@ class ExchangeCore:
                 out.append((obj.state_key(), encode(value)))
         if self.staking is not None:
             out.extend(self.staking.entries())
+        if self.bridge is not None:
+            out.extend(self.bridge.entries())
         out.sort()
         keys = [k for k, _ in out]
         check(len(set(keys)) == len(keys), "duplicate state key")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from state_machine.bridge.actions import BRIDGE_ACTIONS, BridgeAction
 from state_machine.codec import (
     I64,
     U8,
@@ -209,6 +210,7 @@ Action = (
     | AdjustIsolatedMargin
     | OracleUpdate
     | StakingAction  # state_machine/staking: validators, delegation, evidence
+    | BridgeAction  # state_machine/bridge: deposits and withdrawals through the EVM bridge
 )
 
 ACTION = Union(
@@ -224,6 +226,7 @@ ACTION = Union(
         AdjustIsolatedMargin,
         OracleUpdate,
         *STAKING_ACTIONS,
+        *BRIDGE_ACTIONS,
     ),
     "action",
 )

@@ -57,6 +57,15 @@ from consensus.types import (
 )
 from consensus.verify import sign_proposal, sign_vote
 from node.chain import encode_events, genesis_state_root
+from state_machine.bridge.actions import (
+    BRIDGE_ACTIONS,
+    OBSERVED_FINALISED,
+    AttestDeposit,
+    AttestWithdrawal,
+    BridgeWithdraw,
+    RegisterBridgeKey,
+    SignWithdrawal,
+)
 from state_machine.codec import encode
 from state_machine.crypto import Keypair, sha256
 from state_machine.exchange import BlockContext, BlockResult, ExchangeState, apply_block
@@ -153,6 +162,11 @@ def one_of_each_action() -> list[tuple[str, Action]]:
         ("submit_evidence", SubmitEvidence(3, VoteEquivocation(
             sign_vote(VALIDATORS[1], CHAIN_ID, PREPARE, 40, 9, b"\x0a" * 32),
             sign_vote(VALIDATORS[1], CHAIN_ID, PREPARE, 40, 9, b"\x0b" * 32)))),
+        ("register_bridge_key", RegisterBridgeKey(b"\xb1" * 20)),
+        ("attest_deposit", AttestDeposit(31337, b"\xd4" * 32, 3, BOB.public_key, 75 * USDC)),
+        ("bridge_withdraw", BridgeWithdraw(40 * USDC, b"\xe5" * 20)),
+        ("sign_withdrawal", SignWithdrawal(2, b"\x51" * 64 + b"\x1b")),
+        ("attest_withdrawal", AttestWithdrawal(2, OBSERVED_FINALISED)),
     ]  # fmt: skip
 
 
@@ -406,7 +420,8 @@ def chain_vectors() -> dict[str, Any]:
         _check(needed in run.event_kinds, f"the golden blocks no longer produce {needed!r} events")
     # Staking actions get their golden blocks when genesis gains its staking section (until
     # then a chain runs without staking and they all answer staking_disabled).
-    covered = set(ACTION.members) - set(STAKING_ACTIONS)
+    # The golden chain has no bridge section, so bridge actions have no golden block either.
+    covered = set(ACTION.members) - set(STAKING_ACTIONS) - set(BRIDGE_ACTIONS)
     _check(run.action_types == covered, "the golden blocks miss an action type")
     last = blocks[-1]
     final_qc = quorum_cert(
