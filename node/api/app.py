@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from consensus.types import Block, QuorumCert
+from node.api.bridge import BridgeRoutes
 from node.api.openapi import openapi, route_index
 from node.api.overload import LoopLag
 from node.api.params import INT_MAX, InputError, parse_json, parse_uint
@@ -590,6 +591,7 @@ def build_app(node: Node) -> Starlette:
     from node.api.ws import StreamHub
 
     api = Api(node)
+    bridge = BridgeRoutes(api.queries)  # node/api/bridge.py
     hub = StreamHub(node, api.queries, node.config.api, api.lag, api.history)
     # The recent in-memory history follows committed blocks itself, before the hub reads it.
     node.subscribe(api.queries.on_executed)
@@ -632,6 +634,13 @@ def build_app(node: Node) -> Starlette:
         Route("/v1/proofs/accounts/{address}", w("proof", api.account_proof)),
         Route("/v1/proofs/records/{kind}", w("record_proof", api.record_proof)),
         Route("/v1/vault", w("vault", api.vault)),
+        Route("/v1/bridge", w("bridge", bridge.info)),
+        Route("/v1/bridge/deposits/{tx_hash}/{log_index}", w("bridge_deposit", bridge.deposit)),
+        Route("/v1/bridge/withdrawals/{withdrawal_id}", w("bridge_withdrawal", bridge.withdrawal)),
+        Route(
+            "/v1/bridge/accounts/{address}/withdrawals",
+            w("bridge_withdrawals", bridge.account_withdrawals),
+        ),
         WebSocketRoute("/v1/ws", hub.endpoint),
         WebAppRoute(w),
     ]

@@ -72,6 +72,29 @@ RECORD_KINDS: dict[str, RecordKind] = {
             "a pending withdrawal",
         ),
         RecordKind("trigger", b"\x0b", (_MARKET, _ORDER), "a waiting trigger order"),
+        # The bridge's records (state_machine/bridge/records.py).
+        RecordKind(
+            "bridge_key",
+            b"\x38",
+            (IdField("validator", "key32", "validator public key (64 hex)"),),
+            "a validator's registered bridge key (secp256k1 address)",
+        ),
+        RecordKind(
+            "bridge_deposit",
+            b"\x39",
+            (
+                IdField("evm_chain", "u64", "EVM chain id"),
+                IdField("tx", "key32", "EVM transaction hash (64 hex)"),
+                IdField("log", "u32", "log index in the EVM block"),
+            ),
+            "a bridge deposit: its attestations, or its credit",
+        ),
+        RecordKind(
+            "bridge_withdrawal",
+            b"\x3a",
+            (IdField("withdrawal", "u64", "bridge withdrawal id"),),
+            "a bridge withdrawal: voucher, validators' signatures, status",
+        ),
     )
 }
 
