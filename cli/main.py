@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "cli.indexer_cmd",
     "cli.genesis_cmd",
     "cli.trade_cmd",
+    "cli.bridge_cmd",
     "cli.watch_cmd",
     "cli.proof_cmd",
     "cli.localnet_cmd",
@@ -39,12 +40,14 @@ COMMAND_MODULES = (
 # command module (node, storage, p2p, TLS) costs more than the trader command itself.
 LIGHT_COMMANDS = {
     **dict.fromkeys(
-        ("order", "account", "book", "trades", "funding", "transfer", "withdraw", "leverage",
-         "tx", "vault"),
+        ("order", "account", "book", "trades", "funding", "transfer", "withdraw-request",
+         "leverage", "tx", "vault"),
         "cli.trade_cmd",
     ),
     "watch": "cli.watch_cmd",
     "proof": "cli.proof_cmd",
+    "deposit": "cli.bridge_cmd",
+    "withdraw": "cli.bridge_cmd",
 }  # fmt: skip
 
 

@@ -195,7 +195,7 @@ def print_committed(
 
 
 # The result's ``order_id`` field carries the id an action created; named by what it is.
-CREATED_ID_NAMES = {"withdraw_request": "withdrawal_id"}
+CREATED_ID_NAMES = {"withdraw_request": "withdrawal_id", "bridge_withdraw": "withdrawal_id"}
 
 
 def describe_result(result: dict[str, Any], market: MarketInfo | None) -> str:

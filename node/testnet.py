@@ -35,7 +35,8 @@ from node.config import (
 )
 from node.keys import generate_keypair, write_key_file
 from p2p.address import PeerAddress
-from state_machine.genesis import Parameters, default_genesis
+from state_machine.bridge.params import BridgeKey, BridgeParams
+from state_machine.genesis import Parameters, default_genesis, validate_genesis
 
 # node0 gets p2p 26656 and API 26657: the CometBFT ports and the command line's default --node.
 DEFAULT_BASE_PORT = 26_656
@@ -114,11 +115,14 @@ def write_testnet(
     parameters: Parameters | None = None,
     full_nodes: int = 0,
     hosts: Sequence[str] = (),
+    bridge: BridgeParams | None = None,
+    bridge_addresses: Sequence[bytes] = (),
 ) -> TestnetLayout:
     """Write the network; ``extra_funded`` public keys are funded like the demo accounts but
     get no key file (their owner, e.g. a load generator or the localnet bots, holds the keys);
     ``extra_balances`` are explicit ``(pubkey, asset_id, amount_atoms)`` balances (the
-    localnet's small leveraged accounts); ``parameters`` replace the default ones."""
+    localnet's small leveraged accounts); ``parameters`` replace the default ones; ``bridge``
+    is the genesis bridge section, with ``bridge_addresses[i]`` as validator i's bridge key."""
     if not 1 <= validators <= 64:
         raise HomeError("--validators must be between 1 and 64")
     if not 0 <= full_nodes <= 64:
@@ -163,6 +167,10 @@ def write_testnet(
         genesis_time_ms=genesis_time_ms if genesis_time_ms is not None else int(time.time() * 1000),
         parameters=parameters,
     )
+    if bridge is not None:
+        keys = tuple(BridgeKey(node_ids[i], a) for i, a in enumerate(bridge_addresses))
+        genesis = dataclasses.replace(genesis, bridge=dataclasses.replace(bridge, bridge_keys=keys))
+        validate_genesis(genesis)
     genesis_text = genesis.to_json()
     (out / GENESIS_FILE).write_text(genesis_text)
     full_node_keys = tuple(node_id.hex() for node_id in node_ids[validators:])

@@ -33,6 +33,7 @@ from node.config import Config, init_home, load_config
 from node.keys import read_key_file
 from node.storage import store_path
 from node.testnet import TestnetLayout, write_testnet
+from state_machine.bridge.params import BridgeParams
 from state_machine.crypto import Keypair
 from state_machine.genesis import genesis_from_json
 
@@ -76,11 +77,14 @@ class Cluster:
         full_nodes: int = 0,
         hosts: tuple[str, ...] = (),
         netns: tuple[str, ...] = (),
+        bridge: BridgeParams | None = None,
+        bridge_addresses: tuple[bytes, ...] = (),
     ) -> None:
         """``configure`` rewrites each node's config before any node starts; ``full_nodes``
         adds that many full nodes (indexes ``validators ..``) following the validators;
         ``hosts`` gives each node its own address and ``netns`` the Linux network namespace
-        its process runs in (tests/integration/test_netns.py)."""
+        its process runs in (tests/integration/test_netns.py); ``bridge`` is the genesis bridge
+        section with ``bridge_addresses`` as the validators' keys (tests/e2e/test_bridge_e2e.py)."""
         self.root = root
         self.layout: TestnetLayout = write_testnet(
             root / "net",
@@ -91,6 +95,8 @@ class Cluster:
             hosts=hosts,
             demo_accounts=demo_accounts,
             block_interval_ms=block_ms,
+            bridge=bridge,
+            bridge_addresses=bridge_addresses,
         )
         if configure is not None:
             for home in self.layout.homes:
