@@ -242,6 +242,11 @@ class Metrics:
             "Polls of the EVM chain that failed (node unreachable, wrong chain, bad answer)",
             registry=r,
         )
+        self.bridge_freezes = Counter(
+            "perpbft_bridge_freezes",
+            "Times this validator froze the bridge over a withdrawal the chain never made",
+            registry=r,
+        )
         self.bridge_confirmed_block = Gauge(
             "perpbft_bridge_confirmed_block",
             "The EVM block the bridge treats as confirmed (head minus confirmations)",

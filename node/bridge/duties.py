@@ -38,11 +38,14 @@ class SeenDeposit:
 @dataclasses.dataclass(frozen=True, slots=True)
 class SeenWithdrawal:
     """A withdrawal's state on the contract: ``status`` is none, pending, finalised or
-    invalidated (the contract's names); ``frozen`` whether the bridge is frozen."""
+    invalidated (the contract's names); ``frozen`` whether the bridge is frozen; what it pays
+    to whom (``recipient`` 20 bytes; empty and 0 when the contract holds no such id)."""
 
     withdrawal_id: int
     status: str
     frozen: bool
+    recipient: bytes = b""
+    amount_atoms: int = 0
 
 
 def key_duty(br: BridgeState, me: bytes, address: bytes) -> RegisterBridgeKey | None:
@@ -110,3 +113,19 @@ def observation_duties(
         if status > max(w.status, w.observations.get(me, 0)):
             out.append(AttestWithdrawal(s.withdrawal_id, status))
     return out
+
+
+def forged_withdrawal(br: BridgeState, seen: Iterable[SeenWithdrawal]) -> str | None:
+    """Why the contract holds a withdrawal the chain never made (None if it does not): an id
+    the chain has not issued, or another recipient or amount than the chain's voucher. Only
+    keys of more than two thirds of the contract's power can make one, so this is the
+    dispute the dispute period is for: the validator freezes the bridge at once."""
+    for s in seen:
+        if s.status not in ("pending", "finalised"):
+            continue
+        w = br.withdrawals.get(s.withdrawal_id)
+        if w is None:
+            return f"withdrawal {s.withdrawal_id} is on the contract but the chain never made it"
+        if (s.recipient, s.amount_atoms) != (w.recipient, w.amount_atoms):
+            return f"withdrawal {s.withdrawal_id} pays another recipient or amount than the chain's"
+    return None

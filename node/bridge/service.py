@@ -13,7 +13,10 @@ Every ``[bridge] poll_ms`` the service
    (so an attestation lost in a full mempool is sent again), at most ``SEEN_DEPOSITS_MAX``;
 3. signs every open voucher it has not signed with its bridge key (the EIP-712 digest of
    ``evm.voucher``), and reads each open withdrawal's state on the contract;
-4. signs one transaction per batch of at most ``MAX_ACTIONS_PER_TX`` actions with the node key
+4. freezes the contract if it holds a withdrawal the chain never made (another recipient or
+   amount than the voucher, or an id the state has not issued while the node is caught up):
+   the dispute of the dispute period;
+5. signs one transaction per batch of at most ``MAX_ACTIONS_PER_TX`` actions with the node key
    and admits it to its own mempool, like a client's.
 
 Web3 calls block, so each runs in a worker thread; a failing RPC endpoint is logged and counted
@@ -36,6 +39,7 @@ from node.bridge.duties import (
     SeenDeposit,
     SeenWithdrawal,
     deposit_duties,
+    forged_withdrawal,
     key_duty,
     observation_duties,
     open_withdrawals,
@@ -52,7 +56,10 @@ if TYPE_CHECKING:
 log = get_logger("bridge")
 
 SEEN_DEPOSITS_MAX = 10_000
-SCANS_PER_POLL_MAX = 8  # a node far behind catches up over several polls, not in one burst
+SCANS_PER_POLL_MAX = 8
+# A withdrawal id the contract holds but the state has not issued is forged only if the state
+# is current: a validator more than this far behind the chain does not accuse.
+CAUGHT_UP_S = 5.0  # a node far behind catches up over several polls, not in one burst
 
 
 class BridgeService:
@@ -84,6 +91,11 @@ class BridgeService:
                 self.w3 = None  # reconnect next time
             await trio.sleep(self.settings.poll_ms / 1000)
 
+    def caught_up(self) -> bool:
+        """The node executed a block in the last CAUGHT_UP_S seconds of wall-clock time."""
+        age_ms = time.time() * 1000 - self.node.last_block_time_ms
+        return self.node.last_block_time_ms > 0 and age_ms < CAUGHT_UP_S * 1000
+
     def bridge_state(self) -> BridgeState | None:
         chain = self.node.chain
         if chain is None or chain.state.bridge is None:
@@ -111,7 +123,11 @@ class BridgeService:
         self.forget_settled(br, me)
         opened = open_withdrawals(br, self.settings.actions_max)
         actions += signature_duties(br, me, self.sign, opened)
-        onchain = await self.read_withdrawals(w3, [w for w in opened if w.status >= SIGNED])
+        ids = [w.withdrawal_id for w in opened if w.status >= SIGNED]
+        if self.caught_up():  # a node behind the chain would take a new id for a forged one
+            ids.append(br.next_withdrawal_id)
+        onchain = await self.read_withdrawals(w3, ids)
+        await self.freeze_if_forged(w3, br, onchain)
         actions += observation_duties(br, me, onchain)
         await self.send(actions[: self.settings.actions_max])
 
@@ -147,15 +163,30 @@ class BridgeService:
                 self.seen[deposit_key(d.chain_id, d.tx_hash, d.log_index)] = seen
             self.next_block = last + 1
 
-    async def read_withdrawals(self, w3: Web3, opened: list[Withdrawal]) -> list[SeenWithdrawal]:
+    async def read_withdrawals(self, w3: Web3, ids: list[int]) -> list[SeenWithdrawal]:
+        """The contract's state of withdrawals ``ids``; the last is the next id the chain will
+        issue, which the contract must not know yet (forged_withdrawal)."""
         contract = "0x" + self.node_bridge_contract()
         out = []
-        for w in opened:
-            state = await trio.to_thread.run_sync(
-                evm_chain.withdrawal_state, w3, contract, w.withdrawal_id
-            )
-            out.append(SeenWithdrawal(w.withdrawal_id, state.status, state.frozen))
+        for wid in ids:
+            state = await trio.to_thread.run_sync(evm_chain.withdrawal_state, w3, contract, wid)
+            recipient = bytes.fromhex(state.recipient[2:]) if state.status != "none" else b""
+            out.append(SeenWithdrawal(wid, state.status, state.frozen, recipient,
+                                      state.amount_atoms))  # fmt: skip
         return out
+
+    async def freeze_if_forged(
+        self, w3: Web3, br: BridgeState, onchain: list[SeenWithdrawal]
+    ) -> None:
+        """Freeze the bridge when the contract holds a withdrawal the chain never made (the
+        validator's bridge key pays the gas); unfreezing takes a supermajority's signatures."""
+        reason = forged_withdrawal(br, onchain)
+        if reason is None or any(s.frozen for s in onchain):
+            return
+        log.critical("bridge_forged_withdrawal", extra=fields(reason=reason))
+        contract = "0x" + self.node_bridge_contract()
+        await trio.to_thread.run_sync(evm_chain.freeze, w3, self.private_key, contract)
+        self.node.metrics.bridge_freezes.inc()
 
     def node_bridge_contract(self) -> str:
         bridge = self.node.genesis.bridge

@@ -14,6 +14,7 @@ from node.bridge.duties import (
     SeenDeposit,
     SeenWithdrawal,
     deposit_duties,
+    forged_withdrawal,
     key_duty,
     observation_duties,
     observed_status,
@@ -133,3 +134,19 @@ def test_bridge_key_file(tmp_path: Path) -> None:
         read_bridge_key(tmp_path / "open")
     with pytest.raises(KeyFileError, match="does not exist"):
         read_bridge_key(tmp_path / "missing")
+
+
+def test_forged_withdrawals_are_recognised() -> None:
+    h = bridge_harness()
+    run(h, ALICE, [BridgeWithdraw(10 * USDC, RECIPIENT)])
+    br = bridge(h)
+    honest = SeenWithdrawal(1, "pending", False, RECIPIENT, 10 * USDC)
+    assert forged_withdrawal(br, [honest, SeenWithdrawal(2, "none", False)]) is None
+    assert forged_withdrawal(br, [SeenWithdrawal(1, "invalidated", True, b"\x01" * 20, 1)]) is None
+    other_recipient = SeenWithdrawal(1, "pending", False, b"\x01" * 20, 10 * USDC)
+    more = SeenWithdrawal(1, "finalised", False, RECIPIENT, 11 * USDC)
+    never_issued = SeenWithdrawal(2, "pending", False, RECIPIENT, USDC)
+    for forged, reason in [(other_recipient, "another"), (more, "another"),
+                           (never_issued, "never made")]:  # fmt: skip
+        found = forged_withdrawal(br, [honest, forged])
+        assert found is not None and reason in found
