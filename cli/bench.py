@@ -22,6 +22,7 @@ BENCHMARKS = {
     "localnet": "bench.localnet",
     "consensus": "bench.consensus",
     "statesync": "bench.statesync",
+    "bridge": "bench.bridge",
 }
 
 
