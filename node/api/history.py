@@ -52,6 +52,8 @@ LEDGER_KINDS = (
     "socialised_loss",
     "funding_payment",
     "fill",
+    "deposit_credited",  # the bridge (state_machine/bridge)
+    "bridge_withdrawal",
 )
 ACCOUNT_FIELDS = ("account", "taker", "maker", "from", "to", "bankrupt", "counterparty")
 # The vault's own risk steps name no account: they go to the vault's (all-zero) history.

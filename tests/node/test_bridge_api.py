@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import trio
 
 from cli.lightclient import verify_record_proof
 from node.api.app import build_app
@@ -71,6 +72,17 @@ async def get(http: httpx.AsyncClient, path: str, status: int = 200) -> Any:
     return answer.json()
 
 
+async def until_ledger(http: httpx.AsyncClient, account: str, count: int) -> list[Any]:
+    """The account's ledger once it holds ``count`` items (the history database catches up
+    with the blocks in the background)."""
+    for _ in range(100):
+        items: list[Any] = (await http.get(f"/v1/accounts/{account}/ledger")).json()["ledger"]
+        if len(items) >= count:
+            return items
+        await trio.sleep(0.05)
+    raise AssertionError(f"ledger of {account} stayed at {items}")
+
+
 def _matches(route: str, path: str) -> bool:
     parts, wanted = route.split("/"), path.split("/")
     return len(parts) == len(wanted) and all(
@@ -104,6 +116,11 @@ async def test_bridge_routes_and_proofs(tmp_path: Path) -> None:
             assert w["signed_power"] == w["total_power"] == 1
             mine = await get(http, f"/v1/bridge/accounts/{ALICE.public_key.hex()}/withdrawals")
             assert [x["withdrawal_id"] for x in mine["withdrawals"]] == [1]
+            # The account's ledger shows the credit and the withdrawal.
+            ledger = await until_ledger(http, ALICE.public_key.hex(), 2)
+            kinds = {e["kind"]: e for e in ledger}
+            assert kinds["deposit_credited"]["amount"] == "25"
+            assert kinds["bridge_withdrawal"]["amount"] == "10"
             # Errors are 4xx with a code, never a 500.
             for path, status, code in [
                 ("/v1/bridge/withdrawals/9", 404, "unknown_withdrawal"),
