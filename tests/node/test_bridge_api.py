@@ -6,15 +6,18 @@ by the light client against the genesis validator."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import trio
 
 from cli.lightclient import verify_record_proof
+from cli.main import main
 from node.api.app import build_app
 from node.api.openapi import ROUTE_DOCS
 from node.api.recordkeys import record_key, record_kind
@@ -91,7 +94,25 @@ def _matches(route: str, path: str) -> bool:
     )
 
 
-async def test_bridge_routes_and_proofs(tmp_path: Path) -> None:
+def cli_json(argv: list[str], capsys: pytest.CaptureFixture[str]) -> Any:
+    capsys.readouterr()
+    assert main([*argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_withdraw_command_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    """Refused before any node is asked: exit 2 with the usage in one line."""
+    for argv, message in [
+        (["withdraw", "status"], "withdraw status ID"),
+        (["withdraw", "10"], "--to 0xADDRESS"),
+        (["withdraw", "10", "--to", "0x1234"], "40 hex"),
+        (["withdraw", "10", "7", "--to", "0x" + "11" * 20], "AMOUNT --to"),
+    ]:
+        assert main(argv) == 2, argv
+        assert message in capsys.readouterr().err
+
+
+async def test_bridge_routes_and_proofs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     attest = AttestDeposit(31337, TX_HASH, 4, ALICE.public_key, 25 * USDC)
     with bridge_node(tmp_path) as n:
         await execute_signed_block(n, [signed(ALICE, BridgeWithdraw(10 * USDC, RECIPIENT))])
@@ -130,6 +151,13 @@ async def test_bridge_routes_and_proofs(tmp_path: Path) -> None:
                 ("/v1/bridge/accounts/zz/withdrawals", 400, "bad_address"),
             ]:
                 assert (await get(http, path, status))["code"] == code, path
+            # perpbft withdraw status: the same record; a signature that does not recover to
+            # its validator's key is never shown as valid.
+            shown = await trio.to_thread.run_sync(
+                cli_json, ["withdraw", "status", "1", "--node", base], capsys
+            )
+            assert shown["status"] == "signed" and shown["withdrawal_id"] == 1
+            assert shown["signatures"][0].get("valid") is not True
             # The withdrawal record, signatures included, proven against the QC-signed root.
             for kind, ids in [
                 ("bridge_withdrawal", {"withdrawal": "1"}),
