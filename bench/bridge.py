@@ -13,7 +13,6 @@ commit of the attestation that crosses two thirds, and the poll here.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import shutil
 import subprocess
@@ -27,7 +26,7 @@ import httpx
 from cli.errors import CliError
 from localnet.procs import Procs
 from node.bridge.keyfile import write_bridge_key
-from node.config import BridgeSettings, init_home, load_config
+from node.config import BridgeSettings
 from node.testnet import write_testnet
 from state_machine.bridge.params import BridgeParams
 
@@ -137,13 +136,15 @@ def _start_nodes(
 ) -> str:  # fmt: skip
     """Write and start the testnet; the API URL of node 0 once every node is ready."""
     keys = tuple(bytes.fromhex(a[2:]) for a in addresses)
+    service = [
+        BridgeSettings(rpc_url=url, key_file=str(home / f"validator{i}.key"),
+                       poll_ms=args.poll_ms, start_block=start_block)
+        for i in range(VALIDATORS)
+    ]  # fmt: skip
     layout = write_testnet(home / "net", VALIDATORS, base_port=args.base_port,
-                           block_interval_ms=200, bridge=params, bridge_addresses=keys)  # fmt: skip
+                           block_interval_ms=200, bridge=params, bridge_addresses=keys,
+                           bridge_service=service)  # fmt: skip
     for i, node_home in enumerate(layout.homes):
-        settings = BridgeSettings(rpc_url=url, key_file=str(home / f"validator{i}.key"),
-                                  poll_ms=args.poll_ms, start_block=start_block)  # fmt: skip
-        config = dataclasses.replace(load_config(node_home), bridge=settings)
-        init_home(node_home, force=True, config=config)
         procs.start(f"node{i}", ["-m", "cli.main", "start", "--home", str(node_home)])
     apis = [f"http://127.0.0.1:{p.api}" for p in layout.ports]
     deadline = time.monotonic() + START_TIMEOUT_S

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from node.config import (
     ApiSettings,
+    BridgeSettings,
     Config,
     ConsensusSettings,
     HomeError,
@@ -117,12 +118,14 @@ def write_testnet(
     hosts: Sequence[str] = (),
     bridge: BridgeParams | None = None,
     bridge_addresses: Sequence[bytes] = (),
+    bridge_service: Sequence[BridgeSettings] = (),
 ) -> TestnetLayout:
     """Write the network; ``extra_funded`` public keys are funded like the demo accounts but
     get no key file (their owner, e.g. a load generator or the localnet bots, holds the keys);
     ``extra_balances`` are explicit ``(pubkey, asset_id, amount_atoms)`` balances (the
     localnet's small leveraged accounts); ``parameters`` replace the default ones; ``bridge``
-    is the genesis bridge section, with ``bridge_addresses[i]`` as validator i's bridge key."""
+    is the genesis bridge section, with ``bridge_addresses[i]`` as validator i's bridge key, and
+    ``bridge_service[i]`` validator i's ``[bridge]`` settings (rpc_url, key_file, start_block)."""
     if not 1 <= validators <= 64:
         raise HomeError("--validators must be between 1 and 64")
     if not 0 <= full_nodes <= 64:
@@ -211,6 +214,7 @@ def write_testnet(
             consensus=ConsensusSettings(block_interval_ms=block_interval_ms),
             log=LogSettings(format=log_format),
             role=RoleSettings(mode="full" if full else "validator"),
+            bridge=bridge_service[i] if i < len(bridge_service) else BridgeSettings(),
         )
         (home / "config" / GENESIS_FILE).write_text(genesis_text)
         init_home(home, force=True, config=config)
