@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from cli.errors import CliError
+from client.errors import CliError
 from localnet.procs import Procs
 from node.bridge.keyfile import write_bridge_key
 from node.config import BridgeSettings
