@@ -24,6 +24,7 @@ BENCHMARKS = {
     "statesync": "bench.statesync",
     "indexer": "bench.indexer",
     "bridge-gas": "bench.bridge_gas",
+    "bridge": "bench.bridge",
 }
 
 

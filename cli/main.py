@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "cli.gov_cmd",
     "cli.accounts_cmd",
     "cli.algo_cmd",
+    "cli.bridge_cmd",
     "cli.watch_cmd",
     "cli.proof_cmd",
     "cli.localnet_cmd",
@@ -43,7 +44,7 @@ COMMAND_MODULES = (
 # command module (node, storage, p2p, TLS) costs more than the trader command itself.
 LIGHT_COMMANDS = {
     **dict.fromkeys(
-        ("order", "orders", "account", "book", "trades", "funding", "transfer", "withdraw",
+        ("order", "orders", "account", "book", "trades", "funding", "transfer", "withdraw-request",
          "leverage", "tx", "vault"),
         "cli.trade_cmd",
     ),
@@ -54,6 +55,8 @@ LIGHT_COMMANDS = {
     "watch": "cli.watch_cmd",
     "proof": "cli.proof_cmd",
     **dict.fromkeys(("validator", "delegate", "undelegate", "delegations"), "cli.staking_cmd"),
+    "deposit": "cli.bridge_cmd",
+    "withdraw": "cli.bridge_cmd",
 }  # fmt: skip
 
 

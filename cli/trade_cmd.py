@@ -1,11 +1,11 @@
 """The trader's commands: orders, account, market data, transfers, leverage, transactions.
 
 ``perpbft order place|cancel|amend|list``, ``perpbft account``, ``perpbft book``, ``perpbft
-trades``, ``perpbft funding``, ``perpbft transfer``, ``perpbft withdraw``, ``perpbft leverage``
-and ``perpbft tx``. Each talks only to the public HTTP API (``--node``), signs with ``--key``
-and a per-key-file monotonic nonce, prints tables (or one JSON object with ``--json``) and exits
-0 when everything was accepted, 1 when the chain or the node refused something (the code and
-reason are printed), 2 on a usage or connection error.
+trades``, ``perpbft funding``, ``perpbft transfer``, ``perpbft withdraw-request``, ``perpbft
+leverage`` and ``perpbft tx``. Each talks only to the public HTTP API (``--node``), signs with
+``--key`` and a per-key-file monotonic nonce, prints tables (or one JSON object with
+``--json``) and exits 0 when everything was accepted, 1 when the chain or the node refused
+something (the code and reason are printed), 2 on a usage or connection error.
 """
 
 from __future__ import annotations
@@ -110,7 +110,10 @@ def register(sub: Any) -> None:
     add_common_arguments(transfer, key=True)
     transfer.set_defaults(func=cmd_transfer)
 
-    withdraw = sub.add_parser("withdraw", help="request a withdrawal off the chain")
+    withdraw = sub.add_parser(
+        "withdraw-request",
+        help="record a withdrawal request that nothing executes (bridge: perpbft withdraw)",
+    )
     withdraw.add_argument("asset")
     withdraw.add_argument("amount")
     withdraw.add_argument("--destination", default="", help="where to (up to 64 bytes of text)")

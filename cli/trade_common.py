@@ -227,6 +227,7 @@ CREATED_ID_NAMES = {
     "set_position_tpsl": "group_id",
     "cancel_tpsl": "group_id",
 }
+CREATED_ID_NAMES = {"withdraw_request": "withdrawal_id", "bridge_withdraw": "withdrawal_id"}
 
 
 def describe_result(result: dict[str, Any], market: MarketInfo | None) -> str:

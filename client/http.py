@@ -181,6 +181,29 @@ class NodeClient:
         path = f"/v1/gov/proposals/{int(proposal_id)}/tally"
         return self.get(path)  # type: ignore[no-any-return]
 
+    # ---- the EVM bridge (docs/BRIDGE.md); 404 bridge_disabled on a chain without one -----------
+
+    @route("GET", "/v1/bridge")
+    def bridge(self) -> dict[str, Any]:
+        """The bridge's EVM chain, contract, confirmations, rate limit, totals and keys."""
+        return self.get("/v1/bridge")  # type: ignore[no-any-return]
+
+    @route("GET", "/v1/bridge/deposits/{tx_hash}/{log_index}")
+    def bridge_deposit(self, tx_hash: str, log_index: int) -> dict[str, Any]:
+        """A deposit by its EVM transaction hash (hex) and log index: pending or credited."""
+        return self.get(f"/v1/bridge/deposits/{tx_hash}/{log_index}")  # type: ignore[no-any-return]
+
+    @route("GET", "/v1/bridge/withdrawals/{withdrawal_id}")
+    def bridge_withdrawal(self, withdrawal_id: int) -> dict[str, Any]:
+        """A withdrawal's voucher, EIP-712 domain, validators' signatures and status."""
+        return self.get(f"/v1/bridge/withdrawals/{withdrawal_id}")  # type: ignore[no-any-return]
+
+    @route("GET", "/v1/bridge/accounts/{address}/withdrawals")
+    def bridge_withdrawals(self, address: str) -> dict[str, Any]:
+        """An account's latest bridge withdrawals, newest first."""
+        path = f"/v1/bridge/accounts/{address}/withdrawals"
+        return self.get(path)  # type: ignore[no-any-return]
+
     # ---- transactions and blocks -------------------------------------------------------------
 
     @route("POST", "/v1/txs")

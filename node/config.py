@@ -444,6 +444,34 @@ class StateSyncSettings:
     snapshot_keep_recent: int = _key(2, "snapshots kept; older ones are deleted", lo=1, hi=1_000)
 
 
+def _parse_rpc_url(text: str) -> str:
+    if text and not (text.startswith(("http://", "https://")) and len(text) > len("https://")):
+        raise ValueError("must be empty or an http(s):// JSON-RPC URL of the EVM chain")
+    return text
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BridgeSettings:
+    """A validator's bridge duties (docs/BRIDGE.md); off while rpc_url is empty."""
+
+    rpc_url: str = _key(
+        "", "JSON-RPC URL of the EVM chain's node (empty = no bridge duties)", parse=_parse_rpc_url
+    )
+    key_file: str = _key(
+        "config/bridge.key",
+        "the secp256k1 bridge key: its 32 bytes in hex on one line (mode 0600)",
+        parse=_parse_path,
+    )
+    poll_ms: int = _key(2_000, "how often to read the EVM chain", lo=100, hi=600_000)
+    start_block: int = _key(
+        0, "first EVM block to scan for deposits (the contract's deployment)", lo=0, hi=2**62
+    )
+    scan_blocks_max: int = _key(
+        2_000, "most EVM blocks read per deposit query (providers cap log ranges)", lo=1, hi=10**6
+    )
+    actions_max: int = _key(64, "most attestations and signatures sent per poll", lo=1, hi=1_000)
+
+
 # Table name -> settings class, in file order; "" is the top level.
 SECTIONS: dict[str, type] = {
     "": NodeSettings,
@@ -459,6 +487,7 @@ SECTIONS: dict[str, type] = {
     "role": RoleSettings,
     "statesync": StateSyncSettings,
     "signer": SignerSettings,
+    "bridge": BridgeSettings,
 }
 
 
@@ -480,6 +509,7 @@ class Config:
     role: RoleSettings = RoleSettings()
     statesync: StateSyncSettings = StateSyncSettings()
     signer: SignerSettings = SignerSettings()
+    bridge: BridgeSettings = BridgeSettings()
 
     def path(self, relative: str) -> Path:
         return self.home / Path(relative).expanduser()
@@ -495,6 +525,10 @@ class Config:
     @property
     def node_key_path(self) -> Path:
         return self.path(self.node.node_key_file)
+
+    @property
+    def bridge_key_path(self) -> Path:
+        return self.path(self.bridge.key_file)
 
     @property
     def lock_path(self) -> Path:

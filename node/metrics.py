@@ -241,6 +241,31 @@ class Metrics:
         )
         for result in ("ok", "failed"):  # exported as 0 before the first audit
             self.state_audits.labels(result=result)
+        self._init_bridge_metrics(r)
+
+    def _init_bridge_metrics(self, r: CollectorRegistry) -> None:
+        """A validator's bridge duties (node/bridge/service.py)."""
+        self.bridge_actions = Counter(
+            "perpbft_bridge_actions",
+            "Bridge actions sent, by kind (AttestDeposit, SignWithdrawal, ...)",
+            ["kind"],
+            registry=r,
+        )
+        self.bridge_rpc_errors = Counter(
+            "perpbft_bridge_rpc_errors",
+            "Polls of the EVM chain that failed (node unreachable, wrong chain, bad answer)",
+            registry=r,
+        )
+        self.bridge_freezes = Counter(
+            "perpbft_bridge_freezes",
+            "Times this validator froze the bridge over a withdrawal the chain never made",
+            registry=r,
+        )
+        self.bridge_confirmed_block = Gauge(
+            "perpbft_bridge_confirmed_block",
+            "The EVM block the bridge treats as confirmed (head minus confirmations)",
+            registry=r,
+        )
 
     def _init_follow_metrics(self, r: CollectorRegistry) -> None:
         """A full node following the chain (node/follower.py)."""

@@ -19,6 +19,7 @@ from hypercorn.config import Config as HyperConfig
 from consensus.signing import SigningFailed
 from node.api.app import build_app, build_metrics_app
 from node.api.server import serve_api
+from node.bridge.keyfile import read_bridge_key
 from node.chain import ChainError
 from node.config import Config, HomeError, load_config, lock_home
 from node.diskwatch import start_space_problem
@@ -93,6 +94,8 @@ async def serve_node(
             binds += metrics_binds
         log.info("api_listening", extra=fields(binds=binds))
         await nursery.start(node.run)
+        if config.bridge.rpc_url:
+            nursery.start_soon(run_bridge, node)
         tune_gc_after_load()
         task_status.started(binds)
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -100,6 +103,25 @@ async def serve_node(
                 log.info("stopping", extra=fields(signal=signal.Signals(signum).name))
                 nursery.cancel_scope.cancel()
                 break
+
+
+async def run_bridge(node: Node) -> None:
+    """The validator's bridge duties ([bridge], node/bridge/service.py)."""
+    # Imported here, not at the top: web3 takes about a second and tens of MB to import, and
+    # only a validator with a [bridge] rpc_url needs it.
+    from node.bridge.service import BridgeService
+
+    key = read_bridge_key(node.config.bridge_key_path)
+    await BridgeService(node, node.config.bridge, key).run()
+
+
+def check_bridge_key(config: Config) -> None:
+    """A configured bridge whose key cannot be read is a start error, not a silent no-op."""
+    if config.bridge.rpc_url:
+        try:
+            read_bridge_key(config.bridge_key_path)
+        except KeyFileError as exc:
+            raise StartError(f"[bridge] {exc}") from None
 
 
 def tune_gc_after_load() -> None:
@@ -128,6 +150,7 @@ def prepare(home: Path, overrides: Sequence[Override] = ()) -> tuple[Config, Gen
         key = read_key_file(config.node_key_path)
     except KeyFileError as exc:
         raise StartError(str(exc)) from None
+    check_bridge_key(config)
     signer = connect_signer(config, key)
     node = Node(config, genesis, key, signer)
     return config, genesis, node

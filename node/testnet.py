@@ -28,6 +28,7 @@ from pathlib import Path
 
 from node.config import (
     ApiSettings,
+    BridgeSettings,
     Config,
     ConsensusSettings,
     HomeError,
@@ -40,7 +41,8 @@ from node.config import (
 )
 from node.keys import generate_keypair, write_key_file
 from p2p.address import PeerAddress
-from state_machine.genesis import Parameters, default_genesis
+from state_machine.bridge.params import BridgeKey, BridgeParams
+from state_machine.genesis import Parameters, default_genesis, validate_genesis
 from state_machine.governance.params import GovernanceParams
 from state_machine.staking.genesis import StakingGenesis
 from state_machine.staking.params import ATOMS_PER_POWER
@@ -131,12 +133,17 @@ def write_testnet(
     hosts: Sequence[str] = (),
     staking: StakingGenesis | None = None,
     joiners: int = 0,
+    bridge: BridgeParams | None = None,
+    bridge_addresses: Sequence[bytes] = (),
+    bridge_service: Sequence[BridgeSettings] = (),
 ) -> TestnetLayout:
     """Write the network; ``extra_funded`` public keys are funded like the demo accounts but
     get no key file (their owner, e.g. a load generator or the localnet bots, holds the keys);
     ``extra_balances`` are explicit ``(pubkey, asset_id, amount_atoms)`` balances (the
-    localnet's small leveraged accounts); ``parameters`` replace the default ones and
-    ``governance`` is the genesis governance section (absent: the defaults)."""
+    localnet's small leveraged accounts); ``parameters`` replace the default ones,
+    ``governance`` is the genesis governance section (absent: the defaults); ``bridge``
+    is the genesis bridge section, with ``bridge_addresses[i]`` as validator i's bridge key, and
+    ``bridge_service[i]`` validator i's ``[bridge]`` settings (rpc_url, key_file, start_block)."""
     if not 1 <= validators <= 64:
         raise HomeError("--validators must be between 1 and 64")
     if not 0 <= full_nodes <= 64:
@@ -188,6 +195,10 @@ def write_testnet(
     )
     if governance is not None:
         genesis = dataclasses.replace(genesis, governance=governance)
+    if bridge is not None:
+        keys = tuple(BridgeKey(node_ids[i], a) for i, a in enumerate(bridge_addresses))
+        genesis = dataclasses.replace(genesis, bridge=dataclasses.replace(bridge, bridge_keys=keys))
+        validate_genesis(genesis)
     genesis_text = genesis.to_json()
     (out / GENESIS_FILE).write_text(genesis_text)
     # Full nodes and joiners (until their stake puts them in the set) connect as full nodes.
@@ -229,6 +240,7 @@ def write_testnet(
             consensus=ConsensusSettings(block_interval_ms=block_interval_ms),
             log=LogSettings(format=log_format),
             role=RoleSettings(mode="full" if full else "validator"),
+            bridge=bridge_service[i] if i < len(bridge_service) else BridgeSettings(),
         )
         (home / "config" / GENESIS_FILE).write_text(genesis_text)
         init_home(home, force=True, config=config)

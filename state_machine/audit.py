@@ -8,7 +8,7 @@ teardown. Each raises InvariantError naming the first broken rule.
 Conservation (DESIGN section 4): for every asset,
 ``sum(available + held) + fee pool (+ for USDC: isolated margins + unrealised PnL of all
 positions + insurance fund + staked and unbonding stake) == genesis balances (+ genesis insurance
-fund + genesis self-stake minted - stake burnt by slashing) - withdrawn``.
+fund + genesis self-stake minted - stake burnt by slashing + bridge deposits) - withdrawn``.
 Unrealised PnL sums to ``-sum(entry_value) * tick_lot_atoms`` per market because positions net to
 zero, so the identity is exact at any price: realised PnL, fees and isolated-margin moves are
 transfers between these terms, never creation.
@@ -32,6 +32,8 @@ def supply_totals(st: ExchangeCore) -> dict[int, tuple[int, int]]:
     expected[0] += g.parameters.insurance_fund_atoms
     for aid, total in st.asset_totals.items():
         expected[aid] -= total.amount_atoms
+    if st.bridge is not None:  # deposits through the bridge (state_machine/bridge)
+        expected[0] += st.bridge.deposited_atoms
     actual: dict[int, int] = {aid: pool.amount_atoms for aid, pool in st.fee_pools.items()}
     staked, staking_minted = staking_supply_atoms(st)  # stake is USDC (staking/params.py)
     actual[0] += staked

@@ -78,6 +78,8 @@ from state_machine.algo.hook import (
     algo_end_block_last,
 )
 from state_machine.book import Order
+from state_machine.bridge.actions import BRIDGE_ACTIONS
+from state_machine.bridge.hook import bridge_from_entries, is_bridge_key, process_bridge
 from state_machine.clob.amend import process_amend_order
 from state_machine.clob.cancel import (
     process_cancel_all,
@@ -197,11 +199,15 @@ class ExchangeState(ExchangeCore):
         staking_entries: list[tuple[bytes, bytes]] = []
         # Governance first: its records add the listed assets and markets the others refer to.
         governance_from_entries(st, [e for e in entries if is_governance_key(e[0])])
+        bridge_entries: list[tuple[bytes, bytes]] = []
         for key, value in entries:
             if is_governance_key(key):
                 continue
             if is_staking_key(key):
                 staking_entries.append((key, value))  # decoded by the staking module
+                continue
+            if is_bridge_key(key):
+                bridge_entries.append((key, value))  # decoded by the bridge module
                 continue
             v = decode_raw(value)
             p = key[0]
@@ -227,6 +233,7 @@ class ExchangeState(ExchangeCore):
         if staking_params is None:
             staking_params = genesis_staking_params(st)
         algo_after_load(st)
+        bridge_from_entries(st, bridge_entries)
         if staking_params is not None:
             st.staking = staking_from_entries(st, staking_params, staking_entries)
             follow_active_set(st)
@@ -321,6 +328,7 @@ ACTION_CLASS: dict[type, int] = {
     ApproveAgent: 0,
     RevokeAgent: 0,
     **ALGO_ACTION_CLASS,
+    **dict.fromkeys(BRIDGE_ACTIONS, 0),
 }
 
 
@@ -497,6 +505,7 @@ DISPATCH: dict[type, Any] = {
     RevokeAgent: process_revoke_agent,
     Delegated: process_delegated,
     **ALGO_DISPATCH,
+    **dict.fromkeys(BRIDGE_ACTIONS, process_bridge),  # state_machine/bridge/hook.py
 }
 
 

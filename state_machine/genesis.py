@@ -30,6 +30,7 @@ from state_machine.accounts.policy import (
     accounts_policy_error,
     fee_tiers_error,
 )
+from state_machine.bridge.params import BridgeParams, validate_bridge_params
 from state_machine.codec import (
     U8,
     U32,
@@ -202,10 +203,11 @@ class Genesis(Wire):
         ("governance", Optional(Struct(GovernanceParams))),
         ("accounts_policy", Optional(Struct(AccountsPolicy))),
         ("fee_tiers", Optional(ListOf(Struct(FeeTier), 16))),
+        ("bridge", Optional(Struct(BridgeParams))),
     )
     # The sections after ``parameters`` are optional: absent ones at the end are not encoded
     # at all, so a genesis without them keeps its bytes and hash (codec.Wire.OPTIONAL_TAIL).
-    OPTIONAL_TAIL = 4
+    OPTIONAL_TAIL = 5
     chain_id: str
     genesis_time_ms: int
     assets: tuple[Asset, ...]
@@ -222,6 +224,7 @@ class Genesis(Wire):
         return self.governance if self.governance is not None else DEFAULT_GOVERNANCE
     accounts_policy: AccountsPolicy | None = None  # accounts/policy.py; None: the defaults
     fee_tiers: tuple[FeeTier, ...] | None = None  # accounts/policy.py; None: market fees only
+    bridge: BridgeParams | None = None  # bridge/params.py; None: no bridge
 
     def hash(self) -> bytes:
         """SHA-256 of the canonical msgpack encoding."""
@@ -319,6 +322,10 @@ def validate_genesis(g: Genesis) -> None:
         if problem is not None:
             raise _fail(f"governance.{problem[0]}", problem[1])
     _validate_accounts_sections(g)
+    if g.bridge is not None:
+        bridge_problem = validate_bridge_params(g.bridge, [v.pubkey for v in g.validators])
+        if bridge_problem is not None:
+            raise GenesisError(bridge_problem)
 
 
 def _validate_accounts_sections(g: Genesis) -> None:
@@ -554,7 +561,14 @@ def _json_defaults(cls: type[Wire]) -> dict[str, Any]:
         return dict(zip(names, cls().fields_obj(), strict=True))
     if cls is Genesis:
         return dict.fromkeys(OPTIONAL_SECTIONS)
+    if cls is BridgeParams:
+        return _wire_defaults(BridgeParams(1, bytes(20)), BridgeParams.WIRE[2:])
     return {}
+
+
+def _wire_defaults(example: Wire, fields: Sequence[tuple[str, Any]]) -> dict[str, Any]:
+    """The plain (encoded) default values of ``fields`` of a wire type."""
+    return {name: spec.dump(getattr(example, name)) for name, spec in fields}
 
 
 def genesis_from_json(text: str | bytes) -> Genesis:

@@ -12,6 +12,7 @@ from typing import Any
 
 from state_machine.accounts.codes import ACCOUNT_EVENT_FIELDS
 from state_machine.algo.codes import ALGO_EVENT_FIELDS
+from state_machine.bridge.codes import BRIDGE_EVENT_FIELDS
 from state_machine.governance.codes import GOV_EVENT_FIELDS
 from state_machine.staking.codes import STAKING_EVENT_FIELDS
 
@@ -117,6 +118,7 @@ EVENT_FIELDS.update(STAKING_EVENT_FIELDS)
 EVENT_FIELDS.update(GOV_EVENT_FIELDS)
 EVENT_FIELDS.update(ACCOUNT_EVENT_FIELDS)
 EVENT_FIELDS.update(ALGO_EVENT_FIELDS)
+EVENT_FIELDS.update(BRIDGE_EVENT_FIELDS)
 
 
 def event_to_dict(event: Sequence[Any]) -> dict[str, Any]:

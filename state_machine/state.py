@@ -35,6 +35,7 @@ prefix key                                  value (msgpack array)
 0x44   14-day volumes
 0x48..  market_id(4) id(8)                   TWAPs, TP/SL groups, good-til times
 0x4a                                        (state_machine/algo/records.py)
+0x38.. (bridge records: state_machine/bridge/records.py)
 =====  ==================================  ============================================
 """
 
@@ -49,6 +50,7 @@ from state_machine.accounts.records import Account, Balance, Withdrawal
 from state_machine.accounts.registry import AccountsRegistry
 from state_machine.algo.records import AlgoState
 from state_machine.book import ORDER_KEY, Book, Order
+from state_machine.bridge.records import BridgeState
 from state_machine.codec import encode
 from state_machine.crypto import sha256
 from state_machine.genesis import Genesis, Market
@@ -125,6 +127,7 @@ class ExchangeCore:
         "algo",
         "asset_totals",
         "books",
+        "bridge",
         "dirty",
         "events",
         "fee_pools",
@@ -197,6 +200,8 @@ class ExchangeCore:
         self.gov = GovernanceState()
         # Sub-accounts, agents, fee tiers and volumes (accounts/registry.py, keys 0x40..0x44).
         self.accts = AccountsRegistry(genesis)
+        # Bridge records when the genesis has a bridge section (state_machine/bridge), else None.
+        self.bridge = None if genesis.bridge is None else BridgeState(genesis.bridge)
 
     # ---- dirty tracking ---------------------------------------------------------------------
     def touch(self, obj: Any) -> None:
@@ -286,6 +291,8 @@ class ExchangeCore:
         self.dirty = []
         if self.staking is not None:
             out.update(self.staking.take_writes())
+        if self.bridge is not None:
+            out.update(self.bridge.take_writes())
         # Keys are unique, so sorting on the key alone gives the same order as sorting the
         # pairs, without a tuple comparison per step.
         return sorted(out.items(), key=itemgetter(0))
@@ -320,6 +327,8 @@ class ExchangeCore:
                 out.append((obj.state_key(), encode(value)))
         if self.staking is not None:
             out.extend(self.staking.entries())
+        if self.bridge is not None:
+            out.extend(self.bridge.entries())
         out.sort()
         keys = [k for k, _ in out]
         check(len(set(keys)) == len(keys), "duplicate state key")

@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from state_machine.accounts.actions import ACCOUNT_ACTIONS, AccountAction
+from state_machine.bridge.actions import BRIDGE_ACTIONS, BridgeAction
 from state_machine.codec import (
     I64,
     U8,
@@ -305,6 +306,7 @@ Action = (
     | StakingAction  # state_machine/staking: validators, delegation, evidence
     | GovernanceAction  # state_machine/governance: proposals and votes
     | AccountAction  # state_machine/accounts/actions.py: ActAs, sub-accounts, agents
+    | BridgeAction  # state_machine/bridge: deposits and withdrawals through the EVM bridge
 )
 
 ACTION = Union(
@@ -323,6 +325,7 @@ ACTION = Union(
         *GOVERNANCE_ACTIONS,
         *ACCOUNT_ACTIONS,
         *ORDER_TOOL_ACTIONS,
+        *BRIDGE_ACTIONS,
     ),
     "action",
 )

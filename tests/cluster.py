@@ -33,6 +33,7 @@ from node.config import Config, init_home, load_config
 from node.keys import read_key_file
 from node.storage import store_path
 from node.testnet import TestnetLayout, write_testnet
+from state_machine.bridge.params import BridgeParams
 from state_machine.crypto import Keypair
 from state_machine.genesis import genesis_from_json
 from state_machine.governance.params import GovernanceParams
@@ -81,12 +82,16 @@ class Cluster:
         staking: StakingGenesis | None = None,
         joiners: int = 0,
         governance: GovernanceParams | None = None,
+        bridge: BridgeParams | None = None,
+        bridge_addresses: tuple[bytes, ...] = (),
     ) -> None:
         """``configure`` rewrites each node's config before any node starts; ``full_nodes``
         adds that many full nodes (indexes ``validators ..``) following the validators;
         ``hosts`` gives each node its own address and ``netns`` the Linux network namespace
         its process runs in (tests/integration/test_netns.py); ``staking`` turns staking on in
-        genesis and ``joiners`` adds validators that join by staking (after the full nodes)."""
+        genesis and ``joiners`` adds validators that join by staking (after the full nodes);
+        ``bridge`` is the genesis bridge section with ``bridge_addresses`` as the validators'
+        keys (tests/e2e/test_bridge_e2e.py)."""
         self.root = root
         self.layout: TestnetLayout = write_testnet(
             root / "net",
@@ -100,6 +105,8 @@ class Cluster:
             demo_accounts=demo_accounts,
             block_interval_ms=block_ms,
             governance=governance,
+            bridge=bridge,
+            bridge_addresses=bridge_addresses,
         )
         if configure is not None:
             for home in self.layout.homes:
@@ -310,9 +317,7 @@ class Cluster:
         )
 
 
-def view_timeouts_with_signed_record(
-    base_ms: int, cap_ms: int
-) -> Callable[[Config], Config]:
+def view_timeouts_with_signed_record(base_ms: int, cap_ms: int) -> Callable[[Config], Config]:
     """A ``configure`` hook: the given view timeouts, and debug logs (every signature a node
     sends is logged as a ``signed`` line, which the fault tests read)."""
 

@@ -31,6 +31,7 @@ from node.api.accounts_api import (
     fee_schedule_json,
     subaccounts_json,
 )
+from node.api.bridge import BridgeRoutes
 from node.api.gov import gov_routes
 from node.api.openapi import openapi, route_index
 from node.api.overload import LoopLag
@@ -610,6 +611,7 @@ def build_app(node: Node) -> Starlette:
     from node.api.ws import StreamHub
 
     api = Api(node)
+    bridge = BridgeRoutes(api.queries)  # node/api/bridge.py
     hub = StreamHub(node, api.queries, node.config.api, api.lag, api.history)
     # The recent in-memory history follows committed blocks itself, before the hub reads it.
     node.subscribe(api.queries.on_executed)
@@ -658,6 +660,13 @@ def build_app(node: Node) -> Starlette:
         Route("/v1/accounts/{address}/agents", w("agents", api.agents)),
         Route("/v1/accounts/{address}/fees", w("account_fees", api.account_fees)),
         Route("/v1/fees", w("fees", api.fee_schedule)),
+        Route("/v1/bridge", w("bridge", bridge.info)),
+        Route("/v1/bridge/deposits/{tx_hash}/{log_index}", w("bridge_deposit", bridge.deposit)),
+        Route("/v1/bridge/withdrawals/{withdrawal_id}", w("bridge_withdrawal", bridge.withdrawal)),
+        Route(
+            "/v1/bridge/accounts/{address}/withdrawals",
+            w("bridge_withdrawals", bridge.account_withdrawals),
+        ),
         WebSocketRoute("/v1/ws", hub.endpoint),
         WebAppRoute(w),
     ]

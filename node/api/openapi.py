@@ -15,6 +15,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints, is_typeddic
 
 from starlette.routing import Route
 
+from node.api import bridge as bridge_api
 from node.api import models as m
 from state_machine.governance.records import STATUSES
 
@@ -55,6 +56,26 @@ class RouteDoc:
 
 
 ERRORS = {400: m.Error, 404: m.Error, 429: m.Error, 503: m.Error}
+
+# The bridge's routes (node/api/bridge.py); 404 bridge_disabled on a chain without one.
+BRIDGE_ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
+    ("GET", "/v1/bridge"): RouteDoc(
+        "the EVM bridge: chain, contract, confirmations, rate limit, totals, bridge keys",
+        {200: bridge_api.BridgeInfo, **ERRORS},
+    ),
+    ("GET", "/v1/bridge/deposits/{tx_hash}/{log_index}"): RouteDoc(
+        "a deposit by its EVM transaction hash and log index: attestations or its credit",
+        {200: bridge_api.BridgeDeposit, **ERRORS},
+    ),
+    ("GET", "/v1/bridge/withdrawals/{withdrawal_id}"): RouteDoc(
+        "a bridge withdrawal: voucher, EIP-712 domain, validators' signatures, status",
+        {200: bridge_api.BridgeWithdrawal, **ERRORS},
+    ),
+    ("GET", "/v1/bridge/accounts/{address}/withdrawals"): RouteDoc(
+        "an account's latest 100 bridge withdrawals, newest first",
+        {200: bridge_api.BridgeWithdrawals, **ERRORS},
+    ),
+}
 
 # (method, path) -> what it does; every served route must be here.
 ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
@@ -136,6 +157,8 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
         "oracle, nonces, fees, vault, asset, withdrawal, trigger, meta, validator, delegation, "
         "unbonding, epoch_set, staking_meta, volume, subaccounts, subaccount, agent, fee_tiers, "
         "twap, tpsl, good_til) named by its ids, "
+        "oracle, nonces, fees, vault, asset, withdrawal, trigger, meta, bridge_key, "
+        "bridge_deposit, bridge_withdrawal) named by its ids, "
         "with the certifying header and QC",
         {200: m.RecordProof, **ERRORS},
         (Param("height", uint(), "a past height (default: the latest)"),
@@ -148,7 +171,10 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
          Param("group", uint(), "tpsl: TP/SL group id"),
          Param("validator", {"type": "string"}, "oracle: validator public key"),
          Param("signer", {"type": "string"}, "nonces: signer public key"),
-         Param("withdrawal", uint(), "withdrawal: withdrawal id"),
+         Param("withdrawal", uint(), "withdrawal, bridge_withdrawal: withdrawal id"),
+         Param("evm_chain", uint(), "bridge_deposit: EVM chain id"),
+         Param("tx", {"type": "string"}, "bridge_deposit: EVM transaction hash"),
+         Param("log", uint(), "bridge_deposit: log index"),
          Param("operator", {"type": "string"}, "validator, delegation: operator address"),
          Param("delegator", {"type": "string"}, "delegation: delegator address"),
          Param("unbonding", uint(), "unbonding: unbonding entry id"),
@@ -195,6 +221,7 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
     ("GET", "/v1/accounts/{address}/fees"): RouteDoc(
         "the account's 14-day volume, fee tier and rates", {200: m.AccountFees, **ERRORS}),
     ("GET", "/v1/fees"): RouteDoc("the fee tiers by 14-day volume", {200: m.FeeSchedule}),
+    **BRIDGE_ROUTE_DOCS,
 }  # fmt: skip
 
 

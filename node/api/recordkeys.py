@@ -139,6 +139,29 @@ RECORD_KINDS: dict[str, RecordKind] = {
             "a TP/SL group (armed, or waiting for its parent order)",
         ),
         RecordKind("good_til", b"\x4a", (_MARKET, _ORDER), "an open order's good-til time"),
+        # The bridge's records (state_machine/bridge/records.py).
+        RecordKind(
+            "bridge_key",
+            b"\x38",
+            (IdField("validator", "key32", "validator public key (64 hex)"),),
+            "a validator's registered bridge key (secp256k1 address)",
+        ),
+        RecordKind(
+            "bridge_deposit",
+            b"\x39",
+            (
+                IdField("evm_chain", "u64", "EVM chain id"),
+                IdField("tx", "key32", "EVM transaction hash (64 hex)"),
+                IdField("log", "u32", "log index in the EVM block"),
+            ),
+            "a bridge deposit: its attestations, or its credit",
+        ),
+        RecordKind(
+            "bridge_withdrawal",
+            b"\x3a",
+            (IdField("withdrawal", "u64", "bridge withdrawal id"),),
+            "a bridge withdrawal: voucher, validators' signatures, status",
+        ),
     )
 }
 

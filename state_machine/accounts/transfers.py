@@ -6,6 +6,7 @@ non-negative (perpetuals/margin.py).
 from __future__ import annotations
 
 from state_machine.accounts.records import Account, Withdrawal
+from state_machine.invariants import check
 from state_machine.perpetuals.margin import free_collateral
 from state_machine.results import (
     INSUFFICIENT_BALANCE,
@@ -83,3 +84,33 @@ def process_withdraw(st: ExchangeCore, acct: Account, a: WithdrawRequest) -> Act
     st.touch(total)
     st.events.append(("withdrawal", wid, acct.pubkey, a.asset_id, a.amount_atoms, a.destination))
     return ActionResult(OK, "ok", order_id=wid)
+
+
+# ---- value entering and leaving the chain (the bridge: state_machine/bridge) -------------------
+
+
+def credit_external(st: ExchangeCore, owner: bytes, asset_id: int, amount_atoms: int) -> None:
+    """Credit value that entered the chain from outside (a bridge deposit). Any key may be
+    credited: accounts are keys, so an unknown account simply starts to exist."""
+    check(amount_atoms > 0 and asset_id in st.fee_pools, "external credit of nothing")
+    bal = st.balance(st.account(owner), asset_id)
+    bal.available_atoms += amount_atoms
+    st.touch(bal)
+
+
+def debit_external(
+    st: ExchangeCore, acct: Account, asset_id: int, amount_atoms: int
+) -> ActionResult:
+    """Debit value leaving the chain (a bridge withdrawal), under the same rule as a transfer:
+    only what leaves the initial margin of open positions covered. Counted as withdrawn in the
+    asset's totals (the conservation audit's ``withdrawn``)."""
+    res = movable(st, acct, asset_id, amount_atoms)
+    if res.code != OK:
+        return res
+    bal = acct.balances[asset_id]
+    bal.available_atoms -= amount_atoms
+    st.touch(bal)
+    total = st.asset_totals[asset_id]
+    total.amount_atoms += amount_atoms
+    st.touch(total)
+    return res

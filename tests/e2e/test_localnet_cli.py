@@ -221,9 +221,9 @@ def test_triggers_reduce_only_cancel_all_withdraw_and_tables(net: Net) -> None:
     position = next(p for p in account["positions"] if p["market"] == "BTC-PERP")
     assert position["size"] == "0.001"
 
-    withdrawn = net.ok_json("withdraw", "USDC", "10", "--destination", "bank", key=2)
+    withdrawn = net.ok_json("withdraw-request", "USDC", "10", "--destination", "bank", key=2)
     assert withdrawn["results"][0]["code"] == "ok"
-    text = net.run("withdraw", "USDC", "1", key=2)  # the id is named as a withdrawal's
+    text = net.run("withdraw-request", "USDC", "1", key=2)  # the id is named as a withdrawal's
     assert text.returncode == 0 and "ok withdrawal_id=" in text.stdout, text.stdout
     isolated = net.ok_json("leverage", "ETH-PERP", "5", "--isolated", key=2)
     assert isolated["results"][0]["code"] == "ok"

@@ -66,6 +66,15 @@ from state_machine.accounts.actions import (
     SubAccountTransfer,
 )
 from state_machine.accounts.authority import subaccount_address
+from state_machine.bridge.actions import (
+    BRIDGE_ACTIONS,
+    OBSERVED_FINALISED,
+    AttestDeposit,
+    AttestWithdrawal,
+    BridgeWithdraw,
+    RegisterBridgeKey,
+    SignWithdrawal,
+)
 from state_machine.codec import encode
 from state_machine.crypto import Keypair, sha256
 from state_machine.exchange import BlockContext, BlockResult, ExchangeState, apply_block
@@ -193,6 +202,11 @@ def one_of_each_action() -> list[tuple[str, Action]]:
         ("submit_proposal", SubmitProposal("halt BTC-PERP", encode_content(
             SetMarketState(BTC_PERP, HALTED, "oracle incident")))),
         ("cast_vote", CastVote(1, VOTE_NO)),
+        ("register_bridge_key", RegisterBridgeKey(b"\xb1" * 20)),
+        ("attest_deposit", AttestDeposit(31337, b"\xd4" * 32, 3, BOB.public_key, 75 * USDC)),
+        ("bridge_withdraw", BridgeWithdraw(40 * USDC, b"\xe5" * 20)),
+        ("sign_withdrawal", SignWithdrawal(2, b"\x51" * 64 + b"\x1b")),
+        ("attest_withdrawal", AttestWithdrawal(2, OBSERVED_FINALISED)),
     ]  # fmt: skip
 
 
@@ -449,12 +463,13 @@ def chain_vectors() -> dict[str, Any]:
     # Actions added after the vectors were frozen are left out so that the vectors stay
     # byte-identical for the implementations checked against them: governance (tags 40, 41;
     # tests/state_machine/test_governance.py), the account actions (sub-accounts, agents,
-    # ActAs; tests/state_machine/test_accounts.py) and the order tools (TWAP, TP/SL groups,
-    # good-til-time, tags 64..68; tests/state_machine/test_order_tools.py) pin their encoding
-    # and effects there.
+    # ActAs; tests/state_machine/test_accounts.py), the order tools (TWAP, TP/SL groups,
+    # good-til-time, tags 64..68; tests/state_machine/test_order_tools.py) and the bridge's
+    # (the golden chain has no bridge section; tests/state_machine/test_bridge.py) pin their
+    # encoding and effects there.
     covered = (
         set(ACTION.members) - set(STAKING_ACTIONS) - set(GOVERNANCE_ACTIONS)
-        - set(ACCOUNT_ACTIONS) - set(ORDER_TOOL_ACTIONS)
+        - set(ACCOUNT_ACTIONS) - set(ORDER_TOOL_ACTIONS) - set(BRIDGE_ACTIONS)
     )  # fmt: skip
     _check(run.action_types == covered, "the golden blocks miss an action type")
     last = blocks[-1]
