@@ -2,9 +2,10 @@
 
 * A fifth node stakes, becomes a member at the epoch after next, and its votes count: with
   five equal stakes a quorum needs four, so after one of the original four stops the chain
-  commits only because the fifth votes. A validator is down across that set change and
-  restarts from its stored state (the epoch sets are read back from it), catches up and votes
-  in the new set: the same stop needs it too.
+  commits only because the fifth votes (its signature is in the commit QCs). A full node
+  follows throughout, checking each QC against the set of its height. A validator is down
+  across that set change and restarts from its stored state (the epoch sets are read back
+  from it), catches up and votes in the new set: the same stop needs it too.
 * Twins: a validator run as two processes with one key equivocates (two proposals in a view
   it leads, or two votes); the others prove it, submit the evidence on chain, the offender is jailed
   and slashed, leaves the set at the epoch after next, and the chain keeps committing.
@@ -76,28 +77,36 @@ def stake_to_join(cluster: Cluster, i: int) -> int:
 def test_a_staked_fifth_validator_joins_and_a_restarted_one_votes_in_the_new_set(
     tmp_path: Path,
 ) -> None:
-    with Cluster(tmp_path, validators=4, block_ms=200, staking=STAKING, joiners=1) as cluster:
+    cluster = Cluster(
+        tmp_path, validators=4, block_ms=200, staking=STAKING, full_nodes=1, joiners=1
+    )
+    with cluster:
+        full, new = 4, 5  # a full node following throughout, and the joining validator
         cluster.start_all()
         cluster.wait_height(3)
-        joiner = cluster.validator_key(4).public_key.hex()
+        joiner = cluster.validator_key(new).public_key.hex()
         assert joiner not in set_keys(cluster, 0)
-        height = stake_to_join(cluster, 4)
+        height = stake_to_join(cluster, new)
         # Fixed at the end of the staking block's epoch, active one epoch later.
         active_from = first_height_of_epoch((height - 1) // EPOCH_BLOCKS + 2)
         cluster.kill(1)  # down across the set change
-        cluster.wait_height(active_from + 3, nodes=[0, 2, 3, 4], timeout_s=90)
+        cluster.wait_height(active_from + 3, nodes=[0, 2, 3, new], timeout_s=90)
         assert joiner in set_keys(cluster, 0) and len(set_keys(cluster, 0)) == 5
         cluster.start(1)
-        tip = max(cluster.height(i) for i in (0, 2, 3, 4))
+        tip = max(cluster.height(i) for i in (0, 2, 3, new))
         cluster.wait_height(tip, nodes=[1], timeout_s=90)
         assert joiner in set_keys(cluster, 1)
         # Five equal stakes: a quorum is four. Without node 0, nodes 1..4 must all vote.
         cluster.kill(0)
-        before = max(cluster.height(i) for i in (1, 2, 3, 4))
-        cluster.wait_height(before + 8, nodes=[1, 2, 3, 4], timeout_s=120)
-        epochs = [r for r in cluster.log_lines(4, "epoch_started") if r.get("member")]
+        voters = [1, 2, 3, new]
+        before = max(cluster.height(i) for i in voters)
+        cluster.wait_height(before + 8, nodes=voters, timeout_s=120)
+        epochs = [r for r in cluster.log_lines(new, "epoch_started") if r.get("member")]
         assert epochs, "the joiner never saw itself in the set"
         assert joiner in qc_signers(cluster, 1, before + 4)  # its vote is in the certificate
+        # The full node checked every QC against its height's set, across the change.
+        cluster.wait_height(before + 8, nodes=[full], timeout_s=60)
+        assert joiner in set_keys(cluster, full)
 
 
 def start_twin(cluster: Cluster, of: int) -> int:
