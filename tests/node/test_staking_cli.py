@@ -90,18 +90,21 @@ async def test_staking_commands(tmp_path: Path, capsys: pytest.CaptureFixture[st
             assert (await run_json("bob", "undelegate", alice_op, "0.5"))[0] == 0
             code, body = await run_json("alice", "validator", "edit", "--commission", "7.5")
             assert code == 0, body
+            # One field alone: the other keeps its current value (7.5 %, read from the node).
+            edit = ("validator", "edit", "--p2p-address", "10.0.0.9:26656")
+            assert (await run_json("alice", *edit))[0] == 0
             code, body = await run_json("alice", "validator", "unjail")
             assert code == 1 and body["results"][0]["code"] == "not_jailed"
             # Reads.
             code, listed = await run_json("alice", "validator", "list")
             alice = next(v for v in listed["validators"] if v["operator"] == alice_op)
             assert (alice["stake"], alice["self_stake"]) == ("2100", "2000")
-            assert alice["commission_bps"] == 750 and alice["p2p_address"] == "10.0.0.1:26656"
+            assert alice["commission_bps"] == 750 and alice["p2p_address"] == "10.0.0.9:26656"
             code, mine = await run_json("bob", "delegations")
             assert mine["delegations"] == [{"operator": alice_op, "amount": "100"}]
             assert [u["amount"] for u in mine["unbondings"]] == ["0.5"]
             code, out = await run("alice", "validator", "list")
-            assert code == 0 and alice_op in out and "10.0.0.1:26656" in out and "7.5%" in out
+            assert code == 0 and alice_op in out and "10.0.0.9:26656" in out and "7.5%" in out
             code, out = await run("alice", "validator", "show", alice_op)
             assert code == 0 and BOB.public_key.hex() in out and "100" in out
             code, out = await run("bob", "delegations")
