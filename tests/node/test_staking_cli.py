@@ -158,3 +158,17 @@ async def test_proof_command_follows_the_hand_overs(
             err = capsys.readouterr().err
             assert code == 1, err
             assert "hand-over to epoch 2: height_not_provable" in err
+
+
+def test_completion_knows_the_staking_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.foundation.test_operator_cli import complete
+
+    assert main(["completion", "bash"]) == 0
+    script = capsys.readouterr().out
+    assert complete(script, "perpbft valid") == ["validator"]
+    assert complete(script, "perpbft validator ")[:7] == [
+        "list", "show", "set", "params", "create", "edit", "unjail",
+    ]  # fmt: skip
+    assert "--self-stake" in complete(script, "perpbft validator create --")
+    assert complete(script, "perpbft undel") == ["undelegate"]
+    assert complete(script, "perpbft delegations --j") == ["--json"]
