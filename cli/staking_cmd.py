@@ -29,18 +29,15 @@ from cli.trade_common import (
     sign_and_submit,
     table,
 )
-from node.api.units import UnitError, decimal_to_atoms, parse_decimal
-from node.keys import parse_address
-from state_machine.staking.actions import (
-    CreateValidator,
-    Delegate,
-    EditValidator,
-    Undelegate,
-    Unjail,
+from client.staking import (
+    commission_bps,
+    create_validator,
+    delegate,
+    edit_validator,
+    undelegate,
+    unjail,
 )
-from state_machine.staking.params import BPS
-
-USDC_DECIMALS = 6
+from node.keys import parse_address
 
 
 def register(sub: Any) -> None:
@@ -98,34 +95,6 @@ def _common(parser: argparse.ArgumentParser, func: Any) -> None:
 
 
 # ---- parsing --------------------------------------------------------------------------------
-
-
-def usdc_atoms(text: str, what: str) -> int:
-    try:
-        atoms = decimal_to_atoms(text, USDC_DECIMALS, what)
-    except UnitError as exc:
-        raise CliError(exc.message) from None
-    if atoms <= 0 or atoms >= 2**64:
-        raise CliError(f"{what} must be positive and below 2**64 atoms")
-    return atoms
-
-
-def commission_bps(text: str) -> int:
-    """A percentage ("5", "2.25") in basis points, exactly."""
-    try:
-        value = parse_decimal(text.removesuffix("%"), "commission") * 100
-    except UnitError as exc:
-        raise CliError(exc.message) from None
-    if value.denominator != 1 or value > BPS:
-        raise CliError("commission: a percent from 0 to 100 with at most two decimals")
-    return int(value)
-
-
-def operator_key(text: str) -> bytes:
-    try:
-        return parse_address(text)
-    except ValueError as exc:
-        raise CliError(f"operator: {exc}") from None
 
 
 def consensus_key(text: str) -> bytes:
@@ -282,12 +251,8 @@ def _submit(args: argparse.Namespace, action: Any) -> int:
 
 
 def cmd_create(args: argparse.Namespace) -> int:
-    action = CreateValidator(
-        consensus_key(args.consensus_key),
-        args.p2p_address,
-        commission_bps(args.commission),
-        usdc_atoms(args.self_stake, "--self-stake"),
-    )
+    key = consensus_key(args.consensus_key).hex()
+    action = create_validator(key, args.p2p_address, args.commission, args.self_stake)
     return _submit(args, action)
 
 
@@ -295,27 +260,27 @@ def cmd_edit(args: argparse.Namespace) -> int:
     """The action sets both fields; one left out keeps its current value (read first)."""
     if args.p2p_address is None and args.commission is None:
         raise CliError("give --p2p-address, --commission or both")
-    address, bps = args.p2p_address, None
-    if args.commission is not None:
-        bps = commission_bps(args.commission)
-    if address is None or bps is None:
+    address, commission = args.p2p_address, args.commission
+    if commission is not None:
+        commission_bps(commission)  # a usage mistake fails before the node is asked
+    if address is None or commission is None:
         with open_client(args) as client:
             me = address_argument(args, None)
             current = api_get(client, f"/v1/validators/{me}")
         address = current["p2p_address"] if address is None else address
-        bps = current["commission_bps"] if bps is None else bps
-    return _submit(args, EditValidator(address, bps))
+        if commission is None:
+            bps = int(current["commission_bps"])
+            commission = f"{bps // 100}.{bps % 100:02d}"  # percent, exactly
+    return _submit(args, edit_validator(address, commission))
 
 
 def cmd_unjail(args: argparse.Namespace) -> int:
-    return _submit(args, Unjail())
+    return _submit(args, unjail())
 
 
 def cmd_delegate(args: argparse.Namespace) -> int:
-    action = Delegate(operator_key(args.operator), usdc_atoms(args.amount, "amount"))
-    return _submit(args, action)
+    return _submit(args, delegate(args.operator, args.amount))
 
 
 def cmd_undelegate(args: argparse.Namespace) -> int:
-    action = Undelegate(operator_key(args.operator), usdc_atoms(args.amount, "amount"))
-    return _submit(args, action)
+    return _submit(args, undelegate(args.operator, args.amount))

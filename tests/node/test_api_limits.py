@@ -300,6 +300,7 @@ def test_every_route_answers_every_nasty_value_with_a_4xx(live_api: tuple[str, N
     valid = {"height": "1", "tx_id": "00" * 32, "market": "BTC-PERP", "address": ADDRESS}
     valid["kind"] = "market"
     valid["proposal_id"] = "1"
+    valid["operator"], valid["epoch"] = ADDRESS, "2"
     names = ["depth", "limit", "from", "to", "cursor", "height", "wait", "timeout_s", "status"]
     with httpx.Client(base_url=base, timeout=30) as http:
         for route in api_routes(n):

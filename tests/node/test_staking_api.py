@@ -12,6 +12,7 @@ import copy
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -28,6 +29,7 @@ from tests.node.staking_chain import (
     build_set_changes,
     staking_node,
 )
+from tests.node.test_api_limits import NASTY_VALUES
 from tests.node.test_api_pieces import ALICE, BOB, GENESIS, VALIDATOR
 from tests.node.test_api_served import opened_node, served
 from tests.node.test_openapi import check
@@ -222,3 +224,25 @@ async def test_staking_answers_fit_the_openapi_schema(tmp_path: Path) -> None:
                 answer = await http.get(url)
                 assert answer.status_code == 200, (url, answer.text)
                 check(spec, "GET", path, answer)
+
+
+async def test_nasty_values_in_staking_routes_are_a_4xx_with_a_code(tmp_path: Path) -> None:
+    """With staking on (the routes parse their segments, unlike with staking off), every
+    nasty value in each path segment and in ``limit`` is a 4xx with a code, never a 5xx."""
+    routes = [
+        "/v1/validators/{}",
+        "/v1/accounts/{}/delegations",
+        "/v1/epochs/{}",
+        "/v1/proofs/epoch_sets/{}",
+    ]
+    with staking_node(tmp_path) as n:
+        await build_set_changes(n)
+        async with served(build_app(n)) as (base, _), httpx.AsyncClient(base_url=base) as http:
+            for nasty in NASTY_VALUES:
+                for route in routes:
+                    answer = await http.get(route.format(quote(nasty, safe="%")))
+                    assert 400 <= answer.status_code < 500, (route, nasty, answer.text)
+                    assert answer.json()["code"], answer.text
+                bob = f"/v1/validators/{BOB.public_key.hex()}"
+                answer = await http.get(bob, params={"limit": nasty})
+                assert 400 <= answer.status_code < 500, (nasty, answer.text)

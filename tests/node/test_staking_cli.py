@@ -90,18 +90,21 @@ async def test_staking_commands(tmp_path: Path, capsys: pytest.CaptureFixture[st
             assert (await run_json("bob", "undelegate", alice_op, "0.5"))[0] == 0
             code, body = await run_json("alice", "validator", "edit", "--commission", "7.5")
             assert code == 0, body
+            # One field alone: the other keeps its current value (7.5 %, read from the node).
+            edit = ("validator", "edit", "--p2p-address", "10.0.0.9:26656")
+            assert (await run_json("alice", *edit))[0] == 0
             code, body = await run_json("alice", "validator", "unjail")
             assert code == 1 and body["results"][0]["code"] == "not_jailed"
             # Reads.
             code, listed = await run_json("alice", "validator", "list")
             alice = next(v for v in listed["validators"] if v["operator"] == alice_op)
             assert (alice["stake"], alice["self_stake"]) == ("2100", "2000")
-            assert alice["commission_bps"] == 750 and alice["p2p_address"] == "10.0.0.1:26656"
+            assert alice["commission_bps"] == 750 and alice["p2p_address"] == "10.0.0.9:26656"
             code, mine = await run_json("bob", "delegations")
             assert mine["delegations"] == [{"operator": alice_op, "amount": "100"}]
             assert [u["amount"] for u in mine["unbondings"]] == ["0.5"]
             code, out = await run("alice", "validator", "list")
-            assert code == 0 and alice_op in out and "10.0.0.1:26656" in out and "7.5%" in out
+            assert code == 0 and alice_op in out and "10.0.0.9:26656" in out and "7.5%" in out
             code, out = await run("alice", "validator", "show", alice_op)
             assert code == 0 and BOB.public_key.hex() in out and "100" in out
             code, out = await run("bob", "delegations")
@@ -155,3 +158,17 @@ async def test_proof_command_follows_the_hand_overs(
             err = capsys.readouterr().err
             assert code == 1, err
             assert "hand-over to epoch 2: height_not_provable" in err
+
+
+def test_completion_knows_the_staking_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.foundation.test_operator_cli import complete
+
+    assert main(["completion", "bash"]) == 0
+    script = capsys.readouterr().out
+    assert complete(script, "perpbft valid") == ["validator"]
+    assert complete(script, "perpbft validator ")[:7] == [
+        "list", "show", "set", "params", "create", "edit", "unjail",
+    ]  # fmt: skip
+    assert "--self-stake" in complete(script, "perpbft validator create --")
+    assert complete(script, "perpbft undel") == ["undelegate"]
+    assert complete(script, "perpbft delegations --j") == ["--json"]
