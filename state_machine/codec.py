@@ -360,7 +360,9 @@ def _fill_optional_tail(cls: type[Wire], values: Sequence[Any], path: str) -> li
     if not required <= len(values) <= n:
         raise DecodeError(f"{path}: expected {n} fields, got {len(values)}")
     if len(values) > required and values[-1] is None:
-        raise DecodeError(f"{path}: an absent optional section is left out, not nil")
+        raise DecodeError(
+            f"{path}: an absent optional section is left out, not nil (not canonical)"
+        )
     return [*values, *([None] * (n - len(values)))]
 
 

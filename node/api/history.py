@@ -56,6 +56,8 @@ LEDGER_KINDS = (
     "subaccount_transfer",
     "agent_approved",
     "agent_revoked",
+    "deposit_credited",  # the bridge (state_machine/bridge)
+    "bridge_withdrawal",
 )
 ACCOUNT_FIELDS = (
     "account",
@@ -67,8 +69,6 @@ ACCOUNT_FIELDS = (
     "counterparty",
     "master",
     "subaccount",
-    "deposit_credited",  # the bridge (state_machine/bridge)
-    "bridge_withdrawal",
 )
 # The vault's own risk steps name no account: they go to the vault's (all-zero) history.
 VAULT_KINDS = ("vault_under_water", "vault_loss_limit", "vault_adl")

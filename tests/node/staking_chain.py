@@ -57,6 +57,7 @@ def staking_node(
     n = Node(Config(home=home, storage=storage), GENESIS, VALIDATOR)
     n.chain = n.open_chain()
     enable_staking(n.chain.state, params)
+    n._adopt_stored_sets(n.chain)  # the epoch sets of the state staking was switched on in
     n.ready.set()
     try:
         yield n

@@ -301,6 +301,7 @@ def test_every_route_answers_every_nasty_value_with_a_4xx(live_api: tuple[str, N
     valid["kind"] = "market"
     valid["proposal_id"] = "1"
     valid["operator"], valid["epoch"] = ADDRESS, "2"
+    valid["tx_hash"], valid["log_index"], valid["withdrawal_id"] = "00" * 32, "0", "1"
     names = ["depth", "limit", "from", "to", "cursor", "height", "wait", "timeout_s", "status"]
     with httpx.Client(base_url=base, timeout=30) as http:
         for route in api_routes(n):
