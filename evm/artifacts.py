@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 CONTRACTS = ("token", "bridge")
+ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,10 @@ class Artifact:
 def artifact_text(name: str) -> str:
     if name not in CONTRACTS:
         raise ValueError(f"no contract {name!r} (have {', '.join(CONTRACTS)})")
-    return resources.files("evm").joinpath("artifacts", f"{name}.json").read_text()
+    # Beside this module, not importlib.resources: a process whose working directory has an
+    # ``evm/`` folder (a localnet home) sees ``evm`` as a namespace too, and resources would
+    # look in that folder first.
+    return (ARTIFACTS_DIR / f"{name}.json").read_text()
 
 
 def load(name: str) -> Artifact:

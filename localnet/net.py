@@ -43,10 +43,11 @@ from client.staking_tx import create_validator_tx
 from localnet import leverage
 from localnet.evm import BridgeInfo, EvmUnavailable, LocalEvm
 from localnet.procs import Procs
-from node.config import HomeError
+from node.config import BridgeSettings, HomeError
 from node.keys import generate_keypair, read_key_file, write_key_file
 from node.testnet import DEFAULT_BASE_PORT as TESTNET_BASE_PORT
 from node.testnet import write_testnet
+from state_machine.bridge.params import BridgeParams
 from state_machine.genesis import USDC, USDC_ASSET_ID, Parameters
 from state_machine.staking.genesis import StakingGenesis
 
@@ -67,6 +68,8 @@ LOCALNET_STAKING = StakingGenesis(
     jail_blocks=80,
 )
 JOIN_STAKE_USDC = 1_000
+# anvil mines a block a second: two confirmations credit a deposit in about 3 s.
+LOCALNET_CONFIRMATIONS = 2
 JOIN_TIMEOUT_S = 40.0
 NOT_STARTED = "not started"
 
@@ -164,9 +167,29 @@ class Localnet:
                 full_nodes=opts.full_nodes,
                 staking=LOCALNET_STAKING,
                 joiners=opts.join,
+                **self.bridge_sections(opts.validators),
             )
         except HomeError as exc:
             raise LocalnetError(str(exc)) from None
+
+    def bridge_sections(self, validators: int) -> dict[str, Any]:
+        """With a deployed bridge: the genesis bridge section (its contract, the validators'
+        bridge keys) and each validator's ``[bridge]`` duties (anvil's URL, its key file in
+        evm/, the block the contract was deployed in). Without one: nothing."""
+        info = self.bridge
+        if not isinstance(info, BridgeInfo):
+            return {}
+        params = BridgeParams(info.chain_id, bytes.fromhex(info.bridge[2:]), LOCALNET_CONFIRMATIONS)
+        service = [
+            BridgeSettings(
+                rpc_url=info.rpc_url,
+                key_file=str(self.evm.dir / f"validator{i}.key"),
+                start_block=info.start_block,
+            )
+            for i in range(validators)
+        ]
+        addresses = [bytes.fromhex(a[2:]) for a in self.evm.validator_addresses(validators)]
+        return {"bridge": params, "bridge_addresses": addresses, "bridge_service": service}
 
     def new_key(self, name: str) -> bytes:
         """A fresh key file ``keys/NAME.json`` (its nonce file removed); its public key."""
