@@ -11,6 +11,8 @@ A proposal is described by a JSON file (docs/OPERATIONS.md, "Listing a market"),
 * ``{"kind": "list_asset", "asset": {"asset_id": 3, "symbol": "SOL", "decimals": 9}}``;
 * ``{"kind": "list_market", "market": {...}}``: every field of a genesis market;
 * ``{"kind": "delist_perp", "market": "ETH-PERP", "final_price_ticks": 0}`` (0: the mark);
+* ``{"kind": "fee_tiers", "tiers": [{"min_volume_atoms": 0, "taker_fee_ppm": 500,
+  "maker_fee_ppm": 200}, ...]}``: the fee tiers by 14-day volume (an empty list: market fees);
 * ``{"kind": "change_parameters", "set": {"vault_loss_limit_ppm": 150000}}``: the
   exchange-wide parameters in force (``parameters`` in ``GET /v1/markets``) with these
   fields replaced.
@@ -40,6 +42,7 @@ from cli.trade_common import (
     table,
 )
 from client.http import NodeClient
+from state_machine.accounts.policy import FeeTier
 from state_machine.genesis import Asset, GenesisError, Market, Parameters, wire_from_json
 from state_machine.governance.actions import VOTE_CODES, CastVote, SubmitProposal
 from state_machine.governance.content import (
@@ -51,6 +54,7 @@ from state_machine.governance.content import (
     DelistPerp,
     ListAsset,
     ListMarket,
+    SetFeeTiers,
     SetMarketControls,
     SetMarketState,
     encode_content,
@@ -157,14 +161,23 @@ def content_from_json(data: dict[str, Any], catalogue: dict[str, Any]) -> Conten
         if kind == "change_parameters":
             merged = _with_changes(catalogue["parameters"], data.get("set"), "parameters")
             return ChangeParameters(wire_from_json(merged, Parameters, "parameters"))
+        if kind == "fee_tiers":
+            return SetFeeTiers(fee_tiers_from_json(data.get("tiers")))
     except GenesisError as exc:
         raise CliError(f"invalid proposal: {exc}") from None
     except (TypeError, ValueError) as exc:
         raise CliError(f"invalid proposal: {exc}") from None
     raise CliError(
         f"unknown kind {kind!r}: change_market, market_controls, market_state, list_asset, "
-        "list_market, delist_perp or change_parameters"
+        "list_market, delist_perp, change_parameters or fee_tiers"
     )
+
+
+def fee_tiers_from_json(tiers: Any) -> tuple[FeeTier, ...]:
+    """``[{"min_volume_atoms": ..., "taker_fee_ppm": ..., "maker_fee_ppm": ...}, ...]``."""
+    if not isinstance(tiers, list):
+        raise CliError('"tiers" must be a list of {min_volume_atoms, taker_fee_ppm, maker_fee_ppm}')
+    return tuple(wire_from_json(t, FeeTier, f"tiers[{i}]") for i, t in enumerate(tiers))
 
 
 # ---- commands -----------------------------------------------------------------------------------

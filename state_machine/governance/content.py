@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from state_machine.accounts.policy import MAX_FEE_TIERS, FeeTier
 from state_machine.codec import (
     U32,
     U64,
     DecodeError,
     Enum,
+    ListOf,
     Struct,
     Text,
     Union,
@@ -137,6 +139,16 @@ class ChangeParameters(Wire):
     parameters: Parameters
 
 
+@wire
+class SetFeeTiers(Wire):
+    """Replace the fee tiers by 14-day volume (state_machine/accounts/fees.py); an empty list
+    leaves every market at its own fees."""
+
+    TAG: ClassVar[int] = 8
+    WIRE = (("tiers", ListOf(Struct(FeeTier), MAX_FEE_TIERS)),)
+    tiers: tuple[FeeTier, ...]
+
+
 Content = (
     ChangeMarket
     | SetMarketControls
@@ -145,6 +157,7 @@ Content = (
     | ListMarket
     | DelistPerp
     | ChangeParameters
+    | SetFeeTiers
 )
 CONTENT = Union(
     (
@@ -155,6 +168,7 @@ CONTENT = Union(
         ListMarket,
         DelistPerp,
         ChangeParameters,
+        SetFeeTiers,
     ),
     "proposal content",
 )
@@ -166,6 +180,7 @@ CONTENT_KINDS = {
     ListMarket: "list_market",
     DelistPerp: "delist_perp",
     ChangeParameters: "change_parameters",
+    SetFeeTiers: "fee_tiers",
 }
 
 

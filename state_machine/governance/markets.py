@@ -15,6 +15,8 @@ change only while the market has no order, trigger or position.
 
 from __future__ import annotations
 
+from state_machine.accounts.fees import set_fee_tiers
+from state_machine.accounts.policy import fee_tiers_error
 from state_machine.accounts.records import Account
 from state_machine.book import Book, Order
 from state_machine.clob.codes import R_USER
@@ -38,6 +40,7 @@ from state_machine.governance.content import (
     DelistPerp,
     ListAsset,
     ListMarket,
+    SetFeeTiers,
     SetMarketControls,
     SetMarketState,
 )
@@ -101,6 +104,9 @@ def change_problem(st: ExchangeCore, c: Content) -> str | None:
         return list_market_problem(st, c.market)
     if isinstance(c, ChangeParameters):
         return change_parameters_problem(st, c.parameters)
+    if isinstance(c, SetFeeTiers):
+        err = fee_tiers_error(c.tiers, [m.taker_fee_ppm for m in st.markets.values()])
+        return None if err is None else "fee_tiers" + err
     mid = c.market_id if not isinstance(c, ChangeMarket) else c.market.market_id
     market = st.markets.get(mid)
     if market is None:
@@ -172,6 +178,9 @@ def apply_change(st: ExchangeCore, c: Content) -> None:
         install_market(st, c.market)
     elif isinstance(c, DelistPerp):
         delist_perp(st, c.market_id, c.final_price_ticks)
+    elif isinstance(c, SetFeeTiers):
+        refused = set_fee_tiers(st, c.tiers)
+        check(refused is None, f"fee tiers refused after change_problem accepted them: {refused}")
     else:
         set_parameters(st, c.parameters)
 

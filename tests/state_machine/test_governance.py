@@ -13,6 +13,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+from state_machine.accounts.policy import FeeTier
 from state_machine.audit import audit
 from state_machine.exchange import ExchangeState
 from state_machine.genesis import Asset, Genesis, MarginTier, Market
@@ -35,6 +36,7 @@ from state_machine.governance.content import (
     DelistPerp,
     ListAsset,
     ListMarket,
+    SetFeeTiers,
     SetMarketControls,
     SetMarketState,
     encode_content,
@@ -584,3 +586,21 @@ def test_the_optional_governance_section_is_not_encoded_when_absent() -> None:
     with pytest.raises(DecodeError, match="not canonical"):
         Genesis.from_wire(encode([*decode_raw(plain.to_wire()), None]))
     assert plain.governance_params == GovernanceParams()
+
+
+def test_fee_tiers_are_changed_by_governance() -> None:
+    """The fee tiers (state_machine/accounts/fees.py) are a governed record: a passed proposal
+    puts them in force at its height; invalid tiers are refused when proposed."""
+    h = GovHarness()
+    tiers = (FeeTier(0, 600, 100), FeeTier(10**12, 400, -50))
+    h.pass_proposal(SetFeeTiers(tiers))
+    assert h.state.accts.fees.tiers == tiers
+    assert h.events("fee_tiers")
+    h.check_stored()
+    rebuilt = ExchangeState.from_entries(h.genesis, h.state.entries())
+    assert rebuilt.accts.fees.tiers == tiers
+    # A rebate larger than the lowest taker fee would be paid from nothing: refused.
+    before = business(h.state)
+    res = h.propose(SetFeeTiers((FeeTier(0, 100, -200),)))
+    assert res.code == "invalid_proposal" and res.message.startswith("fee_tiers"), res
+    assert business(h.state) == before
