@@ -64,6 +64,12 @@ from state_machine.staking.records import (
     ValidatorRecord,
     evidence_id,
 )
+from state_machine.units import decimal_text
+
+
+def usdc_text(atoms: int) -> str:
+    """Stake in the trader's units (stake is USDC: 6 decimals, ``ATOMS_PER_POWER`` a unit)."""
+    return f"{decimal_text(atoms, ATOMS_PER_POWER)} USDC"
 
 
 class Ledger(Protocol):
@@ -345,7 +351,8 @@ def process_create_validator(
     if not _address_ok(a.p2p_address):
         return Result(codes.BAD_P2P_ADDRESS, "p2p address must be host:port")
     if a.self_stake_atoms < p.min_self_stake_atoms:
-        return Result(codes.STAKE_TOO_SMALL, f"self-stake below {p.min_self_stake_atoms} atoms")
+        minimum = usdc_text(p.min_self_stake_atoms)
+        return Result(codes.STAKE_TOO_SMALL, f"self-stake below {minimum}")
     if ledger.movable_atoms(signer) < a.self_stake_atoms:
         return Result(codes.INSUFFICIENT_BALANCE, "not enough available USDC")
     record = ValidatorRecord(signer, a.consensus_key, a.p2p_address, a.commission_bps)
@@ -381,7 +388,9 @@ def process_delegate(st: StakingState, ledger: Ledger, signer: bytes, a: Delegat
     if record is None:
         return Result(codes.UNKNOWN_VALIDATOR, "no validator with that operator")
     if a.amount_atoms < st.params.min_delegation_atoms:
-        return Result(codes.STAKE_TOO_SMALL, f"below {st.params.min_delegation_atoms} atoms")
+        return Result(
+            codes.STAKE_TOO_SMALL, f"below the minimum {usdc_text(st.params.min_delegation_atoms)}"
+        )
     if record.shares and not record.tokens_atoms:
         return Result(codes.VALIDATOR_SLASHED_OUT, "the validator's stake was slashed to zero")
     if ledger.movable_atoms(signer) < a.amount_atoms:
@@ -401,7 +410,7 @@ def process_undelegate(st: StakingState, signer: bytes, a: Undelegate) -> Result
         return Result(codes.INVALID_AMOUNT, "amount must be positive")
     held = record.value_of_shares(delegation.shares)
     if a.amount_atoms > held:
-        return Result(codes.INSUFFICIENT_DELEGATION, f"{held} atoms delegated")
+        return Result(codes.INSUFFICIENT_DELEGATION, f"only {usdc_text(held)} delegated")
     pair = (signer, a.operator)
     if st.open_unbondings.get(pair, 0) >= st.params.max_unbondings_per_pair:
         return Result(codes.TOO_MANY_UNBONDINGS, "wait for an unbonding to complete")

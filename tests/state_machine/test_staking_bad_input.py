@@ -191,3 +191,18 @@ def test_the_no_op_comparison_sees_a_change() -> None:
     block(bad, [tx(BOB, nonce, Delegate(ALICE.public_key, 10 * USDC))])
     block(noop, [tx(BOB, nonce, CancelAll(None))])
     assert root(bad) != root(noop)
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("self-stake below the minimum", "self-stake below 100 USDC"),
+        ("delegation below the minimum", "below the minimum 10 USDC"),
+        ("undelegating more than delegated", "only 50 USDC delegated"),
+    ],
+)
+def test_stake_refusals_say_the_amounts_in_usdc(case: str, message: str) -> None:
+    st = chain_in_epoch_2()
+    who, action, _ = BAD[case]
+    result = block(st, [tx(who, st.timestamp_ms + 1_000, action)])
+    assert result.tx_results[0].actions[0].message == message
