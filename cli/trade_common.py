@@ -226,8 +226,8 @@ CREATED_ID_NAMES = {
     "cancel_twap": "twap_id",
     "set_position_tpsl": "group_id",
     "cancel_tpsl": "group_id",
+    "bridge_withdraw": "withdrawal_id",
 }
-CREATED_ID_NAMES = {"withdraw_request": "withdrawal_id", "bridge_withdraw": "withdrawal_id"}
 
 
 def describe_result(result: dict[str, Any], market: MarketInfo | None) -> str:

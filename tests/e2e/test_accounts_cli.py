@@ -116,7 +116,7 @@ def test_subaccount_agent_and_fees_from_the_cli(net: Net) -> None:
     assert cancelled["results"][1]["count"] == 1
     _refused(net, "agent_not_allowed", "transfer", net.address(2), "USDC", "1", "--as", master,
              key=1)  # fmt: skip
-    _refused(net, "agent_not_allowed", "withdraw", "USDC", "1", "--as", sub, key=1)
+    _refused(net, "agent_not_allowed", "withdraw-request", "USDC", "1", "--as", sub, key=1)
     _refused(net, "not_authorized", "order", "place", "BTC-PERP", "buy", "0.001", "--price", px,
              "--as", sub, key=2)  # fmt: skip
     revoked = net.ok_json("agent", "revoke", agent)

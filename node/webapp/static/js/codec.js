@@ -308,6 +308,8 @@ export function expectedAccountKeys(genesis, addressHex) {
   for (const m of genesis.markets) {
     if (m.kind === "perp") keys.push(hex(concat(new Uint8Array([2]), who, u32(m.market_id))));
   }
+  // The sub-account record (0x42: present iff the address is a sub-account, naming its master).
+  keys.push(hex(concat(new Uint8Array([0x42]), who)));
   // The account's order-tools record (0x4b: ids of its TWAPs, TP/SL groups, good-til times).
   keys.push(hex(concat(new Uint8Array([0x4b]), who)));
   return keys.sort();
