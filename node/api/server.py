@@ -178,6 +178,8 @@ class JsonH11Protocol(H11Protocol):
     _held_head = b""
 
     async def _send_h11_event(self, event: H11SendableEvent) -> None:
+        if type(event) is h11.Response:
+            event = self._closing_if_body_unread(event)
         try:
             data = self.connection.send(event)
         except h11.LocalProtocolError:
@@ -191,6 +193,22 @@ class JsonH11Protocol(H11Protocol):
             data = self._take_head() + (data or b"")
         if data:
             await self._send_raw(data)
+
+    def _closing_if_body_unread(self, event: h11.Response) -> h11.Response:
+        """A response sent before the request's body was read (413, or a refusal made from
+        the headers) ends the connection: hypercorn closes it once the response is out, since
+        the unread body would be parsed as the next request. The response says so
+        (``Connection: close``), or a keep-alive client reuses the socket and finds it closed
+        under its next request."""
+        if self.connection.their_state is h11.DONE:
+            return event
+        if any(name.lower() == b"connection" for name, _ in event.headers):
+            return event
+        return h11.Response(
+            status_code=event.status_code,
+            headers=[*event.headers, (b"connection", b"close")],
+            reason=event.reason,
+        )
 
     def _take_head(self) -> bytes:
         head, self._held_head = self._held_head, b""

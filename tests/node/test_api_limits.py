@@ -434,6 +434,37 @@ async def test_a_client_hanging_up_mid_body_is_a_counted_499_not_an_error(
     assert any(r.getMessage() == "api_client_disconnected" for r in caplog.records)
 
 
+async def test_an_answer_before_the_body_is_read_closes_the_connection_and_says_so(
+    tmp_path: Path,
+) -> None:
+    """A 413 decided from Content-Length goes out before the body: the server cannot reuse
+    the connection (the rest of the body would parse as the next request), so the answer must
+    carry ``Connection: close``; a keep-alive client that reused it found it closed under its
+    next request. A request whose body was read keeps the connection."""
+    with opened_node(tmp_path) as n:
+        async with served(build_app(n)) as (base, _):
+            async with raw_connection(base) as stream:
+                await stream.send_all(
+                    b"POST /v1/txs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: 100000\r\n\r\n" + b"x" * 1000
+                )
+                status, headers, body = parse_response(await read_all(stream))
+                assert (status, body["code"]) == (413, "body_too_large")
+                assert headers["connection"] == "close"
+                with trio.fail_after(10):  # and the server does close it
+                    while await stream.receive_some():
+                        pass
+            async with raw_connection(base) as stream:
+                for _ in range(2):  # a small body read in full: the connection is reused
+                    await stream.send_all(
+                        b"POST /v1/txs HTTP/1.1\r\nHost: x\r\n"
+                        b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+                    )
+                    status, headers, _ = parse_response(await read_all(stream))
+                    assert 400 <= status < 500
+                    assert headers.get("connection") != "close"
+
+
 # ---- the HTTP parser's errors and HTTP/1.1 only ---------------------------------------------
 
 
