@@ -101,6 +101,7 @@ from node.evidence import EvidenceBook, EvidenceVerdict, offender_and_view
 from node.evidence_submit import EvidenceSubmitter
 from node.fatal import NodeFatal, state_diverged, storage_failure
 from node.follower import FollowPlan
+from node.gossip import TX_GOSSIP, GossipOutbox
 from node.logs import fields, get_logger
 from node.mempool import Admit, Mempool, MempoolLimits, Prepared
 from node.metrics import Metrics
@@ -120,13 +121,13 @@ from node.validator_sets import (
     sets_from_state,
 )
 from p2p.manager import PeerManager
-from state_machine.codec import MAX_MESSAGE_BYTES, Bytes, DecodeError, ListOf, encode
+from state_machine.codec import MAX_MESSAGE_BYTES, DecodeError, encode
 from state_machine.crypto import Keypair, verify
 from state_machine.genesis import Genesis
 from state_machine.governance.engine import governance_summary
 from state_machine.nonces import NonceCheck
 from state_machine.queries import vault_summary
-from state_machine.tx import MAX_TX_BYTES, Transaction
+from state_machine.tx import Transaction
 
 # Channel bytes at the start of every p2p frame.
 CHANNEL_CONSENSUS = 1
@@ -136,11 +137,9 @@ CHANNEL_EVIDENCE = 3
 EVENT_QUEUE_MAX = 4096
 ADMISSION_QUEUE_MAX = 20_000
 ADMISSION_BATCH_MAX = 2_000
-GOSSIP_BATCH_TXS_MAX = 512
 CLOCK_TICK_S = 0.005
 RECENT_BLOCKS_FOR_RESTORE = 64
 PRUNE_EVERY_BLOCKS = 10
-TX_GOSSIP = ListOf(Bytes(max_len=MAX_TX_BYTES), GOSSIP_BATCH_TXS_MAX, min_len=1)
 COMMIT_WAIT_MAX_S = 30.0
 # A consensus message this many views behind ours is "old" (counted in metrics).
 OLD_MESSAGE_VIEWS = 2
@@ -246,6 +245,8 @@ class Node:
         )
         self._events_tx, self._events_rx = trio.open_memory_channel[Event](EVENT_QUEUE_MAX)
         self._admit_tx, self._admit_rx = trio.open_memory_channel[Submission](ADMISSION_QUEUE_MAX)
+        self._gossip = GossipOutbox(config.p2p.frame_bytes_max)
+        self._gossip_due = trio.Event()
         self._local: deque[Event] = deque()
         self._nursery: trio.Nursery | None = None
         self._waiters: dict[bytes, list[CommitWaiter]] = {}
@@ -422,6 +423,7 @@ class Node:
                 self.metrics.observe_governance(governance_summary(chain.state))
                 await self.statesync.load_local()
                 nursery.start_soon(self._admission_loop)
+                nursery.start_soon(self._gossip_loop)
                 nursery.start_soon(self._consensus_loop)
                 nursery.start_soon(self._clock_loop)
                 nursery.start_soon(self.disk.run)
@@ -588,11 +590,31 @@ class Node:
         sub.done.set()
 
     def _gossip_txs(self, raws: list[bytes]) -> None:
+        """Queue admitted transactions for gossip (``node/gossip.py``): full frames go now,
+        the rest within ``[p2p] gossip_flush_ms`` in as few frames as the limits allow."""
         if not raws or self.peers is None:
             return
-        for i in range(0, len(raws), GOSSIP_BATCH_TXS_MAX):
-            chunk = raws[i : i + GOSSIP_BATCH_TXS_MAX]
-            self._broadcast_frame(CHANNEL_TXS, encode(chunk))
+        self._gossip.add(raws)
+        bodies = self._gossip.take_full()
+        if self.config.p2p.gossip_flush_ms == 0:
+            bodies.extend(self._gossip.drain())
+        elif len(self._gossip):
+            self._gossip_due.set()
+        self._send_gossip(bodies)
+
+    async def _gossip_loop(self) -> None:
+        flush_s = self.config.p2p.gossip_flush_ms / 1000
+        while True:
+            await self._gossip_due.wait()
+            await trio.sleep(flush_s)
+            # Anything added from here on sets the new event and goes in the next round.
+            self._gossip_due = trio.Event()
+            self._send_gossip(self._gossip.drain())
+
+    def _send_gossip(self, bodies: list[bytes]) -> None:
+        for body in bodies:
+            self._broadcast_frame(CHANNEL_TXS, body)
+            self.metrics.gossip_frames_sent.inc()
 
     # ---- p2p -----------------------------------------------------------------------------
 
@@ -739,6 +761,7 @@ class Node:
         except DecodeError:
             self._penalize(peer, "malformed_tx_gossip")
             return
+        self.metrics.gossip_txs_received.inc(len(raws))
         for raw in raws:
             if self.chain is not None and self.chain.decoded.get(raw) is not None:
                 continue  # already seen
