@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from node.config import Config
 from node.gossip import GOSSIP_BATCH_TXS_MAX, TX_GOSSIP, GossipOutbox
@@ -256,3 +257,44 @@ async def test_a_batch_with_a_bad_transaction_admits_the_good_ones(
     assert [v for i, v in enumerate(verdicts) if i not in (5, len(batch) - 1)] == [Admit.OK] * 19
     assert invalid_count(receiver, "gossip_bad_signature") == 1
     assert invalid_count(receiver, "gossip_malformed") == 1
+
+
+# ---- a client's submission is admitted in its own task when nothing waits ------------------
+
+
+async def test_a_submission_is_admitted_in_the_callers_task_when_the_queue_is_empty(
+    nodes: tuple[Node, Node],
+) -> None:
+    """No admission task runs here: before, ``submit`` waited for it forever."""
+    n, _ = nodes
+    raw = order_tx(now_ms())
+    with trio.fail_after(TEST_TIMEOUT_S):
+        sub = await n.submit(raw)
+    assert sub.verdict is Admit.OK and sub.done.is_set()
+    assert len(n.mempool) == 1
+    with trio.fail_after(TEST_TIMEOUT_S):
+        again = await n.submit(raw)
+    assert again.verdict is Admit.DUPLICATE
+
+
+async def test_a_submission_waits_behind_queued_ones(nodes: tuple[Node, Node]) -> None:
+    """With submissions queued, a new one joins the queue (first in, first admitted)."""
+    n, _ = nodes
+    base = now_ms()
+    first, second = order_tx(base), order_tx(base + 1)
+    n._on_tx_gossip(PEER, encode([first]))
+    done: list[Submission] = []
+
+    async def submit_second() -> None:
+        done.append(await n.submit(second))
+
+    with trio.fail_after(TEST_TIMEOUT_S):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(submit_second)
+            await trio.testing.wait_all_tasks_blocked()
+            assert done == [] and len(n.mempool) == 0
+            batch = queued(n)
+            assert [s.raw for s in batch] == [first, second]
+            await n._admit_batch(batch)
+    assert [s.verdict for s in batch] == [Admit.OK, Admit.OK]
+    assert done[0].verdict is Admit.OK
