@@ -574,11 +574,10 @@ class Node:
                     gossip.append(prep.raw)
                 self._finish_submission(sub, verdict)
             self._gossip_txs(gossip)
+        # The vault and governance gauges follow the state, which only blocks change: they
+        # are set after each block (``_after_execution``), not here (a pass per transaction).
         self.metrics.mempool_transactions.set(len(self.mempool))
         self.metrics.mempool_bytes.set(self.mempool.size_bytes)
-        if self.chain is not None:
-            self.metrics.observe_vault(vault_summary(self.chain.state), self._market_symbols)
-            self.metrics.observe_governance(governance_summary(self.chain.state))
 
     async def _verify(self, items: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
         """Verify on the signature pool; a handful inline, where the two thread hops (trio's
