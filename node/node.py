@@ -25,7 +25,8 @@ One trio nursery runs these tasks:
   from our own clients.
 * **timers** — one short task per ``SetTimer``; a timer never cancelled, the replica ignores
   stale ones.
-* **clock** — a tick every few milliseconds so the pacemaker can propose on time.
+* **clock** — a tick every 20 ms between events (the replica's PROPOSE timer paces proposals;
+  every event is preceded by a tick anyway), and the heartbeat ``/livez`` checks.
 
 Limits: the event channel, the admission channel and the peer queues are bounded; a full
 admission queue rejects with ``mempool_busy`` instead of growing.
@@ -137,7 +138,10 @@ CHANNEL_EVIDENCE = 3
 EVENT_QUEUE_MAX = 4096
 ADMISSION_QUEUE_MAX = 20_000
 ADMISSION_BATCH_MAX = 2_000
-CLOCK_TICK_S = 0.005
+# The replica paces proposals with its own PROPOSE timer and gets a ClockTick before every
+# event; the clock task is the safety net between events (and the liveness heartbeat). At
+# 5 ms it cost an idle validator about 20 ms of CPU a second (44 against 25 ms at 20 ms).
+CLOCK_TICK_S = 0.02
 RECENT_BLOCKS_FOR_RESTORE = 64
 PRUNE_EVERY_BLOCKS = 10
 COMMIT_WAIT_MAX_S = 30.0
