@@ -53,6 +53,7 @@ CONNECTIONS_PER_NODE = 24
 SOURCE_ADDRESSES = 16
 DRAIN_S = 15.0
 MAX_PRESIGN = 400_000
+BLOCK_FETCH_ATTEMPTS = 30
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -284,7 +285,7 @@ class LoadGenerator:
                     seen.setdefault(int(message["data"]["height"]), time.monotonic())
 
     async def account_block(self, http: httpx.AsyncClient, height: int, seen_at: float) -> None:
-        body = (await http.get(f"/v1/blocks/{height}")).json()
+        body = await self.block_json(http, height)
         stats = self.stats
         for tx_id in body.get("tx_ids", []):
             t0 = stats.submit_time.pop(bytes.fromhex(tx_id), None)
@@ -293,6 +294,21 @@ class LoadGenerator:
             stats.latencies.append(seen_at - t0)
             stats.committed += 1
             stats.last_commit = max(stats.last_commit, seen_at)
+
+    async def block_json(self, http: httpx.AsyncClient, height: int) -> dict[str, Any]:
+        """``GET /v1/blocks/{height}``, asked again while the node sheds load (503) or the
+        request fails: a block read once and refused was never counted, and with ``--rate
+        max`` its transactions stayed "in flight" for ever, so the generator stopped."""
+        for attempt in range(BLOCK_FETCH_ATTEMPTS):
+            try:
+                response = await http.get(f"/v1/blocks/{height}")
+            except httpx.HTTPError:
+                response = None
+            if response is not None and response.status_code == 200:
+                body: dict[str, Any] = response.json()
+                return body
+            await trio.sleep(min(2.0, 0.1 * 2**attempt))
+        raise RuntimeError(f"block {height} could not be read from the node")
 
     async def progress(self) -> None:
         last = 0
