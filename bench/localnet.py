@@ -159,6 +159,7 @@ class Conn:
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
         self.buf = bytearray()
+        self.closing = False  # the node said "Connection: close" (e.g. shedding load)
 
     async def request(self, data: bytes) -> tuple[int, bytes]:
         await self.stream.send_all(data)
@@ -172,6 +173,8 @@ class Conn:
             name, _, value = line.partition(":")
             if name.strip().lower() == "content-length":
                 length = int(value.strip())
+            elif name.strip().lower() == "connection" and value.strip().lower() == "close":
+                self.closing = True
         while len(self.buf) < head_end + length:
             await self._fill()
         body = bytes(self.buf[head_end : head_end + length])
@@ -241,12 +244,22 @@ class LoadGenerator:
             for tx_id, _ in batch:
                 stats.submit_time[tx_id] = t0
             stats.sent += len(batch)
-            if per_request == 1:
-                status, body = await conn.request(request_bytes(host, batch[0][1]))
-                codes = ["ok" if status in (200, 202) else _error_code(body, status)]
-            else:
-                status, body = await conn.request(batch_request_bytes(host, [r for _, r in batch]))
-                codes = _batch_codes(body, status, len(batch))
+            if conn.closing:
+                await conn.stream.aclose()
+                conn = await open_conn(port, source_index)
+            try:
+                if per_request == 1:
+                    status, body = await conn.request(request_bytes(host, batch[0][1]))
+                    codes = ["ok" if status in (200, 202) else _error_code(body, status)]
+                else:
+                    data = batch_request_bytes(host, [r for _, r in batch])
+                    status, body = await conn.request(data)
+                    codes = _batch_codes(body, status, len(batch))
+            except (ConnectionError, trio.BrokenResourceError, OSError):
+                # The node closed the connection (an overloaded node answers 503 and closes
+                # it before reading the body): counted as refused; a new connection goes on.
+                codes = ["connection_closed"] * len(batch)
+                conn.closing = True
             for (tx_id, _), code in zip(batch, codes, strict=True):
                 if code == "ok":
                     stats.admitted += 1
