@@ -53,6 +53,7 @@ CONNECTIONS_PER_NODE = 24
 SOURCE_ADDRESSES = 16
 DRAIN_S = 15.0
 MAX_PRESIGN = 400_000
+BLOCK_FETCH_ATTEMPTS = 30
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -158,6 +159,7 @@ class Conn:
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
         self.buf = bytearray()
+        self.closing = False  # the node said "Connection: close" (e.g. shedding load)
 
     async def request(self, data: bytes) -> tuple[int, bytes]:
         await self.stream.send_all(data)
@@ -171,6 +173,8 @@ class Conn:
             name, _, value = line.partition(":")
             if name.strip().lower() == "content-length":
                 length = int(value.strip())
+            elif name.strip().lower() == "connection" and value.strip().lower() == "close":
+                self.closing = True
         while len(self.buf) < head_end + length:
             await self._fill()
         body = bytes(self.buf[head_end : head_end + length])
@@ -240,12 +244,22 @@ class LoadGenerator:
             for tx_id, _ in batch:
                 stats.submit_time[tx_id] = t0
             stats.sent += len(batch)
-            if per_request == 1:
-                status, body = await conn.request(request_bytes(host, batch[0][1]))
-                codes = ["ok" if status in (200, 202) else _error_code(body, status)]
-            else:
-                status, body = await conn.request(batch_request_bytes(host, [r for _, r in batch]))
-                codes = _batch_codes(body, status, len(batch))
+            if conn.closing:
+                await conn.stream.aclose()
+                conn = await open_conn(port, source_index)
+            try:
+                if per_request == 1:
+                    status, body = await conn.request(request_bytes(host, batch[0][1]))
+                    codes = ["ok" if status in (200, 202) else _error_code(body, status)]
+                else:
+                    data = batch_request_bytes(host, [r for _, r in batch])
+                    status, body = await conn.request(data)
+                    codes = _batch_codes(body, status, len(batch))
+            except (ConnectionError, trio.BrokenResourceError, OSError):
+                # The node closed the connection (an overloaded node answers 503 and closes
+                # it before reading the body): counted as refused; a new connection goes on.
+                codes = ["connection_closed"] * len(batch)
+                conn.closing = True
             for (tx_id, _), code in zip(batch, codes, strict=True):
                 if code == "ok":
                     stats.admitted += 1
@@ -284,7 +298,7 @@ class LoadGenerator:
                     seen.setdefault(int(message["data"]["height"]), time.monotonic())
 
     async def account_block(self, http: httpx.AsyncClient, height: int, seen_at: float) -> None:
-        body = (await http.get(f"/v1/blocks/{height}")).json()
+        body = await self.block_json(http, height)
         stats = self.stats
         for tx_id in body.get("tx_ids", []):
             t0 = stats.submit_time.pop(bytes.fromhex(tx_id), None)
@@ -293,6 +307,21 @@ class LoadGenerator:
             stats.latencies.append(seen_at - t0)
             stats.committed += 1
             stats.last_commit = max(stats.last_commit, seen_at)
+
+    async def block_json(self, http: httpx.AsyncClient, height: int) -> dict[str, Any]:
+        """``GET /v1/blocks/{height}``, asked again while the node sheds load (503) or the
+        request fails: a block read once and refused was never counted, and with ``--rate
+        max`` its transactions stayed "in flight" for ever, so the generator stopped."""
+        for attempt in range(BLOCK_FETCH_ATTEMPTS):
+            try:
+                response = await http.get(f"/v1/blocks/{height}")
+            except httpx.HTTPError:
+                response = None
+            if response is not None and response.status_code == 200:
+                body: dict[str, Any] = response.json()
+                return body
+            await trio.sleep(min(2.0, 0.1 * 2**attempt))
+        raise RuntimeError(f"block {height} could not be read from the node")
 
     async def progress(self) -> None:
         last = 0

@@ -20,6 +20,7 @@ BENCHMARKS = {
     "risk": "bench.risk",
     "state-root": "bench.state_root",
     "localnet": "bench.localnet",
+    "admission": "bench.admission",
     "consensus": "bench.consensus",
     "statesync": "bench.statesync",
     "indexer": "bench.indexer",

@@ -185,6 +185,12 @@ class P2PSettings:
     )
     penalty_decay_per_s: int = _key(1, "penalty points forgiven per second", lo=0, hi=1_000_000)
     ban_ms: int = _key(600_000, "how long a banned peer is refused", lo=0, hi=30 * 86_400_000)
+    gossip_flush_ms: int = _key(
+        10,
+        "admitted transactions gathered this long into one gossip frame (0: at once)",
+        lo=0,
+        hi=1_000,
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

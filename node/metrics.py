@@ -115,6 +115,16 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.gossip_frames_sent = Counter(
+            "perpbft_gossip_frames_sent",
+            "Transaction gossip frames broadcast (each carries many transactions)",
+            registry=r,
+        )
+        self.gossip_txs_received = Counter(
+            "perpbft_gossip_transactions_received",
+            "Transactions received in gossip frames, before the duplicate check",
+            registry=r,
+        )
         self.p2p_peers = Gauge("perpbft_p2p_peers", "Connected validator peers", registry=r)
         self.p2p_sent_bytes = Counter("perpbft_p2p_sent_bytes", "Bytes sent to peers", registry=r)
         self.p2p_received_bytes = Counter(

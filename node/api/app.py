@@ -47,7 +47,7 @@ from node.chain import Executed
 from node.indexer.innode import run_in_node
 from node.indexer.reads import HistoryReads
 from node.logs import fields, get_logger
-from node.mempool import Admit
+from node.mempool import Admit, signing_bytes_of_wire
 from node.node import Node, wait_timeout_s
 from node.observe import refresh_peer_gauge
 from state_machine.codec import Bytes, DecodeError, ListOf, decode_raw
@@ -230,7 +230,7 @@ class Api:
                 {"Retry-After": retry_after_header(wait)},
             )
         wait_commit = _wait_param(request)
-        tx_id = tx.tx_id()
+        tx_id = tx.tx_id_from(signing_bytes_of_wire(raw, tx))  # no second encoding
         waiter = self.node.watch_commit(tx_id) if wait_commit else None
         if wait_commit and waiter is None:
             raise ApiError(
@@ -291,7 +291,7 @@ class Api:
             except DecodeError as exc:
                 verdicts[i] = _rejected(None, "malformed", exc.reason)
                 continue
-            tx_id = tx.tx_id()
+            tx_id = tx.tx_id_from(signing_bytes_of_wire(raw, tx))
             if self.client_limits.take(client, now) or self.signer_limits.take(
                 tx.signer.hex(), now
             ):

@@ -150,9 +150,10 @@ def test_transport_config_follows_the_p2p_section(tmp_path: Path) -> None:
     transport.validate()
     assert (transport.listen_host, transport.listen_port) == ("127.0.0.1", 0)
     assert transport.idle_timeout_ms == 20_000 and transport.ban_ms == 5
-    # Every p2p key other than the address lists maps onto the transport field of that name.
+    # Every p2p key other than the address lists and the node's gossip timing maps onto the
+    # transport field of that name.
     for field in dataclasses.fields(type(config.p2p)):
-        if field.name not in ("listen", "peers", "full_nodes"):
+        if field.name not in ("listen", "peers", "full_nodes", "gossip_flush_ms"):
             assert getattr(transport, field.name) == getattr(config.p2p, field.name)
     assert TransportConfig().frame_bytes_max == config.p2p.frame_bytes_max
 
