@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections.abc import Callable, Iterator
+from typing import TypeGuard
 
 from state_machine.accounts.records import VAULT, Account
 from state_machine.genesis import Market
@@ -92,11 +93,16 @@ class AdlRankings:
             self.prices = prices
             self.rankings = {}
         elif self.rankings:
-            changed = named_accounts(st.events, self.events_seen)
+            changed = sorted(named_accounts(st.events, self.events_seen))
+            accounts = st.accounts
             for (mid, long_side), ranking in self.rankings.items():
                 market = st.markets[mid]
-                for pubkey in sorted(changed):
-                    acct = st.accounts.get(pubkey)
+                for pubkey in changed:
+                    acct = accounts.get(pubkey)
+                    if pubkey not in ranking.keys and (
+                        acct is None or not on_side(acct.positions.get(mid), long_side)
+                    ):
+                        continue  # not ranked before nor now (its score is None): no change
                     score = None if acct is None else self._score(market, acct, long_side)
                     ranking.set(pubkey, score)
         self.events_seen = len(st.events)
@@ -113,14 +119,19 @@ def market_prices(st: ExchangeCore) -> list[tuple[int, int]]:
     return [(ms.mark_price_ticks, ms.funding_index) for _, ms in sorted(st.mstates.items())]
 
 
+def on_side(pos: Position | None, long_side: bool) -> TypeGuard[Position]:
+    """Whether ``pos`` is open on ``long_side``: only such positions are ranked (adl_score)."""
+    return pos is not None and pos.size_lots != 0 and (pos.size_lots > 0) == long_side
+
+
 def named_accounts(events: list[tuple[object, ...]], start: int) -> set[bytes]:
     """Every public key (a 32-byte field) in the events from ``start`` on."""
-    out: set[bytes] = set()
-    for event in events[start:]:
-        for field in event:
-            if type(field) is bytes and len(field) == PUBKEY_BYTES:
-                out.add(field)
-    return out
+    return {
+        field
+        for event in events[start:]
+        for field in event
+        if type(field) is bytes and len(field) == PUBKEY_BYTES
+    }
 
 
 def ranked_holders(
