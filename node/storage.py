@@ -14,12 +14,9 @@ Sub-databases (``max_dbs`` = 16):
 
 ``meta``      one :class:`StoreMeta` record: format, chain id, genesis hash, height, block hash,
               state root, lowest stored block height (``base_height``).
-``state``     key -> value: the exchange's canonical entries, exactly what the root covers,
-              in key order, so one block's writes to an account's records or a market's new
-              orders share pages (format 2; format 1 keyed them by slot || key, see below).
-``slots``     slot (2 bytes of sha256(key)) || key -> empty: which keys each Merkle bucket
-              holds, so a bucket is derived from the state rather than stored twice. Written
-              only when a key appears or disappears, not when its value changes.
+``state``     slot (2 bytes of sha256(key)) || key -> value: the exchange's canonical entries,
+              exactly what the root covers. The slot prefix keeps the entries of one Merkle
+              bucket adjacent, so a bucket is read from here rather than stored twice.
 ``nodes``     Merkle *inner* node id -> node value (``state_machine.merkle_state``). With the
               state entries that is the whole tree: a reader builds a proof at the latest
               height with a few reads and one short range scan, without the working copy.
@@ -123,10 +120,7 @@ from state_machine.merkle_state import (
 from state_machine.tx import CHAIN_ID
 from state_machine.txroot import TxInclusionProof, inclusion_proof
 
-# 2: ``state`` keyed by the key, ``slots`` indexing it. 1: ``state`` keyed by slot || key,
-# no index; such a store is rewritten as format 2 when opened (one transaction).
-FORMAT_VERSION = 2
-FORMAT_SLOT_KEYED = 1
+FORMAT_VERSION = 1
 STORE_DIRNAME = "chain.lmdb"
 DEFAULT_MAP_SIZE_BYTES = 64 * 1024**3  # address space only; the file grows as data does
 MAX_DBS = 16
@@ -155,7 +149,6 @@ _DB_NAMES = (
     "safety",
     "undo",
     "versions",
-    "slots",
 )
 _W = TypeVar("_W", bound=Wire)
 _META_KEY = b"meta"
@@ -279,14 +272,11 @@ def store_path(data_dir: Path) -> Path:
 
 
 def state_db_key(key: bytes) -> bytes:
-    """A state key's slotted name: its slot (the first two bytes of sha256(key)), then key.
+    """Where a state entry is stored: its slot (the first two bytes of sha256(key)), then key.
 
-    It is the key's record in the ``slots`` index (the keys of one Merkle bucket adjacent, so
-    the store derives a bucket's records from the state instead of storing bucket nodes too,
-    which doubled the pages a block's commit writes) and its name in undo records and the
-    version index. The ``state`` table itself is keyed by the key (format 2): keyed by slot,
-    a block's writes landed on one page each; by key, an account's records and a market's
-    new orders share pages.
+    Entries of one Merkle bucket are therefore adjacent, so the store derives a bucket's
+    records from the state instead of storing bucket nodes too (which doubled the pages a
+    block's commit writes), and a block's state writes and bucket changes hit the same pages.
     """
     return hashlib.sha256(key).digest()[:SLOT_PREFIX_BYTES] + key
 
@@ -518,7 +508,6 @@ class Store:
         except lmdb.Error as exc:
             raise StoreCorruptError(f"cannot open {path}: {exc}") from None
         try:
-            _migrate_slot_keyed(env, dbs)
             meta, tree = _recover(env, dbs)
         except lmdb.Error as exc:
             env.close()
@@ -667,22 +656,16 @@ class Store:
         state_undo: dict[bytes, bytes | None] = {}
         node_undo: list[tuple[bytes, bytes | None]] = []
         state_db = self._dbs["state"]
-        slots_db = self._dbs["slots"]
-        # In key order, so LMDB walks its B-tree pages in order (a stable sort keeps "later
-        # write wins" for a key written twice).
-        for key, value in sorted(writes, key=itemgetter(0)):
+        # In stored-key order, so LMDB walks its B-tree pages in order (a stable sort keeps
+        # "later write wins" for a key written twice).
+        stored = sorted(((state_db_key(k), v) for k, v in writes), key=itemgetter(0))
+        for db_key, value in stored:
             if value is None:
-                old = txn.pop(key, db=state_db)
-                if old is not None:
-                    txn.delete(state_db_key(key), db=slots_db)
+                old = txn.pop(db_key, db=state_db)
             else:
-                old = txn.replace(key, value, db=state_db)
-                if old is None:
-                    txn.put(state_db_key(key), b"", db=slots_db)
-            if keep_undo:
-                db_key = state_db_key(key)
-                if db_key not in state_undo:  # the value before the block
-                    state_undo[db_key] = old
+                old = txn.replace(db_key, value, db=state_db)
+            if keep_undo and db_key not in state_undo:  # the value before the block
+                state_undo[db_key] = old
         nodes_db = self._dbs["nodes"]
         min_depth = self._tree.shape.min_depth
         deep_inner = self._deep_inner_ids
@@ -740,7 +723,7 @@ class Store:
 
     def get_state(self, key: bytes) -> bytes | None:
         with self._env.begin() as txn:
-            value = txn.get(key, db=self._dbs["state"])
+            value = txn.get(state_db_key(key), db=self._dbs["state"])
         return None if value is None else bytes(value)
 
     def read_entries(self) -> list[tuple[bytes, bytes]]:
@@ -933,7 +916,7 @@ class Store:
                 block_hash=self._block_hash_below(txn, height),
                 state_root=undo.root_before,
             )
-            _restore_state(txn, dbs, undo.state)
+            _restore(txn, dbs["state"], undo.state)
             _restore(txn, dbs["nodes"], undo.nodes)
             self._delete_height(txn, height)
             txn.delete(height_key(height), db=dbs["undo"])
@@ -998,21 +981,6 @@ def _restore(txn: Any, db: Any, previous: Sequence[tuple[bytes, bytes | None]]) 
             txn.put(key, old, db=db)
 
 
-def _restore_state(
-    txn: Any, dbs: dict[str, Any], previous: Sequence[tuple[bytes, bytes | None]]
-) -> None:
-    """_restore for state entries (named by slot || key in undo records), keeping the slot
-    index in step: a key put back is indexed, a key removed is not."""
-    for db_key, old in reversed(previous):
-        key = db_key[SLOT_PREFIX_BYTES:]
-        if old is None:
-            txn.delete(key, db=dbs["state"])
-            txn.delete(db_key, db=dbs["slots"])
-        else:
-            txn.put(key, old, db=dbs["state"])
-            txn.put(db_key, b"", db=dbs["slots"])
-
-
 def _put_initial(
     txn: Any,
     dbs: dict[str, Any],
@@ -1023,7 +991,9 @@ def _put_initial(
 ) -> None:
     # A new, empty database filled in key order: LMDB appends page after page instead of
     # inserting into a tree (several times faster for a million-entry genesis or snapshot).
-    _put_state_table(txn, dbs, entries)
+    stored = sorted((state_db_key(key), value) for key, value in entries)
+    _, added = txn.cursor(db=dbs["state"]).putmulti(stored, append=True)
+    check(added == len(stored), "duplicate state keys in an initial entry set")
     nodes = sorted(_inner_nodes(tree))
     txn.cursor(db=dbs["nodes"]).putmulti(nodes, append=True)
     for db_name, key, value in extra:
@@ -1077,77 +1047,30 @@ def _read_meta(txn: Any, dbs: dict[str, Any]) -> StoreMeta:
     return meta
 
 
-def _put_state_table(txn: Any, dbs: dict[str, Any], entries: Sequence[tuple[bytes, bytes]]) -> None:
-    """Fill the empty ``state`` table and its slot index with ``entries`` (appended in order)."""
-    stored = sorted(entries)
-    _, added = txn.cursor(db=dbs["state"]).putmulti(stored, append=True)
-    check(added == len(stored), "duplicate state keys in an initial entry set")
-    index = sorted((state_db_key(key), b"") for key, _ in stored)
-    txn.cursor(db=dbs["slots"]).putmulti(index, append=True)
-
-
 def _read_entries(
     txn: Any, dbs: dict[str, Any], check_slots: bool = False
 ) -> list[tuple[bytes, bytes]]:
-    """All entries sorted by key; ``check_slots`` also checks that the slot index names
-    exactly the stored keys, each under its own slot."""
-    entries = [(bytes(k), bytes(v)) for k, v in txn.cursor(db=dbs["state"])]
-    if check_slots:
-        _check_slot_index(txn, dbs, entries)
+    """All entries sorted by key; ``check_slots`` also checks each stored slot prefix."""
+    entries = []
+    for db_key, value in txn.cursor(db=dbs["state"]):
+        key = bytes(db_key[SLOT_PREFIX_BYTES:])
+        if check_slots and state_db_key(key) != db_key:
+            raise StoreCorruptError(f"state entry {bytes(db_key).hex()} is under the wrong slot")
+        entries.append((key, bytes(value)))
+    entries.sort()
     return entries
 
 
-def _check_slot_index(txn: Any, dbs: dict[str, Any], entries: list[tuple[bytes, bytes]]) -> None:
-    indexed = 0
-    for db_key, _ in txn.cursor(db=dbs["slots"]):
-        key = bytes(db_key[SLOT_PREFIX_BYTES:])
-        if state_db_key(key) != db_key:
-            raise StoreCorruptError(
-                f"slot index record {bytes(db_key).hex()} is under the wrong slot"
-            )
-        if txn.get(key, db=dbs["state"]) is None:
-            raise StoreCorruptError(f"slot index names {key.hex()}, which the state lacks")
-        indexed += 1
-    if indexed != len(entries):
-        raise StoreCorruptError(
-            f"slot index holds {indexed} keys, the state {len(entries)}: some are not indexed"
-        )
-
-
 def _slot_entries(txn: Any, dbs: dict[str, Any], slot: bytes) -> list[tuple[bytes, bytes]]:
-    """The entries of one slot: the keys the slot index lists under it, with their values."""
+    """The entries stored under one slot prefix (adjacent in the state sub-database)."""
     out = []
-    cursor = txn.cursor(db=dbs["slots"])
-    state_db = dbs["state"]
+    cursor = txn.cursor(db=dbs["state"])
     if cursor.set_range(slot):
-        for db_key in cursor.iternext(keys=True, values=False):
+        for db_key, value in cursor:
             if db_key[:SLOT_PREFIX_BYTES] != slot:
                 break
-            key = bytes(db_key[SLOT_PREFIX_BYTES:])
-            value = txn.get(key, db=state_db)
-            if value is None:
-                raise StoreCorruptError(f"slot index names {key.hex()}, which the state lacks")
-            out.append((key, bytes(value)))
+            out.append((bytes(db_key[SLOT_PREFIX_BYTES:]), bytes(value)))
     return out
-
-
-def _migrate_slot_keyed(env: Any, dbs: dict[str, Any]) -> None:
-    """Rewrite a format-1 store (``state`` keyed by slot || key) as format 2, in one write
-    transaction: the state table keyed by key plus its slot index. Undo records and the
-    version index name entries by slot || key in both formats, so they stay as they are."""
-    with env.begin(write=True) as txn:
-        raw = txn.get(_META_KEY, db=dbs["meta"])
-        if raw is None:
-            return  # no metadata: _recover reports the damage
-        meta = _decode(StoreMeta, bytes(raw), "metadata record")
-        if meta.format_version != FORMAT_SLOT_KEYED:
-            return
-        entries = [(bytes(k[SLOT_PREFIX_BYTES:]), bytes(v)) for k, v in txn.cursor(db=dbs["state"])]
-        txn.drop(dbs["state"], delete=False)
-        txn.drop(dbs["slots"], delete=False)
-        _put_state_table(txn, dbs, entries)
-        meta = dataclasses.replace(meta, format_version=FORMAT_VERSION)
-        txn.put(_META_KEY, meta.to_wire(), db=dbs["meta"])
 
 
 class _StateView:
@@ -1201,7 +1124,7 @@ class _StateView:
         db_key = state_db_key(key)
         if db_key in self._state:
             return self._state[db_key]
-        raw = self._txn.get(key, db=self._dbs["state"])
+        raw = self._txn.get(db_key, db=self._dbs["state"])
         return None if raw is None else bytes(raw)
 
     def get_bucket(self, depth: int, kh: bytes) -> bytes:
@@ -1306,7 +1229,7 @@ class _VersionView:
         version = self._before_next_change(_version_prefix_of_state(db_key), cursor)
         if version is not None:
             return version[1:] if version[:1] == b"\x01" else None
-        raw = self._txn.get(key, db=self._dbs["state"])
+        raw = self._txn.get(db_key, db=self._dbs["state"])
         return None if raw is None else bytes(raw)
 
     def get_bucket(self, depth: int, kh: bytes) -> bytes:

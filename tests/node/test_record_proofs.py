@@ -72,9 +72,11 @@ async def execute_signed_block(n: Node, payload: list[bytes]) -> None:
 
 
 def stored_keys(n: Node) -> list[bytes]:
-    """Every state key the store holds."""
+    """Every state key the store holds (its ``state`` db is slot(2) || key)."""
     assert n.chain is not None
-    return [key for key, _ in n.chain.store.read_entries()]
+    with n.chain.store.read_txn() as txn:
+        cursor = txn.cursor(db=n.chain.store._dbs["state"])
+        return sorted(bytes(k)[2:] for k in cursor.iternext(keys=True, values=False))
 
 
 def kind_of(key: bytes) -> str:

@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
-import lmdb
 import pytest
 
-from node.storage import (
-    FORMAT_VERSION,
-    ProofHeightError,
-    Store,
-    StoreCorruptError,
-    StoreError,
-    StoreMeta,
-    height_key,
-    state_db_key,
-    store_path,
-)
+from node.storage import ProofHeightError, Store, StoreCorruptError, StoreError, height_key
 from state_machine.merkle_state import DEFAULT_SHAPE, MerkleState, verify_proof
 from tests.storage.helpers import (
     CHAIN_ID,
@@ -253,47 +241,3 @@ def test_archive_versions_stay_true_after_a_rollback_and_another_block(
                 assert at.state_root == tree.root(), height
                 assert at.value == states[height].get(key), (height, key)
                 assert at.proof == tree.prove(key)
-
-
-def rewrite_as_format_1(data_dir: Path) -> None:
-    """Put a store back in format 1's layout: ``state`` keyed by slot || key, no slot index
-    (what stores written before format 2 hold; undo records were the same in both)."""
-    env = lmdb.open(str(store_path(data_dir)), max_dbs=16, subdir=True)
-    with env.begin(write=True) as txn:
-        state = env.open_db(b"state", txn=txn)
-        entries = [(bytes(k), bytes(v)) for k, v in txn.cursor(db=state)]
-        txn.drop(state, delete=False)
-        for db_key, value in sorted((state_db_key(k), v) for k, v in entries):
-            txn.put(db_key, value, db=state)
-        txn.drop(env.open_db(b"slots", txn=txn), delete=True)
-        meta_db = env.open_db(b"meta", txn=txn)
-        raw = txn.get(b"meta", db=meta_db)
-        assert raw is not None
-        meta = StoreMeta.from_wire(bytes(raw))
-        assert meta.format_version == FORMAT_VERSION == 2
-        txn.put(b"meta", dataclasses.replace(meta, format_version=1).to_wire(), db=meta_db)
-    env.close()
-
-
-def test_a_format_1_store_is_rewritten_on_open_and_keeps_its_past_proofs(tmp_path: Path) -> None:
-    """A store written with slot-keyed state opens as format 2: same entries and root, the
-    past heights its undo records cover still prove, and it commits, rolls back and reopens."""
-    with Store.create(tmp_path, CHAIN_ID, GENESIS_HASH, GENESIS_ENTRIES) as store:
-        for h in range(1, 21):
-            commit(store, make_block(SEED, h))
-        root = store.state_root
-    rewrite_as_format_1(tmp_path)
-    keys = sorted({k for h in range(1, 21) for k, _ in make_block(SEED, h).writes})[::4]
-    with Store.open(tmp_path) as store:
-        assert store.meta.format_version == FORMAT_VERSION
-        assert store.state_root == root
-        assert store.read_entries() == sorted(expected_state(SEED, 20).items())
-        for height in (0, 7, 19, 20):
-            check_proofs_at(store, height, [*keys, GENESIS_ENTRIES[0][0], b"never-written"])
-        commit(store, make_block(SEED, 21))
-        assert store.roll_back_one_height() == 20
-        assert store.state_root == root
-        commit(store, make_block(SEED, 21))
-    with Store.open(tmp_path) as store:
-        assert store.height == 21
-        check_proofs_at(store, 18, keys)

@@ -154,8 +154,7 @@ def test_tampered_state_entry_is_refused(tmp_path: Path) -> None:
     env = raw_env(tmp_path)
     with env.begin(write=True) as txn:
         db = env.open_db(b"state", txn=txn)
-        assert txn.get(b"genesis/001", db=db) is not None
-        txn.put(b"genesis/001", b"forged balance", db=db)
+        txn.put(state_db_key(b"k/00001"), b"forged balance", db=db)
     env.close()
     with pytest.raises(StoreCorruptError, match="state root mismatch"):
         Store.open(tmp_path)
@@ -250,51 +249,20 @@ def test_a_creation_killed_half_way_leaves_no_store(tmp_path: Path) -> None:
         assert store.height == 1
 
 
-def test_slot_index_record_under_the_wrong_slot_is_refused(tmp_path: Path) -> None:
+def test_state_entry_under_the_wrong_slot_is_refused(tmp_path: Path) -> None:
     new_store(tmp_path, blocks=3).close()
     env = raw_env(tmp_path)
     with env.begin(write=True) as txn:
-        db = env.open_db(b"slots", txn=txn)
+        db = env.open_db(b"state", txn=txn)
         key = b"genesis/001"
-        assert txn.delete(state_db_key(key), db=db)
+        value = txn.get(state_db_key(key), db=db)
+        assert value is not None
+        txn.delete(state_db_key(key), db=db)
         wrong = bytes([state_db_key(key)[0] ^ 1]) + state_db_key(key)[1:]
-        txn.put(wrong, b"", db=db)
+        txn.put(wrong, value, db=db)
     env.close()
     with pytest.raises(StoreCorruptError, match="wrong slot"):
         Store.open(tmp_path)
-
-
-def test_state_entry_missing_from_the_slot_index_is_refused(tmp_path: Path) -> None:
-    """A key the index does not list would be left out of its bucket's proofs."""
-    new_store(tmp_path, blocks=3).close()
-    env = raw_env(tmp_path)
-    with env.begin(write=True) as txn:
-        assert txn.delete(state_db_key(b"genesis/001"), db=env.open_db(b"slots", txn=txn))
-    env.close()
-    with pytest.raises(StoreCorruptError, match="not indexed"):
-        Store.open(tmp_path)
-
-
-def test_slot_index_naming_an_absent_key_is_refused(tmp_path: Path) -> None:
-    new_store(tmp_path, blocks=3).close()
-    env = raw_env(tmp_path)
-    with env.begin(write=True) as txn:
-        txn.put(state_db_key(b"genesis/zzz"), b"", db=env.open_db(b"slots", txn=txn))
-    env.close()
-    with pytest.raises(StoreCorruptError, match="which the state lacks"):
-        Store.open(tmp_path)
-
-
-def test_state_table_is_in_key_order_and_the_index_in_slot_order(tmp_path: Path) -> None:
-    """The layout itself (format 2): entries keyed by their key, so one account's records and
-    one market's new orders share pages, and one slot's keys adjacent in the index."""
-    with new_store(tmp_path, blocks=10) as store:
-        entries = store.read_entries()
-        with store.read_txn() as txn:
-            state = [bytes(k) for k in txn.cursor(db=store._dbs["state"]).iternext(values=False)]
-            index = [bytes(k) for k in txn.cursor(db=store._dbs["slots"]).iternext(values=False)]
-    assert state == [k for k, _ in entries]
-    assert index == sorted(state_db_key(k) for k, _ in entries)
 
 
 # i such that sha256(b"crowd%d" % i) starts with 12 34: found once by brute force (about 5.4
