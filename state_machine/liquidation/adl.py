@@ -28,36 +28,84 @@ end_block_liquidations); outside it, a ranking is built from scratch each time.
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeGuard
 
 from state_machine.accounts.records import VAULT, Account
 from state_machine.genesis import Market
+from state_machine.invariants import check
 from state_machine.perpetuals.records import Position
 from state_machine.state import ExchangeCore
 
 PUBKEY_BYTES = 32
+CHUNK_MAX = 512  # keys per chunk of a Ranking before it is split
 
 # (st, market, account, position, long_side) -> score, or None if the account does not qualify
 ScoreFn = Callable[[ExchangeCore, Market, Account, Position | None, bool], int | None]
 
 
 class Ranking:
-    """One (market, side): each qualifying account's sort key, and the keys in order."""
+    """One (market, side): each qualifying account's sort key, and the keys in order.
 
-    __slots__ = ("keys", "order")
+    The order is kept in sorted chunks of at most ``chunk_max`` keys (``maxes`` holds each
+    chunk's last key): one sorted list of every holder made each re-score a search plus a
+    memmove of the whole list, which in a cascade of 10,000 units among 20,000 accounts was
+    most of the block. A chunk is split in two when it outgrows the limit and dropped when
+    empty; the concatenated chunks are the same sorted list.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("chunk_max", "chunks", "keys", "maxes")
+
+    def __init__(self, chunk_max: int = CHUNK_MAX) -> None:
+        check(chunk_max >= 2, f"chunk_max {chunk_max} below 2")
+        self.chunk_max = chunk_max
         self.keys: dict[bytes, tuple[int, bytes]] = {}
-        self.order: list[tuple[int, bytes]] = []
+        self.chunks: list[list[tuple[int, bytes]]] = []
+        self.maxes: list[tuple[int, bytes]] = []
 
     def set(self, pubkey: bytes, score: int | None) -> None:
         old = self.keys.pop(pubkey, None)
         if old is not None:
-            del self.order[bisect_left(self.order, old)]
+            self._remove(old)
         if score is not None:
             key = (-score, pubkey)
             self.keys[pubkey] = key
-            insort(self.order, key)
+            self._insert(key)
+
+    def ordered(self) -> Iterator[tuple[int, bytes]]:
+        """The (-score, pubkey) keys in order (valid until the next ``set``)."""
+        for chunk in self.chunks:
+            yield from chunk
+
+    def _insert(self, key: tuple[int, bytes]) -> None:
+        maxes = self.maxes
+        if not maxes:
+            self.chunks.append([key])
+            maxes.append(key)
+            return
+        i = bisect_left(maxes, key)
+        if i == len(maxes):
+            i -= 1  # beyond every chunk's last key: it goes at the end of the last chunk
+        chunk = self.chunks[i]
+        insort(chunk, key)
+        maxes[i] = chunk[-1]
+        if len(chunk) > self.chunk_max:
+            half = len(chunk) // 2
+            self.chunks[i : i + 1] = [chunk[:half], chunk[half:]]
+            maxes[i : i + 1] = [chunk[half - 1], chunk[-1]]
+
+    def _remove(self, key: tuple[int, bytes]) -> None:
+        maxes = self.maxes
+        i = bisect_left(maxes, key)  # the first chunk whose last key is not below it
+        chunk = self.chunks[i]
+        j = bisect_left(chunk, key)
+        check(chunk[j] == key, "ranked key missing from its chunk")
+        del chunk[j]
+        if chunk:
+            maxes[i] = chunk[-1]
+        else:
+            del self.chunks[i]
+            del maxes[i]
 
 
 class AdlRankings:
@@ -72,7 +120,7 @@ class AdlRankings:
         self.events_seen = len(st.events)
         self.prices = market_prices(st)
 
-    def ranked(self, market: Market, long_side: bool) -> list[tuple[int, bytes]]:
+    def ranked(self, market: Market, long_side: bool) -> Iterable[tuple[int, bytes]]:
         """The (-score, pubkey) list of ``market``'s ``long_side`` holders (vault excluded),
         exact for the current state. Valid until the next call: do not keep it longer."""
         self.refresh()
@@ -83,7 +131,7 @@ class AdlRankings:
             for pubkey, acct in self.st.accounts.items():
                 ranking.set(pubkey, self._score(market, acct, long_side))
             self.rankings[(mid, long_side)] = ranking
-        return ranking.order
+        return ranking.ordered()
 
     def refresh(self) -> None:
         st = self.st
@@ -92,11 +140,16 @@ class AdlRankings:
             self.prices = prices
             self.rankings = {}
         elif self.rankings:
-            changed = named_accounts(st.events, self.events_seen)
+            changed = sorted(named_accounts(st.events, self.events_seen))
+            accounts = st.accounts
             for (mid, long_side), ranking in self.rankings.items():
                 market = st.markets[mid]
-                for pubkey in sorted(changed):
-                    acct = st.accounts.get(pubkey)
+                for pubkey in changed:
+                    acct = accounts.get(pubkey)
+                    if pubkey not in ranking.keys and (
+                        acct is None or not on_side(acct.positions.get(mid), long_side)
+                    ):
+                        continue  # not ranked before nor now (its score is None): no change
                     score = None if acct is None else self._score(market, acct, long_side)
                     ranking.set(pubkey, score)
         self.events_seen = len(st.events)
@@ -113,19 +166,24 @@ def market_prices(st: ExchangeCore) -> list[tuple[int, int]]:
     return [(ms.mark_price_ticks, ms.funding_index) for _, ms in sorted(st.mstates.items())]
 
 
+def on_side(pos: Position | None, long_side: bool) -> TypeGuard[Position]:
+    """Whether ``pos`` is open on ``long_side``: only such positions are ranked (adl_score)."""
+    return pos is not None and pos.size_lots != 0 and (pos.size_lots > 0) == long_side
+
+
 def named_accounts(events: list[tuple[object, ...]], start: int) -> set[bytes]:
     """Every public key (a 32-byte field) in the events from ``start`` on."""
-    out: set[bytes] = set()
-    for event in events[start:]:
-        for field in event:
-            if type(field) is bytes and len(field) == PUBKEY_BYTES:
-                out.add(field)
-    return out
+    return {
+        field
+        for event in events[start:]
+        for field in event
+        if type(field) is bytes and len(field) == PUBKEY_BYTES
+    }
 
 
 def ranked_holders(
     st: ExchangeCore,
-    order: list[tuple[int, bytes]],
+    order: Iterable[tuple[int, bytes]],
     market: Market,
     bankrupt: Account,
     long_side: bool,

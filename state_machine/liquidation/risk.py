@@ -74,12 +74,11 @@ from state_machine.clob.place import place_internal_order
 from state_machine.genesis import Market
 from state_machine.governance.content import DELISTED, HALTED
 from state_machine.invariants import PPM, check, div_ceil, div_floor, mul_ppm_ceil
-from state_machine.liquidation.adl import AdlRankings, ranked_holders
+from state_machine.liquidation.adl import AdlRankings, on_side, ranked_holders
 from state_machine.liquidation.index import Band, RiskIndex
 from state_machine.perpetuals.margin import (
     RATE_SCALE,
     maintenance_margin_atoms,
-    pending_funding_atoms,
     tier_deductions_ppm,
     tier_table,
 )
@@ -111,14 +110,43 @@ def unit_value_and_mm(st: ExchangeCore, acct: Account, market_id: int | None) ->
     if market_id is None:
         bal = acct.balances.get(0)
         value = bal.available_atoms if bal is not None else 0
+        positions = [p for p in acct.positions.values() if not p.isolated and p.size_lots]
     else:
-        value = acct.positions[market_id].isolated_margin_atoms
+        pos = acct.positions[market_id]
+        value = pos.isolated_margin_atoms
+        positions = [pos] if pos.size_lots or pos.isolated_margin_atoms else []
+    return positions_value_and_mm(st, positions, value)
+
+
+def positions_value_and_mm(
+    st: ExchangeCore, positions: list[Position], collateral_atoms: int
+) -> tuple[int, int]:
+    """(collateral + PnL - pending funding, maintenance margin) of ``positions`` at the marks.
+
+    The one computation behind unit_value_and_mm and evaluate_unit. It runs several times
+    per liquidated unit, so pending funding (margin.pending_funding_atoms) and the tier
+    lookup (margin.maintenance_margin_atoms) are written out here; test_risk.py's property
+    test_inlined_maintenance_margin_equals_the_named_rule proves the tier lookup equal.
+    """
+    mstates = st.mstates
+    value = collateral_atoms
     mm = 0
-    for pos in unit_positions(acct, market_id):
-        price = st.mstates[pos.market.market_id].mark_price_ticks
-        tla = pos.market.tick_lot_atoms
-        value += (price * pos.size_lots - pos.entry_value) * tla - pending_funding_atoms(st, pos)
-        mm += maintenance_margin_atoms(pos.market, abs(pos.size_lots) * price * tla)
+    for pos in positions:
+        market = pos.market
+        ms = mstates[market.market_id]
+        price = ms.mark_price_ticks
+        tla = market.tick_lot_atoms
+        s = pos.size_lots
+        value += (price * s - pos.entry_value) * tla
+        fi = ms.funding_index - pos.funding_index
+        if fi and s:
+            # value -= div_ceil(s * fi * tla, RATE_SCALE), written out (-ceil(x/d) = floor(-x/d))
+            value += -(s * fi * tla) // RATE_SCALE
+        notional = (s if s > 0 else -s) * price * tla
+        for floor, mmr, deduction in tier_table(market):
+            if floor <= notional:
+                mm -= (deduction - notional * mmr) // PPM  # mm += div_ceil(n * mmr - d, PPM)
+                break
     return value, mm
 
 
@@ -379,27 +407,7 @@ def evaluate_unit(st: ExchangeCore, idx: RiskIndex, key: bytes, now: int) -> boo
         idx.drop(key)
         idx.watch.pop(key, None)
         return False
-    mstates = st.mstates
-    mm = 0
-    for pos in positions:
-        market = pos.market
-        mid = market.market_id
-        ms = mstates[mid]
-        price = ms.mark_price_ticks
-        tla = market.tick_lot_atoms
-        s = pos.size_lots
-        value += (price * s - pos.entry_value) * tla
-        fi = ms.funding_index - pos.funding_index
-        if fi and s:
-            value -= div_ceil(s * fi * tla, RATE_SCALE)
-        notional = (s if s > 0 else -s) * price * tla
-        # maintenance_margin_atoms inlined (this runs for every unit a block touched);
-        # test_risk.py's property test_inlined_maintenance_margin_equals_the_named_rule
-        # proves the two equal.
-        for floor, mmr, deduction in tier_table(market):
-            if floor <= notional:
-                mm += div_ceil(notional * mmr - deduction, PPM)
-                break
+    value, mm = positions_value_and_mm(st, positions, value)
     if value < mm:
         return True
     bands = make_bands(st, positions, value, mm)
@@ -636,7 +644,7 @@ def adl_score(
 ) -> int | None:
     """An opposite position's ADL score (profit ratio x notional / unit value; a unit at or
     below zero value first), or None if ``pos`` is not on ``long_side``."""
-    if pos is None or pos.size_lots == 0 or (pos.size_lots > 0) != long_side:
+    if not on_side(pos, long_side):
         return None
     mark = st.mstates[market.market_id].mark_price_ticks
     value, _ = unit_value_and_mm(st, a, market.market_id if pos.isolated else None)

@@ -7,6 +7,7 @@ is the test that the events name every account a liquidation step changes."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
@@ -26,12 +27,12 @@ class CheckedRankings(AdlRankings):
 
     uses = 0
 
-    def ranked(self, market: Market, long_side: bool) -> list[tuple[int, bytes]]:
+    def ranked(self, market: Market, long_side: bool) -> Iterable[tuple[int, bytes]]:
         kept = list(super().ranked(market, long_side))
         fresh = Ranking()
         for pubkey, acct in self.st.accounts.items():
             fresh.set(pubkey, self._score(market, acct, long_side))
-        assert kept == fresh.order
+        assert kept == list(fresh.ordered())
         CheckedRankings.uses += 1
         return super().ranked(market, long_side)
 
@@ -114,3 +115,29 @@ def test_drop_many_leaves_the_index_that_dropping_one_at_a_time_leaves(
     assert {k: v for k, v in bulk.edges.items() if v} == {
         k: v for k, v in one_by_one.edges.items() if v
     }
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ops=st.lists(st.tuples(st.integers(0, 40), st.none() | st.integers(0, 2**121)), max_size=300),
+    chunk_max=st.integers(2, 6),
+)
+def test_chunked_ranking_keeps_the_order_of_one_sorted_list(
+    ops: list[tuple[int, int | None]], chunk_max: int
+) -> None:
+    """A Ranking keeps its order in small sorted chunks (split when full, dropped when empty):
+    after any sequence of re-scores (None: the account no longer qualifies) it must list the
+    same keys in the same order as one sorted list of every account's current key."""
+    ranking = Ranking(chunk_max=chunk_max)
+    current: dict[bytes, int] = {}
+    for who, score in ops:
+        pubkey = who.to_bytes(32, "big")
+        ranking.set(pubkey, score)
+        if score is None:
+            current.pop(pubkey, None)
+        else:
+            current[pubkey] = score
+        assert all(len(chunk) <= chunk_max for chunk in ranking.chunks)
+    expected = sorted((-score, pubkey) for pubkey, score in current.items())
+    assert list(ranking.ordered()) == expected
+    assert ranking.maxes == [chunk[-1] for chunk in ranking.chunks]

@@ -768,3 +768,41 @@ def test_bench_risk_cascade_liquidates_every_victim_in_one_block() -> None:
     assert c["victims"] == 300 and c["liquidated_units"] == 300
     assert c["cascade_block_ms"] > 0
     assert {"backstop", "adl", "internal_order"} <= set(c["events"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    sizes=st.lists(st.integers(-(10**7), 10**7), min_size=1, max_size=2),
+    marks=st.lists(st.integers(1, 10**8), min_size=2, max_size=2),
+    entries=st.lists(st.integers(1, 10**8), min_size=2, max_size=2),
+    funding_moves=st.lists(st.integers(-(10**12), 10**12), min_size=2, max_size=2),
+    collateral=st.integers(-(10**12), 10**12),
+)
+def test_unit_value_and_mm_equals_the_named_rules(
+    sizes: list[int],
+    marks: list[int],
+    entries: list[int],
+    funding_moves: list[int],
+    collateral: int,
+) -> None:
+    """unit_value_and_mm (positions_value_and_mm) writes out pending funding and the tier
+    lookup; with funding due either way and any sizes, it must equal collateral + PnL -
+    pending_funding_atoms and the sum of maintenance_margin_atoms of the cross positions."""
+    state = ExchangeState.from_genesis(make_genesis())
+    who = acct(9)
+    account = state.account(who)
+    state.balance(account, 0).available_atoms = collateral
+    value, mm = collateral, 0
+    for i, size in enumerate(sizes):
+        mid = (BTC_PERP, ETH_PERP)[i]
+        market = state.markets[mid]
+        pos = state.position(account, market)
+        pos.size_lots, pos.entry_value = size, entries[i] * size
+        ms = state.mstates[mid]
+        ms.mark_price_ticks = marks[i]
+        ms.funding_index = pos.funding_index + funding_moves[i]
+        if size:
+            value += unrealized_pnl_atoms(pos, marks[i]) - pending_funding_atoms(state, pos)
+            notional = abs(size) * marks[i] * market.tick_lot_atoms
+            mm += maintenance_margin_atoms(market, notional)
+    assert unit_value_and_mm(state, account, None) == (value, mm)
