@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from state_machine.accounts.fees import set_fee_tiers
 from state_machine.accounts.policy import fee_tiers_error
+from state_machine.algo.twap import finish_twap
 from state_machine.book import Book, Order
 from state_machine.clob.codes import R_USER
 from state_machine.clob.matching import cancel_resting
@@ -288,7 +289,7 @@ def set_market_state(st: ExchangeCore, mid: int, state: int, cause: str, reason:
 
 
 def delist_perp(st: ExchangeCore, mid: int, final_price_ticks: int) -> None:
-    """Cancel the market's orders and triggers, settle every position against the opposite
+    """Cancel the market's orders, triggers and TWAPs, settle every position against the opposite
     ones at the final price (no fee; the longs' and shorts' lots match exactly because
     positions net to zero), cover the units it left below zero (governance/settlement.py),
     then close the market for good."""
@@ -301,6 +302,10 @@ def delist_perp(st: ExchangeCore, mid: int, final_price_ticks: int) -> None:
         (t for t in trigger_book(st).by_id.values() if t.market_id == mid), key=_oid
     ):
         cancel_trigger(st, trig, R_USER)
+    for tid in sorted(i for i, tw in st.algo.twaps.items() if tw.market_id == mid):
+        tw = st.algo.twaps[tid]  # a TWAP would only send refused slices from now on
+        st.algo.unschedule_twap(tw)
+        finish_twap(st, tw, R_USER)
     holders = sorted(
         (a for a in st.accounts.values() if mid in a.positions and a.positions[mid].size_lots),
         key=lambda a: a.pubkey,

@@ -19,7 +19,7 @@ from state_machine.genesis import Genesis, Parameters
 from state_machine.governance.content import DELISTED, DelistPerp
 from state_machine.governance.settlement import pro_rata
 from state_machine.merkle_state import MerkleState
-from state_machine.tx import SetLeverage
+from state_machine.tx import PlaceTwap, SetLeverage
 from tests.state_machine.helpers import BTC_PERP, ETH_PERP, USDC, acct, limit
 from tests.state_machine.test_governance import GovHarness, gov_genesis
 
@@ -153,12 +153,15 @@ def test_a_cross_holder_of_other_markets_is_judged_by_its_unit_value() -> None:
     assert h.one(A1, limit(ETH_PERP, True, 300_000, 10)).ok  # ETH long: 30 USDC notional
     open_positions(h, [(A1, 30)], short=A2)
     assert h.one(A1, limit(BTC_PERP, True, PRICE - 1, 5)).ok  # a resting BTC bid: cancelled
+    assert h.one(A3, PlaceTwap(BTC_PERP, True, 1_000, 600_000)).ok  # a TWAP: finished
     h.oracle(ETH_PERP, 3_000_000)  # ETH x10: A1's ETH long gains 270 USDC
     h.pass_proposal(DelistPerp(BTC_PERP, 1_000_000))
     # A1 loses 150 USDC in BTC on 100 of USDC: its USDC is below zero, its unit is not.
     assert usdc(h, A1) < 0
     assert not h.events("delist_covered") and not h.events("delist_vault_payment")
     assert not h.state.accounts[A1].orders
+    (finished,) = h.events("twap_finished")
+    assert finished["account"] == A3 and not h.state.algo.twaps
     pos = h.state.accounts[A1].positions[BTC_PERP]
     assert (pos.size_lots, pos.buy_lots, pos.sell_lots) == (0, 0, 0)
     h.check_stored()
