@@ -127,14 +127,18 @@ def change_problem(st: ExchangeCore, c: Content) -> str | None:
 
 def list_asset_problem(st: ExchangeCore, asset: Asset) -> str | None:
     assets = all_assets(st)
-    if assets and asset.asset_id <= max(assets):
-        return f"asset.asset_id: new ids must be above {max(assets)}"
+    # Consecutive ids let an account proof show which assets exist (state_machine/proofkeys.py).
+    next_id = max(assets) + 1 if assets else 0
+    if asset.asset_id != next_id:
+        return f"asset.asset_id: a new asset takes the next id, {next_id}"
     return asset_problem(asset, assets)
 
 
 def list_market_problem(st: ExchangeCore, market: Market) -> str | None:
-    if st.markets and market.market_id <= max(st.markets):
-        return f"market.market_id: new ids must be above {max(st.markets)}"
+    # Consecutive ids let an account proof show which markets exist (state_machine/proofkeys.py).
+    next_id = max(st.markets) + 1 if st.markets else 0
+    if market.market_id != next_id:
+        return f"market.market_id: a new market takes the next id, {next_id}"
     symbols = {m.symbol for m in st.markets.values()}
     return market_problem(market, all_assets(st), set(st.markets), symbols)
 
