@@ -256,6 +256,9 @@ async def test_the_account_proof_covers_a_position_in_a_listed_market(tmp_path: 
             delisted = n.chain.store.height  # type: ignore[union-attr]
             await chain.idle(1)
             latest = (await http.get(f"/v1/proofs/accounts/{who.hex()}?height={delisted}")).json()
+            ledger = (await http.get(f"/v1/accounts/{who.hex()}/ledger")).json()
+    (settled,) = [i for i in ledger["ledger"] if i["kind"] == "delist_settled"]
+    assert (settled["market"], settled["size"], settled["price"]) == ("SOL-PERP", "2", "150")
     check = verify_account_proof(body, GENESIS, who, traded)
     assert check.ok, check.failures
     assert check.values[position_key][0] == 200  # size_lots of Alice's SOL-PERP long
