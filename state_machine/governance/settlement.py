@@ -43,6 +43,8 @@ the atom. Everything runs in account key order. Events: ``delist_vault_payment``
 
 from __future__ import annotations
 
+from functools import cmp_to_key
+
 from state_machine.accounts.records import VAULT, Account
 from state_machine.genesis import Market
 from state_machine.invariants import PPM, check, div_ceil
@@ -66,29 +68,39 @@ class SettlementUnit:
 
 def pro_rata(amount: int, weights: list[int], caps: list[int]) -> list[int]:
     """Split ``amount`` atoms over the entries pro rata to ``weights``, entry ``i`` taking at
-    most ``caps[i]`` (water-filling: capped entries take their cap, the rest is shared again
-    among the others). Whole atoms; the remainder of the final round goes one atom each to
-    the largest fractional shares, ties to the lower index. Never more than ``amount``;
-    exactly ``amount`` unless every entry with a weight reaches its cap."""
+    most ``caps[i]`` (water-filling: an entry whose share would pass its cap takes the cap and
+    the rest is shared again among the others). Whole atoms; the remainder goes one atom each
+    to the largest fractional shares, ties to the lower index. Never more than ``amount``;
+    exactly ``amount`` unless every entry with a weight reaches its cap.
+
+    Entries are capped in order of cap per unit of weight (smallest first): capping one whose
+    cap is below its share only raises the share per unit of weight of the others, so the
+    capped set (the water level) is the one capping them all at once would reach. O(n log n).
+    """
     takes = [0] * len(weights)
     active = [i for i, w in enumerate(weights) if w > 0 and caps[i] > 0]
-    while amount > 0 and active:
-        total = sum(weights[i] for i in active)
-        capped = [i for i in active if amount * weights[i] >= caps[i] * total]
-        if capped:
-            for i in capped:
-                takes[i] = caps[i]
-                amount -= caps[i]
-            active = [i for i in active if i not in capped]
-            continue
-        # Every exact share is below its cap, so a floor share plus one atom still fits.
-        for i in active:
-            takes[i] = amount * weights[i] // total
-        left = amount - sum(takes[i] for i in active)
-        by_fraction = sorted(active, key=lambda i: (-(amount * weights[i] % total), i))
-        for i in by_fraction[:left]:
-            takes[i] += 1
-        amount = 0
+
+    def by_cap_per_weight(i: int, j: int) -> int:
+        return caps[i] * weights[j] - caps[j] * weights[i] or i - j
+
+    active.sort(key=cmp_to_key(by_cap_per_weight))
+    total = sum(weights[i] for i in active)
+    k = 0
+    while k < len(active) and amount * weights[active[k]] >= caps[active[k]] * total:
+        i = active[k]
+        takes[i] = caps[i]
+        amount -= caps[i]
+        total -= weights[i]
+        k += 1
+    rest = active[k:]
+    if amount <= 0 or not rest:
+        return takes
+    # Every exact share is below its cap, so a floor share plus one atom still fits.
+    for i in rest:
+        takes[i] = amount * weights[i] // total
+    left = amount - sum(takes[i] for i in rest)
+    for i in sorted(rest, key=lambda i: (-(amount * weights[i] % total), i))[:left]:
+        takes[i] += 1
     return takes
 
 

@@ -190,6 +190,30 @@ def test_pro_rata_never_takes_more_than_asked_nor_past_a_cap(
     assert all(t == 0 for t, w in zip(takes, weights, strict=True) if w == 0)
     room = sum(c for c, w in zip(caps, weights, strict=True) if w > 0)
     assert sum(takes) == min(amount, room)
+    assert takes == water_filled(amount, weights, caps)
+
+
+def water_filled(amount: int, weights: list[int], caps: list[int]) -> list[int]:
+    """The definition, round by round: cap every entry whose share reaches its cap, share
+    the rest again; then floor shares and the remainder to the largest fractions."""
+    takes = [0] * len(weights)
+    active = [i for i, w in enumerate(weights) if w > 0 and caps[i] > 0]
+    while amount > 0 and active:
+        total = sum(weights[i] for i in active)
+        capped = [i for i in active if amount * weights[i] >= caps[i] * total]
+        if not capped:
+            exact = {i: amount * weights[i] for i in active}
+            for i in active:
+                takes[i] = exact[i] // total
+            left = amount - sum(takes[i] for i in active)
+            for i in sorted(active, key=lambda i: (-(exact[i] % total), i))[:left]:
+                takes[i] += 1
+            break
+        for i in capped:
+            takes[i] = caps[i]
+            amount -= caps[i]
+        active = [i for i in active if i not in capped]
+    return takes
 
 
 @settings(
