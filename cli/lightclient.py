@@ -3,11 +3,14 @@
 Trust comes only from the genesis file the user holds: its validator set, chain id and genesis
 time. The node's answer is treated as hostile input. The check, in order:
 
-1. the key of every balance (per genesis asset) and position (per genesis perp) of the account,
-   and of its order-tools record (0x4b: the ids of its TWAPs, TP/SL groups and good-til
-   records), is in the answer exactly once, and nothing else, so a node cannot hide a
-   position or a TWAP (open orders and triggers are not proven: their keys carry order ids a
-   client cannot derive);
+1. the key of every balance (per asset) and position (per perp) of the account, and of its
+   order-tools record (0x4b: the ids of its TWAPs, TP/SL groups and good-til records), is in
+   the answer exactly once, and nothing else, so a node cannot hide a position or a TWAP
+   (open orders and triggers are not proven: their keys carry order ids a client cannot
+   derive). The assets and perps are the genesis ones and those governance listed by that
+   height, which the answer proves too: listed ids are consecutive, so the proven listing
+   records (0x30 market, 0x32 asset) up to the first proven absent id are all of them
+   (``state_machine/proofkeys.py``);
 2. each entry's Merkle proof leads from its key and value (or absence) to ``state_root``
    (:func:`state_machine.merkle_state.verify_proof`);
 3. the certifying header (decoded from its wire bytes, never from the JSON fields beside them)
@@ -33,10 +36,14 @@ from typing import Any
 from consensus.quorum import qc_valid
 from consensus.types import COMMIT, BlockHeader, QuorumCert, genesis_block
 from consensus.validators import ValidatorSet
-from state_machine.algo.records import P_ACCOUNT_TOOLS
 from state_machine.codec import DecodeError, decode_raw
 from state_machine.genesis import Genesis
+from state_machine.governance.records import P_GOV_ASSET, P_GOV_MARKET
 from state_machine.merkle_state import verify_proof
+from state_machine.proofkeys import Listings, account_keys, listing_walk
+
+P_LISTING_MARKET = bytes((P_GOV_MARKET,))
+P_LISTING_ASSET = bytes((P_GOV_ASSET,))
 
 
 @dataclasses.dataclass(slots=True)
@@ -48,17 +55,55 @@ class ProofCheck:
     values: dict[str, Any]  # key hex -> decoded value (None: absent), only of verified entries
 
 
-def expected_account_keys(genesis: Genesis, who: bytes) -> list[bytes]:
+def expected_account_keys(
+    genesis: Genesis, who: bytes, listings: Listings | None = None
+) -> list[bytes]:
     """The account's balance and position keys (the layout of ``state_machine.state``): the
-    entries that hold its funds, whose keys follow from the address and the genesis alone; and
-    its sub-account record (0x42: present iff the address is a sub-account, naming its master) and
-    its order-tools record (0x4b, ``state_machine/algo/records.py``), which lists the ids of its
-    TWAPs, TP/SL groups and good-til records."""
-    keys = [b"\x01" + who + a.asset_id.to_bytes(4, "big") for a in genesis.assets]
-    keys += [b"\x02" + who + m.market_id.to_bytes(4, "big") for m in genesis.markets if m.is_perp]
-    keys.append(b"\x42" + who)
-    keys.append(bytes((P_ACCOUNT_TOOLS,)) + who)
-    return sorted(keys)
+    entries that hold its funds, whose keys follow from the address, the genesis and the
+    ``listings`` (none: a chain where governance listed nothing) with the listing records
+    that prove them; and its sub-account record (0x42: present iff the address is a
+    sub-account, naming its master) and its order-tools record (0x4b,
+    ``state_machine/algo/records.py``), which lists the ids of its TWAPs, TP/SL groups and
+    good-til records."""
+    return account_keys(genesis, who, listings)
+
+
+def proven_listings(
+    body: dict[str, Any], genesis: Genesis, root: bytes, failures: list[str]
+) -> Listings:
+    """The markets and assets listed at the answer's height, from the listing records among
+    its entries whose proofs verify against ``root``; a missing or bad one is a failure."""
+    proven: dict[bytes, bytes | None] = {}
+    entries = body.get("entries")
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        key = _quiet_hex(entry.get("key"))
+        proof = _quiet_hex(entry.get("proof"))
+        raw = entry.get("value")
+        value = None if raw is None else _quiet_hex(raw)
+        if key is None or proof is None or (raw is not None and value is None):
+            continue
+        if key[:1] in (P_LISTING_MARKET, P_LISTING_ASSET) and verify_proof(root, key, value, proof):
+            proven[key] = value
+    walk = listing_walk(genesis, lambda k: (k in proven, proven.get(k)))
+    if walk.need is not None:
+        failures.append(
+            f"no valid proof for listing key {walk.need.hex()} (the node left out which "
+            "markets or assets governance listed)"
+        )
+    if walk.error is not None:
+        failures.append(walk.error)
+    return walk.listings
+
+
+def _quiet_hex(value: Any) -> bytes | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        return None
 
 
 def _hex_bytes(value: Any, what: str, failures: list[str]) -> bytes | None:
@@ -198,7 +243,8 @@ def verify_account_proof(
     if root is None or len(root) != 32:
         failures.append("state_root is not 32 bytes")
         return ProofCheck(False, height, str(body.get("state_root")), failures, {})
-    expected = {k.hex() for k in expected_account_keys(genesis, who)}
+    listings = proven_listings(body, genesis, root, failures)
+    expected = {k.hex() for k in expected_account_keys(genesis, who, listings)}
     values = _check_entries(body, expected, "this account", root, failures)
     _check_certificate(body, genesis, height, root, failures, validators)
     return ProofCheck(not failures, height, root.hex(), failures, values)

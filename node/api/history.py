@@ -58,6 +58,10 @@ LEDGER_KINDS = (
     "agent_revoked",
     "deposit_credited",  # the bridge (state_machine/bridge)
     "bridge_withdrawal",
+    "delist_settled",  # a delisting closed the position (state_machine/governance)
+    "delist_haircut",
+    "delist_covered",
+    "delist_vault_payment",
 )
 ACCOUNT_FIELDS = (
     "account",
@@ -71,7 +75,7 @@ ACCOUNT_FIELDS = (
     "subaccount",
 )
 # The vault's own risk steps name no account: they go to the vault's (all-zero) history.
-VAULT_KINDS = ("vault_under_water", "vault_loss_limit", "vault_adl")
+VAULT_KINDS = ("vault_under_water", "vault_loss_limit", "vault_adl", "delist_vault_payment")
 VAULT_ADDRESS = bytes(32)
 
 

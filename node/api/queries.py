@@ -32,11 +32,18 @@ from node.keys import parse_address
 from node.storage import ProofAt, ProofHeightError
 from node.version import version
 from state_machine.accounts.records import VAULT
-from state_machine.algo.records import P_ACCOUNT_TOOLS
 from state_machine.clob.codes import ST_RESTING, ST_WAITING
 from state_machine.codec import DecodeError, decode_raw
 from state_machine.genesis import MARKET_KIND_NAMES, Asset, Market
 from state_machine.perpetuals.funding import funding_rate_8h_ppb
+from state_machine.proofkeys import (
+    Listings,
+    account_keys,
+    asset_listing_key,
+    first_listed_ids,
+    listing_walk,
+    market_listing_key,
+)
 from state_machine.queries import account_summary, vault_summary
 from state_machine.results import EVENT_FIELDS
 from state_machine.triggers.records import Trigger, account_triggers
@@ -48,6 +55,7 @@ if TYPE_CHECKING:
     from node.node import Node
 
 READY_BLOCK_AGE_S = 10.0
+LISTING_BATCH = 8  # listing records read per step of an account proof (listings_at)
 TX_RESULT_FIELDS = ("code", "message", "order_id", "filled_lots", "status", "count")
 
 
@@ -752,15 +760,40 @@ class Queries:
 
     def prove_account(self, who: bytes, height: int | None = None) -> list[ProofAt]:
         """Proofs of the account's balance and position entries at ``height`` (None: the
-        latest), all read in one store transaction (worker thread)."""
+        latest), the listed markets' and assets' included, with the listing records that say
+        which they are (worker thread). The listings are read first, at the height the first
+        read resolved, so every read is of that one height."""
         chain = self.node.chain
         if chain is None:
             raise QueryError(503, "starting", "the node is still starting")
-        keys = account_state_keys(chain.genesis, who)
         try:
-            return chain.store.prove_many(keys, height)
+            at, listings = self.listings_at(height)
+            return chain.store.prove_many(account_state_keys(chain.genesis, who, listings), at)
         except ProofHeightError as exc:
             raise QueryError(404, "height_not_provable", str(exc)) from None
+
+    def listings_at(self, height: int | None) -> tuple[int, Listings]:
+        """The proved height (``height``, or the latest now) and the markets and assets
+        governance had listed by then, read from the listing records at that height
+        (state_machine/proofkeys.py), in batches of ``LISTING_BATCH`` ids (worker thread)."""
+        chain = self.node.chain
+        assert chain is not None
+        proven: dict[bytes, bytes | None] = {}
+        at = height
+        first_m, first_a = first_listed_ids(chain.genesis)
+        while True:
+            walk = listing_walk(chain.genesis, lambda k: (k in proven, proven.get(k)))
+            if walk.error is not None:
+                raise QueryError(500, "internal_error", walk.error)
+            if walk.need is None and at is not None:
+                return at, walk.listings
+            start_m = first_m + len(walk.listings.markets)
+            start_a = first_a + walk.listings.assets
+            keys = [market_listing_key(start_m + i) for i in range(LISTING_BATCH)]
+            keys += [asset_listing_key(start_a + i) for i in range(LISTING_BATCH)]
+            proofs = chain.store.prove_many(keys, at)
+            at = proofs[0].height
+            proven.update((p.key, p.value) for p in proofs)
 
     def prove_record(self, key: bytes, height: int | None = None) -> ProofAt:
         """The proof of one state key at ``height`` (None: the latest; worker thread)."""
@@ -829,8 +862,10 @@ def proofs_json(proofs: list[ProofAt], block: Block, qc: QuorumCert) -> dict[str
     }
 
 
-def account_state_keys(genesis: Any, who: bytes) -> list[bytes]:
-    """The account's balance (per asset) and position (per perp) keys: what holds its funds.
+def account_state_keys(genesis: Any, who: bytes, listings: Listings | None = None) -> list[bytes]:
+    """The account's balance (per asset) and position (per perp) keys, genesis and listed,
+    with the listing records that show which markets and assets exist: what holds its funds
+    (state_machine/proofkeys.py).
 
     A light client derives the same list itself (cli/lightclient.py) and checks that the
     answer has exactly these keys, so none can be left out. Open orders (0x03) and triggers
@@ -838,11 +873,7 @@ def account_state_keys(genesis: Any, who: bytes) -> list[bytes]:
     they are not proven here. The sub-account record (0x42) proves whether the address is a
     sub-account and whose; the account's order-tools record (0x4b: the ids of its TWAPs, TP/SL
     groups and good-til records) is keyed by the address, so it is proven too."""
-    keys = [b"\x01" + who + a.asset_id.to_bytes(4, "big") for a in genesis.assets]
-    keys += [b"\x02" + who + m.market_id.to_bytes(4, "big") for m in genesis.markets if m.is_perp]
-    keys.append(b"\x42" + who)
-    keys.append(bytes((P_ACCOUNT_TOOLS,)) + who)
-    return sorted(keys)
+    return account_keys(genesis, who, listings)
 
 
 def header_json(block: Block) -> dict[str, Any]:

@@ -32,4 +32,8 @@ GOV_EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "parameters_changed": (),
     "delist_settled": ("market_id", "account", "size_lots", "price_ticks", "realized_pnl_atoms"),
     "market_delisted": ("market_id", "final_price_ticks", "positions"),
+    # Covering the units a delisting left below zero (governance/settlement.py).
+    "delist_vault_payment": ("market_id", "amount_atoms"),
+    "delist_haircut": ("market_id", "account", "amount_atoms", "gain_atoms"),
+    "delist_covered": ("market_id", "account", "deficit_atoms", "covered_atoms"),
 }

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from state_machine.accounts.fees import set_fee_tiers
 from state_machine.accounts.policy import fee_tiers_error
-from state_machine.accounts.records import Account
+from state_machine.algo.twap import finish_twap
 from state_machine.book import Book, Order
 from state_machine.clob.codes import R_USER
 from state_machine.clob.matching import cancel_resting
@@ -50,9 +50,9 @@ from state_machine.governance.records import (
     ListedAsset,
     MarketControls,
 )
+from state_machine.governance.settlement import settle_market
 from state_machine.invariants import check
 from state_machine.liquidation.index import RiskIndex
-from state_machine.perpetuals.positions import apply_position_fill
 from state_machine.prices.records import MarketState
 from state_machine.state import P_ASSET, P_FEES, ExchangeCore, Pool
 from state_machine.triggers.records import Trigger, cancel_trigger, trigger_book
@@ -127,14 +127,18 @@ def change_problem(st: ExchangeCore, c: Content) -> str | None:
 
 def list_asset_problem(st: ExchangeCore, asset: Asset) -> str | None:
     assets = all_assets(st)
-    if assets and asset.asset_id <= max(assets):
-        return f"asset.asset_id: new ids must be above {max(assets)}"
+    # Consecutive ids let an account proof show which assets exist (state_machine/proofkeys.py).
+    next_id = max(assets) + 1 if assets else 0
+    if asset.asset_id != next_id:
+        return f"asset.asset_id: a new asset takes the next id, {next_id}"
     return asset_problem(asset, assets)
 
 
 def list_market_problem(st: ExchangeCore, market: Market) -> str | None:
-    if st.markets and market.market_id <= max(st.markets):
-        return f"market.market_id: new ids must be above {max(st.markets)}"
+    # Consecutive ids let an account proof show which markets exist (state_machine/proofkeys.py).
+    next_id = max(st.markets) + 1 if st.markets else 0
+    if market.market_id != next_id:
+        return f"market.market_id: a new market takes the next id, {next_id}"
     symbols = {m.symbol for m in st.markets.values()}
     return market_problem(market, all_assets(st), set(st.markets), symbols)
 
@@ -289,9 +293,10 @@ def set_market_state(st: ExchangeCore, mid: int, state: int, cause: str, reason:
 
 
 def delist_perp(st: ExchangeCore, mid: int, final_price_ticks: int) -> None:
-    """Cancel the market's orders and triggers, settle every position against the opposite
+    """Cancel the market's orders, triggers and TWAPs, settle every position against the opposite
     ones at the final price (no fee; the longs' and shorts' lots match exactly because
-    positions net to zero), then close the market for good."""
+    positions net to zero), cover the units it left below zero (governance/settlement.py),
+    then close the market for good."""
     market = st.markets[mid]
     ms = st.mstates[mid]
     price = final_price_ticks or ms.mark_price_ticks
@@ -301,44 +306,19 @@ def delist_perp(st: ExchangeCore, mid: int, final_price_ticks: int) -> None:
         (t for t in trigger_book(st).by_id.values() if t.market_id == mid), key=_oid
     ):
         cancel_trigger(st, trig, R_USER)
+    for tid in sorted(i for i, tw in st.algo.twaps.items() if tw.market_id == mid):
+        tw = st.algo.twaps[tid]  # a TWAP would only send refused slices from now on
+        st.algo.unschedule_twap(tw)
+        finish_twap(st, tw, R_USER)
     holders = sorted(
         (a for a in st.accounts.values() if mid in a.positions and a.positions[mid].size_lots),
         key=lambda a: a.pubkey,
     )
-    sizes = {a.pubkey: a.positions[mid].size_lots for a in holders}
-    pnl = settle_positions(st, market, price, holders)
+    settle_market(st, market, price, holders)
     ms.open_interest_lots = 0
     st.touch(ms)
-    for acct in holders:
-        key = acct.pubkey
-        st.events.append(("delist_settled", mid, key, sizes[key], price, pnl.get(key, 0)))
     set_market_state(st, mid, DELISTED, "governance", "delisted")
     st.events.append(("market_delisted", mid, price, len(holders)))
-
-
-def settle_positions(
-    st: ExchangeCore, market: Market, price: int, holders: list[Account]
-) -> dict[bytes, int]:
-    """Close the holders' positions pairwise, longs against shorts in key order, at
-    ``price`` with no fee; returns each holder's realised PnL."""
-    mid = market.market_id
-    longs = [(a, a.positions[mid].size_lots) for a in holders if a.positions[mid].size_lots > 0]
-    shorts = [(a, -a.positions[mid].size_lots) for a in holders if a.positions[mid].size_lots < 0]
-    left_long = [q for _, q in longs]
-    left_short = [q for _, q in shorts]
-    pnl: dict[bytes, int] = {}
-    li = si = 0
-    while li < len(longs) and si < len(shorts):
-        q = min(left_long[li], left_short[si])
-        for acct, d in ((longs[li][0], -q), (shorts[si][0], q)):
-            got = apply_position_fill(st, acct, market, d, price, 0)
-            pnl[acct.pubkey] = pnl.get(acct.pubkey, 0) + got
-        left_long[li] -= q
-        left_short[si] -= q
-        li += left_long[li] == 0
-        si += left_short[si] == 0
-    check(li == len(longs) and si == len(shorts), "positions do not net to zero")
-    return pnl
 
 
 def _oid(x: Order | Trigger) -> int:

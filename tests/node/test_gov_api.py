@@ -14,13 +14,18 @@ import httpx
 import pytest
 import trio
 
+from cli.lightclient import verify_account_proof
 from cli.main import main as cli_main
+from consensus.events import Execute
+from consensus.types import COMMIT, Block, BlockHeader, QCSignature, QuorumCert, payload_root
+from consensus.verify import sign_vote
 from node.api.app import build_app
 from node.node import Node, now_ms
 from state_machine.genesis import Asset, default_genesis
 from state_machine.governance.actions import VOTE_YES, CastVote, SubmitProposal
 from state_machine.governance.content import (
     HALTED,
+    DelistPerp,
     ListAsset,
     ListMarket,
     SetMarketState,
@@ -196,3 +201,84 @@ async def test_the_markets_channel_streams_a_market_state_change(tmp_path: Path)
                 "market_state", "BTC-PERP", "halted"
             )  # fmt: skip
             assert (event["cause"], event["reason"]) == ("governance", "drill")
+
+
+async def execute_signed(n: Node, payload: list[bytes]) -> None:
+    """Commit and execute the next block with a commit QC the genesis validator signed (a
+    light client checks it)."""
+    assert n.chain is not None
+    height = n.chain.height + 1
+    header = BlockHeader(height, height, b"\x00" * 32, now_ms(), VALIDATOR.public_key,
+                         payload_root(payload), n.chain.state_root)  # fmt: skip
+    block = Block(header, tuple(payload))
+    vote = sign_vote(VALIDATOR, GENESIS.chain_id, COMMIT, height, height, block.block_hash())
+    qc = QuorumCert(COMMIT, height, height, block.block_hash(),
+                    (QCSignature(VALIDATOR.public_key, vote.signature),))  # fmt: skip
+    await n._execute(Execute(block, qc))
+
+
+class SignedChain(Chain):
+    async def run(self, key: object, *actions: object) -> None:
+        self.nonce += 1
+        await execute_signed(self.node, [signed(key, self.nonce, *actions)])
+
+    async def idle(self, n: int) -> None:
+        for _ in range(n):
+            await execute_signed(self.node, [])
+
+
+async def test_the_account_proof_covers_a_position_in_a_listed_market(tmp_path: Path) -> None:
+    """The keys of an account proof come from the markets in state at the proved height: a
+    position in a market governance listed is proven, and the light client insists on it."""
+    who = ALICE.public_key
+    position_key = (b"\x02" + who + (4).to_bytes(4, "big")).hex()
+    sol_balance_key = (b"\x01" + who + (3).to_bytes(4, "big")).hex()
+    with opened_node(tmp_path, GENESIS) as n:
+        async with served(build_app(n)) as (base, _), httpx.AsyncClient(base_url=base) as http:
+            chain = SignedChain(n)
+            await chain.idle(1)
+            before_listing = n.chain.store.height  # type: ignore[union-attr]
+            await chain.pass_proposal("list SOL", ListAsset(Asset(3, "SOL", 9)))
+            template = n.genesis.markets[BTC_PERP]
+            sol = dataclasses.replace(
+                template, market_id=4, symbol="SOL-PERP", base_asset_id=3, lot_base_atoms=10**7,
+                tick_lot_atoms=100, max_price_ticks=10**8, initial_price_ticks=15_000,
+            )  # fmt: skip
+            await chain.pass_proposal("list SOL-PERP", ListMarket(sol))
+            await chain.run(BOB, PlaceOrder(4, False, KIND_LIMIT, TIF_GTC, 15_000, 500))
+            await chain.run(ALICE, PlaceOrder(4, True, KIND_LIMIT, TIF_GTC, 15_000, 200))
+            traded = n.chain.store.height  # type: ignore[union-attr]
+            await chain.idle(1)  # block traded + 1 certifies the state after it
+            body = (await http.get(f"/v1/proofs/accounts/{who.hex()}?height={traded}")).json()
+            old = (await http.get(f"/v1/proofs/accounts/{who.hex()}?height={before_listing}"))
+            old_body = old.json()
+            await chain.pass_proposal("delist SOL-PERP", DelistPerp(4, 0))
+            delisted = n.chain.store.height  # type: ignore[union-attr]
+            await chain.idle(1)
+            latest = (await http.get(f"/v1/proofs/accounts/{who.hex()}?height={delisted}")).json()
+            ledger = (await http.get(f"/v1/accounts/{who.hex()}/ledger")).json()
+    (settled,) = [i for i in ledger["ledger"] if i["kind"] == "delist_settled"]
+    assert (settled["market"], settled["size"], settled["price"]) == ("SOL-PERP", "2", "150")
+    check = verify_account_proof(body, GENESIS, who, traded)
+    assert check.ok, check.failures
+    assert check.values[position_key][0] == 200  # size_lots of Alice's SOL-PERP long
+    assert sol_balance_key in check.values
+    # Before the listing the market did not exist: its keys are not in the proof, and the
+    # listing record of id 4 is proven absent.
+    early = verify_account_proof(old_body, GENESIS, who, before_listing)
+    assert early.ok, early.failures
+    assert position_key not in early.values
+    assert early.values[(b"\x30" + (4).to_bytes(4, "big")).hex()] is None
+    # A node that leaves the listed market's position out is caught.
+    hidden = {**body, "entries": [e for e in body["entries"] if e["key"] != position_key]}
+    refused = verify_account_proof(hidden, GENESIS, who, traded)
+    assert not refused.ok and any(position_key in f for f in refused.failures)
+    # ... and so is one that also hides the listing that would require it.
+    listing_key = (b"\x30" + (4).to_bytes(4, "big")).hex()
+    both = [e for e in hidden["entries"] if e["key"] != listing_key]
+    refused = verify_account_proof({**body, "entries": both}, GENESIS, who, traded)
+    assert not refused.ok and any(listing_key in f for f in refused.failures)
+    # Delisted: the market's keys stay in the proof (the closed position's record).
+    after = verify_account_proof(latest, GENESIS, who, delisted)
+    assert after.ok, after.failures
+    assert position_key in after.values

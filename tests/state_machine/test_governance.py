@@ -228,8 +228,11 @@ def test_refusals_have_their_code_and_change_nothing() -> None:
          "invalid_proposal"),
         (V1, SubmitProposal("x", encode_content(DelistPerp(BTC_SPOT, 0))), "invalid_proposal"),
         (V1, SubmitProposal("x", encode_content(ListMarket(
-            dataclasses.replace(h.state.markets[BTC_PERP], market_id=9)))),
+            dataclasses.replace(h.state.markets[BTC_PERP], market_id=4)))),
          "invalid_proposal"),  # duplicate symbol
+        (V1, SubmitProposal("x", encode_content(ListMarket(
+            dataclasses.replace(h.state.markets[BTC_PERP], market_id=9, symbol="X-PERP")))),
+         "invalid_proposal"),  # not the next id
         (V1, SubmitProposal("x", encode_content(ListAsset(Asset(1, "SOL", 9)))),
          "invalid_proposal"),  # id taken
         (V1, SubmitProposal("x", encode_content(ChangeParameters(dataclasses.replace(

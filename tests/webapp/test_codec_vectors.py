@@ -5,15 +5,18 @@ node's own code must verify in the page, and tampered ones must not."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 
 from cli.lightclient import expected_account_keys
 from consensus.types import COMMIT, BlockHeader, QCSignature, QuorumCert, vote_signing_bytes
+from state_machine.codec import encode
 from state_machine.crypto import Keypair
-from state_machine.genesis import default_genesis
+from state_machine.genesis import Asset, default_genesis
 from state_machine.merkle_state import MerkleState
+from state_machine.proofkeys import Listings, asset_listing_key, market_listing_key
 from state_machine.tx import (
     Action,
     CancelOrder,
@@ -280,3 +283,55 @@ def test_the_account_keys_a_proof_must_cover_are_the_light_clients() -> None:
         )
     assert keys == [k.hex() for k in expected_account_keys(genesis, who)]
     assert "4b" + who.hex() in keys
+
+
+def test_the_page_reads_listed_markets_from_the_proven_listing_records() -> None:
+    """With governance listings the page derives the same keys as the light client: a
+    listed perp's position and a listed asset's balance, from the listing records whose
+    proofs verify (state_machine/proofkeys.py); a missing listing proof is a failure."""
+    genesis = default_genesis("perpbft-page", [(bytes([0xA1]) * 32, 1)], [])
+    who = bytes([0x5C]) * 32
+    perp = dataclasses.replace(genesis.markets[2], market_id=4, symbol="SOL-PERP")
+    spot = dataclasses.replace(genesis.markets[0], market_id=5, symbol="SOL/USDC")
+    records = {
+        market_listing_key(4): encode(perp.to_obj()),
+        market_listing_key(5): encode(spot.to_obj()),
+        asset_listing_key(3): encode(Asset(3, "SOL", 9).to_obj()),
+    }
+    tree = MerkleState.from_entries(sorted(records.items()))
+    listings = Listings([(4, True), (5, False)], 1)
+    keys = expected_account_keys(genesis, who, listings)
+    body = {
+        "entries": [
+            {"key": k.hex(), "value": records[k].hex() if k in records else None,
+             "proof": tree.prove(k).to_wire().hex()}
+            for k in keys
+        ]
+    }  # fmt: skip
+    page_genesis = {
+        "assets": [{"asset_id": a.asset_id} for a in genesis.assets],
+        "markets": [
+            {"market_id": m.market_id, "kind": "perp" if m.is_perp else "spot"}
+            for m in genesis.markets
+        ],
+    }
+    script = """([g, who, body, root]) => {
+        const failures = [];
+        const listings = window.codec.provenListings(body, g, window.codec.unhex(root), failures);
+        return [listings, window.codec.expectedAccountKeys(g, who, listings), failures];
+    }"""
+    cut = {"entries": [e for e in body["entries"] if e["key"] != market_listing_key(5).hex()]}
+    with browser_page() as page:
+        load_codec(page)
+        got, page_keys, failures = page.evaluate(
+            script, [page_genesis, who.hex(), body, tree.root().hex()]
+        )
+        _, _, cut_failures = page.evaluate(
+            script, [page_genesis, who.hex(), cut, tree.root().hex()]
+        )
+    assert failures == []
+    assert got == {"markets": [[4, True], [5, False]], "assets": 1}
+    assert page_keys == [k.hex() for k in keys]
+    assert ("02" + who.hex() + "00000004") in page_keys  # the listed perp's position
+    assert ("02" + who.hex() + "00000005") not in page_keys  # a listed spot market has none
+    assert cut_failures == [f"no valid proof for listing key {market_listing_key(5).hex()}"]

@@ -301,13 +301,29 @@ export function checkTxInclusion(txId, txAnswer, blockAnswer, genesis) {
   return { ok: failures.length === 0, failures };
 }
 
-export function expectedAccountKeys(genesis, addressHex) {
+// The listing records (0x30 market, 0x32 asset) of ids above the genesis ones: listed ids
+// are consecutive, so the listed ones and the first free id prove which exist
+// (state_machine/proofkeys.py). listings = {markets: [[id, isPerp]...], assets: count}.
+const u32 = (n) => new Uint8Array([(n >>> 24) & 255, (n >>> 16) & 255, (n >>> 8) & 255, n & 255]);
+const firstListedIds = (genesis) => [
+  Math.max(-1, ...genesis.markets.map((m) => m.market_id)) + 1,
+  Math.max(-1, ...genesis.assets.map((a) => a.asset_id)) + 1,
+];
+const marketListingKey = (id) => hex(concat(new Uint8Array([0x30]), u32(id)));
+const assetListingKey = (id) => hex(concat(new Uint8Array([0x32]), u32(id)));
+const LISTINGS_MAX = 4096;
+
+export function expectedAccountKeys(genesis, addressHex, listings = { markets: [], assets: 0 }) {
   const who = unhex(addressHex);
-  const u32 = (n) => new Uint8Array([(n >>> 24) & 255, (n >>> 16) & 255, (n >>> 8) & 255, n & 255]);
-  const keys = genesis.assets.map((a) => hex(concat(new Uint8Array([1]), who, u32(a.asset_id))));
-  for (const m of genesis.markets) {
-    if (m.kind === "perp") keys.push(hex(concat(new Uint8Array([2]), who, u32(m.market_id))));
-  }
+  const [firstMarket, firstAsset] = firstListedIds(genesis);
+  const assetIds = genesis.assets.map((a) => a.asset_id);
+  for (let i = 0; i < listings.assets; i++) assetIds.push(firstAsset + i);
+  const keys = assetIds.map((id) => hex(concat(new Uint8Array([1]), who, u32(id))));
+  const perpIds = genesis.markets.filter((m) => m.kind === "perp").map((m) => m.market_id);
+  for (const [id, isPerp] of listings.markets) if (isPerp) perpIds.push(id);
+  for (const id of perpIds) keys.push(hex(concat(new Uint8Array([2]), who, u32(id))));
+  for (let i = 0; i <= listings.markets.length; i++) keys.push(marketListingKey(firstMarket + i));
+  for (let i = 0; i <= listings.assets; i++) keys.push(assetListingKey(firstAsset + i));
   // The sub-account record (0x42: present iff the address is a sub-account, naming its master).
   keys.push(hex(concat(new Uint8Array([0x42]), who)));
   // The account's order-tools record (0x4b: ids of its TWAPs, TP/SL groups, good-til times).
@@ -315,12 +331,45 @@ export function expectedAccountKeys(genesis, addressHex) {
   return keys.sort();
 }
 
+// The listings at the answer's height, from its listing records whose proofs verify.
+export function provenListings(body, genesis, root, failures) {
+  const proven = new Map();
+  for (const entry of body.entries || []) {
+    const key = String(entry.key || "").toLowerCase();
+    if (!key.startsWith("30") && !key.startsWith("32")) continue;
+    try {
+      const value = entry.value === null ? null : unhex(entry.value);
+      if (verifyStateProof(root, unhex(key), value, unhex(entry.proof))) proven.set(key, value);
+    } catch { /* a malformed entry is reported by the main check */ }
+  }
+  const [firstMarket, firstAsset] = firstListedIds(genesis);
+  const listings = { markets: [], assets: 0 };
+  for (let i = 0; i < LISTINGS_MAX; i++) {
+    const key = marketListingKey(firstMarket + i);
+    if (!proven.has(key)) { failures.push(`no valid proof for listing key ${key}`); return listings; }
+    const value = proven.get(key);
+    if (value === null) break;
+    let kind = null;
+    try { kind = unpackb(value)[2]; } catch { /* reported below */ }
+    if (typeof kind !== "number") { failures.push(`market listing record ${key} does not decode`); return listings; }
+    listings.markets.push([firstMarket + i, kind === 1]);
+  }
+  for (let i = 0; i < LISTINGS_MAX; i++) {
+    const key = assetListingKey(firstAsset + i);
+    if (!proven.has(key)) { failures.push(`no valid proof for listing key ${key}`); return listings; }
+    if (proven.get(key) === null) break;
+    listings.assets += 1;
+  }
+  return listings;
+}
+
 // GET /v1/proofs/accounts/{address} answer -> {ok, failures, values} (cli/lightclient.py).
 export function checkAccountProof(body, genesis, addressHex) {
   const failures = [];
   const values = {};
   const root = unhex(body.state_root || "");
-  const expected = new Set(expectedAccountKeys(genesis, addressHex));
+  const listings = provenListings(body, genesis, root, failures);
+  const expected = new Set(expectedAccountKeys(genesis, addressHex, listings));
   const seen = new Set();
   for (const [i, entry] of (body.entries || []).entries()) {
     const key = (entry.key || "").toLowerCase();

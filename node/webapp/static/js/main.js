@@ -637,9 +637,12 @@ async function showTx(txId) {
   }
 }
 
-function balanceText(genesis, keyHex, value) {
+function balanceText(genesis, keyHex, value, proven) {
   const assetId = parseInt(keyHex.slice(-8), 16);
-  const asset = genesis.assets.find((a) => a.asset_id === assetId);
+  // A listed asset: its proven listing record (0x32 ‖ asset_id) is [asset_id, symbol, decimals].
+  const listed = proven[`32${keyHex.slice(-8)}`];
+  const asset = genesis.assets.find((a) => a.asset_id === assetId)
+    || (listed ? { symbol: listed[1], decimals: Number(listed[2]) } : { symbol: `asset ${assetId}`, decimals: 0 });
   const fmt = (atoms) => {
     const s = BigInt(atoms).toString().padStart(asset.decimals + 1, "0");
     return asset.decimals ? `${s.slice(0, -asset.decimals)}.${s.slice(-asset.decimals)}` : s;
@@ -657,7 +660,7 @@ async function showAddress(address) {
     const check = codec.checkAccountProof(body, genesis, address);
     const balances = el("table", { class: "grid" }, el("thead", {}, el("tr", {}, el("th", {}, "Asset"), el("th", {}, "Available"), el("th", {}, "Held"))), el("tbody"));
     const balanceKeys = Object.keys(check.values).filter((k) => k.startsWith("01"));
-    rows(balances.querySelector("tbody"), balanceKeys, (k) => balanceText(genesis, k, check.values[k]));
+    rows(balances.querySelector("tbody"), balanceKeys, (k) => balanceText(genesis, k, check.values[k], check.values));
     const positions = Object.entries(check.values).filter(([k, v]) => k.startsWith("02") && v !== null);
     out.replaceChildren(el("div", { class: "panel" },
       el("div", { class: "panel-head" }, "Account state proof"), verdict(check, `account ${short(address)}'s state at height ${body.height}`),
