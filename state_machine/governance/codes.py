@@ -32,4 +32,11 @@ GOV_EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "parameters_changed": (),
     "delist_settled": ("market_id", "account", "size_lots", "price_ticks", "realized_pnl_atoms"),
     "market_delisted": ("market_id", "final_price_ticks", "positions"),
+    "staking_params_changed": (),
+    "block_limits_changed": (
+        "from_height",
+        "max_block_txs",
+        "max_block_bytes",
+        "max_block_actions",
+    ),
 }
