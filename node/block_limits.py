@@ -40,3 +40,29 @@ def block_actions_ok(state: ExchangeCore, block: Block, txs: Iterable[Transactio
     if governed is None:
         return True
     return sum(len(tx.actions) for tx in txs) <= governed[2]
+
+
+def block_limits_json(state: ExchangeCore, configured: tuple[int, int, int]) -> dict[str, object]:
+    """``/v1/status`` ``block_limits``: the chain's limits of the next block (``null`` fields
+    while none is governed: each node's configuration rules), the scheduled changes, and
+    what this node puts in its own proposals at most (``configured``: its max_block_txs,
+    max_block_bytes, max_block_actions)."""
+    schedule = block_limit_schedule(state)
+    governed = limits_at(schedule, state.height + 1)
+    txs, nbytes, actions = governed if governed is not None else (None, None, None)
+    return {
+        "governed": governed is not None,
+        "max_block_txs": txs,
+        "max_block_bytes": nbytes,
+        "max_block_actions": actions,
+        "scheduled": [
+            {"from_height": h, "max_block_txs": t, "max_block_bytes": b, "max_block_actions": a}
+            for h, t, b, a in schedule
+            if h > state.height + 1
+        ],
+        "node_max": {
+            "max_block_txs": configured[0],
+            "max_block_bytes": configured[1],
+            "max_block_actions": configured[2],
+        },
+    }

@@ -365,6 +365,16 @@ class Node:
             sync_response_max_bytes=payload_max,
         )
 
+    def configured_block_limits(self) -> tuple[int, int, int]:
+        """What this node's configuration allows in its own proposals (txs, bytes, actions):
+        the chain's limits before any governed one, a cap on them after."""
+        consensus = self.config.consensus
+        return (
+            consensus.max_block_txs,
+            self.consensus_config().max_block_bytes,
+            consensus.max_block_actions,
+        )
+
     def _count_signer_failure(self, reason: str) -> None:
         self.metrics.signer_failures.labels(reason=reason).inc()
 
@@ -991,14 +1001,11 @@ class Node:
         # The replica asks for the chain's limits of the height; this node's own configuration
         # may only lower them (node/block_limits.py).
         assert self.chain is not None
-        consensus = self.config.consensus
-        actions_max = proposal_actions_max(
-            self.chain.state, request.height, consensus.max_block_actions
-        )
+        txs_max, bytes_max, actions_max = self.configured_block_limits()
         entries = self.mempool.take_batch(
-            min(request.max_txs, consensus.max_block_txs),
-            min(request.max_bytes, self.consensus_config().max_block_bytes),
-            actions_max,
+            min(request.max_txs, txs_max),
+            min(request.max_bytes, bytes_max),
+            proposal_actions_max(self.chain.state, request.height, actions_max),
         )
         return PayloadAvailable(request.view, request.height, tuple(e.raw for e in entries))
 
