@@ -15,7 +15,12 @@ A proposal is described by a JSON file (docs/OPERATIONS.md, "Listing a market"),
   "maker_fee_ppm": 200}, ...]}``: the fee tiers by 14-day volume (an empty list: market fees);
 * ``{"kind": "change_parameters", "set": {"vault_loss_limit_ppm": 150000}}``: the
   exchange-wide parameters in force (``parameters`` in ``GET /v1/markets``) with these
-  fields replaced.
+  fields replaced;
+* ``{"kind": "staking_params", "set": {"jail_blocks": 2400}}``: the staking parameters in
+  force (``params`` in ``GET /v1/staking``; all but the epoch length) with these replaced;
+* ``{"kind": "block_limits", "max_block_txs": 2000}``: block limits from a few blocks after
+  execution; omitted fields keep the chain's limits in force (``block_limits`` in
+  ``GET /v1/status``; before any governed one, the answering node's configured ones).
 
 The command signs with ``--key`` (a validator operator's key: only voters may propose and
 vote), waits for the commit and prints the result; ``--json`` prints one JSON object. Exit
@@ -54,9 +59,11 @@ from state_machine.governance.content import (
     DelistPerp,
     ListAsset,
     ListMarket,
+    SetBlockLimits,
     SetFeeTiers,
     SetMarketControls,
     SetMarketState,
+    SetStakingParams,
     encode_content,
 )
 from state_machine.governance.records import STATUSES
@@ -128,8 +135,12 @@ def _with_changes(current: dict[str, Any], changes: Any, what: str) -> dict[str,
     return {**current, **changes}
 
 
-def content_from_json(data: dict[str, Any], catalogue: dict[str, Any]) -> Content:
-    """The proposal's content; ``catalogue`` is ``GET /v1/markets`` (current parameters)."""
+def content_from_json(
+    data: dict[str, Any], catalogue: dict[str, Any], chain: dict[str, Any] | None = None
+) -> Content:
+    """The proposal's content; ``catalogue`` is ``GET /v1/markets`` (current parameters),
+    ``chain`` the answers the chain-parameter kinds start from: ``{"staking": GET
+    /v1/staking, "status": GET /v1/status}``."""
     markets = {str(m["symbol"]).upper(): m for m in catalogue["markets"]}
     kind = data["kind"]
     try:
@@ -163,14 +174,51 @@ def content_from_json(data: dict[str, Any], catalogue: dict[str, Any]) -> Conten
             return ChangeParameters(wire_from_json(merged, Parameters, "parameters"))
         if kind == "fee_tiers":
             return SetFeeTiers(fee_tiers_from_json(data.get("tiers")))
+        if kind == "staking_params":
+            return staking_params_from_json(data, (chain or {}).get("staking", {}))
+        if kind == "block_limits":
+            return block_limits_from_json(data, (chain or {}).get("status", {}))
     except GenesisError as exc:
         raise CliError(f"invalid proposal: {exc}") from None
     except (TypeError, ValueError) as exc:
         raise CliError(f"invalid proposal: {exc}") from None
     raise CliError(
         f"unknown kind {kind!r}: change_market, market_controls, market_state, list_asset, "
-        "list_market, delist_perp, change_parameters or fee_tiers"
+        "list_market, delist_perp, change_parameters, fee_tiers, staking_params or "
+        "block_limits"
     )
+
+
+CHAIN_KINDS = ("staking_params", "block_limits")
+
+
+def staking_params_from_json(data: dict[str, Any], staking: dict[str, Any]) -> SetStakingParams:
+    """The staking parameters in force with ``set`` replaced (the epoch length has its own
+    kind, so it is not among them)."""
+    current = staking.get("params")
+    if not staking.get("enabled") or not isinstance(current, dict):
+        raise CliError("staking is not enabled on this chain")
+    changes = data.get("set")
+    if isinstance(changes, dict) and "epoch_length_blocks" in changes:
+        raise CliError("epoch_length_blocks is not a staking_params field (it has its own kind)")
+    merged = _with_changes(current, changes, "staking_params")
+    content: SetStakingParams = wire_from_json(merged, SetStakingParams, "staking_params")
+    return content
+
+
+def block_limits_from_json(data: dict[str, Any], status: dict[str, Any]) -> SetBlockLimits:
+    names = [name for name, _ in SetBlockLimits.WIRE]
+    unknown = sorted(set(data) - {"kind", *names})
+    if unknown:
+        raise CliError(f"unknown block_limits fields: {', '.join(unknown)}")
+    limits = status.get("block_limits", {})
+    current = limits if limits.get("governed") else limits.get("node_max", {})
+    fields = {name: data.get(name, current.get(name)) for name in names}
+    missing = [name for name, value in fields.items() if value is None]
+    if missing:
+        raise CliError(f"block_limits: give {', '.join(missing)}")
+    content: SetBlockLimits = wire_from_json(fields, SetBlockLimits, "block_limits")
+    return content
 
 
 def fee_tiers_from_json(tiers: Any) -> tuple[FeeTier, ...]:
@@ -186,7 +234,11 @@ def fee_tiers_from_json(tiers: Any) -> tuple[FeeTier, ...]:
 def cmd_propose(args: argparse.Namespace) -> int:
     data = read_proposal_file(Path(args.file))
     with open_client(args) as client:
-        content = content_from_json(data, api_get(client, "/v1/markets"))
+        chain = None
+        if data["kind"] in CHAIN_KINDS:
+            chain = {"staking": api_get(client, "/v1/staking"),
+                     "status": api_get(client, "/v1/status")}  # fmt: skip
+        content = content_from_json(data, api_get(client, "/v1/markets"), chain)
         action = SubmitProposal(args.title, encode_content(content))
         answer = sign_and_submit(args, client, [action])
     return print_committed(answer, args)

@@ -57,12 +57,15 @@ class PayloadAvailable:
 class BlockExecuted:
     """A committed block was executed and durably stored; ``state_root`` is the state after it.
     ``next_set``: with epochs, on the last block of epoch e, the set of epoch e + 2 as the
-    state machine computed it from the state after this block; None for every other block."""
+    state machine computed it from the state after this block; None for every other block.
+    ``block_limits``: the block limits the state after this block schedules, as
+    (from_height, max_block_txs, max_block_bytes) (consensus/block_limits.py)."""
 
     height: int
     block_hash: bytes
     state_root: bytes
     next_set: ValidatorSet | None = None
+    block_limits: tuple[tuple[int, int, int], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

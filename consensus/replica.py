@@ -99,6 +99,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 
+from consensus.block_limits import BlockLimits
 from consensus.check import ConsensusInvariantError, check
 from consensus.config import ConsensusConfig
 from consensus.epochs import EpochSets, is_epoch_end
@@ -214,6 +215,8 @@ class Replica:
       ``BlockExecuted(height, hash, state_root, next_set)``; ``next_set`` is the set of epoch
       ``e + 2`` when the block is the last of epoch ``e`` (with epochs), else None. Until then
       the replica cannot propose or vote on the next height (its header must carry that root).
+      ``BlockExecuted.block_limits`` reports the block limits the chain scheduled
+      (consensus/block_limits.py); after a restart, pass them to :meth:`learn_block_limits`.
     * ``Send``/``Broadcast`` -> deliver as ``MessageReceived`` at the peers (the replica handles
       its own copies of broadcasts and messages to itself internally).
     * ``SetTimer`` -> ``TimerFired`` after the delay.
@@ -231,6 +234,8 @@ class Replica:
         self.me = key.public_key
         self.sets = validators if isinstance(validators, EpochSets) else EpochSets.fixed(validators)
         self.check_payload = check_payload
+        # The configured limits until the chain schedules others (learn_block_limits).
+        self.block_limits = BlockLimits(config.max_block_txs, config.max_block_bytes)
         genesis = genesis_block(config.genesis_time_ms)
         self.genesis_hash = genesis.block_hash()
         gqc = genesis_qc(self.genesis_hash)
@@ -759,14 +764,15 @@ class Replica:
         if root is None:
             return _WAIT_EXECUTION
         cfg = self.config
+        max_txs, max_bytes = self.block_limits.at(height)
         if (
             header.state_root != root
             or header.proposer not in self.validators  # the set of committed height + 1
             or not timestamp_acceptable(
                 header.timestamp_ms, tip.header.timestamp_ms, self._now_ms, cfg.max_clock_drift_ms
             )
-            or len(block.payload) > cfg.max_block_txs
-            or block.payload_bytes() > cfg.max_block_bytes
+            or len(block.payload) > max_txs
+            or block.payload_bytes() > max_bytes
         ):
             return _INVALID
         if self.check_payload is not None and not self.check_payload(block):
@@ -944,6 +950,7 @@ class Replica:
         self._roots[height] = event.state_root
         self.executed_height = height
         self._learn_next_set(event)
+        self.learn_block_limits(event.block_limits)
         child = self._committed.get(height + 1)
         check(
             child is None or child.block.header.state_root == event.state_root,
@@ -952,6 +959,12 @@ class Replica:
         self._prune_committed()
         self._retry_waiting()
         self._try_propose()
+
+    def learn_block_limits(self, changes: Sequence[tuple[int, int, int]]) -> None:
+        """Block limits the chain scheduled, (from_height, max_txs, max_bytes): from each
+        ``BlockExecuted``, and from the driver after a restart (the stored state's schedule)."""
+        self.block_limits.learn(changes)
+        self.block_limits.forget_before(self.committed_height + 1)
 
     def _learn_next_set(self, event: BlockExecuted) -> None:
         """The last block of epoch e fixed the set of epoch e + 2. A catch-up that stopped at
@@ -1071,7 +1084,8 @@ class Replica:
         if self._payload_requested != (view, height):
             self._payload_requested = (view, height)
             self._payload = None
-            self._out.append(RequestPayload(view, height, cfg.max_block_txs, cfg.max_block_bytes))
+            max_txs, max_bytes = self.block_limits.at(height)
+            self._out.append(RequestPayload(view, height, max_txs, max_bytes))
             return None
         if self._payload is None:
             return None
@@ -1092,8 +1106,9 @@ class Replica:
             return
         payload: list[bytes] = []
         size = 0
-        for tx in event.payload[: self.config.max_block_txs]:
-            if size + len(tx) > self.config.max_block_bytes:
+        max_txs, max_bytes = self.block_limits.at(event.height)
+        for tx in event.payload[:max_txs]:
+            if size + len(tx) > max_bytes:
                 break
             payload.append(tx)
             size += len(tx)

@@ -95,6 +95,7 @@ from consensus.types import (
 from consensus.validators import ValidatorSet
 from consensus.verify import newview_signature_valid, proposal_signature_valid
 from node.audit_runner import Auditor
+from node.block_limits import block_actions_ok, consensus_limit_changes, proposal_actions_max
 from node.chain import Chain, Executed, genesis_state_root
 from node.config import Config
 from node.diskwatch import DiskWatch
@@ -369,6 +370,16 @@ class Node:
             sync_response_max_bytes=payload_max,
         )
 
+    def configured_block_limits(self) -> tuple[int, int, int]:
+        """What this node's configuration allows in its own proposals (txs, bytes, actions):
+        the chain's limits before any governed one, a cap on them after."""
+        consensus = self.config.consensus
+        return (
+            consensus.max_block_txs,
+            self.consensus_config().max_block_bytes,
+            consensus.max_block_actions,
+        )
+
     def _count_signer_failure(self, reason: str) -> None:
         self.metrics.signer_failures.labels(reason=reason).inc()
 
@@ -378,19 +389,22 @@ class Node:
         config = self.consensus_config()
         safety = chain.read_safety(self.chain_id)
         if safety is None and chain.height == 0:
-            return Replica(config, self.signer, self.sets, self._check_payload)
-        if safety is None:
-            # Data imported from a snapshot: nothing was ever promised from this home.
-            safety = Replica(config, self.signer, self.sets).safety
-        return Replica.restore(
-            config,
-            self.signer,
-            self.sets,
-            self._check_payload,
-            safety,
-            chain.recent_committed(RECENT_BLOCKS_FOR_RESTORE),
-            chain.state_root,
-        )
+            replica = Replica(config, self.signer, self.sets, self._check_payload)
+        else:
+            if safety is None:
+                # Data imported from a snapshot: nothing was ever promised from this home.
+                safety = Replica(config, self.signer, self.sets).safety
+            replica = Replica.restore(
+                config,
+                self.signer,
+                self.sets,
+                self._check_payload,
+                safety,
+                chain.recent_committed(RECENT_BLOCKS_FOR_RESTORE),
+                chain.state_root,
+            )
+        replica.learn_block_limits(consensus_limit_changes(chain.state))  # node/block_limits.py
+        return replica
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         # A node that state-syncs needs its peers before it has a store; any other opens its
@@ -755,14 +769,17 @@ class Node:
         return True
 
     def _check_payload(self, block: Block) -> bool:
-        """Replica hook: every transaction decodes and carries a valid signature."""
+        """Replica hook: every transaction decodes and carries a valid signature, and the
+        block keeps the governed action limit of its height."""
         assert self.chain is not None
         cache = self.chain.decoded
+        txs = []
         for raw in block.payload:
             entry = cache.decode_and_verify(raw)
             if entry is None or not entry[2]:
                 return False
-        return True
+            txs.append(entry[0])
+        return block_actions_ok(self.chain.state, block, txs)
 
     def _on_tx_gossip(self, peer: bytes, body: bytes) -> None:
         try:
@@ -1015,8 +1032,14 @@ class Node:
         await self._events_tx.send(TimerFired(action.kind, action.view))
 
     def _payload_for(self, request: RequestPayload) -> PayloadAvailable:
+        # The replica asks for the chain's limits of the height; this node's own configuration
+        # may only lower them (node/block_limits.py).
+        assert self.chain is not None
+        txs_max, bytes_max, actions_max = self.configured_block_limits()
         entries = self.mempool.take_batch(
-            request.max_txs, request.max_bytes, self.config.consensus.max_block_actions
+            min(request.max_txs, txs_max),
+            min(request.max_bytes, bytes_max),
+            proposal_actions_max(self.chain.state, request.height, actions_max),
         )
         return PayloadAvailable(request.view, request.height, tuple(e.raw for e in entries))
 
@@ -1065,7 +1088,8 @@ class Node:
                 self.node_sets.learned(epoch, next_set)
         if is_epoch_end(block.height, self.sets.epoch_length_blocks):
             self._after_epoch_end(block.height)
-        return BlockExecuted(executed.height, executed.block_hash, root, next_set)
+        limits = consensus_limit_changes(chain.state)
+        return BlockExecuted(executed.height, executed.block_hash, root, next_set, limits)
 
     def _after_epoch_end(self, height: int) -> None:
         """The epoch turned: p2p pins the sets of the epoch starting and of the next one."""

@@ -39,6 +39,7 @@ class Status(TypedDict):
     validators: list[dict[str, Any]]
     peers: list[dict[str, Any]]
     mempool: dict[str, Any]
+    block_limits: dict[str, Any]
     syncing: bool
     ready: bool
     not_ready_reason: str
@@ -333,6 +334,8 @@ class StakingParamsAnswer(TypedDict):
     max_unbondings_per_pair: NotRequired[int]
     max_validators: NotRequired[int]
     evidence_max_age_epochs: NotRequired[int]
+    params_governed: NotRequired[bool]
+    params: NotRequired[dict[str, int]]
     stake_asset: NotRequired[str]
     validators: NotRequired[int]
     bonded: NotRequired[Decimal]

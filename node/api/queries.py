@@ -28,6 +28,7 @@ from node.api.params import INT_MAX, InputError, parse_uint, plain_uint
 from node.api.txevents import tx_event_indexes
 from node.api.txjson import snake
 from node.api.units import AssetTable, MarketUnits, atoms_to_decimal, format_fraction
+from node.block_limits import block_limits_json
 from node.keys import parse_address
 from node.storage import ProofAt, ProofHeightError
 from node.version import version
@@ -220,6 +221,7 @@ class Queries:
             ],
             "peers": [p.hex() for p in peers],
             "mempool": {"txs": len(node.mempool), "bytes": node.mempool.size_bytes},
+            "block_limits": block_limits_json(chain.state, node.configured_block_limits()),
             "syncing": syncing,
             "ready": reason == "",
             "not_ready_reason": reason,

@@ -23,7 +23,7 @@ from node.api.params import INT_MAX, InputError, parse_uint
 from node.api.recordkeys import EPOCH_SET_KIND, epoch_set_key, hand_over_height
 from node.api.units import atoms_to_decimal
 from state_machine.staking.engine import StakingState
-from state_machine.staking.params import STAKE_ASSET_ID
+from state_machine.staking.params import GOVERNED_FIELDS, STAKE_ASSET_ID
 from state_machine.staking.records import ValidatorRecord
 
 if TYPE_CHECKING:
@@ -85,6 +85,10 @@ class StakingQueries:
             "max_unbondings_per_pair": p.max_unbondings_per_pair,
             "max_validators": p.max_validators,
             "evidence_max_age_epochs": p.evidence_max_age_epochs,
+            # Set by a staking_params proposal (else the genesis values).
+            "params_governed": st.governed is not None,
+            # The governed fields' raw values (what a staking_params proposal replaces).
+            "params": {name: getattr(p, name) for name in GOVERNED_FIELDS},
             "stake_asset": self.queries.symbols.get(STAKE_ASSET_ID, "USDC"),
             "validators": len(st.validators),
             "bonded": usdc(bonded),

@@ -36,4 +36,11 @@ GOV_EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "delist_vault_payment": ("market_id", "amount_atoms"),
     "delist_haircut": ("market_id", "account", "amount_atoms", "gain_atoms"),
     "delist_covered": ("market_id", "account", "deficit_atoms", "covered_atoms"),
+    "staking_params_changed": (),
+    "block_limits_changed": (
+        "from_height",
+        "max_block_txs",
+        "max_block_bytes",
+        "max_block_actions",
+    ),
 }

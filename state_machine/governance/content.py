@@ -149,6 +149,48 @@ class SetFeeTiers(Wire):
     tiers: tuple[FeeTier, ...]
 
 
+@wire
+class SetStakingParams(Wire):
+    """Replace the staking parameters (state_machine/staking/params.py) except the epoch
+    length, which has its own kind: every field names the value in force from execution on.
+    What a change does to what is in flight is in docs/ARCHITECTURE.md (governed staking
+    parameters)."""
+
+    TAG: ClassVar[int] = 9
+    WIRE = (
+        ("active_set_size", U32),
+        ("min_self_stake_atoms", U64),
+        ("min_delegation_atoms", U64),
+        ("unbonding_blocks", U64),
+        ("jail_blocks", U64),
+        ("slash_bps", U32),
+        ("max_commission_bps", U32),
+        ("max_unbondings_per_pair", U32),
+        ("max_validators", U32),
+    )
+    active_set_size: int
+    min_self_stake_atoms: int
+    min_delegation_atoms: int
+    unbonding_blocks: int
+    jail_blocks: int
+    slash_bps: int
+    max_commission_bps: int
+    max_unbondings_per_pair: int
+    max_validators: int
+
+
+@wire
+class SetBlockLimits(Wire):
+    """New chain-wide block limits, in force from block ``execution height +
+    BLOCK_LIMITS_DELAY_BLOCKS`` (state_machine/governance/chainparams.py) on."""
+
+    TAG: ClassVar[int] = 10
+    WIRE = (("max_block_txs", U32), ("max_block_bytes", U32), ("max_block_actions", U32))
+    max_block_txs: int
+    max_block_bytes: int
+    max_block_actions: int
+
+
 Content = (
     ChangeMarket
     | SetMarketControls
@@ -158,6 +200,8 @@ Content = (
     | DelistPerp
     | ChangeParameters
     | SetFeeTiers
+    | SetStakingParams
+    | SetBlockLimits
 )
 CONTENT = Union(
     (
@@ -169,6 +213,8 @@ CONTENT = Union(
         DelistPerp,
         ChangeParameters,
         SetFeeTiers,
+        SetStakingParams,
+        SetBlockLimits,
     ),
     "proposal content",
 )
@@ -181,6 +227,8 @@ CONTENT_KINDS = {
     DelistPerp: "delist_perp",
     ChangeParameters: "change_parameters",
     SetFeeTiers: "fee_tiers",
+    SetStakingParams: "staking_params",
+    SetBlockLimits: "block_limits",
 }
 
 

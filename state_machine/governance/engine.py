@@ -59,6 +59,7 @@ from state_machine.governance.records import (
     GOV_PREFIXES,
     NO_QUORUM,
     P_GOV_ASSET,
+    P_GOV_BLOCK_LIMITS,
     P_GOV_CONTROLS,
     P_GOV_MARKET,
     P_GOV_META,
@@ -68,6 +69,7 @@ from state_machine.governance.records import (
     PASSED,
     REJECTED,
     VOTING,
+    BlockLimitsRecord,
     GovernedMarket,
     GovernedParameters,
     ListedAsset,
@@ -282,10 +284,16 @@ def _load_meta(st: ExchangeCore, key: bytes, v: Any) -> None:
     st.gov.meta.next_proposal_id = v[0]
 
 
+def _load_block_limits(st: ExchangeCore, key: bytes, v: Any) -> None:
+    check(key == BlockLimitsRecord().state_key(), "unknown block limits key")
+    st.gov.block_limits = BlockLimitsRecord(tuple((e[0], e[1], e[2], e[3]) for e in v))
+
+
 _LOADERS: dict[int, Callable[[ExchangeCore, bytes, Any], None]] = {
     P_GOV_PARAMS: _load_params,
     P_GOV_CONTROLS: _load_controls,
     P_GOV_PROPOSAL: _load_proposal,
     P_GOV_VOTE: _load_vote,
     P_GOV_META: _load_meta,
+    P_GOV_BLOCK_LIMITS: _load_block_limits,
 }

@@ -29,6 +29,7 @@ from state_machine.genesis import (
     market_problem,
     parameters_problem,
 )
+from state_machine.governance.chainparams import apply_chain_change, chain_change_problem
 from state_machine.governance.content import (
     ACTIVE,
     DELISTED,
@@ -40,9 +41,11 @@ from state_machine.governance.content import (
     DelistPerp,
     ListAsset,
     ListMarket,
+    SetBlockLimits,
     SetFeeTiers,
     SetMarketControls,
     SetMarketState,
+    SetStakingParams,
 )
 from state_machine.governance.records import (
     GovernedMarket,
@@ -98,6 +101,8 @@ def market_in_use(st: ExchangeCore, market_id: int) -> bool:
 
 def change_problem(st: ExchangeCore, c: Content) -> str | None:
     """Why ``c`` cannot be applied to ``st`` now, or None."""
+    if isinstance(c, SetStakingParams | SetBlockLimits):
+        return chain_change_problem(st, c)
     if isinstance(c, ListAsset):
         return list_asset_problem(st, c.asset)
     if isinstance(c, ListMarket):
@@ -170,6 +175,9 @@ def change_parameters_problem(st: ExchangeCore, params: Parameters) -> str | Non
 
 def apply_change(st: ExchangeCore, c: Content) -> None:
     """Apply a change :func:`change_problem` accepted."""
+    if isinstance(c, SetStakingParams | SetBlockLimits):
+        apply_chain_change(st, c)
+        return
     if isinstance(c, ChangeMarket):
         replace_market(st, c.market)
     elif isinstance(c, SetMarketControls):

@@ -1,4 +1,4 @@
-"""Governance records and their state keys (prefixes 0x30..0x36).
+"""Governance records and their state keys (prefixes 0x30..0x37).
 
 =====  ==========================  ==================================================
 prefix key                         value (msgpack array)
@@ -14,6 +14,9 @@ prefix key                         value (msgpack array)
 0x34   proposal_id(8) voter(32)    vote: [option, height]
 0x35   ``35 00``                   governance meta: [next_proposal_id]
 0x36   ``36 00``                   governed exchange parameters (``Parameters`` fields)
+0x37   ``37 00``                   block limits: [[from_height, max_block_txs,
+                                   max_block_bytes, max_block_actions], ...] by height
+                                   (chainparams.py)
 =====  ==========================  ==================================================
 
 Every record is absent on a chain that never had a proposal, so such a chain's entries and
@@ -34,6 +37,7 @@ P_GOV_PROPOSAL = 0x33
 P_GOV_VOTE = 0x34
 P_GOV_META = 0x35
 P_GOV_PARAMS = 0x36
+P_GOV_BLOCK_LIMITS = 0x37
 GOV_PREFIXES = range(0x30, 0x38)
 
 # Proposal statuses.
@@ -113,6 +117,24 @@ class GovernedParameters(Record):
     def state_obj(self) -> list[Any]:
         obj: list[Any] = self.parameters.to_obj()
         return obj
+
+
+class BlockLimitsRecord(Record):
+    """The governed block limits by height: ``entries`` are (from_height, max_block_txs,
+    max_block_bytes, max_block_actions), ascending; before the first, each node's own
+    configuration rules (as before governance could set them)."""
+
+    __slots__ = ("entries",)
+
+    def __init__(self, entries: tuple[tuple[int, int, int, int], ...] = ()) -> None:
+        super().__init__()
+        self.entries = entries
+
+    def state_key(self) -> bytes:
+        return bytes((P_GOV_BLOCK_LIMITS, 0))
+
+    def state_obj(self) -> list[Any]:
+        return [list(e) for e in self.entries]
 
 
 class MarketControls(Record):
@@ -286,6 +308,7 @@ class GovernanceState:
     __slots__ = (
         "active",
         "assets",
+        "block_limits",
         "controls",
         "markets",
         "meta",
@@ -302,6 +325,7 @@ class GovernanceState:
         self.markets: dict[int, GovernedMarket] = {}
         self.assets: dict[int, ListedAsset] = {}
         self.parameters: GovernedParameters | None = None
+        self.block_limits: BlockLimitsRecord | None = None
         # Derived: ids of the proposals voting or waiting for execution (not stored).
         self.active: dict[int, None] = {}
 
@@ -310,4 +334,6 @@ class GovernanceState:
         objs += [*self.controls.values(), *self.markets.values(), *self.assets.values()]
         if self.parameters is not None:
             objs.append(self.parameters)
+        if self.block_limits is not None:
+            objs.append(self.block_limits)
         return objs

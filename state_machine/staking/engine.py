@@ -49,8 +49,9 @@ from state_machine.staking.actions import (
     Unjail,
 )
 from state_machine.staking.codes import STAKING_EVENT_FIELDS  # noqa: F401  (re-export)
-from state_machine.staking.params import ATOMS_PER_POWER, BPS, StakingParams
+from state_machine.staking.params import ATOMS_PER_POWER, BPS, StakingParams, with_governed
 from state_machine.staking.records import (
+    GOVERNED_PARAMS_KEY,
     META_KEY,
     P_DELEGATION,
     P_EPOCH_SET,
@@ -60,6 +61,7 @@ from state_machine.staking.records import (
     Delegation,
     EpochSet,
     EvidenceRecord,
+    GovernedParamsRecord,
     Unbonding,
     ValidatorRecord,
     evidence_id,
@@ -105,7 +107,10 @@ class StakingState:
 
     def __init__(self, chain_id: str, params: StakingParams) -> None:
         self.chain_id = chain_id
+        # The parameters in force: every staking rule reads them here. The genesis values,
+        # with the governed fields replaced once a SetStakingParams ran (``governed``).
         self.params = params
+        self.governed: GovernedParamsRecord | None = None
         self.height = 0
         self.validators: dict[bytes, ValidatorRecord] = {}  # by operator, in creation order
         self.by_consensus_key: dict[bytes, bytes] = {}  # consensus key -> operator
@@ -156,6 +161,8 @@ class StakingState:
         st.height = height
         for key, value in entries:
             load_entry(st, key, decode_raw(value))
+        if st.governed is not None:  # applied after every entry: whatever other record
+            st.params = with_governed(st.params, st.governed.values)  # shares params
         st.open_unbondings = {}
         for entry in st.unbondings.values():
             pair = (entry.delegator, entry.operator)
@@ -186,6 +193,8 @@ class StakingState:
             *self.epoch_sets.values(),
             *self.evidence.values(),
         ]
+        if self.governed is not None:
+            records.append(self.governed)
         out = [(META_KEY, encode(self.meta_obj()))]
         out += [(r.state_key(), encode(r.state_obj())) for r in records]
         return sorted(out)
@@ -267,6 +276,8 @@ def load_entry(st: StakingState, key: bytes, v: Any) -> None:
         st.epoch_sets[epoch] = EpochSet(epoch, tuple((k, power) for k, power in v))
     elif p == P_EVIDENCE:
         st.evidence[key[1:]] = EvidenceRecord(key[1:], v[0])
+    elif key == GOVERNED_PARAMS_KEY:
+        st.governed = GovernedParamsRecord(tuple(v))
     else:
         check(False, f"not a staking key prefix: {p}")
 
@@ -274,9 +285,18 @@ def load_entry(st: StakingState, key: bytes, v: Any) -> None:
 # ---- blocks ---------------------------------------------------------------------------------
 
 
+def set_governed_params(st: StakingState, values: tuple[int, ...]) -> None:
+    """Put governed staking parameters in force (a SetStakingParams proposal, checked by
+    params.governed_params_problem). What is in flight keeps what it got: unbonding entries
+    their completion height, jailed validators their jail end (docs/ARCHITECTURE.md)."""
+    st.params = with_governed(st.params, values)
+    st.governed = GovernedParamsRecord(values)
+    st.touch(st.governed)
+
+
 def begin_block(st: StakingState, ledger: Ledger, height: int) -> None:
     """Pay out the unbonding entries that complete at this height (ascending id order, which
-    is completion order since the unbonding period is one constant)."""
+    is completion order: see unbonding_complete_height)."""
     check(height == st.height + 1, f"staking: block {height} after {st.height}")
     st.height = height
     while st.unbondings:
@@ -429,6 +449,17 @@ def process_undelegate(st: StakingState, signer: bytes, a: Undelegate) -> Result
     return OK
 
 
+def unbonding_complete_height(st: StakingState) -> int:
+    """When an unbonding started now completes: after the unbonding period in force, but never
+    before an earlier entry. Entries then complete in id order, which begin_block relies on,
+    even after governance shortened the period (an entry keeps its completion height)."""
+    complete = st.height + st.params.unbonding_blocks
+    if st.unbondings:
+        last = next(reversed(st.unbondings.values()))
+        complete = max(complete, last.complete_height)
+    return complete
+
+
 def _add_unbonding(st: StakingState, delegator: bytes, operator: bytes, amount: int) -> None:
     entry = Unbonding(
         st.next_unbonding_id,
@@ -436,7 +467,7 @@ def _add_unbonding(st: StakingState, delegator: bytes, operator: bytes, amount: 
         operator,
         amount,
         st.height,
-        st.height + st.params.unbonding_blocks,
+        unbonding_complete_height(st),
     )
     st.next_unbonding_id += 1
     st.unbondings[entry.unbonding_id] = entry

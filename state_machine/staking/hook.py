@@ -76,7 +76,7 @@ def apply_staking_action(
 
 # ---- the exchange's side: one call per action, two per block ----------------------------------
 
-STAKING_KEY_PREFIXES = range(0x20, 0x26)
+STAKING_KEY_PREFIXES = range(0x20, 0x27)  # 0x26: governed parameters
 
 
 def is_staking_key(key: bytes) -> bool:

@@ -44,3 +44,53 @@ class StakingParams:
         """Evidence about an epoch older than this many epochs is refused: every stake that was
         bonded then has finished unbonding, so nothing is left to slash."""
         return self.unbonding_blocks // self.epoch_length_blocks
+
+
+# ---- governed staking parameters (governance kind SetStakingParams) ----------------------------
+
+# Every field but the epoch length (its own governance kind: consensus hands over sets at
+# epoch boundaries, so a change of length needs its own rules), in wire order.
+GOVERNED_FIELDS = (
+    "active_set_size",
+    "min_self_stake_atoms",
+    "min_delegation_atoms",
+    "unbonding_blocks",
+    "jail_blocks",
+    "slash_bps",
+    "max_commission_bps",
+    "max_unbondings_per_pair",
+    "max_validators",
+)
+# Bounds a proposal cannot cross (genesis may): the unbonding period bounds how many epoch
+# sets and evidence records are kept, so it bounds memory; a jail longer than about two
+# months at 2 blocks/s is a ban, which the stake's owner should not get by a parameter.
+MAX_GOVERNED_PERIOD_BLOCKS = 10_000_000
+MAX_GOVERNED_VALIDATORS = 65_536
+
+
+def governed_values(params: StakingParams) -> tuple[int, ...]:
+    return tuple(getattr(params, name) for name in GOVERNED_FIELDS)
+
+
+def with_governed(params: StakingParams, values: tuple[int, ...]) -> StakingParams:
+    """``params`` with the governed fields replaced (the epoch length kept); raises
+    ValueError like :class:`StakingParams` when the result is unusable."""
+    if len(values) != len(GOVERNED_FIELDS):
+        raise ValueError(f"expected {len(GOVERNED_FIELDS)} governed staking parameters")
+    return dataclasses.replace(params, **dict(zip(GOVERNED_FIELDS, values, strict=True)))
+
+
+def governed_params_problem(current: StakingParams, values: tuple[int, ...]) -> str | None:
+    """Why ``values`` cannot replace the governed fields of ``current`` (the parameters in
+    force, so the unbonding period is checked against the epoch length in force), or None."""
+    named = dict(zip(GOVERNED_FIELDS, values, strict=True))
+    for name in ("unbonding_blocks", "jail_blocks"):
+        if named[name] > MAX_GOVERNED_PERIOD_BLOCKS:
+            return f"{name}: at most {MAX_GOVERNED_PERIOD_BLOCKS}"
+    if named["max_validators"] > MAX_GOVERNED_VALIDATORS:
+        return f"max_validators: at most {MAX_GOVERNED_VALIDATORS}"
+    try:
+        with_governed(current, values)
+    except ValueError as exc:
+        return str(exc)
+    return None

@@ -13,6 +13,9 @@ prefix key                              value (msgpack array)
 0x24   sha256(offender, view)           evidence applied: [epoch] (kept while it could
                                         still be resubmitted)
 0x25   ``25``                           staking meta: [next_unbonding_id, burnt_atoms]
+0x26   ``26 00``                        governed staking parameters: the values of
+                                        params.GOVERNED_FIELDS (absent until a
+                                        SetStakingParams proposal runs: genesis values)
 =====  ==============================  ===============================================
 
 Each record is a small slotted object with ``state_key()`` and ``state_obj()`` (None: the key
@@ -31,6 +34,7 @@ P_UNBONDING = 0x22
 P_EPOCH_SET = 0x23
 P_EVIDENCE = 0x24
 META_KEY = b"\x25\x25"
+GOVERNED_PARAMS_KEY = b"\x26\x00"
 
 
 def _u64(x: int) -> bytes:
@@ -179,3 +183,19 @@ class EvidenceRecord:
 
     def state_obj(self) -> list[Any] | None:
         return [self.epoch] if self.live else None
+
+
+class GovernedParamsRecord:
+    """The governed staking parameters in force (params.GOVERNED_FIELDS order); written by
+    the first SetStakingParams that runs, so a chain without one keeps its genesis entries."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: tuple[int, ...]) -> None:
+        self.values = values
+
+    def state_key(self) -> bytes:
+        return GOVERNED_PARAMS_KEY
+
+    def state_obj(self) -> list[Any]:
+        return list(self.values)
