@@ -1,0 +1,100 @@
+"""Build the compiled modules: ``python -m nativebuild.compile`` (``make native``).
+
+Compiles :data:`nativebuild.modules.COMPILED_MODULES` with mypyc (shipped with mypy) into one
+shared library and a small extension per module in ``build/mypyc/``, then writes the stamp that
+:mod:`nativebuild.loader` checks (sources hashed before compiling, so an edit made during the
+build makes it stale). Exits 0 without building when the tree is already up to date, 2 when
+no C compiler or no Python headers are found (the pure-Python modules run), 1 when the build
+fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+from nativebuild.loader import make_stamp, source_hashes, stale_reason
+from nativebuild.modules import (
+    BUILD_DIR,
+    COMPILED_MODULES,
+    GROUP_NAME,
+    REPO_ROOT,
+    STAMP_NAME,
+    WORK_DIR,
+    source_path,
+)
+
+EXIT_NO_TOOLCHAIN = 2
+
+
+def missing_toolchain() -> str | None:
+    """What the build lacks on this machine, or None."""
+    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
+    if shutil.which(cc.split()[0]) is None:
+        return f"no C compiler ({cc.split()[0]}; Debian: apt-get install gcc)"
+    include = Path(sysconfig.get_paths()["include"])
+    if not (include / "Python.h").is_file():
+        hint = "Debian's python3: apt-get install python3-dev"
+        return f"no Python headers ({include}/Python.h; {hint})"
+    return None
+
+
+def compile_modules(parallel: int) -> None:
+    # Imported here: mypyc and setuptools are only needed when building.
+    from mypyc.build import mypycify
+    from setuptools.dist import Distribution  # type: ignore[import-untyped]
+
+    os.chdir(REPO_ROOT)  # mypyc names modules by their paths from here
+    paths = [source_path(m).relative_to(REPO_ROOT).as_posix() for m in COMPILED_MODULES]
+    extensions = mypycify(
+        paths, opt_level="3", group_name=GROUP_NAME, target_dir=str(WORK_DIR), multi_file=True
+    )
+    # A Distribution of our own, not setup(): setup() would read pyproject.toml's metadata.
+    dist = Distribution({"name": "perpbft-native", "ext_modules": extensions})
+    build_ext = dist.get_command_obj("build_ext")
+    build_ext.build_lib = str(BUILD_DIR)
+    build_ext.build_temp = str(WORK_DIR / "temp")
+    build_ext.parallel = parallel
+    dist.run_command("build_ext")
+
+
+def build(force: bool, parallel: int) -> int:
+    if not force and stale_reason() is None:
+        print(f"nativebuild: {BUILD_DIR} is up to date")
+        return 0
+    lacking = missing_toolchain()
+    if lacking is not None:
+        print(f"nativebuild: cannot compile: {lacking}; the pure-Python modules run")
+        return EXIT_NO_TOOLCHAIN
+    started = time.monotonic()
+    sources = source_hashes()
+    stamp = BUILD_DIR / STAMP_NAME
+    stamp.unlink(missing_ok=True)  # a half-done build is never used
+    compile_modules(parallel)
+    BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps(make_stamp(sources), indent=1, sort_keys=True), encoding="utf-8")
+    reason = stale_reason()
+    if reason is not None:
+        print(f"nativebuild: the new build is not usable: {reason}", file=sys.stderr)
+        return 1
+    took = time.monotonic() - started
+    print(f"nativebuild: compiled {len(COMPILED_MODULES)} modules into {BUILD_DIR} in {took:.0f} s")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m nativebuild.compile", description=__doc__)
+    parser.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    parser.add_argument("--parallel", type=int, default=2, help="C compiler jobs")
+    args = parser.parse_args(argv)
+    return build(args.force, args.parallel)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

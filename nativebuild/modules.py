@@ -1,0 +1,43 @@
+"""Which modules the compiled build holds, and where it lives (shared by build and loader).
+
+The list is the hot path of ``perpbft bench matching`` (order placement, matching, cancels,
+amends, margin checks, the books and the per-block write-out). A module that tests patch at
+run time (``state_machine.liquidation.risk``: tests/state_machine/test_adl_rankings.py replaces
+``risk.AdlRankings``) stays interpreted: compiled code binds such names at build time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# Compiled extension modules and the stamp; never beside the sources (a stale .so there would
+# shadow an edited .py).
+BUILD_DIR = REPO_ROOT / "build" / "mypyc"
+# mypyc's generated C and the compiler's object files.
+WORK_DIR = REPO_ROOT / "build" / "mypyc-work"
+STAMP_NAME = "stamp.json"
+GROUP_NAME = "perpbft_native"
+# Every source whose edit makes the build stale: the whole state machine (the compiled modules
+# are built against the types of the modules they import).
+HASHED_PACKAGES = ("state_machine",)
+
+COMPILED_MODULES: tuple[str, ...] = (
+    "state_machine.book",
+    "state_machine.clob.amend",
+    "state_machine.clob.cancel",
+    "state_machine.clob.checks",
+    "state_machine.clob.matching",
+    "state_machine.clob.place",
+    "state_machine.exchange",
+    "state_machine.liquidation.index",
+    "state_machine.nonces",
+    "state_machine.perpetuals.margin",
+    "state_machine.perpetuals.positions",
+    "state_machine.results",
+    "state_machine.state",
+)
+
+
+def source_path(module: str) -> Path:
+    return REPO_ROOT.joinpath(*module.split(".")).with_suffix(".py")
