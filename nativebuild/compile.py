@@ -33,16 +33,27 @@ from nativebuild.modules import (
 EXIT_NO_TOOLCHAIN = 2
 
 
-def missing_toolchain() -> str | None:
-    """What the build lacks on this machine, or None."""
-    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
-    if shutil.which(cc.split()[0]) is None:
-        return f"no C compiler ({cc.split()[0]}; Debian: apt-get install gcc)"
+def missing_toolchain() -> tuple[str, list[str]] | None:
+    """What the build lacks on this machine and the Debian packages that provide it, or None."""
+    cc = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(cc) is None:
+        return f"no C compiler ({cc})", ["gcc", "libc6-dev"]
     include = Path(sysconfig.get_paths()["include"])
     if not (include / "Python.h").is_file():
-        hint = "Debian's python3: apt-get install python3-dev"
-        return f"no Python headers ({include}/Python.h; {hint})"
+        # Debian's own interpreter has its headers in python3-dev; others (pyenv) ship them.
+        packages = ["python3-dev"] if str(include).startswith("/usr/include/") else []
+        return f"no Python headers ({include}/Python.h)", packages
     return None
+
+
+def toolchain_report() -> int:
+    """``--toolchain``: print the Debian packages to install (none: nothing missing)."""
+    lacking = missing_toolchain()
+    if lacking is None:
+        return 0
+    print(" ".join(lacking[1]))
+    print(f"nativebuild: {lacking[0]}", file=sys.stderr)
+    return EXIT_NO_TOOLCHAIN
 
 
 def compile_modules(parallel: int) -> None:
@@ -70,7 +81,7 @@ def build(force: bool, parallel: int) -> int:
         return 0
     lacking = missing_toolchain()
     if lacking is not None:
-        print(f"nativebuild: cannot compile: {lacking}; the pure-Python modules run")
+        print(f"nativebuild: cannot compile: {lacking[0]}; the pure-Python modules run")
         return EXIT_NO_TOOLCHAIN
     started = time.monotonic()
     sources = source_hashes()
@@ -92,7 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nativebuild.compile", description=__doc__)
     parser.add_argument("--force", action="store_true", help="rebuild even when up to date")
     parser.add_argument("--parallel", type=int, default=2, help="C compiler jobs")
+    parser.add_argument(
+        "--toolchain", action="store_true", help="only list the Debian packages the build lacks"
+    )
     args = parser.parse_args(argv)
+    if args.toolchain:
+        return toolchain_report()
     return build(args.force, args.parallel)
 
 

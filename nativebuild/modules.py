@@ -23,6 +23,7 @@ GROUP_NAME = "perpbft_native"
 HASHED_PACKAGES = ("state_machine",)
 
 COMPILED_MODULES: tuple[str, ...] = (
+    "state_machine.accounts.records",
     "state_machine.book",
     "state_machine.clob.amend",
     "state_machine.clob.cancel",
@@ -31,11 +32,15 @@ COMPILED_MODULES: tuple[str, ...] = (
     "state_machine.clob.place",
     "state_machine.exchange",
     "state_machine.liquidation.index",
+    "state_machine.liquidation.risk",
     "state_machine.nonces",
     "state_machine.perpetuals.margin",
     "state_machine.perpetuals.positions",
+    "state_machine.perpetuals.records",
+    "state_machine.prices.records",
     "state_machine.results",
     "state_machine.state",
+    "state_machine.triggers.records",
 )
 
 
