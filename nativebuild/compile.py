@@ -56,7 +56,7 @@ def toolchain_report() -> int:
     return EXIT_NO_TOOLCHAIN
 
 
-def compile_modules(parallel: int) -> None:
+def compile_modules(build_lib: Path, parallel: int) -> None:
     # Imported here: mypyc and setuptools are only needed when building.
     from mypyc.build import mypycify
     from setuptools.dist import Distribution  # type: ignore[import-untyped]
@@ -69,10 +69,22 @@ def compile_modules(parallel: int) -> None:
     # A Distribution of our own, not setup(): setup() would read pyproject.toml's metadata.
     dist = Distribution({"name": "perpbft-native", "ext_modules": extensions})
     build_ext = dist.get_command_obj("build_ext")
-    build_ext.build_lib = str(BUILD_DIR)
+    build_ext.build_lib = str(build_lib)
     build_ext.build_temp = str(WORK_DIR / "temp")
     build_ext.parallel = parallel
     dist.run_command("build_ext")
+
+
+def replace_build(fresh: Path) -> None:
+    """Swap the new build in by renames: a running process keeps the files it mapped (they are
+    unlinked, never rewritten in place), and a process starting meanwhile finds either a
+    complete build or none (then pure Python)."""
+    old = BUILD_DIR.with_name(BUILD_DIR.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if BUILD_DIR.exists():
+        BUILD_DIR.rename(old)
+    fresh.rename(BUILD_DIR)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def build(force: bool, parallel: int) -> int:
@@ -85,15 +97,16 @@ def build(force: bool, parallel: int) -> int:
         return EXIT_NO_TOOLCHAIN
     started = time.monotonic()
     sources = source_hashes()
-    stamp = BUILD_DIR / STAMP_NAME
-    stamp.unlink(missing_ok=True)  # a half-done build is never used
-    compile_modules(parallel)
-    BUILD_DIR.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(json.dumps(make_stamp(sources), indent=1, sort_keys=True), encoding="utf-8")
-    reason = stale_reason()
+    fresh = BUILD_DIR.with_name(BUILD_DIR.name + ".new")
+    shutil.rmtree(fresh, ignore_errors=True)
+    compile_modules(fresh, parallel)
+    stamp = make_stamp(sources, fresh)
+    (fresh / STAMP_NAME).write_text(json.dumps(stamp, indent=1, sort_keys=True), encoding="utf-8")
+    reason = stale_reason(fresh)
     if reason is not None:
         print(f"nativebuild: the new build is not usable: {reason}", file=sys.stderr)
         return 1
+    replace_build(fresh)
     took = time.monotonic() - started
     print(f"nativebuild: compiled {len(COMPILED_MODULES)} modules into {BUILD_DIR} in {took:.0f} s")
     return 0
