@@ -10,8 +10,9 @@ Nothing in ``build/mypyc/`` is on ``sys.path``, so by default every module runs 
 only if every hash and the interpreter match, puts a finder first on ``sys.meta_path`` that
 loads exactly the listed modules (and mypyc's shared library) from ``build/mypyc/``. Any
 difference (an edited, added or removed source, a partial build, another Python) keeps the
-pure-Python modules and says why once, as a warning of the ``perpbft.native`` logger. So a
-compiled module can never shadow an edited source; ``make native`` rebuilds.
+pure-Python modules; the node says why once in its log at start (a
+``state_machine_build_unused`` warning), the test session in its header. So a compiled module can
+never shadow an edited source; ``make native`` rebuilds.
 
 ``PERPBFT_BUILD=pure`` forces the pure-Python modules (the comparison test runs both builds
 this way). :func:`build_name` says which build runs ("compiled" or "pure"); the bench and the
@@ -25,7 +26,6 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import json
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -45,7 +45,6 @@ from nativebuild.modules import (
 
 ENV_BUILD = "PERPBFT_BUILD"
 STAMP_VERSION = 1
-log = logging.getLogger("perpbft.native")
 
 _state: dict[str, str] = {}  # "build" and "reason" once activate() ran
 
@@ -159,21 +158,25 @@ def choose(build_dir: Path) -> tuple[str, str]:
 def activate(build_dir: Path = BUILD_DIR) -> str:
     """Enable the compiled build if it matches the sources; returns the build that runs.
 
-    Idempotent: the first call decides for the process. A build that exists but cannot be used
-    is reported once as a warning; a tree that was never built only at debug level.
+    Idempotent: the first call decides for the process. Silent (commands' stderr is their
+    users'); a long-running process logs the outcome (:func:`build_name`, :func:`build_reason`,
+    :func:`unused_build`) once its logging is set up.
     """
     if _state:
         return _state["build"]
     build, reason = choose(build_dir)
     if build == "compiled":
         sys.meta_path.insert(0, CompiledFinder(build_dir))
-        log.debug("compiled build: %s", reason)
-    elif (build_dir / STAMP_NAME).exists() and os.environ.get(ENV_BUILD) != "pure":
-        log.warning("compiled build not used, running pure Python: %s", reason)
-    else:
-        log.debug("pure-Python build: %s", reason)
-    _state.update(build=build, reason=reason)
+    unused = build == "pure" and (build_dir / STAMP_NAME).exists()
+    _state.update(build=build, reason=reason, unused="1" if unused else "")
     return build
+
+
+def unused_build() -> bool:
+    """True when a compiled build exists but is not used (stale, altered, another Python,
+    imported too early) and ``PERPBFT_BUILD=pure`` did not ask for that: a long-running
+    process logs it as a warning (node/runner.py's ``state_machine_build_unused``)."""
+    return bool(_state.get("unused")) and os.environ.get(ENV_BUILD) != "pure"
 
 
 def build_name() -> str:
