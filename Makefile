@@ -45,9 +45,9 @@ native: $(STAMP)
 	@if ! $(PY) -m nativebuild.compile --toolchain >/dev/null 2>&1 \
 		&& [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		pkgs="$$($(PY) -m nativebuild.compile --toolchain 2>/dev/null)"; \
-		echo "installing Debian's $$pkgs for the compiled build"; \
+		if [ -n "$$pkgs" ]; then echo "installing Debian's $$pkgs for the compiled build"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-			apt-get install -y -qq --no-install-recommends $$pkgs >/dev/null; \
+			apt-get install -y -qq --no-install-recommends $$pkgs >/dev/null; fi; \
 	fi
 	@mkdir -p build
 	@$(PY) -m nativebuild.compile >build/native.log 2>&1; status=$$?; \

@@ -11,6 +11,7 @@ fails.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -38,6 +39,9 @@ def missing_toolchain() -> tuple[str, list[str]] | None:
     cc = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]
     if shutil.which(cc) is None:
         return f"no C compiler ({cc})", ["gcc", "libc6-dev"]
+    for module in ("mypyc", "setuptools"):  # mypy brings mypyc; venvs of 3.12+ lack setuptools
+        if importlib.util.find_spec(module) is None:
+            return f"no {module} in this environment (pip install {module})", []
     include = Path(sysconfig.get_paths()["include"])
     if not (include / "Python.h").is_file():
         # Debian's own interpreter has its headers in python3-dev; others (pyenv) ship them.
