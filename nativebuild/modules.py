@@ -1,9 +1,13 @@
 """Which modules the compiled build holds, and where it lives (shared by build and loader).
 
 The list is the hot path of ``perpbft bench matching`` (order placement, matching, cancels,
-amends, margin checks, the books and the per-block write-out). A module that tests patch at
-run time (``state_machine.liquidation.risk``: tests/state_machine/test_adl_rankings.py replaces
-``risk.AdlRankings``) stays interpreted: compiled code binds such names at build time.
+amends, margin checks, the books, the records they touch, the end-of-block risk pass and the
+per-block write-out). Left interpreted: modules whose classes tests subclass
+(``state_machine.liquidation.adl``: tests/state_machine/test_adl_rankings.py subclasses
+``AdlRankings`` and patches ``risk.AdlRankings``, which compiled ``risk`` still looks up in its
+module namespace because the class is not native), modules mypyc cannot compile as written
+(``state_machine.invariants``: ``InvariantError`` derives from ``RuntimeError``), and the
+rest of the package, off the hot path.
 """
 
 from __future__ import annotations
