@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: test test-fast lint typecheck pytest postgresql browser anvil contracts localnet clean lock
+.PHONY: test test-fast lint typecheck pytest native postgresql browser anvil contracts localnet clean lock
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -32,8 +32,26 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-pytest: $(STAMP) postgresql browser anvil
+pytest: $(STAMP) native postgresql browser anvil
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# The compiled build of the hot state-machine modules (mypyc, nativebuild/): rebuilt into
+# build/mypyc/ when any state_machine source changed, and used only while its stamp matches
+# the sources (docs/ARCHITECTURE.md, "The compiled build"). Needs a C compiler and the
+# interpreter's headers: installed as root on Debian when missing (gcc; python3-dev for
+# Debian's own python3). Without them the pure-Python modules run (a failed test session in
+# CI, which expects the compiled build). The build's output goes to build/native.log.
+native: $(STAMP)
+	@if ! $(PY) -m nativebuild.compile --toolchain >/dev/null 2>&1 \
+		&& [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		pkgs="$$($(PY) -m nativebuild.compile --toolchain 2>/dev/null)"; \
+		if [ -n "$$pkgs" ]; then echo "installing Debian's $$pkgs for the compiled build"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq --no-install-recommends $$pkgs >/dev/null; fi; \
+	fi
+	@mkdir -p build
+	@$(PY) -m nativebuild.compile >build/native.log 2>&1; status=$$?; \
+	if [ $$status = 1 ]; then tail -40 build/native.log; exit 1; fi; tail -1 build/native.log
 
 # The indexer tests start a real PostgreSQL server (bench/pgserver.py), from Debian's
 # postgresql package: installed here when missing (as root, with apt-get), a no-op when present.
@@ -85,7 +103,7 @@ contracts: $(STAMP)
 test: lint typecheck pytest
 
 # Everything but the slow end-to-end tests, for quick local iterations.
-test-fast: lint typecheck postgresql browser anvil
+test-fast: lint typecheck native postgresql browser anvil
 	$(VENV)/bin/pytest -m 'not slow' $(PYTEST_ARGS)
 
 # Four validators, oracle feeders and demo traders in the background; LOCALNET_ARGS passes

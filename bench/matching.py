@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from client.errors import CliError
+from nativebuild.loader import build_name
 from state_machine.exchange import BlockContext, ExchangeState, apply_block
 from state_machine.genesis import default_genesis
 from state_machine.tx import (
@@ -330,6 +331,7 @@ def report(args: argparse.Namespace, m: EngineRun, open_orders: int) -> dict[str
         f"bare loop: {bare_rate:,.0f} actions/s",
         file=sys.stderr,
     )
+    print(f"state machine build: {build_name()}", file=sys.stderr)
     print(
         "result codes: " + ", ".join(f"{k}={v}" for k, v in sorted(m.codes.items())),
         file=sys.stderr,
@@ -345,4 +347,5 @@ def report(args: argparse.Namespace, m: EngineRun, open_orders: int) -> dict[str
         "blocks": m.height,
         "seed": args.seed,
         "gc_freeze": bool(args.gc_freeze),
+        "build": build_name(),
     }

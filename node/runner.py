@@ -17,6 +17,7 @@ import trio
 from hypercorn.config import Config as HyperConfig
 
 from consensus.signing import SigningFailed
+from nativebuild import loader as native
 from node.api.app import build_app, build_metrics_app
 from node.api.server import serve_api
 from node.bridge.keyfile import read_bridge_key
@@ -195,11 +196,22 @@ def raise_open_files_limit(config: Config) -> None:
         )
 
 
+def log_state_machine_build() -> None:
+    """Which build of the state machine runs (nativebuild/loader.py); a warning when a compiled
+    build is there but not used (stale after an update without ``make native``)."""
+    info = fields(build=native.build_name(), reason=native.build_reason())
+    if native.unused_build():
+        log.warning("state_machine_build_unused", extra=info)
+    else:
+        log.info("state_machine_build", extra=info)
+
+
 def run_home(home: Path, overrides: Sequence[Override] = ()) -> None:
     """Run the node of ``home`` with its config file and ``overrides`` (flags, environment:
     node/overrides.py) until a signal stops it."""
     config, _, node = prepare(home, overrides)
     configure_logging(config.log.format, config.log.level, context=node.log_context)
+    log_state_machine_build()
     raise_open_files_limit(config)
     try:
         lock = lock_home(config)

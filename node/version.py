@@ -1,11 +1,14 @@
 """The running software's version and build, for ``perpbft --version``, ``GET /v1/status``
-and the ``perpbft_build_info`` metric: an operator (and a dashboard) can tell which release
+and the ``perpbft_build_info`` metric (with which build of the state machine runs, compiled
+or pure Python): an operator (and a dashboard) can tell which release
 each node of a network runs."""
 
 from __future__ import annotations
 
 import importlib.metadata
 import platform
+
+from nativebuild.loader import build_name
 
 PACKAGE = "perpbft"
 
@@ -24,6 +27,8 @@ def build_info() -> dict[str, str]:
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "platform": f"{platform.system().lower()}-{platform.machine()}",
+        # "compiled" or "pure": which build of the hot state-machine modules runs (nativebuild/)
+        "state_machine": build_name(),
     }
 
 
@@ -31,5 +36,5 @@ def version_line() -> str:
     info = build_info()
     return (
         f"perpbft {info['version']} ({info['implementation']} {info['python']}, "
-        f"{info['platform']})"
+        f"{info['platform']}; state machine: {info['state_machine']})"
     )

@@ -19,6 +19,11 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from nativebuild import loader as native
+
+# Before any test module imports state_machine: the compiled build when it matches the sources.
+native.activate()
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Third-party vectors copied from ../shared/vectors (see tests/vectors/README.md).
 VECTORS_DIR = Path(os.environ.get("PERPBFT_VECTORS", REPO_ROOT / "tests" / "vectors"))
@@ -64,7 +69,24 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         _skipped.append((report.nodeid, reason))
 
 
+# ---- which build of the state machine runs (nativebuild/loader.py) --------------------------
+
+
+def compiled_build_missing() -> bool:
+    """In CI the compiled build is expected (make native ran before pytest) unless the run
+    asked for pure Python (PERPBFT_BUILD=pure)."""
+    wanted_pure = os.environ.get(native.ENV_BUILD) == "pure"
+    return IN_CI and not wanted_pure and native.build_name() != "compiled"
+
+
+def pytest_report_header() -> str:
+    return f"state machine build: {native.build_name()} ({native.build_reason()})"
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if compiled_build_missing():
+        terminalreporter.section("the compiled build was expected (PERPBFT_CI=1)", red=True)
+        terminalreporter.write_line(f"pure Python ran: {native.build_reason()}")
     if IN_CI and _skipped:
         terminalreporter.section("skipped tests fail the CI run (PERPBFT_CI=1)", red=True)
         for nodeid, reason in _skipped:
@@ -72,5 +94,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if IN_CI and _skipped and exitstatus == pytest.ExitCode.OK:
+    if ((IN_CI and _skipped) or compiled_build_missing()) and exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -19,6 +19,7 @@ from cli.main import main
 from cli.trade_common import describe_result, format_time_ms
 from cli.watch_cmd import Watch
 from client.http import DEFAULT_NODE_URL
+from nativebuild import loader
 from node.config import ApiSettings, P2PSettings
 from node.metrics import Metrics
 from node.testnet import DEFAULT_BASE_PORT, ports_for
@@ -93,6 +94,7 @@ def test_build_info_and_process_metrics_are_exported() -> None:
     info = build_info()
     assert f'perpbft_build_info{{implementation="{info["implementation"]}"' in text
     assert f'version="{info["version"]}"' in text
+    assert f'state_machine="{loader.build_name()}"' in text
     for name in ("process_resident_memory_bytes", "process_open_fds", "process_cpu_seconds_total"):
         assert f"\n{name} " in text, name
     assert "python_gc_collections_total{generation=" in text
