@@ -101,6 +101,7 @@ from node.evidence import EvidenceBook, EvidenceVerdict, offender_and_view
 from node.evidence_submit import EvidenceSubmitter
 from node.fatal import NodeFatal, state_diverged, storage_failure
 from node.follower import FollowPlan
+from node.handover_run import HandoverKeeper
 from node.logs import fields, get_logger
 from node.mempool import Admit, Mempool, MempoolLimits, Prepared
 from node.metrics import Metrics
@@ -258,6 +259,7 @@ class Node:
         self.p2p_listen_port = 0
         self.ready = trio.Event()
         self.statesync = StateSyncer(self)
+        self.handovers = HandoverKeeper(self)
         self._consensus_config: ConsensusConfig | None = None
 
     # ---- validator sets ----------------------------------------------------------------
@@ -395,6 +397,7 @@ class Node:
             self.chain = await trio.to_thread.run_sync(self.open_chain)
             self._adopt_stored_sets(self.chain)
         try:
+            await trio.to_thread.run_sync(self.handovers.open)
             self.peers = PeerManager(
                 self.key.seed,
                 self.config.transport_config(),
@@ -413,6 +416,7 @@ class Node:
                     self._adopt_stored_sets(self.chain)
                 chain = self.chain
                 assert chain is not None
+                await trio.to_thread.run_sync(self.handovers.backfill, chain)
                 self._update_pinning()
                 if chain.height > 0:
                     self._tip_hash = chain.store.meta.block_hash
@@ -438,6 +442,7 @@ class Node:
                 self.ready.set()
         finally:
             self.sigpool.close()
+            self.handovers.close()
             if self.chain is not None:
                 await trio.to_thread.run_sync(self.chain.close)
 
@@ -1031,6 +1036,7 @@ class Node:
                 self.node_sets.learned(epoch, next_set)
         if is_epoch_end(block.height, self.sets.epoch_length_blocks):
             self._after_epoch_end(block.height)
+        await self.handovers.after_commit(chain, block.header, qc)
         return BlockExecuted(executed.height, executed.block_hash, root, next_set)
 
     def _after_epoch_end(self, height: int) -> None:

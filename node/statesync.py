@@ -50,10 +50,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, ClassVar
 
+from consensus.epochs import EpochSets
 from consensus.follow import verifying_set
 from consensus.quorum import qc_valid
 from consensus.types import COMMIT, HASH, BlockHeader, QuorumCert
 from consensus.validators import ValidatorSet
+from node.handover import CERTIFICATE_BYTES_MAX
 from node.snapshot import (
     ENTRIES_MAX,
     FRAME_BYTES_MAX,
@@ -70,11 +72,16 @@ CHUNKS_MAX = 100_000
 OFFERS_PER_REPLY_MAX = 4
 OFFERS_KEPT_MAX = 256
 CHUNK_WIRE_BYTES_MAX = 64 * 1024 * 1024
+HANDOVERS_PER_REPLY_MAX = 64
+HANDOVER_REPLY_BYTES_MAX = 1024 * 1024
 MESSAGE_BYTES_MAX = CHUNK_WIRE_BYTES_MAX + 4096
 
 # Reasons (metric labels) an offer or a chunk is refused.
 OFFER_BAD_ANCHOR = "offer_bad_anchor"
 OFFER_UNTRUSTED = "offer_not_trusted"
+OFFER_SET_UNKNOWN = "offer_set_unknown"  # its epoch's set is not trusted yet: fetch hand-overs
+HANDOVER_FORGED = "handover_forged"
+HANDOVER_UNAVAILABLE = "handover_unavailable"
 OFFER_MALFORMED = "offer_malformed"
 CHUNK_MISMATCH = "chunk_mismatch"
 CHUNK_MISSING = "chunk_missing"
@@ -152,10 +159,51 @@ class ChunkResponse(Wire):
     chunk: bytes
 
 
+@wire
+class HandoverRequest(Wire):
+    """The hand-over certificates of ``count`` epochs from ``from_epoch`` on
+    (``node/handover.py``): what a syncing node needs to trust a set after genesis's."""
+
+    TAG: ClassVar[int] = 6
+    WIRE = (("from_epoch", U64), ("count", U32))
+    from_epoch: int
+    count: int
+
+
+@wire
+class HandoverCertificates(Wire):
+    """Certificates of consecutive epochs from the one asked for (fewer, or none, when the
+    peer has fewer or the reply would exceed :data:`HANDOVER_REPLY_BYTES_MAX`); each is a
+    ``HandoverCertificate``'s wire bytes, decoded and checked by the receiver."""
+
+    TAG: ClassVar[int] = 7
+    WIRE = (
+        ("from_epoch", U64),
+        ("certificates", ListOf(Bytes(max_len=CERTIFICATE_BYTES_MAX), HANDOVERS_PER_REPLY_MAX)),
+    )
+    from_epoch: int
+    certificates: tuple[bytes, ...]
+
+
 STATESYNC_MESSAGE = Union(
-    (SnapshotsRequest, SnapshotOffers, ChunkRequest, ChunkResponse), "state sync message"
+    (
+        SnapshotsRequest,
+        SnapshotOffers,
+        ChunkRequest,
+        ChunkResponse,
+        HandoverRequest,
+        HandoverCertificates,
+    ),
+    "state sync message",
 )
-StateSyncMessage = SnapshotsRequest | SnapshotOffers | ChunkRequest | ChunkResponse
+StateSyncMessage = (
+    SnapshotsRequest
+    | SnapshotOffers
+    | ChunkRequest
+    | ChunkResponse
+    | HandoverRequest
+    | HandoverCertificates
+)
 
 
 def chunk_hash(chunk: bytes) -> bytes:
@@ -179,11 +227,13 @@ def offer_refusal(
     offer: SnapshotOffer,
     *,
     chain_id: str,
-    genesis_set: ValidatorSet,
+    sets: ValidatorSet | EpochSets,
     genesis_hash: bytes,
     trust: Trust,
 ) -> str:
-    """ "" if ``offer``'s root is certified (module docstring: "Trust"), else the reason."""
+    """ "" if ``offer``'s root is certified (module docstring: "Trust"), else the reason.
+    ``sets``: the sets trusted so far (genesis's, then those proven by hand-over
+    certificates); an anchor beyond them is :data:`OFFER_SET_UNKNOWN`, nobody's fault yet."""
     header, qc = offer.anchor_header, offer.anchor_qc
     if offer.entry_count > ENTRIES_MAX or offer.height == 0:
         return OFFER_MALFORMED
@@ -191,8 +241,10 @@ def offer_refusal(
         return OFFER_BAD_ANCHOR
     if qc.phase != COMMIT or qc.height != header.height or qc.block_hash != header.block_hash():
         return OFFER_BAD_ANCHOR
-    validators = verifying_set(header.height, genesis_set)
-    if validators is None or not qc_valid(qc, chain_id, validators, genesis_hash):
+    validators = verifying_set(header.height, sets)
+    if validators is None:
+        return OFFER_SET_UNKNOWN
+    if not qc_valid(qc, chain_id, validators, genesis_hash):
         return OFFER_BAD_ANCHOR
     if trust.height and (offer.height != trust.height or header.parent_hash != trust.block_hash):
         return OFFER_UNTRUSTED

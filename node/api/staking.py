@@ -19,9 +19,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from consensus.epochs import epoch_of, first_height
+from consensus.types import BlockHeader, QuorumCert
 from node.api.params import INT_MAX, InputError, parse_uint
 from node.api.recordkeys import EPOCH_SET_KIND, epoch_set_key, hand_over_height
 from node.api.units import atoms_to_decimal
+from node.storage import ProofAt, StoreError
 from state_machine.staking.engine import StakingState
 from state_machine.staking.params import STAKE_ASSET_ID
 from state_machine.staking.records import ValidatorRecord
@@ -228,6 +230,22 @@ class StakingQueries:
 # ---- routes ---------------------------------------------------------------------------------
 
 
+def stored_handover(api: Api, epoch: int) -> tuple[ProofAt, BlockHeader, QuorumCert] | None:
+    """The node's stored hand-over certificate of ``epoch`` (``node/handover_store.py``) as a
+    record proof's parts, None if it has none (worker thread)."""
+    store = api.node.handovers.store
+    try:
+        cert = None if store is None else store.get(epoch)
+    except StoreError:  # damaged: answered from the state if it is still there
+        return None
+    if cert is None:
+        return None
+    proof = ProofAt(
+        cert.height, cert.header.state_root, epoch_set_key(epoch), cert.value, cert.proof
+    )
+    return proof, cert.header, cert.commit_qc
+
+
 def _limit(request: Request, default: int = 100) -> int:
     text = request.query_params.get("limit")
     return default if text is None else parse_uint(text, "limit", 1, 1000)
@@ -256,10 +274,16 @@ def staking_routes(api: Api, wrap: Any) -> list[Route]:
         """The set of epoch e in the state after the last block of e - 2, proven, with the
         block (of epoch e - 1) and commit QC that certify that state."""
         epoch, height = sq.epoch_set_proof_target(request.path_params["epoch"])
+        ids = {"epoch": str(epoch)}
+        stored = await trio.to_thread.run_sync(stored_handover, api, epoch)
+        if stored is not None:  # kept after the state at ``height`` was pruned
+            proof, header, qc = stored
+            return JSONResponse(
+                api.queries.record_proof_json(EPOCH_SET_KIND, ids, proof, header, qc)
+            )
         key = epoch_set_key(epoch)
         proof = await trio.to_thread.run_sync(api.queries.prove_record, key, height)
         certificate = await api.certificate_of(proof.height)
-        ids = {"epoch": str(epoch)}
         return JSONResponse(api.queries.record_proof_json(EPOCH_SET_KIND, ids, proof, *certificate))
 
     handlers: list[tuple[str, str, Handler]] = [
