@@ -174,13 +174,13 @@ class HandoverKeeper:
         node, store = self.node, self.store
         if store is None:
             return
-        if node.sync_budget.admit(peer, time.monotonic()) is None:
+        budget_bytes = node.sync_budget.admit(peer, time.monotonic())
+        if budget_bytes is None:
             node.metrics.handover_served.labels(outcome="refused").inc()
             return
         count = min(request.count, HANDOVERS_PER_REPLY_MAX)
-        bytes_max = min(
-            HANDOVER_REPLY_BYTES_MAX, node.config.p2p.frame_bytes_max - FRAME_OVERHEAD_BYTES
-        )
+        frame_bytes = node.config.p2p.frame_bytes_max - FRAME_OVERHEAD_BYTES
+        bytes_max = min(HANDOVER_REPLY_BYTES_MAX, frame_bytes, budget_bytes)
         try:
             certs = await trio.to_thread.run_sync(
                 store.raw_run, request.from_epoch, count, bytes_max
