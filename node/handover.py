@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from consensus.epochs import EpochSets, epoch_of
+from consensus.epochs import MAX_KNOWN_EPOCHS, EpochSets, epoch_of
 from consensus.quorum import qc_valid
 from consensus.types import COMMIT, BlockHeader, QuorumCert
 from consensus.validators import ValidatorSet
@@ -44,6 +44,8 @@ from state_machine.merkle_state import StateProof, verify_proof
 SET_VALUE_BYTES_MAX = 64 * 1024
 # Bounds one decode: header, a QC of up to 256 signatures, a proof and the set value.
 CERTIFICATE_BYTES_MAX = 512 * 1024
+# Trusted sets a :class:`HandoverChain` keeps (the latest ones: a check needs the previous).
+SETS_KEPT = MAX_KNOWN_EPOCHS
 
 
 @wire
@@ -130,7 +132,8 @@ def handover_failures(
 
 
 class HandoverChain:
-    """The sets trusted so far, by epoch, from genesis on; extended one certificate at a time."""
+    """The sets trusted so far, by epoch, from genesis on; extended one certificate at a time.
+    Only the latest :data:`SETS_KEPT` are kept (the walk only ever needs the newest)."""
 
     def __init__(
         self,
@@ -154,7 +157,8 @@ class HandoverChain:
         return max(self.sets)
 
     def for_height(self, height: int) -> ValidatorSet | None:
-        """The trusted set that certifies ``height``, None if not reached yet."""
+        """The trusted set that certifies ``height``, None if not reached yet (or older than
+        the sets kept)."""
         return self.sets.get(self.epoch_of(height))
 
     def epoch_sets(self) -> EpochSets:
@@ -181,4 +185,6 @@ class HandoverChain:
         if validators is None:  # handover_failures checked it
             raise AssertionError("a certificate without a set passed the check")
         self.sets[epoch] = validators
+        for old in [e for e in self.sets if e < epoch - SETS_KEPT + 1]:
+            del self.sets[old]  # a walk over 100,000 epochs holds a few sets, not all
         return []

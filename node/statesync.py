@@ -17,7 +17,12 @@ checked against a light-client-verified header), with our own proof of the root:
   and its ``parent_hash`` is the hash of block ``H``. A node offers a snapshot only once it
   has block ``H + 1``.
 * **Trust.** The anchor QC is checked against the validator set that certifies ``H + 1``
-  (``consensus/follow.py``; the genesis set today). With ``trust_height``/``trust_hash`` set,
+  (``consensus/follow.py``): the genesis set for epochs 0 and 1 (and for ever without
+  staking), else the set of ``H + 1``'s epoch as proven from genesis by hand-over
+  certificates (``node/handover.py``). An offer beyond the sets trusted so far waits
+  (``offer_set_unknown``) while the certificates are fetched from peers (``HandoverRequest``,
+  ``HandoverCertificates``) and verified one epoch at a time; a certificate that does not
+  verify is a lie and its sender is penalised. With ``trust_height``/``trust_hash`` set,
   only the snapshot at exactly that height whose block hash is ``trust_hash`` is taken (an
   operator's pin from a source they trust, like CometBFT's trust options). Nothing else in an
   offer is trusted: the chunk hashes only let a bad chunk be blamed on the peer that sent it.
@@ -36,8 +41,9 @@ checked against a light-client-verified header), with our own proof of the root:
   snapshot is tried.
 
 Limits: offers kept per peer and in all, chunks per snapshot, chunk and frame sizes, one chunk
-request in flight, bounded waits; serving is metered by the same per-peer byte budget as block
-sync (``[sync]``).
+or certificate request in flight, certificates per reply (:data:`HANDOVERS_PER_REPLY_MAX`,
+:data:`HANDOVER_REPLY_BYTES_MAX`), bounded waits; serving is metered by the same per-peer byte
+budget as block sync (``[sync]``).
 """
 
 from __future__ import annotations
