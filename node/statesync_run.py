@@ -330,12 +330,14 @@ class StateSyncer:
         failures: list[str] = []
         for raw in reply.certificates:
             try:
-                failures = verified.extend(HandoverCertificate.from_wire(raw))
+                cert = HandoverCertificate.from_wire(raw)
             except DecodeError as exc:
                 failures = [f"does not decode: {exc}"]
+                break
+            failures = verified.extend(cert)
             if failures:
                 break
-            good.append(HandoverCertificate.from_wire(raw))
+            good.append(cert)
         if good:
             await trio.to_thread.run_sync(node.handovers.store_verified, good)
         if failures:

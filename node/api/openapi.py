@@ -199,7 +199,8 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
         "the active set of an epoch (a number or 'current')", {200: m.EpochSetAnswer, **ERRORS}),
     ("GET", "/v1/proofs/epoch_sets/{epoch}"): RouteDoc(
         "Merkle proof of an epoch's set (e >= 2) in the state after the last block of e - 2, "
-        "certified by a QC of the set of e - 1: one hand-over for the light client",
+        "certified by a QC of the set of e - 1: one hand-over for the light client (answered "
+        "from the node's stored hand-over certificate once that state is pruned)",
         {200: m.RecordProof, **ERRORS}),
     ("GET", "/v1/gov/proposals"): RouteDoc(
         "governance proposals, newest first", {200: m.Proposals, **ERRORS},

@@ -299,8 +299,9 @@ async def test_certificates_are_served_in_runs_within_the_limits(tmp_path: Path)
 # ---- state sync across set changes -----------------------------------------------------------
 
 
+@pytest.mark.parametrize("lie", ["forged set", "not a certificate"])
 async def test_state_sync_trusts_an_anchor_beyond_genesis_only_through_verified_hand_overs(
-    tmp_path: Path,
+    tmp_path: Path, lie: str
 ) -> None:
     async with chain_with_certificates(tmp_path / "server", StorageSettings(archive=True)) as n:
         assert n.chain is not None
@@ -344,10 +345,13 @@ async def test_state_sync_trusts_an_anchor_beyond_genesis_only_through_verified_
         sync._consider_offer(PEER_A, offer)
         sync._consider_offer(PEER_B, offer)
         assert len(sync.waiting) == 2 and sync.plan.best() is None  # OFFER_SET_UNKNOWN
-        # A lies first (epoch 4's set as epoch 2's), then B answers with the real run.
-        forged = dataclasses.replace(certs[2], value=certs[4].value)
+        # A lies first (epoch 4's set as epoch 2's, or bytes that are no certificate), then B
+        # answers with the real run.
+        forged = dataclasses.replace(certs[2], value=certs[4].value).to_wire()
+        if lie == "not a certificate":
+            forged = certs[2].to_wire()[:-1]
         wires = tuple(certs[e].to_wire() for e in range(2, LAST_EPOCH + 1))
-        sync._inbox_tx.send_nowait((PEER_A, HandoverCertificates(2, (forged.to_wire(),))))
+        sync._inbox_tx.send_nowait((PEER_A, HandoverCertificates(2, (forged,))))
         sync._inbox_tx.send_nowait((PEER_B, HandoverCertificates(2, wires)))
         await sync._fetch_handovers()
         assert sample(syncer, "perpbft_statesync_refused_total", reason=HANDOVER_FORGED) == 1
