@@ -6,8 +6,9 @@ With staking, the set that certifies a height changes every epoch (``consensus/e
 a block of epoch ``e`` is certified by the set of ``e``. The light client trusts only the
 genesis file, which fixes the sets of epochs 0 and 1. For ``e >= 2`` the set of ``e`` is
 record 0x23 (``state_machine/staking/records.py``) in the state after the last block of
-``e - 2``, height ``h = (e - 1) * L``. That state is certified by block ``h + 1``, the first
-block of ``e - 1``, whose commit QC the set of ``e - 1`` signs. So, by induction from genesis:
+``e - 2``, height ``h = (e - 1) * L`` with one epoch length ``L``. That state is certified by
+block ``h + 1``, the first block of ``e - 1``, whose commit QC the set of ``e - 1`` signs.
+So, by induction from genesis:
 
     trusted(0) = trusted(1) = genesis set
     trusted(e) = the value of key 0x23 || e, Merkle-proven against the root in the header of
@@ -22,6 +23,14 @@ honest for as long as the client relies on that set's signatures (the usual ligh
 assumption; a set that left may sign anything later, which is why the client walks forward
 from genesis and never accepts a QC of an old set for a newer height).
 
+Epoch lengths change by governance (``SetEpochLength``): the schedule is record 0x2f in the same
+state as the set (absent: the genesis length for ever), proven in the same answer. A change
+only ever starts at an epoch whose set is not handed over yet, so the proven schedule must cut
+every epoch the client already trusts as before (checked); it then says where epoch ``e``
+ends, hence the height of the next hand-over: ``h(e + 1)`` is the last block of ``e - 1``.
+The walk re-asks which epoch the target height is in after each step, with the schedule
+learned so far.
+
 Without staking (no ``staking`` genesis section) every height is certified by the genesis set
 and no hand-over is fetched. A node that no longer keeps the hand-over height (pruned, not an
 archive node) answers 404 ``height_not_provable``; the walk then fails with that message: ask
@@ -34,10 +43,11 @@ from collections.abc import Callable
 from typing import Any
 
 from cli.lightclient import ProofCheck, genesis_validator_set, verify_record_proof
-from consensus.epochs import epoch_of
+from consensus.epochs import EpochSchedule
 from consensus.validators import ValidatorSet
-from node.api.recordkeys import EPOCH_SET_KIND, epoch_set_key, hand_over_height
+from node.api.recordkeys import EPOCH_SET_KIND, epoch_set_key
 from state_machine.genesis import Genesis
+from state_machine.staking.records import SCHEDULE_KEY
 
 # A set proof per epoch is fetched; a client that is this far behind should start from a
 # checkpoint it trusts instead (not built yet), rather than make a node answer for hours.
@@ -63,8 +73,21 @@ def set_from_value(value: Any) -> ValidatorSet | None:
         return None
 
 
+def schedule_from_value(value: Any, genesis_length: int) -> EpochSchedule | None:
+    """A decoded 0x2f value as a schedule (absent: the genesis length for ever), None if it
+    is not a valid one."""
+    if value is None:
+        return EpochSchedule.constant(genesis_length)
+    try:
+        schedule = EpochSchedule.from_obj(value)
+    except (TypeError, ValueError):
+        return None
+    return schedule if schedule.genesis_length_blocks == genesis_length else None
+
+
 class TrustedSets:
-    """The validator sets this client has verified, by epoch, from genesis on."""
+    """The validator sets this client has verified, by epoch, from genesis on, and the epoch
+    schedule as far as it is proven (it cuts every trusted epoch's heights right)."""
 
     def __init__(self, genesis: Genesis, epoch_length_blocks: int | None = None) -> None:
         self.genesis = genesis
@@ -74,11 +97,17 @@ class TrustedSets:
         if length < 0:
             raise ValueError("epoch_length_blocks must be >= 0")
         self.epoch_length_blocks = length
+        self.schedule = EpochSchedule.constant(length)
         base = genesis_validator_set(genesis)
         self.sets: dict[int, ValidatorSet] = {0: base, 1: base}
 
     def epoch_of(self, height: int) -> int:
-        return epoch_of(height, self.epoch_length_blocks)
+        return self.schedule.epoch_of(height)
+
+    def hand_over_height(self, epoch: int) -> int:
+        """The height whose state first holds the set of ``epoch`` (>= 2): the last block of
+        ``epoch - 2``, cut by the trusted schedule."""
+        return self.schedule.first_height(epoch - 1) - 1
 
     def latest_epoch(self) -> int:
         return max(self.sets)
@@ -89,37 +118,52 @@ class TrustedSets:
 
     def accept(self, epoch: int, body: Any) -> ProofCheck:
         """Check the hand-over proof of ``epoch`` (the next one to trust) and, if it holds,
-        trust the set it proves."""
+        trust the set it proves and the schedule proven with it."""
         if epoch != self.latest_epoch() + 1:
             raise ValueError(f"hand-overs are followed in order; next is {self.latest_epoch() + 1}")
-        height = hand_over_height(epoch, self.epoch_length_blocks)
+        height = self.hand_over_height(epoch)
         signer = self.sets[epoch - 1]  # the set of height + 1, the certifying block's epoch
         key = epoch_set_key(epoch)
-        check = verify_record_proof(body, self.genesis, key, EPOCH_SET_KIND, height, signer)
+        check = verify_record_proof(
+            body, self.genesis, key, EPOCH_SET_KIND, height, signer, also=(SCHEDULE_KEY,)
+        )
         if not check.ok:
             return check
         validators = set_from_value(check.values.get(key.hex()))
+        schedule = schedule_from_value(
+            check.values.get(SCHEDULE_KEY.hex()), self.epoch_length_blocks
+        )
+        problem = None
         if validators is None:
+            problem = f"the state at height {height} holds no valid set for epoch {epoch}"
+        elif schedule is None:
+            problem = f"the state at height {height} holds no valid epoch schedule"
+        elif not self.schedule.agrees_through(schedule, epoch - 1):
+            problem = f"the epoch schedule at height {height} moves an epoch before {epoch}"
+        if problem is not None or validators is None or schedule is None:
             check.ok = False
-            check.failures.append(
-                f"the state at height {height} holds no valid set for epoch {epoch}"
-            )
+            check.failures.append(problem or "no set")
             return check
         self.sets[epoch] = validators
+        self.schedule = schedule
         return check
 
 
 def follow_hand_overs(trusted: TrustedSets, height: int, fetch: Callable[[int], Any]) -> list[str]:
     """Walk the hand-overs up to the set that certifies the state at ``height`` (its QC is
     in block ``height + 1``); ``fetch(e)`` returns the node's answer for epoch ``e``. Returns
-    the failures (empty: ``trusted.for_height(height + 1)`` is now known)."""
-    target = trusted.epoch_of(height + 1)
-    if target - trusted.latest_epoch() > MAX_HAND_OVERS:
-        return [f"{target} epochs to follow: more than {MAX_HAND_OVERS} hand-overs"]
-    for epoch in range(trusted.latest_epoch() + 1, target + 1):
+    the failures (empty: ``trusted.for_height(height + 1)`` is now known). The target epoch
+    is asked again after each step: a proven schedule change moves it."""
+    steps = 0
+    while trusted.epoch_of(height + 1) > trusted.latest_epoch():
+        if trusted.epoch_of(height + 1) - trusted.latest_epoch() > MAX_HAND_OVERS - steps:
+            target = trusted.epoch_of(height + 1)
+            return [f"{target} epochs to follow: more than {MAX_HAND_OVERS} hand-overs"]
+        epoch = trusted.latest_epoch() + 1
+        where = trusted.hand_over_height(epoch)
         check = trusted.accept(epoch, fetch(epoch))
+        steps += 1
         if not check.ok:
-            where = hand_over_height(epoch, trusted.epoch_length_blocks)
             prefix = f"hand-over to epoch {epoch} (state at height {where})"
             return [f"{prefix}: {failure}" for failure in check.failures]
     return []

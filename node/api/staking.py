@@ -18,13 +18,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from consensus.epochs import epoch_of, first_height
 from node.api.params import INT_MAX, InputError, parse_uint
-from node.api.recordkeys import EPOCH_SET_KIND, epoch_set_key, hand_over_height
+from node.api.queries import proofs_json
+from node.api.recordkeys import EPOCH_SET_KIND, epoch_set_key
 from node.api.units import atoms_to_decimal
 from state_machine.staking.engine import StakingState
 from state_machine.staking.params import STAKE_ASSET_ID
-from state_machine.staking.records import ValidatorRecord
+from state_machine.staking.records import SCHEDULE_KEY, ValidatorRecord
 
 if TYPE_CHECKING:
     from node.api.app import Api, Handler
@@ -59,7 +59,7 @@ class StakingQueries:
 
     def current_epoch(self, st: StakingState) -> int:
         """The epoch of the next block (the set that votes now)."""
-        return epoch_of(st.height + 1, st.params.epoch_length_blocks)
+        return st.schedule.epoch_of(st.height + 1)
 
     # ---- answers ---------------------------------------------------------------------------
 
@@ -75,6 +75,8 @@ class StakingQueries:
             "height": height,
             "current_epoch": self.current_epoch(st),
             "epoch_length_blocks": p.epoch_length_blocks,
+            "current_epoch_length_blocks": st.schedule.length_of(self.current_epoch(st)),
+            "epoch_schedule": schedule_json(st),
             "active_set_size": p.active_set_size,
             "min_self_stake": usdc(p.min_self_stake_atoms),
             "min_delegation": usdc(p.min_delegation_atoms),
@@ -84,7 +86,7 @@ class StakingQueries:
             "max_commission_bps": p.max_commission_bps,
             "max_unbondings_per_pair": p.max_unbondings_per_pair,
             "max_validators": p.max_validators,
-            "evidence_max_age_epochs": p.evidence_max_age_epochs,
+            "evidence_max_age_epochs": st.evidence_max_age_epochs,
             "stake_asset": self.queries.symbols.get(STAKE_ASSET_ID, "USDC"),
             "validators": len(st.validators),
             "bonded": usdc(bonded),
@@ -188,11 +190,10 @@ class StakingQueries:
                 f"no set of epoch {epoch} in the state (sets are kept from "
                 f"{min(st.epoch_sets)} to {max(st.epoch_sets)})",
             )
-        length = st.params.epoch_length_blocks
         return {
             "epoch": epoch,
-            "first_height": first_height(epoch, length),
-            "last_height": first_height(epoch + 1, length) - 1,
+            "first_height": st.schedule.first_height(epoch),
+            "last_height": st.schedule.last_height(epoch),
             "total_power": sum(p for _, p in record.members),
             "members": [
                 {
@@ -213,8 +214,7 @@ class StakingQueries:
             raise StakingError(
                 400, "genesis_epoch", "epochs 0 and 1 are the genesis set: nothing to prove"
             )
-        length = st.params.epoch_length_blocks
-        height = hand_over_height(epoch, length)
+        height = st.schedule.first_height(epoch - 1) - 1  # the last block of epoch - 2
         if height > st.height:
             raise StakingError(
                 404,
@@ -223,6 +223,15 @@ class StakingQueries:
                 f"{st.height}",
             )
         return epoch, height
+
+
+def schedule_json(st: StakingState) -> list[dict[str, int]]:
+    """The epoch schedule: segments of epochs of one length, the genesis one first."""
+    return [
+        {"first_epoch": seg.first_epoch, "first_height": seg.first_height,
+         "length_blocks": seg.length_blocks}
+        for seg in st.schedule.segments
+    ]  # fmt: skip
 
 
 # ---- routes ---------------------------------------------------------------------------------
@@ -254,13 +263,18 @@ def staking_routes(api: Api, wrap: Any) -> list[Route]:
 
     async def epoch_set_proof(request: Request) -> Response:
         """The set of epoch e in the state after the last block of e - 2, proven, with the
-        block (of epoch e - 1) and commit QC that certify that state."""
+        block (of epoch e - 1) and commit QC that certify that state; and the epoch schedule
+        in that state (record 0x2f, or its absence: the genesis length), which says how long
+        epoch e and the ones after it are."""
         epoch, height = sq.epoch_set_proof_target(request.path_params["epoch"])
         key = epoch_set_key(epoch)
         proof = await trio.to_thread.run_sync(api.queries.prove_record, key, height)
+        schedule = await trio.to_thread.run_sync(api.queries.prove_record, SCHEDULE_KEY, height)
         certificate = await api.certificate_of(proof.height)
         ids = {"epoch": str(epoch)}
-        return JSONResponse(api.queries.record_proof_json(EPOCH_SET_KIND, ids, proof, *certificate))
+        body = api.queries.record_proof_json(EPOCH_SET_KIND, ids, proof, *certificate)
+        body["entries"] += proofs_json([schedule], *certificate)["entries"]
+        return JSONResponse(body)
 
     handlers: list[tuple[str, str, Handler]] = [
         ("/v1/staking", "staking", params),
