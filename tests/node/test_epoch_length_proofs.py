@@ -139,3 +139,17 @@ async def test_a_forged_schedule_stops_the_walk(
             forged = await trio.to_thread.run_sync(run, forge_schedule)
             assert forged and "hand-over to epoch 2" in forged[0], forged
             assert "does not match root" in forged[0]
+
+
+def test_gov_propose_reads_an_epoch_length_file(tmp_path: Path) -> None:
+    from cli.errors import CliError
+    from cli.gov_cmd import content_from_json, read_proposal_file
+
+    path = tmp_path / "p.json"
+    catalogue: dict[str, Any] = {"markets": [], "parameters": {}}
+    path.write_text('{"kind": "epoch_length", "length_blocks": 1200}')
+    assert content_from_json(read_proposal_file(path), catalogue) == SetEpochLength(1200)
+    for bad in ("0", "-3", "1.5", '"600"', "true", str(1 << 32), "null"):
+        path.write_text('{"kind": "epoch_length", "length_blocks": ' + bad + "}")
+        with pytest.raises(CliError, match="length_blocks"):
+            content_from_json(read_proposal_file(path), catalogue)
