@@ -66,6 +66,9 @@ STAKING_RECORD_KINDS = (
         "an epoch's active validator set",
     ),
     RecordKind("staking_meta", b"\x25\x25", (), "staking meta: next unbonding id, burnt stake"),
+    RecordKind(
+        "epoch_schedule", b"\x2f\x2f", (), "the epoch schedule (absent: the genesis length)"
+    ),
 )
 
 EPOCH_SET_KIND = "epoch_set"
