@@ -130,3 +130,18 @@ def test_a_passed_change_rechecked_at_execution() -> None:
     assert h.state.gov.proposals[pid].status == "executed"
     assert staking(h).schedule.segments[-1].length_blocks == UNBONDING
     h.check_stored()
+
+
+def test_longer_epochs_never_shorten_the_evidence_window() -> None:
+    """Evidence stays acceptable for the unbonding period counted in the shortest epochs the
+    chain had: after 4-block epochs become 8-block ones, still 40 // 4 epochs back."""
+    h = staking_harness()
+    assert staking(h).evidence_max_age_epochs == UNBONDING // LENGTH
+    h.pass_proposal(SetEpochLength(2 * LENGTH))
+    starts = staking(h).schedule.segments[-1].first_height
+    h.idle(starts + 2 * LENGTH - h.height)  # the 8-block epochs are in force
+    assert staking(h).schedule.length_of(staking(h).schedule.epoch_of(h.height)) == 2 * LENGTH
+    assert staking(h).evidence_max_age_epochs == UNBONDING // LENGTH
+    h.pass_proposal(SetEpochLength(LENGTH // 2))
+    assert staking(h).evidence_max_age_epochs == UNBONDING // (LENGTH // 2)
+    h.check_stored()
