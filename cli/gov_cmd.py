@@ -15,7 +15,9 @@ A proposal is described by a JSON file (docs/OPERATIONS.md, "Listing a market"),
   "maker_fee_ppm": 200}, ...]}``: the fee tiers by 14-day volume (an empty list: market fees);
 * ``{"kind": "change_parameters", "set": {"vault_loss_limit_ppm": 150000}}``: the
   exchange-wide parameters in force (``parameters`` in ``GET /v1/markets``) with these
-  fields replaced.
+  fields replaced;
+* ``{"kind": "epoch_length", "length_blocks": 1200}``: blocks per epoch from the first epoch
+  whose validator set is not fixed yet when it runs (``epoch_schedule`` in ``GET /v1/staking``).
 
 The command signs with ``--key`` (a validator operator's key: only voters may propose and
 vote), waits for the commit and prints the result; ``--json`` prints one JSON object. Exit
@@ -54,6 +56,7 @@ from state_machine.governance.content import (
     DelistPerp,
     ListAsset,
     ListMarket,
+    SetEpochLength,
     SetFeeTiers,
     SetMarketControls,
     SetMarketState,
@@ -163,14 +166,23 @@ def content_from_json(data: dict[str, Any], catalogue: dict[str, Any]) -> Conten
             return ChangeParameters(wire_from_json(merged, Parameters, "parameters"))
         if kind == "fee_tiers":
             return SetFeeTiers(fee_tiers_from_json(data.get("tiers")))
+        if kind == "epoch_length":
+            return SetEpochLength(epoch_length_from_json(data.get("length_blocks")))
     except GenesisError as exc:
         raise CliError(f"invalid proposal: {exc}") from None
     except (TypeError, ValueError) as exc:
         raise CliError(f"invalid proposal: {exc}") from None
     raise CliError(
         f"unknown kind {kind!r}: change_market, market_controls, market_state, list_asset, "
-        "list_market, delist_perp, change_parameters or fee_tiers"
+        "list_market, delist_perp, change_parameters, fee_tiers or epoch_length"
     )
+
+
+def epoch_length_from_json(value: Any) -> int:
+    """A whole number of blocks that fits the proposal (the chain checks its bounds)."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 1 << 32:
+        raise CliError('"length_blocks" must be a positive whole number of blocks')
+    return value
 
 
 def fee_tiers_from_json(tiers: Any) -> tuple[FeeTier, ...]:

@@ -3,10 +3,11 @@
 The certificate of epoch ``e`` (``node/handover.py``) joins two things the node has at two
 different commits:
 
-* committing block ``h = (e - 1) * L`` (the last of epoch ``e - 2``) writes the set of ``e``
-  (record 0x23 || e); right after that commit the state at ``h`` is the latest, whose proofs
-  any node can make whatever its ``proof_history_heights``: the proof is taken then and held
-  (:attr:`HandoverKeeper.pending`, one per epoch end);
+* committing block ``h`` (the last of epoch ``e - 2``, as the epoch schedule cuts it) writes
+  the set of ``e`` (record 0x23 || e) next to the schedule (record 0x2f, absent until
+  governance first changes the length); right after that commit the state at ``h`` is the
+  latest, whose proofs any node can make whatever its ``proof_history_heights``: the proofs of
+  both are taken then and held (:attr:`HandoverKeeper.pending`, one per epoch end);
 * committing block ``h + 1`` stores it with its commit QC (a block is committed together with
   the QC that commits it), whose header carries the root after ``h``: the certificate is then
   complete and written to ``handovers.lmdb`` (``node/handover_store.py``).
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from consensus.epochs import epoch_of, is_epoch_end
+from consensus.epochs import EpochSchedule
 from consensus.types import BlockHeader, QuorumCert
 from node.api.recordkeys import epoch_set_key, hand_over_height
 from node.handover import HandoverCertificate
@@ -45,6 +46,8 @@ from node.statesync import (
 )
 from node.statesync_run import CHANNEL_STATESYNC, FRAME_OVERHEAD_BYTES
 from node.storage import ProofAt, ProofHeightError, StoreError
+from node.validator_sets import state_schedule
+from state_machine.staking.records import SCHEDULE_KEY
 
 if TYPE_CHECKING:
     from node.chain import Chain
@@ -61,11 +64,8 @@ class HandoverKeeper:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.store: HandoverStore | None = None
-        self.pending: dict[int, ProofAt] = {}  # epoch -> proof of its set at the epoch end
-
-    @property
-    def epoch_length_blocks(self) -> int:
-        return self.node.sets.epoch_length_blocks
+        # epoch -> proofs of its set and of the schedule at the epoch end
+        self.pending: dict[int, tuple[ProofAt, ProofAt]] = {}
 
     def open(self) -> None:
         """Open ``handovers.lmdb`` (blocking)."""
@@ -86,39 +86,47 @@ class HandoverKeeper:
 
     async def after_commit(self, chain: Chain, header: BlockHeader, qc: QuorumCert) -> None:
         """Called after each committed block is stored (module docstring)."""
-        length = self.epoch_length_blocks
-        if self.store is None or length == 0:
+        # The schedule in our own latest state cuts every epoch up to the one after the
+        # latest's right (a change starts two epochs after the one it executed in).
+        schedule = state_schedule(chain.state)
+        if self.store is None or not schedule.has_epochs:
             return
         height = header.height
-        if is_epoch_end(height, length):
-            await trio.to_thread.run_sync(self._prove_pending, chain, height)
-        if height > 1 and is_epoch_end(height - 1, length):
-            await trio.to_thread.run_sync(self._complete, chain, header, qc)
+        if schedule.is_epoch_end(height):
+            await trio.to_thread.run_sync(self._prove_pending, chain, schedule, height)
+        if height > 1 and schedule.is_epoch_end(height - 1):
+            await trio.to_thread.run_sync(self._complete, chain, schedule, header, qc)
 
-    def _prove_pending(self, chain: Chain, height: int) -> None:
-        """At an epoch end: prove the set it wrote, at the latest height (blocking)."""
-        epoch = epoch_of(height, self.epoch_length_blocks) + 2
-        proof = chain.store.prove_many([epoch_set_key(epoch)])[0]
+    def _prove_pending(self, chain: Chain, schedule: EpochSchedule, height: int) -> None:
+        """At an epoch end: prove the set it wrote and the schedule next to it, at the
+        latest height (blocking)."""
+        epoch = schedule.epoch_of(height) + 2
+        proof, sched = chain.store.prove_many([epoch_set_key(epoch), SCHEDULE_KEY])
         if proof.height == height and proof.value is not None:
-            self.pending = {epoch: proof}  # the one epoch end not completed yet
+            self.pending = {epoch: (proof, sched)}  # the one epoch end not completed yet
 
-    def _complete(self, chain: Chain, header: BlockHeader, qc: QuorumCert) -> None:
+    def _complete(
+        self, chain: Chain, schedule: EpochSchedule, header: BlockHeader, qc: QuorumCert
+    ) -> None:
         """Block ``h + 1`` of an epoch end ``h`` is stored: the certificate is complete."""
-        epoch = epoch_of(header.height - 1, self.epoch_length_blocks) + 2
-        proof = self.pending.pop(epoch, None) or self._prove_at(chain, epoch)
-        cert = None if proof is None else certificate_of(epoch, header, qc, proof)
+        epoch = schedule.epoch_of(header.height - 1) + 2
+        proofs = self.pending.pop(epoch, None) or self._prove_at(chain, schedule, epoch)
+        cert = None if proofs is None else certificate_of(epoch, header, qc, *proofs)
         if cert is None:
             self.node.metrics.handover_unbuilt.inc()
             log.warning("handover_not_built", extra=fields(epoch=epoch, height=header.height))
             return
         self._put([cert], "commit")
 
-    def _prove_at(self, chain: Chain, epoch: int) -> ProofAt | None:
-        height = hand_over_height(epoch, self.epoch_length_blocks)
+    def _prove_at(
+        self, chain: Chain, schedule: EpochSchedule, epoch: int
+    ) -> tuple[ProofAt, ProofAt] | None:
+        height = hand_over_height(epoch, schedule)
         try:
-            return chain.store.prove_many([epoch_set_key(epoch)], height)[0]
+            proof, sched = chain.store.prove_many([epoch_set_key(epoch), SCHEDULE_KEY], height)
         except ProofHeightError:
             return None
+        return proof, sched
 
     def _put(self, certs: list[HandoverCertificate], source: str) -> None:
         store = self.store
@@ -140,17 +148,17 @@ class HandoverKeeper:
         """At start (blocking): the pending proof of a tip that ends an epoch, then every
         missing certificate whose block and state the store still has, newest first, down to
         the first it cannot build. Returns how many were built."""
-        length, store, tip = self.epoch_length_blocks, self.store, chain.height
-        if store is None or length == 0 or tip == 0:
+        schedule, store, tip = state_schedule(chain.state), self.store, chain.height
+        if store is None or not schedule.has_epochs or tip == 0:
             return 0
-        if is_epoch_end(tip, length):
-            self._prove_pending(chain, tip)
+        if schedule.is_epoch_end(tip):
+            self._prove_pending(chain, schedule, tip)
         built: list[HandoverCertificate] = []
         total = 0
-        for epoch in range((tip - 1) // length + 1, 1, -1):  # hand-over block <= tip
+        for epoch in range(schedule.epoch_of(tip) + 1, 1, -1):  # hand-over block <= tip
             if store.has(epoch):
                 continue
-            cert = self._build_from_store(chain, epoch)
+            cert = self._build_from_store(chain, schedule, epoch)
             if cert is None:
                 break
             built.append(cert)
@@ -160,12 +168,14 @@ class HandoverKeeper:
         self._put(built, "backfill")
         return total + len(built)
 
-    def _build_from_store(self, chain: Chain, epoch: int) -> HandoverCertificate | None:
-        entry = chain.committed_block(hand_over_height(epoch, self.epoch_length_blocks) + 1)
-        proof = None if entry is None else self._prove_at(chain, epoch)
-        if entry is None or proof is None:
+    def _build_from_store(
+        self, chain: Chain, schedule: EpochSchedule, epoch: int
+    ) -> HandoverCertificate | None:
+        entry = chain.committed_block(hand_over_height(epoch, schedule) + 1)
+        proofs = None if entry is None else self._prove_at(chain, schedule, epoch)
+        if entry is None or proofs is None:
             return None
-        return certificate_of(epoch, entry.block.header, entry.commit_qc, proof)
+        return certificate_of(epoch, entry.block.header, entry.commit_qc, *proofs)
 
     # ---- serving -----------------------------------------------------------------------------
 
@@ -195,12 +205,14 @@ class HandoverKeeper:
 
 
 def certificate_of(
-    epoch: int, header: BlockHeader, qc: QuorumCert, proof: ProofAt
+    epoch: int, header: BlockHeader, qc: QuorumCert, proof: ProofAt, schedule: ProofAt
 ) -> HandoverCertificate | None:
-    """The certificate from its parts, None if the proof is not of the state the header
-    certifies or proves no set (the state machine wrote none: a bug reported by the caller)."""
+    """The certificate from its parts, None if the proofs are not of the state the header
+    certifies or prove no set (the state machine wrote none: a bug reported by the caller)."""
     if proof.value is None or proof.state_root != header.state_root:
         return None
-    if proof.height != header.height - 1:
+    if proof.height != header.height - 1 or schedule.state_root != proof.state_root:
         return None
-    return HandoverCertificate(epoch, header, qc, proof.value, proof.proof)
+    return HandoverCertificate(
+        epoch, header, qc, proof.value, proof.proof, schedule.value, schedule.proof
+    )

@@ -46,7 +46,7 @@ import lmdb
 import trio
 
 from consensus.config import ConsensusConfig
-from consensus.epochs import EpochSets, is_epoch_end
+from consensus.epochs import EpochSets
 from consensus.events import (
     Action,
     BlockExecuted,
@@ -119,6 +119,7 @@ from node.validator_sets import (
     next_set_after,
     sets_from_genesis,
     sets_from_state,
+    state_schedule,
 )
 from p2p.manager import PeerManager
 from state_machine.codec import MAX_MESSAGE_BYTES, Bytes, DecodeError, ListOf, encode
@@ -1028,21 +1029,22 @@ class Node:
         )
         self._after_execution(executed)
         next_set = next_set_after(chain.state, block.height)
-        if next_set is not None:
-            epoch = self.sets.epoch_of(block.height) + 2
+        schedule = None
+        if next_set is not None:  # an epoch end: the set of e + 2 and the schedule after it
+            schedule = state_schedule(chain.state)
+            epoch = schedule.epoch_of(block.height) + 2
             if self.replica is None:
-                self.sets.add(epoch, next_set)  # a full node
+                self.sets.add(epoch, next_set, schedule)  # a full node
             else:  # the replica adds it to the same EpochSets when it takes BlockExecuted
-                self.node_sets.learned(epoch, next_set)
-        if is_epoch_end(block.height, self.sets.epoch_length_blocks):
+                self.node_sets.learned(epoch, next_set, schedule)
             self._after_epoch_end(block.height)
         await self.handovers.after_commit(chain, block.header, qc)
-        return BlockExecuted(executed.height, executed.block_hash, root, next_set)
+        return BlockExecuted(executed.height, executed.block_hash, root, next_set, schedule)
 
     def _after_epoch_end(self, height: int) -> None:
         """The epoch turned: p2p pins the sets of the epoch starting and of the next one."""
         self._update_pinning()
-        epoch = self.sets.epoch_of(height + 1)
+        epoch = self.node_sets.current_epoch(height)
         log.info(
             "epoch_started",
             extra=fields(

@@ -294,17 +294,21 @@ class StateSyncer:
         anchor (the one after, so this node can serve it too), asking the offering peers first,
         then every other; then look at the waiting offers again."""
         verified = self.verified
-        required = max(verified.epoch_of(o.anchor_header.height) for o in self.waiting.values())
+
+        def needed() -> int:  # asked again after each reply: a proven schedule moves epochs
+            return max(verified.epoch_of(o.anchor_header.height) for o in self.waiting.values())
+
         offering = list(dict.fromkeys(peer for peer, _ in self.waiting))
         peers = self.node.peers
         others = [] if peers is None else [p for p in peers.connected_peers() if p not in offering]
         for peer in offering + others:
-            while verified.latest_epoch() <= required and await self._handovers_from(
-                peer, required + 1
+            while verified.latest_epoch() <= needed() and await self._handovers_from(
+                peer, needed() + 1
             ):
                 pass
-            if verified.latest_epoch() > required:
+            if verified.latest_epoch() > needed():
                 break
+        required = needed()
         log.info(
             "statesync_handovers",
             extra=fields(verified_epoch=verified.latest_epoch(), needed_epoch=required),

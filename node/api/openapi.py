@@ -155,8 +155,8 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
     ("GET", "/v1/proofs/records/{kind}"): RouteDoc(
         "Merkle proof of one state record of any kind (balance, position, order, market, "
         "oracle, nonces, fees, vault, asset, withdrawal, trigger, meta, validator, delegation, "
-        "unbonding, epoch_set, staking_meta, volume, subaccounts, subaccount, agent, fee_tiers, "
-        "twap, tpsl, good_til) named by its ids, "
+        "unbonding, epoch_set, staking_meta, epoch_schedule, volume, subaccounts, subaccount, "
+        "agent, fee_tiers, twap, tpsl, good_til) named by its ids, "
         "oracle, nonces, fees, vault, asset, withdrawal, trigger, meta, bridge_key, "
         "bridge_deposit, bridge_withdrawal) named by its ids, "
         "with the certifying header and QC",

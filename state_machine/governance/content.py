@@ -149,6 +149,16 @@ class SetFeeTiers(Wire):
     tiers: tuple[FeeTier, ...]
 
 
+@wire
+class SetEpochLength(Wire):
+    """Blocks per epoch from the first epoch whose validator set is not fixed yet (the epoch
+    after next when it runs); validated in ``governance/epochlength.py``."""
+
+    TAG: ClassVar[int] = 11
+    WIRE = (("length_blocks", U32),)
+    length_blocks: int
+
+
 Content = (
     ChangeMarket
     | SetMarketControls
@@ -158,6 +168,7 @@ Content = (
     | DelistPerp
     | ChangeParameters
     | SetFeeTiers
+    | SetEpochLength
 )
 CONTENT = Union(
     (
@@ -169,6 +180,7 @@ CONTENT = Union(
         DelistPerp,
         ChangeParameters,
         SetFeeTiers,
+        SetEpochLength,
     ),
     "proposal content",
 )
@@ -181,6 +193,7 @@ CONTENT_KINDS = {
     DelistPerp: "delist_perp",
     ChangeParameters: "change_parameters",
     SetFeeTiers: "fee_tiers",
+    SetEpochLength: "epoch_length",
 }
 
 

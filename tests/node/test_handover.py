@@ -20,6 +20,7 @@ import pytest
 
 from cli.handover import TrustedSets, follow_hand_overs
 from cli.lightclient import genesis_validator_set, verify_account_proof
+from consensus.epochs import EpochSchedule
 from consensus.types import COMMIT, QCSignature, QuorumCert, genesis_block
 from consensus.validators import ValidatorSet
 from consensus.verify import sign_vote
@@ -43,6 +44,7 @@ from node.statesync import (
 from node.storage import ProofHeightError
 from p2p.manager import PeerManager
 from state_machine.crypto import Keypair
+from state_machine.staking.records import SCHEDULE_KEY
 from tests.node.staking_chain import (
     ALICE_CONSENSUS,
     BOB_CONSENSUS,
@@ -159,10 +161,12 @@ async def test_forged_certificates_are_refused_and_nothing_after_them_is_trusted
         # a valid QC and a valid Merkle proof, at the wrong height.
         late = n.chain.committed_block(8)
         assert late is not None
-        proof = n.chain.store.prove_many([b"\x23" + (3).to_bytes(8, "big")], 7)[0]
+        proof, sched = n.chain.store.prove_many(
+            [b"\x23" + (3).to_bytes(8, "big"), SCHEDULE_KEY], 7
+        )
         assert proof.value is not None
         wrong_height = HandoverCertificate(
-            3, late.block.header, late.commit_qc, proof.value, proof.proof
+            3, late.block.header, late.commit_qc, proof.value, proof.proof, None, sched.proof
         )
     good = certs[3]
     forgeries = {
@@ -195,7 +199,7 @@ async def test_forged_certificates_are_refused_and_nothing_after_them_is_trusted
     assert handover_failures(
         good,
         epoch=1,
-        epoch_length_blocks=EPOCH_BLOCKS,
+        schedule=EpochSchedule.constant(EPOCH_BLOCKS),
         signers=genesis_validator_set(GENESIS),
         chain_id=GENESIS.chain_id,
         genesis_hash=GENESIS_HASH,
