@@ -152,7 +152,10 @@ def _entries_of(
     (its value, or None with a proof of its absence), in that order."""
     entries = body.get("entries")
     if not isinstance(entries, list) or len(entries) != 2:
-        failures.append("answer does not hold exactly two entries (the set, the epoch schedule)")
+        failures.append(
+            f"answer does not hold exactly two entries: the set (key {epoch_set_key(epoch).hex()})"
+            f" and the epoch schedule (key {SCHEDULE_KEY.hex()}, its value or its absence)"
+        )
         return None
     validators = _entry_proof(entries[0], epoch_set_key(epoch), failures)
     schedule = _entry_proof(entries[1], SCHEDULE_KEY, failures)

@@ -179,7 +179,7 @@ def _schedule_failures(
     if not verify_proof(root, SCHEDULE_KEY, cert.schedule_value, cert.schedule_proof):
         return [
             f"Merkle proof of the {state} of key {SCHEDULE_KEY.hex()} (the epoch schedule) "
-            "does not match the root the header carries"
+            f"does not match root {root.hex()}, the one the header carries"
         ]
     proven = proven_schedule(cert, schedule.genesis_length_blocks)
     if proven is None:
