@@ -21,6 +21,8 @@ A proposal is described by a JSON file (docs/OPERATIONS.md, "Listing a market"),
 * ``{"kind": "block_limits", "max_block_txs": 2000}``: block limits from a few blocks after
   execution; omitted fields keep the chain's limits in force (``block_limits`` in
   ``GET /v1/status``; before any governed one, the answering node's configured ones).
+* ``{"kind": "epoch_length", "length_blocks": 1200}``: blocks per epoch from the first epoch
+  whose validator set is not fixed yet when it runs (``epoch_schedule`` in ``GET /v1/staking``).
 
 The command signs with ``--key`` (a validator operator's key: only voters may propose and
 vote), waits for the commit and prints the result; ``--json`` prints one JSON object. Exit
@@ -60,6 +62,7 @@ from state_machine.governance.content import (
     ListAsset,
     ListMarket,
     SetBlockLimits,
+    SetEpochLength,
     SetFeeTiers,
     SetMarketControls,
     SetMarketState,
@@ -178,14 +181,16 @@ def content_from_json(
             return staking_params_from_json(data, (chain or {}).get("staking", {}))
         if kind == "block_limits":
             return block_limits_from_json(data, (chain or {}).get("status", {}))
+        if kind == "epoch_length":
+            return SetEpochLength(epoch_length_from_json(data.get("length_blocks")))
     except GenesisError as exc:
         raise CliError(f"invalid proposal: {exc}") from None
     except (TypeError, ValueError) as exc:
         raise CliError(f"invalid proposal: {exc}") from None
     raise CliError(
         f"unknown kind {kind!r}: change_market, market_controls, market_state, list_asset, "
-        "list_market, delist_perp, change_parameters, fee_tiers, staking_params or "
-        "block_limits"
+        "list_market, delist_perp, change_parameters, fee_tiers, staking_params, "
+        "block_limits or epoch_length"
     )
 
 
@@ -219,6 +224,13 @@ def block_limits_from_json(data: dict[str, Any], status: dict[str, Any]) -> SetB
         raise CliError(f"block_limits: give {', '.join(missing)}")
     content: SetBlockLimits = wire_from_json(fields, SetBlockLimits, "block_limits")
     return content
+
+
+def epoch_length_from_json(value: Any) -> int:
+    """A whole number of blocks that fits the proposal (the chain checks its bounds)."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 1 << 32:
+        raise CliError('"length_blocks" must be a positive whole number of blocks')
+    return value
 
 
 def fee_tiers_from_json(tiers: Any) -> tuple[FeeTier, ...]:

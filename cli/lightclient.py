@@ -270,10 +270,12 @@ def verify_record_proof(
     kind: str,
     expected_height: int | None = None,
     validators: ValidatorSet | None = None,
+    also: tuple[bytes, ...] = (),
 ) -> ProofCheck:
     """Check an answer of ``GET /v1/proofs/records/{kind}`` for the state key ``key``, which
     the caller derived itself from the ids it asked for (``node.api.recordkeys``), so a proof
-    of another record does not pass. Same steps as an account's, with that one key."""
+    of another record does not pass. Same steps as an account's, with that one key (and the
+    keys ``also``, proven in the same state)."""
     failures: list[str] = []
     if not isinstance(body, dict):
         return ProofCheck(False, 0, "", ["answer is not a JSON object"], {})
@@ -286,6 +288,7 @@ def verify_record_proof(
     if root is None or len(root) != 32:
         failures.append("state_root is not 32 bytes")
         return ProofCheck(False, height, str(body.get("state_root")), failures, {})
-    values = _check_entries(body, {key.hex()}, f"this {kind} record", root, failures)
+    expected = {key.hex(), *(k.hex() for k in also)}
+    values = _check_entries(body, expected, f"this {kind} record", root, failures)
     _check_certificate(body, genesis, height, root, failures, validators)
     return ProofCheck(not failures, height, root.hex(), failures, values)

@@ -135,6 +135,7 @@ def certifying_set(
                 ) from None
 
         failures = follow_hand_overs(trusted, height, fetch)
+    epoch = trusted.epoch_of(height + 1)  # with the epoch lengths proven on the way
     phrase = f"the set of epoch {epoch} (followed from genesis over {epoch - 1} hand-overs)"
     return trusted.for_height(height + 1), phrase, failures
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 
+from consensus.epochs import EpochSchedule
 from consensus.types import Block, Evidence, Message, QuorumCert, SafetyData
 from consensus.validators import ValidatorSet
 
@@ -59,12 +60,15 @@ class BlockExecuted:
     ``next_set``: with epochs, on the last block of epoch e, the set of epoch e + 2 as the
     state machine computed it from the state after this block; None for every other block.
     ``block_limits``: the block limits the state after this block schedules, as
-    (from_height, max_block_txs, max_block_bytes) (consensus/block_limits.py)."""
+    (from_height, max_block_txs, max_block_bytes) (consensus/block_limits.py).
+    ``schedule``: with ``next_set``, the epoch schedule in the state after this block (None:
+    unchanged); a governance change of the epoch length is handed over with it."""
 
     height: int
     block_hash: bytes
     state_root: bytes
     next_set: ValidatorSet | None = None
+    schedule: EpochSchedule | None = None
     block_limits: tuple[tuple[int, int, int], ...] = ()
 
 

@@ -84,6 +84,19 @@ change at all:
    QC needs an honest voter that executed, so committed, B first. With the rule, the
    induction on views goes through height by height as with one set.
 
+Epoch-length changes (governance ``SetEpochLength``) are handed over like sets. Executing a
+change in epoch ``e`` makes epochs ``e + 2`` on (the first whose set is not fixed yet) the new
+length; the schedule in the state after the last block of ``e`` goes to the replica in that
+block's ``BlockExecuted`` together with the set of ``e + 2``, and :meth:`EpochSets.add` checks
+that it cuts every epoch up to ``e + 1`` as before. So at any moment a replica's schedule and
+every honest replica's schedule cut the heights of all *known* epochs identically (both are
+functions of the same committed prefix, by the induction of fact 1), and a height past the last
+known epoch maps, under the old schedule or the new one, to an epoch whose set is not known,
+for which the replica decides nothing (it waits, syncs). A length change therefore never makes
+two honest replicas pick different sets for one height, which is all facts 1 and 2 use: it is
+as safe as a set change. The ``epoch_length`` simulator scenario changes lengths (down to one
+block) on top of the set changes of ``epochs``.
+
 The simulator's ``epochs`` scenario changes the set every few epochs (members added, removed,
 jailed, the stake majority moving) under all the other faults; a replica with the hand-over
 rule disabled (``tests/sim/mutants.py``) is caught by its safety checker.
@@ -102,7 +115,7 @@ from collections.abc import Callable, Sequence
 from consensus.block_limits import BlockLimits
 from consensus.check import ConsensusInvariantError, check
 from consensus.config import ConsensusConfig
-from consensus.epochs import EpochSets, is_epoch_end
+from consensus.epochs import EpochSets
 from consensus.events import (
     Action,
     BlockExecuted,
@@ -212,8 +225,9 @@ class Replica:
       :class:`PersistSafety` must be durable before any later action of the list is carried out.
     * ``RequestPayload`` -> later ``PayloadAvailable`` with transactions from the mempool.
     * ``Execute`` -> execute the block, store block + commit QC + state in one write, then feed
-      ``BlockExecuted(height, hash, state_root, next_set)``; ``next_set`` is the set of epoch
-      ``e + 2`` when the block is the last of epoch ``e`` (with epochs), else None. Until then
+      ``BlockExecuted(height, hash, state_root, next_set, schedule)``; ``next_set`` is the set
+      of epoch ``e + 2`` when the block is the last of epoch ``e`` (with epochs), else None;
+      ``schedule`` the epoch schedule after that block (None: unchanged). Until then
       the replica cannot propose or vote on the next height (its header must carry that root).
       ``BlockExecuted.block_limits`` reports the block limits the chain scheduled
       (consensus/block_limits.py); after a restart, pass them to :meth:`learn_block_limits`.
@@ -967,15 +981,19 @@ class Replica:
         self.block_limits.forget_before(self.committed_height + 1)
 
     def _learn_next_set(self, event: BlockExecuted) -> None:
-        """The last block of epoch e fixed the set of epoch e + 2. A catch-up that stopped at
-        a height whose set we lacked resumes from where it stopped."""
-        length = self.sets.epoch_length_blocks
-        if not is_epoch_end(event.height, length):
-            check(event.next_set is None, f"a set reported for block {event.height}: no epoch end")
+        """The last block of epoch e fixed the set of epoch e + 2 (and, if governance changed
+        it, the schedule from epoch e + 2 on). A catch-up that stopped at a height whose set we
+        lacked resumes from where it stopped."""
+        if not self.sets.is_epoch_end(event.height):
+            check(
+                event.next_set is None and event.schedule is None,
+                f"a set or schedule reported for block {event.height}: no epoch end",
+            )
             return
         if event.next_set is None:
             raise ConsensusInvariantError(f"block {event.height} ends an epoch: no next set")
-        added = self.sets.add(self.sets.epoch_of(event.height) + 2, event.next_set)
+        epoch = self.sets.epoch_of(event.height) + 2
+        added = self.sets.add(epoch, event.next_set, event.schedule)
         if added and self._sync_peer is not None and self._sync_target > self.committed_height:
             self._sync_requested = None
             self._request_sync(self._sync_peer, self._sync_target)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 from collections import OrderedDict
 
-from consensus.epochs import EpochSets, epoch_of
+from consensus.epochs import EpochSchedule, EpochSets
 from consensus.types import Evidence, ProposalEquivocation, VoteEquivocation
 from consensus.validators import ValidatorSet
 from consensus.verify import evidence_valid
@@ -44,12 +44,12 @@ def offender_and_view(evidence: Evidence) -> tuple[bytes, int]:
     raise TypeError(f"not evidence: {type(evidence).__name__}")
 
 
-def evidence_epoch(evidence: Evidence, epoch_length_blocks: int, current_epoch: int) -> int:
+def evidence_epoch(evidence: Evidence, schedule: EpochSchedule, current_epoch: int) -> int:
     """The epoch whose set must have held the offender: a vote names its height; a proposal
     signature does not, so it is taken to be of the epoch we are in (evidence is reported
     and gossiped the moment it is seen)."""
     if isinstance(evidence, VoteEquivocation):
-        return epoch_of(evidence.vote_a.height, epoch_length_blocks)
+        return schedule.epoch_of(evidence.vote_a.height)
     return current_epoch
 
 
@@ -84,7 +84,7 @@ class EvidenceBook:
         pair = offender_and_view(evidence)
         if pair in self._proven:
             return EvidenceVerdict.DUPLICATE
-        epoch = evidence_epoch(evidence, self.sets.epoch_length_blocks, current_epoch)
+        epoch = evidence_epoch(evidence, self.sets.schedule, current_epoch)
         validators = self.sets.for_epoch(epoch)
         if validators is None:
             return EvidenceVerdict.UNKNOWN_EPOCH

@@ -69,7 +69,7 @@ class EvidenceSubmitter:
         if self._in_flight >= SUBMISSIONS_IN_FLIGHT_MAX:
             self.node.metrics.evidence_ignored.labels(reason="submissions_busy").inc()
             return False
-        epoch = evidence_epoch(evidence, self.node.sets.epoch_length_blocks, current_epoch)
+        epoch = evidence_epoch(evidence, self.node.sets.schedule, current_epoch)
         self._in_flight += 1
         nursery.start_soon(self._submit, SubmitEvidence(epoch, evidence))
         return True

@@ -232,6 +232,7 @@ class Metrics:
         register_process_metrics(r)
         self._init_follow_metrics(r)
         self._init_statesync_metrics(r)
+        self._init_handover_metrics(r)
         self.disk_free_bytes = Gauge(
             "perpbft_disk_free_bytes",
             "Free bytes on the data dir's file system (sampled every few seconds)",
@@ -328,6 +329,31 @@ class Metrics:
         self.snapshot_chunks_served = Counter(
             "perpbft_snapshot_chunks_served",
             "Snapshot chunks served to peers, by outcome (served, missing, refused)",
+            ["outcome"],
+            registry=r,
+        )
+
+    def _init_handover_metrics(self, r: CollectorRegistry) -> None:
+        """Hand-over certificates kept and served (node/handover_run.py)."""
+        self.handover_certificates = Gauge(
+            "perpbft_handover_certificates",
+            "Hand-over certificates (one per epoch) in the node's handovers.lmdb",
+            registry=r,
+        )
+        self.handover_stored = Counter(
+            "perpbft_handover_stored",
+            "Hand-over certificates stored, by source (commit, backfill, peer)",
+            ["source"],
+            registry=r,
+        )
+        self.handover_unbuilt = Counter(
+            "perpbft_handover_unbuilt",
+            "Epochs whose hand-over certificate could not be built (the state was gone)",
+            registry=r,
+        )
+        self.handover_served = Counter(
+            "perpbft_handover_served",
+            "Hand-over certificate requests from peers, by outcome (served, empty, refused)",
             ["outcome"],
             registry=r,
         )

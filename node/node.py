@@ -47,7 +47,7 @@ import lmdb
 import trio
 
 from consensus.config import ConsensusConfig
-from consensus.epochs import EpochSets, is_epoch_end
+from consensus.epochs import EpochSets
 from consensus.events import (
     Action,
     BlockExecuted,
@@ -104,6 +104,7 @@ from node.evidence_submit import EvidenceSubmitter
 from node.fatal import NodeFatal, state_diverged, storage_failure
 from node.follower import FollowPlan
 from node.gossip import TX_GOSSIP, GossipOutbox
+from node.handover_run import HandoverKeeper
 from node.logs import fields, get_logger
 from node.mempool import Admit, Mempool, MempoolLimits, Prepared
 from node.metrics import Metrics
@@ -121,6 +122,7 @@ from node.validator_sets import (
     next_set_after,
     sets_from_genesis,
     sets_from_state,
+    state_schedule,
 )
 from p2p.manager import PeerManager
 from state_machine.codec import MAX_MESSAGE_BYTES, DecodeError, encode
@@ -264,6 +266,7 @@ class Node:
         self.p2p_listen_port = 0
         self.ready = trio.Event()
         self.statesync = StateSyncer(self)
+        self.handovers = HandoverKeeper(self)
         self._consensus_config: ConsensusConfig | None = None
 
     # ---- validator sets ----------------------------------------------------------------
@@ -414,6 +417,7 @@ class Node:
             self.chain = await trio.to_thread.run_sync(self.open_chain)
             self._adopt_stored_sets(self.chain)
         try:
+            await trio.to_thread.run_sync(self.handovers.open)
             self.peers = PeerManager(
                 self.key.seed,
                 self.config.transport_config(),
@@ -432,6 +436,7 @@ class Node:
                     self._adopt_stored_sets(self.chain)
                 chain = self.chain
                 assert chain is not None
+                await trio.to_thread.run_sync(self.handovers.backfill, chain)
                 self._update_pinning()
                 if chain.height > 0:
                     self._tip_hash = chain.store.meta.block_hash
@@ -458,6 +463,7 @@ class Node:
                 self.ready.set()
         finally:
             self.sigpool.close()
+            self.handovers.close()
             if self.chain is not None:
                 await trio.to_thread.run_sync(self.chain.close)
 
@@ -1080,21 +1086,30 @@ class Node:
         )
         self._after_execution(executed)
         next_set = next_set_after(chain.state, block.height)
-        if next_set is not None:
-            epoch = self.sets.epoch_of(block.height) + 2
+        schedule = None
+        if next_set is not None:  # an epoch end: the set of e + 2 and the schedule after it
+            schedule = state_schedule(chain.state)
+            epoch = schedule.epoch_of(block.height) + 2
             if self.replica is None:
-                self.sets.add(epoch, next_set)  # a full node
+                self.sets.add(epoch, next_set, schedule)  # a full node
             else:  # the replica adds it to the same EpochSets when it takes BlockExecuted
-                self.node_sets.learned(epoch, next_set)
-        if is_epoch_end(block.height, self.sets.epoch_length_blocks):
+                self.node_sets.learned(epoch, next_set, schedule)
             self._after_epoch_end(block.height)
+        await self.handovers.after_commit(chain, block.header, qc)
         limits = consensus_limit_changes(chain.state)
-        return BlockExecuted(executed.height, executed.block_hash, root, next_set, limits)
+        return BlockExecuted(
+            executed.height,
+            executed.block_hash,
+            root,
+            next_set,
+            block_limits=limits,
+            schedule=schedule,
+        )
 
     def _after_epoch_end(self, height: int) -> None:
         """The epoch turned: p2p pins the sets of the epoch starting and of the next one."""
         self._update_pinning()
-        epoch = self.sets.epoch_of(height + 1)
+        epoch = self.node_sets.current_epoch(height)
         log.info(
             "epoch_started",
             extra=fields(

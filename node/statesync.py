@@ -17,7 +17,12 @@ checked against a light-client-verified header), with our own proof of the root:
   and its ``parent_hash`` is the hash of block ``H``. A node offers a snapshot only once it
   has block ``H + 1``.
 * **Trust.** The anchor QC is checked against the validator set that certifies ``H + 1``
-  (``consensus/follow.py``; the genesis set today). With ``trust_height``/``trust_hash`` set,
+  (``consensus/follow.py``): the genesis set for epochs 0 and 1 (and for ever without
+  staking), else the set of ``H + 1``'s epoch as proven from genesis by hand-over
+  certificates (``node/handover.py``). An offer beyond the sets trusted so far waits
+  (``offer_set_unknown``) while the certificates are fetched from peers (``HandoverRequest``,
+  ``HandoverCertificates``) and verified one epoch at a time; a certificate that does not
+  verify is a lie and its sender is penalised. With ``trust_height``/``trust_hash`` set,
   only the snapshot at exactly that height whose block hash is ``trust_hash`` is taken (an
   operator's pin from a source they trust, like CometBFT's trust options). Nothing else in an
   offer is trusted: the chunk hashes only let a bad chunk be blamed on the peer that sent it.
@@ -36,8 +41,9 @@ checked against a light-client-verified header), with our own proof of the root:
   snapshot is tried.
 
 Limits: offers kept per peer and in all, chunks per snapshot, chunk and frame sizes, one chunk
-request in flight, bounded waits; serving is metered by the same per-peer byte budget as block
-sync (``[sync]``).
+or certificate request in flight, certificates per reply (:data:`HANDOVERS_PER_REPLY_MAX`,
+:data:`HANDOVER_REPLY_BYTES_MAX`), bounded waits; serving is metered by the same per-peer byte
+budget as block sync (``[sync]``).
 """
 
 from __future__ import annotations
@@ -50,10 +56,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, ClassVar
 
+from consensus.epochs import EpochSets
 from consensus.follow import verifying_set
 from consensus.quorum import qc_valid
 from consensus.types import COMMIT, HASH, BlockHeader, QuorumCert
 from consensus.validators import ValidatorSet
+from node.handover import CERTIFICATE_BYTES_MAX
 from node.snapshot import (
     ENTRIES_MAX,
     FRAME_BYTES_MAX,
@@ -70,11 +78,16 @@ CHUNKS_MAX = 100_000
 OFFERS_PER_REPLY_MAX = 4
 OFFERS_KEPT_MAX = 256
 CHUNK_WIRE_BYTES_MAX = 64 * 1024 * 1024
+HANDOVERS_PER_REPLY_MAX = 64
+HANDOVER_REPLY_BYTES_MAX = 1024 * 1024
 MESSAGE_BYTES_MAX = CHUNK_WIRE_BYTES_MAX + 4096
 
 # Reasons (metric labels) an offer or a chunk is refused.
 OFFER_BAD_ANCHOR = "offer_bad_anchor"
 OFFER_UNTRUSTED = "offer_not_trusted"
+OFFER_SET_UNKNOWN = "offer_set_unknown"  # its epoch's set is not trusted yet: fetch hand-overs
+HANDOVER_FORGED = "handover_forged"
+HANDOVER_UNAVAILABLE = "handover_unavailable"
 OFFER_MALFORMED = "offer_malformed"
 CHUNK_MISMATCH = "chunk_mismatch"
 CHUNK_MISSING = "chunk_missing"
@@ -152,10 +165,51 @@ class ChunkResponse(Wire):
     chunk: bytes
 
 
+@wire
+class HandoverRequest(Wire):
+    """The hand-over certificates of ``count`` epochs from ``from_epoch`` on
+    (``node/handover.py``): what a syncing node needs to trust a set after genesis's."""
+
+    TAG: ClassVar[int] = 6
+    WIRE = (("from_epoch", U64), ("count", U32))
+    from_epoch: int
+    count: int
+
+
+@wire
+class HandoverCertificates(Wire):
+    """Certificates of consecutive epochs from the one asked for (fewer, or none, when the
+    peer has fewer or the reply would exceed :data:`HANDOVER_REPLY_BYTES_MAX`); each is a
+    ``HandoverCertificate``'s wire bytes, decoded and checked by the receiver."""
+
+    TAG: ClassVar[int] = 7
+    WIRE = (
+        ("from_epoch", U64),
+        ("certificates", ListOf(Bytes(max_len=CERTIFICATE_BYTES_MAX), HANDOVERS_PER_REPLY_MAX)),
+    )
+    from_epoch: int
+    certificates: tuple[bytes, ...]
+
+
 STATESYNC_MESSAGE = Union(
-    (SnapshotsRequest, SnapshotOffers, ChunkRequest, ChunkResponse), "state sync message"
+    (
+        SnapshotsRequest,
+        SnapshotOffers,
+        ChunkRequest,
+        ChunkResponse,
+        HandoverRequest,
+        HandoverCertificates,
+    ),
+    "state sync message",
 )
-StateSyncMessage = SnapshotsRequest | SnapshotOffers | ChunkRequest | ChunkResponse
+StateSyncMessage = (
+    SnapshotsRequest
+    | SnapshotOffers
+    | ChunkRequest
+    | ChunkResponse
+    | HandoverRequest
+    | HandoverCertificates
+)
 
 
 def chunk_hash(chunk: bytes) -> bytes:
@@ -179,11 +233,13 @@ def offer_refusal(
     offer: SnapshotOffer,
     *,
     chain_id: str,
-    genesis_set: ValidatorSet,
+    sets: ValidatorSet | EpochSets,
     genesis_hash: bytes,
     trust: Trust,
 ) -> str:
-    """ "" if ``offer``'s root is certified (module docstring: "Trust"), else the reason."""
+    """ "" if ``offer``'s root is certified (module docstring: "Trust"), else the reason.
+    ``sets``: the sets trusted so far (genesis's, then those proven by hand-over
+    certificates); an anchor beyond them is :data:`OFFER_SET_UNKNOWN`, nobody's fault yet."""
     header, qc = offer.anchor_header, offer.anchor_qc
     if offer.entry_count > ENTRIES_MAX or offer.height == 0:
         return OFFER_MALFORMED
@@ -191,8 +247,10 @@ def offer_refusal(
         return OFFER_BAD_ANCHOR
     if qc.phase != COMMIT or qc.height != header.height or qc.block_hash != header.block_hash():
         return OFFER_BAD_ANCHOR
-    validators = verifying_set(header.height, genesis_set)
-    if validators is None or not qc_valid(qc, chain_id, validators, genesis_hash):
+    validators = verifying_set(header.height, sets)
+    if validators is None:
+        return OFFER_SET_UNKNOWN
+    if not qc_valid(qc, chain_id, validators, genesis_hash):
         return OFFER_BAD_ANCHOR
     if trust.height and (offer.height != trust.height or header.parent_hash != trust.block_hash):
         return OFFER_UNTRUSTED

@@ -11,20 +11,28 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from node.handover import HandoverCertificate, HandoverChain
 from node.logs import fields, get_logger
 from node.snapshot import SnapshotError, export_snapshot
 from node.statesync import (
     CHUNK_MISMATCH,
     CHUNK_MISSING,
     CHUNK_TIMEOUT,
+    HANDOVER_FORGED,
+    HANDOVER_UNAVAILABLE,
+    HANDOVERS_PER_REPLY_MAX,
     MESSAGE_BYTES_MAX,
     OFFER_BAD_ANCHOR,
+    OFFER_SET_UNKNOWN,
+    OFFERS_KEPT_MAX,
     OFFERS_PER_REPLY_MAX,
     STATESYNC_MESSAGE,
     Candidate,
     ChunkRequest,
     ChunkResponse,
     ChunkStore,
+    HandoverCertificates,
+    HandoverRequest,
     LocalSnapshot,
     RestorePlan,
     SnapshotOffer,
@@ -42,6 +50,7 @@ from node.statesync import (
     snapshot_file,
 )
 from node.storage import StoreError, store_path
+from node.validator_sets import epoch_length_blocks, genesis_set
 from state_machine.codec import DecodeError, decode_union
 
 if TYPE_CHECKING:
@@ -69,6 +78,15 @@ class StateSyncer:
         self.plan = RestorePlan()
         trust_hash = bytes.fromhex(self.settings.trust_hash)
         self.trust = Trust(self.settings.trust_height, trust_hash)
+        # The sets a restore trusts: genesis's, then those hand-over certificates prove.
+        self.verified = HandoverChain(
+            genesis_set(node.genesis),
+            epoch_length_blocks(node.genesis),
+            node.chain_id,
+            node._genesis_hash,
+        )
+        # Offers whose anchor's epoch is beyond the verified sets, until hand-overs are fetched.
+        self.waiting: dict[tuple[bytes, bytes], SnapshotOffer] = {}
         self._taking = False
         self._restoring = False
         self._inbox_tx, self._inbox_rx = trio.open_memory_channel[tuple[bytes, StateSyncMessage]](
@@ -94,7 +112,11 @@ class StateSyncer:
             await self._send_offers(peer)
         elif isinstance(message, ChunkRequest):
             await self._serve_chunk(peer, message)
-        elif self._restoring and isinstance(message, SnapshotOffers | ChunkResponse):
+        elif isinstance(message, HandoverRequest):
+            await self.node.handovers.serve(peer, message)
+        elif self._restoring and isinstance(
+            message, SnapshotOffers | ChunkResponse | HandoverCertificates
+        ):
             try:
                 self._inbox_tx.send_nowait((peer, message))
             except trio.WouldBlock:
@@ -213,6 +235,8 @@ class StateSyncer:
         try:
             while True:
                 await self._discover()
+                if self.waiting:
+                    await self._fetch_handovers()
                 candidate = self.plan.best()
                 if candidate is None:
                     log.info("statesync_no_snapshot_yet", extra=fields(peers=self._peer_count()))
@@ -240,21 +264,108 @@ class StateSyncer:
                     self._consider_offers(peer, message)
 
     def _consider_offers(self, peer: bytes, message: SnapshotOffers) -> None:
-        node = self.node
         for offer in message.offers:
-            reason = offer_refusal(
-                offer,
-                chain_id=node.chain_id,
-                genesis_set=node.validators,
-                genesis_hash=node._genesis_hash,
-                trust=self.trust,
+            self._consider_offer(peer, offer)
+
+    def _consider_offer(self, peer: bytes, offer: SnapshotOffer) -> None:
+        node = self.node
+        reason = offer_refusal(
+            offer,
+            chain_id=node.chain_id,
+            sets=self.verified.epoch_sets(),
+            genesis_hash=node._genesis_hash,
+            trust=self.trust,
+        )
+        if reason == OFFER_SET_UNKNOWN:
+            if len(self.waiting) < OFFERS_KEPT_MAX:
+                self.waiting[(peer, offer.identity())] = offer
+            return
+        if reason:
+            node.metrics.statesync_refused.labels(reason=reason).inc()
+            if reason == OFFER_BAD_ANCHOR:  # no honest node offers an uncertified root
+                node._penalize(peer, f"statesync_{reason}")
+            return
+        self.plan.consider(peer, offer)
+
+    # ---- hand-overs: the sets after genesis's ------------------------------------------------
+
+    async def _fetch_handovers(self) -> None:
+        """Verify the hand-over certificates up to the epoch after the newest waiting offer's
+        anchor (the one after, so this node can serve it too), asking the offering peers first,
+        then every other; then look at the waiting offers again."""
+        verified = self.verified
+
+        def needed() -> int:  # asked again after each reply: a proven schedule moves epochs
+            return max(verified.epoch_of(o.anchor_header.height) for o in self.waiting.values())
+
+        offering = list(dict.fromkeys(peer for peer, _ in self.waiting))
+        peers = self.node.peers
+        others = [] if peers is None else [p for p in peers.connected_peers() if p not in offering]
+        for peer in offering + others:
+            while verified.latest_epoch() <= needed() and await self._handovers_from(
+                peer, needed() + 1
+            ):
+                pass
+            if verified.latest_epoch() > needed():
+                break
+        required = needed()
+        log.info(
+            "statesync_handovers",
+            extra=fields(verified_epoch=verified.latest_epoch(), needed_epoch=required),
+        )
+        waiting, self.waiting = self.waiting, {}
+        for (peer, _), offer in waiting.items():
+            self._consider_offer(peer, offer)
+        self.waiting.clear()  # still beyond the verified sets: asked again next round
+
+    async def _handovers_from(self, peer: bytes, wanted: int) -> bool:
+        """One request for the next certificates; True if it moved the verified sets on.
+        A certificate that does not verify is a lie (no honest node stores one): the peer
+        is penalised."""
+        node, verified = self.node, self.verified
+        start = verified.latest_epoch() + 1
+        count = min(HANDOVERS_PER_REPLY_MAX, wanted - start + 1)
+        node._send_frame(peer, CHANNEL_STATESYNC, HandoverRequest(start, count).to_wire())
+        reply = await self._wait_handovers(peer, start)
+        if reply is None:
+            node.metrics.statesync_refused.labels(reason=HANDOVER_UNAVAILABLE).inc()
+            return False
+        good: list[HandoverCertificate] = []
+        failures: list[str] = []
+        for raw in reply.certificates:
+            try:
+                cert = HandoverCertificate.from_wire(raw)
+            except DecodeError as exc:
+                failures = [f"does not decode: {exc}"]
+                break
+            failures = verified.extend(cert)
+            if failures:
+                break
+            good.append(cert)
+        if good:
+            await trio.to_thread.run_sync(node.handovers.store_verified, good)
+        if failures:
+            node.metrics.statesync_refused.labels(reason=HANDOVER_FORGED).inc()
+            node._penalize(peer, f"statesync_{HANDOVER_FORGED}")
+            log.warning(
+                "statesync_handover_refused",
+                extra=fields(peer=peer.hex()[:16], epoch=start + len(good), failure=failures[0]),
             )
-            if reason:
-                node.metrics.statesync_refused.labels(reason=reason).inc()
-                if reason == OFFER_BAD_ANCHOR:  # no honest node offers an uncertified root
-                    node._penalize(peer, f"statesync_{reason}")
-                continue
-            self.plan.consider(peer, offer)
+        return bool(good) and not failures
+
+    async def _wait_handovers(self, peer: bytes, start: int) -> HandoverCertificates | None:
+        with trio.move_on_after(self.settings.chunk_timeout_ms / 1000):
+            while True:
+                sender, message = await self._inbox_rx.receive()
+                if isinstance(message, SnapshotOffers):
+                    self._consider_offers(sender, message)
+                elif (
+                    isinstance(message, HandoverCertificates)
+                    and sender == peer
+                    and message.from_epoch == start
+                ):
+                    return message
+        return None
 
     async def _fetch(self, candidate: Candidate) -> bool:
         """Fetch, verify and store every chunk of ``candidate``, then run the whole check and

@@ -13,6 +13,8 @@ The node is the wire between the two:
 * after each executed block, :func:`next_set_after` gives the set the block fixed (only on
   an epoch's last block), which goes to the replica in ``BlockExecuted.next_set``, or, on a
   full node, straight into its :class:`EpochSets`; :class:`NodeSets` holds it meanwhile;
+  the epoch schedule of the state (:func:`state_schedule`, changed by governance's
+  ``SetEpochLength``) goes with it in ``BlockExecuted.schedule``;
 * :meth:`NodeSets.pinned_keys` and :func:`member_addresses` say whom p2p accepts and dials:
   the members of the current and the next epoch (the next set's members connect a whole
   epoch before they vote), with the p2p address each published in its validator record.
@@ -23,7 +25,7 @@ over the network: the sets are read from our own executed state.
 
 from __future__ import annotations
 
-from consensus.epochs import MAX_KNOWN_EPOCHS, EpochSets, epoch_of, is_epoch_end
+from consensus.epochs import MAX_KNOWN_EPOCHS, EpochSchedule, EpochSets
 from consensus.validators import ValidatorSet
 from p2p.address import PeerAddress, parse_host_port
 from state_machine.exchange import ExchangeState
@@ -50,7 +52,16 @@ def sets_from_state(state: ExchangeState) -> EpochSets:
         return sets_from_genesis(state.genesis)
     epochs = sorted(staking.epoch_sets)[-MAX_KNOWN_EPOCHS:]
     known = {e: ValidatorSet(staking.epoch_sets[e].members) for e in epochs}
-    return EpochSets(staking.params.epoch_length_blocks, known)
+    return EpochSets(staking.schedule, known)
+
+
+def state_schedule(state: ExchangeState) -> EpochSchedule:
+    """The epoch schedule in ``state`` (the genesis length, or none, until governance changes
+    it): our own execution's, so never behind the replica's."""
+    staking = state.staking
+    if staking is None:
+        return EpochSchedule.constant(epoch_length_blocks(state.genesis))
+    return staking.schedule
 
 
 def next_set_after(state: ExchangeState, height: int) -> ValidatorSet | None:
@@ -59,10 +70,10 @@ def next_set_after(state: ExchangeState, height: int) -> ValidatorSet | None:
     staking = state.staking
     if staking is None:
         return None
-    length = staking.params.epoch_length_blocks
-    if not is_epoch_end(height, length):
+    schedule = staking.schedule
+    if not schedule.is_epoch_end(height):
         return None
-    validators = staking.validator_set(epoch_of(height, length) + 2)
+    validators = staking.validator_set(schedule.epoch_of(height) + 2)
     if validators is None:
         raise RuntimeError(f"block {height} ended an epoch but stored no set for the next")
     return validators
@@ -74,11 +85,13 @@ class NodeSets:
     fixed that the replica has not taken yet. A catch-up executes many blocks before the
     replica sees the first ``BlockExecuted``, and p2p pinning must not wait for it."""
 
-    __slots__ = ("_members", "_members_key", "sets", "unseen")
+    __slots__ = ("_members", "_members_key", "schedule", "sets", "unseen")
 
     def __init__(self, sets: EpochSets) -> None:
         self.sets = sets
         self.unseen: dict[int, ValidatorSet] = {}
+        # The schedule our execution handed over last (the replica's may lag behind it).
+        self.schedule: EpochSchedule | None = None
         self._members: frozenset[bytes] = frozenset()
         self._members_key: tuple[int, int, int] | None = None
 
@@ -86,9 +99,14 @@ class NodeSets:
     def epoch_length_blocks(self) -> int:
         return self.sets.epoch_length_blocks
 
-    def learned(self, epoch: int, validators: ValidatorSet) -> None:
-        """Our execution fixed the set of ``epoch`` (the replica takes it later)."""
+    def learned(
+        self, epoch: int, validators: ValidatorSet, schedule: EpochSchedule | None = None
+    ) -> None:
+        """Our execution fixed the set of ``epoch`` and the schedule up to it (the replica
+        takes both later)."""
         self.unseen[epoch] = validators
+        if schedule is not None:
+            self.schedule = schedule
         while len(self.unseen) > MAX_KNOWN_EPOCHS:
             del self.unseen[min(self.unseen)]
 
@@ -98,7 +116,8 @@ class NodeSets:
 
     def current_epoch(self, height: int) -> int:
         """The epoch of the next block to decide after ``height``."""
-        return self.sets.epoch_of(height + 1)
+        schedule = self.schedule if self.schedule is not None else self.sets.schedule
+        return schedule.epoch_of(height + 1)
 
     def current(self, height: int) -> ValidatorSet:
         """The set of the next height (the latest known before it while catching up)."""

@@ -319,11 +319,21 @@ class Vault(TypedDict):
 # ---- staking (node/api/staking.py) ---------------------------------------------------------
 
 
+class EpochSegment(TypedDict):
+    """Epochs from ``first_epoch`` on (starting at ``first_height``) are ``length_blocks``."""
+
+    first_epoch: int
+    first_height: int
+    length_blocks: int
+
+
 class StakingParamsAnswer(TypedDict):
     enabled: bool
     height: int
     current_epoch: NotRequired[int]
-    epoch_length_blocks: NotRequired[int]
+    epoch_length_blocks: NotRequired[int]  # the genesis length; see epoch_schedule
+    current_epoch_length_blocks: NotRequired[int]
+    epoch_schedule: NotRequired[list[EpochSegment]]
     active_set_size: NotRequired[int]
     min_self_stake: NotRequired[Decimal]
     min_delegation: NotRequired[Decimal]

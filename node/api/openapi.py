@@ -155,8 +155,8 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
     ("GET", "/v1/proofs/records/{kind}"): RouteDoc(
         "Merkle proof of one state record of any kind (balance, position, order, market, "
         "oracle, nonces, fees, vault, asset, withdrawal, trigger, meta, validator, delegation, "
-        "unbonding, epoch_set, staking_meta, volume, subaccounts, subaccount, agent, fee_tiers, "
-        "twap, tpsl, good_til) named by its ids, "
+        "unbonding, epoch_set, staking_meta, epoch_schedule, volume, subaccounts, subaccount, "
+        "agent, fee_tiers, twap, tpsl, good_til) named by its ids, "
         "oracle, nonces, fees, vault, asset, withdrawal, trigger, meta, bridge_key, "
         "bridge_deposit, bridge_withdrawal) named by its ids, "
         "with the certifying header and QC",
@@ -199,7 +199,8 @@ ROUTE_DOCS: dict[tuple[str, str], RouteDoc] = {
         "the active set of an epoch (a number or 'current')", {200: m.EpochSetAnswer, **ERRORS}),
     ("GET", "/v1/proofs/epoch_sets/{epoch}"): RouteDoc(
         "Merkle proof of an epoch's set (e >= 2) in the state after the last block of e - 2, "
-        "certified by a QC of the set of e - 1: one hand-over for the light client",
+        "certified by a QC of the set of e - 1: one hand-over for the light client (answered "
+        "from the node's stored hand-over certificate once that state is pruned)",
         {200: m.RecordProof, **ERRORS}),
     ("GET", "/v1/gov/proposals"): RouteDoc(
         "governance proposals, newest first", {200: m.Proposals, **ERRORS},

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from consensus.types import Block, QuorumCert
+from consensus.types import Block, BlockHeader, QuorumCert
 from node.api.algojson import algo_listing, good_til_ms
 from node.api.gov import market_state_json, wire_json
 from node.api.history import (
@@ -808,7 +808,12 @@ class Queries:
             raise QueryError(404, "height_not_provable", str(exc)) from None
 
     def record_proof_json(
-        self, kind: str, ids: dict[str, str], proof: ProofAt, block: Block, qc: QuorumCert
+        self,
+        kind: str,
+        ids: dict[str, str],
+        proof: ProofAt,
+        block: Block | BlockHeader,
+        qc: QuorumCert,
     ) -> dict[str, Any]:
         """One record's proof in the same shape as an account's (``entries`` of one), with
         the kind and ids it answers, the certifying header and its commit QC."""
@@ -838,12 +843,16 @@ class Queries:
         return {"address": who.hex(), **proofs_json(proofs, block, qc)}
 
 
-def proofs_json(proofs: list[ProofAt], block: Block, qc: QuorumCert) -> dict[str, Any]:
+def proofs_json(
+    proofs: list[ProofAt], block: Block | BlockHeader, qc: QuorumCert
+) -> dict[str, Any]:
     """Proofs of keys at one height with block ``height + 1``'s header (which carries their
-    root) and the commit QC that signs it."""
+    root) and the commit QC that signs it (the block, or only its header: a stored hand-over
+    certificate keeps the header)."""
     height = proofs[0].height
     root = proofs[0].state_root
-    if block.header.state_root != root or block.height != height + 1:
+    header = block if isinstance(block, BlockHeader) else block.header
+    if header.state_root != root or header.height != height + 1:
         raise QueryError(500, "internal_error", "stored header disagrees with the state root")
     return {
         "height": height,
@@ -857,8 +866,8 @@ def proofs_json(proofs: list[ProofAt], block: Block, qc: QuorumCert) -> dict[str
             for p in proofs
         ],
         "certified_by": {
-            "header": header_json(block),
-            "block_hash": block.block_hash().hex(),
+            "header": header_json(header),
+            "block_hash": header.block_hash().hex(),
             "commit_qc": qc_json(qc),
         },
     }
@@ -878,8 +887,8 @@ def account_state_keys(genesis: Any, who: bytes, listings: Listings | None = Non
     return account_keys(genesis, who, listings)
 
 
-def header_json(block: Block) -> dict[str, Any]:
-    h = block.header
+def header_json(block: Block | BlockHeader) -> dict[str, Any]:
+    h = block if isinstance(block, BlockHeader) else block.header
     return {
         "height": h.height,
         "view": h.view,

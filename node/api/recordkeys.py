@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
+from consensus.epochs import EpochSchedule
+
 KEY32_BYTES = 32
 U32_MAX = 2**32 - 1
 U64_MAX = 2**64 - 1
@@ -66,6 +68,9 @@ STAKING_RECORD_KINDS = (
         "an epoch's active validator set",
     ),
     RecordKind("staking_meta", b"\x25\x25", (), "staking meta: next unbonding id, burnt stake"),
+    RecordKind(
+        "epoch_schedule", b"\x2f\x2f", (), "the epoch schedule (absent: the genesis length)"
+    ),
 )
 
 EPOCH_SET_KIND = "epoch_set"
@@ -76,11 +81,12 @@ def epoch_set_key(epoch: int) -> bytes:
     return b"\x23" + epoch.to_bytes(8, "big")
 
 
-def hand_over_height(epoch: int, epoch_length_blocks: int) -> int:
+def hand_over_height(epoch: int, schedule: EpochSchedule) -> int:
     """The height whose state first holds the set of ``epoch`` (>= 2): executing the last
     block of ``epoch - 2`` computes it (``consensus/epochs.py``); block ``height + 1``, the
-    first of ``epoch - 1``, certifies that state."""
-    return (epoch - 1) * epoch_length_blocks
+    first of ``epoch - 1``, certifies that state. ``schedule`` must be one that cuts epochs
+    through ``epoch - 2`` right (any schedule trusted with the set of ``epoch - 1`` does)."""
+    return schedule.first_height(epoch - 1) - 1
 
 
 RECORD_KINDS: dict[str, RecordKind] = {

@@ -18,13 +18,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from consensus.epochs import epoch_of, first_height
+from consensus.types import Block, BlockHeader, QuorumCert
 from node.api.params import INT_MAX, InputError, parse_uint
-from node.api.recordkeys import EPOCH_SET_KIND, epoch_set_key, hand_over_height
+from node.api.queries import proofs_json
+from node.api.recordkeys import EPOCH_SET_KIND, epoch_set_key
 from node.api.units import atoms_to_decimal
+from node.storage import ProofAt, StoreError
 from state_machine.staking.engine import StakingState
 from state_machine.staking.params import GOVERNED_FIELDS, STAKE_ASSET_ID
-from state_machine.staking.records import ValidatorRecord
+from state_machine.staking.records import SCHEDULE_KEY, ValidatorRecord
 
 if TYPE_CHECKING:
     from node.api.app import Api, Handler
@@ -59,7 +61,7 @@ class StakingQueries:
 
     def current_epoch(self, st: StakingState) -> int:
         """The epoch of the next block (the set that votes now)."""
-        return epoch_of(st.height + 1, st.params.epoch_length_blocks)
+        return st.schedule.epoch_of(st.height + 1)
 
     # ---- answers ---------------------------------------------------------------------------
 
@@ -75,6 +77,8 @@ class StakingQueries:
             "height": height,
             "current_epoch": self.current_epoch(st),
             "epoch_length_blocks": p.epoch_length_blocks,
+            "current_epoch_length_blocks": st.schedule.length_of(self.current_epoch(st)),
+            "epoch_schedule": schedule_json(st),
             "active_set_size": p.active_set_size,
             "min_self_stake": usdc(p.min_self_stake_atoms),
             "min_delegation": usdc(p.min_delegation_atoms),
@@ -84,7 +88,7 @@ class StakingQueries:
             "max_commission_bps": p.max_commission_bps,
             "max_unbondings_per_pair": p.max_unbondings_per_pair,
             "max_validators": p.max_validators,
-            "evidence_max_age_epochs": p.evidence_max_age_epochs,
+            "evidence_max_age_epochs": st.evidence_max_age_epochs,
             # Set by a staking_params proposal (else the genesis values).
             "params_governed": st.governed is not None,
             # The governed fields' raw values (what a staking_params proposal replaces).
@@ -192,11 +196,10 @@ class StakingQueries:
                 f"no set of epoch {epoch} in the state (sets are kept from "
                 f"{min(st.epoch_sets)} to {max(st.epoch_sets)})",
             )
-        length = st.params.epoch_length_blocks
         return {
             "epoch": epoch,
-            "first_height": first_height(epoch, length),
-            "last_height": first_height(epoch + 1, length) - 1,
+            "first_height": st.schedule.first_height(epoch),
+            "last_height": st.schedule.last_height(epoch),
             "total_power": sum(p for _, p in record.members),
             "members": [
                 {
@@ -217,8 +220,7 @@ class StakingQueries:
             raise StakingError(
                 400, "genesis_epoch", "epochs 0 and 1 are the genesis set: nothing to prove"
             )
-        length = st.params.epoch_length_blocks
-        height = hand_over_height(epoch, length)
+        height = st.schedule.first_height(epoch - 1) - 1  # the last block of epoch - 2
         if height > st.height:
             raise StakingError(
                 404,
@@ -229,7 +231,48 @@ class StakingQueries:
         return epoch, height
 
 
+def schedule_json(st: StakingState) -> list[dict[str, int]]:
+    """The epoch schedule: segments of epochs of one length, the genesis one first."""
+    return [
+        {"first_epoch": seg.first_epoch, "first_height": seg.first_height,
+         "length_blocks": seg.length_blocks}
+        for seg in st.schedule.segments
+    ]  # fmt: skip
+
+
 # ---- routes ---------------------------------------------------------------------------------
+
+
+def epoch_set_json(
+    api: Api,
+    ids: dict[str, str],
+    proof: ProofAt,
+    schedule: ProofAt,
+    header: Block | BlockHeader,
+    qc: QuorumCert,
+) -> dict[str, Any]:
+    """The answer: the set's entry, then the schedule's (its value or its absence)."""
+    body = api.queries.record_proof_json(EPOCH_SET_KIND, ids, proof, header, qc)
+    body["entries"] += proofs_json([schedule], header, qc)["entries"]
+    return body
+
+
+def stored_handover(
+    api: Api, epoch: int
+) -> tuple[ProofAt, ProofAt, BlockHeader, QuorumCert] | None:
+    """The node's stored hand-over certificate of ``epoch`` (``node/handover_store.py``) as a
+    record proof's parts, None if it has none (worker thread)."""
+    store = api.node.handovers.store
+    try:
+        cert = None if store is None else store.get(epoch)
+    except StoreError:  # damaged: answered from the state if it is still there
+        return None
+    if cert is None:
+        return None
+    root = cert.header.state_root
+    proof = ProofAt(cert.height, root, epoch_set_key(epoch), cert.value, cert.proof)
+    schedule = ProofAt(cert.height, root, SCHEDULE_KEY, cert.schedule_value, cert.schedule_proof)
+    return proof, schedule, cert.header, cert.commit_qc
 
 
 def _limit(request: Request, default: int = 100) -> int:
@@ -258,13 +301,19 @@ def staking_routes(api: Api, wrap: Any) -> list[Route]:
 
     async def epoch_set_proof(request: Request) -> Response:
         """The set of epoch e in the state after the last block of e - 2, proven, with the
-        block (of epoch e - 1) and commit QC that certify that state."""
+        block (of epoch e - 1) and commit QC that certify that state; and the epoch schedule
+        in that state (record 0x2f, or its absence: the genesis length), which says how long
+        epoch e and the ones after it are."""
         epoch, height = sq.epoch_set_proof_target(request.path_params["epoch"])
+        ids = {"epoch": str(epoch)}
+        stored = await trio.to_thread.run_sync(stored_handover, api, epoch)
+        if stored is not None:  # kept after the state at ``height`` was pruned
+            return JSONResponse(epoch_set_json(api, ids, *stored))
         key = epoch_set_key(epoch)
         proof = await trio.to_thread.run_sync(api.queries.prove_record, key, height)
+        schedule = await trio.to_thread.run_sync(api.queries.prove_record, SCHEDULE_KEY, height)
         certificate = await api.certificate_of(proof.height)
-        ids = {"epoch": str(epoch)}
-        return JSONResponse(api.queries.record_proof_json(EPOCH_SET_KIND, ids, proof, *certificate))
+        return JSONResponse(epoch_set_json(api, ids, proof, schedule, *certificate))
 
     handlers: list[tuple[str, str, Handler]] = [
         ("/v1/staking", "staking", params),

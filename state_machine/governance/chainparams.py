@@ -47,7 +47,23 @@ def staking_values(c: SetStakingParams) -> tuple[int, ...]:
 def staking_params_problem(st: ExchangeCore, c: SetStakingParams) -> str | None:
     if st.staking is None:
         return "staking is not enabled on this chain"
-    return governed_params_problem(st.staking.params, staking_values(c))
+    problem = governed_params_problem(st.staking.params, staking_values(c))
+    if problem is not None:
+        return problem
+    return unbonding_schedule_problem(st, c.unbonding_blocks)
+
+
+def unbonding_schedule_problem(st: ExchangeCore, unbonding_blocks: int) -> str | None:
+    """The unbonding period must cover an epoch of every length in force or scheduled (a
+    governed epoch length may be longer than the genesis one checked with the parameters)."""
+    if st.staking is None:
+        return "staking is not enabled on this chain"
+    schedule = st.staking.schedule
+    now = schedule.segment_of_height(max(st.height, 1)).first_epoch
+    longest = max(s.length_blocks for s in schedule.segments if s.first_epoch >= now)
+    if unbonding_blocks < longest:
+        return f"unbonding_blocks must cover an epoch ({longest} blocks in force or scheduled)"
+    return None
 
 
 def block_limits_problem(c: SetBlockLimits) -> str | None:

@@ -8,6 +8,7 @@ UNKNOWN_PROPOSAL = "unknown_proposal"
 VOTING_CLOSED = "voting_closed"
 INVALID_PROPOSAL = "invalid_proposal"
 TOO_MANY_PROPOSALS = "too_many_proposals"
+NO_EPOCHS = "no_epochs"  # an epoch_length proposal on a chain without staking
 
 # Governance's event kinds and their fields (after the kind), merged into results.EVENT_FIELDS.
 GOV_EVENT_FIELDS: dict[str, tuple[str, ...]] = {
@@ -43,4 +44,5 @@ GOV_EVENT_FIELDS: dict[str, tuple[str, ...]] = {
         "max_block_bytes",
         "max_block_actions",
     ),
+    "epoch_length_scheduled": ("first_epoch", "first_height", "length_blocks"),
 }

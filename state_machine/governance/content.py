@@ -191,6 +191,16 @@ class SetBlockLimits(Wire):
     max_block_actions: int
 
 
+@wire
+class SetEpochLength(Wire):
+    """Blocks per epoch from the first epoch whose validator set is not fixed yet (the epoch
+    after next when it runs); validated in ``governance/epochlength.py``."""
+
+    TAG: ClassVar[int] = 11
+    WIRE = (("length_blocks", U32),)
+    length_blocks: int
+
+
 Content = (
     ChangeMarket
     | SetMarketControls
@@ -202,6 +212,7 @@ Content = (
     | SetFeeTiers
     | SetStakingParams
     | SetBlockLimits
+    | SetEpochLength
 )
 CONTENT = Union(
     (
@@ -215,6 +226,7 @@ CONTENT = Union(
         SetFeeTiers,
         SetStakingParams,
         SetBlockLimits,
+        SetEpochLength,
     ),
     "proposal content",
 )
@@ -229,6 +241,7 @@ CONTENT_KINDS = {
     SetFeeTiers: "fee_tiers",
     SetStakingParams: "staking_params",
     SetBlockLimits: "block_limits",
+    SetEpochLength: "epoch_length",
 }
 
 

@@ -44,7 +44,8 @@ from state_machine.governance.codes import (
     UNKNOWN_PROPOSAL,
     VOTING_CLOSED,
 )
-from state_machine.governance.content import CONTENT_KINDS, decode_content
+from state_machine.governance.content import CONTENT_KINDS, SetEpochLength, decode_content
+from state_machine.governance.epochlength import epoch_length_refusal
 from state_machine.governance.markets import (
     apply_change,
     change_problem,
@@ -103,6 +104,10 @@ def process_submit_proposal(st: ExchangeCore, signer: bytes, a: SubmitProposal) 
         content = decode_content(a.content)
     except DecodeError as exc:
         return ActionResult(INVALID_PROPOSAL, f"content: {exc.reason}")
+    if isinstance(content, SetEpochLength):
+        refusal = epoch_length_refusal(st, content)
+        if refusal is not None:
+            return ActionResult(*refusal)
     problem = change_problem(st, content)
     if problem is not None:
         return ActionResult(INVALID_PROPOSAL, problem)

@@ -42,11 +42,13 @@ from state_machine.governance.content import (
     ListAsset,
     ListMarket,
     SetBlockLimits,
+    SetEpochLength,
     SetFeeTiers,
     SetMarketControls,
     SetMarketState,
     SetStakingParams,
 )
+from state_machine.governance.epochlength import epoch_length_problem, set_epoch_length
 from state_machine.governance.records import (
     GovernedMarket,
     GovernedParameters,
@@ -103,6 +105,8 @@ def change_problem(st: ExchangeCore, c: Content) -> str | None:
     """Why ``c`` cannot be applied to ``st`` now, or None."""
     if isinstance(c, SetStakingParams | SetBlockLimits):
         return chain_change_problem(st, c)
+    if isinstance(c, SetEpochLength):
+        return epoch_length_problem(st, c)
     if isinstance(c, ListAsset):
         return list_asset_problem(st, c.asset)
     if isinstance(c, ListMarket):
@@ -190,6 +194,8 @@ def apply_change(st: ExchangeCore, c: Content) -> None:
         install_market(st, c.market)
     elif isinstance(c, DelistPerp):
         delist_perp(st, c.market_id, c.final_price_ticks)
+    elif isinstance(c, SetEpochLength):
+        set_epoch_length(st, c)
     elif isinstance(c, SetFeeTiers):
         refused = set_fee_tiers(st, c.tiers)
         check(refused is None, f"fee tiers refused after change_problem accepted them: {refused}")

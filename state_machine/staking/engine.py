@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from consensus.epochs import epoch_of, is_epoch_end
+from consensus.epochs import EpochSchedule
 from consensus.types import ProposalEquivocation, VoteEquivocation
 from consensus.validators import ValidatorSet
 from consensus.verify import evidence_valid
@@ -56,12 +56,14 @@ from state_machine.staking.records import (
     P_DELEGATION,
     P_EPOCH_SET,
     P_EVIDENCE,
+    P_SCHEDULE,
     P_UNBONDING,
     P_VALIDATOR,
     Delegation,
     EpochSet,
     EvidenceRecord,
     GovernedParamsRecord,
+    ScheduleRecord,
     Unbonding,
     ValidatorRecord,
     evidence_id,
@@ -118,6 +120,8 @@ class StakingState:
         self.unbondings: dict[int, Unbonding] = {}  # by id: ascending id, ascending completion
         self.open_unbondings: dict[tuple[bytes, bytes], int] = {}  # (delegator, operator)
         self.epoch_sets: dict[int, EpochSet] = {}
+        # Heights to epochs: the genesis length until governance changes it (SetEpochLength).
+        self.schedule = EpochSchedule.constant(params.epoch_length_blocks)
         self.evidence: dict[bytes, EvidenceRecord] = {}
         self.next_unbonding_id = 1
         self.burnt_atoms = 0
@@ -197,7 +201,28 @@ class StakingState:
             records.append(self.governed)
         out = [(META_KEY, encode(self.meta_obj()))]
         out += [(r.state_key(), encode(r.state_obj())) for r in records]
+        schedule = ScheduleRecord(self.schedule).state_obj()
+        if schedule is not None:
+            out.append((ScheduleRecord(self.schedule).state_key(), encode(schedule)))
         return sorted(out)
+
+    def change_epoch_length(self, length_blocks: int) -> tuple[int, int]:
+        """Epochs from the first one whose set is not fixed yet (the epoch after next: the
+        set of the next one is fixed already) are ``length_blocks`` long. The schedule goes to
+        consensus with the set of that epoch, at the end of this epoch. Returns (first epoch,
+        first height) of the new length."""
+        epoch = self.schedule.epoch_of(self.height) + 2
+        self.schedule = self.schedule.changed_from(epoch, length_blocks)
+        self.touch(ScheduleRecord(self.schedule))
+        return epoch, self.schedule.first_height(epoch)
+
+    @property
+    def evidence_max_age_epochs(self) -> int:
+        """Evidence about an epoch older than this many epochs is refused (every stake bonded
+        then has finished unbonding). Counted in the shortest epochs the schedule ever had, so
+        a length change never shortens the window below the unbonding period."""
+        shortest = min(s.length_blocks for s in self.schedule.segments)
+        return self.params.unbonding_blocks // shortest
 
     def validator_set(self, epoch: int) -> ValidatorSet | None:
         record = self.epoch_sets.get(epoch)
@@ -278,6 +303,8 @@ def load_entry(st: StakingState, key: bytes, v: Any) -> None:
         st.evidence[key[1:]] = EvidenceRecord(key[1:], v[0])
     elif key == GOVERNED_PARAMS_KEY:
         st.governed = GovernedParamsRecord(tuple(v))
+    elif p == P_SCHEDULE:
+        st.schedule = EpochSchedule.from_obj(v)
     else:
         check(False, f"not a staking key prefix: {p}")
 
@@ -312,16 +339,16 @@ def begin_block(st: StakingState, ledger: Ledger, height: int) -> None:
 def end_block(st: StakingState) -> ValidatorSet | None:
     """At the last block of an epoch: compute the set of the epoch after next (returned, for
     consensus), and forget sets and evidence older than the evidence window."""
-    length = st.params.epoch_length_blocks
-    if not is_epoch_end(st.height, length):
+    schedule = st.schedule
+    if not schedule.is_epoch_end(st.height):
         return None
-    epoch = epoch_of(st.height, length) + 2
+    epoch = schedule.epoch_of(st.height) + 2
     members = next_active_set(st)
     if not members:
         members = st.epoch_sets[epoch - 1].members
     st._put_epoch_set(EpochSet(epoch, members))
     st.events.append(("epoch_set", epoch, [[k, p] for k, p in members]))
-    _prune_old_epochs(st, epoch_of(st.height, length))
+    _prune_old_epochs(st, schedule.epoch_of(st.height))
     return ValidatorSet(members)
 
 
@@ -342,7 +369,7 @@ def next_active_set(st: StakingState) -> tuple[tuple[bytes, int], ...]:
 
 
 def _prune_old_epochs(st: StakingState, current_epoch: int) -> None:
-    oldest = current_epoch - st.params.evidence_max_age_epochs - 1
+    oldest = current_epoch - st.evidence_max_age_epochs - 1
     for epoch in [e for e in st.epoch_sets if e < oldest]:
         record = st.epoch_sets.pop(epoch)
         record.live = False
@@ -515,12 +542,12 @@ def offender_and_view(evidence: VoteEquivocation | ProposalEquivocation) -> tupl
 
 def evidence_problem(st: StakingState, a: SubmitEvidence) -> Result | None:
     """The first reason to refuse ``a`` (specific codes, cheapest checks first), or None."""
-    length = st.params.epoch_length_blocks
-    current = epoch_of(st.height, length)
+    epoch_of = st.schedule.epoch_of
+    current = epoch_of(st.height)
     if a.epoch > current:
         return Result(codes.EVIDENCE_FROM_FUTURE, f"epoch {a.epoch} has not started")
     validators = st.validator_set(a.epoch)
-    if current - a.epoch > st.params.evidence_max_age_epochs or validators is None:
+    if current - a.epoch > st.evidence_max_age_epochs or validators is None:
         return Result(codes.EVIDENCE_TOO_OLD, "older than the unbonding period")
     e = a.evidence
     if isinstance(e, VoteEquivocation):
@@ -529,7 +556,7 @@ def evidence_problem(st: StakingState, a: SubmitEvidence) -> Result | None:
             return Result(codes.EVIDENCE_MISMATCHED, "the two votes have different voters")
         if (va.phase, va.view) != (vb.phase, vb.view):
             return Result(codes.EVIDENCE_MISMATCHED, "the votes are of different views")
-        if epoch_of(va.height, length) != a.epoch or epoch_of(vb.height, length) != a.epoch:
+        if epoch_of(va.height) != a.epoch or epoch_of(vb.height) != a.epoch:
             return Result(codes.EVIDENCE_MISMATCHED, "the votes are not of that epoch")
         conflicting = va.block_hash != vb.block_hash
     else:
@@ -569,7 +596,7 @@ def slash(st: StakingState, record: ValidatorRecord, epoch: int) -> int:
     bps = st.params.slash_bps
     burnt = record.tokens_atoms * bps // BPS
     record.tokens_atoms -= burnt
-    start = (epoch * st.params.epoch_length_blocks) + 1 if epoch else 0
+    start = st.schedule.first_height(epoch) if epoch else 0
     for entry in st.unbondings.values():
         if entry.operator == record.operator and entry.start_height >= start:
             cut = entry.amount_atoms * bps // BPS

@@ -6,7 +6,6 @@ exchange's side of it is a dispatch entry per action type and two calls per bloc
 
 from __future__ import annotations
 
-from consensus.epochs import epoch_of
 from state_machine.invariants import check
 from state_machine.perpetuals.margin import free_collateral
 from state_machine.staking import engine
@@ -76,7 +75,8 @@ def apply_staking_action(
 
 # ---- the exchange's side: one call per action, two per block ----------------------------------
 
-STAKING_KEY_PREFIXES = range(0x20, 0x27)  # 0x26: governed parameters
+# 0x26: the governed parameters; 0x2f: the epoch schedule
+STAKING_KEY_PREFIXES = (*range(0x20, 0x27), 0x2F)
 
 
 def is_staking_key(key: bytes) -> bool:
@@ -145,7 +145,7 @@ def follow_active_set(st: ExchangeCore) -> None:
     staking = st.staking
     check(staking is not None, "following the active set without staking")
     assert staking is not None
-    record = staking.epoch_sets.get(epoch_of(st.height, staking.params.epoch_length_blocks))
+    record = staking.epoch_sets.get(staking.schedule.epoch_of(st.height))
     if record is not None:
         st.validator_power = dict(record.members)
 

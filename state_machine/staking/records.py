@@ -1,4 +1,4 @@
-"""Staking records and their keys (under the exchange's Merkle root, prefixes 0x20..0x25).
+"""Staking records and their keys (under the exchange's Merkle root, prefixes 0x20..0x25, 0x2f).
 
 =====  ==============================  ===============================================
 prefix key                              value (msgpack array)
@@ -16,6 +16,9 @@ prefix key                              value (msgpack array)
 0x26   ``26 00``                        governed staking parameters: the values of
                                         params.GOVERNED_FIELDS (absent until a
                                         SetStakingParams proposal runs: genesis values)
+0x2f   ``2f``                           epoch schedule: [[first_epoch, first_height,
+                                        length_blocks], ...] (absent while it is the
+                                        genesis length for ever)
 =====  ==============================  ===============================================
 
 Each record is a small slotted object with ``state_key()`` and ``state_obj()`` (None: the key
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from consensus.epochs import EpochSchedule
 from state_machine.crypto import sha256
 
 P_VALIDATOR = 0x20
@@ -35,6 +39,8 @@ P_EPOCH_SET = 0x23
 P_EVIDENCE = 0x24
 META_KEY = b"\x25\x25"
 GOVERNED_PARAMS_KEY = b"\x26\x00"
+P_SCHEDULE = 0x2F
+SCHEDULE_KEY = b"\x2f\x2f"
 
 
 def _u64(x: int) -> bytes:
@@ -199,3 +205,18 @@ class GovernedParamsRecord:
 
     def state_obj(self) -> list[Any]:
         return list(self.values)
+class ScheduleRecord:
+    """The epoch schedule (``consensus.epochs.EpochSchedule``) once governance changed the
+    epoch length; deleted again if a change brings it back to the genesis length for ever, so
+    a chain that never changed it has the entries and root it had before."""
+
+    __slots__ = ("schedule",)
+
+    def __init__(self, schedule: EpochSchedule) -> None:
+        self.schedule = schedule
+
+    def state_key(self) -> bytes:
+        return SCHEDULE_KEY
+
+    def state_obj(self) -> list[Any] | None:
+        return self.schedule.to_obj() if len(self.schedule.segments) > 1 else None

@@ -22,7 +22,7 @@ class GovernedCluster(Cluster):
     def execute(self, i: int, block: Block, action: Execute) -> None:
         root = self.apps[i].apply(block)
         self.chains[i].append(action)
-        event = BlockExecuted(block.height, block.block_hash(), root, None, LIMITS)
+        event = BlockExecuted(block.height, block.block_hash(), root, None, block_limits=LIMITS)
         self.handle(i, event)
 
 

@@ -18,13 +18,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from consensus.epochs import epoch_of
 from consensus.events import Execute
 from consensus.types import COMMIT, Block, BlockHeader, QCSignature, QuorumCert, payload_root
 from consensus.verify import sign_vote
 from node.config import Config, StorageSettings
 from node.node import Node, now_ms
 from state_machine.crypto import Keypair
+from state_machine.genesis import Genesis
 from state_machine.staking.actions import CreateValidator, Delegate, Undelegate
 from state_machine.staking.engine import StakingState
 from state_machine.staking.hook import enable_staking
@@ -52,9 +52,12 @@ ARCHIVE = StorageSettings(archive=True, proof_history_heights=0)
 
 @contextmanager
 def staking_node(
-    home: Path, params: StakingParams = PARAMS, storage: StorageSettings = ARCHIVE
+    home: Path,
+    params: StakingParams = PARAMS,
+    storage: StorageSettings = ARCHIVE,
+    genesis: Genesis = GENESIS,
 ) -> Iterator[Node]:
-    n = Node(Config(home=home, storage=storage), GENESIS, VALIDATOR)
+    n = Node(Config(home=home, storage=storage), genesis, VALIDATOR)
     n.chain = n.open_chain()
     enable_staking(n.chain.state, params)
     n._adopt_stored_sets(n.chain)  # the epoch sets of the state staking was switched on in
@@ -78,7 +81,7 @@ async def execute_epoch_signed(n: Node, payload: list[bytes]) -> None:
     assert n.chain is not None
     height = n.chain.height + 1
     st = staking_of(n)
-    members = st.epoch_sets[epoch_of(height, st.params.epoch_length_blocks)].members
+    members = st.epoch_sets[st.schedule.epoch_of(height)].members
     header = BlockHeader(
         height,
         height,

@@ -129,8 +129,9 @@ async def test_staking_commands(tmp_path: Path, capsys: pytest.CaptureFixture[st
 async def test_proof_command_follows_the_hand_overs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``perpbft proof account`` at a height of epoch 4 walks epochs 2..4 from genesis; on a
-    node that no longer keeps the hand-over heights it fails with the node's reason.
+    """``perpbft proof account`` at a height of epoch 4 walks epochs 2..4 from genesis, also on
+    a node that no longer keeps the hand-over heights' state (from its certificates); on one
+    that has neither it fails with the node's reason.
 
     The epoch length comes from the genesis's ``staking`` section, which this branch's genesis
     format does not have yet: it is set here the way that section will set it."""
@@ -149,9 +150,21 @@ async def test_proof_command_follows_the_hand_overs(
             assert "the set of epoch 4 (followed from genesis over 3 hand-overs)" in out
             code = await trio.to_thread.run_sync(main, [*argv, "--node", base, "--json"])
             assert code == 0 and json.loads(capsys.readouterr().out)["verified"] is True
-    # A node that proves only its last few heights: the first hand-over (height 3) is gone.
+    # A node that proves only its last few heights: the first hand-over's state (height 3)
+    # is gone, but the node kept the certificate it built then (node/handover_run.py).
     recent = StorageSettings(archive=False, proof_history_heights=4)
     with staking_node(tmp_path / "recent", storage=recent) as n:
+        n.handovers.open()
+        await build_set_changes(n)
+        async with served(build_app(n)) as (base, _):
+            code = await trio.to_thread.run_sync(main, [*argv, "--node", base])
+            out = capsys.readouterr().out
+            assert code == 0, out
+            assert "the set of epoch 4 (followed from genesis over 3 hand-overs)" in out
+        n.handovers.close()
+    # One without certificates (they were never built or the file is gone): the walk fails
+    # with the node's reason.
+    with staking_node(tmp_path / "bare", storage=recent) as n:
         await build_set_changes(n)
         async with served(build_app(n)) as (base, _):
             code = await trio.to_thread.run_sync(main, [*argv, "--node", base])

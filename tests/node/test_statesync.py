@@ -266,7 +266,7 @@ def test_offers_are_checked_against_the_genesis_validators_and_the_trust_pin(
         return offer_refusal(
             o,
             chain_id=GENESIS.chain_id,
-            genesis_set=validators,
+            sets=validators,
             genesis_hash=GENESIS_HASH,
             trust=trust,
         )

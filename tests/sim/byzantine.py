@@ -82,8 +82,7 @@ class DepartedSetForger(Replica):
     def _attack_height(self, height: int) -> bool:
         """``height`` opens an epoch whose set shares no member with the set before it (every
         key of which has left, so is ours to sign with)."""
-        length = self.sets.epoch_length_blocks
-        if length == 0 or height <= 1 or (height - 1) % length != 0:
+        if height <= 1 or not self.sets.is_epoch_end(height - 1):
             return False
         before, now = self.sets.for_height(height - 1), self.sets.for_height(height)
         if before is None or now is None:

@@ -59,7 +59,7 @@ from consensus import (
     decode_message,
     encode_message,
 )
-from consensus.epochs import EpochSets, epoch_of, is_epoch_end
+from consensus.epochs import EpochSchedule, EpochSets
 from consensus.types import ProposalEquivocation, VoteEquivocation, payload_root
 from consensus.verify import sign_proposal
 from state_machine.crypto import Keypair
@@ -139,6 +139,10 @@ class Scenario:
     candidates: int = 0
     epoch_length_blocks: int = 0
     set_schedule: Callable[[int], list[tuple[int, int]]] | None = None
+    # Epoch-length changes (governance SetEpochLength) as (first epoch, length): each is in
+    # the state from the hand-over of its first epoch's set on (the end of epoch first - 2),
+    # and reaches the replicas with that set, as on a real chain.
+    length_changes: tuple[tuple[int, int], ...] = ()
 
 
 def validator_key(i: int) -> Keypair:
@@ -234,21 +238,41 @@ class Simulation:
             self._sets[epoch] = known
         return known
 
+    def schedule_fixed_through(self, epoch: int) -> EpochSchedule:
+        """The schedule in the state once the set of ``epoch`` is handed over: the length
+        changes of epochs up to ``epoch``."""
+        schedule = EpochSchedule.constant(self.scenario.epoch_length_blocks)
+        for first_epoch, length in self.scenario.length_changes:
+            if first_epoch <= epoch:
+                schedule = schedule.changed_from(first_epoch, length)
+        return schedule
+
+    @property
+    def schedule(self) -> EpochSchedule:
+        """The chain's whole schedule (what its heights are cut into, in the end)."""
+        return self.schedule_fixed_through(1 << 62)
+
     def epoch_sets(self, tip: int) -> EpochSets:
         """The sets a node knows once it executed up to ``tip``: genesis' two, then one more
-        per completed epoch."""
+        per completed epoch (with the schedule handed over with it)."""
         length = self.scenario.epoch_length_blocks
         sets = EpochSets.from_genesis(length, self.set_of_epoch(0))
         if length:
-            for end in range(length, tip + 1, length):
-                sets.add(epoch_of(end, length) + 2, self.set_of_epoch(epoch_of(end, length) + 2))
+            schedule = self.schedule
+            for end in range(1, tip + 1):
+                if schedule.is_epoch_end(end):
+                    epoch = schedule.epoch_of(end) + 2
+                    sets.add(epoch, self.set_of_epoch(epoch), self.schedule_fixed_through(epoch))
         return sets
 
-    def next_set(self, height: int) -> ValidatorSet | None:
-        length = self.scenario.epoch_length_blocks
-        if not is_epoch_end(height, length):
-            return None
-        return self.set_of_epoch(epoch_of(height, length) + 2)
+    def hand_over(self, height: int) -> tuple[ValidatorSet | None, EpochSchedule | None]:
+        """What executing ``height`` hands to consensus: on an epoch's last block the set of
+        the epoch after next and the schedule then in the state."""
+        schedule = self.schedule
+        if not self.scenario.epoch_length_blocks or not schedule.is_epoch_end(height):
+            return None, None
+        epoch = schedule.epoch_of(height) + 2
+        return self.set_of_epoch(epoch), self.schedule_fixed_through(epoch)
 
     # ---- plumbing ---------------------------------------------------------------------------
 
@@ -540,7 +564,8 @@ class Simulation:
                     f"vs n{node.node_id} {root.hex()[:16]}"
                 )
         node.executing = False
-        executed = BlockExecuted(height, block.block_hash(), root, self.next_set(height))
+        next_set, schedule = self.hand_over(height)
+        executed = BlockExecuted(height, block.block_hash(), root, next_set, schedule)
         self._handle(node, "executed", executed)
         if node.up and node.exec_queue and not node.executing:
             self._schedule_execution(node)

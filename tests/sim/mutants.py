@@ -21,10 +21,11 @@ does so within a bounded number of seeds, while the real replica survives the sa
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 
-from consensus import Action, PersistSafety, Replica
+from consensus import Action, BlockExecuted, PersistSafety, Replica
 from consensus.types import Block, Proposal
 from tests.sim.app import KVApp
 from tests.sim.byzantine import DepartedSetForger, StaleLeader
@@ -143,3 +144,12 @@ def departed_set(seed: int) -> Scenario:
         set_schedule=schedule,
         min_new_blocks=2 * length,
     )
+
+
+class IgnoresSchedule(Replica):
+    """Takes the handed-over sets but drops the epoch schedule that comes with them (keeps
+    the genesis length for ever): after a governance length change it counts votes of a height
+    in the wrong epoch's set. Caught under the ``epoch_length`` scenario."""
+
+    def _learn_next_set(self, event: BlockExecuted) -> None:
+        super()._learn_next_set(dataclasses.replace(event, schedule=None))

@@ -300,6 +300,24 @@ def epochs(rng: random.Random) -> Scenario:
     )
 
 
+def epoch_length(rng: random.Random) -> Scenario:
+    """``epochs`` with governance changing the epoch length two to four times (from the
+    epoch after next, handed over with that epoch's set), down to one block per epoch and up
+    to eight: replicas that learn the new length late (partitioned, crashed, catching up) must
+    still agree on every height's set."""
+    scenario = epochs(rng)
+    scenario.name = "epoch_length"
+    changes: list[tuple[int, int]] = []
+    epoch = 1
+    for _ in range(rng.randint(2, 4)):
+        epoch += rng.randint(1, 4)
+        changes.append((epoch, rng.randint(1, 8)))
+    scenario.length_changes = tuple(changes)
+    longest = max([scenario.epoch_length_blocks, *(n for _, n in changes)])
+    scenario.min_new_blocks = 6 * longest
+    return scenario
+
+
 SCENARIOS: dict[str, Callable[[random.Random], Scenario]] = {
     "clean": clean,
     "lossy": lossy,
@@ -314,6 +332,7 @@ SCENARIOS: dict[str, Callable[[random.Random], Scenario]] = {
     "mixed": mixed,
     "exchange": exchange,
     "epochs": epochs,
+    "epoch_length": epoch_length,
 }
 
 
