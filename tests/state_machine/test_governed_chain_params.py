@@ -16,7 +16,7 @@ from state_machine.governance.chainparams import (
     block_limit_schedule,
     limits_at,
 )
-from state_machine.governance.content import SetBlockLimits, SetStakingParams
+from state_machine.governance.content import SetBlockLimits, SetEpochLength, SetStakingParams
 from state_machine.governance.records import EXECUTED, FAILED
 from state_machine.staking import codes, engine
 from state_machine.staking.actions import CreateValidator, Delegate, SubmitEvidence, Undelegate
@@ -259,3 +259,18 @@ def test_invalid_block_limits_are_refused_and_change_nothing() -> None:
     assert SetBlockLimits(100_001, 64 * 1024, 500).max_block_txs > 100_000
     res = h.propose(SetBlockLimits(100_001, 64 * 1024, 500))
     assert res.code == "invalid_proposal" and "max_block_txs" in res.message
+
+
+def test_an_unbonding_period_must_cover_a_scheduled_longer_epoch() -> None:
+    """The genesis length (4) is not the only one: once an epoch_length proposal scheduled 20
+    blocks, an unbonding period of 10 no longer covers an epoch and is refused."""
+    h = GovHarness(staking_genesis())
+    assert h.propose(change(unbonding_blocks=10)).code == "ok"  # covers 4-block epochs
+    pid = h.propose(SetEpochLength(20)).order_id
+    run_until_executed(h, pid)
+    h.block([])
+    assert h.state.gov.proposals[pid].status == EXECUTED
+    before = governed(h.state)
+    res = h.propose(change(unbonding_blocks=10))
+    assert res.code == "invalid_proposal" and "must cover an epoch (20 blocks" in res.message
+    assert governed(h.state) == before
