@@ -44,7 +44,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from cli.lightclient import genesis_validator_set
+from cli.lightclient import genesis_validator_set, hex_field
 from consensus.epochs import EpochSchedule
 from consensus.types import BlockHeader, QuorumCert, genesis_block
 from consensus.validators import ValidatorSet
@@ -118,17 +118,6 @@ class TrustedSets:
         return self.chain.extend(cert)
 
 
-def _hex(value: Any, what: str, failures: list[str]) -> bytes | None:
-    if not isinstance(value, str):
-        failures.append(f"{what} is missing or not a hex string")
-        return None
-    try:
-        return bytes.fromhex(value)
-    except ValueError:
-        failures.append(f"{what} is not valid hex")
-        return None
-
-
 def _entry_proof(
     entry: Any, key: bytes, failures: list[str]
 ) -> tuple[bytes | None, bytes] | None:
@@ -137,9 +126,9 @@ def _entry_proof(
         got = entry.get("key") if isinstance(entry, dict) else entry
         failures.append(f"entry key {got!r} is not {key.hex()} (another record)")
         return None
-    proof = _hex(entry.get("proof"), f"proof of {key.hex()}", failures)
+    proof = hex_field(entry.get("proof"), f"proof of {key.hex()}", failures)
     raw = entry.get("value")
-    value = None if raw is None else _hex(raw, f"value of {key.hex()}", failures)
+    value = None if raw is None else hex_field(raw, f"value of {key.hex()}", failures)
     if proof is None or (raw is not None and value is None):
         return None
     return value, proof
@@ -184,8 +173,8 @@ def certificate_from_answer(
     entries = _entries_of(body, epoch, failures)
     cert = body.get("certified_by")
     cert = cert if isinstance(cert, dict) else {}
-    header_wire = _hex((cert.get("header") or {}).get("wire"), "header wire", failures)
-    qc_wire = _hex((cert.get("commit_qc") or {}).get("wire"), "commit QC wire", failures)
+    header_wire = hex_field((cert.get("header") or {}).get("wire"), "header wire", failures)
+    qc_wire = hex_field((cert.get("commit_qc") or {}).get("wire"), "commit QC wire", failures)
     if entries is None or header_wire is None or qc_wire is None:
         return None, failures
     (value, proof), (schedule_value, schedule_proof) = entries

@@ -106,7 +106,8 @@ def _quiet_hex(value: Any) -> bytes | None:
         return None
 
 
-def _hex_bytes(value: Any, what: str, failures: list[str]) -> bytes | None:
+def hex_field(value: Any, what: str, failures: list[str]) -> bytes | None:
+    """A hex string of an answer as bytes; None (and the failure noted) if it is not one."""
     if not isinstance(value, str):
         failures.append(f"{what} is missing or not a hex string")
         return None
@@ -131,10 +132,10 @@ def _check_entries(
         if not isinstance(entry, dict):
             failures.append(f"entry {i} is not an object")
             continue
-        key = _hex_bytes(entry.get("key"), f"entry {i} key", failures)
-        proof = _hex_bytes(entry.get("proof"), f"entry {i} proof", failures)
+        key = hex_field(entry.get("key"), f"entry {i} key", failures)
+        proof = hex_field(entry.get("proof"), f"entry {i} proof", failures)
         raw_value = entry.get("value")
-        value = None if raw_value is None else _hex_bytes(raw_value, f"entry {i} value", failures)
+        value = None if raw_value is None else hex_field(raw_value, f"entry {i} value", failures)
         if key is None or proof is None or (raw_value is not None and value is None):
             continue
         if key.hex() not in expected:
@@ -179,8 +180,8 @@ def _check_certificate(
             f"{height + 1}'s commit QC, and the node sent none"
         )
         return
-    header_wire = _hex_bytes((cert.get("header") or {}).get("wire"), "header wire", failures)
-    qc_wire = _hex_bytes((cert.get("commit_qc") or {}).get("wire"), "commit QC wire", failures)
+    header_wire = hex_field((cert.get("header") or {}).get("wire"), "header wire", failures)
+    qc_wire = hex_field((cert.get("commit_qc") or {}).get("wire"), "commit QC wire", failures)
     if header_wire is None or qc_wire is None:
         return
     try:
@@ -239,7 +240,7 @@ def verify_account_proof(
         )
     if body.get("address") != who.hex():
         failures.append(f"answer is for address {body.get('address')!r}, not {who.hex()}")
-    root = _hex_bytes(body.get("state_root"), "state_root", failures)
+    root = hex_field(body.get("state_root"), "state_root", failures)
     if root is None or len(root) != 32:
         failures.append("state_root is not 32 bytes")
         return ProofCheck(False, height, str(body.get("state_root")), failures, {})
@@ -284,7 +285,7 @@ def verify_record_proof(
         return ProofCheck(False, 0, "", failures, {})
     if body.get("kind") != kind:
         failures.append(f"answer is for a record of kind {body.get('kind')!r}, not {kind}")
-    root = _hex_bytes(body.get("state_root"), "state_root", failures)
+    root = hex_field(body.get("state_root"), "state_root", failures)
     if root is None or len(root) != 32:
         failures.append("state_root is not 32 bytes")
         return ProofCheck(False, height, str(body.get("state_root")), failures, {})
