@@ -211,7 +211,6 @@ def run_home(home: Path, overrides: Sequence[Override] = ()) -> None:
     node/overrides.py) until a signal stops it."""
     config, _, node = prepare(home, overrides)
     configure_logging(config.log.format, config.log.level, context=node.log_context)
-    log_state_machine_build()
     raise_open_files_limit(config)
     try:
         lock = lock_home(config)
@@ -219,6 +218,8 @@ def run_home(home: Path, overrides: Sequence[Override] = ()) -> None:
         raise StartError(str(exc)) from None
     with lock:
         check_free_space(config)
+        # After the start-up refusals, which are one line each.
+        log_state_machine_build()
         try:
             trio.run(serve_node, node)
         except Exception as exc:
