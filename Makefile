@@ -32,8 +32,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
+# Two passes, to stay inside CI's 30 minutes on 2 cores: the tests that start no node
+# processes (unit, property, simulator, in-process servers) on two workers, a file per worker
+# (a file's tests keep their order and module fixtures); then the multi-process tests (marked
+# slow) one at a time, since each already starts several processes.
 pytest: $(STAMP) native postgresql browser anvil
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n 2 --dist loadfile -m 'not slow' $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m slow $(PYTEST_ARGS)
 
 # The compiled build of the hot state-machine modules (mypyc, nativebuild/): rebuilt into
 # build/mypyc/ when any state_machine source changed, and used only while its stamp matches

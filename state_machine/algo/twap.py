@@ -165,8 +165,19 @@ def slice_lots(st: ExchangeCore, tw: Twap) -> int:
     lots = remaining if left <= 1 else div_ceil(remaining, left)
     if tw.randomize and left > 1:
         f = slice_factor_ppm(st.height, st.timestamp_ms, tw.twap_id, tw.slices_done)
-        lots = min(max(lots * f // PPM, 1), remaining)
+        lots = min(max(lots * f // PPM, min_notional_lots(st, tw), 1), remaining)
     return min(lots, st.markets[tw.market_id].max_order_lots)
+
+
+def min_notional_lots(st: ExchangeCore, tw: Twap) -> int:
+    """The fewest lots a slice needs to meet the market's minimum notional at the reference
+    price (1 for a reduce-only TWAP, which the minimum does not bind): a randomised slice
+    scaled down is never so small that the market refuses it."""
+    market = st.markets[tw.market_id]
+    ref = reference_price(st, tw.market_id)
+    if tw.reduce_only or ref == 0:
+        return 1
+    return div_ceil(market.min_notional_atoms, ref * market.tick_lot_atoms)
 
 
 def worst_price(ref_ticks: int, is_buy: bool, slippage_ppm: int) -> int:

@@ -199,8 +199,16 @@ def restart(cluster: Cluster, victim: int) -> None:
     cluster.kill(victim)
     cluster.start(victim)
     cluster.wait_ready(victim)
-    status = cluster.status(victim)
-    assert status is not None and status["view"] == VIEW, status
+    # The API answers before the replica exists (its view reads 0 until then).
+    views: list[int] = []
+
+    def replica_up() -> bool:
+        status = cluster.status(victim)
+        views.append(0 if status is None else int(status["view"]))
+        return views[-1] != 0
+
+    cluster.wait_for(replica_up, f"node {victim} replica", 30)
+    assert views[-1] == VIEW, views
 
 
 def votes_for(seen: list[Message], block: Block) -> list[Message]:
