@@ -6,6 +6,7 @@ does the I/O (p2p frames, worker threads, timeouts) and the counting.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -353,19 +354,25 @@ class StateSyncer:
             )
         return bool(good) and not failures
 
-    async def _wait_handovers(self, peer: bytes, start: int) -> HandoverCertificates | None:
+    async def _answer_from(
+        self, peer: bytes, answers: Callable[[object], bool]
+    ) -> object | None:
+        """The first message from ``peer`` that ``answers`` the request outstanding, within
+        the chunk timeout (None: no answer). Offers arriving meanwhile are considered."""
         with trio.move_on_after(self.settings.chunk_timeout_ms / 1000):
             while True:
                 sender, message = await self._inbox_rx.receive()
                 if isinstance(message, SnapshotOffers):
                     self._consider_offers(sender, message)
-                elif (
-                    isinstance(message, HandoverCertificates)
-                    and sender == peer
-                    and message.from_epoch == start
-                ):
+                elif sender == peer and answers(message):
                     return message
         return None
+
+    async def _wait_handovers(self, peer: bytes, start: int) -> HandoverCertificates | None:
+        message = await self._answer_from(
+            peer, lambda m: isinstance(m, HandoverCertificates) and m.from_epoch == start
+        )
+        return message if isinstance(message, HandoverCertificates) else None
 
     async def _fetch(self, candidate: Candidate) -> bool:
         """Fetch, verify and store every chunk of ``candidate``, then run the whole check and
@@ -421,18 +428,13 @@ class StateSyncer:
         return data
 
     async def _wait_chunk(self, peer: bytes, height: int, index: int) -> tuple[bytes | None, str]:
-        with trio.move_on_after(self.settings.chunk_timeout_ms / 1000):
-            while True:
-                sender, message = await self._inbox_rx.receive()
-                if isinstance(message, SnapshotOffers):
-                    self._consider_offers(sender, message)
-                elif (
-                    isinstance(message, ChunkResponse)
-                    and sender == peer
-                    and (message.height, message.index) == (height, index)
-                ):
-                    return (message.chunk, "") if message.chunk else (None, CHUNK_MISSING)
-        return None, CHUNK_TIMEOUT
+        message = await self._answer_from(
+            peer,
+            lambda m: isinstance(m, ChunkResponse) and (m.height, m.index) == (height, index),
+        )
+        if not isinstance(message, ChunkResponse):
+            return None, CHUNK_TIMEOUT
+        return (message.chunk, "") if message.chunk else (None, CHUNK_MISSING)
 
     async def _finish(self, candidate: Candidate, chunks: ChunkStore) -> bool:
         node, offer = self.node, candidate.offer
