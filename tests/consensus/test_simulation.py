@@ -7,6 +7,7 @@ and the end of the event trace. ``python -m tests.sim --seeds 0..10000 --jobs 2`
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
@@ -17,11 +18,19 @@ from tests.sim.cluster import SimulationFailure, validator_key
 from tests.sim.mutants import NoLock
 from tests.sim.scenarios import OUTAGE_RECOVERY_WINDOW_MS, outage
 
-SEEDS_PER_SCENARIO = 30  # x 11 scenarios = 330 runs
+SEEDS_PER_SCENARIO = 30
+# Validator-set changes every few epochs (joins, departures, Twins jailed mid-run, stake moving
+# the majority) with partitions, loss and crashes: the issue's bar is 2,000 seeds in every CI
+# run (about 0.2 s of CPU each); the 10,000-seed run is in docs/ARCHITECTURE.md, "Long run".
+SEEDS_BY_SCENARIO = {"epochs": 2_000, "epoch_length": 200}
+CASES = [
+    (name, seed)
+    for name in sorted(SCENARIOS)
+    for seed in range(SEEDS_BY_SCENARIO.get(name, SEEDS_PER_SCENARIO))
+]
 
 
-@pytest.mark.parametrize("seed", range(SEEDS_PER_SCENARIO))
-@pytest.mark.parametrize("name", sorted(SCENARIOS))
+@pytest.mark.parametrize(("name", "seed"), CASES)
 def test_scenario_seed(name: str, seed: int) -> None:
     sim = Simulation(make_scenario(name, seed), seed).run()
     honest = [n for n in sim.nodes if n.honest]
@@ -47,6 +56,29 @@ REGRESSIONS = [
 @pytest.mark.parametrize(("name", "seed"), REGRESSIONS)
 def test_regression_seed(name: str, seed: int) -> None:
     Simulation(make_scenario(name, seed), seed).run()
+
+
+def stable_repr(obj: object) -> str:
+    return re.sub(r" at 0x[0-9a-f]+", "", repr(obj))  # objects without a repr of their own
+
+
+def trace_digest(sim: Simulation) -> list[tuple[float, int, str, str, list[str]]]:
+    return [
+        (t, node, what, stable_repr(obj), [stable_repr(a) for a in actions])
+        for t, node, what, obj, actions in sim.trace
+    ]
+
+
+@pytest.mark.parametrize(("name", "seed"), [("epochs", 7), ("twins", 3), ("mixed", 11)])
+def test_the_memos_change_no_event(name: str, seed: int) -> None:
+    """The shared decode and signature memos that make CI's thousands of seeds affordable
+    are caches of pure functions: the run with them is the run without them, event for
+    event, action for action, commit for commit."""
+    with_memos = Simulation(make_scenario(name, seed), seed).run()
+    without = Simulation(make_scenario(name, seed), seed, memos=False).run()
+    assert trace_digest(with_memos) == trace_digest(without)
+    assert with_memos.commits == without.commits
+    assert with_memos.roots == without.roots
 
 
 def test_exchange_scenario_trades_and_agrees() -> None:

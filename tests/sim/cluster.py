@@ -2,7 +2,14 @@
 
 Plain heap of timed events and one ``random.Random(seed)``: the same scenario and seed replay
 exactly, event for event (not trio, whose scheduler is randomised on purpose). Every message is
-encoded to bytes at the sender and strictly decoded at each receiver, as on the real network.
+encoded to bytes at the sender and strictly decoded for the receivers, as on the real network.
+
+Two memos make a seed cheap enough to run thousands in CI, and change no outcome: the bytes of
+a message sent to several nodes are decoded once (the decoded messages are frozen, so every
+receiver gets an equal, immutable object), and an Ed25519 check is made once per (key, message,
+signature) for the whole cluster (:func:`shared_signature_checks`), where a real cluster makes
+it once per node. Both are caches of pure functions: a trace with them is the trace without
+them, event for event (``tests/consensus/test_simulation.py`` compares the two).
 
 The simulated driver follows the replica's contract: PersistSafety is written at once, before
 the next action of the list; Execute runs the block on the node's application after a short
@@ -22,13 +29,16 @@ fault healed, every honest node commits new blocks within ``liveness_window_ms``
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import heapq
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import consensus.quorum
+import consensus.verify
 from consensus import (
     Block,
     BlockExecuted,
@@ -70,6 +80,37 @@ GENESIS_TIME_MS = 1_700_000_000_000
 
 
 TRACE_LINES_IN_FAILURE = 400
+
+
+VERIFY_NAME = "verify"
+DECODED_MEMO_MAX = 4096  # distinct message encodings kept decoded; a run sends far more
+
+
+@contextlib.contextmanager
+def shared_signature_checks() -> Iterator[None]:
+    """Within the block, the consensus core's signature checks share one memo keyed by
+    (public key, message, signature): the verdict of a pure function, computed once for all
+    the simulated nodes instead of once for each. The real verifier decides every entry."""
+    callers = (consensus.quorum, consensus.verify)  # each imported ``verify`` by name
+    originals = [getattr(module, VERIFY_NAME) for module in callers]
+    real_verify: Callable[[bytes, bytes, bytes], bool] = originals[0]
+    verdicts: dict[tuple[bytes, bytes, bytes], bool] = {}
+
+    def memo_verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
+        key = (public_key, message, signature)
+        verdict = verdicts.get(key)
+        if verdict is None:
+            verdict = real_verify(public_key, message, signature)
+            verdicts[key] = verdict
+        return verdict
+
+    for module in callers:
+        setattr(module, VERIFY_NAME, memo_verify)
+    try:
+        yield
+    finally:
+        for module, original in zip(callers, originals, strict=True):
+            setattr(module, VERIFY_NAME, original)
 
 
 class SimulationFailure(AssertionError):
@@ -182,15 +223,17 @@ KIND_NAMES = ["deliver", "timer", "payload", "executed", "crash", "restart", "co
 
 
 class Simulation:
-    def __init__(self, scenario: Scenario, seed: int) -> None:
+    def __init__(self, scenario: Scenario, seed: int, memos: bool = True) -> None:
         self.scenario = scenario
         self.seed = seed
+        self.memos = memos  # False: decode and verify for each receiver, as a real cluster does
         self.rng = random.Random(seed)
         self.now = 0.0
         self._seq = 0
         self._heap: list[tuple[float, int, int, int, int, Any]] = []
         self.trace: list[tuple[float, int, str, Any, list[Any]]] = []
         self.events_handled = 0
+        self._decoded: dict[bytes, Any] = {}
         self.commits: dict[int, tuple[bytes, int]] = {}  # height -> (hash, node)
         self.roots: dict[int, tuple[bytes, int]] = {}  # height -> (root, node)
         self.commit_latencies_ms: list[float] = []
@@ -325,6 +368,10 @@ class Simulation:
 
     def run(self) -> Simulation:
         """Run the scenario; raise SimulationFailure on any checker failure."""
+        with shared_signature_checks() if self.memos else contextlib.nullcontext():
+            return self._run()
+
+    def _run(self) -> Simulation:
         self.start()
         sc = self.scenario
         self.run_until(sc.fault_end_ms)
@@ -390,7 +437,7 @@ class Simulation:
             return
         if kind == DELIVER:
             sender_key, data = payload
-            message = decode_message(data)
+            message = self._decode(data)
             event: Any = MessageReceived(sender_key, message)
         elif kind == TIMER:
             event = TimerFired(payload[0], payload[1])
@@ -399,6 +446,15 @@ class Simulation:
         else:
             event = PayloadAvailable(payload[0], payload[1], payload[2])
         self._handle(node, KIND_NAMES[kind], event)
+
+    def _decode(self, data: bytes) -> Any:
+        message = self._decoded.get(data) if self.memos else None
+        if message is None:
+            if len(self._decoded) >= DECODED_MEMO_MAX:
+                self._decoded.clear()
+            message = decode_message(data)
+            self._decoded[data] = message
+        return message
 
     def _handle(self, node: SimNode, what: str, event: Any) -> None:
         replica = node.replica
