@@ -302,8 +302,13 @@ class ExchangeCore:
             elif t is NonceEntry:
                 entry: NonceEntry = obj
                 entry.dirty = False
-                value = entry.state_obj()
-                out[entry.key] = None if value is None else pack(value)
+                # The tracker keeps most signers' value packed (nonces.py); else pack it here.
+                packed = entry.tracker.kept_msgpack(entry.signer)
+                if packed is not None:
+                    out[entry.key] = packed
+                else:
+                    value = entry.state_obj()
+                    out[entry.key] = None if value is None else pack(value)
             elif t is Trigger:
                 trig: Trigger = obj
                 trig.dirty = False
