@@ -78,7 +78,8 @@ def _u32(x: int) -> bytes:
 
 
 def order_value(o: Order) -> tuple[Any, ...]:
-    """A live order's ``state_obj`` as a tuple (take_writes: the same msgpack array)."""
+    """A live order's ``state_obj`` as a tuple, for take_writes: msgpack packs it as the same
+    array, and a tuple is cheaper to make and free than a list."""
     return (
         o.order_id, o.seq, o.account.pubkey, o.is_buy, o.price_ticks, o.size_lots, o.orig_lots,
         o.filled_lots, o.client_id, o.tif, o.reduce_only, o.stp, o.hold_atoms, o.timestamp_ms,
@@ -270,16 +271,14 @@ class ExchangeCore:
         pack = msgpack.Packer(use_bin_type=True).pack
         for obj in self.dirty:
             t = type(obj)
-            # The branches assign ``obj`` to a variable of its class, so that the compiled
-            # build reads and writes its attributes directly (``obj`` itself is Any).
+            # Each branch names ``obj`` (Any) with its class: the compiled build then reads and
+            # writes its attributes directly.
             if t is Order:
                 order: Order = obj
                 order.dirty = False
-                # Order.state_key and state_obj written out: orders are most of a block's
-                # writes (the writes are checked against entries() by
-                # tests/state_machine/test_properties.py). The value is the same array as a
-                # tuple (msgpack packs both alike), which is cheaper to build and free. An
-                # order placed and gone within the block never existed in storage.
+                # Order.state_key and order_value written out: orders are most of a block's
+                # writes (checked against entries() by tests/state_machine/test_properties.py).
+                # An order placed and gone within the block never existed in storage.
                 if order.live:
                     order.stored = True
                     out[ORDER_KEY(P_ORDER, order.market_id, order.order_id)] = pack(
