@@ -43,6 +43,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "state_machine.perpetuals.records",
     "state_machine.prices.records",
     "state_machine.results",
+    "state_machine.rounding",
     "state_machine.state",
     "state_machine.triggers.records",
 )

@@ -7,12 +7,17 @@ not used for these because ``python -O`` strips it.
 
 Rounding is always explicit and always in the exchange's favour: what a user owes is rounded up
 (:func:`div_ceil`), what a user receives is rounded down (:func:`div_floor`). Both are exact for
-negative numerators too (Python's ``//`` floors).
+negative numerators too (Python's ``//`` floors). The helpers live in rounding.py (compiled).
 """
 
 from __future__ import annotations
 
-PPM = 1_000_000
+# The rounding helpers live in rounding.py (compiled); imported from here by most modules.
+from state_machine.rounding import PPM as PPM
+from state_machine.rounding import div_ceil as div_ceil
+from state_machine.rounding import div_floor as div_floor
+from state_machine.rounding import mul_ppm_ceil as mul_ppm_ceil
+from state_machine.rounding import mul_ppm_floor as mul_ppm_floor
 
 
 class InvariantError(RuntimeError):
@@ -28,23 +33,3 @@ def check(cond: bool, msg: str, error: type[InvariantError] = InvariantError) ->
     """
     if not cond:
         raise error(msg)
-
-
-def div_floor(num: int, den: int) -> int:
-    """Floor of num / den for den > 0."""
-    return num // den
-
-
-def div_ceil(num: int, den: int) -> int:
-    """Ceiling of num / den for den > 0."""
-    return -((-num) // den)
-
-
-def mul_ppm_ceil(amount: int, ppm: int) -> int:
-    """amount * ppm / 1e6 rounded up (a charge)."""
-    return -((-amount * ppm) // PPM)
-
-
-def mul_ppm_floor(amount: int, ppm: int) -> int:
-    """amount * ppm / 1e6 rounded down (a payout)."""
-    return (amount * ppm) // PPM

@@ -25,6 +25,9 @@ from collections.abc import MutableSequence, Sequence
 from enum import StrEnum
 
 KEPT_NONCES = 128
+# From 2**32 on, msgpack writes a (u64) nonce as 0xcf and 8 big-endian bytes.
+WIDE_NONCE = 1 << 32
+WIDE_ITEM_BYTES = 9
 WINDOW_PAST_MS = 2 * 24 * 3600 * 1000
 WINDOW_FUTURE_MS = 1 * 24 * 3600 * 1000
 
@@ -65,12 +68,22 @@ class NonceTracker:
     Each signer's nonces sit in an ``array('Q')`` (nonces are u64 on the wire): the state
     entry of a signer is rewritten whenever it transacts, and serialising a list of 128 int
     objects scattered over the heap cost a cache miss per nonce; the array is one block.
+
+    The state value of a signer (the msgpack array of its kept nonces) is rewritten in every
+    block it transacts in, and packing 128 ints cost more than the rest of its transaction's
+    bookkeeping. While every kept nonce of a signer is wide (>= 2**32: millisecond times are),
+    each is 9 bytes of the array's encoding, so ``_packed`` keeps those items' bytes and an
+    accepted new highest nonce appends 9 bytes (and drops the evicted first 9); any other
+    change forgets them, and :meth:`kept_msgpack` makes them again from the array.
+    tests/foundation/test_nonces.py checks the bytes against msgpack's packing of kept_list.
     """
 
-    __slots__ = ("_kept",)
+    __slots__ = ("_kept", "_packed")
 
     def __init__(self) -> None:
         self._kept: dict[bytes, array[int]] = {}
+        # signer -> the msgpack items of its kept nonces (no array header), all wide
+        self._packed: dict[bytes, bytes] = {}
 
     def check(self, signer: bytes, nonce: int, block_time_ms: int) -> NonceCheck:
         if not check_nonce_window(nonce, block_time_ms):
@@ -93,6 +106,11 @@ class NonceTracker:
         n = len(kept)
         if n and nonce > kept[-1]:  # the usual case: a new highest nonce
             kept.append(nonce)
+            items = self._packed.get(signer)
+            if items is not None:  # all wide, and so is a higher nonce
+                if n >= KEPT_NONCES:
+                    items = items[WIDE_ITEM_BYTES:]
+                self._packed[signer] = items + b"\xcf" + nonce.to_bytes(8, "big")
         else:
             i = bisect.bisect_left(kept, nonce)
             if i < n and kept[i] == nonce:
@@ -100,6 +118,7 @@ class NonceTracker:
             if n >= KEPT_NONCES and nonce < kept[0]:
                 return NonceCheck.TOO_LOW
             kept.insert(i, nonce)
+            self._packed.pop(signer, None)
         if n >= KEPT_NONCES:
             del kept[0]
         return NonceCheck.OK
@@ -112,9 +131,25 @@ class NonceTracker:
         kept = self._kept.get(signer)
         return kept.tolist() if kept is not None else []
 
+    def kept_msgpack(self, signer: bytes) -> bytes | None:
+        """The msgpack of :meth:`kept_list` (canonical, as codec.encode packs it) when the
+        signer keeps nonces and all are wide, else None (the caller packs kept_list)."""
+        kept = self._kept.get(signer)
+        if not kept or kept[0] < WIDE_NONCE:  # ascending: the first is the smallest
+            return None
+        items = self._packed.get(signer)
+        if items is None:
+            items = b"".join([b"\xcf" + x.to_bytes(8, "big") for x in kept])
+            self._packed[signer] = items
+        n = len(kept)
+        # fixarray up to 15 items, else array 16 (KEPT_NONCES is far below 2**16)
+        head = bytes((0x90 | n,)) if n < 16 else b"\xdc" + n.to_bytes(2, "big")
+        return head + items
+
     def restore(self, signer: bytes, nonces: list[int]) -> None:
         """Load a signer's kept nonces (from storage); ``nonces`` need not be sorted."""
         self._kept[signer] = array("Q", sorted(set(nonces))[-KEPT_NONCES:])
+        self._packed.pop(signer, None)
 
     def signers(self) -> list[bytes]:
         return sorted(self._kept)

@@ -9,6 +9,7 @@ order (liquidations, the vault).
 from __future__ import annotations
 
 from bisect import insort
+from typing import Any
 
 from state_machine.accounts.records import Account, Balance
 from state_machine.book import Book, Level, Order
@@ -268,6 +269,10 @@ def accept_order(
     reduce_only = a.reduce_only
     seq = st.next_seq
     st.next_seq = seq + 1
+    # The id and price as objects, made once: in the compiled build each use of an int in a
+    # dict key or an event tuple would otherwise make a new int object (both are above 256).
+    seq_obj: Any = seq
+    price_obj: Any = price
     order = Order(
         seq, seq, mid, acct, is_buy, price, size, cid, tif, reduce_only, a.stp,
         st.timestamp_ms, a.kind,
@@ -281,8 +286,9 @@ def accept_order(
             st.dirty.append(bal)
     events = st.events
     events.append(
-        ("order_accepted", mid, seq, acct.pubkey, is_buy, price, size, tif, cid, reduce_only)
-    )
+        ("order_accepted", mid, seq_obj, acct.pubkey, is_buy, price_obj, size, tif, cid,
+         reduce_only)
+    )  # fmt: skip
     keys = (book.asks if is_buy else book.bids).keys
     if tif in (TIF_GTC, TIF_ALO) and (
         not keys or ((-keys[-1] > price) if is_buy else (keys[-1] < price))
@@ -290,18 +296,18 @@ def accept_order(
         # Fast path, the common case for makers: nothing to match, rest at once. Same effect
         # as execute_order -> rest_order, inlined because it runs for most actions.
         side = book.bids if is_buy else book.asks
-        level = side.levels.get(price)
+        level = side.levels.get(price_obj)
         if level is None:
             level = Level(price)
-            side.levels[price] = level
+            side.levels[price_obj] = level
             insort(side.keys, price if is_buy else -price)
         level.orders.append(order)
         level.total_lots += size
         level.live_count += 1
         order.level = level
         order.live = True
-        st.orders[seq] = order
-        acct.orders[seq] = order
+        st.orders[seq_obj] = order
+        acct.orders[seq_obj] = order
         if cid:
             acct.client_ids[cid] = order
         if pos is not None and not reduce_only:
@@ -311,7 +317,7 @@ def accept_order(
                 pos.sell_lots += size
         order.dirty = True
         st.dirty.append(order)
-        events.append(("order_rested", mid, seq, acct.pubkey, price, size))
+        events.append(("order_rested", mid, seq_obj, acct.pubkey, price_obj, size))
         return ActionResult(OK, ST_RESTING, seq, 0, ST_RESTING)
     return execute_order(st, book.market, book, order)
 

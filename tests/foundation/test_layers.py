@@ -55,6 +55,7 @@ PLUMBING_MODULES = frozenset(
         "state_machine.codec",
         "state_machine.crypto",
         "state_machine.invariants",
+        "state_machine.rounding",  # invariants' rounding helpers, compiled
         "state_machine.txroot",
     }
 )

@@ -5,8 +5,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from state_machine.codec import encode
 from state_machine.nonces import (
     KEPT_NONCES,
+    WIDE_NONCE,
     WINDOW_FUTURE_MS,
     WINDOW_PAST_MS,
     NonceCheck,
@@ -75,3 +77,52 @@ def test_accepted_nonce_is_never_accepted_twice(nonces: list[int], times: list[i
             accepted.add(n)
         assert len(t.kept(A)) <= KEPT_NONCES
         assert list(t.kept(A)) == sorted(t.kept(A))
+
+
+# A signer's state value, packed by the tracker from its bytes of wide nonces (nonces.py), must
+# be the canonical msgpack of its kept nonces at every step: appends with evictions,
+# out-of-order inserts, restores, narrow nonces (below 2**32, packed shorter) mixed in.
+@settings(max_examples=examples(150))
+@given(
+    steps=st.lists(
+        st.one_of(
+            st.tuples(st.just("accept"), st.integers(-400, 400)),
+            st.tuples(st.just("restore"), st.integers(0, 200)),
+        ),
+        max_size=500,
+    ),
+    narrow=st.booleans(),
+    start=st.integers(0, 40),
+)
+def test_kept_msgpack_is_the_canonical_value(
+    steps: list[tuple[str, int]], narrow: bool, start: int
+) -> None:
+    # Block times near 2**32 when ``narrow``: the window then holds nonces on both sides.
+    now = WIDE_NONCE + 300 if narrow else NOW
+    t = NonceTracker()
+    for i in range(start):  # some nonces first, so most steps run with a cached value
+        t.accept(A, now - 2 * start + i, now)
+        assert_value_canonical(t)
+    for kind, x in steps:
+        if kind == "accept":
+            t.accept(A, now + x, now)
+        else:
+            t.restore(A, list(range(now - x, now + x, 3)))
+        assert_value_canonical(t)
+
+
+def assert_value_canonical(t: NonceTracker) -> None:
+    packed = t.kept_msgpack(A)
+    kept = t.kept_list(A)
+    if packed is None:
+        assert not kept or kept[0] < WIDE_NONCE
+    else:
+        assert packed == encode(kept)
+
+
+def test_kept_msgpack_follows_a_full_window() -> None:
+    t = NonceTracker()
+    for i in range(KEPT_NONCES + 40):  # past the window: every accept evicts the smallest
+        assert t.accept(A, NOW + i, NOW) is NonceCheck.OK
+        assert t.kept_msgpack(A) == encode(t.kept_list(A))
+    assert t.kept_msgpack(B) is None  # no nonces: the caller writes no value
