@@ -608,7 +608,7 @@ class Node:
         worker, then the pool) would cost more than the checks themselves."""
         if len(items) <= INLINE_VERIFY_MAX:
             return [verify(pk, msg, sig) for pk, msg, sig in items]
-        return await self.sigpool.verify_async(items)
+        return await trio.to_thread.run_sync(self.sigpool.verify_many, items)
 
     def _finish_submission(self, sub: Submission, verdict: Admit) -> None:
         sub.verdict = verdict
@@ -769,7 +769,7 @@ class Node:
         if not pending:
             return True
         items = [(tx.signer, signing, tx.signature) for _, tx, signing, _ in pending]
-        verdicts = await self.sigpool.verify_async(items)
+        verdicts = await trio.to_thread.run_sync(self.sigpool.verify_many, items)
         for (raw, tx, _, tx_id), ok in zip(pending, verdicts, strict=True):
             cache.put(raw, tx, tx_id, ok)
         return True

@@ -168,13 +168,13 @@ async def test_admissions_within_the_flush_interval_go_out_as_one_frame(
     # The receiver queues the frame's transactions and admits them in one pass, with one call
     # to the signature pool for all 30.
     pool_calls: list[int] = []
-    real_verify_async = receiver.sigpool.verify_async
+    real_verify_many = receiver.sigpool.verify_many
 
-    async def counting_verify_async(items: Sequence[tuple[bytes, bytes, bytes]]) -> list[bool]:
+    def counting_verify_many(items: Sequence[tuple[bytes, bytes, bytes]]) -> list[bool]:
         pool_calls.append(len(items))
-        return await real_verify_async(items)
+        return real_verify_many(items)
 
-    monkeypatch.setattr(receiver.sigpool, "verify_async", counting_verify_async)
+    monkeypatch.setattr(receiver.sigpool, "verify_many", counting_verify_many)
     receiver._on_tx_gossip(VALIDATOR.public_key, body)
     subs = queued(receiver)
     assert len(subs) == 30
