@@ -116,6 +116,73 @@ def event_body(event: Sequence[Any]) -> dict[str, Any] | None:
     return dict(zip(names, event[1:], strict=True))
 
 
+class KindPlan:
+    """What the index does with events of one kind, worked out once per kind: the field
+    names, where its account fields are (in ``ACCOUNT_FIELDS`` order, as ``accounts_of``
+    reads them), which account lists it joins and whether it is a market's trade or
+    funding item."""
+
+    __slots__ = (
+        "account_positions",
+        "kind",
+        "listed",
+        "lists",
+        "market_funding",
+        "names",
+        "trade",
+        "vault",
+        "width",
+    )
+
+    def __init__(self, kind: str, names: tuple[str, ...]) -> None:
+        self.kind = kind
+        self.names = names
+        self.width = len(names) + 1
+        self.account_positions = tuple(
+            1 + names.index(field) for field in ACCOUNT_FIELDS if field in names
+        )
+        self.lists = tuple(
+            name
+            for name, kinds in (
+                ("fills", FILL_KINDS),
+                ("funding", FUNDING_KINDS),
+                ("ledger", LEDGER_KINDS),
+            )
+            if kind in kinds
+        )
+        # Trades and market funding also need an integer market id, checked per event.
+        self.trade = kind == "fill"
+        self.market_funding = kind == "funding"
+        self.vault = kind in VAULT_KINDS
+        self.listed = bool(self.lists) or self.trade or self.market_funding
+
+    def accounts_in(self, event: Sequence[Any]) -> list[bytes]:
+        """``HistoryIndex.accounts_of`` of the event's body, plus the vault's address for
+        the vault's own kinds."""
+        out: list[bytes] = []
+        for position in self.account_positions:
+            value = event[position]
+            if isinstance(value, bytes) and len(value) == 32 and value not in out:
+                out.append(value)
+        if self.vault and VAULT_ADDRESS not in out:
+            out.append(VAULT_ADDRESS)
+        return out
+
+
+_PLANS: dict[str, KindPlan] = {}
+
+
+def kind_plan(kind: Any) -> KindPlan | None:
+    """The plan of an event kind; None for a kind ``EVENT_FIELDS`` does not name."""
+    plan = _PLANS.get(kind) if isinstance(kind, str) else None
+    if plan is None:
+        names = EVENT_FIELDS.get(kind) if isinstance(kind, str) else None
+        if names is None:
+            return None
+        plan = _PLANS[kind] = KindPlan(kind, names)
+    return plan
+
+
 class Ring:
     """One history list: its newest items, and the height from which it holds all of them."""
 
@@ -143,29 +210,30 @@ class HistoryIndex:
         self._height = start_height
 
     def add_block(self, height: int, timestamp_ms: int, events: Iterable[Sequence[Any]]) -> None:
+        """Index one block's events. Most events of an order flow (accepted, rested) go to no
+        list; for them only the accounts they name are touched (created, made most recent),
+        without building the item: the plan of each kind (``kind_plan``) says which."""
         self._height = height
         for index, event in enumerate(events):
-            body = event_body(event)
-            if body is None:
+            plan = kind_plan(event[0]) if event else None
+            if plan is None or plan.width != len(event):
                 continue
-            kind = str(event[0])
-            item = HistoryItem(height, index, timestamp_ms, kind, body)
+            accounts = plan.accounts_in(event)
+            if not plan.listed:
+                for who in accounts:
+                    self._account(who)
+                continue
+            body = dict(zip(plan.names, event[1:], strict=True))
+            item = HistoryItem(height, index, timestamp_ms, plan.kind, body)
             market_id = body.get("market_id")
-            if kind == "fill" and isinstance(market_id, int):
+            if plan.trade and isinstance(market_id, int):
                 self._ring(self.trades, market_id, TRADES_PER_MARKET_MAX).append(item)
-            if kind == "funding" and isinstance(market_id, int):
+            if plan.market_funding and isinstance(market_id, int):
                 self._ring(self.market_funding, market_id, FUNDING_PER_MARKET_MAX).append(item)
-            accounts = self.accounts_of(body)
-            if kind in VAULT_KINDS and VAULT_ADDRESS not in accounts:
-                accounts.append(VAULT_ADDRESS)
             for who in accounts:
                 lists = self._account(who)
-                if kind in FILL_KINDS:
-                    lists["fills"].append(item)
-                if kind in FUNDING_KINDS:
-                    lists["funding"].append(item)
-                if kind in LEDGER_KINDS:
-                    lists["ledger"].append(item)
+                for name in plan.lists:
+                    lists[name].append(item)
 
     def _ring(self, table: dict[int, Ring], key: int, size: int) -> Ring:
         ring = table.get(key)
@@ -188,13 +256,17 @@ class HistoryIndex:
         return max(self.start_height, self.last_forgotten_height + 1)
 
     def _account(self, who: bytes) -> dict[str, Ring]:
-        lists = self.accounts.pop(who, None)
-        if lists is None:
-            since = self._account_complete_from()
-            lists = {k: Ring(ITEMS_PER_ACCOUNT_MAX, since) for k in ("fills", "funding", "ledger")}
-        self.accounts[who] = lists
-        while len(self.accounts) > ACCOUNTS_MAX:
-            self.accounts.popitem(last=False)
+        """The account's lists, made the most recently active (created if new)."""
+        accounts = self.accounts
+        lists = accounts.get(who)
+        if lists is not None:
+            accounts.move_to_end(who)
+            return lists
+        since = self._account_complete_from()
+        lists = {k: Ring(ITEMS_PER_ACCOUNT_MAX, since) for k in ("fills", "funding", "ledger")}
+        accounts[who] = lists
+        while len(accounts) > ACCOUNTS_MAX:
+            accounts.popitem(last=False)
             self.last_forgotten_height = self._height
         return lists
 
