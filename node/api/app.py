@@ -39,7 +39,7 @@ from node.api.params import INT_MAX, InputError, parse_json, parse_uint
 from node.api.queries import Queries
 from node.api.ratelimit import RateLimiter, retry_after_header
 from node.api.recordkeys import RecordKeyError, canonical_ids, record_key, record_kind
-from node.api.server import ConnectionLimits, FastLane
+from node.api.server import ConnectionLimits
 from node.api.staking import staking_routes
 from node.api.txjson import TxJsonError, transaction_from_json
 from node.api.webapp import Cors, WebAppRoute, apply_cors, install_cors
@@ -585,30 +585,21 @@ class ApiApp(Starlette):
             if preflight_status is not None:
                 self.count(Response(status_code=preflight_status), "cors_preflight")
                 return
-            if (scope["method"], scope["path"]) in self.fast:
-                response = await self.answer_fast(scope, receive)
+            handler = self.fast.get((scope["method"], scope["path"]))
+            if handler is not None:
+                try:
+                    response = await handler(Request(scope, receive))
+                except Exception:
+                    log.exception("api_request_failed")
+                    response = self.count(
+                        error_response(
+                            500, "internal_error", "the node failed to answer; see its logs"
+                        ),
+                        "error",
+                    )
                 await response(scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
-
-    async def answer_fast(self, scope: Any, receive: Any) -> Response:
-        """The answer to a request for one of the ``fast`` pairs: here for a request that
-        came through hypercorn, and straight from ``node.api.server``'s fast lane for a plain
-        submission (``fast_lane``; neither CORS nor a preflight applies to one)."""
-        handler = self.fast[(scope["method"], scope["path"])]
-        try:
-            return await handler(Request(scope, receive))
-        except Exception:
-            log.exception("api_request_failed")
-            return self.count(
-                error_response(500, "internal_error", "the node failed to answer; see its logs"),
-                "error",
-            )
-
-    @property
-    def fast_lane(self) -> FastLane:
-        routes = frozenset((m.encode("ascii"), p.encode("ascii")) for m, p in self.fast)
-        return FastLane(routes, self.answer_fast)
 
     def count(self, response: Response, route: str) -> Response:
         node: Node = self.state.api.node

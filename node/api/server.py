@@ -34,9 +34,7 @@ ASGI ``scope["state"]`` carries ``ABORT_KEY``, a function that closes its socket
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
-import re
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -92,87 +90,6 @@ def error_headers(body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -
     ]
 
 
-# ---- the fast lane ------------------------------------------------------------------------
-# A submission (``POST /v1/txs``, ``POST /v1/txs/batch``) that arrives whole in one read, in
-# the plainest HTTP/1.1 form, is answered straight from the connection's read loop: no h11
-# parse, no hypercorn stream, no task for the app, no per-request timer. Anything else takes
-# the full path, which stays the reference for what is valid: the fast lane only ever takes
-# a request h11 would accept as it is, and writes the bytes hypercorn would have written for
-# the app's answer (the app's status and headers, then hypercorn's ``date`` and ``server``).
-FAST_HEAD_BYTES_MAX = 8 * 1024
-FAST_BODY_BYTES_MAX = 64 * 1024
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_FIELD_VALUE = re.compile(rb"(?:[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?)?")
-# Headers whose handling h11 or the app does more with than read them: left to the full path.
-_FULL_PATH_HEADERS = frozenset(
-    (b"transfer-encoding", b"expect", b"upgrade", b"origin", b"connection", b"te")
-)
-Headers = list[tuple[bytes, bytes]]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class FastLane:
-    """What the app answers on the fast lane: its exact (method, path) pairs, and the call
-    that answers an ASGI scope with a Starlette ``Response`` (``ApiApp.answer_fast``)."""
-
-    routes: frozenset[tuple[bytes, bytes]]
-    answer: Callable[[dict[str, Any], Receive], Awaitable[Any]]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class FastRequest:
-    method: bytes
-    path: bytes
-    headers: Headers
-    body: bytes
-
-
-def parse_fast_request(data: bytes, routes: frozenset[tuple[bytes, bytes]]) -> FastRequest | None:
-    """``data`` as one complete request for a fast-lane route, or None (the full path takes
-    it): the request line exactly ``METHOD path HTTP/1.1``, header lines h11 accepts unchanged
-    (token names, visible-ASCII values), one ``Host``, one plain ``Content-Length`` equal to
-    the bytes after the head, none of ``_FULL_PATH_HEADERS``, nothing after the body."""
-    end = data.find(b"\r\n\r\n", 0, FAST_HEAD_BYTES_MAX)
-    if end < 0:
-        return None
-    lines = data[:end].split(b"\r\n")
-    method, _, rest = lines[0].partition(b" ")
-    path, _, version = rest.partition(b" ")
-    if version != b"HTTP/1.1" or (method, path) not in routes:
-        return None
-    headers: Headers = []
-    length: int | None = None
-    hosts = 0
-    for line in lines[1:]:
-        name, colon, raw_value = line.partition(b":")
-        value = raw_value.strip(b" \t")
-        if not colon or not _TOKEN.fullmatch(name) or not _FIELD_VALUE.fullmatch(value):
-            return None
-        name = name.lower()
-        if name in _FULL_PATH_HEADERS:
-            return None
-        if name == b"content-length":
-            if length is not None or not value.isdigit():
-                return None
-            length = int(value)
-        elif name == b"host":
-            hosts += 1
-        headers.append((name, value))
-    body = data[end + 4 :]
-    if length is None or hosts != 1 or len(body) != length or length > FAST_BODY_BYTES_MAX:
-        return None
-    return FastRequest(method, path, headers, body)
-
-
-def response_bytes(status: int, headers: Headers, body: bytes) -> bytes:
-    """An HTTP/1.1 response as h11 writes one with a ``Content-Length`` (empty reason)."""
-    lines = [b"HTTP/1.1 %d \r\n" % status]
-    lines += [name + b": " + value + b"\r\n" for name, value in headers]
-    lines.append(b"\r\n")
-    return b"".join(lines) + body
-
-
 class ConnectionLimits:
     """Open connections (HTTP and WebSocket alike) per client address and in all."""
 
@@ -219,64 +136,7 @@ class ConnectionLimits:
 
 
 class JsonH11Protocol(H11Protocol):
-    """hypercorn's HTTP/1.1 protocol, HTTP/1.1 only, with JSON bodies on its own errors, and
-    the fast lane for submissions."""
-
-    fast_lane: FastLane | None = None  # set by ApiConnection for an app that has one
-
-    async def handle(self, event: Any) -> None:
-        if type(event) is RawData and self.fast_lane is not None and self._at_rest():
-            request = parse_fast_request(event.data, self.fast_lane.routes)
-            if request is not None:
-                await self._answer_fast(self.fast_lane, request)
-                return
-        await super().handle(event)
-
-    def _at_rest(self) -> bool:
-        """Between requests, with nothing buffered: a new request may skip h11. The last
-        request a connection may carry (``keep_alive_max_requests``, answered with
-        ``Connection: close``) takes the full path."""
-        connection = self.connection
-        return (
-            self.stream is None
-            and self.keep_alive_requests + 1 < self.config.keep_alive_max_requests
-            and connection.our_state is h11.IDLE
-            and connection.their_state is h11.IDLE
-            and not connection.trailing_data[0]
-            and not self.context.terminated.is_set()
-        )
-
-    async def _answer_fast(self, lane: FastLane, request: FastRequest) -> None:
-        """The app's answer to a fast-lane request, in one write; the keep-alive timer is
-        told of the request as hypercorn tells it."""
-        await self.send(Updated(idle=False))
-        self.keep_alive_requests += 1
-        await self.context.mark_request()
-        scope = {
-            "type": "http",
-            "http_version": "1.1",
-            "asgi": {"spec_version": "2.1", "version": "3.0"},
-            "method": request.method.decode("ascii"),
-            "scheme": "http",
-            "path": request.path.decode("ascii"),
-            "raw_path": request.path,
-            "query_string": b"",
-            "root_path": self.config.root_path,
-            "headers": request.headers,
-            "client": self.client,
-            "server": self.server,
-            "state": self.connection_state.copy(),
-            "extensions": {},
-        }
-        messages = [{"type": "http.request", "body": request.body, "more_body": False}]
-
-        async def receive() -> dict[str, Any]:
-            return messages.pop() if messages else {"type": "http.disconnect"}
-
-        response = await lane.answer(scope, receive)
-        headers = [*response.raw_headers, *self.config.response_headers("h11")]
-        await self.send(RawData(data=response_bytes(response.status_code, headers, response.body)))
-        await self.send(Updated(idle=True))
+    """hypercorn's HTTP/1.1 protocol, HTTP/1.1 only, with JSON bodies on its own errors."""
 
     async def _check_protocol(self, event: h11.Request) -> None:
         # Neither the h2c upgrade nor the prior-knowledge switch: the request is answered in
@@ -468,7 +328,7 @@ class ApiConnection(TCPServer):
         try:
             async with TaskGroup() as task_group:
                 self._task_group = task_group
-                protocol = JsonH11Protocol(
+                self.protocol = JsonH11Protocol(  # type: ignore[assignment]
                     self.app,
                     self.config,
                     self.context,
@@ -479,8 +339,6 @@ class ApiConnection(TCPServer):
                     server,
                     self.protocol_send,
                 )
-                protocol.fast_lane = _app_fast_lane(self.app)
-                self.protocol = protocol  # type: ignore[assignment]
                 await self.protocol.initiate()
                 self.keep_alive.idle()
                 task_group.spawn(self.keep_alive.run, self._keep_alive_expired)
@@ -537,13 +395,6 @@ class ApiConnection(TCPServer):
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 await self.stream.send_all("\r\n".join(head).encode() + b"\r\n\r\n" + body)
         await self.stream.aclose()
-
-
-def _app_fast_lane(wrapped: Any) -> FastLane | None:
-    """The fast lane of the app under hypercorn's ASGI wrapper (``ApiApp.fast_lane``), if
-    it has one."""
-    lane = getattr(getattr(wrapped, "app", None), "fast_lane", None)
-    return lane if isinstance(lane, FastLane) else None
 
 
 def _app_limits(app: Any) -> ConnectionLimits | None:
