@@ -19,7 +19,13 @@ changes an account emits an event naming it: fills name taker and maker, positio
 both sides, fees, payouts, cancellations and liquidations their owner. So the accounts named
 by the events appended since the last use are a superset of the changed ones (re-scoring an
 unchanged account is harmless). tests/state_machine/test_adl_rankings.py checks the kept
-rankings against rankings built from scratch after every liquidation of seeded cascades.
+rankings against rankings built from scratch after every liquidation of seeded cascades, through
+the self-check below.
+
+Self-check: with ``RiskIndex.check_adl`` set, every use compares the kept ranking with one built
+from scratch and raises InvariantError if they differ (``RiskIndex.adl_checks`` counts the
+comparisons). It is a switch on the derived index, not a patch of this module, so it checks the
+compiled build (nativebuild/) as well as the pure one; it costs a full scoring per use.
 
 The object lives for one block's liquidation phase (``RiskIndex.adl``, set and cleared by
 end_block_liquidations); outside it, a ranking is built from scratch each time.
@@ -111,14 +117,16 @@ class Ranking:
 class AdlRankings:
     """The block's ADL rankings, re-scored from the events since their last use."""
 
-    __slots__ = ("events_seen", "prices", "rankings", "score", "st")
+    __slots__ = ("checked", "checks", "events_seen", "prices", "rankings", "score", "st")
 
-    def __init__(self, st: ExchangeCore, score: ScoreFn) -> None:
+    def __init__(self, st: ExchangeCore, score: ScoreFn, checked: bool = False) -> None:
         self.st = st
         self.score = score
         self.rankings: dict[tuple[int, bool], Ranking] = {}
         self.events_seen = len(st.events)
         self.prices = market_prices(st)
+        self.checked = checked  # compare each use with a ranking built from scratch
+        self.checks = 0
 
     def ranked(self, market: Market, long_side: bool) -> Iterable[tuple[int, bytes]]:
         """The (-score, pubkey) list of ``market``'s ``long_side`` holders (vault excluded),
@@ -131,7 +139,20 @@ class AdlRankings:
             for pubkey, acct in self.st.accounts.items():
                 ranking.set(pubkey, self._score(market, acct, long_side))
             self.rankings[(mid, long_side)] = ranking
+        if self.checked:
+            self.check_fresh(market, long_side, ranking)
         return ranking.ordered()
+
+    def check_fresh(self, market: Market, long_side: bool, kept: Ranking) -> None:
+        """The self-check: the kept ranking equals one built from scratch."""
+        fresh = Ranking()
+        for pubkey, acct in self.st.accounts.items():
+            fresh.set(pubkey, self._score(market, acct, long_side))
+        check(
+            list(kept.ordered()) == list(fresh.ordered()),
+            f"kept ADL ranking of market {market.market_id} differs from a fresh one",
+        )
+        self.checks += 1
 
     def refresh(self) -> None:
         st = self.st

@@ -18,7 +18,7 @@ Band = tuple[int, int, int, int, int]  # (market, mark lo, mark hi, funded lo, f
 class RiskIndex:
     """Price bands of healthy units (derived, not stored); see the module docstring."""
 
-    __slots__ = ("adl", "bands", "edges", "pending", "ready", "watch")
+    __slots__ = ("adl", "adl_checks", "bands", "check_adl", "edges", "pending", "ready", "watch")
 
     def __init__(self) -> None:
         # (market, edge kind) -> sorted (edge, unit); kinds: 0 mark lo, 1 mark hi,
@@ -30,6 +30,10 @@ class RiskIndex:
         self.ready = False
         # The block's ADL rankings, during its liquidation phase only (liquidation/adl.py).
         self.adl: AdlRankings | None = None
+        # Self-check of the kept ADL rankings (liquidation/adl.py): off, as on a node; tests
+        # switch it on and read how many comparisons ran.
+        self.check_adl = False
+        self.adl_checks = 0
 
     def drop(self, key: bytes) -> None:
         for band in self.bands.pop(key, ()):

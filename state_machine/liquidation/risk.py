@@ -315,7 +315,8 @@ def end_block_liquidations(st: ExchangeCore, marks: list[tuple[int, int, int]], 
     computed just before (exchange.end_block).
     """
     idx = risk_index(st)
-    idx.adl = AdlRankings(st, adl_score)  # kept through this block's liquidations only
+    rankings = AdlRankings(st, adl_score, idx.check_adl)
+    idx.adl = rankings  # kept through this block's liquidations only
     todo: dict[bytes, None] = dict.fromkeys(changed_units(st, st.dirty))
     for mid, mark, funded in marks:
         for key in idx.crossed(mid, mark, funded):
@@ -343,6 +344,7 @@ def end_block_liquidations(st: ExchangeCore, marks: list[tuple[int, int, int]], 
         liquidate_key(st, idx, key, now)
     vault_policy(st)
     idx.adl = None
+    idx.adl_checks += rankings.checks
     # Units touched by this block's liquidations are looked at again next block.
     for key in changed_units(st, st.dirty[n_dirty:]):
         idx.pending[key] = None
