@@ -78,6 +78,16 @@ class Ranking:
             self.keys[pubkey] = key
             self._insert(key)
 
+    def fill(self, keys: dict[bytes, tuple[int, bytes]]) -> None:
+        """Every account's key at once into an empty ranking: one sort, then half-full chunks
+        (room for inserts before a split), instead of a search and an insertion per key."""
+        check(not self.keys, "fill of a ranking that holds keys")
+        self.keys = keys
+        order = sorted(keys.values())
+        step = max(self.chunk_max // 2, 1)
+        self.chunks = [order[i : i + step] for i in range(0, len(order), step)]
+        self.maxes = [chunk[-1] for chunk in self.chunks]
+
     def ordered(self) -> Iterator[tuple[int, bytes]]:
         """The (-score, pubkey) keys in order (valid until the next ``set``)."""
         for chunk in self.chunks:
@@ -136,15 +146,27 @@ class AdlRankings:
         ranking = self.rankings.get((mid, long_side))
         if ranking is None:
             ranking = Ranking()
-            for pubkey, acct in self.st.accounts.items():
-                ranking.set(pubkey, self._score(market, acct, long_side))
+            ranking.fill(self.holder_keys(market, long_side))
             self.rankings[(mid, long_side)] = ranking
         if self.checked:
             self.check_fresh(market, long_side, ranking)
         return ranking.ordered()
 
+    def holder_keys(self, market: Market, long_side: bool) -> dict[bytes, tuple[int, bytes]]:
+        """The sort key of every account ranked on ``market``'s ``long_side``."""
+        mid = market.market_id
+        keys: dict[bytes, tuple[int, bytes]] = {}
+        for pubkey, acct in self.st.accounts.items():
+            # Only holders on the side have a score (adl_score): skip the call for the rest.
+            if on_side(acct.positions.get(mid), long_side):
+                score = self._score(market, acct, long_side)
+                if score is not None:
+                    keys[pubkey] = (-score, pubkey)
+        return keys
+
     def check_fresh(self, market: Market, long_side: bool, kept: Ranking) -> None:
-        """The self-check: the kept ranking equals one built from scratch."""
+        """The self-check: the kept ranking equals one built from scratch (every account
+        scored and inserted one at a time, not through ``fill``)."""
         fresh = Ranking()
         for pubkey, acct in self.st.accounts.items():
             fresh.set(pubkey, self._score(market, acct, long_side))
@@ -182,9 +204,10 @@ class AdlRankings:
         return self.score(self.st, market, acct, pos, long_side)
 
 
-def market_prices(st: ExchangeCore) -> list[tuple[int, int]]:
-    """Every market's (mark, funding index), in market order: what all scores depend on."""
-    return [(ms.mark_price_ticks, ms.funding_index) for _, ms in sorted(st.mstates.items())]
+def market_prices(st: ExchangeCore) -> list[tuple[int, int, int]]:
+    """Every market's (id, mark, funding index): what all scores depend on. Only compared for
+    equality with an earlier copy, so the markets' stored order serves (no sort per use)."""
+    return [(mid, ms.mark_price_ticks, ms.funding_index) for mid, ms in st.mstates.items()]
 
 
 def on_side(pos: Position | None, long_side: bool) -> TypeGuard[Position]:

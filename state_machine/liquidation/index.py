@@ -50,19 +50,26 @@ class RiskIndex:
         """``drop`` for many units at once: one filtering pass over each edge list they are in
         instead of a search and a list deletion (a memmove of the list's tail) per band edge,
         which makes dropping thousands of units (a crash cascade) quadratic."""
-        gone = {key for key in keys if key in self.bands}
-        expected: dict[tuple[int, int], int] = {}
-        for key in gone:
-            for band in self.bands.pop(key):
-                for kind in range(4):
-                    name = (band[0], kind)
-                    expected[name] = expected.get(name, 0) + 1
-        for name, count in sorted(expected.items()):
-            lst = self.edges[name]
-            kept = [item for item in lst if item[1] not in gone]
-            if len(lst) - len(kept) != count:
-                raise InvariantError("risk band missing")
-            self.edges[name] = kept
+        gone: set[bytes] = set()
+        # A band has one entry in each of its market's four edge lists: count bands per market
+        # (not per list: no tuple built and hashed per band edge).
+        per_market: dict[int, int] = {}
+        for key in keys:
+            bands = self.bands.pop(key, None)
+            if bands is None:
+                continue  # not banded (or listed twice)
+            gone.add(key)
+            for band in bands:
+                mid = band[0]
+                per_market[mid] = per_market.get(mid, 0) + 1
+        for mid, count in sorted(per_market.items()):
+            for kind in range(4):
+                name = (mid, kind)
+                lst = self.edges[name]
+                kept = [item for item in lst if item[1] not in gone]
+                if len(lst) - len(kept) != count:
+                    raise InvariantError("risk band missing")
+                self.edges[name] = kept
 
     def add(self, key: bytes, bands: list[Band]) -> None:
         self.bands[key] = bands

@@ -122,17 +122,21 @@ def test_drop_many_leaves_the_index_that_dropping_one_at_a_time_leaves(
 
 @settings(max_examples=200, deadline=None)
 @given(
+    start=st.dictionaries(st.integers(0, 40), st.integers(0, 2**121), max_size=30),
     ops=st.lists(st.tuples(st.integers(0, 40), st.none() | st.integers(0, 2**121)), max_size=300),
     chunk_max=st.integers(2, 6),
 )
 def test_chunked_ranking_keeps_the_order_of_one_sorted_list(
-    ops: list[tuple[int, int | None]], chunk_max: int
+    start: dict[int, int], ops: list[tuple[int, int | None]], chunk_max: int
 ) -> None:
-    """A Ranking keeps its order in small sorted chunks (split when full, dropped when empty):
-    after any sequence of re-scores (None: the account no longer qualifies) it must list the
-    same keys in the same order as one sorted list of every account's current key."""
+    """A Ranking keeps its order in small sorted chunks (filled at once, split when full,
+    dropped when empty): after a fill and any sequence of re-scores (None: the account no longer
+    qualifies) it must list the same keys in the same order as one sorted list of every
+    account's current key."""
     ranking = Ranking(chunk_max=chunk_max)
-    current: dict[bytes, int] = {}
+    current = {who.to_bytes(32, "big"): score for who, score in start.items()}
+    ranking.fill({pubkey: (-score, pubkey) for pubkey, score in current.items()})
+    assert list(ranking.ordered()) == sorted((-score, k) for k, score in current.items())
     for who, score in ops:
         pubkey = who.to_bytes(32, "big")
         ranking.set(pubkey, score)
