@@ -34,8 +34,8 @@ end_block_liquidations); outside it, a ranking is built from scratch each time.
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections.abc import Callable, Iterable, Iterator
-from typing import TypeGuard
+from collections.abc import Callable, Iterator
+from typing import Any, TypeGuard
 
 from state_machine.accounts.records import VAULT, Account
 from state_machine.genesis import Market
@@ -48,6 +48,10 @@ CHUNK_MAX = 512  # keys per chunk of a Ranking before it is split
 
 # (st, market, account, position, long_side) -> score, or None if the account does not qualify
 ScoreFn = Callable[[ExchangeCore, Market, Account, Position | None, bool], int | None]
+# A ranking's sort key, (-score, pubkey), held as a plain object: typed as a fixed-size tuple,
+# compiled code (nativebuild/) would unpack it into a C struct and build a new tuple object at
+# every store into a list or dict and every bisect call.
+SortKey = Any
 
 
 class Ranking:
@@ -65,20 +69,20 @@ class Ranking:
     def __init__(self, chunk_max: int = CHUNK_MAX) -> None:
         check(chunk_max >= 2, f"chunk_max {chunk_max} below 2")
         self.chunk_max = chunk_max
-        self.keys: dict[bytes, tuple[int, bytes]] = {}
-        self.chunks: list[list[tuple[int, bytes]]] = []
-        self.maxes: list[tuple[int, bytes]] = []
+        self.keys: dict[bytes, SortKey] = {}
+        self.chunks: list[list[SortKey]] = []
+        self.maxes: list[SortKey] = []
 
     def set(self, pubkey: bytes, score: int | None) -> None:
         old = self.keys.pop(pubkey, None)
         if old is not None:
             self._remove(old)
         if score is not None:
-            key = (-score, pubkey)
+            key: SortKey = (-score, pubkey)
             self.keys[pubkey] = key
             self._insert(key)
 
-    def fill(self, keys: dict[bytes, tuple[int, bytes]]) -> None:
+    def fill(self, keys: dict[bytes, SortKey]) -> None:
         """Every account's key at once into an empty ranking: one sort, then half-full chunks
         (room for inserts before a split), instead of a search and an insertion per key."""
         check(not self.keys, "fill of a ranking that holds keys")
@@ -93,7 +97,7 @@ class Ranking:
         for chunk in self.chunks:
             yield from chunk
 
-    def _insert(self, key: tuple[int, bytes]) -> None:
+    def _insert(self, key: SortKey) -> None:
         maxes = self.maxes
         if not maxes:
             self.chunks.append([key])
@@ -110,7 +114,7 @@ class Ranking:
             self.chunks[i : i + 1] = [chunk[:half], chunk[half:]]
             maxes[i : i + 1] = [chunk[half - 1], chunk[-1]]
 
-    def _remove(self, key: tuple[int, bytes]) -> None:
+    def _remove(self, key: SortKey) -> None:
         maxes = self.maxes
         i = bisect_left(maxes, key)  # the first chunk whose last key is not below it
         chunk = self.chunks[i]
@@ -138,9 +142,9 @@ class AdlRankings:
         self.checked = checked  # compare each use with a ranking built from scratch
         self.checks = 0
 
-    def ranked(self, market: Market, long_side: bool) -> Iterable[tuple[int, bytes]]:
-        """The (-score, pubkey) list of ``market``'s ``long_side`` holders (vault excluded),
-        exact for the current state. Valid until the next call: do not keep it longer."""
+    def ranked(self, market: Market, long_side: bool) -> Ranking:
+        """The ranking of ``market``'s ``long_side`` holders (vault excluded), exact for the
+        current state. Valid until the next call: do not keep it longer."""
         self.refresh()
         mid = market.market_id
         ranking = self.rankings.get((mid, long_side))
@@ -150,18 +154,19 @@ class AdlRankings:
             self.rankings[(mid, long_side)] = ranking
         if self.checked:
             self.check_fresh(market, long_side, ranking)
-        return ranking.ordered()
+        return ranking
 
-    def holder_keys(self, market: Market, long_side: bool) -> dict[bytes, tuple[int, bytes]]:
+    def holder_keys(self, market: Market, long_side: bool) -> dict[bytes, SortKey]:
         """The sort key of every account ranked on ``market``'s ``long_side``."""
         mid = market.market_id
-        keys: dict[bytes, tuple[int, bytes]] = {}
+        keys: dict[bytes, SortKey] = {}
         for pubkey, acct in self.st.accounts.items():
             # Only holders on the side have a score (adl_score): skip the call for the rest.
             if on_side(acct.positions.get(mid), long_side):
                 score = self._score(market, acct, long_side)
                 if score is not None:
-                    keys[pubkey] = (-score, pubkey)
+                    key: SortKey = (-score, pubkey)
+                    keys[pubkey] = key
         return keys
 
     def check_fresh(self, market: Market, long_side: bool, kept: Ranking) -> None:
@@ -227,7 +232,7 @@ def named_accounts(events: list[tuple[object, ...]], start: int) -> set[bytes]:
 
 def ranked_holders(
     st: ExchangeCore,
-    order: Iterable[tuple[int, bytes]],
+    ranking: Ranking,
     market: Market,
     bankrupt: Account,
     long_side: bool,
@@ -236,10 +241,11 @@ def ranked_holders(
     if it holds that side. Lazy: an ADL usually stops after the first few."""
     mid = market.market_id
     accounts = st.accounts
-    for _, pubkey in order:
-        acct = accounts[pubkey]
-        if acct is not bankrupt:
-            yield acct, acct.positions[mid]
+    for chunk in ranking.chunks:
+        for key in chunk:
+            acct = accounts[key[1]]
+            if acct is not bankrupt:
+                yield acct, acct.positions[mid]
     vault = accounts.get(VAULT)
     if vault is not None and vault is not bankrupt:
         pos = vault.positions.get(mid)

@@ -5,7 +5,7 @@ a block evaluates only the units a mark move may have hurt. See liquidation/risk
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from state_machine.invariants import InvariantError
 
@@ -65,7 +65,8 @@ class RiskIndex:
         for mid, count in sorted(per_market.items()):
             for kind in range(4):
                 name = (mid, kind)
-                lst = self.edges[name]
+                # Any: items typed as tuples would be unpacked and rebuilt by compiled code.
+                lst: list[Any] = self.edges[name]
                 kept = [item for item in lst if item[1] not in gone]
                 if len(lst) - len(kept) != count:
                     raise InvariantError("risk band missing")
