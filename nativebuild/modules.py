@@ -35,6 +35,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "state_machine.clob.matching",
     "state_machine.clob.place",
     "state_machine.exchange",
+    "state_machine.intmath",
     "state_machine.liquidation.adl",
     "state_machine.liquidation.index",
     "state_machine.liquidation.risk",

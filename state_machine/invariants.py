@@ -12,7 +12,13 @@ negative numerators too (Python's ``//`` floors).
 
 from __future__ import annotations
 
-PPM = 1_000_000
+# The rounding helpers are defined in state_machine/intmath.py (so the compiled build can
+# compile them) and exported from here as before.
+from state_machine.intmath import PPM as PPM
+from state_machine.intmath import div_ceil as div_ceil
+from state_machine.intmath import div_floor as div_floor
+from state_machine.intmath import mul_ppm_ceil as mul_ppm_ceil
+from state_machine.intmath import mul_ppm_floor as mul_ppm_floor
 
 
 class InvariantError(RuntimeError):
@@ -28,23 +34,3 @@ def check(cond: bool, msg: str, error: type[InvariantError] = InvariantError) ->
     """
     if not cond:
         raise error(msg)
-
-
-def div_floor(num: int, den: int) -> int:
-    """Floor of num / den for den > 0."""
-    return num // den
-
-
-def div_ceil(num: int, den: int) -> int:
-    """Ceiling of num / den for den > 0."""
-    return -((-num) // den)
-
-
-def mul_ppm_ceil(amount: int, ppm: int) -> int:
-    """amount * ppm / 1e6 rounded up (a charge)."""
-    return -((-amount * ppm) // PPM)
-
-
-def mul_ppm_floor(amount: int, ppm: int) -> int:
-    """amount * ppm / 1e6 rounded down (a payout)."""
-    return (amount * ppm) // PPM

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 
 from state_machine.accounts.records import VAULT, Account
 from state_machine.genesis import MarginTier, Market
-from state_machine.invariants import PPM, div_ceil
+from state_machine.intmath import PPM, div_ceil
 from state_machine.perpetuals.records import Position
 from state_machine.state import ExchangeCore
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from state_machine.accounts.records import Account
 from state_machine.genesis import MARKET_PERP, Market
-from state_machine.invariants import check, div_ceil
+from state_machine.intmath import div_ceil
+from state_machine.invariants import check
 from state_machine.perpetuals.margin import (
     free_collateral,
     position_im_atoms,

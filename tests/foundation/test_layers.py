@@ -54,6 +54,7 @@ PLUMBING_MODULES = frozenset(
     {
         "state_machine.codec",
         "state_machine.crypto",
+        "state_machine.intmath",
         "state_machine.invariants",
         "state_machine.txroot",
     }
