@@ -66,7 +66,7 @@ margin units that may be unhealthy are found and liquidated, in key order.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from state_machine.accounts.records import VAULT, Account, Balance
 from state_machine.clob.matching import cancel_resting
@@ -80,8 +80,8 @@ from state_machine.liquidation.index import Band, RiskIndex
 from state_machine.perpetuals.margin import (
     RATE_SCALE,
     maintenance_margin_atoms,
+    market_terms,
     tier_deductions_ppm,
-    tier_table,
 )
 from state_machine.perpetuals.positions import apply_position_fill
 from state_machine.perpetuals.records import Position
@@ -133,10 +133,10 @@ def positions_value_and_mm(
     value = collateral_atoms
     mm = 0
     for pos in positions:
-        market = pos.market
-        ms = mstates[market.market_id]
+        terms = market_terms(pos.market)
+        ms = mstates[terms.market_id]
         price = ms.mark_price_ticks
-        tla = market.tick_lot_atoms
+        tla = terms.tick_lot_atoms
         s = pos.size_lots
         value += (price * s - pos.entry_value) * tla
         fi = ms.funding_index - pos.funding_index
@@ -144,7 +144,7 @@ def positions_value_and_mm(
             # value -= div_ceil(s * fi * tla, RATE_SCALE), written out (-ceil(x/d) = floor(-x/d))
             value += -(s * fi * tla) // RATE_SCALE
         notional = (s if s > 0 else -s) * price * tla
-        for floor, mmr, deduction in tier_table(market):
+        for floor, mmr, deduction in terms.tiers:
             if floor <= notional:
                 mm -= (deduction - notional * mmr) // PPM  # mm += div_ceil(n * mmr - d, PPM)
                 break
@@ -219,12 +219,12 @@ def make_bands(
     weight = 0
     marks: list[tuple[int, int, int]] = []
     for pos in positions:
-        market = pos.market
-        ms = st.mstates[market.market_id]
+        terms = market_terms(pos.market)
+        ms = st.mstates[terms.market_id]
         price = ms.mark_price_ticks
-        notional = abs(pos.size_lots) * price * market.tick_lot_atoms
-        weight += notional * (PPM + market.margin_tiers[-1].mmr_ppm)
-        marks.append((market.market_id, price, funded_price(ms)))
+        notional = abs(pos.size_lots) * price * terms.tick_lot_atoms
+        weight += notional * (PPM + terms.top_mmr_ppm)
+        marks.append((terms.market_id, price, funded_price(ms)))
     excess = value - mm - len(positions)
     if excess <= 0 or weight == 0:
         return None
@@ -289,20 +289,25 @@ def changed_units(st: ExchangeCore, objs: list[Any]) -> list[bytes]:
     accounts = st.accounts
     for obj in objs:
         t = type(obj)
+        # cast: typed records are read field by field natively by the compiled build
         if t is Position:
-            if obj.isolated:
-                out.append(obj.owner + obj.market.market_id.to_bytes(4, "big"))
-            out.append(obj.owner + cross)
-        elif t is Balance and obj.asset_id == 0:
+            pos = cast(Position, obj)
+            if pos.isolated:
+                out.append(pos.owner + pos.key[-4:])  # the key ends with the market id
+            out.append(pos.owner + cross)
+        elif t is Balance:
+            bal = cast(Balance, obj)
+            if bal.asset_id != 0:
+                continue
             # Only accounts holding cross positions have a cross unit to look at, and only if
             # the collateral fell below what the unit's band was computed with (more
             # collateral with the same positions only widens the sound band).
-            floor = obj.risk_floor
-            if floor is not None and obj.available_atoms >= floor:
+            floor = bal.risk_floor
+            if floor is not None and bal.available_atoms >= floor:
                 continue
-            acct = accounts.get(obj.owner)
+            acct = accounts.get(bal.owner)
             if acct is not None and acct.positions:
-                out.append(obj.owner + cross)
+                out.append(bal.owner + cross)
     return out
 
 
@@ -646,9 +651,10 @@ def adl_score(
     below zero value first), or None if ``pos`` is not on ``long_side``."""
     if not on_side(pos, long_side):
         return None
-    mark = st.mstates[market.market_id].mark_price_ticks
-    value, _ = unit_value_and_mm(st, a, market.market_id if pos.isolated else None)
-    notional = abs(pos.size_lots) * mark * market.tick_lot_atoms
+    terms = market_terms(market)
+    mark = st.mstates[terms.market_id].mark_price_ticks
+    value, _ = unit_value_and_mm(st, a, terms.market_id if pos.isolated else None)
+    notional = abs(pos.size_lots) * mark * terms.tick_lot_atoms
     entry_abs = abs(pos.entry_value)
     size = abs(pos.size_lots)
     # profit ratio: mark/entry (long) or entry/mark (short); entry price = entry_abs/size

@@ -101,24 +101,45 @@ def tier_deductions_ppm(tiers: Sequence[MarginTier]) -> list[int]:
     return out
 
 
-# market object id -> (market, [(floor, mmr_ppm, deduction_ppm)]); the stored market guards
-# against a reused id. Results never depend on the cache, only the speed does.
-_TIER_CACHE: dict[int, tuple[Market, list[tuple[int, int, int]]]] = {}
+class MarketTerms:
+    """What the margin arithmetic reads of a (frozen) market, as plain fields of a class the
+    compiled build makes native: a ``Market`` is an interpreted dataclass, so each of its
+    attributes read by compiled code is a generic lookup by name."""
+
+    __slots__ = ("market", "market_id", "tick_lot_atoms", "tiers", "top_mmr_ppm")
+
+    def __init__(self, market: Market) -> None:
+        self.market = market
+        self.market_id = market.market_id
+        self.tick_lot_atoms = market.tick_lot_atoms
+        tiers = market.margin_tiers
+        table = [
+            (t.notional_floor_atoms, t.mmr_ppm, d)
+            for t, d in zip(tiers, tier_deductions_ppm(tiers), strict=True)
+        ]
+        table.reverse()
+        # (notional floor, mmr ppm, deduction ppm-atoms) per tier, highest floor first
+        self.tiers = table
+        self.top_mmr_ppm = tiers[-1].mmr_ppm
+
+
+# market object id -> its terms; the stored market guards against a reused id. Results never
+# depend on the cache, only the speed does.
+_TERMS_CACHE: dict[int, MarketTerms] = {}
+
+
+def market_terms(market: Market) -> MarketTerms:
+    hit = _TERMS_CACHE.get(id(market))
+    if hit is not None and hit.market is market:
+        return hit
+    terms = MarketTerms(market)
+    _TERMS_CACHE[id(market)] = terms
+    return terms
 
 
 def tier_table(market: Market) -> list[tuple[int, int, int]]:
     """(notional floor, mmr ppm, deduction ppm-atoms) per tier, highest floor first."""
-    hit = _TIER_CACHE.get(id(market))
-    if hit is not None and hit[0] is market:
-        return hit[1]
-    tiers = market.margin_tiers
-    table = [
-        (t.notional_floor_atoms, t.mmr_ppm, d)
-        for t, d in zip(tiers, tier_deductions_ppm(tiers), strict=True)
-    ]
-    table.reverse()
-    _TIER_CACHE[id(market)] = (market, table)
-    return table
+    return market_terms(market).tiers
 
 
 def maintenance_margin_atoms(market: Market, notional_atoms: int) -> int:
