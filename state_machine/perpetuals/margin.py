@@ -31,6 +31,7 @@ tick-lots), so every comparison is in the exchange's favour.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 from state_machine.accounts.records import VAULT, Account
 from state_machine.genesis import MarginTier, Market
@@ -123,18 +124,32 @@ class MarketTerms:
         self.top_mmr_ppm = tiers[-1].mmr_ppm
 
 
-# market object id -> its terms; the stored market guards against a reused id. Results never
-# depend on the cache, only the speed does.
-_TERMS_CACHE: dict[int, MarketTerms] = {}
+class TermsCache:
+    """Market object id -> its terms (the stored market guards against a reused id), and the
+    last terms returned: runs of positions in one market skip the id lookup. Results never
+    depend on the cache, only the speed does."""
+
+    __slots__ = ("by_id", "last")
+
+    def __init__(self) -> None:
+        self.by_id: dict[int, MarketTerms] = {}
+        self.last: MarketTerms | None = None
+
+
+_TERMS_CACHE: Final = TermsCache()  # Final: compiled code holds it, no globals lookup
 
 
 def market_terms(market: Market) -> MarketTerms:
-    hit = _TERMS_CACHE.get(id(market))
-    if hit is not None and hit.market is market:
-        return hit
-    terms = MarketTerms(market)
-    _TERMS_CACHE[id(market)] = terms
-    return terms
+    cache = _TERMS_CACHE
+    last = cache.last
+    if last is not None and last.market is market:
+        return last
+    hit = cache.by_id.get(id(market))
+    if hit is None or hit.market is not market:
+        hit = MarketTerms(market)
+        cache.by_id[id(market)] = hit
+    cache.last = hit
+    return hit
 
 
 def tier_table(market: Market) -> list[tuple[int, int, int]]:
