@@ -87,7 +87,7 @@ from state_machine.perpetuals.positions import apply_position_fill
 from state_machine.perpetuals.records import Position
 from state_machine.prices.records import MarketState
 from state_machine.state import ExchangeCore
-from state_machine.triggers.records import cancel_trigger
+from state_machine.triggers.records import Trigger, cancel_trigger
 
 CROSS = 0xFFFFFFFF  # unit key suffix of an account's cross unit
 # From this many unhealthy units in one block, their bands leave the index in one pass per
@@ -478,7 +478,8 @@ def liquidate_unit(
         if in_unit:
             cancel_resting(st, o, "liquidation")
 
-    for t in sorted(acct.triggers.values(), key=lambda t: t.order_id):
+    # (guarded: a sort with a key function costs a call even for no triggers, once per unit)
+    for t in sorted(acct.triggers.values(), key=_order_id) if acct.triggers else ():
         in_unit = (
             t.market_id == mid
             if mid is not None
@@ -488,10 +489,9 @@ def liquidate_unit(
             cancel_trigger(st, t, "liquidation")
     absorbed = True
     if 3 * value >= 2 * mm:
-        positions = sorted(
-            unit_positions(acct, mid),
-            key=lambda p: (-abs(p.size_lots) * p.market.tick_lot_atoms, p.market.market_id),
-        )
+        positions = unit_positions(acct, mid)
+        if len(positions) > 1:
+            positions.sort(key=_largest_first)
         for pos in positions:
             market = pos.market
             pmid = market.market_id
@@ -518,6 +518,19 @@ def liquidate_unit(
         if value >= mm or (absorbed and 3 * value >= 2 * mm):
             return
     backstop(st, acct, mid)
+
+
+def _order_id(t: Trigger) -> int:
+    return t.order_id
+
+
+def _largest_first(p: Position) -> tuple[int, int]:
+    """The book rung's order: largest size in tick-lot atoms first, then market id."""
+    return (-abs(p.size_lots) * p.market.tick_lot_atoms, p.market.market_id)
+
+
+def _market_id(p: Position) -> int:
+    return p.market.market_id
 
 
 def _charge_liquidation_fee(st: ExchangeCore, acct: Account, pos: Position, fee: int) -> None:
@@ -565,7 +578,9 @@ def backstop(st: ExchangeCore, acct: Account, mid: int | None) -> None:
     vault_acct = st.account(VAULT)
     vault = st.balance(vault_acct, 0)
     value, _ = unit_value_and_mm(st, acct, mid)
-    positions = sorted(unit_positions(acct, mid), key=lambda p: p.market.market_id)
+    positions = unit_positions(acct, mid)  # a new list
+    if len(positions) > 1:
+        positions.sort(key=_market_id)
     notional = sum(
         abs(p.size_lots) * st.mstates[p.market.market_id].mark_price_ticks * p.market.tick_lot_atoms
         for p in positions
