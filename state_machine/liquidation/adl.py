@@ -237,18 +237,29 @@ def ranked_holders(
     market: Market,
     bankrupt: Account,
     long_side: bool,
-) -> Iterator[tuple[Account, Position]]:
+    lots: int | None = None,
+) -> list[tuple[Account, Position]]:
     """(account, position) in ADL order: the ranked holders but the bankrupt, then the vault
-    if it holds that side. Lazy: an ADL usually stops after the first few."""
+    if it holds that side. With ``lots``, only the first ones whose positions cover that many
+    lots (an ADL usually needs the first few; the sizes do not change while it moves the
+    bankrupt unit's lots to them, one counterparty after the other)."""
     mid = market.market_id
     accounts = st.accounts
+    out: list[tuple[Account, Position]] = []
+    left = lots
     for chunk in ranking.chunks:
         for key in chunk:
             acct = accounts[key[1]]
             if acct is not bankrupt:
-                yield acct, acct.positions[mid]
+                pos = acct.positions[mid]
+                out.append((acct, pos))
+                if left is not None:
+                    left -= abs(pos.size_lots)
+                    if left <= 0:
+                        return out
     vault = accounts.get(VAULT)
     if vault is not None and vault is not bankrupt:
-        pos = vault.positions.get(mid)
-        if pos is not None and pos.size_lots != 0 and (pos.size_lots > 0) == long_side:
-            yield vault, pos
+        vpos = vault.positions.get(mid)
+        if vpos is not None and vpos.size_lots != 0 and (vpos.size_lots > 0) == long_side:
+            out.append((vault, vpos))
+    return out

@@ -65,7 +65,6 @@ margin units that may be unhealthy are found and liquidated, in key order.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any, cast
 
 from state_machine.accounts.records import VAULT, Account, Balance
@@ -362,15 +361,15 @@ def market_paused(st: ExchangeCore, market_id: int) -> bool:
 
 
 def unit_paused(st: ExchangeCore, key: bytes) -> bool:
-    acct, mid = _unit_of(st, key)
-    if acct is None:
-        return False
-    positions = unit_positions(acct, mid)
+    _, _, positions = _unit_and_positions(st, key)
     return any(p.size_lots and market_paused(st, p.market.market_id) for p in positions)
 
 
-def _unit_of(st: ExchangeCore, key: bytes) -> tuple[Account | None, int | None]:
-    """The account and market (None for cross) of a unit key, or (None, _) if it is empty."""
+def _unit_and_positions(
+    st: ExchangeCore, key: bytes
+) -> tuple[Account | None, int | None, list[Position]]:
+    """The account, market (None for cross) and positions (unit_positions) of a unit key, or
+    (None, _, []) if it is empty."""
     owner = key[:32]
     suffix = int.from_bytes(key[32:], "big")
     mid = None if suffix == CROSS else suffix
@@ -379,10 +378,20 @@ def _unit_of(st: ExchangeCore, key: bytes) -> tuple[Account | None, int | None]:
         owner == VAULT
         or acct is None
         or (mid is not None and not (mid in acct.positions and acct.positions[mid].isolated))
-        or not unit_positions(acct, mid)
     ):
-        return None, mid
-    return acct, mid
+        return None, mid, []
+    positions = unit_positions(acct, mid)
+    if not positions:
+        return None, mid, []
+    return acct, mid, positions
+
+
+def unit_collateral_atoms(acct: Account, market_id: int | None) -> int:
+    """What backs a unit besides its PnL: USDC available (cross) or the isolated margin."""
+    if market_id is None:
+        bal = acct.balances.get(0)
+        return bal.available_atoms if bal is not None else 0
+    return acct.positions[market_id].isolated_margin_atoms
 
 
 def evaluate_unit(st: ExchangeCore, idx: RiskIndex, key: bytes, now: int) -> bool:
@@ -440,10 +449,10 @@ def liquidate_key(st: ExchangeCore, idx: RiskIndex, key: bytes, now: int) -> Non
     """Run the ladder for a unit found unhealthy this block, then index or watch it."""
     idx.drop(key)
     idx.watch.pop(key, None)
-    acct, mid = _unit_of(st, key)
+    acct, mid, positions = _unit_and_positions(st, key)
     if acct is None:
         return
-    value, mm = unit_value_and_mm(st, acct, mid)
+    value, mm = positions_value_and_mm(st, positions, unit_collateral_atoms(acct, mid))
     if value < mm:
         liquidate_unit(st, idx, acct, mid, value, mm, now)
         if not unit_positions(acct, mid):
@@ -467,7 +476,9 @@ def liquidate_unit(
 
     params = st.parameters
     st.events.append(("liquidation", acct.pubkey, mid, value, mm))
-    # 1. Cancel the unit's open orders (they could only add risk).
+    # 1. Cancel the unit's open orders (they could only add risk). A cancel may release what an
+    # order held, so the unit's value is read again after any.
+    cancelled = False
     for o in list(acct.orders.values()):
         m = st.markets[o.market_id]
         if not m.is_perp:
@@ -477,6 +488,7 @@ def liquidate_unit(
         )
         if in_unit:
             cancel_resting(st, o, "liquidation")
+            cancelled = True
 
     # (guarded: a sort with a key function costs a call even for no triggers, once per unit)
     for t in sorted(acct.triggers.values(), key=_order_id) if acct.triggers else ():
@@ -487,6 +499,7 @@ def liquidate_unit(
         )
         if in_unit:
             cancel_trigger(st, t, "liquidation")
+            cancelled = True
     absorbed = True
     if 3 * value >= 2 * mm:
         positions = unit_positions(acct, mid)
@@ -517,7 +530,9 @@ def liquidate_unit(
         value, mm = unit_value_and_mm(st, acct, mid)
         if value >= mm or (absorbed and 3 * value >= 2 * mm):
             return
-    backstop(st, acct, mid)
+    elif cancelled:
+        value, mm = unit_value_and_mm(st, acct, mid)
+    backstop(st, acct, mid, value)
 
 
 def _order_id(t: Trigger) -> int:
@@ -571,13 +586,13 @@ def _move_position(
     st.events.append(("position_transfer", mid, src.pubkey, dst.pubkey, qty, price))
 
 
-def backstop(st: ExchangeCore, acct: Account, mid: int | None) -> None:
+def backstop(st: ExchangeCore, acct: Account, mid: int | None, value: int) -> None:
     """Step 2 and 3: the vault takes the positions at mark if its policy allows, else ADL
-    (at the mark while the unit's value is not negative, else at its bankruptcy price)."""
+    (at the mark while the unit's value is not negative, else at its bankruptcy price).
+    ``value``: the unit's value now (unit_value_and_mm)."""
     params = st.parameters
     vault_acct = st.account(VAULT)
     vault = st.balance(vault_acct, 0)
-    value, _ = unit_value_and_mm(st, acct, mid)
     positions = unit_positions(acct, mid)  # a new list
     if len(positions) > 1:
         positions.sort(key=_market_id)
@@ -683,13 +698,14 @@ def adl_score(
 
 
 def adl_ranking(
-    st: ExchangeCore, market: Market, bankrupt: Account, long_side: bool
-) -> Iterator[tuple[Account, Position]]:
+    st: ExchangeCore, market: Market, bankrupt: Account, long_side: bool, lots: int | None = None
+) -> list[tuple[Account, Position]]:
     """Opposite positions to deleverage, highest ``adl_score`` first (ties by public key);
-    vault last. During a block's liquidations the rankings are kept (liquidation/adl.py)."""
+    vault last; with ``lots``, the first ones that cover as many lots. During a block's
+    liquidations the rankings are kept (liquidation/adl.py)."""
     rankings = risk_index(st).adl or AdlRankings(st, adl_score)
-    order = rankings.ranked(market, long_side)
-    return ranked_holders(st, order, market, bankrupt, long_side)
+    ranking = rankings.ranked(market, long_side)
+    return ranked_holders(st, ranking, market, bankrupt, long_side, lots)
 
 
 def adl(
@@ -715,7 +731,7 @@ def adl(
         size = abs(pos.size_lots)
         left = size
         is_long = pos.size_lots > 0
-        for other, opos in adl_ranking(st, market, acct, not is_long):
+        for other, opos in adl_ranking(st, market, acct, not is_long, size):
             if left == 0:
                 break
             q = min(left, abs(opos.size_lots))
