@@ -118,8 +118,7 @@ def apply_position_fill(
                 pos.isolated_margin_atoms += im
         pos.size_lots = s_new
     usdc.available_atoms -= fee_atoms
-    # st.touch of both, without two calls per fill side (and each record typed, so that the
-    # compiled build reads and sets ``dirty`` natively)
+    # st.touch of both, without a call each (typed: the compiled build sets ``dirty`` natively)
     if not usdc.dirty:
         usdc.dirty = True
         st.dirty.append(usdc)
