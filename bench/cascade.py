@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import hashlib
 import io
 import pstats
 import random
@@ -161,6 +162,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         profiler.disable()
     cpu_s = time.process_time() - cpu0
     kinds = Counter(e[0] for e in st.events[before:])
+    events_digest = hashlib.sha256(repr(st.events[before:]).encode()).hexdigest()
+    state_digest = st.digest().hex()
     later_ms = [chain.block([]) * 1000 for _ in range(3)]
     if profiler is not None:
         out = io.StringIO()
@@ -174,6 +177,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "cascade_block_ms": round(block_s * 1000, 1),
         "cascade_block_cpu_ms": round(cpu_s * 1000, 1),
         "events": dict(sorted(kinds.items())),
+        # A change to risk processing must leave both unchanged (same seed and arguments).
+        "events_sha256": events_digest,
+        "state_sha256": state_digest,
         "next_blocks_ms_max": round(max(later_ms), 1),
     }
     print(

@@ -2,12 +2,12 @@
 
 The list is the hot path of ``perpbft bench matching`` (order placement, matching, cancels,
 amends, margin checks, the books, the records they touch, the end-of-block risk pass and the
-per-block write-out). Left interpreted: modules whose classes tests subclass
-(``state_machine.liquidation.adl``: tests/state_machine/test_adl_rankings.py subclasses
-``AdlRankings`` and patches ``risk.AdlRankings``, which compiled ``risk`` still looks up in its
-module namespace because the class is not native), modules mypyc cannot compile as written
-(``state_machine.invariants``: ``InvariantError`` derives from ``RuntimeError``), and the
-rest of the package, off the hot path.
+per-block write-out, the ADL rankings a crash cascade keeps). Tests must not patch or subclass
+what a compiled module uses (a compiled caller binds native classes and functions of its group
+directly): tests/state_machine/test_adl_rankings.py checks the kept ADL rankings through the
+risk index's own self-check switch for that reason. Left interpreted: modules mypyc cannot
+compile as written (``state_machine.invariants``: ``InvariantError`` derives from
+``RuntimeError``), and the rest of the package, off the hot path.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "state_machine.clob.matching",
     "state_machine.clob.place",
     "state_machine.exchange",
+    "state_machine.liquidation.adl",
     "state_machine.liquidation.index",
     "state_machine.liquidation.risk",
     "state_machine.nonces",

@@ -12,7 +12,9 @@ an interpreter frame.
 
 from __future__ import annotations
 
-PPM = 1_000_000
+from typing import Final
+
+PPM: Final = 1_000_000
 
 
 def div_floor(num: int, den: int) -> int:

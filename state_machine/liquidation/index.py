@@ -5,7 +5,7 @@ a block evaluates only the units a mark move may have hurt. See liquidation/risk
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from state_machine.invariants import InvariantError
 
@@ -18,7 +18,7 @@ Band = tuple[int, int, int, int, int]  # (market, mark lo, mark hi, funded lo, f
 class RiskIndex:
     """Price bands of healthy units (derived, not stored); see the module docstring."""
 
-    __slots__ = ("adl", "bands", "edges", "pending", "ready", "watch")
+    __slots__ = ("adl", "adl_checks", "bands", "check_adl", "edges", "pending", "ready", "watch")
 
     def __init__(self) -> None:
         # (market, edge kind) -> sorted (edge, unit); kinds: 0 mark lo, 1 mark hi,
@@ -30,6 +30,10 @@ class RiskIndex:
         self.ready = False
         # The block's ADL rankings, during its liquidation phase only (liquidation/adl.py).
         self.adl: AdlRankings | None = None
+        # Self-check of the kept ADL rankings (liquidation/adl.py): off, as on a node; tests
+        # switch it on and read how many comparisons ran.
+        self.check_adl = False
+        self.adl_checks = 0
 
     def drop(self, key: bytes) -> None:
         for band in self.bands.pop(key, ()):
@@ -46,19 +50,27 @@ class RiskIndex:
         """``drop`` for many units at once: one filtering pass over each edge list they are in
         instead of a search and a list deletion (a memmove of the list's tail) per band edge,
         which makes dropping thousands of units (a crash cascade) quadratic."""
-        gone = {key for key in keys if key in self.bands}
-        expected: dict[tuple[int, int], int] = {}
-        for key in gone:
-            for band in self.bands.pop(key):
-                for kind in range(4):
-                    name = (band[0], kind)
-                    expected[name] = expected.get(name, 0) + 1
-        for name, count in sorted(expected.items()):
-            lst = self.edges[name]
-            kept = [item for item in lst if item[1] not in gone]
-            if len(lst) - len(kept) != count:
-                raise InvariantError("risk band missing")
-            self.edges[name] = kept
+        gone: set[bytes] = set()
+        # A band has one entry in each of its market's four edge lists: count bands per market
+        # (not per list: no tuple built and hashed per band edge).
+        per_market: dict[int, int] = {}
+        for key in keys:
+            bands = self.bands.pop(key, None)
+            if bands is None:
+                continue  # not banded (or listed twice)
+            gone.add(key)
+            for band in bands:
+                mid = band[0]
+                per_market[mid] = per_market.get(mid, 0) + 1
+        for mid, count in sorted(per_market.items()):
+            for kind in range(4):
+                name = (mid, kind)
+                # Any: items typed as tuples would be unpacked and rebuilt by compiled code.
+                lst: list[Any] = self.edges[name]
+                kept = [item for item in lst if item[1] not in gone]
+                if len(lst) - len(kept) != count:
+                    raise InvariantError("risk band missing")
+                self.edges[name] = kept
 
     def add(self, key: bytes, bands: list[Band]) -> None:
         self.bands[key] = bands

@@ -65,28 +65,28 @@ margin units that may be unhealthy are found and liquidated, in key order.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from state_machine.accounts.records import VAULT, Account, Balance
 from state_machine.clob.matching import cancel_resting
 from state_machine.clob.place import place_internal_order
 from state_machine.genesis import Market
 from state_machine.governance.content import DELISTED, HALTED
-from state_machine.invariants import PPM, check, div_ceil, div_floor, mul_ppm_ceil
+from state_machine.invariants import InvariantError
 from state_machine.liquidation.adl import AdlRankings, on_side, ranked_holders
 from state_machine.liquidation.index import Band, RiskIndex
 from state_machine.perpetuals.margin import (
     RATE_SCALE,
     maintenance_margin_atoms,
+    market_terms,
     tier_deductions_ppm,
-    tier_table,
 )
 from state_machine.perpetuals.positions import apply_position_fill
 from state_machine.perpetuals.records import Position
 from state_machine.prices.records import MarketState
+from state_machine.rounding import PPM, div_ceil, div_floor, mul_ppm_ceil
 from state_machine.state import ExchangeCore
-from state_machine.triggers.records import cancel_trigger
+from state_machine.triggers.records import Trigger, cancel_trigger
 
 CROSS = 0xFFFFFFFF  # unit key suffix of an account's cross unit
 # From this many unhealthy units in one block, their bands leave the index in one pass per
@@ -132,10 +132,10 @@ def positions_value_and_mm(
     value = collateral_atoms
     mm = 0
     for pos in positions:
-        market = pos.market
-        ms = mstates[market.market_id]
+        terms = market_terms(pos.market)
+        ms = mstates[terms.market_id]
         price = ms.mark_price_ticks
-        tla = market.tick_lot_atoms
+        tla = terms.tick_lot_atoms
         s = pos.size_lots
         value += (price * s - pos.entry_value) * tla
         fi = ms.funding_index - pos.funding_index
@@ -143,7 +143,7 @@ def positions_value_and_mm(
             # value -= div_ceil(s * fi * tla, RATE_SCALE), written out (-ceil(x/d) = floor(-x/d))
             value += -(s * fi * tla) // RATE_SCALE
         notional = (s if s > 0 else -s) * price * tla
-        for floor, mmr, deduction in tier_table(market):
+        for floor, mmr, deduction in terms.tiers:
             if floor <= notional:
                 mm -= (deduction - notional * mmr) // PPM  # mm += div_ceil(n * mmr - d, PPM)
                 break
@@ -201,10 +201,7 @@ def funded_price(ms: MarketState) -> int:
 
 
 def risk_index(st: ExchangeCore) -> RiskIndex:
-    idx: RiskIndex | None = getattr(st, "risk", None)
-    check(idx is not None, "exchange state without a risk index")
-    assert idx is not None
-    return idx
+    return st.risk  # always set (state.py), replaced when market tiers change (governance)
 
 
 def make_bands(
@@ -221,12 +218,12 @@ def make_bands(
     weight = 0
     marks: list[tuple[int, int, int]] = []
     for pos in positions:
-        market = pos.market
-        ms = st.mstates[market.market_id]
+        terms = market_terms(pos.market)
+        ms = st.mstates[terms.market_id]
         price = ms.mark_price_ticks
-        notional = abs(pos.size_lots) * price * market.tick_lot_atoms
-        weight += notional * (PPM + market.margin_tiers[-1].mmr_ppm)
-        marks.append((market.market_id, price, funded_price(ms)))
+        notional = abs(pos.size_lots) * price * terms.tick_lot_atoms
+        weight += notional * (PPM + terms.top_mmr_ppm)
+        marks.append((terms.market_id, price, funded_price(ms)))
     excess = value - mm - len(positions)
     if excess <= 0 or weight == 0:
         return None
@@ -291,20 +288,25 @@ def changed_units(st: ExchangeCore, objs: list[Any]) -> list[bytes]:
     accounts = st.accounts
     for obj in objs:
         t = type(obj)
+        # cast: typed records are read field by field natively by the compiled build
         if t is Position:
-            if obj.isolated:
-                out.append(obj.owner + obj.market.market_id.to_bytes(4, "big"))
-            out.append(obj.owner + cross)
-        elif t is Balance and obj.asset_id == 0:
+            pos = cast(Position, obj)
+            if pos.isolated:
+                out.append(pos.owner + pos.key[-4:])  # the key ends with the market id
+            out.append(pos.owner + cross)
+        elif t is Balance:
+            bal = cast(Balance, obj)
+            if bal.asset_id != 0:
+                continue
             # Only accounts holding cross positions have a cross unit to look at, and only if
             # the collateral fell below what the unit's band was computed with (more
             # collateral with the same positions only widens the sound band).
-            floor = obj.risk_floor
-            if floor is not None and obj.available_atoms >= floor:
+            floor = bal.risk_floor
+            if floor is not None and bal.available_atoms >= floor:
                 continue
-            acct = accounts.get(obj.owner)
+            acct = accounts.get(bal.owner)
             if acct is not None and acct.positions:
-                out.append(obj.owner + cross)
+                out.append(bal.owner + cross)
     return out
 
 
@@ -315,7 +317,8 @@ def end_block_liquidations(st: ExchangeCore, marks: list[tuple[int, int, int]], 
     computed just before (exchange.end_block).
     """
     idx = risk_index(st)
-    idx.adl = AdlRankings(st, adl_score)  # kept through this block's liquidations only
+    rankings = AdlRankings(st, adl_score, idx.check_adl)
+    idx.adl = rankings  # kept through this block's liquidations only
     todo: dict[bytes, None] = dict.fromkeys(changed_units(st, st.dirty))
     for mid, mark, funded in marks:
         for key in idx.crossed(mid, mark, funded):
@@ -343,6 +346,7 @@ def end_block_liquidations(st: ExchangeCore, marks: list[tuple[int, int, int]], 
         liquidate_key(st, idx, key, now)
     vault_policy(st)
     idx.adl = None
+    idx.adl_checks += rankings.checks
     # Units touched by this block's liquidations are looked at again next block.
     for key in changed_units(st, st.dirty[n_dirty:]):
         idx.pending[key] = None
@@ -357,15 +361,15 @@ def market_paused(st: ExchangeCore, market_id: int) -> bool:
 
 
 def unit_paused(st: ExchangeCore, key: bytes) -> bool:
-    acct, mid = _unit_of(st, key)
-    if acct is None:
-        return False
-    positions = unit_positions(acct, mid)
+    _, _, positions = _unit_and_positions(st, key)
     return any(p.size_lots and market_paused(st, p.market.market_id) for p in positions)
 
 
-def _unit_of(st: ExchangeCore, key: bytes) -> tuple[Account | None, int | None]:
-    """The account and market (None for cross) of a unit key, or (None, _) if it is empty."""
+def _unit_and_positions(
+    st: ExchangeCore, key: bytes
+) -> tuple[Account | None, int | None, list[Position]]:
+    """The account, market (None for cross) and positions (unit_positions) of a unit key, or
+    (None, _, []) if it is empty."""
     owner = key[:32]
     suffix = int.from_bytes(key[32:], "big")
     mid = None if suffix == CROSS else suffix
@@ -374,10 +378,20 @@ def _unit_of(st: ExchangeCore, key: bytes) -> tuple[Account | None, int | None]:
         owner == VAULT
         or acct is None
         or (mid is not None and not (mid in acct.positions and acct.positions[mid].isolated))
-        or not unit_positions(acct, mid)
     ):
-        return None, mid
-    return acct, mid
+        return None, mid, []
+    positions = unit_positions(acct, mid)
+    if not positions:
+        return None, mid, []
+    return acct, mid, positions
+
+
+def unit_collateral_atoms(acct: Account, market_id: int | None) -> int:
+    """What backs a unit besides its PnL: USDC available (cross) or the isolated margin."""
+    if market_id is None:
+        bal = acct.balances.get(0)
+        return bal.available_atoms if bal is not None else 0
+    return acct.positions[market_id].isolated_margin_atoms
 
 
 def evaluate_unit(st: ExchangeCore, idx: RiskIndex, key: bytes, now: int) -> bool:
@@ -435,10 +449,10 @@ def liquidate_key(st: ExchangeCore, idx: RiskIndex, key: bytes, now: int) -> Non
     """Run the ladder for a unit found unhealthy this block, then index or watch it."""
     idx.drop(key)
     idx.watch.pop(key, None)
-    acct, mid = _unit_of(st, key)
+    acct, mid, positions = _unit_and_positions(st, key)
     if acct is None:
         return
-    value, mm = unit_value_and_mm(st, acct, mid)
+    value, mm = positions_value_and_mm(st, positions, unit_collateral_atoms(acct, mid))
     if value < mm:
         liquidate_unit(st, idx, acct, mid, value, mm, now)
         if not unit_positions(acct, mid):
@@ -462,7 +476,9 @@ def liquidate_unit(
 
     params = st.parameters
     st.events.append(("liquidation", acct.pubkey, mid, value, mm))
-    # 1. Cancel the unit's open orders (they could only add risk).
+    # 1. Cancel the unit's open orders (they could only add risk). A cancel may release what an
+    # order held, so the unit's value is read again after any.
+    cancelled = False
     for o in list(acct.orders.values()):
         m = st.markets[o.market_id]
         if not m.is_perp:
@@ -472,8 +488,10 @@ def liquidate_unit(
         )
         if in_unit:
             cancel_resting(st, o, "liquidation")
+            cancelled = True
 
-    for t in sorted(acct.triggers.values(), key=lambda t: t.order_id):
+    # (guarded: a sort with a key function costs a call even for no triggers, once per unit)
+    for t in sorted(acct.triggers.values(), key=_order_id) if acct.triggers else ():
         in_unit = (
             t.market_id == mid
             if mid is not None
@@ -481,12 +499,12 @@ def liquidate_unit(
         )
         if in_unit:
             cancel_trigger(st, t, "liquidation")
+            cancelled = True
     absorbed = True
     if 3 * value >= 2 * mm:
-        positions = sorted(
-            unit_positions(acct, mid),
-            key=lambda p: (-abs(p.size_lots) * p.market.tick_lot_atoms, p.market.market_id),
-        )
+        positions = unit_positions(acct, mid)
+        if len(positions) > 1:
+            positions.sort(key=_largest_first)
         for pos in positions:
             market = pos.market
             pmid = market.market_id
@@ -512,7 +530,22 @@ def liquidate_unit(
         value, mm = unit_value_and_mm(st, acct, mid)
         if value >= mm or (absorbed and 3 * value >= 2 * mm):
             return
-    backstop(st, acct, mid)
+    elif cancelled:
+        value, mm = unit_value_and_mm(st, acct, mid)
+    backstop(st, acct, mid, value)
+
+
+def _order_id(t: Trigger) -> int:
+    return t.order_id
+
+
+def _largest_first(p: Position) -> tuple[int, int]:
+    """The book rung's order: largest size in tick-lot atoms first, then market id."""
+    return (-abs(p.size_lots) * p.market.tick_lot_atoms, p.market.market_id)
+
+
+def _market_id(p: Position) -> int:
+    return p.market.market_id
 
 
 def _charge_liquidation_fee(st: ExchangeCore, acct: Account, pos: Position, fee: int) -> None:
@@ -553,14 +586,16 @@ def _move_position(
     st.events.append(("position_transfer", mid, src.pubkey, dst.pubkey, qty, price))
 
 
-def backstop(st: ExchangeCore, acct: Account, mid: int | None) -> None:
+def backstop(st: ExchangeCore, acct: Account, mid: int | None, value: int) -> None:
     """Step 2 and 3: the vault takes the positions at mark if its policy allows, else ADL
-    (at the mark while the unit's value is not negative, else at its bankruptcy price)."""
+    (at the mark while the unit's value is not negative, else at its bankruptcy price).
+    ``value``: the unit's value now (unit_value_and_mm)."""
     params = st.parameters
     vault_acct = st.account(VAULT)
     vault = st.balance(vault_acct, 0)
-    value, _ = unit_value_and_mm(st, acct, mid)
-    positions = sorted(unit_positions(acct, mid), key=lambda p: p.market.market_id)
+    positions = unit_positions(acct, mid)  # a new list
+    if len(positions) > 1:
+        positions.sort(key=_market_id)
     notional = sum(
         abs(p.size_lots) * st.mstates[p.market.market_id].mark_price_ticks * p.market.tick_lot_atoms
         for p in positions
@@ -646,9 +681,10 @@ def adl_score(
     below zero value first), or None if ``pos`` is not on ``long_side``."""
     if not on_side(pos, long_side):
         return None
-    mark = st.mstates[market.market_id].mark_price_ticks
-    value, _ = unit_value_and_mm(st, a, market.market_id if pos.isolated else None)
-    notional = abs(pos.size_lots) * mark * market.tick_lot_atoms
+    terms = market_terms(market)
+    mark = st.mstates[terms.market_id].mark_price_ticks
+    value, _ = unit_value_and_mm(st, a, terms.market_id if pos.isolated else None)
+    notional = abs(pos.size_lots) * mark * terms.tick_lot_atoms
     entry_abs = abs(pos.entry_value)
     size = abs(pos.size_lots)
     # profit ratio: mark/entry (long) or entry/mark (short); entry price = entry_abs/size
@@ -662,13 +698,14 @@ def adl_score(
 
 
 def adl_ranking(
-    st: ExchangeCore, market: Market, bankrupt: Account, long_side: bool
-) -> Iterator[tuple[Account, Position]]:
+    st: ExchangeCore, market: Market, bankrupt: Account, long_side: bool, lots: int | None = None
+) -> list[tuple[Account, Position]]:
     """Opposite positions to deleverage, highest ``adl_score`` first (ties by public key);
-    vault last. During a block's liquidations the rankings are kept (liquidation/adl.py)."""
+    vault last; with ``lots``, the first ones that cover as many lots. During a block's
+    liquidations the rankings are kept (liquidation/adl.py)."""
     rankings = risk_index(st).adl or AdlRankings(st, adl_score)
-    order = rankings.ranked(market, long_side)
-    return ranked_holders(st, order, market, bankrupt, long_side)
+    ranking = rankings.ranked(market, long_side)
+    return ranked_holders(st, ranking, market, bankrupt, long_side, lots)
 
 
 def adl(
@@ -694,7 +731,7 @@ def adl(
         size = abs(pos.size_lots)
         left = size
         is_long = pos.size_lots > 0
-        for other, opos in adl_ranking(st, market, acct, not is_long):
+        for other, opos in adl_ranking(st, market, acct, not is_long, size):
             if left == 0:
                 break
             q = min(left, abs(opos.size_lots))
@@ -705,7 +742,8 @@ def adl(
             else:
                 st.events.append(("adl", market.market_id, acct.pubkey, other.pubkey, q, price))
             left -= q
-        check(left == 0, "positions do not net to zero")
+        if left != 0:  # check(), without a call per ADL
+            raise InvariantError("positions do not net to zero")
         loss = (price - mark if is_long else mark - price) * size * market.tick_lot_atoms
         if loss > 0:
             st.events.append(("socialised_loss", market.market_id, acct.pubkey, loss))

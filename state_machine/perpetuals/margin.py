@@ -31,11 +31,12 @@ tick-lots), so every comparison is in the exchange's favour.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 from state_machine.accounts.records import VAULT, Account
 from state_machine.genesis import MarginTier, Market
-from state_machine.invariants import PPM, div_ceil
 from state_machine.perpetuals.records import Position
+from state_machine.rounding import PPM, div_ceil
 from state_machine.state import ExchangeCore
 
 RATE_SCALE = 10**9  # funding rates and indexes are in parts per billion
@@ -101,24 +102,59 @@ def tier_deductions_ppm(tiers: Sequence[MarginTier]) -> list[int]:
     return out
 
 
-# market object id -> (market, [(floor, mmr_ppm, deduction_ppm)]); the stored market guards
-# against a reused id. Results never depend on the cache, only the speed does.
-_TIER_CACHE: dict[int, tuple[Market, list[tuple[int, int, int]]]] = {}
+class MarketTerms:
+    """What the margin arithmetic reads of a (frozen) market, as plain fields of a class the
+    compiled build makes native: a ``Market`` is an interpreted dataclass, so each of its
+    attributes read by compiled code is a generic lookup by name."""
+
+    __slots__ = ("market", "market_id", "tick_lot_atoms", "tiers", "top_mmr_ppm")
+
+    def __init__(self, market: Market) -> None:
+        self.market = market
+        self.market_id = market.market_id
+        self.tick_lot_atoms = market.tick_lot_atoms
+        tiers = market.margin_tiers
+        table = [
+            (t.notional_floor_atoms, t.mmr_ppm, d)
+            for t, d in zip(tiers, tier_deductions_ppm(tiers), strict=True)
+        ]
+        table.reverse()
+        # (notional floor, mmr ppm, deduction ppm-atoms) per tier, highest floor first
+        self.tiers = table
+        self.top_mmr_ppm = tiers[-1].mmr_ppm
+
+
+class TermsCache:
+    """Market object id -> its terms (the stored market guards against a reused id), and the
+    last terms returned: runs of positions in one market skip the id lookup. Results never
+    depend on the cache, only the speed does."""
+
+    __slots__ = ("by_id", "last")
+
+    def __init__(self) -> None:
+        self.by_id: dict[int, MarketTerms] = {}
+        self.last: MarketTerms | None = None
+
+
+_TERMS_CACHE: Final = TermsCache()  # Final: compiled code holds it, no globals lookup
+
+
+def market_terms(market: Market) -> MarketTerms:
+    cache = _TERMS_CACHE
+    last = cache.last
+    if last is not None and last.market is market:
+        return last
+    hit = cache.by_id.get(id(market))
+    if hit is None or hit.market is not market:
+        hit = MarketTerms(market)
+        cache.by_id[id(market)] = hit
+    cache.last = hit
+    return hit
 
 
 def tier_table(market: Market) -> list[tuple[int, int, int]]:
     """(notional floor, mmr ppm, deduction ppm-atoms) per tier, highest floor first."""
-    hit = _TIER_CACHE.get(id(market))
-    if hit is not None and hit[0] is market:
-        return hit[1]
-    tiers = market.margin_tiers
-    table = [
-        (t.notional_floor_atoms, t.mmr_ppm, d)
-        for t, d in zip(tiers, tier_deductions_ppm(tiers), strict=True)
-    ]
-    table.reverse()
-    _TIER_CACHE[id(market)] = (market, table)
-    return table
+    return market_terms(market).tiers
 
 
 def maintenance_margin_atoms(market: Market, notional_atoms: int) -> int:

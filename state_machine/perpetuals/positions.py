@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from state_machine.accounts.records import Account
 from state_machine.genesis import MARKET_PERP, Market
-from state_machine.invariants import check, div_ceil
+from state_machine.invariants import check
 from state_machine.perpetuals.margin import (
     free_collateral,
+    market_terms,
     position_im_atoms,
     settle_funding,
     unrealized_pnl_atoms,
@@ -22,6 +23,7 @@ from state_machine.results import (
     UNKNOWN_MARKET,
     ActionResult,
 )
+from state_machine.rounding import div_ceil
 from state_machine.state import ExchangeCore
 from state_machine.tx import AdjustIsolatedMargin, SetLeverage
 
@@ -64,12 +66,13 @@ def apply_position_fill(
     IM of the added lots from cross into the isolated margin; closing credits PnL to the
     isolated margin and releases its pro-rata share to cross (all of it on a full close).
     """
-    pos = acct.positions.get(market.market_id)
+    terms = market_terms(market)
+    pos = acct.positions.get(terms.market_id)
     if pos is None:
         pos = st.position(acct, market)
-    if pos.funding_index != st.mstates[market.market_id].funding_index:
+    if pos.funding_index != st.mstates[terms.market_id].funding_index:
         settle_funding(st, acct, pos)  # funding accrued at the old size settles first
-    tla = market.tick_lot_atoms
+    tla = terms.tick_lot_atoms
     s = pos.size_lots
     usdc = acct.balances.get(0)
     if usdc is None:
@@ -115,10 +118,13 @@ def apply_position_fill(
                 pos.isolated_margin_atoms += im
         pos.size_lots = s_new
     usdc.available_atoms -= fee_atoms
-    for rec in (usdc, pos):  # st.touch of both, without two calls per fill side
-        if not rec.dirty:
-            rec.dirty = True
-            st.dirty.append(rec)
+    # st.touch of both, without a call each (typed: the compiled build sets ``dirty`` natively)
+    if not usdc.dirty:
+        usdc.dirty = True
+        st.dirty.append(usdc)
+    if not pos.dirty:
+        pos.dirty = True
+        st.dirty.append(pos)
     return realized
 
 
