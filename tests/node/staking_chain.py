@@ -22,6 +22,7 @@ from consensus.events import Execute
 from consensus.types import COMMIT, Block, BlockHeader, QCSignature, QuorumCert, payload_root
 from consensus.verify import sign_vote
 from node.config import Config, StorageSettings
+from node.handover import HandoverCertificate
 from node.node import Node, now_ms
 from state_machine.crypto import Keypair
 from state_machine.genesis import Genesis
@@ -92,13 +93,30 @@ async def execute_epoch_signed(n: Node, payload: list[bytes]) -> None:
         n.chain.state_root,
     )
     block = Block(header, tuple(payload))
-    block_hash = block.block_hash()
-    signatures = []
-    for key, _ in members:
-        vote = sign_vote(SIGNING_KEYS[key], GENESIS.chain_id, COMMIT, height, height, block_hash)
-        signatures.append(QCSignature(key, vote.signature))
-    qc = QuorumCert(COMMIT, height, height, block_hash, tuple(signatures))
+    qc = commit_qc_by(header, [SIGNING_KEYS[key] for key, _ in members])
     await n._execute(Execute(block, qc))
+
+
+def commit_qc_by(header: BlockHeader, signers: list[Keypair]) -> QuorumCert:
+    """A commit QC for ``header`` with ``signers``' real signatures (whoever they are)."""
+    block_hash = header.block_hash()
+    sigs = tuple(
+        QCSignature(
+            k.public_key,
+            sign_vote(
+                k, GENESIS.chain_id, COMMIT, header.height, header.height, block_hash
+            ).signature,
+        )
+        for k in signers
+    )
+    return QuorumCert(COMMIT, header.height, header.height, block_hash, sigs)
+
+
+def stored_handovers(n: Node, epochs: int = 12) -> dict[int, HandoverCertificate]:
+    """The hand-over certificates ``n`` keeps for epochs 0 .. ``epochs`` - 1, by epoch."""
+    store = n.handovers.store
+    assert store is not None
+    return {e: c for e in range(epochs) if (c := store.get(e)) is not None}
 
 
 def signed(key: Keypair, nonce: int, *actions: Action) -> bytes:

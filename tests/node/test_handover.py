@@ -21,9 +21,8 @@ import pytest
 from cli.handover import TrustedSets, follow_hand_overs
 from cli.lightclient import genesis_validator_set, verify_account_proof
 from consensus.epochs import EpochSchedule
-from consensus.types import COMMIT, QCSignature, QuorumCert, genesis_block
+from consensus.types import genesis_block
 from consensus.validators import ValidatorSet
-from consensus.verify import sign_vote
 from node.api.app import build_app
 from node.config import StorageSettings
 from node.handover import HandoverCertificate, HandoverChain, handover_failures
@@ -50,10 +49,12 @@ from tests.node.staking_chain import (
     BOB_CONSENSUS,
     EPOCH_BLOCKS,
     build_set_changes,
+    commit_qc_by,
     execute_epoch_signed,
     run_to,
     staking_node,
     staking_of,
+    stored_handovers,
 )
 from tests.node.test_api_pieces import ALICE, GENESIS, VALIDATOR
 from tests.node.test_api_served import served
@@ -81,14 +82,7 @@ async def chain_with_certificates(
 
 
 def stored(n: Node) -> dict[int, HandoverCertificate]:
-    store = n.handovers.store
-    assert store is not None
-    out = {}
-    for epoch in range(0, LAST_EPOCH + 3):
-        cert = store.get(epoch)
-        if cert is not None:
-            out[epoch] = cert
-    return out
+    return stored_handovers(n, LAST_EPOCH + 3)
 
 
 def genesis_chain() -> HandoverChain:
@@ -136,19 +130,7 @@ async def test_each_epochs_certificate_is_built_at_commit_and_verifies_from_gene
 
 def resigned(cert: HandoverCertificate, signers: list[Keypair]) -> HandoverCertificate:
     """``cert`` with a commit QC of ``signers``' real signatures over its header."""
-    header = cert.header
-    block_hash = header.block_hash()
-    sigs = tuple(
-        QCSignature(
-            k.public_key,
-            sign_vote(
-                k, GENESIS.chain_id, COMMIT, header.height, header.height, block_hash
-            ).signature,
-        )
-        for k in signers
-    )
-    qc = QuorumCert(COMMIT, header.height, header.height, block_hash, sigs)
-    return dataclasses.replace(cert, commit_qc=qc)
+    return dataclasses.replace(cert, commit_qc=commit_qc_by(cert.header, signers))
 
 
 async def test_forged_certificates_are_refused_and_nothing_after_them_is_trusted(
@@ -161,9 +143,7 @@ async def test_forged_certificates_are_refused_and_nothing_after_them_is_trusted
         # a valid QC and a valid Merkle proof, at the wrong height.
         late = n.chain.committed_block(8)
         assert late is not None
-        proof, sched = n.chain.store.prove_many(
-            [b"\x23" + (3).to_bytes(8, "big"), SCHEDULE_KEY], 7
-        )
+        proof, sched = n.chain.store.prove_many([b"\x23" + (3).to_bytes(8, "big"), SCHEDULE_KEY], 7)
         assert proof.value is not None
         wrong_height = HandoverCertificate(
             3, late.block.header, late.commit_qc, proof.value, proof.proof, None, sched.proof

@@ -23,7 +23,7 @@ from node.config import StorageSettings
 from node.handover import HandoverCertificate, HandoverChain, handover_failures
 from node.node import Node
 from state_machine.codec import encode
-from tests.node.staking_chain import EPOCH_BLOCKS, staking_node, staking_of
+from tests.node.staking_chain import EPOCH_BLOCKS, staking_node, staking_of, stored_handovers
 from tests.node.test_api_served import served
 from tests.node.test_epoch_length_proofs import GOV_GENESIS, NEW_LENGTH, build_length_change
 
@@ -41,20 +41,12 @@ def certificates_kept(home: Path, storage: StorageSettings = PRUNED) -> Iterator
             n.handovers.close()
 
 
-def stored(n: Node) -> dict[int, HandoverCertificate]:
-    store = n.handovers.store
-    assert store is not None
-    return {e: c for e in range(12) if (c := store.get(e)) is not None}
-
-
 def genesis_chain() -> HandoverChain:
     validators = genesis_validator_set(GOV_GENESIS)
     return HandoverChain(validators, EPOCH_BLOCKS, GOV_GENESIS.chain_id, GENESIS_HASH)
 
 
-def failures_with(
-    cert: HandoverCertificate, epoch: int, schedule: EpochSchedule
-) -> list[str]:
+def failures_with(cert: HandoverCertificate, epoch: int, schedule: EpochSchedule) -> list[str]:
     """The check of ``cert`` for ``epoch`` by the genesis set (it signs epochs 0..2)."""
     return handover_failures(
         cert,
@@ -69,7 +61,7 @@ def failures_with(
 async def test_a_certificate_chain_crosses_an_epoch_length_change(tmp_path: Path) -> None:
     with certificates_kept(tmp_path) as n:
         await build_length_change(n)  # to height 19
-        certs = stored(n)
+        certs = stored_handovers(n)
         schedule = staking_of(n).schedule
     # Built at the schedule's epoch ends: the state after 3, 6, 11 and 16.
     assert {e: c.height for e, c in certs.items()} == {2: 3, 3: 6, 4: 11, 5: 16}
@@ -88,7 +80,7 @@ async def test_a_certificate_chain_crosses_an_epoch_length_change(tmp_path: Path
 async def test_a_forged_or_moved_schedule_in_a_certificate_is_refused(tmp_path: Path) -> None:
     with certificates_kept(tmp_path) as n:
         await build_length_change(n)
-        certs = stored(n)
+        certs = stored_handovers(n)
     good = certs[2]
     four_blocks = encode(EpochSchedule.constant(EPOCH_BLOCKS).changed_from(2, 4).to_obj())
     forgeries = {

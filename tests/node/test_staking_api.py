@@ -19,14 +19,14 @@ import pytest
 
 from cli.handover import TrustedSets, follow_hand_overs
 from cli.lightclient import verify_account_proof
-from consensus.types import COMMIT, BlockHeader, QCSignature, QuorumCert
-from consensus.verify import sign_vote
+from consensus.types import BlockHeader
 from node.api.app import build_app
 from tests.node.staking_chain import (
     ALICE_CONSENSUS,
     BOB_CONSENSUS,
     EPOCH_BLOCKS,
     build_set_changes,
+    commit_qc_by,
     staking_node,
 )
 from tests.node.test_api_limits import NASTY_VALUES
@@ -138,17 +138,7 @@ def resign(body: dict[str, Any], signers: list[Any]) -> dict[str, Any]:
     real signatures, by keys of the caller's choice."""
     out = copy.deepcopy(body)
     header = BlockHeader.from_wire(bytes.fromhex(out["certified_by"]["header"]["wire"]))
-    block_hash = header.block_hash()
-    sigs = tuple(
-        QCSignature(
-            k.public_key,
-            sign_vote(
-                k, GENESIS.chain_id, COMMIT, header.height, header.height, block_hash
-            ).signature,
-        )
-        for k in signers
-    )
-    qc = QuorumCert(COMMIT, header.height, header.height, block_hash, sigs)
+    qc = commit_qc_by(header, signers)
     out["certified_by"]["commit_qc"]["wire"] = qc.to_wire().hex()
     return out
 
