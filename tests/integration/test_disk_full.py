@@ -80,6 +80,12 @@ def json_lines(text: str) -> list[dict[str, Any]]:
     return out
 
 
+def started_events(node: OneNode) -> list[dict[str, Any]]:
+    text = node.output()
+    whole = text[: text.rfind("\n") + 1]  # a line being written is not read half-way
+    return [e for e in json_lines(whole) if e["event"] == "node_started"]
+
+
 class OneNode:
     def __init__(self, root: Path, data_dir: Path) -> None:
         layout = write_testnet(root / "net", 1, base_port=free_base_port(1), block_interval_ms=50)
@@ -197,9 +203,11 @@ def test_full_disk_stops_the_node_with_one_fatal_event(tmp_path: Path, small_dis
         # memory, and with no peer to fetch it from, its lock waits for it.)
         (small_disk / "filler").unlink()
         node.start()
-        node.wait_for("the restarted node", lambda: node.height() == stopped_at)
-        started = [e for e in json_lines(node.output()) if e["event"] == "node_started"]
+        # The API answers from the opened store a moment before ``node_started`` is logged:
+        # wait for the event itself (whole lines only), then compare.
+        started = node.wait_for("node_started in the log", lambda: started_events(node))
         assert [e["height"] for e in started] == [stopped_at]
+        assert node.height() == stopped_at
     finally:
         node.kill()
         node.http.close()
